@@ -1,0 +1,95 @@
+"""The boundary between the job queue and the image models.
+
+A worker turns a job row into a :class:`GenerationRequest` and calls :meth:`Backend.generate` in a
+worker thread. Nothing here imports torch: handlers and the bot process import this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from PIL import Image
+
+
+class Mode(StrEnum):
+    TEXT2IMG = "text2img"
+    IMG2IMG = "img2img"  # restyle a photo by text
+    RESTYLE_DEPTH = "restyle_depth"  # restyle keeping the shapes (K2.2 ControlNet on a depth map)
+    STYLE = "style"  # content photo + style photo (K2.2 prior mix + img2img)
+    FUSE = "fuse"  # 2-4 photos (K2.2 prior interpolate)
+    MIX = "mix"  # a photo and a text (K2.2 prior interpolate over [image, text])
+    VARIATIONS = "variations"  # N images from one photo's image embedding
+    FACESWAP = "faceswap"  # the user's face in a generated scene
+
+
+class ModelId(StrEnum):
+    K22 = "kandinsky-2.2"
+    K31 = "kandinsky-3.1"
+    K31_FLASH = "kandinsky-3.1-flash"
+    K31_REFINER = "kandinsky-3.1-refiner"  # Kandinsky 3.1, finished by the two last Flash steps
+
+
+@dataclass
+class GenerationRequest:
+    mode: Mode
+    model: ModelId
+    prompt: str  # the final prompt: style template and beautification already applied
+    negative_prompt: str | None
+    width: int  # multiple of 64, within MAX_IMAGE_SIDE
+    height: int
+    num_images: int  # 1..4, one batched pipeline call
+    seed: int  # image i uses seed + i, so any image can be reproduced on its own
+    steps: int | None = None  # None: the model's own default
+    guidance_scale: float | None = None  # None: the model's own default
+    # Inputs of the editing modes: RGB images, already oriented and scaled to fit MAX_IMAGE_SIDE.
+    images: list[Image.Image] = field(default_factory=list)
+    # Fusion / mix / style weights, one per entry of ``images`` (MIX: [image weight, text weight]).
+    weights: list[float] = field(default_factory=list)
+    strength: float = 0.6  # image-to-image strength: 0 keeps the photo, 1 ignores it
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+ProgressFn = Callable[[int, int], None]
+"""Called after every denoising step with (step, total_steps). It may raise GenerationCancelled."""
+
+
+class GenerationCancelled(Exception):
+    """Raised from a progress callback to stop a running job at the next step."""
+
+
+class GenerationError(Exception):
+    """A failure the user is told about. ``code`` names the message (an i18n key suffix)."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+
+
+class OutOfMemory(GenerationError):
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("oom", detail)
+
+
+class ModelUnavailable(GenerationError):
+    """A missing or corrupt checkpoint; the detail names the model and the path."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("model_unavailable", detail)
+
+
+class Backend(Protocol):
+    def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
+        """Run one request; return ``request.num_images`` images of exactly width x height."""
+        ...
+
+    def model_status(self) -> list[dict[str, Any]]:
+        """One dict per model: {"model", "loaded", "device", "memory_bytes"} (for admins)."""
+        ...
+
+    def load(self, model: ModelId) -> None: ...
+
+    def unload(self, model: ModelId) -> None: ...

@@ -1,0 +1,46 @@
+"""Where each model's weights come from, and the generation settings the worker runs with.
+
+Hub ids are the defaults (downloaded on the operator's machine on first use). When
+``KANDINSKY_MODELS_DIR`` is set, it holds one folder per entry of :data:`FOLDERS`, laid out like the
+hub repository, and the same loading code reads from there. ``python -m generation.tiny DIR`` writes
+random-weight tiny checkpoints in exactly that layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# name -> hub id
+HUB_IDS: dict[str, str] = {
+    "k22-prior": "kandinsky-community/kandinsky-2-2-prior",
+    "k22-decoder": "kandinsky-community/kandinsky-2-2-decoder",
+    "k22-controlnet-depth": "kandinsky-community/kandinsky-2-2-controlnet-depth",
+    "depth-estimator": "Intel/dpt-hybrid-midas",
+    "k3": "kandinsky-community/kandinsky-3",
+    # ai-forever's own format: weights/kandinsky3_flash.pt, weights/projection_flash.pt, ...
+    "k31": "ai-forever/Kandinsky3.1",
+    "beautifier-llm": "Intel/neural-chat-7b-v3-1",
+}
+
+# name -> folder under KANDINSKY_MODELS_DIR (the hub repository's own name)
+FOLDERS: dict[str, str] = {name: hub_id.split("/", 1)[1] for name, hub_id in HUB_IDS.items()}
+
+
+@dataclass
+class GenerationConfig:
+    models_dir: Path | None = None
+    device: str = "auto"  # auto | cuda | cpu
+    dtype: str = "fp16"  # fp16 | bf16 on CUDA; always fp32 on CPU
+    offload: str = "none"  # none | model | sequential (diffusers' CPU offload, for small GPUs)
+    vram_budget_gb: float | None = None  # None: what the GPU has
+    compile: bool = False  # torch.compile the UNets
+    max_image_side: int = 1024
+    # Where converted checkpoints (Kandinsky 3.1 Flash in diffusers format) are cached.
+    cache_dir: Path = Path("data/models")
+
+    def source(self, name: str) -> str:
+        """A hub id, or the folder under ``models_dir`` when that is set."""
+        if self.models_dir is not None:
+            return str(Path(self.models_dir) / FOLDERS[name])
+        return HUB_IDS[name]

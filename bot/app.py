@@ -10,18 +10,19 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
 from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
+from bot.metrics import Metrics, MetricsRequestMiddleware
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
 from bot.notifier import TelegramNotifier
 from generation.backend import Backend
 from generation.jobs import JobService
 from generation.queue import EmbeddedQueue, JobQueue
-from generation.runner import JobRunner
+from generation.runner import JobEvents, JobRunner
 from handlers import build_root_router
 from storage.db import create_engine, create_sessionmaker
 from storage.repositories import Database, Repositories
@@ -54,6 +55,29 @@ def create_backend(settings: Settings) -> Backend:
     return DiffusersBackend(settings.generation_config())
 
 
+def create_runner(settings: Settings, db: Database, backend: Backend, events: JobEvents, **kwargs: object) -> JobRunner:
+    """The job runner, the same in the embedded worker and in GPU worker processes."""
+    return JobRunner(db, backend, events, settings.results_dir, **kwargs)  # type: ignore[arg-type]
+
+
+def create_fsm_storage(settings: Settings) -> tuple[BaseStorage, BaseEventIsolation | None]:
+    """FSM state in memory, or in Redis when REDIS_URL is set, so that any replica serves any user.
+
+    Event isolation (a Redis lock per user and chat) keeps one user's updates in order when
+    replicas handle them at the same time.
+    """
+    if not settings.redis_url:
+        return MemoryStorage(), None
+    from aiogram.fsm.storage.base import DefaultKeyBuilder
+    from aiogram.fsm.storage.redis import RedisStorage
+
+    storage = RedisStorage.from_url(
+        settings.redis_url,
+        key_builder=DefaultKeyBuilder(prefix=f"{settings.redis_prefix}:fsm", with_destiny=True),
+    )
+    return storage, storage.create_isolation()
+
+
 @dataclass
 class App:
     settings: Settings
@@ -64,6 +88,7 @@ class App:
     runner: JobRunner
     notifier: TelegramNotifier
     jobs: JobService
+    metrics: Metrics | None = None
 
 
 def build_app(
@@ -73,21 +98,39 @@ def build_app(
     storage: BaseStorage | None = None,
 ) -> App:
     bot = bot or create_bot(settings)
-    engine = create_engine(settings.db_url)
+    metrics = Metrics("bot")
+    bot.session.middleware(MetricsRequestMiddleware(metrics))
+    engine = create_engine(settings.db_url, pool_pre_ping=bool(settings.redis_url))
     db = Database(create_sessionmaker(engine))
     notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
-    runner = JobRunner(db, backend or create_backend(settings), notifier, settings.results_dir)
+    queue: JobQueue
+    if settings.redis_url:
+        # The distributed mode: GPU worker processes generate and deliver (generation.worker).
+        from redis.asyncio import Redis
 
-    async def refresh_positions() -> None:
-        await refresh_queue_positions(db, notifier)
+        from generation.distributed import DistributedQueue, RemoteBackend, create_kicker_broker
 
-    queue = EmbeddedQueue(
-        db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
-    )
+        runner = create_runner(settings, db, backend or RemoteBackend(), notifier)
+        queue = DistributedQueue(
+            db, create_kicker_broker(settings.redis_url, settings.redis_prefix), Redis.from_url(settings.redis_url), settings.redis_prefix
+        )
+    else:
+        runner = create_runner(settings, db, backend or create_backend(settings), notifier)
+
+        async def refresh_positions() -> None:
+            await refresh_queue_positions(db, notifier)
+
+        queue = EmbeddedQueue(
+            db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
+        )
     jobs = JobService(queue, settings.max_image_side, settings.max_pending_per_user, settings.max_pending_total)
 
+    events_isolation: BaseEventIsolation | None = None
+    if storage is None:
+        storage, events_isolation = create_fsm_storage(settings)
     dispatcher = Dispatcher(
-        storage=storage or MemoryStorage(),
+        storage=storage,
+        events_isolation=events_isolation,
         jobs=jobs,
         max_image_side=settings.max_image_side,
         results_dir=str(settings.results_dir),
@@ -99,7 +142,7 @@ def build_app(
     dispatcher.message.outer_middleware(ChatScopeMiddleware())
     dispatcher.include_router(build_root_router())
 
-    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs)
+    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs, metrics)
 
     async def on_startup() -> None:
         await set_commands(bot)
@@ -107,7 +150,7 @@ def build_app(
 
     async def on_shutdown() -> None:
         await queue.stop()
-        await engine.dispose()
+        await engine.dispose()  # the FSM storage is closed by the dispatcher itself
 
     dispatcher.startup.register(on_startup)
     dispatcher.shutdown.register(on_shutdown)

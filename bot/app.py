@@ -100,7 +100,7 @@ def build_app(
     bot = bot or create_bot(settings)
     metrics = Metrics("bot")
     bot.session.middleware(MetricsRequestMiddleware(metrics))
-    engine = create_engine(settings.db_url, pool_pre_ping=bool(settings.redis_url))
+    engine = create_engine(settings.db_url)
     db = Database(create_sessionmaker(engine))
     notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
     queue: JobQueue

@@ -35,12 +35,12 @@ def _vocab(answer_words: list[str]) -> dict[str, int]:
 
 
 def build_tokenizer(answer_words: list[str] | None = None):  # -> PreTrainedTokenizerFast
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.WordLevel(vocab=_vocab(answer_words or []), unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
+    # No decoder: decoding joins the words with spaces.
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="<unk>",

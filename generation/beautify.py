@@ -177,11 +177,15 @@ class _AnswerBeautifier:
     async def _answer(self, prompt: str) -> str:
         raise NotImplementedError
 
+    async def _prepare(self) -> None:
+        """Work before the answer that the timeout does not cover (loading a local model)."""
+
     async def beautify(self, prompt: str) -> BeautifyResult:
         original = prompt
         if not prompt.strip():
             return BeautifyResult(prompt=prompt, original=original, fell_back=True, reason=REASON_EMPTY)
         try:
+            await self._prepare()
             async with asyncio.timeout(self.timeout_s):
                 answer = await self._answer(prompt)
         except TimeoutError:
@@ -278,7 +282,9 @@ class LocalLLMBeautifier(_AnswerBeautifier):
 
     ``source`` is a hub id or a local folder (``GenerationConfig.source("beautifier-llm")``). The model
     loads on first use (or when the model manager calls :meth:`load`); fp16 on CUDA, fp32 on CPU.
-    Generation runs in a worker thread, one at a time; a timed-out generation is stopped at its next token.
+    Loading and generation run in a worker thread, one generation at a time; the timeout covers the
+    generation only (a first prompt waits for the model to load), and a timed-out generation is stopped at
+    its next token.
     """
 
     name = "beautifier-llm"
@@ -438,6 +444,12 @@ class LocalLLMBeautifier(_AnswerBeautifier):
                 )
             new_tokens = output[0, inputs["input_ids"].shape[1] :]
             return tokenizer.decode(new_tokens, skip_special_tokens=True)
+
+    async def _prepare(self) -> None:
+        # The first prompt waits for the model to load, like the first picture waits for the image
+        # model; the timeout is for the answer only.
+        if not self.loaded:
+            await asyncio.to_thread(self.load)
 
     async def _answer(self, prompt: str) -> str:
         # Never on the event loop: loading and generating block for seconds. A thread cannot be killed,

@@ -16,8 +16,9 @@ from enum import StrEnum
 
 from PIL import Image
 
-from generation.beautify import Beautifier, BeautifyResult, NoBeautifier
-from generation.safety import ImageSafety, ImageVerdict, TextFilter
+from generation.beautify import Beautifier, BeautifierSettings, BeautifyResult, NoBeautifier, build_beautifier
+from generation.safety import ImageSafety, ImageVerdict, SafetySettings, TextFilter, build_image_safety, build_text_filter
+from generation.sources import GenerationConfig
 
 logger = logging.getLogger(__name__)
 
@@ -104,3 +105,29 @@ class ContentGuard:
         if not self.blurred_preview_enabled:
             return None
         return ImageSafety.blurred_preview(image)
+
+    async def close(self) -> None:
+        """Release the beautifier's HTTP session or model (on shutdown)."""
+        close = getattr(self.beautifier, "close", None)
+        if close is not None:
+            await close()
+        unload = getattr(self.beautifier, "unload", None)
+        if unload is not None:
+            await asyncio.to_thread(unload)
+
+    async def check_upload(self, image: Image.Image | bytes) -> ImageVerdict | None:
+        """A photo a user sent for editing or face swap; None when the image check is off."""
+        verdicts = await self.check_images([image])
+        return verdicts[0] if verdicts else None
+
+
+def build_content_guard(
+    beautifier: BeautifierSettings, safety: SafetySettings, config: GenerationConfig | None = None
+) -> ContentGuard:
+    """The guard the operator's settings describe (``bot.config.Settings`` builds both settings)."""
+    return ContentGuard(
+        text_filter=build_text_filter(safety),
+        image_safety=build_image_safety(safety),
+        beautifier=build_beautifier(beautifier, config),
+        blurred_preview=safety.blurred_preview,
+    )

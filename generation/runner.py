@@ -27,8 +27,9 @@ from generation.backend import (
     ModelId,
     Mode,
 )
+from generation.moderation import BlockStage, ContentGuard
 from generation.styles import DEFAULT_STYLE, STYLES
-from storage.models import Job, JobStatus, User, utcnow
+from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,15 @@ class JobEvents(Protocol):
 
     async def cancelled(self, ctx: JobContext) -> None: ...
 
+    async def beautifying(self, ctx: JobContext) -> None:
+        """The prompt is with the LLM (status message)."""
+        ...
+
+    async def censored(self, ctx: JobContext, previews: list[Path], upload: bool = False) -> None:
+        """Nothing is sent: every image (or the user's photo, ``upload``) failed the NSFW check.
+        ``previews``: heavily blurred stand-ins, when the operator allows them."""
+        ...
+
     async def fetch_file(self, file_id: str) -> bytes: ...
 
 
@@ -66,13 +76,14 @@ class JobEvents(Protocol):
 RequestHook = Callable[[JobContext, GenerationRequest], Awaitable[GenerationRequest]]
 
 
-def build_request(job: Job, images: list[Image.Image] | None = None) -> GenerationRequest:
+def build_request(job: Job, images: list[Image.Image] | None = None, prompt: str | None = None) -> GenerationRequest:
+    """``prompt``: the prompt to use instead of the user's (the beautified one); the style applies to it."""
     params = job.params
     style = STYLES.get(params.get("style") or DEFAULT_STYLE, STYLES[DEFAULT_STYLE])
     return GenerationRequest(
         mode=Mode(job.kind),
         model=ModelId(job.model),
-        prompt=style.apply(params.get("prompt", "")),
+        prompt=style.apply(params.get("prompt", "") if prompt is None else prompt),
         negative_prompt=params.get("negative_prompt") or None,
         width=int(params["width"]),
         height=int(params["height"]),
@@ -95,8 +106,10 @@ class JobRunner:
         events: JobEvents,
         results_dir: Path,
         request_hooks: list[RequestHook] | None = None,
+        guard: ContentGuard | None = None,
     ) -> None:
         self.db = db
+        self.guard = guard  # beautification and the safety checks; None: neither
         self.backend = backend
         self.events = events
         self.results_dir = results_dir
@@ -144,6 +157,18 @@ class JobRunner:
             await session.commit()
             return moved
 
+    async def _update_params(self, ctx: JobContext, **values: Any) -> None:
+        params = dict(ctx.job.params, **values)
+        async with self.db.session() as session:
+            await Repositories(session).jobs.set_values(ctx.job.id, params=params)
+            await session.commit()
+        ctx.job.params = params
+
+    async def _record(self, ctx: JobContext, kind: ModerationKind, detail: str | None = None) -> None:
+        async with self.db.session() as session:
+            await Repositories(session).moderation.add(ctx.job.user_id, kind, detail, job_id=ctx.job.id)
+            await session.commit()
+
     async def run(self, job_id: int) -> None:
         """Generate (if still queued) and deliver one job."""
         cancel_event = threading.Event()
@@ -175,7 +200,12 @@ class JobRunner:
             images = [
                 await self._open_input(file_id) for file_id in ctx.job.params.get("input_file_ids") or []
             ]
-            request = build_request(ctx.job, images)
+            if not await self._inputs_allowed(ctx, images):
+                return
+            prompt = await self._prepare_prompt(ctx)
+            if prompt is False:
+                return
+            request = build_request(ctx.job, images, prompt)
             for hook in self.request_hooks:
                 request = await hook(ctx, request)
             await self.events.started(ctx)
@@ -183,7 +213,8 @@ class JobRunner:
                 results = await asyncio.to_thread(self.backend.generate, request, progress)
             if cancel_event.is_set():
                 raise GenerationCancelled()
-            await asyncio.to_thread(self._store, job_id, results)
+            if not await self._store_checked(ctx, results):
+                return
         except GenerationCancelled:
             if job_id in self._requeue_on_cancel:
                 await self._transition(job_id, [JobStatus.RUNNING], JobStatus.QUEUED, started_at=None)
@@ -207,16 +238,103 @@ class JobRunner:
             return
         await self._transition(job_id, [JobStatus.RUNNING], JobStatus.GENERATED, generated_at=utcnow())
 
+    # -- beautification and safety ------------------------------------------------------------
+    async def _inputs_allowed(self, ctx: JobContext, images: list[Image.Image]) -> bool:
+        """The NSFW check on the user's photos (editing, face swap) before they reach a model."""
+        if self.guard is None or not images:
+            return True
+        verdicts = await self.guard.check_images(images) or []
+        flagged = [v for v in verdicts if v.nsfw]
+        if not flagged:
+            return True
+        await self._record(ctx, ModerationKind.UPLOAD_CENSORED, f"{max(v.score for v in flagged):.3f}")
+        if await self._transition(
+            ctx.job.id, [JobStatus.RUNNING], JobStatus.CENSORED, error="upload_censored", finished_at=utcnow()
+        ):
+            await self.events.censored(ctx, [], upload=True)
+        return False
+
+    async def _prepare_prompt(self, ctx: JobContext) -> str | None | bool:
+        """The prompt to generate from: beautified when the user asked; None: the user's own;
+        False: blocked (the job is failed and the user told)."""
+        params = ctx.job.params
+        if self.guard is None or not params.get("prompt"):
+            return None
+        wants = bool(params.get("beautify")) and self.guard.beautification_available
+        if wants:
+            await self.events.beautifying(ctx)
+        prepared = await self.guard.prepare_prompt(params["prompt"], beautify=wants)
+        if prepared.blocked:
+            await self._record(
+                ctx,
+                (
+                    ModerationKind.BEAUTIFIED_BLOCKED
+                    if prepared.blocked_stage is BlockStage.BEAUTIFIED
+                    else ModerationKind.PROMPT_BLOCKED
+                ),
+                prepared.blocked_entry,
+            )
+            await self._transition(
+                ctx.job.id, [JobStatus.RUNNING], JobStatus.FAILED, error="prompt_blocked", finished_at=utcnow()
+            )
+            await self.events.failed(ctx, "prompt_blocked")
+            return False
+        # Stored for the caption and the "Without beautification" button; every run rewrites them.
+        outcome = "beautified" if prepared.beautified else "fell_back" if prepared.fell_back else None
+        await self._update_params(
+            ctx, used_prompt=prepared.prompt if prepared.beautified else None, beautify_outcome=outcome
+        )
+        return prepared.prompt
+
+    async def _store_checked(self, ctx: JobContext, results: list[Image.Image]) -> bool:
+        """Store the images that pass the NSFW check; False when none did (the job is censored)."""
+        censored: list[int] = []
+        previews: list[Image.Image] = []
+        if self.guard is not None:
+            verdicts = await self.guard.check_images(results)
+            for index, verdict in enumerate(verdicts or []):
+                if verdict.nsfw:
+                    censored.append(index)
+                    await self._record(ctx, ModerationKind.IMAGE_CENSORED, f"{verdict.score:.3f}")
+                    preview = self.guard.blurred_preview(results[index])
+                    if preview is not None:
+                        previews.append(preview)
+        if self.guard is not None:
+            await self._update_params(ctx, censored=censored)
+        kept = {i: image for i, image in enumerate(results) if i not in censored}
+        if kept:
+            await asyncio.to_thread(self._store, ctx.job.id, kept)
+            return True
+        paths = await asyncio.to_thread(self._store_previews, ctx.job.id, previews)
+        if await self._transition(
+            ctx.job.id, [JobStatus.RUNNING], JobStatus.CENSORED, error="image_censored", finished_at=utcnow()
+        ):
+            await self.events.censored(ctx, paths)
+        return False
+
+    def _store_previews(self, job_id: int, previews: list[Image.Image]) -> list[Path]:
+        folder = self.results_dir / str(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for index, preview in enumerate(previews):
+            path = folder / f"preview-{index}.jpg"  # not *.png: never taken for a result
+            preview.save(path, format="JPEG", quality=70)
+            paths.append(path)
+        return paths
+
     async def _open_input(self, file_id: str) -> Image.Image:
         import io
 
         data = await self.events.fetch_file(file_id)
         return Image.open(io.BytesIO(data)).convert("RGB")
 
-    def _store(self, job_id: int, images: list[Image.Image]) -> None:
+    def _store(self, job_id: int, images: list[Image.Image] | dict[int, Image.Image]) -> None:
+        """Images as ``{index}.png``; a dict keeps the indices of images the safety check left out,
+        so image ``i`` keeps its seed ``seed + i``."""
         folder = self.results_dir / str(job_id)
         folder.mkdir(parents=True, exist_ok=True)
-        for index, image in enumerate(images):
+        items = images.items() if isinstance(images, dict) else enumerate(images)
+        for index, image in items:
             tmp = folder / f"{index}.png.tmp"
             image.save(tmp, format="PNG")
             tmp.replace(folder / f"{index}.png")  # atomic: a crash never leaves half a file

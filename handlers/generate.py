@@ -80,6 +80,34 @@ async def again(
     )
 
 
+@router.callback_query(ResultCb.filter(F.action == "plain"))
+async def without_beautification(
+    query: CallbackQuery,
+    callback_data: ResultCb,
+    bot: Bot,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+) -> None:
+    """A beautified job again in the user's own words, with the same seed to compare."""
+    job = await _own_job(query, callback_data.job_id, user, repos, i18n)
+    if job is None:
+        return
+    await query.answer()
+    await submit_job(
+        bot=bot,
+        chat_id=job.chat_id,
+        repos=repos,
+        user=user,
+        jobs=jobs,
+        i18n=i18n,
+        params=dict(job.params, beautify=False),
+        kind=Mode(job.kind),
+        model=job.model,
+    )
+
+
 @router.callback_query(ResultCb.filter(F.action == "original"))
 async def original(
     query: CallbackQuery,
@@ -101,9 +129,9 @@ async def original(
         return
     await query.answer()
     seed = int(job.params["seed"])
-    for index, path in enumerate(paths):
+    for path in paths:  # "{i}.png" was generated with seed + i
         await bot.send_document(
-            job.chat_id, FSInputFile(path, filename=f"kandinsky-{job.id}-{seed + index}.png")
+            job.chat_id, FSInputFile(path, filename=f"kandinsky-{job.id}-{seed + int(path.stem)}.png")
         )
 
 

@@ -101,6 +101,7 @@ def build_app(
         max_image_side=settings.max_image_side,
         results_dir=str(settings.results_dir),
         admin_ids=frozenset(settings.admin_ids),
+        guard=guard,  # upload handlers: ``await guard.check_upload(photo)`` for an early answer
     )
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())

@@ -72,6 +72,15 @@ class JobEvents(Protocol):
     async def fetch_file(self, file_id: str) -> bytes: ...
 
 
+class JobCensored(Exception):
+    """The NSFW check stopped the job: ``code`` is "image_censored" or "upload_censored"."""
+
+    def __init__(self, code: str, previews: list[Path] | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.previews = previews or []
+
+
 # Hooks that later stages plug in (beautification, safety) without the runner knowing them.
 RequestHook = Callable[[JobContext, GenerationRequest], Awaitable[GenerationRequest]]
 
@@ -200,12 +209,8 @@ class JobRunner:
             images = [
                 await self._open_input(file_id) for file_id in ctx.job.params.get("input_file_ids") or []
             ]
-            if not await self._inputs_allowed(ctx, images):
-                return
-            prompt = await self._prepare_prompt(ctx)
-            if prompt is False:
-                return
-            request = build_request(ctx.job, images, prompt)
+            await self._check_inputs(ctx, images)
+            request = build_request(ctx.job, images, await self._prepare_prompt(ctx))
             for hook in self.request_hooks:
                 request = await hook(ctx, request)
             await self.events.started(ctx)
@@ -213,8 +218,13 @@ class JobRunner:
                 results = await asyncio.to_thread(self.backend.generate, request, progress)
             if cancel_event.is_set():
                 raise GenerationCancelled()
-            if not await self._store_checked(ctx, results):
-                return
+            await self._store_checked(ctx, results)
+        except JobCensored as exc:
+            if await self._transition(
+                job_id, [JobStatus.RUNNING], JobStatus.CENSORED, error=exc.code, finished_at=utcnow()
+            ):
+                await self.events.censored(ctx, exc.previews, upload=exc.code == "upload_censored")
+            return
         except GenerationCancelled:
             if job_id in self._requeue_on_cancel:
                 await self._transition(job_id, [JobStatus.RUNNING], JobStatus.QUEUED, started_at=None)
@@ -239,24 +249,21 @@ class JobRunner:
         await self._transition(job_id, [JobStatus.RUNNING], JobStatus.GENERATED, generated_at=utcnow())
 
     # -- beautification and safety ------------------------------------------------------------
-    async def _inputs_allowed(self, ctx: JobContext, images: list[Image.Image]) -> bool:
+    async def _check_inputs(self, ctx: JobContext, images: list[Image.Image]) -> None:
         """The NSFW check on the user's photos (editing, face swap) before they reach a model."""
         if self.guard is None or not images:
-            return True
-        verdicts = await self.guard.check_images(images) or []
-        flagged = [v for v in verdicts if v.nsfw]
-        if not flagged:
-            return True
-        await self._record(ctx, ModerationKind.UPLOAD_CENSORED, f"{max(v.score for v in flagged):.3f}")
-        if await self._transition(
-            ctx.job.id, [JobStatus.RUNNING], JobStatus.CENSORED, error="upload_censored", finished_at=utcnow()
-        ):
-            await self.events.censored(ctx, [], upload=True)
-        return False
+            return
+        flagged = [v for v in await self.guard.check_images(images) or [] if v.nsfw]
+        if flagged:
+            await self._record(ctx, ModerationKind.UPLOAD_CENSORED, f"{max(v.score for v in flagged):.3f}")
+            raise JobCensored("upload_censored")
 
-    async def _prepare_prompt(self, ctx: JobContext) -> str | None | bool:
-        """The prompt to generate from: beautified when the user asked; None: the user's own;
-        False: blocked (the job is failed and the user told)."""
+    async def _prepare_prompt(self, ctx: JobContext) -> str | None:
+        """The prompt to generate from: beautified when the user asked for it; None: the user's own.
+
+        The text filter runs again here, on the LLM's prompt too; a blocked prompt fails the job with
+        the "prompt_blocked" message.
+        """
         params = ctx.job.params
         if self.guard is None or not params.get("prompt"):
             return None
@@ -265,52 +272,36 @@ class JobRunner:
             await self.events.beautifying(ctx)
         prepared = await self.guard.prepare_prompt(params["prompt"], beautify=wants)
         if prepared.blocked:
-            await self._record(
-                ctx,
-                (
-                    ModerationKind.BEAUTIFIED_BLOCKED
-                    if prepared.blocked_stage is BlockStage.BEAUTIFIED
-                    else ModerationKind.PROMPT_BLOCKED
-                ),
-                prepared.blocked_entry,
-            )
-            await self._transition(
-                ctx.job.id, [JobStatus.RUNNING], JobStatus.FAILED, error="prompt_blocked", finished_at=utcnow()
-            )
-            await self.events.failed(ctx, "prompt_blocked")
-            return False
-        # Stored for the caption and the "Without beautification" button; every run rewrites them.
+            beautified = prepared.blocked_stage is BlockStage.BEAUTIFIED
+            kind = ModerationKind.BEAUTIFIED_BLOCKED if beautified else ModerationKind.PROMPT_BLOCKED
+            await self._record(ctx, kind, prepared.blocked_entry)
+            raise GenerationError("prompt_blocked")
+        # Stored for the caption and the "Without beautification" button; every run rewrites them
+        # (a job resubmitted by "Again" carries the old values).
         outcome = "beautified" if prepared.beautified else "fell_back" if prepared.fell_back else None
         await self._update_params(
             ctx, used_prompt=prepared.prompt if prepared.beautified else None, beautify_outcome=outcome
         )
         return prepared.prompt
 
-    async def _store_checked(self, ctx: JobContext, results: list[Image.Image]) -> bool:
-        """Store the images that pass the NSFW check; False when none did (the job is censored)."""
-        censored: list[int] = []
-        previews: list[Image.Image] = []
-        if self.guard is not None:
-            verdicts = await self.guard.check_images(results)
-            for index, verdict in enumerate(verdicts or []):
-                if verdict.nsfw:
-                    censored.append(index)
-                    await self._record(ctx, ModerationKind.IMAGE_CENSORED, f"{verdict.score:.3f}")
-                    preview = self.guard.blurred_preview(results[index])
-                    if preview is not None:
-                        previews.append(preview)
-        if self.guard is not None:
-            await self._update_params(ctx, censored=censored)
+    async def _store_checked(self, ctx: JobContext, results: list[Image.Image]) -> None:
+        """Store the images that pass the NSFW check; raise JobCensored when none did."""
+        if self.guard is None:
+            await asyncio.to_thread(self._store, ctx.job.id, results)
+            return
+        verdicts = await self.guard.check_images(results) or []
+        censored = [i for i, verdict in enumerate(verdicts) if verdict.nsfw]
+        for i in censored:
+            await self._record(ctx, ModerationKind.IMAGE_CENSORED, f"{verdicts[i].score:.3f}")
+        await self._update_params(ctx, censored=censored)
         kept = {i: image for i, image in enumerate(results) if i not in censored}
         if kept:
             await asyncio.to_thread(self._store, ctx.job.id, kept)
-            return True
-        paths = await asyncio.to_thread(self._store_previews, ctx.job.id, previews)
-        if await self._transition(
-            ctx.job.id, [JobStatus.RUNNING], JobStatus.CENSORED, error="image_censored", finished_at=utcnow()
-        ):
-            await self.events.censored(ctx, paths)
-        return False
+            return
+        # One heavily blurred stand-in for the notice (if the operator allows it).
+        preview = await asyncio.to_thread(self.guard.blurred_preview, results[0]) if results else None
+        paths = await asyncio.to_thread(self._store_previews, ctx.job.id, [preview] if preview else [])
+        raise JobCensored("image_censored", paths)
 
     def _store_previews(self, job_id: int, previews: list[Image.Image]) -> list[Path]:
         folder = self.results_dir / str(job_id)

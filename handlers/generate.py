@@ -137,7 +137,7 @@ async def reuse_seed(
         return
     seed = int(job.params["seed"])
     user.settings.fixed_seed = seed
-    await query.answer(i18n.get("seed-reused", seed=seed), show_alert=True)
+    await query.answer(i18n.get("seed-reused", seed=str(seed)), show_alert=True)
 
 
 def create_router() -> Router:

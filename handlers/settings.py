@@ -35,7 +35,7 @@ def settings_text(i18n: I18nContext, settings: UserSettings, max_side: int) -> s
         negative=html.escape(settings.negative_prompt) if settings.negative_prompt else i18n.get("settings-none"),
         beautify=i18n.get("settings-on" if settings.beautify else "settings-off"),
         count=settings.num_images,
-        seed=settings.fixed_seed if settings.fixed_seed is not None else i18n.get("settings-seed-random"),
+        seed=str(settings.fixed_seed) if settings.fixed_seed is not None else i18n.get("settings-seed-random"),
     )
 
 
@@ -50,8 +50,8 @@ def _apply(settings: UserSettings, section: str, value: str) -> bool:
     """Store a choice; False for a value that no button offers (forged or stale callback data)."""
     if section == "model" and value in MODELS:
         settings.model = value
-    elif section == "ratio" and value in ASPECT_RATIOS:
-        settings.aspect_ratio = value
+    elif section == "ratio" and value.replace("x", ":") in ASPECT_RATIOS:
+        settings.aspect_ratio = value.replace("x", ":")
     elif section == "style" and value in STYLES:
         settings.style = value
     elif section == "count" and value.isdigit() and 1 <= int(value) <= MAX_IMAGES_PER_REQUEST:

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -285,6 +286,11 @@ class LocalLLMBeautifier(_AnswerBeautifier):
     Loading and generation run in a worker thread, one generation at a time; the timeout covers the
     generation only (a first prompt waits for the model to load), and a timed-out generation is stopped at
     its next token.
+
+    Under the model manager: the manager may park the model on the CPU with :meth:`to` (the dtype stays)
+    and counts :meth:`memory_bytes` against the GPU budget; ``on_use`` is called in the worker thread
+    before every generation so the manager can bring the model back to the GPU, moving image models
+    out of the way. Without ``on_use`` the beautifier moves itself back.
     """
 
     name = "beautifier-llm"
@@ -300,6 +306,7 @@ class LocalLLMBeautifier(_AnswerBeautifier):
         temperature: float = 0.0,  # 0: greedy (reproducible); > 0: sampling
         max_chars: int = MAX_PROMPT_CHARS,
         local_files_only: bool = False,
+        on_use: Callable[[LocalLLMBeautifier], None] | None = None,
     ) -> None:
         self.source = source
         self.device_setting = device
@@ -309,6 +316,7 @@ class LocalLLMBeautifier(_AnswerBeautifier):
         self.temperature = temperature
         self.max_chars = max_chars
         self.local_files_only = local_files_only
+        self.on_use = on_use
         self._model: Any = None
         self._tokenizer: Any = None
         self._device: str | None = None
@@ -334,6 +342,11 @@ class LocalLLMBeautifier(_AnswerBeautifier):
     def device(self) -> str | None:
         return self._device
 
+    @property
+    def execution_device(self) -> str:
+        """Where generation runs: the configured device ("auto": CUDA when there is one)."""
+        return self._resolve_device(None)
+
     def _resolve_device(self, device: str | None) -> str:
         import torch
 
@@ -350,7 +363,8 @@ class LocalLLMBeautifier(_AnswerBeautifier):
         return torch.bfloat16 if self.dtype_setting == "bf16" else torch.float16
 
     def load(self, device: str | None = None) -> None:
-        """Load the tokenizer and the model onto ``device`` (blocking; call it from a worker thread)."""
+        """Load the tokenizer and the model onto ``device`` (default: the execution device), in the
+        execution device's dtype (blocking; call it from a worker thread)."""
         with self._load_lock:
             if self._model is not None:
                 if device is not None and self._resolve_device(device) != self._device:
@@ -361,7 +375,7 @@ class LocalLLMBeautifier(_AnswerBeautifier):
             target = self._resolve_device(device)
             tokenizer = AutoTokenizer.from_pretrained(self.source, local_files_only=self.local_files_only)
             model = AutoModelForCausalLM.from_pretrained(
-                self.source, dtype=self._torch_dtype(target), local_files_only=self.local_files_only
+                self.source, dtype=self._torch_dtype(self.execution_device), local_files_only=self.local_files_only
             )
             model.to(target)
             model.eval()
@@ -421,6 +435,10 @@ class LocalLLMBeautifier(_AnswerBeautifier):
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
         self.load()
+        if self.on_use is not None:
+            self.on_use(self)  # the model manager places the model on the GPU
+        elif self._device != self.execution_device:
+            self.to(self.execution_device)  # parked on the CPU: back to where it runs
         with self._generate_lock:
             if cancel.is_set():  # timed out while the model was loading or another prompt ran
                 return ""

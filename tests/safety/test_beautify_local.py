@@ -150,3 +150,25 @@ def test_factory_uses_the_models_dir(models):
     b = build_beautifier(BeautifierSettings(backend="local"), config)
     assert b.source == str(models["wired"].parent / "neural-chat-7b-v3-1")
     assert b.device_setting == "cpu"
+
+
+async def test_model_manager_hooks(models):
+    """What the model manager uses: on_use before every generation (in the worker thread), to(), and
+    loading somewhere else than the execution device keeps the execution device's dtype."""
+    import torch
+
+    uses = []
+    b = LocalLLMBeautifier(
+        str(models["wired"]),
+        device="cpu",
+        timeout_s=30,
+        max_new_tokens=32,
+        on_use=lambda llm: uses.append((llm, threading.current_thread() is threading.main_thread())),
+    )
+    b.load("cpu")
+    assert b.execution_device == "cpu" and b._model.dtype == torch.float32
+    result = await b.beautify("a fox")
+    assert result.prompt == "A red fox in snowy forest, digital art"
+    assert uses == [(b, False)]
+    await b.beautify("a dog")
+    assert len(uses) == 2

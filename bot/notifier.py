@@ -150,6 +150,7 @@ class TelegramNotifier:
         text = self.t("upload-censored" if upload else "job-censored", locale)
         if not previews:
             await self.edit_status(job, text)
+            self._forget(job)
             return
         await self.bot.send_photo(chat_id=job.chat_id, photo=FSInputFile(previews[0]), caption=text, has_spoiler=True)
         if job.status_message_id is not None:
@@ -158,6 +159,7 @@ class TelegramNotifier:
                     await self.bot.delete_message(chat_id=job.chat_id, message_id=job.status_message_id)
             except TelegramAPIError:
                 pass
+        self._forget(job)
 
     async def fetch_file(self, file_id: str) -> bytes:
         buffer = BytesIO()

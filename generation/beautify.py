@@ -22,6 +22,7 @@ import asyncio
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -307,6 +308,7 @@ class LocalLLMBeautifier(_AnswerBeautifier):
         max_chars: int = MAX_PROMPT_CHARS,
         local_files_only: bool = False,
         on_use: Callable[[LocalLLMBeautifier], None] | None = None,
+        retry_load_after_s: float = 300.0,
     ) -> None:
         self.source = source
         self.device_setting = device
@@ -317,6 +319,8 @@ class LocalLLMBeautifier(_AnswerBeautifier):
         self.max_chars = max_chars
         self.local_files_only = local_files_only
         self.on_use = on_use
+        self.retry_load_after_s = retry_load_after_s
+        self._load_failed_at: float | None = None
         self._model: Any = None
         self._tokenizer: Any = None
         self._device: str | None = None
@@ -465,9 +469,19 @@ class LocalLLMBeautifier(_AnswerBeautifier):
 
     async def _prepare(self) -> None:
         # The first prompt waits for the model to load, like the first picture waits for the image
-        # model; the timeout is for the answer only.
-        if not self.loaded:
+        # model; the timeout is for the answer only. After a failed load (a missing checkpoint, no
+        # network) prompts fall back at once for a while instead of each waiting for the same failure.
+        if self.loaded:
+            return
+        failed_at = self._load_failed_at
+        if failed_at is not None and time.monotonic() - failed_at < self.retry_load_after_s:
+            raise RuntimeError(f"the beautifier LLM {self.source} failed to load recently")
+        try:
             await asyncio.to_thread(self.load)
+        except Exception:
+            self._load_failed_at = time.monotonic()
+            raise
+        self._load_failed_at = None
 
     async def _answer(self, prompt: str) -> str:
         # Never on the event loop: loading and generating block for seconds. A thread cannot be killed,

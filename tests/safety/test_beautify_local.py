@@ -139,10 +139,21 @@ async def test_timeout_falls_back_and_stops_the_generation(models, monkeypatch):
     assert len(steps) < 40
 
 
-async def test_load_failure_falls_back(tmp_path):
+async def test_load_failure_falls_back(tmp_path, models, monkeypatch):
     b = LocalLLMBeautifier(str(tmp_path / "missing"), device="cpu", timeout_s=10, local_files_only=True)
+    loads = []
+    load = LocalLLMBeautifier.load
+    monkeypatch.setattr(LocalLLMBeautifier, "load", lambda self, device=None: (loads.append(1), load(self, device))[1])
     result = await b.beautify("a fox")
     assert result.fell_back and result.reason == "error" and result.prompt == "a fox"
+    # The next prompts fall back at once: no new attempt within retry_load_after_s.
+    result = await b.beautify("a dog")
+    assert result.fell_back and result.reason == "error" and len(loads) == 1
+    # After that window the load is tried again (here the checkpoint has appeared meanwhile).
+    b.retry_load_after_s = 0
+    b.source = str(models["wired"])
+    result = await b.beautify("a cat")
+    assert not result.fell_back and b.loaded and len(loads) > 1
 
 
 def test_factory_uses_the_models_dir(models):

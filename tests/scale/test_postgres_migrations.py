@@ -42,11 +42,13 @@ async def test_upgrade_and_downgrade_on_postgres(pg_database):
     assert {"claimed_by", "claim_expires_at", "cancel_requested", "status"} <= schema["jobs"]
     assert schema["<versions>"] == set(heads)
 
-    # Down to the initial schema: the claim columns go, the rest stays.
-    await asyncio.to_thread(downgrade, url, "0001")
+    # Down to the revision before the claims: their columns go, the rest stays.
+    before = ScriptDirectory.from_config(alembic_config(url)).get_revision("0006").down_revision
+    await asyncio.to_thread(downgrade, url, before)
     schema = await _columns(pg_database.dsn)
     assert "claimed_by" not in schema["jobs"] and "claim_expires_at" not in schema["jobs"]
-    assert schema["<versions>"] == {"0001"}
+    assert {"cancel_requested", "status"} <= schema["jobs"]
+    assert schema["<versions>"] == {before}
 
     # All the way down: nothing but Alembic's own table is left.
     await asyncio.to_thread(downgrade, url, "base")

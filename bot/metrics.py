@@ -19,6 +19,7 @@ from aiogram.methods.base import TelegramType
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from generation.styles import MODELS
 from storage.claims import JobClaims
 from storage.repositories import Database
 
@@ -68,7 +69,7 @@ class Metrics:
         self.up = Gauge("kandinsky_up", "1 while the process runs", ["role"], registry=r)
         self.up.labels(role).set(1)
         self._known_job_labels: set[tuple[str, str]] = set()
-        self._known_models: set[str] = set()
+        self._known_models: set[str] = {str(m) for m in MODELS}  # an empty queue reads 0
 
     async def refresh_jobs(self, db: Database) -> None:
         """Read the job counts from the database (at scrape time)."""

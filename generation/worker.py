@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+from aiogram import Bot
 from aiohttp import web
 from redis.asyncio import Redis
 from taskiq import Context, TaskiqDepends
@@ -321,7 +322,9 @@ def build_worker(
     models: list[ModelId],
     name: str,
     backend: Backend | None = None,
+    bot: Bot | None = None,
 ) -> tuple[Worker, Any]:
+    """The worker and a coroutine function that closes what it opened (tests pass a bot and backend)."""
     from bot.app import create_backend, create_bot, create_guard, create_runner
     from bot.i18n import translator
     from bot.notifier import TelegramNotifier
@@ -330,7 +333,7 @@ def build_worker(
     if not settings.redis_url:
         raise ValueError("REDIS_URL is not set: workers take their jobs from Redis")
     metrics = Metrics("worker")
-    bot = create_bot(settings)
+    bot = bot or create_bot(settings)
     bot.session.middleware(MetricsRequestMiddleware(metrics))
     engine = create_engine(settings.db_url, pool_pre_ping=True)
     db = Database(create_sessionmaker(engine))

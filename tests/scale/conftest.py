@@ -8,6 +8,7 @@ with the reason, except under CI (``CI=true``), where they fail instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -39,8 +40,8 @@ def _with_database(dsn: str, name: str) -> str:
     return dsn.rsplit("/", 1)[0] + "/" + name
 
 
-@pytest.fixture
-async def pg_database() -> AsyncIterator[PgDatabase]:
+@contextlib.asynccontextmanager
+async def fresh_pg_database() -> AsyncIterator[PgDatabase]:
     """A new, empty database, dropped afterwards."""
     try:
         admin = await asyncio.wait_for(asyncpg.connect(PG_DSN), timeout=5)
@@ -62,8 +63,8 @@ async def pg_database() -> AsyncIterator[PgDatabase]:
             await admin.close()
 
 
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def redis_namespace() -> AsyncIterator[str]:
     """A key prefix no other test run uses; every key under it is deleted afterwards."""
     redis = Redis.from_url(REDIS_URL)
     try:
@@ -79,6 +80,18 @@ async def redis_prefix() -> AsyncIterator[str]:
         if keys:
             await redis.delete(*keys)
         await redis.aclose()
+
+
+@pytest.fixture
+async def pg_database() -> AsyncIterator[PgDatabase]:
+    async with fresh_pg_database() as database:
+        yield database
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    async with redis_namespace() as prefix:
+        yield prefix
 
 
 @pytest.fixture

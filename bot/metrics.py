@@ -8,6 +8,7 @@ reports the same queue; generation times and Telegram errors are per process.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -95,6 +96,19 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def gpu_memory() -> list[tuple[str, int]]:
+    """Bytes allocated by this process on each CUDA device; 0 without CUDA.
+
+    torch is only looked at if the backend imported it: a process that never imported torch holds
+    no GPU memory, and importing it just to say so would cost seconds and hundreds of megabytes
+    (the bot process of the distributed mode never imports it).
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return [("none", 0)]
+    return [(f"cuda:{i}", int(torch.cuda.memory_allocated(i))) for i in range(torch.cuda.device_count())]
 
 
 class MetricsRequestMiddleware(BaseRequestMiddleware):

@@ -19,7 +19,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from bot.app import App
-from bot.metrics import add_routes, parse_listen, start_server
+from bot.metrics import add_routes, gpu_memory, parse_listen, start_server
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ def health_check(app: App) -> Any:
 def metrics_refresher(app: App) -> Any:
     async def refresh() -> None:
         assert app.metrics is not None
+        app.metrics.set_gpu_memory(gpu_memory())  # the embedded mode generates in the bot process
         await app.metrics.refresh_jobs(app.db)
 
     return refresh

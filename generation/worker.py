@@ -35,7 +35,7 @@ from taskiq.kicker import AsyncKicker
 from taskiq.receiver import Receiver
 
 from bot.config import Settings, describe_error
-from bot.metrics import Metrics, MetricsRequestMiddleware, add_routes, start_server
+from bot.metrics import Metrics, MetricsRequestMiddleware, add_routes, gpu_memory, start_server
 from generation.backend import Backend, ModelId
 from generation.distributed import TASK_NAME, JobStreamBroker, cancel_channel, stream_name, wait_closed
 from generation.runner import JobContext, JobRunner
@@ -53,11 +53,12 @@ def default_name() -> str:
 
 
 def parse_models(values: list[str]) -> list[ModelId]:
-    """Model ids (``kandinsky-3.1``) or their short forms (``3.1``, ``flash``); empty: all models."""
+    """Model ids (``kandinsky-3.1``) or short forms (``3.1``, ``3.1-flash``, ``flash``); empty: all."""
     if not values:
         return list(ModelId)
     aliases = {str(m): m for m in ModelId}
     aliases.update({str(m).removeprefix("kandinsky-"): m for m in ModelId})
+    aliases.update({"flash": ModelId.K31_FLASH, "refiner": ModelId.K31_REFINER})
     models: list[ModelId] = []
     for value in values:
         model = aliases.get(value.strip().lower())
@@ -97,18 +98,6 @@ async def wait_for_head(url: str, timeout: float = 120.0) -> None:
             await asyncio.sleep(1.0)
     finally:
         await engine.dispose()
-
-
-def gpu_memory() -> list[tuple[str, int]]:
-    """Bytes allocated by this process on each CUDA device; 0 without CUDA.
-
-    torch is only looked at if the backend imported it: a process that never imported torch holds
-    no GPU memory, and importing it just to say so would cost seconds and hundreds of megabytes.
-    """
-    torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available():
-        return [("none", 0)]
-    return [(f"cuda:{i}", int(torch.cuda.memory_allocated(i))) for i in range(torch.cuda.device_count())]
 
 
 class Worker:

@@ -194,3 +194,25 @@ async def test_worker_health_and_metrics(tmp_path, pg_database, redis_prefix):
         assert 'kandinsky_generation_seconds_count{model="kandinsky-3.1"} 1.0' in text
         assert 'kandinsky_telegram_requests_total{method="SendPhoto"} 1.0' in text
         assert 'kandinsky_gpu_memory_bytes{device="none"} 0.0' in text
+
+
+async def test_queued_jobs_without_a_message_are_sent_again_on_start(tmp_path, pg_database, redis_prefix, redis):
+    """The bot stopped between committing a job and sending its id: the next start sends it."""
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0) as c:
+        u = user(3006)
+        await c.feed(message_update("/start", from_user=u))
+        await c.feed(message_update("sent normally", from_user=u))
+        async with c.app.db.session() as session:
+            session.add(
+                Job(user_id=u.id, chat_id=u.id, kind="text2img", model="kandinsky-2.2", params={}, status=JobStatus.QUEUED)
+            )
+            await session.commit()
+        queue = c.app.queue
+        assert isinstance(queue, DistributedQueue)
+        assert await queue.resubmit_orphans() == 1  # only the job that had no message
+        assert await queue.resubmit_orphans() == 0
+        assert await redis.xlen(stream_name(redis_prefix, "kandinsky-3.1")) == 1
+        assert await redis.xlen(stream_name(redis_prefix, "kandinsky-2.2")) == 1
+        # Nobody has taken them yet: both wait in the consumer group.
+        groups = await redis.xinfo_groups(stream_name(redis_prefix, "kandinsky-2.2"))
+        assert [g["name"] for g in groups] == [CONSUMER_GROUP.encode()]

@@ -107,6 +107,10 @@ async def run_polling(app: App) -> None:
     if app.settings.metrics_port:
         monitoring = await start_server(monitoring_app(app), "0.0.0.0", app.settings.metrics_port)
         log.info("/healthz and /metrics on port %s", app.settings.metrics_port)
+    # Telegram refuses getUpdates while a webhook is set (a bot that ran in webhook mode before).
+    if (await app.bot.get_webhook_info()).url:
+        log.info("removing the webhook: this bot now uses long polling")
+        await app.bot.delete_webhook(drop_pending_updates=False)
     log.info("starting long polling")
     # aiogram stops polling on SIGINT/SIGTERM, then runs the shutdown handlers (the queue returns
     # a running job to the queue), then we close the session.

@@ -29,6 +29,7 @@ from typing import Any
 from aiogram import Bot
 from aiohttp import web
 from redis.asyncio import Redis
+from sqlalchemy import text
 from taskiq import Context, TaskiqDepends
 from taskiq.acks import AcknowledgeType
 from taskiq.kicker import AsyncKicker
@@ -142,6 +143,7 @@ class Worker:
         if status == JobStatus.RUNNING:  # its message came back: was its worker lost?
             if not await self._take_over(job_id, attempts, claimed_by, expires):
                 return False
+            status = JobStatus.QUEUED
         self.current_job = job_id
         heartbeat = asyncio.create_task(self._keep_claim(job_id), name=f"heartbeat-{job_id}")
         try:
@@ -149,7 +151,7 @@ class Worker:
         finally:
             self.current_job = None
             await wait_closed(heartbeat)
-        await self._after_run(job_id)
+        await self._after_run(job_id, status)
         return True
 
     async def _take_over(self, job_id: int, attempts: int, holder: str | None, expires: Any) -> bool:
@@ -181,7 +183,7 @@ class Worker:
             user = await session.get(User, job.user_id)
             return JobContext(job=job, locale=user.language if user else "en")
 
-    async def _after_run(self, job_id: int) -> None:
+    async def _after_run(self, job_id: int, before: str) -> None:
         async with self.db.session() as session:
             job = await session.get(Job, job_id)
         if job is None:
@@ -191,11 +193,14 @@ class Worker:
             kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self.broker, {})
             await kicker.with_labels(queue_name=stream_name(self.settings.redis_prefix, job.model)).kiq(job_id)
             return
+        if job.status == before:  # a duplicate message: nothing was left to do
+            return
         self.metrics.jobs_processed.labels(job.model, job.status).inc()
-        if job.started_at and job.generated_at and job.status in (JobStatus.GENERATED, JobStatus.DONE):
+        self.jobs_done += 1
+        generated_here = before == JobStatus.QUEUED and job.status in (JobStatus.GENERATED, JobStatus.DONE)
+        if generated_here and job.started_at and job.generated_at:
             seconds = (job.generated_at - job.started_at).total_seconds()
             self.metrics.generation_seconds.labels(job.model).observe(max(seconds, 0.0))
-        self.jobs_done += 1
 
     async def _keep_claim(self, job_id: int) -> None:
         """Renew the claim on the running job and stop it if its user cancelled it."""
@@ -247,7 +252,7 @@ class Worker:
 
     async def health(self) -> dict[str, Any]:
         async with self.db.session() as session:
-            await session.execute(Job.__table__.select().limit(1))
+            await session.execute(text("SELECT 1"))
         await self.redis.ping()
         return {
             "status": "stopping" if self.stopping else "ok",

@@ -196,7 +196,7 @@ class ModelManager:
 
             def load() -> Any:
                 movq = VQModel.from_pretrained(
-                    source, subfolder="movq", variant=self._variant(source, "movq"), torch_dtype=self.dtype
+                    source, subfolder="movq", variant=self._variant(source, "movq"), dtype=self.dtype
                 )
                 return self._optimize(movq.eval(), unet=False)
 
@@ -205,7 +205,7 @@ class ModelManager:
 
             def load() -> Any:
                 unet = Kandinsky3UNet.from_pretrained(
-                    source, subfolder="unet", variant=self._variant(source, "unet"), torch_dtype=self.dtype
+                    source, subfolder="unet", variant=self._variant(source, "unet"), dtype=self.dtype
                 )
                 return self._optimize(unet.eval(), unet=True)
 
@@ -221,7 +221,7 @@ class ModelManager:
                 config = Kandinsky3UNet.load_config(source, subfolder="unet")
                 folder = converted_unet_dir(flash_source, config, Path(self.config.cache_dir))
                 self.extras["flash_scheduler"] = flash_scheduler()
-                unet = Kandinsky3UNet.from_pretrained(folder, torch_dtype=self.dtype)
+                unet = Kandinsky3UNet.from_pretrained(folder, dtype=self.dtype)
                 return self._optimize(unet.eval(), unet=True)
 
             self._add(name, self._guard("Kandinsky 3.1 Flash UNet", flash_source, load))

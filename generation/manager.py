@@ -93,6 +93,7 @@ class ModelManager:
         self.offload = config.offload if self.on_cuda else "none"
         self.lock = threading.RLock()
         self.parts: dict[str, Part] = {}
+        self.active: set[ModelId] = set()  # the models asked for (load / a request) and not unloaded
         self.extras: dict[str, Any] = {}  # tokenizer, schedulers: no weights, never moved
         self._pipelines: dict[tuple[str, int], Any] = {}
         self._sequential_offloaded: set[int] = set()
@@ -243,16 +244,13 @@ class ModelManager:
             for name in MODEL_PARTS[model]:
                 self._load_part(name)
             self._place(MODEL_PARTS[model])
+            self.active.add(model)
 
     def unload(self, model: ModelId) -> None:
         """Drop the parts of ``model`` that no other loaded model uses."""
         with self.lock:
-            keep = {
-                n
-                for m, names in MODEL_PARTS.items()
-                if m != model and all(x in self.parts for x in names)
-                for n in names
-            }
+            self.active.discard(model)
+            keep = {n for m in self.active for n in MODEL_PARTS[m]}
             for name in MODEL_PARTS[model]:
                 if name in self.parts and name not in keep:
                     del self.parts[name]

@@ -169,6 +169,10 @@ class ModelManager:
 
     def _add(self, name: str, obj: Any) -> None:
         device = "cpu"
+        if isinstance(obj, torch.nn.Module):
+            first = next(obj.parameters(), None)
+            if first is not None and first.device.type == "cuda":
+                device = self.device
         part = Part(name, obj, device, module_bytes(obj))
         self.parts[name] = part
         self._pipelines.clear()
@@ -239,6 +243,12 @@ class ModelManager:
         self._add(K22, model)
 
     # -- public -------------------------------------------------------------------------------
+    def add_part(self, name: str, obj: Any, **extras: Any) -> None:
+        """Adopt an already built part (the benchmark builds full-size models from configs)."""
+        with self.lock:
+            self._add(name, obj)
+            self.extras.update(extras)
+
     def load(self, model: ModelId) -> None:
         with self.lock:
             for name in MODEL_PARTS[model]:

@@ -146,7 +146,13 @@ def _fetch_first(source: str, filenames: tuple[str, ...]) -> str:
 
 def _load_pt(path: str) -> dict:
     # weights_only: the files are plain dicts of tensors; mmap keeps the 12 GB UNet out of RAM twice.
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):
+            raise
+        # Files in torch's legacy (pre-zip) format cannot be memory-mapped.
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def convert(unet_file: str, projection_file: str, unet_config: dict, out_dir: Path) -> Path:

@@ -166,6 +166,12 @@ def _k3_steps(request: GenerationRequest) -> int:
     return request.steps or K3_DEFAULT_STEPS
 
 
+def _img2img_strength(request: GenerationRequest) -> float:
+    """The request's strength, raised so that at least one Kandinsky 3 step runs."""
+    steps = _k3_steps(request)
+    return min(1.0, max(request.strength, 1.0 / steps + 1e-6))
+
+
 def _img2img_steps(steps: int, strength: float) -> int:
     # Kandinsky3Img2ImgPipeline.get_timesteps
     return min(int(steps * strength), steps)
@@ -177,7 +183,7 @@ def total_steps(request: GenerationRequest) -> int:
     if request.model == ModelId.K31_FLASH:
         return len(flash_img2img_timesteps(request.strength) if img2img else FLASH_TIMESTEPS)
     steps = _k3_steps(request)
-    k3 = _img2img_steps(steps, request.strength) if img2img else steps
+    k3 = _img2img_steps(steps, _img2img_strength(request)) if img2img else steps
     return k3 + (len(REFINER_TIMESTEPS) if request.model == ModelId.K31_REFINER else 0)
 
 
@@ -241,7 +247,7 @@ def generate(
     if mode == Mode.IMG2IMG:
         # The pipeline repeats the image's latent n times and noises each copy with its own generator.
         image = _input_image(request)
-        out = pipes.ready(pipes.img2img)(request.prompt, image=image, strength=request.strength, **k3_args)
+        out = pipes.ready(pipes.img2img)(request.prompt, image=image, strength=_img2img_strength(request), **k3_args)
     else:
         out = pipes.ready(pipes.text2img)(request.prompt, **size, **k3_args)
     if request.model == ModelId.K31:

@@ -136,10 +136,13 @@ def write_all(root: Path) -> None:
     write_k31(root)
     try:
         from generation.tiny_k22 import write_k22
-    except ImportError:  # the Kandinsky 2.2 writer lives in its own module; absent until it is merged
-        write_k22 = None
-    if write_k22 is not None:
-        write_k22(root)
+    except ModuleNotFoundError as exc:
+        # The Kandinsky 2.2 writer lives in its own module; absent until it is merged. Any other
+        # import failure is a real error and propagates.
+        if exc.name != "generation.tiny_k22":
+            raise
+        return
+    write_k22(root)
 
 
 def main(argv: list[str] | None = None) -> int:

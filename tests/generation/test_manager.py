@@ -184,3 +184,13 @@ def test_kandinsky22_requests_go_to_the_k22_module(monkeypatch, tmp_path):
     assert calls == [("load", "cpu", torch.float32)]
     status = {row["model"]: row for row in backend.model_status()}
     assert status["kandinsky-2.2"] == {"model": "kandinsky-2.2", "loaded": True, "device": "cpu", "memory_bytes": 123}
+
+
+def test_capabilities_match_the_samplers():
+    from generation import capabilities, k3
+
+    assert not capabilities.uses_negative_prompt(ModelId.K31_FLASH)
+    assert capabilities.uses_negative_prompt(ModelId.K31) and capabilities.uses_negative_prompt(ModelId.K22)
+    assert capabilities.DEFAULTS[ModelId.K31] == (k3.K3_DEFAULT_STEPS, k3.K3_DEFAULT_GUIDANCE) == (25, 3.0)
+    assert k3.FLASH_TIMESTEPS == (979, 729, 479, 229) and k3.REFINER_TIMESTEPS == (479, 229)
+    assert Mode.IMG2IMG in capabilities.MODES[ModelId.K31_FLASH]

@@ -23,9 +23,11 @@ def test_pipeline_folders_match_the_hub_layout(k22_models_dir):
     assert (prior / "prior" / "diffusion_pytorch_model.safetensors").is_file()
     assert (prior / "text_encoder" / "model.safetensors").is_file()
     # The hub's tokenizer folder: BPE files, no tokenizer.json.
-    assert {p.name for p in (prior / "tokenizer").iterdir()} >= {"vocab.json", "merges.txt", "tokenizer_config.json"}
+    tokenizer_files = {p.name for p in (prior / "tokenizer").iterdir()}
+    assert tokenizer_files >= {"vocab.json", "merges.txt", "tokenizer_config.json"}
 
-    for name, cls in (("k22-decoder", "KandinskyV22Pipeline"), ("k22-controlnet-depth", "KandinskyV22ControlnetPipeline")):
+    decoders = {"k22-decoder": "KandinskyV22Pipeline", "k22-controlnet-depth": "KandinskyV22ControlnetPipeline"}
+    for name, cls in decoders.items():
         folder = k22_models_dir / FOLDERS[name]
         assert _index(folder)["_class_name"] == cls
         for sub in ("unet", "movq"):

@@ -32,7 +32,8 @@ def test_pipeline_folders_match_the_hub_layout(k22_models_dir):
         assert _index(folder)["_class_name"] == cls
         for sub in ("unet", "movq"):
             assert (folder / sub / "diffusion_pytorch_model.safetensors").is_file()
-        assert json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["_class_name"] == "DDPMScheduler"
+        scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+        assert scheduler["_class_name"] == "DDPMScheduler"
 
     depth = k22_models_dir / FOLDERS["depth-estimator"]
     assert json.loads((depth / "config.json").read_text())["architectures"] == ["DPTForDepthEstimation"]

@@ -159,13 +159,20 @@ class Kandinsky22:
 
     @classmethod
     def load(cls, config: GenerationConfig, device: str, dtype: torch.dtype | str) -> Kandinsky22:
+        """Load the prior and the decoder from ``config.source(...)`` onto ``device`` (or under
+        ``config.offload`` when that is "model" or "sequential" and ``device`` is an accelerator).
+        ``dtype``: a torch dtype or "fp16" / "bf16" / "fp32". Raises ModelUnavailable."""
         from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 
         dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
         prior = _load("k22-prior", config.source("k22-prior"), KandinskyV22PriorPipeline.from_pretrained, dtype=dtype)
         decoder = _load("k22-decoder", config.source("k22-decoder"), KandinskyV22Pipeline.from_pretrained, dtype=dtype)
         model = cls(config, prior, decoder, device, dtype)
-        model.to(device)
+        if config.offload in ("model", "sequential") and torch.device(device).type != "cpu":
+            # Straight to offloaded placement: never the whole model on a small GPU at once.
+            model.enable_offload(config.offload, device=device)
+        else:
+            model.to(device)
         return model
 
     def _pipelines(self) -> list[Any]:

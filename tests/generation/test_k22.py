@@ -262,3 +262,10 @@ def test_memory_offload_and_move(k22, k22_models_dir, photos):
     assert all(np.abs(a - b).max() <= 1 for a, b in zip(got, expected[0], strict=True))
     with pytest.raises(ValueError):
         model.enable_offload("everything")
+
+
+def test_offload_setting_is_ignored_on_the_cpu(k22_models_dir):
+    config = GenerationConfig(models_dir=k22_models_dir, offload="model")
+    model = Kandinsky22.load(config, "cpu", torch.float32)
+    assert not hasattr(model.text2img.unet, "_hf_hook")
+    assert model.text2img.device.type == "cpu"

@@ -51,7 +51,6 @@ from generation.backend import (
     GenerationRequest,
     Mode,
     ModelUnavailable,
-    OutOfMemory,
     ProgressFn,
 )
 from generation.sources import GenerationConfig
@@ -84,8 +83,8 @@ def _load(name: str, source: str, loader: Callable[..., Any], **kwargs: Any) -> 
     """``loader(source, **kwargs)``, with failures turned into the backend's errors."""
     try:
         return loader(source, **kwargs)
-    except torch.OutOfMemoryError as exc:
-        raise OutOfMemory(f"loading {name} from {source}") from exc
+    except torch.OutOfMemoryError:
+        raise  # the backend frees the memory and reports OutOfMemory
     except Exception as exc:  # diffusers/transformers raise OSError, ValueError, safetensors errors...
         raise ModelUnavailable(f"{name} could not be loaded from {source}: {exc}") from exc
 
@@ -354,14 +353,16 @@ class Kandinsky22:
 
     def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
         """Run ``request`` (one of :data:`MODES`); ``request.num_images`` images of exactly
-        ``request.width`` x ``request.height``."""
+        ``request.width`` x ``request.height``.
+
+        Raises ValueError for a malformed request (image count, size, strength, mode),
+        GenerationCancelled from ``progress``, ModelUnavailable when the ControlNet or the depth
+        estimator cannot be loaded; ``torch.OutOfMemoryError`` propagates unchanged, for the
+        backend to free the memory before it reports OutOfMemory."""
         # The decoders work on 1/8-size latents that the UNet halves again: multiples of 64 come out exact.
         if request.width % 64 or request.height % 64 or min(request.width, request.height) <= 0:
             raise ValueError(f"width and height must be positive multiples of 64, got {request.width}x{request.height}")
-        try:
-            return self._generate(request, progress)
-        except torch.OutOfMemoryError as exc:
-            raise OutOfMemory(f"{request.mode} {request.width}x{request.height} x{request.num_images}") from exc
+        return self._generate(request, progress)
 
     def _generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
         mode = Mode(request.mode)

@@ -28,7 +28,7 @@ Conventions:
 * ``progress(step, total)`` counts **decoder** denoising steps only, ``step`` from 1 to ``total``:
   the prior's 25 steps take a fraction of a second, and diffusers' ``interpolate`` and Emb2Emb
   prior have no step callback. For the image-to-image decoders ``total`` is the number of steps
-  that actually run: ``int(steps * strength)``. A :class:`GenerationCancelled` raised by ``progress``
+  that actually run: ``int(steps * strength)``. A ``GenerationCancelled`` raised by ``progress``
   leaves the pipeline at once, so no further step runs.
 * Fusion weights are relative: they are divided by their sum before they reach the prior.
 * ``request.extra`` overrides: ``prior_steps`` (default 25), ``prior_guidance_scale`` (4.0),
@@ -46,13 +46,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from generation.backend import (
-    GenerationCancelled,
-    GenerationRequest,
-    Mode,
-    ModelUnavailable,
-    ProgressFn,
-)
+from generation.backend import GenerationRequest, Mode, ModelUnavailable, ProgressFn
 from generation.sources import GenerationConfig
 
 log = logging.getLogger(__name__)
@@ -232,6 +226,7 @@ class Kandinsky22:
         if self._controlnet is None:
             from diffusers import KandinskyV22ControlnetImg2ImgPipeline
 
+            log.info("loading the Kandinsky 2.2 depth ControlNet from %s", self.config.source("k22-controlnet-depth"))
             pipe = _load(
                 "k22-controlnet-depth",
                 self.config.source("k22-controlnet-depth"),
@@ -251,6 +246,7 @@ class Kandinsky22:
             from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
             source = self.config.source("depth-estimator")
+            log.info("loading the depth estimator from %s", source)
             processor = _load("depth-estimator", source, AutoImageProcessor.from_pretrained)
             model = _load("depth-estimator", source, AutoModelForDepthEstimation.from_pretrained, dtype=self.dtype)
             model.eval()
@@ -495,4 +491,4 @@ def _check_inputs(mode: Mode, photos: list[Image.Image]) -> None:
         raise ValueError(f"{mode} takes {expected} input images, got {len(photos)}")
 
 
-__all__ = ["Kandinsky22", "MODES", "GenerationCancelled", "img2img_steps", "normalized_weights"]
+__all__ = ["Kandinsky22", "MODES", "img2img_steps", "normalized_weights"]

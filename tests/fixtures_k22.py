@@ -15,12 +15,20 @@ from PIL import Image
 from generation.backend import GenerationRequest, Mode, ModelId
 
 
+# Test modules import these fixtures, and pytest then makes a session fixture once per importing
+# module: the cache keeps it to one write and one load per session.
+_loaded: dict[Path, Any] = {}
+
+
 @pytest.fixture(scope="session")
 def k22_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from generation.tiny_k22 import write_k22
 
-    root = tmp_path_factory.mktemp("k22-models")
-    write_k22(root)
+    root = tmp_path_factory.getbasetemp() / "k22-models"
+    done = root / ".written"
+    if not done.exists():
+        write_k22(root)
+        done.touch()
     return root
 
 
@@ -30,7 +38,10 @@ def k22(k22_models_dir: Path) -> Any:
     from generation.k22 import Kandinsky22
     from generation.sources import GenerationConfig
 
-    return Kandinsky22.load(GenerationConfig(models_dir=k22_models_dir), "cpu", torch.float32)
+    if k22_models_dir not in _loaded:
+        config = GenerationConfig(models_dir=k22_models_dir)
+        _loaded[k22_models_dir] = Kandinsky22.load(config, "cpu", torch.float32)
+    return _loaded[k22_models_dir]
 
 
 @pytest.fixture

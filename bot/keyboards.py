@@ -15,11 +15,11 @@ MAX_IMAGES_PER_REQUEST = 4
 
 class SettingsCb(CallbackData, prefix="set"):
     section: str  # menu | model | ratio | style | neg | beautify | count | seed | close
-    value: str = ""  # empty: open the section; otherwise: set it
+    value: str = ""  # empty: open the section; otherwise: set it (ratios as "16x9": ":" separates fields)
 
 
 class ResultCb(CallbackData, prefix="res"):
-    action: str  # again | variations | original | seed
+    action: str  # again | plain | variations | original | seed
     job_id: int
 
 
@@ -93,7 +93,8 @@ def settings_section(t: Translator, locale: str, section: str, settings: UserSet
     elif section == "ratio":
         for ratio in ASPECT_RATIOS:
             builder.button(
-                text=_mark(ratio, settings.aspect_ratio == ratio), callback_data=SettingsCb(section="ratio", value=ratio)
+                text=_mark(ratio, settings.aspect_ratio == ratio),
+                callback_data=SettingsCb(section="ratio", value=ratio.replace(":", "x")),
             )
         builder.adjust(4)
     elif section == "style":
@@ -128,9 +129,14 @@ def cancel_job_keyboard(t: Translator, locale: str, job_id: int) -> InlineKeyboa
     return builder.as_markup()
 
 
-def result_keyboard(t: Translator, locale: str, job_id: int, variations: bool = False) -> InlineKeyboardMarkup:
+def result_keyboard(
+    t: Translator, locale: str, job_id: int, variations: bool = False, plain: bool = False
+) -> InlineKeyboardMarkup:
+    """``plain``: the job's prompt was beautified; offer it again in the user's own words."""
     builder = InlineKeyboardBuilder()
     builder.button(text=t("btn-again", locale), callback_data=ResultCb(action="again", job_id=job_id))
+    if plain:
+        builder.button(text=t("btn-plain", locale), callback_data=ResultCb(action="plain", job_id=job_id))
     if variations:
         builder.button(text=t("btn-variations", locale), callback_data=ResultCb(action="variations", job_id=job_id))
     builder.button(text=t("btn-original", locale), callback_data=ResultCb(action="original", job_id=job_id))

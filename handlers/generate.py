@@ -15,15 +15,11 @@ from handlers.common import PromptError, submit_job, validate_prompt
 from storage.models import Job, User
 from storage.repositories import Repositories
 
-router = Router(name="generate")
 
-
-@router.message(F.text.startswith("/"))
 async def unknown_command(message: Message, i18n: I18nContext) -> None:
     await message.answer(i18n.get("command-unknown"))
 
 
-@router.message(F.text)
 async def prompt(
     message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
 ) -> None:
@@ -51,7 +47,6 @@ async def _own_job(query: CallbackQuery, job_id: int, user: User, repos: Reposit
     return job
 
 
-@router.callback_query(ResultCb.filter(F.action == "again"))
 async def again(
     query: CallbackQuery,
     callback_data: ResultCb,
@@ -80,7 +75,33 @@ async def again(
     )
 
 
-@router.callback_query(ResultCb.filter(F.action == "original"))
+async def without_beautification(
+    query: CallbackQuery,
+    callback_data: ResultCb,
+    bot: Bot,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+) -> None:
+    """A beautified job again in the user's own words, with the same seed to compare."""
+    job = await _own_job(query, callback_data.job_id, user, repos, i18n)
+    if job is None:
+        return
+    await query.answer()
+    await submit_job(
+        bot=bot,
+        chat_id=job.chat_id,
+        repos=repos,
+        user=user,
+        jobs=jobs,
+        i18n=i18n,
+        params=dict(job.params, beautify=False),
+        kind=Mode(job.kind),
+        model=job.model,
+    )
+
+
 async def original(
     query: CallbackQuery,
     callback_data: ResultCb,
@@ -101,13 +122,12 @@ async def original(
         return
     await query.answer()
     seed = int(job.params["seed"])
-    for index, path in enumerate(paths):
+    for path in paths:  # "{i}.png" was generated with seed + i
         await bot.send_document(
-            job.chat_id, FSInputFile(path, filename=f"kandinsky-{job.id}-{seed + index}.png")
+            job.chat_id, FSInputFile(path, filename=f"kandinsky-{job.id}-{seed + int(path.stem)}.png")
         )
 
 
-@router.callback_query(ResultCb.filter(F.action == "seed"))
 async def reuse_seed(
     query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, user: User, repos: Repositories
 ) -> None:
@@ -117,4 +137,15 @@ async def reuse_seed(
         return
     seed = int(job.params["seed"])
     user.settings.fixed_seed = seed
-    await query.answer(i18n.get("seed-reused", seed=seed), show_alert=True)
+    await query.answer(i18n.get("seed-reused", seed=str(seed)), show_alert=True)
+
+
+def create_router() -> Router:
+    router = Router(name="generate")
+    router.message(F.text.startswith("/"))(unknown_command)
+    router.message(F.text)(prompt)
+    router.callback_query(ResultCb.filter(F.action == "again"))(again)
+    router.callback_query(ResultCb.filter(F.action == "plain"))(without_beautification)
+    router.callback_query(ResultCb.filter(F.action == "original"))(original)
+    router.callback_query(ResultCb.filter(F.action == "seed"))(reuse_seed)
+    return router

@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import PENDING_STATUSES, Job, JobStatus, User, UserSettings, utcnow
+from storage.models import PENDING_STATUSES, Job, JobStatus, ModerationEvent, User, UserSettings, utcnow
 
 
 class UserRepository:
@@ -29,21 +30,43 @@ class UserRepository:
     async def upsert_seen(
         self, user_id: int, username: str | None, first_name: str | None, language_code: str | None
     ) -> User:
-        """The user row for an incoming update, created on first contact, with its settings."""
+        """The user row for an incoming update, created on first contact, with its settings.
+
+        INSERT ... ON CONFLICT DO NOTHING: a user's first updates may arrive at the same time.
+        """
+        insert = _insert_for(self.session)
+        language = "ru" if (language_code or "").lower().startswith("ru") else "en"
+        await self.session.execute(
+            insert(User)
+            .values(
+                id=user_id,
+                username=username,
+                first_name=first_name,
+                language=language,
+                banned=False,
+                ban_notified=False,
+                created_at=utcnow(),
+                last_seen=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        await self.session.execute(
+            insert(UserSettings).values(user_id=user_id).on_conflict_do_nothing(index_elements=["user_id"])
+        )
         user = await self.session.get(User, user_id)
-        if user is None:
-            language = "ru" if (language_code or "").lower().startswith("ru") else "en"
-            user = User(id=user_id, username=username, first_name=first_name, language=language)
-            user.settings = UserSettings(user_id=user_id)
-            self.session.add(user)
-        else:
-            user.username = username
-            user.first_name = first_name
-            user.last_seen = utcnow()
-            if user.settings is None:
-                user.settings = UserSettings(user_id=user_id)
+        assert user is not None
+        user.username = username
+        user.first_name = first_name
+        user.last_seen = utcnow()
         await self.session.flush()
         return user
+
+
+def _insert_for(session: AsyncSession) -> Any:
+    """The dialect's INSERT, which has ``on_conflict_do_nothing`` (SQLite and PostgreSQL)."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 class JobRepository:
@@ -180,6 +203,40 @@ class JobRepository:
         return list(jobs)
 
 
+class ModerationRepository:
+    """Refusals by the safety checks (generation.moderation), counted for admins."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, user_id: int, kind: str, detail: str | None = None, job_id: int | None = None) -> ModerationEvent:
+        event = ModerationEvent(user_id=user_id, kind=str(kind), detail=(detail or None) and detail[:200], job_id=job_id)
+        self.session.add(event)
+        await self.session.flush()
+        return event
+
+    async def counts(self, since: datetime | None = None, user_id: int | None = None) -> dict[str, int]:
+        """Events per kind (ModerationKind values), optionally since a time and for one user."""
+        query = select(ModerationEvent.kind, func.count(ModerationEvent.id)).group_by(ModerationEvent.kind)
+        if since is not None:
+            query = query.where(ModerationEvent.created_at >= since)
+        if user_id is not None:
+            query = query.where(ModerationEvent.user_id == user_id)
+        return {kind: int(count) for kind, count in (await self.session.execute(query)).all()}
+
+    async def top_users(self, limit: int = 10, since: datetime | None = None) -> list[tuple[int, int]]:
+        """(user id, events) of the users refused most often."""
+        query = (
+            select(ModerationEvent.user_id, func.count(ModerationEvent.id).label("n"))
+            .group_by(ModerationEvent.user_id)
+            .order_by(func.count(ModerationEvent.id).desc(), ModerationEvent.user_id)
+            .limit(limit)
+        )
+        if since is not None:
+            query = query.where(ModerationEvent.created_at >= since)
+        return [(int(u), int(n)) for u, n in (await self.session.execute(query)).all()]
+
+
 @dataclass
 class Repositories:
     """A unit of work: one session, the repositories over it, one commit."""
@@ -189,6 +246,7 @@ class Repositories:
     def __post_init__(self) -> None:
         self.users = UserRepository(self.session)
         self.jobs = JobRepository(self.session)
+        self.moderation = ModerationRepository(self.session)
 
     async def commit(self) -> None:
         await self.session.commit()

@@ -194,3 +194,18 @@ def test_capabilities_match_the_samplers():
     assert capabilities.DEFAULTS[ModelId.K31] == (k3.K3_DEFAULT_STEPS, k3.K3_DEFAULT_GUIDANCE) == (25, 3.0)
     assert k3.FLASH_TIMESTEPS == (979, 729, 479, 229) and k3.REFINER_TIMESTEPS == (479, 229)
     assert Mode.IMG2IMG in capabilities.MODES[ModelId.K31_FLASH]
+
+
+def test_kandinsky22_through_the_backend_on_tiny_checkpoints(backend):
+    """The real generation.k22 module behind DiffusersBackend: lazy import, load, generate, status."""
+    torch.set_num_threads(1)
+    request = GenerationRequest(
+        mode=Mode.TEXT2IMG, model=ModelId.K22, prompt="a red fox", negative_prompt=None,
+        width=128, height=64, num_images=2, seed=3, steps=2,
+    )
+    seen = []
+    images = backend.generate(request, lambda s, t: seen.append((s, t)))
+    assert [im.size for im in images] == [(128, 64)] * 2
+    assert seen and seen[-1][0] == seen[-1][1]
+    status = {row["model"]: row for row in backend.model_status()}
+    assert status["kandinsky-2.2"]["loaded"] and status["kandinsky-2.2"]["memory_bytes"] > 0

@@ -284,3 +284,20 @@ def test_model_status_reports_shared_encoder(backend):
     a = backend.manager.k3_pipelines(ModelId.K31, img2img=False).text2img
     b = backend.manager.k3_pipelines(ModelId.K31_FLASH, img2img=False).flash
     assert a.text_encoder is b.text_encoder and a.movq is b.movq
+
+
+@pytest.mark.parametrize(
+    "model,part,calls,batch",
+    [(ModelId.K31, K3_UNET, 3, 6), (ModelId.K31_FLASH, FLASH_UNET, 4, 3)],  # K3: guidance doubles the batch
+)
+def test_images_of_a_request_are_one_batch(backend, model, part, calls, batch):
+    backend.load(model)
+    batches = []
+    handle = backend.manager.parts[part].obj.register_forward_pre_hook(
+        lambda module, args: batches.append(args[0].shape[0])
+    )
+    try:
+        backend.generate(request(model, num_images=3, steps=3), lambda s, t: None)
+    finally:
+        handle.remove()
+    assert batches == [batch] * calls

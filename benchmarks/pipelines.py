@@ -58,7 +58,9 @@ def scaled_down(unet: dict, text: dict, movq: dict) -> tuple[dict, dict, dict]:
     return unet, text, movq
 
 
-def build_backend(device: str, dtype: torch.dtype, full: bool) -> tuple[DiffusersBackend, dict[str, int]]:
+def build_backend(
+    device: str, dtype: torch.dtype, full: bool, models: tuple[ModelId, ...] = tuple(ModelId)
+) -> tuple[DiffusersBackend, dict[str, int]]:
     from diffusers import DDPMScheduler, Kandinsky3UNet, VQModel
     from transformers import T5Config, T5EncoderModel
 
@@ -78,9 +80,12 @@ def build_backend(device: str, dtype: torch.dtype, full: bool) -> tuple[Diffuser
     try:
         with torch.device(device), torch.no_grad():
             text_encoder = T5EncoderModel(T5Config(**text_cfg)).eval()
-            k3_unet = Kandinsky3UNet.from_config(unet_cfg).eval()
-            flash_unet = Kandinsky3UNet.from_config(unet_cfg).eval()
             movq = VQModel.from_config(movq_cfg).eval()
+            unets = {}
+            if {ModelId.K31, ModelId.K31_REFINER} & set(models):
+                unets[K3_UNET] = Kandinsky3UNet.from_config(unet_cfg).eval()
+            if {ModelId.K31_FLASH, ModelId.K31_REFINER} & set(models):
+                unets[FLASH_UNET] = Kandinsky3UNet.from_config(unet_cfg).eval()
     finally:
         torch.set_default_dtype(previous)
 
@@ -93,13 +98,13 @@ def build_backend(device: str, dtype: torch.dtype, full: bool) -> tuple[Diffuser
         scheduler=DDPMScheduler.from_config(load_config("kandinsky3_scheduler.json")),
         flash_scheduler=flash_scheduler(),
     )
-    for name, module in ((MOVQ, movq), (K3_UNET, k3_unet), (FLASH_UNET, flash_unet)):
+    for name, module in ((MOVQ, movq), *unets.items()):
         if device.startswith("cuda"):
             module.to(memory_format=torch.channels_last)
         manager.add_part(name, module)
     params = {
         "text_encoder": sum(p.numel() for p in text_encoder.parameters()),
-        "unet": sum(p.numel() for p in k3_unet.parameters()),
+        "unet": sum(p.numel() for p in next(iter(unets.values())).parameters()),
         "movq": sum(p.numel() for p in movq.parameters()),
     }
     return DiffusersBackend(config, manager), params
@@ -215,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--models", default="k3,flash,refiner",
+        help="comma-separated subset of k3,flash,refiner (fewer models fit a smaller GPU)",
+    )
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -224,25 +233,30 @@ def main(argv: list[str] | None = None) -> int:
     dtype = ({"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]) if full else torch.float32
     size = args.size or (1024 if full else 256)
 
+    names = {"k3": ModelId.K31, "flash": ModelId.K31_FLASH, "refiner": ModelId.K31_REFINER}
+    models = tuple(names[m.strip()] for m in args.models.split(",") if m.strip())
+
     print(f"# {'full-size' if full else 'scaled-down smoke run'} on {device}: {hardware(device)}")
     build_start = time.perf_counter()
-    backend, params = build_backend(device, dtype, full)
+    backend, params = build_backend(device, dtype, full, models)
     print(
         f"# built in {time.perf_counter() - build_start:.1f} s: text encoder {params['text_encoder'] / 1e9:.2f}B, "
-        f"UNet {params['unet'] / 1e9:.3f}B (x2: Kandinsky 3 and Flash), MoVQ {params['movq'] / 1e6:.0f}M parameters, "
+        f"UNet {params['unet'] / 1e9:.3f}B (one per Kandinsky 3 / Flash), MoVQ {params['movq'] / 1e6:.0f}M parameters, "
         f"{dtype}; {size}x{size}, {args.images} image(s) per request, median of {args.repeats}"
     )
-    rows = [time_model(backend, device, m, size, args.images, args.repeats) for m in
-            (ModelId.K31, ModelId.K31_FLASH, ModelId.K31_REFINER)]
+    rows = [time_model(backend, device, m, size, args.images, args.repeats) for m in models]
     print(f"{'model':<24}{'s/image':>10}{'s/request':>11}{'peak GPU GiB':>14}")
     for row in rows:
         peak = f"{row['peak_gpu_gb']:.1f}" if row["peak_gpu_gb"] is not None else "n/a"
         print(f"{row['model']:<24}{row['s_per_image']:>10.3f}{row['s_per_request']:>11.3f}{peak:>14}")
     by_model = {r["model"]: r for r in rows}
-    ratio = by_model[ModelId.K31.value]["s_per_image"] / by_model[ModelId.K31_FLASH.value]["s_per_image"]
-    print(f"Flash is {ratio:.1f}x faster than Kandinsky 3 (25 steps with guidance vs 4 without; the paper says 3x)")
+    ratio = None
+    if ModelId.K31.value in by_model and ModelId.K31_FLASH.value in by_model:
+        ratio = by_model[ModelId.K31.value]["s_per_image"] / by_model[ModelId.K31_FLASH.value]["s_per_image"]
+        print(f"Flash is {ratio:.1f}x faster than Kandinsky 3 (25 steps with guidance vs 4 without; the paper says 3x)")
 
-    queue = asyncio.run(queued_job_to_bytes(backend, ModelId.K31_FLASH, size, args.images))
+    queue_model = ModelId.K31_FLASH if ModelId.K31_FLASH in models else models[0]
+    queue = asyncio.run(queued_job_to_bytes(backend, queue_model, size, args.images))
     print(
         f"queued job -> image bytes ({queue['model']}): {queue['queued_to_bytes_s']:.3f} s "
         f"({queue['png_bytes']} PNG bytes)"

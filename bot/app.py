@@ -14,6 +14,7 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
+from bot.broadcast import Broadcaster
 from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
@@ -64,6 +65,7 @@ class App:
     runner: JobRunner
     notifier: TelegramNotifier
     jobs: JobService
+    broadcaster: Broadcaster | None = None
 
 
 def build_app(
@@ -84,7 +86,10 @@ def build_app(
     queue = EmbeddedQueue(
         db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
     )
-    jobs = JobService(queue, settings.max_image_side, settings.max_pending_per_user, settings.max_pending_total)
+    jobs = JobService(
+        queue, settings.max_image_side, settings.max_pending_per_user, settings.max_pending_total, settings.daily_quota
+    )
+    broadcaster = Broadcaster(db, bot, translator(), rate=settings.broadcast_rate)
 
     dispatcher = Dispatcher(
         storage=storage or MemoryStorage(),
@@ -92,6 +97,8 @@ def build_app(
         max_image_side=settings.max_image_side,
         results_dir=str(settings.results_dir),
         admin_ids=frozenset(settings.admin_ids),
+        broadcaster=broadcaster,  # admin: /broadcast
+        generation_backend=runner.backend,  # admin: /models
     )
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
@@ -99,13 +106,15 @@ def build_app(
     dispatcher.message.outer_middleware(ChatScopeMiddleware())
     dispatcher.include_router(build_root_router())
 
-    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs)
+    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs, broadcaster)
 
     async def on_startup() -> None:
         await set_commands(bot)
         await queue.start()
+        await broadcaster.start()  # resumes a broadcast a restart interrupted
 
     async def on_shutdown() -> None:
+        await broadcaster.stop()
         await queue.stop()
         await engine.dispose()
 

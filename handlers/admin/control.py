@@ -67,20 +67,21 @@ async def stats_view(i18n: I18nContext, repos: Repositories) -> tuple[str, Inlin
         ),
         _job_counts(i18n, i18n.get("admin-stats-today"), stats.today),
         _job_counts(i18n, i18n.get("admin-stats-week"), stats.week),
-        i18n.get("admin-stats-timing-title"),
     ]
-    if not stats.timing:
-        lines.append("—")
-    for model, timing in stats.timing.items():
-        lines.append(
+    timing = [i18n.get("admin-stats-timing-title")]
+    for model, t in stats.timing.items():
+        timing.append(
             i18n.get(
                 "admin-stats-timing",
                 model=esc(model),
-                jobs=timing.jobs,
-                wait=fmt_duration(i18n, timing.median_wait),
-                generation=fmt_duration(i18n, timing.median_generation),
+                jobs=t.jobs,
+                wait=fmt_duration(i18n, t.median_wait),
+                generation=fmt_duration(i18n, t.median_generation),
             )
         )
+    if not stats.timing:
+        timing.append("—")
+    lines.append("\n".join(timing))
     lines.append(i18n.get("admin-stats-queue", queued=stats.queued, running=stats.running))
     if pause.paused:
         lines.append(i18n.get("admin-state-paused", reason=esc(pause.reason or "—")))

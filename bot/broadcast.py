@@ -43,7 +43,6 @@ class Broadcaster:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._next_send = 0.0
-        self.idle = asyncio.Event()  # set while no broadcast is in progress (tests wait on it)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -82,14 +81,12 @@ class Broadcaster:
                 for broadcast_id in ids:
                     if self._stop.is_set():
                         break
-                    self.idle.clear()
                     await self._run(broadcast_id)
             except Exception:
                 log.exception("the broadcaster failed; it tries again shortly")
                 await self._sleep(5.0)
                 continue
             if not self._stop.is_set():
-                self.idle.set()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=60.0)
 

@@ -366,34 +366,35 @@ class BroadcastRepository:
         return result.rowcount or 0
 
     async def claim(self, broadcast_id: int, limit: int) -> list[int]:
-        """Mark up to ``limit`` pending recipients as being sent to; returns their user ids."""
-        user_ids = list(
-            (
-                await self.session.execute(
-                    select(BroadcastRecipient.user_id)
-                    .where(
-                        BroadcastRecipient.broadcast_id == broadcast_id,
-                        BroadcastRecipient.status == RecipientStatus.PENDING,
-                    )
-                    .order_by(BroadcastRecipient.user_id)
-                    .limit(limit)
-                )
+        """Mark up to ``limit`` pending recipients as being sent to; returns their user ids.
+
+        The update is conditional and returns the rows it moved, so two broadcasters (replicas)
+        never claim the same recipient.
+        """
+        candidates = (
+            select(BroadcastRecipient.user_id)
+            .where(
+                BroadcastRecipient.broadcast_id == broadcast_id,
+                BroadcastRecipient.status == RecipientStatus.PENDING,
             )
-            .scalars()
-            .all()
+            .order_by(BroadcastRecipient.user_id)
+            .limit(limit)
         )
-        if user_ids:
-            await self.session.execute(
-                update(BroadcastRecipient)
-                .where(
-                    BroadcastRecipient.broadcast_id == broadcast_id,
-                    BroadcastRecipient.user_id.in_(user_ids),
-                    BroadcastRecipient.status == RecipientStatus.PENDING,
-                )
-                .values(status=RecipientStatus.SENDING)
-                .execution_options(synchronize_session=False)
+        user_ids = list((await self.session.execute(candidates)).scalars().all())
+        if not user_ids:
+            return []
+        claimed = await self.session.execute(
+            update(BroadcastRecipient)
+            .where(
+                BroadcastRecipient.broadcast_id == broadcast_id,
+                BroadcastRecipient.user_id.in_(user_ids),
+                BroadcastRecipient.status == RecipientStatus.PENDING,
             )
-        return user_ids
+            .values(status=RecipientStatus.SENDING)
+            .returning(BroadcastRecipient.user_id)
+            .execution_options(synchronize_session=False)
+        )
+        return sorted(claimed.scalars().all())
 
     async def record(self, broadcast_id: int, user_id: int, status: str, error: str | None = None) -> None:
         await self.session.execute(

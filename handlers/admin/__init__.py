@@ -7,7 +7,8 @@ command or an unknown button gets: nothing shows that admin features exist.
 
 from __future__ import annotations
 
-from aiogram import Router
+from aiogram import F, Router
+from aiogram.enums import ChatType
 
 from bot.admin_filter import AdminFilter
 from handlers.admin import broadcast, control, panel, users
@@ -15,7 +16,8 @@ from handlers.admin import broadcast, control, panel, users
 
 def create_router() -> Router:
     router = Router(name="admin")
-    router.message.filter(AdminFilter())
+    # Private chats only: an admin's /stats in a group would show the group what only admins may see.
+    router.message.filter(F.chat.type == ChatType.PRIVATE, AdminFilter())
     router.callback_query.filter(AdminFilter())
     router.include_routers(
         panel.create_router(), users.create_router(), control.create_router(), broadcast.create_router()

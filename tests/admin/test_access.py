@@ -162,3 +162,15 @@ async def test_revoked_admin_old_buttons_do_nothing(harness):
     assert [c.text for c in calls] == ["This button is no longer valid."]
     assert await snapshot(h) == state
     assert (await say(h, "/stats", ADMIN)) == ["I don't know this command. /help lists what I can do."]
+
+
+async def test_admin_commands_in_a_group_are_unknown(harness):
+    """Even an owner gets no admin answer in a group, where everybody would read it."""
+    h = harness
+    group = dict(chat_type="group", chat_id=-100123)
+    unknown = await say(h, "/nosuchcommand@kandinsky_test_bot", OWNER, **group)
+    assert unknown == ["I don't know this command. /help lists what I can do."]
+    for command in ("/stats", "/admin", "/queue", "/audit", f"/user {OWNER_ID}", "/pause"):
+        assert await say(h, f"{command.split()[0]}@kandinsky_test_bot {command[len(command.split()[0]):]}".strip(), OWNER, **group) == unknown
+    async with h.app.db.session() as s:
+        assert (await ControlRepository(s).pause_state()).paused is False

@@ -209,7 +209,11 @@ class StatsRepository:
 
     async def _job_counts(self, since: datetime) -> JobCounts:
         counts = JobCounts()
-        for column, target in ((Job.model, counts.by_model), (Job.kind, counts.by_mode), (Job.status, counts.by_status)):
+        for column, target in (
+            (Job.model, counts.by_model),
+            (Job.kind, counts.by_mode),
+            (Job.status, counts.by_status),
+        ):
             rows = await self.session.execute(
                 select(column, func.count(Job.id)).where(Job.created_at >= since).group_by(column).order_by(column)
             )
@@ -322,8 +326,14 @@ class BroadcastRepository:
         if moved.rowcount != 1:
             return None
         users = (
-            await self.session.execute(select(User.id, User.blocked_bot).where(User.banned.is_(False)).order_by(User.id))
-        ).tuples().all()
+            (
+                await self.session.execute(
+                    select(User.id, User.blocked_bot).where(User.banned.is_(False)).order_by(User.id)
+                )
+            )
+            .tuples()
+            .all()
+        )
         if users:
             await self.session.execute(
                 insert(BroadcastRecipient),
@@ -405,7 +415,10 @@ class BroadcastRepository:
         )
         if status == RecipientStatus.BLOCKED:
             await self.session.execute(
-                update(User).where(User.id == user_id).values(blocked_bot=True).execution_options(synchronize_session=False)
+                update(User)
+                .where(User.id == user_id)
+                .values(blocked_bot=True)
+                .execution_options(synchronize_session=False)
             )
 
     async def report(self, broadcast_id: int) -> BroadcastReport:

@@ -7,6 +7,7 @@ Create Date: 2026-11-23 14:51:29.111515
 from typing import Sequence, Union
 
 import sqlalchemy as sa
+
 from alembic import op
 
 revision: str = "0005"

@@ -23,7 +23,9 @@ def confirm_keyboard(i18n: I18nContext, broadcast_id: int, recipients: int) -> I
         text=i18n.get("admin-btn-broadcast-send", count=recipients),
         callback_data=AdminCb(action="bsend", arg=str(broadcast_id)),
     )
-    builder.button(text=i18n.get("admin-btn-broadcast-cancel"), callback_data=AdminCb(action="bcancel", arg=str(broadcast_id)))
+    builder.button(
+        text=i18n.get("admin-btn-broadcast-cancel"), callback_data=AdminCb(action="bcancel", arg=str(broadcast_id))
+    )
     return builder.as_markup()
 
 
@@ -36,7 +38,9 @@ async def broadcast_command(message: Message, i18n: I18nContext, state: FSMConte
     await ask_broadcast(message, i18n, state)
 
 
-async def broadcast_content(message: Message, i18n: I18nContext, user: User, repos: Repositories, state: FSMContext) -> None:
+async def broadcast_content(
+    message: Message, i18n: I18nContext, user: User, repos: Repositories, state: FSMContext
+) -> None:
     """The message to send: stored as a draft and shown back exactly as users will get it."""
     entities = message.caption_entities if message.photo else message.entities
     broadcast = await admin_repos(repos).broadcasts.add(
@@ -53,7 +57,11 @@ async def broadcast_content(message: Message, i18n: I18nContext, user: User, rep
     markup = confirm_keyboard(i18n, broadcast.id, recipients)
     if message.photo:
         await message.answer_photo(
-            broadcast.photo_file_id or "", caption=broadcast.text, caption_entities=entities, parse_mode=None, reply_markup=markup
+            broadcast.photo_file_id or "",
+            caption=broadcast.text,
+            caption_entities=entities,
+            parse_mode=None,
+            reply_markup=markup,
         )
     else:
         await message.answer(broadcast.text or "", entities=entities, parse_mode=None, reply_markup=markup)

@@ -123,7 +123,11 @@ async def resolve_target(message: Message, args: str | None, repos: Repositories
         if target is not None:
             return target
         author = reply.from_user
-        if author is not None and not author.is_bot and author.id != (message.from_user.id if message.from_user else None):
+        if (
+            author is not None
+            and not author.is_bot
+            and author.id != (message.from_user.id if message.from_user else None)
+        ):
             user = await repos.users.get(author.id)  # a reply to the user's own message (in a group)
             return Target(user, args, None if user else "admin-user-not-found")
     if not args:

@@ -121,7 +121,9 @@ async def queue_view(i18n: I18nContext, repos: Repositories) -> tuple[str, Inlin
                 age=fmt_duration(i18n, age(job.created_at)),
             )
         )
-        builder.button(text=i18n.get("admin-btn-cancel-job", id=job.id), callback_data=AdminCb(action="qcancel", arg=str(job.id)))
+        builder.button(
+            text=i18n.get("admin-btn-cancel-job", id=job.id), callback_data=AdminCb(action="qcancel", arg=str(job.id))
+        )
     builder.adjust(3)
     if pause.paused:
         builder.row()
@@ -196,13 +198,17 @@ async def resume(repos: Repositories, jobs: JobService, admin: User) -> tuple[st
     return "admin-resumed", {"queued": await repos.jobs.count_pending()}
 
 
-async def pause_command(message: Message, command: CommandObject, i18n: I18nContext, user: User, repos: Repositories) -> None:
+async def pause_command(
+    message: Message, command: CommandObject, i18n: I18nContext, user: User, repos: Repositories
+) -> None:
     reason = (command.args or "").strip()[:MAX_PAUSE_REASON] or None
     key, kwargs = await pause(repos, user, reason)
     await message.answer(i18n.get(key, **kwargs))
 
 
-async def resume_command(message: Message, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService) -> None:
+async def resume_command(
+    message: Message, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
+) -> None:
     key, kwargs = await resume(repos, jobs, user)
     await message.answer(i18n.get(key, **kwargs))
 
@@ -253,7 +259,8 @@ async def limits_view(i18n: I18nContext, repos: Repositories, jobs: JobService) 
     for name, values in PRESETS.items():
         for value in values:
             builder.button(
-                text=i18n.get(f"admin-btn-limit-{name}", value=value), callback_data=AdminCb(action="limit", arg=f"{name}={value}")
+                text=i18n.get(f"admin-btn-limit-{name}", value=value),
+                callback_data=AdminCb(action="limit", arg=f"{name}={value}"),
             )
     builder.adjust(4)
     builder.row(back_button(i18n))
@@ -317,9 +324,13 @@ async def models_view(i18n: I18nContext, backend: Backend | None) -> tuple[str, 
             )
         )
         if loaded:
-            builder.button(text=i18n.get("admin-btn-unload", model=model), callback_data=AdminCb(action="munload", arg=model))
+            builder.button(
+                text=i18n.get("admin-btn-unload", model=model), callback_data=AdminCb(action="munload", arg=model)
+            )
         else:
-            builder.button(text=i18n.get("admin-btn-load", model=model), callback_data=AdminCb(action="mload", arg=model))
+            builder.button(
+                text=i18n.get("admin-btn-load", model=model), callback_data=AdminCb(action="mload", arg=model)
+            )
     builder.adjust(1)
     builder.row()
     builder.button(text=i18n.get("admin-btn-refresh"), callback_data=AdminCb(action="models"))

@@ -18,10 +18,10 @@ from generation.jobs import JobService
 from handlers.admin.common import (
     AdminCb,
     AdminStates,
+    Target,
     admin_repos,
     back_button,
     esc,
-    Target,
     find_user,
     fmt_time,
     forwarded_target,
@@ -31,7 +31,6 @@ from handlers.admin.common import (
 from storage.admin_repositories import AdminRole
 from storage.models import User
 from storage.repositories import Repositories
-
 
 Reply = tuple[str, dict[str, Any]]  # an i18n key and its arguments
 
@@ -161,7 +160,9 @@ async def user_card(
             builder.button(text=i18n.get("admin-btn-ban"), callback_data=AdminCb(action="ban", arg=str(target.id)))
     if viewer_role == AdminRole.OWNER and role != AdminRole.OWNER and not target.banned:
         if role == AdminRole.ADMIN:
-            builder.button(text=i18n.get("admin-btn-revoke"), callback_data=AdminCb(action="revoke", arg=str(target.id)))
+            builder.button(
+                text=i18n.get("admin-btn-revoke"), callback_data=AdminCb(action="revoke", arg=str(target.id))
+            )
         else:
             builder.button(text=i18n.get("admin-btn-grant"), callback_data=AdminCb(action="grant", arg=str(target.id)))
     builder.adjust(2)

@@ -88,8 +88,14 @@ async def prepare(h: Any) -> tuple[int, int]:
         await say(h, "/start", who)
     async with h.app.db.session() as s:
         await ControlRepository(s).set_pause(True, "tests", OWNER_ID)
-        job = Job(user_id=OTHER.id, chat_id=OTHER.id, kind="text2img", model="kandinsky-3.1",
-                  params={"prompt": "x", "width": 64, "height": 64, "seed": 1}, status=JobStatus.QUEUED)
+        job = Job(
+            user_id=OTHER.id,
+            chat_id=OTHER.id,
+            kind="text2img",
+            model="kandinsky-3.1",
+            params={"prompt": "x", "width": 64, "height": 64, "seed": 1},
+            status=JobStatus.QUEUED,
+        )
         broadcast = Broadcast(admin_id=OWNER_ID, admin_chat_id=OWNER_ID, text="secret announcement")
         s.add_all([job, broadcast])
         await s.commit()
@@ -171,6 +177,14 @@ async def test_admin_commands_in_a_group_are_unknown(harness):
     unknown = await say(h, "/nosuchcommand@kandinsky_test_bot", OWNER, **group)
     assert unknown == ["I don't know this command. /help lists what I can do."]
     for command in ("/stats", "/admin", "/queue", "/audit", f"/user {OWNER_ID}", "/pause"):
-        assert await say(h, f"{command.split()[0]}@kandinsky_test_bot {command[len(command.split()[0]):]}".strip(), OWNER, **group) == unknown
+        assert (
+            await say(
+                h,
+                f"{command.split()[0]}@kandinsky_test_bot {command[len(command.split()[0]) :]}".strip(),
+                OWNER,
+                **group,
+            )
+            == unknown
+        )
     async with h.app.db.session() as s:
         assert (await ControlRepository(s).pause_state()).paused is False

@@ -62,10 +62,7 @@ async def compose(h: BotHarness) -> str:
 
 def report_texts(*harnesses: BotHarness) -> list[str]:
     return [
-        c.text
-        for h in harnesses
-        for c in h.session.of(SendMessage)
-        if c.chat_id == OWNER_ID and "finished" in c.text
+        c.text for h in harnesses for c in h.session.of(SendMessage) if c.chat_id == OWNER_ID and "finished" in c.text
     ]
 
 
@@ -158,10 +155,17 @@ async def test_crash_mid_batch_never_resends(tmp_path):
         await repos.users.upsert_seen(OWNER_ID, "olga", "Olga", "en")
         for user_id in (1, 2, 3, 4):
             await repos.users.upsert_seen(user_id, None, "U", "en")
-        session.add(Broadcast(id=1, admin_id=OWNER_ID, admin_chat_id=OWNER_ID, text=TEXT, status=BroadcastStatus.SENDING))
+        session.add(
+            Broadcast(id=1, admin_id=OWNER_ID, admin_chat_id=OWNER_ID, text=TEXT, status=BroadcastStatus.SENDING)
+        )
         await session.flush()
-        statuses = {OWNER_ID: RecipientStatus.SENT, 1: RecipientStatus.SENDING, 2: RecipientStatus.SENDING,
-                    3: RecipientStatus.PENDING, 4: RecipientStatus.PENDING}
+        statuses = {
+            OWNER_ID: RecipientStatus.SENT,
+            1: RecipientStatus.SENDING,
+            2: RecipientStatus.SENDING,
+            3: RecipientStatus.PENDING,
+            4: RecipientStatus.PENDING,
+        }
         session.add_all(BroadcastRecipient(broadcast_id=1, user_id=u, status=s) for u, s in statuses.items())
         await session.commit()
     h = await start_harness(settings)
@@ -190,8 +194,10 @@ async def test_photo_broadcast_and_cancel(harness):
     assert [c.chat_id for c in h.session.of(SendMessage) if c.text == "Draft to cancel"] == [OWNER_ID]
     # a photo with a caption
     await say(h, "/broadcast", OWNER)
-    photo = [PhotoSize(file_id="small", file_unique_id="s", width=90, height=90),
-             PhotoSize(file_id="big", file_unique_id="b", width=900, height=900)]
+    photo = [
+        PhotoSize(file_id="small", file_unique_id="s", width=90, height=90),
+        PhotoSize(file_id="big", file_unique_id="b", width=900, height=900),
+    ]
     await h.feed(message_update(None, from_user=OWNER, photo=photo, caption="New styles!"))
     preview = h.session.of(SendPhoto)[-1]
     assert preview.photo == "big" and preview.caption == "New styles!"

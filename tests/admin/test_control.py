@@ -13,15 +13,33 @@ from tests.admin.conftest import OTHER, OWNER, OWNER_ID, USER, USER_ID, audit, p
 from tests.fakes import buttons
 
 
-async def add_job(h, user_id: int, status: str, model: str = "kandinsky-3.1", wait: float | None = None,
-                  took: float | None = None, kind: str = "text2img", days_ago: float = 0) -> None:
+async def add_job(
+    h,
+    user_id: int,
+    status: str,
+    model: str = "kandinsky-3.1",
+    wait: float | None = None,
+    took: float | None = None,
+    kind: str = "text2img",
+    days_ago: float = 0,
+) -> None:
     created = utcnow() - timedelta(days=days_ago, seconds=1)
     started = created + timedelta(seconds=wait) if wait is not None else None
     generated = started + timedelta(seconds=took) if started is not None and took is not None else None
     async with h.app.db.session() as s:
-        s.add(Job(user_id=user_id, chat_id=user_id, kind=kind, model=model, status=status,
-                  params={"prompt": "p", "width": 64, "height": 64, "seed": 1},
-                  created_at=created, started_at=started, generated_at=generated))
+        s.add(
+            Job(
+                user_id=user_id,
+                chat_id=user_id,
+                kind=kind,
+                model=model,
+                status=status,
+                params={"prompt": "p", "width": 64, "height": 64, "seed": 1},
+                created_at=created,
+                started_at=started,
+                generated_at=generated,
+            )
+        )
         await s.commit()
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage
+from aiogram.methods import AnswerCallbackQuery, SendMessage
 from sqlalchemy import select
 
 from bot.config import Settings
@@ -31,10 +31,15 @@ def settings(tmp_path: Path) -> Settings:
 
 
 async def say(h: BotHarness, text: str, who: Any = USER, **fields: Any) -> list[str]:
-    """Send a message; return the texts of the bot's messages sent in answer."""
+    """Send a message; return the texts of the messages the bot sent to that chat in answer.
+
+    (Edits are left out: progress edits of running jobs come and go at any time.)
+    """
     before = len(h.session.calls)
-    await h.feed(message_update(text, from_user=who, **fields))
-    return [c.text for c in h.session.calls[before:] if isinstance(c, (SendMessage, EditMessageText))]
+    update = message_update(text, from_user=who, **fields)
+    await h.feed(update)
+    chat_id = update.message.chat.id
+    return [c.text for c in h.session.calls[before:] if isinstance(c, SendMessage) and c.chat_id == chat_id]
 
 
 async def press(h: BotHarness, data: str, who: Any = USER) -> list[Any]:

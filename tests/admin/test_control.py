@@ -72,7 +72,7 @@ async def test_stats(harness):
 
 async def test_queue_lists_jobs_and_cancels_them(harness):
     h = harness
-    h.backend.step_seconds = 0.05
+    h.backend.step_seconds = 0.2  # the first job runs (25 steps) while the test acts
     await say(h, "/start", OWNER)
     await say(h, "a red fox", USER)
     await say(h, "a blue fox", USER)

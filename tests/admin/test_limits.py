@@ -40,7 +40,7 @@ async def test_daily_quota_from_the_chat(harness):
 
 async def test_pending_and_queue_caps_from_the_chat(harness):
     h = harness
-    h.backend.step_seconds = 0.05
+    h.backend.step_seconds = 0.2  # the first job runs (25 steps) while the test acts
     await say(h, "/start", OWNER)
     await say(h, "/limits user 1", OWNER)
     await say(h, "one fox", USER)
@@ -64,13 +64,14 @@ async def test_pending_and_queue_caps_from_the_chat(harness):
 
 async def test_pause_and_resume(harness):
     h = harness
-    h.backend.step_seconds = 0.03
+    h.backend.step_seconds = 0.2  # the first job runs (25 steps) while the test acts
     await say(h, "/start", OWNER)
     await say(h, "a red fox", USER)
     await say(h, "a blue fox", USER)
     await h.wait_for(lambda: len(h.backend.calls) == 1)
     texts = await say(h, "/pause GPU maintenance", OWNER)
     assert texts[-1].startswith("⏸ Paused:") and "GPU maintenance" in texts[-1]
+    h.backend.step_seconds = 0.0
     # the running job finishes; the queued one waits; new requests are told why they are refused
     await h.wait_for(lambda: h.app.queue.idle.is_set() and len(h.backend.calls) == 1, timeout=10)
     await asyncio.sleep(0.3)

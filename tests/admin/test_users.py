@@ -58,7 +58,7 @@ async def test_grant_and_revoke(harness):
 
 async def test_ban_cancels_jobs_and_stops_generation_unban_restores(harness):
     h = harness
-    h.backend.step_seconds = 0.05  # 25 steps: the first job is still running when the ban comes
+    h.backend.step_seconds = 0.2  # 25 steps: the first job is still running when the ban comes
     await make_admin(h)
     await say(h, "/start", USER)
     await say(h, "a red fox", USER)

@@ -11,7 +11,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
-import storage.admin_models  # noqa: F401  (registers the admin tables on Base.metadata)
 from storage.models import Base
 
 config = context.config

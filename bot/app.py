@@ -14,6 +14,7 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
+from bot.admin_menu import show_admin_menus
 from bot.broadcast import Broadcaster
 from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
@@ -99,6 +100,7 @@ def build_app(
         admin_ids=frozenset(settings.admin_ids),
         broadcaster=broadcaster,  # admin: /broadcast
         generation_backend=runner.backend,  # admin: /models
+        user_commands=COMMANDS,  # admin: the command menu of admin chats adds to these
     )
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
@@ -110,6 +112,7 @@ def build_app(
 
     async def on_startup() -> None:
         await set_commands(bot)
+        await show_admin_menus(bot, db, frozenset(settings.admin_ids), COMMANDS)
         await queue.start()
         await broadcaster.start()  # resumes a broadcast a restart interrupted
 

@@ -12,6 +12,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
+from bot.admin_menu import hide_admin_menu, show_admin_menu
 from bot.best_effort import best_effort
 from bot.i18n import translator
 from generation.jobs import JobService
@@ -109,6 +110,14 @@ async def revoke(repos: Repositories, admin_ids: frozenset[int], admin: User, ro
     return "admin-revoked", {"user": user_label(target)}
 
 
+async def update_menu(bot: Bot, reply_key: str, target: User, user_commands: tuple[str, ...]) -> None:
+    """A new admin sees the admin commands in their menu; a former admin no longer does."""
+    if reply_key == "admin-granted":
+        await show_admin_menu(bot, target.id, AdminRole.ADMIN, target.language, user_commands)
+    elif reply_key == "admin-revoked":
+        await hide_admin_menu(bot, target.id)
+
+
 # -- the user card ---------------------------------------------------------------------------
 async def user_card(
     i18n: I18nContext, repos: Repositories, admin_ids: frozenset[int], viewer_role: str, target: User
@@ -203,11 +212,13 @@ async def unban_command(
 async def grant_command(
     message: Message,
     command: CommandObject,
+    bot: Bot,
     i18n: I18nContext,
     user: User,
     repos: Repositories,
     admin_ids: frozenset[int],
     admin_role: str,
+    user_commands: tuple[str, ...] = (),
 ) -> None:
     if admin_role != AdminRole.OWNER:
         await message.answer(i18n.get("admin-owner-only"))
@@ -219,6 +230,7 @@ async def grant_command(
     action = grant if command.command == "grant" else revoke
     key, kwargs = await action(repos, admin_ids, user, admin_role, target.user)
     await message.answer(i18n.get(key, **kwargs))
+    await update_menu(bot, key, target.user, user_commands)
 
 
 async def user_command(
@@ -294,6 +306,7 @@ async def user_button(
     jobs: JobService,
     admin_ids: frozenset[int],
     admin_role: str,
+    user_commands: tuple[str, ...] = (),
 ) -> None:
     target = await find_user(repos, callback_data.arg)
     if target is None:
@@ -309,6 +322,7 @@ async def user_button(
     else:
         key, kwargs = await revoke(repos, admin_ids, user, admin_role, target)
     await query.answer()
+    await update_menu(bot, key, target, user_commands)
     if isinstance(query.message, Message):
         await query.message.answer(i18n.get(key, **kwargs))
         text, markup = await user_card(i18n, repos, admin_ids, admin_role, target)

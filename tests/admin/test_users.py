@@ -137,3 +137,23 @@ async def test_user_card_buttons_and_audit(harness):
     assert "Banned: yes" in texts[-1]
     texts = await say(h, "/audit", OWNER)
     assert "user_view" in texts[-1] and "<b>ban</b>" in texts[-1] and "@olga" in texts[-1]
+
+
+async def test_admin_command_menu_only_in_admin_chats(harness):
+    """Admin commands appear in the menus of admin chats only: set on grant, removed on revoke."""
+    from aiogram.methods import DeleteMyCommands, SetMyCommands
+
+    h = harness
+    menus = {
+        c.scope.chat_id: [b.command for b in c.commands] for c in h.session.of(SetMyCommands) if c.scope.type == "chat"
+    }
+    assert set(menus) == {OWNER_ID}  # set on start-up for the owner
+    assert {"admin", "stats", "grant", "revoke", "start"} <= set(menus[OWNER_ID])
+    assert all(
+        "admin" not in [b.command for b in c.commands] for c in h.session.of(SetMyCommands) if c.scope.type == "default"
+    )
+    await make_admin(h)
+    menu = [c for c in h.session.of(SetMyCommands) if c.scope.type == "chat" and c.scope.chat_id == ADMIN_ID][-1]
+    assert "broadcast" in [b.command for b in menu.commands] and "grant" not in [b.command for b in menu.commands]
+    await say(h, f"/revoke {ADMIN_ID}", OWNER)
+    assert [c.scope.chat_id for c in h.session.of(DeleteMyCommands)] == [ADMIN_ID]

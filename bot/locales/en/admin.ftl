@@ -128,3 +128,19 @@ admin-broadcast-started = 📣 Broadcast #{ $id } is being sent to { $count } us
 admin-broadcast-cancelled = Broadcast cancelled.
 admin-broadcast-not-draft = This broadcast was already sent or cancelled.
 admin-broadcast-report = 📣 Broadcast #{ $id } finished: { $delivered } delivered, { $blocked } blocked the bot, { $failed } failed (of { $total }).
+
+## The command menu of admin chats (only admins see it)
+cmd-admin = Admin panel
+cmd-stats = Statistics
+cmd-queue = Queued and running jobs
+cmd-pause = Stop taking jobs from the queue [reason]
+cmd-resume = Take jobs from the queue again
+cmd-ban = Ban a user: id or @username [reason]
+cmd-unban = Unban a user
+cmd-user = A user's profile and jobs
+cmd-limits = Per-user, daily and queue limits
+cmd-broadcast = Send a message to every user
+cmd-models = Loaded models, load and unload
+cmd-audit = The latest admin actions
+cmd-grant = Give a user admin rights
+cmd-revoke = Take admin rights away

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, literal, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.admin_models import (
@@ -325,29 +325,19 @@ class BroadcastRepository:
         )
         if moved.rowcount != 1:
             return None
-        users = (
-            (
-                await self.session.execute(
-                    select(User.id, User.blocked_bot).where(User.banned.is_(False)).order_by(User.id)
-                )
-            )
-            .tuples()
-            .all()
+        # One INSERT ... SELECT, however many users there are.
+        blocked = User.blocked_bot.is_(True)
+        recipients = select(
+            literal(broadcast_id),
+            User.id,
+            case((blocked, literal(str(RecipientStatus.BLOCKED))), else_=literal(str(RecipientStatus.PENDING))),
+            case((blocked, literal("blocked before")), else_=null()),
+        ).where(User.banned.is_(False))
+        await self.session.execute(
+            insert(BroadcastRecipient).from_select(["broadcast_id", "user_id", "status", "error"], recipients)
         )
-        if users:
-            await self.session.execute(
-                insert(BroadcastRecipient),
-                [
-                    {
-                        "broadcast_id": broadcast_id,
-                        "user_id": user_id,
-                        "status": RecipientStatus.BLOCKED if blocked else RecipientStatus.PENDING,
-                        "error": "blocked before" if blocked else None,
-                    }
-                    for user_id, blocked in users
-                ],
-            )
-        return len(users)
+        count = select(func.count()).where(BroadcastRecipient.broadcast_id == broadcast_id)
+        return int((await self.session.execute(count)).scalar_one())
 
     async def cancel_draft(self, broadcast_id: int) -> bool:
         result = await self.session.execute(

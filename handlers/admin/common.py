@@ -76,7 +76,7 @@ def age(value: datetime) -> float:
 
 def fmt_bytes(n: int | None) -> str:
     if not n:
-        return "0"
+        return "0 B"
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":

@@ -4,7 +4,10 @@
 queue-paused = ⏸ New pictures are paused for a while. Please try again later.
 queue-paused-reason = ⏸ New pictures are paused for a while: { $reason }
     Please try again later.
-limit-daily = You have made your { $limit } pictures for today. The limit resets at midnight UTC, in { $hours } h { $minutes } min.
+limit-daily = You have made your { $limit ->
+    [one] { $limit } picture
+   *[other] { $limit } pictures
+} for today. The limit resets at midnight UTC, in { $hours } h { $minutes } min.
 admin-job-cancelled-owner = ✖️ Cancelled by the administrator.
 admin-unbanned-notice = You can use the bot again.
 
@@ -73,15 +76,18 @@ admin-audit-empty = Nothing yet.
 
 ## Statistics
 admin-stats-users = <b>Users</b>: { $total } · active today { $today } · in 7 days { $week } · banned { $banned } · blocked the bot { $blocked }
-admin-stats-today = Today (UTC)
-admin-stats-week = Last 7 days
+admin-stats-today = today (UTC)
+admin-stats-week = last 7 days
 admin-stats-jobs = <b>Jobs, { $title }</b>: { $total }
     by model: { $models }
     by mode: { $modes }
     by status: { $statuses }
     failures: { $failed } · censored: { $censored }
 admin-stats-timing-title = <b>Median wait in the queue / generation time</b> (7 days)
-admin-stats-timing = { $model }: { $wait } / { $generation } ({ $jobs } jobs)
+admin-stats-timing = { $model }: { $wait } / { $generation } ({ $jobs ->
+    [one] { $jobs } job
+   *[other] { $jobs } jobs
+})
 admin-stats-queue = <b>Now</b>: { $queued } queued, { $running } running
 
 ## Queue

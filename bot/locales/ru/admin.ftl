@@ -4,7 +4,11 @@
 queue-paused = ⏸ Новые картинки ненадолго приостановлены. Попробуйте позже.
 queue-paused-reason = ⏸ Новые картинки ненадолго приостановлены: { $reason }
     Попробуйте позже.
-limit-daily = Вы уже сделали { $limit } картинок за сегодня. Лимит обнулится в полночь UTC, через { $hours } ч { $minutes } мин.
+limit-daily = Вы уже сделали { $limit ->
+    [one] { $limit } картинку
+    [few] { $limit } картинки
+   *[many] { $limit } картинок
+} за сегодня. Лимит обнулится в полночь UTC, через { $hours } ч { $minutes } мин.
 admin-job-cancelled-owner = ✖️ Отменено администратором.
 admin-unbanned-notice = Вы снова можете пользоваться ботом.
 
@@ -73,15 +77,19 @@ admin-audit-empty = Пока пусто.
 
 ## Статистика
 admin-stats-users = <b>Пользователи</b>: { $total } · активны сегодня { $today } · за 7 дней { $week } · забанены { $banned } · заблокировали бота { $blocked }
-admin-stats-today = Сегодня (UTC)
-admin-stats-week = За 7 дней
+admin-stats-today = сегодня (UTC)
+admin-stats-week = за 7 дней
 admin-stats-jobs = <b>Задачи, { $title }</b>: { $total }
     по моделям: { $models }
     по режимам: { $modes }
     по статусам: { $statuses }
     ошибки: { $failed } · отцензурено: { $censored }
 admin-stats-timing-title = <b>Медиана ожидания в очереди / времени генерации</b> (7 дней)
-admin-stats-timing = { $model }: { $wait } / { $generation } ({ $jobs } задач)
+admin-stats-timing = { $model }: { $wait } / { $generation } ({ $jobs ->
+    [one] { $jobs } задача
+    [few] { $jobs } задачи
+   *[many] { $jobs } задач
+})
 admin-stats-queue = <b>Сейчас</b>: в очереди { $queued }, в работе { $running }
 
 ## Очередь

@@ -22,6 +22,7 @@ from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddlew
 from bot.notifier import TelegramNotifier
 from generation.backend import Backend
 from generation.jobs import JobService
+from generation.moderation import ContentGuard, build_content_guard
 from generation.queue import EmbeddedQueue, JobQueue
 from generation.runner import JobRunner
 from handlers import build_root_router
@@ -66,6 +67,7 @@ class App:
     runner: JobRunner
     notifier: TelegramNotifier
     jobs: JobService
+    guard: ContentGuard
     broadcaster: Broadcaster | None = None
 
 
@@ -74,12 +76,17 @@ def build_app(
     bot: Bot | None = None,
     backend: Backend | None = None,
     storage: BaseStorage | None = None,
+    guard: ContentGuard | None = None,
 ) -> App:
     bot = bot or create_bot(settings)
     engine = create_engine(settings.db_url)
     db = Database(create_sessionmaker(engine))
     notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
-    runner = JobRunner(db, backend or create_backend(settings), notifier, settings.results_dir)
+    # Beautification and the safety checks, switched by the operator's settings.
+    guard = guard or build_content_guard(
+        settings.beautifier_settings(), settings.safety_settings(), settings.generation_config()
+    )
+    runner = JobRunner(db, backend or create_backend(settings), notifier, settings.results_dir, guard=guard)
 
     async def refresh_positions() -> None:
         await refresh_queue_positions(db, notifier)
@@ -88,7 +95,12 @@ def build_app(
         db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
     )
     jobs = JobService(
-        queue, settings.max_image_side, settings.max_pending_per_user, settings.max_pending_total, settings.daily_quota
+        queue,
+        settings.max_image_side,
+        settings.max_pending_per_user,
+        settings.max_pending_total,
+        daily_quota=settings.daily_quota,
+        guard=guard,
     )
     broadcaster = Broadcaster(db, bot, translator(), rate=settings.broadcast_rate)
 
@@ -98,6 +110,7 @@ def build_app(
         max_image_side=settings.max_image_side,
         results_dir=str(settings.results_dir),
         admin_ids=frozenset(settings.admin_ids),
+        guard=guard,  # upload handlers: ``await guard.check_upload(photo)`` for an early answer
         broadcaster=broadcaster,  # admin: /broadcast
         generation_backend=runner.backend,  # admin: /models
         user_commands=COMMANDS,  # admin: the command menu of admin chats adds to these
@@ -108,7 +121,7 @@ def build_app(
     dispatcher.message.outer_middleware(ChatScopeMiddleware())
     dispatcher.include_router(build_root_router())
 
-    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs, broadcaster)
+    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard, broadcaster)
 
     async def on_startup() -> None:
         await set_commands(bot)
@@ -119,6 +132,7 @@ def build_app(
     async def on_shutdown() -> None:
         await broadcaster.stop()
         await queue.stop()
+        await guard.close()
         await engine.dispose()
 
     dispatcher.startup.register(on_startup)

@@ -11,10 +11,11 @@ from datetime import timedelta
 from typing import Any
 
 from generation.backend import Mode, ModelId
+from generation.moderation import ContentGuard
 from generation.queue import JobQueue
 from generation.styles import image_size
 from storage.admin_repositories import ControlRepository, Limits, day_start
-from storage.models import Job, JobStatus, User, utcnow
+from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Repositories
 
 MAX_PROMPT_LENGTH = 1000
@@ -29,6 +30,14 @@ class AdmissionError(Exception):
         self.code = code
         self.limit = limit
         self.details = details
+
+
+class PromptBlocked(AdmissionError):
+    """The prompt matched the blocklist: refused with a neutral message, counted, no job created."""
+
+    def __init__(self, entry: str) -> None:
+        super().__init__("prompt-blocked", 0)
+        self.entry = entry
 
 
 @dataclass
@@ -53,8 +62,10 @@ class JobService:
         max_pending_per_user: int,
         max_pending_total: int,
         daily_quota: int | None = None,
+        guard: ContentGuard | None = None,
     ) -> None:
         self.queue = queue
+        self.guard = guard
         self.max_image_side = max_image_side
         # Defaults from the environment; admins override them from the chat (stored in bot_settings).
         self.default_limits = Limits(max_pending_per_user, max_pending_total, daily_quota)
@@ -78,6 +89,16 @@ class JobService:
             if await control.jobs_since(user_id, since) >= limits.daily_quota:
                 left = int((since + timedelta(days=1) - now).total_seconds()) // 60
                 raise AdmissionError("limit-daily", limits.daily_quota, hours=left // 60, minutes=left % 60)
+
+    async def check_prompt(self, repos: Repositories, user: User, params: dict[str, Any]) -> None:
+        """The text filter on the prompt before a job exists; a refusal is counted for admins."""
+        if self.guard is None:
+            return
+        entry = self.guard.check_text(params.get("prompt"))
+        if entry is not None:
+            await repos.moderation.add(user.id, ModerationKind.PROMPT_BLOCKED, entry)
+            await repos.commit()
+            raise PromptBlocked(entry)
 
     def params_from_settings(self, user: User, prompt: str, **overrides: Any) -> dict[str, Any]:
         settings = user.settings
@@ -108,11 +129,13 @@ class JobService:
     ) -> Job:
         """Admission control, a queued job row, its status message, then the queue.
 
-        Raises AdmissionError (and creates nothing) when the user or the queue is over its limit.
+        Raises AdmissionError (and creates nothing) when the user or the queue is over its limit, and
+        PromptBlocked (an AdmissionError) when the prompt matches the blocklist.
         One user's requests are admitted one at a time, so simultaneous messages cannot slip past
         the per-user limit.
         """
         async with self._user_locks[user.id]:
+            await self.check_prompt(repos, user, params)
             await self.check_admission(repos, user.id)
             job = await repos.jobs.add(
                 Job(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
@@ -26,8 +27,8 @@ from handlers.admin.common import (
     fmt_duration,
     user_label,
 )
-from storage.admin_repositories import JobCounts, Limits
-from storage.models import JobStatus, User
+from storage.admin_repositories import JobCounts, Limits, day_start
+from storage.models import JobStatus, User, utcnow
 from storage.repositories import Repositories
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ MAX_PAUSE_REASON = 200
 
 
 def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{esc(k)} {v}" for k, v in counts.items()) or "—"
+    return ", ".join(f"{esc(k)} {v}" for k, v in sorted(counts.items())) or "—"
 
 
 def _job_counts(i18n: I18nContext, title: str, counts: JobCounts) -> str:
@@ -82,6 +83,14 @@ async def stats_view(i18n: I18nContext, repos: Repositories) -> tuple[str, Inlin
     if not stats.timing:
         timing.append("—")
     lines.append("\n".join(timing))
+    now = utcnow()
+    lines.append(
+        i18n.get(
+            "admin-stats-moderation",
+            today=_counts(await repos.moderation.counts(since=day_start(now))),
+            week=_counts(await repos.moderation.counts(since=now - timedelta(days=7))),
+        )
+    )
     lines.append(i18n.get("admin-stats-queue", queued=stats.queued, running=stats.running))
     if pause.paused:
         lines.append(i18n.get("admin-state-paused", reason=esc(pause.reason or "—")))

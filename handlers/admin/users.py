@@ -152,6 +152,13 @@ async def user_card(
             total=sum(counts.values()),
             details=", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "—",
         ),
+        i18n.get(
+            "admin-user-moderation",
+            details=", ".join(
+                f"{esc(k)}: {v}" for k, v in sorted((await repos.moderation.counts(user_id=target.id)).items())
+            )
+            or "—",
+        ),
     ]
     if last:
         lines.append(i18n.get("admin-user-last-jobs"))

@@ -8,7 +8,8 @@ from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage
 
 from generation.backend import ModelId
 from handlers.admin.common import AdminCb
-from storage.models import Job, JobStatus, User, utcnow
+from storage.models import Job, JobStatus, ModerationKind, User, utcnow
+from storage.repositories import Repositories
 from tests.admin.conftest import OTHER, OWNER, OWNER_ID, USER, USER_ID, audit, press, say
 from tests.fakes import buttons
 
@@ -57,7 +58,19 @@ async def test_stats(harness):
     await add_job(h, USER_ID, JobStatus.CENSORED, model="kandinsky-2.2", wait=2, took=8)
     await add_job(h, USER_ID, JobStatus.DONE, days_ago=3, wait=90, took=30)  # in the week, not today
     await add_job(h, USER_ID, JobStatus.DONE, days_ago=30, wait=999, took=999)  # too old for anything
+    async with h.app.db.session() as s:
+        repos = Repositories(s)
+        await repos.moderation.add(USER_ID, ModerationKind.PROMPT_BLOCKED, "entry")
+        await repos.moderation.add(USER_ID, ModerationKind.PROMPT_BLOCKED, "entry")
+        await repos.moderation.add(OTHER.id, ModerationKind.IMAGE_CENSORED, "0.93")
+        await s.commit()
     text = (await say(h, "/stats", OWNER))[-1]
+    assert (
+        "<b>Safety refusals</b>\ntoday: image_censored 1, prompt_blocked 2\n7 days: image_censored 1, prompt_blocked 2"
+        in text
+    )
+    card = (await say(h, f"/user {USER_ID}", OWNER))[-1]
+    assert "<b>Safety refusals</b>: prompt_blocked: 2" in card
     assert "<b>Users</b>: 3 · active today 3 · in 7 days 3 · banned 1 · blocked the bot 1" in text
     today, week = text.split("<b>Jobs, ")[1:3]
     assert today.startswith("today (UTC)</b>: 4")

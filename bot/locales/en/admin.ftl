@@ -54,6 +54,7 @@ admin-user-card = <b>User</b> { $user }
     Blocked the bot: { $blocked }
 admin-user-settings = <b>Settings</b>: { $model }, { $ratio }, { $style }, { $count } per request, beautification: { $beautify }
 admin-user-counts = <b>Jobs</b>: { $total } ({ $details })
+admin-user-moderation = <b>Safety refusals</b>: { $details }
 admin-user-last-jobs = <b>Last jobs</b>:
 admin-btn-ban = 🚫 Ban
 admin-btn-unban = ✅ Unban
@@ -88,6 +89,9 @@ admin-stats-timing = { $model }: { $wait } / { $generation } ({ $jobs ->
     [one] { $jobs } job
    *[other] { $jobs } jobs
 })
+admin-stats-moderation = <b>Safety refusals</b>
+    today: { $today }
+    7 days: { $week }
 admin-stats-queue = <b>Now</b>: { $queued } queued, { $running } running
 
 ## Queue

@@ -55,6 +55,7 @@ admin-user-card = <b>Пользователь</b> { $user }
     Заблокировал бота: { $blocked }
 admin-user-settings = <b>Настройки</b>: { $model }, { $ratio }, { $style }, { $count } за запрос, улучшение: { $beautify }
 admin-user-counts = <b>Задачи</b>: { $total } ({ $details })
+admin-user-moderation = <b>Отказы проверок безопасности</b>: { $details }
 admin-user-last-jobs = <b>Последние задачи</b>:
 admin-btn-ban = 🚫 Забанить
 admin-btn-unban = ✅ Разбанить
@@ -90,6 +91,9 @@ admin-stats-timing = { $model }: { $wait } / { $generation } ({ $jobs ->
     [few] { $jobs } задачи
    *[many] { $jobs } задач
 })
+admin-stats-moderation = <b>Отказы проверок безопасности</b>
+    сегодня: { $today }
+    за 7 дней: { $week }
 admin-stats-queue = <b>Сейчас</b>: в очереди { $queued }, в работе { $running }
 
 ## Очередь

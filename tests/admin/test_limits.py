@@ -113,3 +113,20 @@ async def test_pause_survives_a_restart(tmp_path):
         assert (await h.wait_jobs_settled())[-1].status == JobStatus.DONE
     finally:
         await stop_harness(h)
+
+
+async def test_daily_quota_default_from_the_environment(tmp_path):
+    from tests.admin.conftest import OWNER_ID
+    from tests.conftest import make_settings, start_harness, stop_harness
+
+    h = await start_harness(make_settings(tmp_path, admin_ids=[OWNER_ID], daily_quota=1))
+    try:
+        await say(h, "one fox", USER)
+        await h.wait_jobs_settled()
+        assert (await say(h, "two foxes", USER))[-1].startswith("You have made your 1 picture for today.")
+        assert "Jobs per user per day (UTC): 1" in (await say(h, "/limits", OWNER))[-1]
+        await say(h, "/limits daily 5", OWNER)  # the chat overrides the environment
+        await say(h, "two foxes", USER)
+        assert [j.status for j in await h.wait_jobs_settled()] == [JobStatus.DONE, JobStatus.DONE]
+    finally:
+        await stop_harness(h)

@@ -141,6 +141,8 @@ class Broadcaster:
         error = "not sent"
         for _attempt in range(MAX_ATTEMPTS):
             await self._pace()
+            if self._stop.is_set():
+                return RecipientStatus.PENDING, None  # unsent: the next start sends it
             try:
                 if broadcast.photo_file_id:
                     await self.bot.send_photo(
@@ -164,6 +166,9 @@ class Broadcaster:
                 # Chat not found, bad request, a timeout or a server error: a timed-out message may
                 # still have arrived, so it is not sent again.
                 return RecipientStatus.FAILED, exc.message[:500]
+            except Exception as exc:  # anything else: this recipient fails, the broadcast goes on
+                log.exception("broadcast %s to %s failed", broadcast.id, user_id)
+                return RecipientStatus.FAILED, repr(exc)[:500]
         return RecipientStatus.FAILED, error[:500]
 
     async def _report(self, broadcast: Broadcast, report: BroadcastReport, locale: str) -> None:

@@ -210,3 +210,33 @@ async def test_photo_broadcast_and_cancel(harness):
     async with h.app.db.session() as session:
         statuses = [b.status for b in (await session.execute(select(Broadcast).order_by(Broadcast.id))).scalars()]
     assert statuses == [BroadcastStatus.CANCELLED, BroadcastStatus.DONE]
+
+
+async def test_flood_control_is_retried_and_bad_chats_fail(harness):
+    from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
+
+    h = harness
+    await say(h, "/start", OWNER)
+    await add_users(h, [21, 22, 23])
+    attempts: Counter[int] = Counter()
+
+    def failure(method: Any) -> Exception | None:
+        if method.text != TEXT or method.reply_markup is not None:
+            return None
+        chat = int(method.chat_id)
+        attempts[chat] += 1
+        if chat == 21 and attempts[chat] == 1:  # 429 once: not sent, so sent again after the wait
+            return TelegramRetryAfter(method=method, message="Too Many Requests: retry after 0", retry_after=0)
+        if chat == 22:
+            return TelegramBadRequest(method=method, message="Bad Request: chat not found")
+        return None
+
+    h.session.failures[SendMessage] = failure
+    await say(h, "/broadcast", OWNER)
+    await say(h, TEXT, OWNER)
+    await press(h, dict(buttons(h.session.of(SendMessage)[-1].reply_markup))["📣 Send to 4 users"], OWNER)
+    assert (await wait_report(h)) == "📣 Broadcast #1 finished: 3 delivered, 0 blocked the bot, 1 failed (of 4)."
+    assert attempts == {21: 2, 22: 1, 23: 1, OWNER_ID: 1}
+    async with h.app.db.session() as session:
+        rows = (await session.execute(select(BroadcastRecipient).order_by(BroadcastRecipient.user_id))).scalars().all()
+    assert {r.user_id: (r.status, r.error) for r in rows}[22] == (RecipientStatus.FAILED, "Bad Request: chat not found")

@@ -22,6 +22,7 @@ from storage.admin_models import (
     RecipientStatus,
 )
 from storage.models import PENDING_STATUSES, Job, JobStatus, User, utcnow
+from storage.repositories import _insert_for
 
 
 class AdminRole(StrEnum):
@@ -108,14 +109,11 @@ class ControlRepository:
         return dict(rows.tuples().all())
 
     async def _set(self, key: str, value: Any, updated_by: int | None) -> None:
-        row = await self.session.get(BotSetting, key)
-        if row is None:
-            self.session.add(BotSetting(key=key, value=value, updated_by=updated_by))
-        else:
-            row.value = value
-            row.updated_by = updated_by
-            row.updated_at = utcnow()
-        await self.session.flush()
+        # An upsert: two admins changing the same setting at once cannot collide on the key.
+        insert_ = _insert_for(self.session)
+        values = {"value": value, "updated_by": updated_by, "updated_at": utcnow()}
+        statement = insert_(BotSetting).values(key=key, **values)
+        await self.session.execute(statement.on_conflict_do_update(index_elements=["key"], set_=values))
 
     async def limits(self, defaults: Limits) -> Limits:
         """The stored limits, falling back to the defaults from the environment for unset ones."""

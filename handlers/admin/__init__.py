@@ -18,7 +18,7 @@ def create_router() -> Router:
     router = Router(name="admin")
     # Private chats only: an admin's /stats in a group would show the group what only admins may see.
     router.message.filter(F.chat.type == ChatType.PRIVATE, AdminFilter())
-    router.callback_query.filter(AdminFilter())
+    router.callback_query.filter(F.message.chat.type == ChatType.PRIVATE, AdminFilter())
     router.include_routers(
         panel.create_router(), users.create_router(), control.create_router(), broadcast.create_router()
     )

@@ -188,3 +188,12 @@ async def test_admin_commands_in_a_group_are_unknown(harness):
         )
     async with h.app.db.session() as s:
         assert (await ControlRepository(s).pause_state()).paused is False
+
+
+async def test_admin_texts_follow_the_admins_language(harness):
+    from tests.fakes import user
+
+    h = harness
+    ru_owner = user(OWNER_ID, language_code="ru", first_name="Olga", username="olga")
+    assert "<b>Панель администратора</b> (владелец)" in (await say(h, "/admin", ru_owner))[-1]
+    assert (await say(h, "/limits daily 3", ru_owner))[0] == "Сохранено: daily = 3. Действует со следующего запроса."

@@ -14,6 +14,8 @@ from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
+from bot.admin_menu import show_admin_menus
+from bot.broadcast import Broadcaster
 from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
 from bot.metrics import Metrics, MetricsRequestMiddleware
@@ -96,6 +98,7 @@ class App:
     notifier: TelegramNotifier
     jobs: JobService
     guard: ContentGuard
+    broadcaster: Broadcaster | None = None
     metrics: Metrics | None = None
 
 
@@ -135,8 +138,14 @@ def build_app(
             db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
         )
     jobs = JobService(
-        queue, settings.max_image_side, settings.max_pending_per_user, settings.max_pending_total, guard=guard
+        queue,
+        settings.max_image_side,
+        settings.max_pending_per_user,
+        settings.max_pending_total,
+        daily_quota=settings.daily_quota,
+        guard=guard,
     )
+    broadcaster = Broadcaster(db, bot, translator(), rate=settings.broadcast_rate)
 
     events_isolation: BaseEventIsolation | None = None
     if storage is None:
@@ -149,6 +158,10 @@ def build_app(
         results_dir=str(settings.results_dir),
         admin_ids=frozenset(settings.admin_ids),
         guard=guard,  # upload handlers: ``await guard.check_upload(photo)`` for an early answer
+        broadcaster=broadcaster,  # admin: /broadcast
+        # admin: /models (in the distributed mode the workers hold the models: --models per worker)
+        generation_backend=None if settings.redis_url else runner.backend,
+        user_commands=COMMANDS,  # admin: the command menu of admin chats adds to these
     )
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
@@ -156,13 +169,18 @@ def build_app(
     dispatcher.message.outer_middleware(ChatScopeMiddleware())
     dispatcher.include_router(build_root_router())
 
-    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard, metrics)
+    app = App(
+        settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard, broadcaster=broadcaster, metrics=metrics
+    )
 
     async def on_startup() -> None:
         await set_commands(bot)
+        await show_admin_menus(bot, db, frozenset(settings.admin_ids), COMMANDS)
         await queue.start()
+        await broadcaster.start()  # resumes a broadcast a restart interrupted
 
     async def on_shutdown() -> None:
+        await broadcaster.stop()
         await queue.stop()
         await guard.close()
         await engine.dispose()  # the FSM storage is closed by the dispatcher itself

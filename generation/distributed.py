@@ -39,9 +39,12 @@ def stream_name(prefix: str, model: str) -> str:
     return f"{prefix}:jobs:{model}"
 
 
-def cancel_channel(prefix: str) -> str:
-    """Pub/sub channel on which the bot announces cancelled running jobs (their ids)."""
-    return f"{prefix}:cancel"
+def control_channel(prefix: str) -> str:
+    """Pub/sub channel from the bot to the workers: a cancelled job's id, or ``wake`` after /resume."""
+    return f"{prefix}:control"
+
+
+WAKE = "wake"
 
 
 def all_streams(prefix: str, models: Iterable[str] = MODELS) -> list[str]:
@@ -173,7 +176,11 @@ class DistributedQueue:
     async def cancel(self, job_id: int) -> None:
         # JobService has already set cancel_requested in the database, which the job's worker checks
         # on every heartbeat; the announcement makes the running worker stop at its next step.
-        await self.redis.publish(cancel_channel(self.prefix), str(job_id))
+        await self.redis.publish(control_channel(self.prefix), str(job_id))
+
+    async def wake(self) -> None:
+        # /resume: workers waiting out a /pause (it lives in the database) look again at once.
+        await self.redis.publish(control_channel(self.prefix), WAKE)
 
     async def start(self) -> None:
         await self.broker.startup()

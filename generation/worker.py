@@ -38,8 +38,9 @@ from taskiq.receiver import Receiver
 from bot.config import Settings, describe_error
 from bot.metrics import Metrics, MetricsRequestMiddleware, add_routes, gpu_memory, start_server
 from generation.backend import Backend, ModelId
-from generation.distributed import TASK_NAME, JobStreamBroker, cancel_channel, stream_name, wait_closed
+from generation.distributed import TASK_NAME, WAKE, JobStreamBroker, control_channel, stream_name, wait_closed
 from generation.runner import JobContext, JobRunner
+from storage.admin_repositories import ControlRepository
 from storage.claims import JobClaims
 from storage.models import Job, JobStatus, User
 from storage.repositories import Database
@@ -126,6 +127,7 @@ class Worker:
         self.jobs_done = 0
         self.started = time.monotonic()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._wake = asyncio.Event()  # /resume was announced
 
     # -- one message ------------------------------------------------------------------------------
     async def process(self, job_id: int) -> bool:
@@ -144,6 +146,9 @@ class Worker:
             if not await self._take_over(job_id, attempts, claimed_by, expires):
                 return False
             status = JobStatus.QUEUED
+        if status == JobStatus.QUEUED and not await self._wait_while_paused():
+            await self._send_again(job_id, model)  # stopping while paused: leave the job to another worker
+            return True
         self.current_job = job_id
         heartbeat = asyncio.create_task(self._keep_claim(job_id), name=f"heartbeat-{job_id}")
         try:
@@ -175,6 +180,26 @@ class Worker:
         log.warning("job %s: its worker %s stopped answering; taking it over", job_id, holder)
         return True
 
+    async def _wait_while_paused(self) -> bool:
+        """Hold the job while an admin has paused the queue (/pause). False: the worker is stopping."""
+        logged = False
+        while not self.stopping:
+            async with self.db.session() as session:
+                if not (await ControlRepository(session).pause_state()).paused:
+                    return True
+            if not logged:
+                log.info("the queue is paused; waiting for /resume")
+                logged = True
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(self.settings.worker_heartbeat_seconds, 1.0))
+        return False
+
+    async def _send_again(self, job_id: int, model: str) -> None:
+        """A fresh message for the job, so that another worker starts it at once."""
+        kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self.broker, {})
+        await kicker.with_labels(queue_name=stream_name(self.settings.redis_prefix, model)).kiq(job_id)
+
     async def _context(self, job_id: int) -> JobContext | None:
         async with self.db.session() as session:
             job = await session.get(Job, job_id)
@@ -189,9 +214,7 @@ class Worker:
         if job is None:
             return
         if job.status == JobStatus.QUEUED and self.stopping:
-            # Interrupted by a shutdown: send a fresh message, so another worker starts it at once.
-            kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self.broker, {})
-            await kicker.with_labels(queue_name=stream_name(self.settings.redis_prefix, job.model)).kiq(job_id)
+            await self._send_again(job_id, job.model)  # interrupted by a shutdown
             return
         if job.status == before:  # a duplicate message: nothing was left to do
             return
@@ -218,16 +241,20 @@ class Worker:
                 self.runner.cancel(job_id)
 
     # -- background -------------------------------------------------------------------------------
-    async def _listen_cancellations(self) -> None:
+    async def _listen_control(self) -> None:
+        """Cancellations (a job id) and wake-ups after /resume from the bot."""
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(cancel_channel(self.settings.redis_prefix))
+                    await pubsub.subscribe(control_channel(self.settings.redis_prefix))
                     async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            with contextlib.suppress(ValueError):
-                                if self.runner.cancel(int(message["data"])):
-                                    log.info("job %s cancelled by its user", int(message["data"]))
+                        if message.get("type") != "message":
+                            continue
+                        data = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
+                        if data == WAKE:
+                            self._wake.set()
+                        elif data.isdigit() and self.runner.cancel(int(data)):
+                            log.info("job %s cancelled by its user", data)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -279,7 +306,7 @@ class Worker:
             propagate_exceptions=False,
         )
         self._tasks = [
-            asyncio.create_task(self._listen_cancellations(), name="cancellations"),
+            asyncio.create_task(self._listen_control(), name="control"),
             asyncio.create_task(self._retry_deliveries(), name="delivery-retry"),
         ]
         finish = asyncio.Event()
@@ -290,6 +317,7 @@ class Worker:
             self.stopping = True
             finish.set()
             self.runner.interrupt_all()
+            self._wake.set()
 
         stopper = asyncio.create_task(on_stop())
         try:

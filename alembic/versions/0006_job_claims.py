@@ -1,7 +1,7 @@
 """job claims: the worker holding a job and until when (distributed mode)
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0005
 Create Date: 2026-11-23 15:00:00
 """
 from typing import Sequence, Union
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision: str = "0006"
-down_revision: Union[str, None] = "0002"  # main's head when merged; the lead re-chains
+down_revision: Union[str, None] = "0005"  # main's head when merged; the lead re-chains
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -128,6 +128,8 @@ class Worker:
         self.started = time.monotonic()
         self._tasks: list[asyncio.Task[Any]] = []
         self._wake = asyncio.Event()  # /resume was announced
+        # While paused, the pause flag is read this often; /resume also wakes the worker at once.
+        self.pause_poll_seconds = max(settings.worker_heartbeat_seconds, 5.0)
 
     # -- one message ------------------------------------------------------------------------------
     async def process(self, job_id: int) -> bool:
@@ -192,7 +194,7 @@ class Worker:
                 logged = True
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(self.settings.worker_heartbeat_seconds, 1.0))
+                await asyncio.wait_for(self._wake.wait(), timeout=self.pause_poll_seconds)
         return False
 
     async def _send_again(self, job_id: int, model: str) -> None:

@@ -216,3 +216,35 @@ async def test_queued_jobs_without_a_message_are_sent_again_on_start(tmp_path, p
         # Nobody has taken them yet: both wait in the consumer group.
         groups = await redis.xinfo_groups(stream_name(redis_prefix, "kandinsky-2.2"))
         assert [g["name"] for g in groups] == [CONSUMER_GROUP.encode()]
+
+
+async def test_workers_hold_jobs_while_the_queue_is_paused(tmp_path, pg_database, redis_prefix):
+    from storage.admin_repositories import ControlRepository
+
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [ALL], step=0.0) as c:
+        u = user(3007)
+        await c.feed(message_update("/start", from_user=u))
+        await c.feed(message_update("before the pause", from_user=u))
+        await c.wait(lambda js: js and js[0].status == JobStatus.DONE)
+
+        async def set_pause(paused: bool) -> None:
+            async with c.app.db.session() as session:
+                await ControlRepository(session).set_pause(paused, "maintenance" if paused else None, None)
+                await session.commit()
+
+        c.workers[0][0].pause_poll_seconds = 60.0  # so only the wake-up can resume it in time
+        await set_pause(True)
+        async with c.app.db.session() as session:  # /pause refuses new requests; jobs already queued wait
+            session.add(Job(user_id=u.id, chat_id=u.id, kind="text2img", model="kandinsky-3.1",
+                            params={"prompt": "after the pause", "width": 64, "height": 64, "seed": 3},
+                            status=JobStatus.QUEUED))
+            await session.commit()
+        queue = c.app.queue
+        assert isinstance(queue, DistributedQueue)
+        await queue.resubmit_orphans()
+        await asyncio.sleep(1.0)
+        assert [j.status for j in await c.jobs()] == [JobStatus.DONE, JobStatus.QUEUED]
+
+        await set_pause(False)
+        await queue.wake()  # what /resume does
+        await c.wait(lambda js: js[1].status == JobStatus.DONE, timeout=10)

@@ -260,7 +260,7 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning("cancellation channel lost; reconnecting", exc_info=True)
+                log.warning("control channel lost; reconnecting", exc_info=True)
                 await asyncio.sleep(1.0)
 
     async def _retry_deliveries(self) -> None:

@@ -52,3 +52,17 @@ def detector() -> DlibFaceDetector:
 @pytest.fixture(scope="session")
 def embedder() -> DlibFaceEmbedder:
     return DlibFaceEmbedder()
+
+
+@pytest.fixture(scope="session")
+def faces_of(detector):
+    """Detection results per photo, computed once per session (the CNN check costs ~1 s a photo)."""
+    cache: dict[int, list] = {}
+
+    def faces(image: np.ndarray):
+        key = id(image)
+        if key not in cache:
+            cache[key] = detector.detect(image)
+        return cache[key]
+
+    return faces

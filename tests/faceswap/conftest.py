@@ -15,6 +15,10 @@ from PIL import Image
 from skimage import data
 
 from faceswap.detect import DlibFaceDetector, DlibFaceEmbedder
+from faceswap.restore import GFPGAN_V14_ARCH
+
+# GFPGAN v1.4's architecture, scaled down for CPU tests.
+TINY_GFPGAN_ARCH = {**GFPGAN_V14_ARCH, "out_size": 64, "num_style_feat": 32, "channel_multiplier": 1, "num_mlp": 2, "narrow": 0.0625}
 
 
 def insightface_images() -> Path:
@@ -66,3 +70,17 @@ def faces_of(detector):
         return cache[key]
 
     return faces
+
+
+@pytest.fixture(scope="session")
+def tiny_gfpgan(tmp_path_factory):
+    """A random-weight GFPGANv1Clean saved like GFPGANv1.4.pth ({"params_ema": state_dict})."""
+    import torch
+
+    from faceswap.gfpgan_arch import GFPGANv1Clean
+
+    torch.manual_seed(0)
+    net = GFPGANv1Clean(**TINY_GFPGAN_ARCH)
+    path = tmp_path_factory.mktemp("gfpgan") / "GFPGANv1.4.pth"
+    torch.save({"params_ema": net.state_dict()}, path)
+    return path, TINY_GFPGAN_ARCH

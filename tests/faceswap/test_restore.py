@@ -16,17 +16,12 @@ from faceswap import gfpgan_arch
 from faceswap.config import FaceSwapConfig
 from faceswap.restore import GFPGAN_V14_ARCH, GfpganRestorer, make_restorer
 
-TINY_ARCH = {**GFPGAN_V14_ARCH, "out_size": 64, "num_style_feat": 32, "channel_multiplier": 1, "num_mlp": 2, "narrow": 0.0625}
+from .conftest import TINY_GFPGAN_ARCH as TINY_ARCH
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    net = gfpgan_arch.GFPGANv1Clean(**TINY_ARCH)
-    path = tmp_path_factory.mktemp("gfpgan") / "GFPGANv1.4.pth"
-    # basicsr's save_network layout: {"params_ema": state_dict}
-    torch.save({"params_ema": net.state_dict()}, path)
-    return path
+def tiny_checkpoint(tiny_gfpgan) -> Path:
+    return tiny_gfpgan[0]
 
 
 def test_restores_the_face_and_pastes_it_back(tiny_checkpoint, detector, astronaut):

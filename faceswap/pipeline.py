@@ -1,0 +1,215 @@
+"""The face-swap pipeline: detect -> describe -> draw -> swap -> restore.
+
+``prepare_face`` runs when the user sends their photo (``/face``): it finds the face and returns a
+:class:`FaceProfile`, the part that is stored (box, landmarks, flags; never the pixels, which stay
+in Telegram under the photo's file id). ``run`` serves one ``@me`` job: it describes the face
+(``@me`` becomes the description, or "a person" when the describer is off), draws the scene through
+the generation layer, swaps the user's face into every picture and restores it.
+
+Neither the photo nor the description is ever logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from faceswap.config import FaceSwapConfig
+from faceswap.describe import FaceDescriber
+from faceswap.detect import Face, FaceDetector, largest_face, to_rgb_array
+from faceswap.restore import FaceRestorer
+from faceswap.swap import FaceSwapper
+from generation.backend import Backend, GenerationError, GenerationRequest, Mode, ProgressFn
+
+log = logging.getLogger(__name__)
+
+ME = re.compile(r"@me\b", re.IGNORECASE)
+NO_DESCRIPTION = "a person"
+STAGES = ("describing", "drawing", "swapping", "restoring")
+
+StageFn = Callable[[str], None]
+"""Called when a stage starts, with one of :data:`STAGES`. It may raise GenerationCancelled."""
+
+DrawFn = Callable[[GenerationRequest, ProgressFn], list[Image.Image]]
+
+
+class FaceSwapError(GenerationError):
+    """``no_face``: the user's photo has no face; ``no_face_in_result``: the drawn picture has none."""
+
+
+def has_me(prompt: str) -> bool:
+    return bool(ME.search(prompt))
+
+
+def fill_me(prompt: str, description: str | None) -> str:
+    """The prompt with ``@me`` replaced by the description (or "a person")."""
+    who = description or NO_DESCRIPTION
+    return ME.sub(lambda _: who, prompt).strip()
+
+
+@dataclass
+class FaceProfile:
+    """What the pipeline derives from the user's photo; JSON-serialisable for storage."""
+
+    box: tuple[int, int, int, int]
+    landmarks: list[list[float]]  # 68 x 2
+    landmarks5: list[list[float]]  # 5 x 2 (dlib's 5-point model)
+    several_faces: bool = False
+    description: str | None = None
+    width: int = 0  # the photo's size, to check that a later download is the same photo
+    height: int = 0
+
+    @classmethod
+    def from_face(cls, face: Face, photo_size: tuple[int, int], several_faces: bool) -> FaceProfile:
+        return cls(
+            box=tuple(int(v) for v in face.box),  # type: ignore[arg-type]
+            landmarks=face.landmarks.round(2).tolist(),
+            landmarks5=face.landmarks5.round(2).tolist(),
+            several_faces=several_faces,
+            width=photo_size[0],
+            height=photo_size[1],
+        )
+
+    @property
+    def face(self) -> Face:
+        return Face(
+            box=tuple(self.box),  # type: ignore[arg-type]
+            score=0.0,
+            landmarks=np.asarray(self.landmarks, dtype=np.float32),
+            landmarks5=np.asarray(self.landmarks5, dtype=np.float32),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": list(self.box),
+            "landmarks": self.landmarks,
+            "landmarks5": self.landmarks5,
+            "several_faces": self.several_faces,
+            "description": self.description,
+            "width": self.width,
+            "height": self.height,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaceProfile:
+        return cls(
+            box=tuple(data["box"]),  # type: ignore[arg-type]
+            landmarks=data["landmarks"],
+            landmarks5=data["landmarks5"],
+            several_faces=bool(data.get("several_faces", False)),
+            description=data.get("description"),
+            width=int(data.get("width", 0)),
+            height=int(data.get("height", 0)),
+        )
+
+    def __repr__(self) -> str:  # keep the description out of any log line that prints a profile
+        return f"FaceProfile(box={self.box}, several_faces={self.several_faces})"
+
+
+def _no_stage(stage: str) -> None:
+    pass
+
+
+@dataclass
+class FaceSwapPipeline:
+    detector: FaceDetector
+    describer: FaceDescriber | None
+    draw: DrawFn
+    swapper: FaceSwapper
+    restorer: FaceRestorer | None = None
+    _descriptions: dict[tuple[int, ...], str | None] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_config(cls, config: FaceSwapConfig, draw: Backend | DrawFn) -> FaceSwapPipeline:
+        from faceswap.describe import make_describer
+        from faceswap.detect import DlibFaceDetector
+        from faceswap.restore import make_restorer
+        from faceswap.swap import make_swapper
+
+        return cls(
+            detector=DlibFaceDetector(),
+            describer=make_describer(config),
+            draw=draw.generate if hasattr(draw, "generate") else draw,  # type: ignore[union-attr]
+            swapper=make_swapper(config),
+            restorer=make_restorer(config),
+        )
+
+    # -- /face ------------------------------------------------------------------------------
+    def prepare_face(self, photo: Image.Image | np.ndarray, describe: bool = False) -> FaceProfile:
+        """Find the user's face. No face: ``FaceSwapError("no_face")``; several: the largest one,
+        flagged. ``describe=True`` also describes it now (otherwise the job does, on the GPU worker)."""
+        rgb = to_rgb_array(photo)
+        faces = self.detector.detect(rgb)
+        face = largest_face(faces)
+        if face is None:
+            raise FaceSwapError("no_face")
+        profile = FaceProfile.from_face(face, (rgb.shape[1], rgb.shape[0]), several_faces=len(faces) > 1)
+        if describe:
+            profile.description = self.describe(rgb, profile)
+        return profile
+
+    def describe(self, photo: np.ndarray, profile: FaceProfile) -> str | None:
+        if self.describer is None:
+            return None
+        # One description per face per process: landmarks identify the photo well enough.
+        key = tuple(int(v) for v in np.asarray(profile.landmarks).ravel())
+        if key not in self._descriptions:
+            self._descriptions[key] = self.describer.describe(photo, profile.face)
+        return self._descriptions[key]
+
+    # -- an @me job -----------------------------------------------------------------------------
+    def run(
+        self,
+        photo: Image.Image | np.ndarray,
+        profile: FaceProfile,
+        request: GenerationRequest,
+        progress: ProgressFn,
+        on_stage: StageFn = _no_stage,
+    ) -> list[Image.Image]:
+        """Draw ``request`` (its prompt containing ``@me``) with the user's face in it.
+
+        Every returned picture has the face swapped in; pictures where no face was drawn are
+        dropped, and when none has one ``FaceSwapError("no_face_in_result")`` is raised.
+        """
+        source = to_rgb_array(photo)
+        if profile.width and (source.shape[1], source.shape[0]) != (profile.width, profile.height):
+            raise FaceSwapError("no_face", "the stored face does not belong to this photo")
+
+        on_stage("describing")
+        description = profile.description or self.describe(source, profile)
+        if description is None:
+            log.info("face describer is off: the prompt says %r", NO_DESCRIPTION)
+
+        on_stage("drawing")
+        drawn = self.draw(replace(request, mode=Mode.TEXT2IMG, prompt=fill_me(request.prompt, description), images=[]), progress)
+
+        on_stage("swapping")
+        source_face = profile.face
+        swapped: list[tuple[np.ndarray, Face]] = []
+        for image in drawn:
+            target = to_rgb_array(image)
+            target_face = largest_face(self.detector.detect(target))
+            if target_face is None:
+                continue
+            result = self.swapper.swap(source, source_face, target, target_face)
+            swapped.append((result, target_face))
+        if not swapped:
+            raise FaceSwapError("no_face_in_result")
+        if len(swapped) < len(drawn):
+            log.info("face swap: %d of %d pictures had no face and were dropped", len(drawn) - len(swapped), len(drawn))
+
+        if self.restorer is not None:
+            on_stage("restoring")
+            restored = []
+            for result, target_face in swapped:
+                # The swap moved the landmarks (the source's face shape): find the face again.
+                face = largest_face(self.detector.detect(result)) or target_face
+                restored.append((self.restorer.restore(result, [face]), face))
+            swapped = restored
+        return [Image.fromarray(result) for result, _ in swapped]

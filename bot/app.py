@@ -18,6 +18,8 @@ from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
 from bot.notifier import TelegramNotifier
+from faceswap.backend import FaceSwapBackend, stage_hook
+from faceswap.service import FaceService
 from generation.backend import Backend
 from generation.jobs import JobService
 from generation.queue import EmbeddedQueue, JobQueue
@@ -28,7 +30,7 @@ from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "help", "settings", "language", "cancel")
+COMMANDS = ("start", "help", "settings", "language", "cancel", "face", "forgetface")
 
 
 def create_bot(settings: Settings) -> Bot:
@@ -76,7 +78,11 @@ def build_app(
     engine = create_engine(settings.db_url)
     db = Database(create_sessionmaker(engine))
     notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
-    runner = JobRunner(db, backend or create_backend(settings), notifier, settings.results_dir)
+    # FACESWAP jobs run the face-swap pipeline, which draws through the same backend.
+    backend = FaceSwapBackend(backend or create_backend(settings), settings.faceswap_config())
+    runner = JobRunner(
+        db, backend, notifier, settings.results_dir, request_hooks=[stage_hook(notifier.face_stage)]
+    )
 
     async def refresh_positions() -> None:
         await refresh_queue_positions(db, notifier)
@@ -92,6 +98,7 @@ def build_app(
         max_image_side=settings.max_image_side,
         results_dir=str(settings.results_dir),
         admin_ids=frozenset(settings.admin_ids),
+        faces=FaceService(),
     )
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())

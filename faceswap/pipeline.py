@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -116,6 +116,17 @@ def _no_stage(stage: str) -> None:
     pass
 
 
+def prepare_face(detector: FaceDetector, photo: Image.Image | np.ndarray) -> FaceProfile:
+    """Find the user's face: ``FaceSwapError("no_face")`` without one; with several, the largest,
+    flagged. Needs only the detector (dlib, CPU): the bot process runs it when a photo arrives."""
+    rgb = to_rgb_array(photo)
+    faces = detector.detect(rgb)
+    face = largest_face(faces)
+    if face is None:
+        raise FaceSwapError("no_face")
+    return FaceProfile.from_face(face, (rgb.shape[1], rgb.shape[0]), several_faces=len(faces) > 1)
+
+
 @dataclass
 class FaceSwapPipeline:
     detector: FaceDetector
@@ -123,7 +134,6 @@ class FaceSwapPipeline:
     draw: DrawFn
     swapper: FaceSwapper
     restorer: FaceRestorer | None = None
-    _descriptions: dict[tuple[int, ...], str | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_config(cls, config: FaceSwapConfig, draw: Backend | DrawFn) -> FaceSwapPipeline:
@@ -142,26 +152,17 @@ class FaceSwapPipeline:
 
     # -- /face ------------------------------------------------------------------------------
     def prepare_face(self, photo: Image.Image | np.ndarray, describe: bool = False) -> FaceProfile:
-        """Find the user's face. No face: ``FaceSwapError("no_face")``; several: the largest one,
-        flagged. ``describe=True`` also describes it now (otherwise the job does, on the GPU worker)."""
-        rgb = to_rgb_array(photo)
-        faces = self.detector.detect(rgb)
-        face = largest_face(faces)
-        if face is None:
-            raise FaceSwapError("no_face")
-        profile = FaceProfile.from_face(face, (rgb.shape[1], rgb.shape[0]), several_faces=len(faces) > 1)
+        """:func:`prepare_face`; ``describe=True`` also describes the face now (otherwise each job
+        does, on the GPU worker, so no description is ever stored)."""
+        profile = prepare_face(self.detector, photo)
         if describe:
-            profile.description = self.describe(rgb, profile)
+            profile.description = self.describe(to_rgb_array(photo), profile)
         return profile
 
     def describe(self, photo: np.ndarray, profile: FaceProfile) -> str | None:
         if self.describer is None:
             return None
-        # One description per face per process: landmarks identify the photo well enough.
-        key = tuple(int(v) for v in np.asarray(profile.landmarks).ravel())
-        if key not in self._descriptions:
-            self._descriptions[key] = self.describer.describe(photo, profile.face)
-        return self._descriptions[key]
+        return self.describer.describe(photo, profile.face)
 
     # -- an @me job -----------------------------------------------------------------------------
     def run(

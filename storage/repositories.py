@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import PENDING_STATUSES, Job, JobStatus, User, UserSettings, utcnow
+from storage.models import PENDING_STATUSES, Job, JobStatus, User, UserFace, UserSettings, utcnow
 
 
 class UserRepository:
@@ -203,6 +203,35 @@ class JobRepository:
         return list(jobs)
 
 
+class UserFaceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: int) -> UserFace | None:
+        return await self.session.get(UserFace, user_id)
+
+    async def set(self, user_id: int, file_id: str, file_unique_id: str | None, profile: dict[str, Any]) -> UserFace:
+        """Replace the user's face (one per user)."""
+        face = await self.get(user_id)
+        if face is None:
+            face = UserFace(user_id=user_id)
+            self.session.add(face)
+        face.file_id = file_id
+        face.file_unique_id = file_unique_id
+        face.profile = profile
+        face.created_at = utcnow()
+        await self.session.flush()
+        return face
+
+    async def delete(self, user_id: int) -> bool:
+        face = await self.get(user_id)
+        if face is None:
+            return False
+        await self.session.delete(face)
+        await self.session.flush()
+        return True
+
+
 @dataclass
 class Repositories:
     """A unit of work: one session, the repositories over it, one commit."""
@@ -212,6 +241,7 @@ class Repositories:
     def __post_init__(self) -> None:
         self.users = UserRepository(self.session)
         self.jobs = JobRepository(self.session)
+        self.faces = UserFaceRepository(self.session)
 
     async def commit(self) -> None:
         await self.session.commit()

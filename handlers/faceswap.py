@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import shutil
+from pathlib import Path
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
@@ -24,7 +26,7 @@ from faceswap.service import FaceService
 from generation.backend import Mode
 from generation.jobs import JobService
 from handlers.common import PromptError, submit_job, validate_prompt
-from storage.models import User, UserFace
+from storage.models import PENDING_STATUSES, User, UserFace
 from storage.repositories import Repositories
 
 log = logging.getLogger(__name__)
@@ -132,13 +134,34 @@ async def me_prompt(
     await _submit(message, bot, i18n, user, repos, jobs, face, prompt)
 
 
-async def forget_face(message: Message, state: FSMContext, i18n: I18nContext, user: User, repos: Repositories) -> None:
+async def forget_face(
+    message: Message,
+    state: FSMContext,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+    results_dir: str,
+) -> None:
+    """Delete everything stored about the face: the face row, the photo's file id and face data in
+    the face-swap jobs, their pictures on disk (they show the face), and stop the pending ones."""
     if await state.get_state() == FaceFlow.photo.state:
         await state.clear()
-    if await repos.faces.delete(user.id):
+    deleted, face_jobs = await repos.faces.forget(user.id, str(Mode.FACESWAP))
+    await repos.commit()
+    for job in face_jobs:
+        if job.status in PENDING_STATUSES:
+            await jobs.cancel_one(repos, job)
+    await asyncio.to_thread(_delete_results, Path(results_dir), [job.id for job in face_jobs])
+    if deleted:
         await message.answer(i18n.get("face-forgotten"))
     else:
         await message.answer(i18n.get("face-nothing-to-forget"))
+
+
+def _delete_results(results_dir: Path, job_ids: list[int]) -> None:
+    for job_id in job_ids:
+        shutil.rmtree(results_dir / str(job_id), ignore_errors=True)
 
 
 def create_router() -> Router:

@@ -231,6 +231,22 @@ class UserFaceRepository:
         await self.session.flush()
         return True
 
+    async def forget(self, user_id: int, kind: str) -> tuple[bool, list[Job]]:
+        """/forgetface: delete the face and strip it from the user's jobs of ``kind`` (their photo's
+        file id and face data). Returns whether a face was stored, and those jobs."""
+        deleted = await self.delete(user_id)
+        result = await self.session.execute(select(Job).where(Job.user_id == user_id, Job.kind == kind))
+        jobs = list(result.scalars().all())
+        for job in jobs:
+            params = dict(job.params)
+            params.pop("input_file_ids", None)
+            extra = dict(params.get("extra") or {})
+            extra.pop("face", None)
+            params["extra"] = extra
+            job.params = params  # a new dict: JSON columns do not track changes inside
+        await self.session.flush()
+        return deleted, jobs
+
 
 @dataclass
 class Repositories:

@@ -122,14 +122,22 @@ async def test_one_face_then_an_at_me_prompt_runs_the_face_swap(tmp_path):
 
 
 async def test_forgetface_deletes_the_face(tmp_path):
-    harness = await start(tmp_path)
+    harness = await start(tmp_path, GroupPhotoBackend())
     try:
         await harness.feed(message_update("/face"))
         await harness.feed(photo_update(harness, "astronaut", ASTRONAUT))
         assert await stored_face(harness) is not None
+        await harness.feed(message_update("@me at the bar"))
+        [job] = await harness.wait_jobs_settled(timeout=SLOW)
+        assert job.status == "done" and harness.app.runner.result_paths(job.id)
         await harness.feed(message_update("/forgetface"))
         assert last_text(harness).startswith("🗑 Done: your face and everything about it is deleted.")
         assert await stored_face(harness) is None
+        # Nothing about the face is left: not in the job (file id, landmarks), not on disk.
+        [job] = await harness.jobs()
+        assert "input_file_ids" not in job.params and "face" not in job.params["extra"]
+        assert "astronaut" not in str(job.params)
+        assert harness.app.runner.result_paths(job.id) == []
         await harness.feed(message_update("/forgetface"))
         assert last_text(harness) == "I have no face of yours saved."
         await harness.feed(message_update("@me on a horse"))

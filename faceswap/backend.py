@@ -49,7 +49,7 @@ class FaceSwapBackend:
     def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
         if request.mode != Mode.FACESWAP:
             return self.inner.generate(request, progress)
-        from faceswap.pipeline import FaceProfile, FaceSwapError
+        from faceswap.profile import FaceProfile, FaceSwapError
 
         extra = dict(request.extra)
         face = extra.pop(FACE_KEY, None)

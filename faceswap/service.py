@@ -8,7 +8,7 @@ import threading
 
 from PIL import Image
 
-from faceswap.pipeline import FaceProfile
+from faceswap.profile import FaceProfile
 
 
 def open_photo(data: bytes) -> Image.Image:

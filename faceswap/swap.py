@@ -182,15 +182,18 @@ class ClassicalFaceSwapper:
 
         # Poisson blending keeps the warped face's gradients and takes the boundary colours from
         # the target, so lighting seams disappear.
-        mx, my, mw, mh = cv2.boundingRect(mask)
-        centre = (x0 + mx + mw // 2, y0 + my + mh // 2)
-        result = target.copy()
         full_face = np.zeros_like(target)
         full_face[y0:y1, x0:x1] = warped
         full_mask = np.zeros(target.shape[:2], dtype=np.uint8)
         full_mask[y0:y1, x0:x1] = mask
-        result = cv2.seamlessClone(full_face, np.ascontiguousarray(target), full_mask, centre, cv2.NORMAL_CLONE)
-        return result
+        # seamlessClone needs a one-pixel frame around the mask inside the picture.
+        full_mask[[0, -1], :] = 0
+        full_mask[:, [0, -1]] = 0
+        mx, my, mw, mh = cv2.boundingRect(full_mask)
+        if mw == 0 or mh == 0:
+            raise ValueError("the target face is too small to swap")
+        centre = (mx + mw // 2, my + mh // 2)
+        return cv2.seamlessClone(full_face, np.ascontiguousarray(target), full_mask, centre, cv2.NORMAL_CLONE)
 
 
 def onnx_providers(device: str = "auto") -> list[str]:

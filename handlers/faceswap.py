@@ -21,7 +21,7 @@ from aiogram.types import Message
 from aiogram_i18n import I18nContext
 from PIL import UnidentifiedImageError
 
-from faceswap.pipeline import FaceSwapError, has_me
+from faceswap.profile import FaceSwapError, has_me
 from faceswap.service import FaceService
 from generation.backend import Mode
 from generation.jobs import JobService

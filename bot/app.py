@@ -22,6 +22,7 @@ from faceswap.backend import FaceSwapBackend, stage_hook
 from faceswap.service import FaceService
 from generation.backend import Backend
 from generation.jobs import JobService
+from generation.moderation import ContentGuard, build_content_guard
 from generation.queue import EmbeddedQueue, JobQueue
 from generation.runner import JobRunner
 from handlers import build_root_router
@@ -66,6 +67,7 @@ class App:
     runner: JobRunner
     notifier: TelegramNotifier
     jobs: JobService
+    guard: ContentGuard
 
 
 def build_app(
@@ -73,15 +75,25 @@ def build_app(
     bot: Bot | None = None,
     backend: Backend | None = None,
     storage: BaseStorage | None = None,
+    guard: ContentGuard | None = None,
 ) -> App:
     bot = bot or create_bot(settings)
     engine = create_engine(settings.db_url)
     db = Database(create_sessionmaker(engine))
     notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
+    # Beautification and the safety checks, switched by the operator's settings.
+    guard = guard or build_content_guard(
+        settings.beautifier_settings(), settings.safety_settings(), settings.generation_config()
+    )
     # FACESWAP jobs run the face-swap pipeline, which draws through the same backend.
     backend = FaceSwapBackend(backend or create_backend(settings), settings.faceswap_config())
     runner = JobRunner(
-        db, backend, notifier, settings.results_dir, request_hooks=[stage_hook(notifier.face_stage)]
+        db,
+        backend,
+        notifier,
+        settings.results_dir,
+        request_hooks=[stage_hook(notifier.face_stage)],
+        guard=guard,
     )
 
     async def refresh_positions() -> None:
@@ -90,7 +102,9 @@ def build_app(
     queue = EmbeddedQueue(
         db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
     )
-    jobs = JobService(queue, settings.max_image_side, settings.max_pending_per_user, settings.max_pending_total)
+    jobs = JobService(
+        queue, settings.max_image_side, settings.max_pending_per_user, settings.max_pending_total, guard=guard
+    )
 
     dispatcher = Dispatcher(
         storage=storage or MemoryStorage(),
@@ -99,6 +113,7 @@ def build_app(
         results_dir=str(settings.results_dir),
         admin_ids=frozenset(settings.admin_ids),
         faces=FaceService(),
+        guard=guard,  # upload handlers: ``await guard.check_upload(photo)`` for an early answer
     )
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
@@ -106,7 +121,7 @@ def build_app(
     dispatcher.message.outer_middleware(ChatScopeMiddleware())
     dispatcher.include_router(build_root_router())
 
-    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs)
+    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard)
 
     async def on_startup() -> None:
         await set_commands(bot)
@@ -114,6 +129,7 @@ def build_app(
 
     async def on_shutdown() -> None:
         await queue.stop()
+        await guard.close()
         await engine.dispose()
 
     dispatcher.startup.register(on_startup)

@@ -29,6 +29,8 @@ def has_me(prompt: str) -> bool:
 def fill_me(prompt: str, description: str | None) -> str:
     """The prompt with ``@me`` replaced by the description (or "a person")."""
     who = description or NO_DESCRIPTION
+    if not has_me(prompt):  # e.g. the beautifier rewrote the prompt without the placeholder
+        return f"{who}, {prompt.strip()}"
     return ME.sub(lambda _: who, prompt).strip()
 
 

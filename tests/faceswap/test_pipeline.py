@@ -70,6 +70,8 @@ def test_prompt_placeholder():
     assert has_me("@me at the bar") and has_me("a portrait of @Me") and not has_me("email@mesh.org is not it")
     assert fill_me("@me at the bar, photo", "a bearded man") == "a bearded man at the bar, photo"
     assert fill_me("@me at the bar", None) == "a person at the bar"
+    # A prompt that lost the placeholder (the beautifier rewrote it) still gets the person.
+    assert fill_me("a cosy bar at night, photo", "a bearded man") == "a bearded man, a cosy bar at night, photo"
 
 
 def test_prepare_face_one_several_none(pipeline, astronaut, group_photo, coffee):

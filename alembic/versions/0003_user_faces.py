@@ -1,7 +1,7 @@
 """user faces (/face, @me prompts)
 
-Revision ID: 0002_user_faces
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-23 15:15:00
 """
 from typing import Sequence, Union
@@ -10,8 +10,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision: str = '0002_user_faces'
-down_revision: Union[str, None] = '0001'
+revision: str = '0003'
+down_revision: Union[str, None] = '0002'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -199,10 +199,13 @@ class OmniFusionDescriber:
 
     def _load(self) -> _OmniFusion | None:
         if self._vlm is None and not self.off:
+            from huggingface_hub.errors import EntryNotFoundError
+
             try:
                 self._vlm = load_omnifusion(self.config)
-            except (OSError, ValueError, KeyError) as error:
-                # OSError covers missing files and hub errors (HfHubHTTPError, LocalEntryNotFoundError).
+            except (OSError, ValueError, KeyError, EntryNotFoundError) as error:
+                # OSError covers missing files and most hub errors (HfHubHTTPError,
+                # LocalEntryNotFoundError); EntryNotFoundError is a file missing from the repository.
                 self.off = True
                 log.warning("face describer is off: OmniFusion weights are not available (%s)", type(error).__name__)
         return self._vlm

@@ -25,8 +25,9 @@ from faceswap.profile import FaceSwapError, has_me
 from faceswap.service import FaceService
 from generation.backend import Mode
 from generation.jobs import JobService
+from generation.moderation import ContentGuard
 from handlers.common import PromptError, submit_job, validate_prompt
-from storage.models import PENDING_STATUSES, User, UserFace
+from storage.models import PENDING_STATUSES, ModerationKind, User, UserFace
 from storage.repositories import Repositories
 
 log = logging.getLogger(__name__)
@@ -91,10 +92,16 @@ async def face_photo(
     repos: Repositories,
     jobs: JobService,
     faces: FaceService,
+    guard: ContentGuard | None = None,
 ) -> None:
     photo = message.photo[-1]  # the largest size Telegram made
     buffer = io.BytesIO()
     await bot.download(photo.file_id, destination=buffer)
+    verdict = await guard.check_upload(buffer.getvalue()) if guard is not None else None
+    if verdict is not None and verdict.nsfw:
+        await repos.moderation.add(user.id, ModerationKind.UPLOAD_CENSORED, f"{verdict.score:.3f}")
+        await message.answer(i18n.get("upload-censored"))  # still waiting for a photo
+        return
     try:
         profile = await asyncio.to_thread(faces.prepare, buffer.getvalue())
     except FaceSwapError:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from generation.backend import GenerationRequest, Mode
 from generation.fake import FakeBackend
-from storage.models import UserFace
+from storage.models import ModerationEvent, UserFace
 from tests.conftest import make_settings, start_harness, stop_harness
 from tests.faceswap.conftest import insightface_images
 from tests.fakes import buttons, callback_update, message_update
@@ -164,5 +164,21 @@ async def test_no_face_in_the_drawn_picture_offers_again(tmp_path):
         assert len(jobs) == 2 and jobs[1].kind == Mode.FACESWAP
         assert jobs[1].params["seed"] != job.params["seed"]
         assert jobs[1].params["input_file_ids"] == ["astronaut"]
+    finally:
+        await stop_harness(harness)
+
+
+async def test_face_photo_failing_the_content_check_is_refused(tmp_path):
+    # A threshold of 0 flags every photo: the refusal path, with a real (harmless) photo.
+    settings = make_settings(tmp_path, faceswap_describer=False, safety_nsfw_threshold=0.0)
+    harness = await start_harness(settings)
+    try:
+        await harness.feed(message_update("/face"))
+        await harness.feed(photo_update(harness, "astronaut", ASTRONAUT))
+        assert last_text(harness).startswith("🙈 The photo did not pass the content check")
+        assert await stored_face(harness) is None
+        async with harness.app.db.session() as session:
+            events = (await session.execute(select(ModerationEvent))).scalars().all()
+        assert [e.kind for e in events] == ["upload_censored"]
     finally:
         await stop_harness(harness)

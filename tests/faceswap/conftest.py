@@ -6,6 +6,7 @@ imported, its folder is found from the package spec.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from faceswap.detect import DlibFaceDetector, DlibFaceEmbedder
+from faceswap.detect import DlibFaceDetector, DlibFaceEmbedder, to_rgb_array
 from faceswap.restore import GFPGAN_V14_ARCH
 
 # GFPGAN v1.4's architecture, scaled down for CPU tests.
@@ -48,9 +49,25 @@ def portrait() -> np.ndarray:
     return np.asarray(Image.open(insightface_images() / "Tom_Hanks_54745.png").convert("RGB"))
 
 
+class CachingDetector:
+    """The real detector, remembering its answer per image content: the tests look at the same
+    photos many times, and the CNN confirmation costs about a second a photo on a small CPU."""
+
+    def __init__(self, detector: DlibFaceDetector) -> None:
+        self.detector = detector
+        self.cache: dict[tuple[str, tuple[int, ...]], list] = {}
+
+    def detect(self, image):
+        rgb = to_rgb_array(image)
+        key = (hashlib.sha1(rgb.tobytes()).hexdigest(), rgb.shape)
+        if key not in self.cache:
+            self.cache[key] = self.detector.detect(rgb)
+        return list(self.cache[key])
+
+
 @pytest.fixture(scope="session")
-def detector() -> DlibFaceDetector:
-    return DlibFaceDetector()
+def detector() -> CachingDetector:
+    return CachingDetector(DlibFaceDetector())
 
 
 @pytest.fixture(scope="session")
@@ -60,16 +77,8 @@ def embedder() -> DlibFaceEmbedder:
 
 @pytest.fixture(scope="session")
 def faces_of(detector):
-    """Detection results per photo, computed once per session (the CNN check costs ~1 s a photo)."""
-    cache: dict[int, list] = {}
-
-    def faces(image: np.ndarray):
-        key = id(image)
-        if key not in cache:
-            cache[key] = detector.detect(image)
-        return cache[key]
-
-    return faces
+    """Detection results per photo (cached by the session's detector)."""
+    return detector.detect
 
 
 @pytest.fixture(scope="session")

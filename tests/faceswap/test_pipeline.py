@@ -145,3 +145,16 @@ def test_profile_must_match_the_photo(pipeline, astronaut, portrait):
     profile = pipeline.prepare_face(astronaut)
     with pytest.raises(FaceSwapError):
         pipeline.run(portrait, profile, request(), lambda s, t: None)
+
+
+def test_pictures_without_a_face_are_dropped(detector, astronaut, group_photo, coffee):
+    face_picture = Image.fromarray(np.ascontiguousarray(group_photo[:512, 640:1152]))
+    no_face = Image.fromarray(np.ascontiguousarray(np.pad(coffee, ((0, 112), (0, 0), (0, 0)))[:512, :512]))
+
+    def draw(request, progress):
+        return [no_face, face_picture]
+
+    pipeline = FaceSwapPipeline(detector=detector, describer=None, draw=draw, swapper=ClassicalFaceSwapper())
+    images = pipeline.run(astronaut, pipeline.prepare_face(astronaut), request(num_images=2), lambda s, t: None)
+    assert len(images) == 1 and images[0].size == (512, 512)
+    assert np.abs(np.asarray(images[0]).astype(int) - np.asarray(face_picture).astype(int)).sum() > 0

@@ -266,9 +266,8 @@ class OmniFusionDescriber:
                 ],
                 dim=1,
             )
-            out = vlm.model.generate(
-                inputs_embeds=embeddings, attention_mask=torch.ones(embeddings.shape[:2], dtype=torch.long, device=vlm.device), **params
-            )
+            mask = torch.ones(embeddings.shape[:2], dtype=torch.long, device=vlm.device)
+            out = vlm.model.generate(inputs_embeds=embeddings, attention_mask=mask, **params)
         # As in the publisher's gen_answer: the first generated token is dropped.
         return tokenizer.batch_decode(out[:, 1:], skip_special_tokens=True)[0]
 

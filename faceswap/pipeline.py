@@ -114,7 +114,8 @@ class FaceSwapPipeline:
             log.info("face describer is off: the prompt says %r", NO_DESCRIPTION)
 
         on_stage("drawing")
-        drawn = self.draw(replace(request, mode=Mode.TEXT2IMG, prompt=fill_me(request.prompt, description), images=[]), progress)
+        scene = replace(request, mode=Mode.TEXT2IMG, prompt=fill_me(request.prompt, description), images=[])
+        drawn = self.draw(scene, progress)
 
         on_stage("swapping")
         source_face = profile.face

@@ -102,7 +102,8 @@ class GfpganRestorer:
         matrix, _ = cv2.estimateAffinePartial2D(face.five_points, template, method=cv2.LMEDS)
         if matrix is None:
             return image
-        crop = cv2.warpAffine(image, matrix, (self.size, self.size), borderMode=cv2.BORDER_CONSTANT, borderValue=(135, 133, 132))
+        # facexlib pads with this grey outside the picture.
+        crop = cv2.warpAffine(image, matrix, (self.size, self.size), borderValue=(135, 133, 132))
         net = self.net
         parameter = next(net.parameters())
         x = torch.from_numpy(crop.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]

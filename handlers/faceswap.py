@@ -45,7 +45,14 @@ def scene_prompt(text: str) -> str:
 
 
 async def _submit(
-    message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService, face: UserFace, prompt: str
+    message: Message,
+    bot: Bot,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+    face: UserFace,
+    prompt: str,
 ) -> None:
     params = jobs.params_from_settings(user, prompt, input_file_ids=[face.file_id], extra={"face": face.profile})
     await submit_job(

@@ -19,7 +19,9 @@ from faceswap.detect import DlibFaceDetector, DlibFaceEmbedder, to_rgb_array
 from faceswap.restore import GFPGAN_V14_ARCH
 
 # GFPGAN v1.4's architecture, scaled down for CPU tests.
-TINY_GFPGAN_ARCH = {**GFPGAN_V14_ARCH, "out_size": 64, "num_style_feat": 32, "channel_multiplier": 1, "num_mlp": 2, "narrow": 0.0625}
+TINY_GFPGAN_ARCH = {
+    **GFPGAN_V14_ARCH, "out_size": 64, "num_style_feat": 32, "channel_multiplier": 1, "num_mlp": 2, "narrow": 0.0625
+}
 
 
 def insightface_images() -> Path:

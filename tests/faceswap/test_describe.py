@@ -60,7 +60,9 @@ def tiny_omnifusion(tmp_path_factory):
     lm.save_pretrained(repo / VARIANT / "tuned-model")
 
     vision = CLIPVisionModel(
-        CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=56, patch_size=14)
+        CLIPVisionConfig(
+            hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=56, patch_size=14
+        )
     )
     vision.save_pretrained(clip)
     CLIPImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56}).save_pretrained(clip)

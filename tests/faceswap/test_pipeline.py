@@ -62,7 +62,10 @@ def request(prompt="@me at the bar, photo", num_images=1) -> GenerationRequest:
 @pytest.fixture()
 def pipeline(detector, group_photo):
     return FaceSwapPipeline(
-        detector=detector, describer=FixedDescriber(), draw=PhotoBackend(group_photo).generate, swapper=ClassicalFaceSwapper()
+        detector=detector,
+        describer=FixedDescriber(),
+        draw=PhotoBackend(group_photo).generate,
+        swapper=ClassicalFaceSwapper(),
     )
 
 
@@ -122,7 +125,8 @@ def test_run_without_describer_uses_a_person(detector, astronaut, group_photo):
 
 
 def test_no_face_in_the_result(detector, astronaut, coffee):
-    pipeline = FaceSwapPipeline(detector=detector, describer=None, draw=PhotoBackend(np.pad(coffee, ((0, 200), (0, 600), (0, 0)))).generate, swapper=ClassicalFaceSwapper())
+    no_face = PhotoBackend(np.pad(coffee, ((0, 200), (0, 600), (0, 0))))
+    pipeline = FaceSwapPipeline(detector=detector, describer=None, draw=no_face.generate, swapper=ClassicalFaceSwapper())
     profile = pipeline.prepare_face(astronaut)
     with pytest.raises(FaceSwapError) as error:
         pipeline.run(astronaut, profile, request(), lambda s, t: None)

@@ -108,9 +108,12 @@ def test_classical_swap_is_used_without_ghost_files(tmp_path):
     assert isinstance(make_swapper(missing), ClassicalFaceSwapper)
 
 
+def _centre(box) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+
+
 def _nearest_face(faces, box):
-    centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
-    return min(faces, key=lambda f: np.linalg.norm(np.array([(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2]) - centre))
+    return min(faces, key=lambda f: np.linalg.norm(_centre(f.box) - _centre(box)))
 
 
 @pytest.mark.parametrize("target_name, face_index", [("group_photo", 0), ("group_photo", 1), ("portrait", 0)])

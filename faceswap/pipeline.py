@@ -125,7 +125,11 @@ class FaceSwapPipeline:
             target_face = largest_face(self.detector.detect(target))
             if target_face is None:
                 continue
-            result = self.swapper.swap(source, source_face, target, target_face)
+            try:
+                result = self.swapper.swap(source, source_face, target, target_face)
+            except ValueError as error:  # a face too small or too distorted to swap: like no face
+                log.info("face swap: a drawn face could not be used (%s)", error)
+                continue
             swapped.append((result, target_face))
         if not swapped:
             raise FaceSwapError("no_face_in_result")

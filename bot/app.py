@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -21,18 +22,20 @@ from bot.i18n import LOCALES, create_middleware, translator
 from bot.metrics import Metrics, MetricsRequestMiddleware
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
 from bot.notifier import TelegramNotifier
+from faceswap.backend import FaceSwapBackend, stage_hook
+from faceswap.service import FaceService
 from generation.backend import Backend
 from generation.jobs import JobService
 from generation.moderation import ContentGuard, build_content_guard
 from generation.queue import EmbeddedQueue, JobQueue
-from generation.runner import JobEvents, JobRunner
+from generation.runner import JobRunner
 from handlers import build_root_router
 from storage.db import create_engine, create_sessionmaker
 from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "help", "settings", "language", "cancel")
+COMMANDS = ("start", "help", "settings", "language", "cancel", "face", "forgetface")
 
 
 def create_bot(settings: Settings) -> Bot:
@@ -63,10 +66,26 @@ def create_guard(settings: Settings) -> ContentGuard:
 
 
 def create_runner(
-    settings: Settings, db: Database, backend: Backend, events: JobEvents, guard: ContentGuard, **kwargs: object
+    settings: Settings,
+    db: Database,
+    backend: Backend,
+    notifier: TelegramNotifier,
+    guard: ContentGuard,
+    **kwargs: Any,
 ) -> JobRunner:
-    """The job runner, the same in the embedded worker and in GPU worker processes."""
-    return JobRunner(db, backend, events, settings.results_dir, guard=guard, **kwargs)  # type: ignore[arg-type]
+    """The job runner, the same in the embedded worker and in GPU worker processes.
+
+    FACESWAP jobs run the face-swap pipeline, which draws through the same backend.
+    """
+    return JobRunner(
+        db,
+        FaceSwapBackend(backend, settings.faceswap_config()),
+        notifier,
+        settings.results_dir,
+        request_hooks=[stage_hook(notifier.face_stage)],
+        guard=guard,
+        **kwargs,
+    )
 
 
 def create_fsm_storage(settings: Settings) -> tuple[BaseStorage, BaseEventIsolation | None]:
@@ -157,6 +176,7 @@ def build_app(
         max_image_side=settings.max_image_side,
         results_dir=str(settings.results_dir),
         admin_ids=frozenset(settings.admin_ids),
+        faces=FaceService(),
         guard=guard,  # upload handlers: ``await guard.check_upload(photo)`` for an early answer
         broadcaster=broadcaster,  # admin: /broadcast
         # admin: /models (in the distributed mode the workers hold the models: --models per worker)

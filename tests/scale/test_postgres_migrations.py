@@ -12,6 +12,7 @@ from alembic.script import ScriptDirectory
 from storage.migrate import alembic_config, downgrade, upgrade, upgrade_async
 
 ROOT = Path(__file__).resolve().parents[2]
+CLAIMS_REVISION = "0007"  # alembic/versions/0007_job_claims.py
 
 
 async def _columns(dsn: str) -> dict[str, set[str]]:
@@ -43,7 +44,7 @@ async def test_upgrade_and_downgrade_on_postgres(pg_database):
     assert schema["<versions>"] == set(heads)
 
     # Down to the revision before the claims: their columns go, the rest stays.
-    before = ScriptDirectory.from_config(alembic_config(url)).get_revision("0006").down_revision
+    before = ScriptDirectory.from_config(alembic_config(url)).get_revision(CLAIMS_REVISION).down_revision
     await asyncio.to_thread(downgrade, url, before)
     schema = await _columns(pg_database.dsn)
     assert "claimed_by" not in schema["jobs"] and "claim_expires_at" not in schema["jobs"]

@@ -158,11 +158,15 @@ def create_kicker_broker(redis_url: str, prefix: str) -> JobStreamBroker:
 class DistributedQueue:
     """:class:`generation.queue.JobQueue` for the distributed mode: the bot side."""
 
-    def __init__(self, db: Database, broker: JobStreamBroker, redis: Redis, prefix: str) -> None:
+    def __init__(
+        self, db: Database, broker: JobStreamBroker, redis: Redis, prefix: str, sweep_seconds: float = 60.0
+    ) -> None:
         self.db = db
         self.broker = broker
         self.redis = redis
         self.prefix = prefix
+        self.sweep_seconds = sweep_seconds
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def submit(self, job_id: int) -> None:
         async with self.db.session() as session:
@@ -185,10 +189,22 @@ class DistributedQueue:
     async def start(self) -> None:
         await self.broker.startup()
         await self.resubmit_orphans()
+        self._sweeper = asyncio.create_task(self._sweep(), name="orphan-sweep")
 
     async def stop(self) -> None:
+        await wait_closed(self._sweeper)
+        self._sweeper = None
         await self.broker.shutdown()
         await self.redis.aclose()
+
+    async def _sweep(self) -> None:
+        """A send that failed (Redis was unreachable) is made up for without a restart."""
+        while True:
+            await asyncio.sleep(self.sweep_seconds)
+            try:
+                await self.resubmit_orphans()
+            except Exception:
+                log.warning("could not look for queued jobs without a message", exc_info=True)
 
     async def stream_job_ids(self) -> set[int]:
         """Ids of the jobs that have a message in a stream (not yet acknowledged)."""

@@ -17,7 +17,9 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import select
 from taskiq import AckableMessage
 from taskiq.kicker import AsyncKicker
@@ -141,13 +143,26 @@ class JobStreamBroker(RedisStreamBroker):
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         async with Redis(connection_pool=self.connection_pool) as conn:
             while True:
-                message = await self._reclaim_one(conn) or await self._read_one(conn)
-                if message is not None:
-                    yield message
+                try:
+                    message = await self._reclaim_one(conn) or await self._read_one(conn)
+                    if message is None:
+                        # Nothing to do: wait for a new entry on any of the streams without taking
+                        # it (XREAD, not XREADGROUP), then take it one at a time above.
+                        await conn.xread({s: "$" for s in self.streams}, count=1, block=self.block)
+                        continue
+                except (RedisConnectionError, RedisTimeoutError) as exc:  # Redis restarts: wait for it
+                    log.warning("Redis is unreachable (%s); retrying", exc)
+                    await asyncio.sleep(self.poll_seconds)
                     continue
-                # Nothing to do: wait for a new entry on any of the streams without taking it
-                # (XREAD, not XREADGROUP), then take it one at a time above.
-                await conn.xread({s: "$" for s in self.streams}, count=1, block=self.block)
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    # A Redis without persistence restarted empty: declare the groups again
+                    # (the bot's orphan sweep sends the queued jobs again).
+                    log.warning("the consumer groups are gone (%s); declaring them again", exc)
+                    await self._declare_consumer_group()
+                    continue
+                yield message
 
 
 def create_kicker_broker(redis_url: str, prefix: str) -> JobStreamBroker:

@@ -108,3 +108,20 @@ async def test_messages_sent_before_any_worker_started_are_not_lost(redis_prefix
         assert job_id_of(late, message) == 9
         await message.ack()
         await listener.aclose()
+
+
+async def test_a_worker_survives_its_streams_being_wiped(redis_prefix, redis, caplog):
+    """Redis restarted without persistence: the groups are declared again and work goes on."""
+    p = redis_prefix
+    async with broker(p, [K31], "bot") as sender, broker(p, [K31], "worker", poll_seconds=0.1) as worker:
+        listener = worker.listen()
+        waiting = asyncio.ensure_future(take(listener))
+        await asyncio.sleep(0.3)
+        await redis.delete(stream_name(p, K31))  # the stream and its consumer group are gone
+        await asyncio.sleep(0.3)
+        await send(sender, p, K31, 77)
+        message = await waiting
+        assert job_id_of(worker, message) == 77
+        await message.ack()
+        await listener.aclose()
+    assert "consumer groups are gone" in caplog.text

@@ -19,7 +19,7 @@ from bot.admin_menu import show_admin_menus
 from bot.broadcast import Broadcaster
 from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
-from bot.metrics import Metrics, MetricsRequestMiddleware
+from bot.metrics import Metrics, MetricsRequestMiddleware, TimedBackend
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
 from bot.notifier import TelegramNotifier
 from faceswap.backend import FaceSwapBackend, stage_hook
@@ -71,15 +71,18 @@ def create_runner(
     backend: Backend,
     notifier: TelegramNotifier,
     guard: ContentGuard,
+    metrics: Metrics | None = None,
     **kwargs: Any,
 ) -> JobRunner:
     """The job runner, the same in the embedded worker and in GPU worker processes.
 
-    FACESWAP jobs run the face-swap pipeline, which draws through the same backend.
+    FACESWAP jobs run the face-swap pipeline, which draws through the same backend; with
+    ``metrics``, every generation is timed.
     """
+    backend = FaceSwapBackend(backend, settings.faceswap_config())
     return JobRunner(
         db,
-        FaceSwapBackend(backend, settings.faceswap_config()),
+        TimedBackend(backend, metrics) if metrics is not None else backend,
         notifier,
         settings.results_dir,
         request_hooks=[stage_hook(notifier.face_stage)],
@@ -148,7 +151,7 @@ def build_app(
             db, create_kicker_broker(settings.redis_url, settings.redis_prefix), Redis.from_url(settings.redis_url), settings.redis_prefix
         )
     else:
-        runner = create_runner(settings, db, backend or create_backend(settings), notifier, guard)
+        runner = create_runner(settings, db, backend or create_backend(settings), notifier, guard, metrics)
 
         async def refresh_positions() -> None:
             await refresh_queue_positions(db, notifier)

@@ -18,8 +18,10 @@ from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextR
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramRetryAfter
 from aiogram.methods.base import TelegramType
 from aiohttp import web
+from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from generation.backend import Backend, GenerationRequest, ModelId, ProgressFn
 from generation.styles import MODELS
 from storage.claims import JobClaims
 from storage.repositories import Database
@@ -47,7 +49,7 @@ class Metrics:
         self.jobs = Gauge("kandinsky_jobs", "Jobs in the database by status and model", ["status", "model"], registry=r)
         self.generation_seconds = Histogram(
             "kandinsky_generation_seconds",
-            "Time from a job's start to its stored images, by model",
+            "Time the model took for a request (all its images), by model",
             ["model"],
             buckets=GENERATION_BUCKETS,
             registry=r,
@@ -109,6 +111,31 @@ def gpu_memory() -> list[tuple[str, int]]:
     if torch is None or not torch.cuda.is_available():
         return [("none", 0)]
     return [(f"cuda:{i}", int(torch.cuda.memory_allocated(i))) for i in range(torch.cuda.device_count())]
+
+
+class TimedBackend:
+    """A backend that times every generation for ``kandinsky_generation_seconds{model}`` (wraps the
+    real one; the bot's embedded worker and the GPU workers both use it)."""
+
+    def __init__(self, inner: Backend, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
+        started = time.perf_counter()
+        images = self.inner.generate(request, progress)
+        # Only finished generations: a cancelled or failed one says nothing about the model's speed.
+        self.metrics.generation_seconds.labels(str(request.model)).observe(time.perf_counter() - started)
+        return images
+
+    def model_status(self) -> list[dict[str, Any]]:
+        return self.inner.model_status()
+
+    def load(self, model: ModelId) -> None:
+        self.inner.load(model)
+
+    def unload(self, model: ModelId) -> None:
+        self.inner.unload(model)
 
 
 class MetricsRequestMiddleware(BaseRequestMiddleware):

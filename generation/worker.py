@@ -222,10 +222,6 @@ class Worker:
             return
         self.metrics.jobs_processed.labels(job.model, job.status).inc()
         self.jobs_done += 1
-        generated_here = before == JobStatus.QUEUED and job.status in (JobStatus.GENERATED, JobStatus.DONE)
-        if generated_here and job.started_at and job.generated_at:
-            seconds = (job.generated_at - job.started_at).total_seconds()
-            self.metrics.generation_seconds.labels(job.model).observe(max(seconds, 0.0))
 
     async def _keep_claim(self, job_id: int) -> None:
         """Renew the claim on the running job and stop it if its user cancelled it."""
@@ -368,6 +364,7 @@ def build_worker(
         backend or create_backend(settings),
         notifier,
         create_guard(settings),  # beautification and the safety checks run where the images are made
+        metrics,
         worker_id=name,
         lease_seconds=settings.job_lease_seconds,
     )

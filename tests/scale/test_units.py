@@ -98,3 +98,30 @@ def test_gpu_memory_without_torch_is_zero(monkeypatch):
 
     monkeypatch.delitem(sys.modules, "torch", raising=False)
     assert gpu_memory() == [("none", 0)]
+
+
+async def test_embedded_bot_serves_health_and_metrics(harness):
+    """The embedded mode (no Redis) has /healthz and /metrics too (METRICS_PORT), generation times included."""
+    import aiohttp
+
+    from bot.metrics import start_server
+    from bot.web import monitoring_app
+    from tests.fakes import message_update
+
+    await harness.feed(message_update("/start"))
+    await harness.feed(message_update("timed in the bot process"))
+    await harness.wait_jobs_settled()
+    runner = await start_server(monitoring_app(harness.app), "127.0.0.1", 0)
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                assert resp.status == 200
+                assert (await resp.json())["queue"] == "embedded"
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                text = await resp.text()
+    finally:
+        await runner.cleanup()
+    assert 'kandinsky_generation_seconds_count{model="kandinsky-3.1"} 1.0' in text
+    assert 'kandinsky_jobs{model="kandinsky-3.1",status="done"} 1.0' in text
+    assert 'kandinsky_telegram_requests_total{method="SendPhoto"} 1.0' in text

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 from aiogram import Bot
 from aiogram.methods import EditMessageText, SendMediaGroup, SendPhoto
 from sqlalchemy import select

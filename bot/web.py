@@ -64,6 +64,8 @@ def webhook_app(app: App) -> web.Application:
     settings = app.settings
     assert settings.webhook_url
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    if secret is None:
+        log.warning("WEBHOOK_SECRET is not set: anyone who finds the webhook URL can post updates to it")
     web_app = monitoring_app(app)
     SimpleRequestHandler(dispatcher=app.dispatcher, bot=app.bot, secret_token=secret).register(
         web_app, path=webhook_path(settings.webhook_url)

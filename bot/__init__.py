@@ -1,0 +1,1 @@
+"""Start-up, configuration, Bot/Dispatcher wiring, middlewares, keyboards and texts."""

@@ -1,0 +1,132 @@
+"""Wiring: Bot, Dispatcher, middlewares, routers, the queue and its worker."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import BotCommand, BotCommandScopeDefault
+
+from bot.config import Settings
+from bot.i18n import LOCALES, create_middleware, translator
+from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
+from bot.notifier import TelegramNotifier
+from generation.backend import Backend
+from generation.jobs import JobService
+from generation.queue import EmbeddedQueue, JobQueue
+from generation.runner import JobRunner
+from handlers import build_root_router
+from storage.db import create_engine, create_sessionmaker
+from storage.repositories import Database, Repositories
+
+log = logging.getLogger(__name__)
+
+COMMANDS = ("start", "help", "settings", "language", "cancel")
+
+
+def create_bot(settings: Settings) -> Bot:
+    session = None
+    if settings.telegram_api_url:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")))
+    return Bot(
+        token=settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+
+
+def create_backend(settings: Settings) -> Backend:
+    if settings.generation_backend == "fake":
+        from generation.fake import FakeBackend
+
+        return FakeBackend(step_seconds=settings.fake_step_seconds)
+    # Imported here: the diffusers backend pulls in torch, which the bot process only needs
+    # when it runs the embedded GPU worker.
+    from generation.diffusers_backend import DiffusersBackend
+
+    return DiffusersBackend(settings.generation_config())
+
+
+@dataclass
+class App:
+    settings: Settings
+    bot: Bot
+    dispatcher: Dispatcher
+    db: Database
+    queue: JobQueue
+    runner: JobRunner
+    notifier: TelegramNotifier
+    jobs: JobService
+
+
+def build_app(
+    settings: Settings,
+    bot: Bot | None = None,
+    backend: Backend | None = None,
+    storage: BaseStorage | None = None,
+) -> App:
+    bot = bot or create_bot(settings)
+    engine = create_engine(settings.db_url)
+    db = Database(create_sessionmaker(engine))
+    notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
+    runner = JobRunner(db, backend or create_backend(settings), notifier, settings.results_dir)
+
+    async def refresh_positions() -> None:
+        await refresh_queue_positions(db, notifier)
+
+    queue = EmbeddedQueue(
+        db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
+    )
+    jobs = JobService(queue, settings.max_image_side, settings.max_pending_per_user, settings.max_pending_total)
+
+    dispatcher = Dispatcher(
+        storage=storage or MemoryStorage(),
+        jobs=jobs,
+        max_image_side=settings.max_image_side,
+        results_dir=str(settings.results_dir),
+        admin_ids=frozenset(settings.admin_ids),
+    )
+    dispatcher.update.outer_middleware(DatabaseMiddleware(db))
+    dispatcher.update.outer_middleware(UserMiddleware())
+    create_middleware().setup(dispatcher)
+    dispatcher.message.outer_middleware(ChatScopeMiddleware())
+    dispatcher.include_router(build_root_router())
+
+    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs)
+
+    async def on_startup() -> None:
+        await set_commands(bot)
+        await queue.start()
+
+    async def on_shutdown() -> None:
+        await queue.stop()
+        await engine.dispose()
+
+    dispatcher.startup.register(on_startup)
+    dispatcher.shutdown.register(on_shutdown)
+    return app
+
+
+async def refresh_queue_positions(db: Database, notifier: TelegramNotifier) -> None:
+    """After a job starts, the jobs behind it move up: edit their status messages (best effort)."""
+    async with db.session() as session:
+        repos = Repositories(session)
+        for position, job in enumerate(await repos.jobs.queued(limit=50), start=1):
+            user = await repos.users.get(job.user_id)
+            await notifier.queued(job, user.language if user else "en", position)
+
+
+async def set_commands(bot: Bot) -> None:
+    t = translator()
+    for locale in LOCALES:
+        commands = [BotCommand(command=c, description=t(f"cmd-{c}", locale)) for c in COMMANDS]
+        await bot.set_my_commands(
+            commands, scope=BotCommandScopeDefault(), language_code=None if locale == "en" else locale
+        )

@@ -1,0 +1,94 @@
+"""Configuration from environment variables and an optional ``.env`` file (pydantic-settings)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from generation.sources import GenerationConfig
+
+# Telegram tokens look like "123456789:AAH...": a numeric bot id, a colon and a 35-character secret.
+_TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{30,}$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: SecretStr
+    telegram_api_url: str | None = None  # a self-hosted Bot API server or the tests' emulator
+    data_dir: Path = Path("data")
+    database_url: str = ""  # default: sqlite+aiosqlite:///{data_dir}/bot.db
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    log_level: str = "INFO"
+
+    generation_backend: Literal["diffusers", "fake"] = "diffusers"
+    fake_step_seconds: float = 0.05  # the fake backend's time per denoising step
+    max_image_side: int = Field(default=1024, ge=64, le=4096)
+    max_pending_per_user: int = Field(default=2, ge=1)
+    max_pending_total: int = Field(default=200, ge=1)
+
+    # The diffusers backend (generation/).
+    kandinsky_models_dir: Path | None = None
+    generation_device: Literal["auto", "cuda", "cpu"] = "auto"
+    generation_dtype: Literal["fp16", "bf16"] = "fp16"
+    offload: Literal["none", "model", "sequential"] = "none"
+    vram_budget_gb: float | None = None
+    torch_compile: bool = False
+
+    # How long a delivery that Telegram refused waits before the next try.
+    delivery_retry_seconds: float = 30.0
+    progress_edit_interval: float = 2.0  # at most one status edit per chat this often
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_format(cls, value: SecretStr) -> SecretStr:
+        if not _TOKEN_RE.match(value.get_secret_value()):
+            raise ValueError("BOT_TOKEN is malformed: expected '<bot id>:<secret>' as given by @BotFather")
+        return value
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in re.split(r"[,\s]+", value.strip()) if part]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'bot.db'}"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
+
+    def generation_config(self) -> GenerationConfig:
+        return GenerationConfig(
+            models_dir=self.kandinsky_models_dir,
+            device=self.generation_device,
+            dtype=self.generation_dtype,
+            offload=self.offload,
+            vram_budget_gb=self.vram_budget_gb,
+            compile=self.torch_compile,
+            max_image_side=self.max_image_side,
+            cache_dir=self.data_dir / "models",
+        )
+
+
+def describe_error(exc: Exception) -> str:
+    """One line for a settings error, without echoing secret values."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        parts = []
+        for err in errors():
+            name = ".".join(str(p) for p in err.get("loc", ())).upper() or "settings"
+            msg = "is not set" if err.get("type") == "missing" else err.get("msg", "is invalid")
+            msg = msg.removeprefix("Value error, ")
+            parts.append(msg if msg.startswith(name) else f"{name} {msg}")
+        return "Configuration error: " + "; ".join(parts)
+    return f"Configuration error: {exc}"

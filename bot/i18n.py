@@ -1,0 +1,71 @@
+"""The i18n layer: Fluent files under bot/locales/{locale}/ through aiogram-i18n.
+
+Handlers get an ``i18n`` context from the middleware; code outside an update (the worker, delivery)
+uses :func:`translator` with the job owner's stored language.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from aiogram.types import User as TelegramUser
+from aiogram_i18n import I18nMiddleware
+from aiogram_i18n.cores import FluentRuntimeCore
+from aiogram_i18n.managers import BaseManager
+
+LOCALES_PATH = Path(__file__).parent / "locales" / "{locale}"
+LOCALES = ("en", "ru")
+DEFAULT_LOCALE = "en"
+
+
+def normalize_locale(language_code: str | None) -> str:
+    code = (language_code or "").lower()
+    return "ru" if code.startswith("ru") else DEFAULT_LOCALE
+
+
+class UserLocaleManager(BaseManager):
+    """The locale is the user's stored language (set on first contact from Telegram's language_code)."""
+
+    async def get_locale(self, event_from_user: TelegramUser | None = None, **data: Any) -> str:
+        user = data.get("user")
+        if user is not None:
+            return user.language
+        return normalize_locale(event_from_user.language_code if event_from_user else None)
+
+    async def set_locale(self, locale: str, **data: Any) -> None:
+        user = data.get("user")
+        if user is not None:
+            user.language = locale
+
+
+def create_core() -> FluentRuntimeCore:
+    core = FluentRuntimeCore(path=LOCALES_PATH, default_locale=DEFAULT_LOCALE)
+    core.locales.update(core.find_locales())
+    return core
+
+
+def create_middleware() -> I18nMiddleware:
+    return I18nMiddleware(core=create_core(), manager=UserLocaleManager(), default_locale=DEFAULT_LOCALE)
+
+
+class Translator:
+    """Translations outside an update's context: ``t("key", locale, **kwargs)``."""
+
+    def __init__(self, core: FluentRuntimeCore) -> None:
+        self.core = core
+
+    def __call__(self, key: str, locale: str | None = None, /, **kwargs: Any) -> str:
+        return self.core.get(key, locale if locale in LOCALES else DEFAULT_LOCALE, **kwargs)
+
+    def has(self, key: str, locale: str) -> bool:
+        return self.core.get_translator(self.core.get_locale(locale)).has_message(key)
+
+    def all_locales(self, key: str) -> set[str]:
+        return {self.core.get(key, locale) for locale in LOCALES}
+
+
+@lru_cache(maxsize=1)
+def translator() -> Translator:
+    return Translator(create_core())

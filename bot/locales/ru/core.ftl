@@ -1,0 +1,132 @@
+## Start, help, language
+start-greeting = Привет, { $name }! Я рисую картинки моделями Kandinsky.
+    Пришлите описание картинки (на любом языке, до 1000 символов). Модель, формат и стиль выбираются в /settings.
+help-text = Что я умею:
+    /start — приветствие и основная клавиатура
+    /help — этот список
+    /settings — модель, формат, стиль, негативный промпт, улучшение промпта, число картинок
+    /language — русский или английский
+    /cancel — отменить ваши задания в очереди и остановить текущее
+    Любой другой текст — это промпт: я его нарисую.
+language-choose = Выберите язык:
+language-set = Язык: русский.
+
+## Main keyboard
+btn-settings = ⚙️ Настройки
+btn-help = ❓ Помощь
+btn-cancel = ✖️ Отмена
+
+## The command menu
+cmd-start = Начало и приветствие
+cmd-help = Что умеет бот
+cmd-settings = Модель, формат, стиль и другое
+cmd-language = Сменить язык
+cmd-cancel = Отменить задания
+
+## Bad input
+prompt-empty = Пришлите описание картинки словами.
+prompt-only-emoji = Одни эмодзи нарисовать трудно: добавьте несколько слов.
+prompt-too-long = В промпте { $length } символов, а можно не больше { $limit }. Сократите его, пожалуйста.
+input-unsupported = Я понимаю только текстовые промпты. Пришлите описание картинки.
+input-edited = Я не слежу за правками: пришлите новый промпт новым сообщением.
+callback-unknown = Эта кнопка больше не действует.
+callback-not-yours = Это не ваша кнопка.
+banned = Вам закрыт доступ к этому боту.
+error-generic = У нас что-то сломалось. Попробуйте позже.
+
+## Settings
+settings-title = <b>Настройки</b>
+    Модель: { $model }
+    Формат: { $ratio } ({ $size })
+    Стиль: { $style }
+    Негативный промпт: { $negative }
+    Улучшение промпта: { $beautify }
+    Картинок за раз: { $count }
+    Сид: { $seed }
+settings-none = нет
+settings-on = вкл
+settings-off = выкл
+settings-seed-random = случайный
+settings-model = Модель
+settings-ratio = Формат
+settings-style = Стиль
+settings-negative = Негативный промпт
+settings-beautify = Улучшение: { $state }
+settings-count = Картинок за раз
+settings-seed-clear = Снова случайный сид
+settings-back = « Назад
+settings-close = Закрыть
+settings-choose-model = Выберите модель:
+settings-choose-ratio = Выберите формат:
+settings-choose-style = Выберите стиль:
+settings-choose-count = Сколько картинок за раз?
+settings-negative-menu = Негативный промпт: { $negative }
+    Это то, чего не должно быть на картинке.
+settings-negative-set = ✏️ Задать
+settings-negative-clear = 🗑 Очистить
+settings-saved = Сохранено.
+negative-ask = Пришлите негативный промпт (чего не должно быть на картинке), до { $limit } символов. /cancel — оставить как есть.
+negative-saved = Негативный промпт сохранён: { $negative }
+negative-cleared = Негативный промпт очищен.
+negative-too-long = Здесь { $length } символов, а можно не больше { $limit }. Пришлите покороче.
+negative-empty = Пришлите негативный промпт текстом или /cancel.
+
+## Models
+model-kandinsky-2_2 = Kandinsky 2.2
+model-kandinsky-3_1 = Kandinsky 3.1
+model-kandinsky-3_1-flash = Kandinsky 3.1 Flash
+model-kandinsky-3_1-refiner = Kandinsky 3.1 + Flash-рефайнер
+
+## Styles
+style-DEFAULT = Без стиля
+style-KANDINSKY = Кандинский
+style-UHD = Детальное фото
+style-ANIME = Аниме
+style-DIGITAL_ART = Цифровая живопись
+style-PIXEL_ART = Пиксель-арт
+style-CARTOON = Мультфильм
+style-PORTRAIT_PHOTO = Портретное фото
+style-STUDIO_PHOTO = Студийное фото
+style-CYBERPUNK = Киберпанк
+style-RENDER_3D = 3D-рендер
+style-CLASSICISM = Классицизм
+style-OIL_PAINTING = Масляная живопись
+style-PENCIL_DRAWING = Карандашный рисунок
+style-KHOKHLOMA = Хохлома
+style-AIVAZOVSKY = Айвазовский
+style-MALEVICH = Малевич
+style-PICASSO = Пикассо
+
+## Jobs
+job-queued = ⏳ В очереди, место { $position }.
+job-starting = 🎨 Рисую…
+job-progress = 🎨 Рисую: шаг { $step }/{ $total }
+    { $bar }
+job-sending = 📤 Отправляю…
+job-done = ✅ Готово.
+job-cancelled = ✖️ Отменено.
+job-failed = ❌ Не получилось. Попробуйте позже.
+job-error-oom = ❌ Не хватило памяти GPU. Выберите формат поменьше или меньше картинок.
+job-error-model_unavailable = ❌ Эта модель сейчас недоступна. Выберите другую в /settings.
+job-flash-no-negative = Заметка: Flash рисует без негативного промпта, ваш не используется.
+btn-cancel-job = ✖️ Отменить
+limit-user = У вас уже { $limit } картинки в работе. Дождитесь их или нажмите /cancel.
+limit-total = Очередь сейчас переполнена. Попробуйте через несколько минут.
+
+## Results
+result-caption = { $prompt }
+    
+    { $model } · { $style } · { $size } · сид { $seed }
+result-album-buttons = ⬆️ Картинок: { $count }, сиды { $seeds }
+btn-again = 🔁 Ещё раз
+btn-variations = 🎲 Вариации
+btn-original = 📄 Оригинал
+btn-reuse-seed = 📌 Этот сид
+seed-reused = Сид { $seed } будет использоваться для следующих картинок. Вернуть случайный можно в /settings.
+original-missing = Оригинал больше не хранится.
+
+## Cancel
+cancel-done = Отменено: в очереди — { $queued }, в работе — { $running }.
+cancel-nothing = Отменять нечего.
+cancel-flow = Вышли из текущего шага.
+command-unknown = Такой команды я не знаю. Список команд — /help.

@@ -1,0 +1,169 @@
+"""The chat side of a job: status message, progress, chat action, delivery of results."""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from io import BytesIO
+from pathlib import Path
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaPhoto, Message
+from aiogram.utils.chat_action import ChatActionSender
+
+from bot.best_effort import best_effort
+from bot.i18n import Translator
+from bot.keyboards import cancel_job_keyboard, model_name, result_keyboard, style_name
+from generation.runner import JobContext
+from storage.models import Job
+
+log = logging.getLogger(__name__)
+
+CAPTION_LIMIT = 1024
+BAR_WIDTH = 10
+
+
+def progress_bar(step: int, total: int) -> str:
+    filled = round(BAR_WIDTH * step / max(total, 1))
+    return "▓" * filled + "░" * (BAR_WIDTH - filled)
+
+
+def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None) -> str:
+    """The caption: the prompt shortened so the whole caption fits Telegram's 1024 characters."""
+    params = job.params
+    fields = dict(
+        model=model_name(t, job.model, locale),
+        style=style_name(t, params.get("style", "DEFAULT"), locale),
+        size=f"{params['width']}×{params['height']}",
+        seed=params["seed"] if seed is None else seed,
+    )
+    prompt = params.get("display_prompt") or params.get("prompt", "")
+    room = CAPTION_LIMIT - len(t("result-caption", locale, prompt="", **fields))
+    if len(prompt) > room:
+        prompt = prompt[: max(room - 1, 0)] + "…"
+    return t("result-caption", locale, prompt=html.escape(prompt), **fields)
+
+
+def _photo_rejected(exc: TelegramBadRequest) -> bool:
+    text = exc.message.upper()
+    return any(k in text for k in ("PHOTO_INVALID_DIMENSIONS", "TOO BIG", "PHOTO_SAVE_FILE_INVALID", "IMAGE_PROCESS_FAILED", "TOO LARGE"))
+
+
+class TelegramNotifier:
+    def __init__(self, bot: Bot, translator: Translator, edit_interval: float = 2.0) -> None:
+        self.bot = bot
+        self.t = translator
+        self.edit_interval = edit_interval
+        self._last_edit: dict[int, float] = {}  # chat id -> monotonic time of the last status edit
+        self._last_text: dict[int, str] = {}  # status message id -> its text
+        self.variations_enabled = False  # the "Variations" button, once image editing is wired
+
+    # -- status message ---------------------------------------------------------------------
+    async def edit_status(
+        self,
+        job: Job,
+        text: str,
+        markup: InlineKeyboardMarkup | None = None,
+        throttle: bool = False,
+    ) -> None:
+        """Best-effort edit of the job's status message, at most one per chat per interval."""
+        if job.status_message_id is None or self._last_text.get(job.status_message_id) == text:
+            return
+        now = time.monotonic()
+        if throttle and now - self._last_edit.get(job.chat_id, 0.0) < self.edit_interval:
+            return
+        self._last_edit[job.chat_id] = now
+        self._last_text[job.status_message_id] = text
+        try:
+            with best_effort():
+                await self.bot.edit_message_text(
+                    chat_id=job.chat_id, message_id=job.status_message_id, text=text, reply_markup=markup
+                )
+        except TelegramAPIError as exc:  # "message is not modified", deleted, throttled: never fatal
+            log.debug("status edit for job %s dropped: %s", job.id, exc)
+
+    async def started(self, ctx: JobContext) -> None:
+        await self.edit_status(ctx.job, self.t("job-starting", ctx.locale), self._cancel_markup(ctx))
+
+    async def progress(self, ctx: JobContext, step: int, total: int) -> None:
+        text = self.t("job-progress", ctx.locale, step=step, total=total, bar=progress_bar(step, total))
+        await self.edit_status(ctx.job, text, self._cancel_markup(ctx), throttle=True)
+
+    async def queued(self, job: Job, locale: str, position: int) -> None:
+        text = self.t("job-queued", locale, position=position)
+        await self.edit_status(job, text, cancel_job_keyboard(self.t, locale, job.id), throttle=True)
+
+    def _cancel_markup(self, ctx: JobContext) -> InlineKeyboardMarkup:
+        return cancel_job_keyboard(self.t, ctx.locale, ctx.job.id)
+
+    def working(self, ctx: JobContext) -> ChatActionSender:
+        return ChatActionSender.upload_photo(bot=self.bot, chat_id=ctx.job.chat_id)
+
+    async def failed(self, ctx: JobContext, code: str) -> None:
+        key = f"job-error-{code}"
+        text = self.t(key if self.t.has(key, ctx.locale) else "job-failed", ctx.locale)
+        await self.edit_status(ctx.job, text)
+
+    async def cancelled(self, ctx: JobContext) -> None:
+        await self.edit_status(ctx.job, self.t("job-cancelled", ctx.locale))
+
+    async def fetch_file(self, file_id: str) -> bytes:
+        buffer = BytesIO()
+        await self.bot.download(file_id, destination=buffer)
+        return buffer.getvalue()
+
+    # -- results ------------------------------------------------------------------------------
+    async def deliver(self, ctx: JobContext, paths: list[Path]) -> list[str]:
+        job, locale = ctx.job, ctx.locale
+        if not paths:
+            raise FileNotFoundError(f"no stored images for job {job.id}")
+        keyboard = result_keyboard(self.t, locale, job.id, variations=self.variations_enabled)
+        if len(paths) == 1:
+            message = await self._send_photo(job, paths[0], result_caption(self.t, job, locale), keyboard)
+            file_ids = [self._file_id(message)]
+        else:
+            seed = int(job.params["seed"])
+            media = [
+                InputMediaPhoto(
+                    media=FSInputFile(path), caption=result_caption(self.t, job, locale, seed + i) if i == 0 else None
+                )
+                for i, path in enumerate(paths)
+            ]
+            messages = await self.bot.send_media_group(chat_id=job.chat_id, media=media)
+            file_ids = [self._file_id(m) for m in messages]
+            seeds = ", ".join(str(seed + i) for i in range(len(paths)))
+            await self.bot.send_message(
+                chat_id=job.chat_id,
+                text=self.t("result-album-buttons", locale, count=len(paths), seeds=seeds),
+                reply_markup=keyboard,
+            )
+        if job.status_message_id is not None:
+            try:
+                with best_effort():
+                    await self.bot.delete_message(chat_id=job.chat_id, message_id=job.status_message_id)
+            except TelegramAPIError:
+                pass
+        return file_ids
+
+    async def _send_photo(self, job: Job, path: Path, caption: str, keyboard: InlineKeyboardMarkup) -> Message:
+        try:
+            return await self.bot.send_photo(
+                chat_id=job.chat_id, photo=FSInputFile(path), caption=caption, reply_markup=keyboard
+            )
+        except TelegramBadRequest as exc:
+            if not _photo_rejected(exc):
+                raise
+            log.info("job %s: Telegram rejected the photo (%s); sending it as a document", job.id, exc.message)
+            return await self.bot.send_document(
+                chat_id=job.chat_id, document=FSInputFile(path), caption=caption, reply_markup=keyboard
+            )
+
+    @staticmethod
+    def _file_id(message: Message) -> str:
+        if message.photo:
+            return message.photo[-1].file_id
+        if message.document:
+            return message.document.file_id
+        return ""

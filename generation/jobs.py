@@ -1,0 +1,129 @@
+"""The job service: what handlers call to create and cancel jobs (no torch, no Telegram)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from generation.backend import Mode, ModelId
+from generation.queue import JobQueue
+from generation.styles import image_size
+from storage.models import Job, JobStatus, User
+from storage.repositories import Repositories
+
+MAX_PROMPT_LENGTH = 1000
+MAX_SEED = 2**31 - 1
+
+
+class AdmissionError(Exception):
+    """The request is refused before a job exists. ``code`` names the message."""
+
+    def __init__(self, code: str, limit: int) -> None:
+        super().__init__(code)
+        self.code = code
+        self.limit = limit
+
+
+@dataclass
+class CancelResult:
+    queued: list[Job]
+    running: list[Job]
+
+
+# Sends the "queued, position N" status message; returns its message id.
+Announce = Callable[[Job, int], Awaitable[int | None]]
+
+
+def new_seed() -> int:
+    return secrets.randbelow(MAX_SEED)
+
+
+class JobService:
+    def __init__(
+        self, queue: JobQueue, max_image_side: int, max_pending_per_user: int, max_pending_total: int
+    ) -> None:
+        self.queue = queue
+        self.max_image_side = max_image_side
+        self.max_pending_per_user = max_pending_per_user
+        self.max_pending_total = max_pending_total
+        self._user_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def check_admission(self, repos: Repositories, user_id: int) -> None:
+        if await repos.jobs.count_pending(user_id) >= self.max_pending_per_user:
+            raise AdmissionError("limit-user", self.max_pending_per_user)
+        if await repos.jobs.count_pending() >= self.max_pending_total:
+            raise AdmissionError("limit-total", self.max_pending_total)
+
+    def params_from_settings(self, user: User, prompt: str, **overrides: Any) -> dict[str, Any]:
+        settings = user.settings
+        width, height = image_size(settings.aspect_ratio, self.max_image_side)
+        params: dict[str, Any] = {
+            "prompt": prompt,
+            "style": settings.style,
+            "negative_prompt": settings.negative_prompt,
+            "aspect_ratio": settings.aspect_ratio,
+            "width": width,
+            "height": height,
+            "num_images": settings.num_images,
+            "seed": settings.fixed_seed if settings.fixed_seed is not None else new_seed(),
+            "beautify": settings.beautify,
+        }
+        params.update(overrides)
+        return params
+
+    async def submit(
+        self,
+        repos: Repositories,
+        user: User,
+        chat_id: int,
+        params: dict[str, Any],
+        announce: Announce,
+        kind: Mode = Mode.TEXT2IMG,
+        model: str | None = None,
+    ) -> Job:
+        """Admission control, a queued job row, its status message, then the queue.
+
+        Raises AdmissionError (and creates nothing) when the user or the queue is over its limit.
+        One user's requests are admitted one at a time, so simultaneous messages cannot slip past
+        the per-user limit.
+        """
+        async with self._user_locks[user.id]:
+            await self.check_admission(repos, user.id)
+            job = await repos.jobs.add(
+                Job(
+                    user_id=user.id,
+                    chat_id=chat_id,
+                    kind=str(kind),
+                    model=str(ModelId(model or user.settings.model)),
+                    params=params,
+                    status=JobStatus.QUEUED,
+                )
+            )
+            position = await repos.jobs.queue_position(job)
+            job.status_message_id = await announce(job, position)
+            await repos.commit()
+        await self.queue.submit(job.id)
+        return job
+
+    async def cancel_all(self, repos: Repositories, user_id: int) -> CancelResult:
+        queued = await repos.jobs.cancel_queued(user_id)
+        running = await repos.jobs.request_cancel_running(user_id)
+        await repos.commit()
+        for job in running:
+            await self.queue.cancel(job.id)
+        return CancelResult(queued=queued, running=running)
+
+    async def cancel_one(self, repos: Repositories, job: Job) -> bool:
+        if await repos.jobs.transition(job.id, [JobStatus.QUEUED], JobStatus.CANCELLED):
+            await repos.commit()
+            return True
+        if job.status == JobStatus.RUNNING:
+            await repos.jobs.set_values(job.id, cancel_requested=True)
+            await repos.commit()
+            await self.queue.cancel(job.id)
+            return True
+        return False

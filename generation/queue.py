@@ -1,0 +1,145 @@
+"""The job queue: handlers submit job ids, workers take them.
+
+:class:`JobQueue` is the boundary. The embedded default runs one worker inside the bot process; the
+distributed mode sends the same job ids to GPU worker processes instead, without touching handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from generation.runner import JobRunner
+from storage.repositories import Database, Repositories
+
+log = logging.getLogger(__name__)
+
+
+class JobQueue(Protocol):
+    async def submit(self, job_id: int) -> None:
+        """The job row is committed as queued: make sure a worker will take it."""
+        ...
+
+    async def cancel(self, job_id: int) -> None:
+        """Stop the job at its next denoising step if it is running."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+QueueMovedFn = Callable[[], Awaitable[None]]
+
+
+class EmbeddedQueue:
+    """One GPU worker inside the bot process.
+
+    It takes jobs oldest-first, round-robin across users, one at a time; the pipeline itself runs in
+    a worker thread (JobRunner), never on the event loop. Generated-but-undelivered jobs are
+    delivered again every ``delivery_retry_seconds``.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        runner: JobRunner,
+        delivery_retry_seconds: float = 30.0,
+        on_queue_moved: QueueMovedFn | None = None,
+    ) -> None:
+        self.db = db
+        self.runner = runner
+        self.delivery_retry_seconds = delivery_retry_seconds
+        self.on_queue_moved = on_queue_moved
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.idle = asyncio.Event()  # set while there is nothing to do (tests wait on it)
+
+    async def submit(self, job_id: int) -> None:
+        self._wake.set()
+
+    async def cancel(self, job_id: int) -> None:
+        self.runner.cancel(job_id)
+
+    async def recover(self) -> None:
+        """After a restart: jobs left running are queued again; undelivered results are delivered."""
+        async with self.db.session() as session:
+            requeued = await Repositories(session).jobs.requeue_running()
+            await session.commit()
+        if requeued:
+            log.info("returned %d interrupted job(s) to the queue", requeued)
+
+    async def start(self) -> None:
+        await self.recover()
+        self._stopping = False
+        self._tasks = [
+            asyncio.create_task(self._work_loop(), name="embedded-worker"),
+            asyncio.create_task(self._delivery_loop(), name="delivery-retry"),
+        ]
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop taking jobs; a running job is interrupted and returned to the queue."""
+        self._stopping = True
+        self.runner.interrupt_all()
+        self._wake.set()
+        for task in self._tasks:
+            if task.get_name() == "delivery-retry":
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _next_job_id(self) -> int | None:
+        async with self.db.session() as session:
+            job = await Repositories(session).jobs.next_round_robin()
+            return job.id if job else None
+
+    async def _work_loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                job_id = await self._next_job_id()
+            except Exception:
+                log.exception("the worker could not read the queue")
+                job_id = None
+            if job_id is None:
+                self.idle.set()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+                continue
+            self.idle.clear()
+            try:
+                if self.on_queue_moved is not None:
+                    asyncio.create_task(self._safe_queue_moved())
+                await self.runner.run(job_id)
+            except Exception:
+                log.exception("worker failed on job %s", job_id)
+
+    async def _safe_queue_moved(self) -> None:
+        try:
+            assert self.on_queue_moved is not None
+            await self.on_queue_moved()
+        except Exception:
+            log.warning("could not update queue positions", exc_info=True)
+
+    async def _delivery_loop(self) -> None:
+        while True:
+            await self.redeliver()
+            await asyncio.sleep(self.delivery_retry_seconds)
+
+    async def redeliver(self) -> None:
+        async with self.db.session() as session:
+            job_ids = await Repositories(session).jobs.undelivered_ids()
+        for job_id in job_ids:
+            if job_id in self.runner.running_ids:
+                continue
+            try:
+                await self.runner.deliver(job_id)
+            except Exception:
+                log.exception("redelivery of job %s failed", job_id)

@@ -1,0 +1,21 @@
+"""aiogram routers, one per feature; thin: parse, validate, call a service, answer."""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+from handlers import cancel, errors, fallback, generate, settings, start
+
+
+def build_root_router() -> Router:
+    """All routers in the order they must see updates; the fallback router is last."""
+    root = Router(name="root")
+    root.include_routers(
+        errors.router,
+        start.router,
+        cancel.router,  # before flows: /cancel leaves any of them
+        settings.router,
+        generate.router,
+        fallback.router,
+    )
+    return root

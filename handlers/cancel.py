@@ -1,0 +1,69 @@
+"""/cancel and the cancel button on status messages."""
+
+from __future__ import annotations
+
+from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from aiogram_i18n import I18nContext
+
+from bot.best_effort import best_effort
+from bot.keyboards import CancelJobCb
+from generation.jobs import JobService
+from handlers.common import button
+from storage.models import Job, User
+from storage.repositories import Repositories
+
+router = Router(name="cancel")
+
+
+async def _mark_cancelled(bot: Bot, job: Job, text: str) -> None:
+    if job.status_message_id is None:
+        return
+    try:
+        with best_effort():
+            await bot.edit_message_text(chat_id=job.chat_id, message_id=job.status_message_id, text=text)
+    except TelegramAPIError:
+        pass
+
+
+@router.message(Command("cancel"))
+@router.message(button("btn-cancel"))
+async def cancel(
+    message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService, state: FSMContext
+) -> None:
+    if await state.get_state() is not None:  # leave the current multi-step flow first
+        await state.clear()
+        await message.answer(i18n.get("cancel-flow"))
+        return
+    result = await jobs.cancel_all(repos, user.id)
+    if not result.queued and not result.running:
+        await message.answer(i18n.get("cancel-nothing"))
+        return
+    for job in result.queued:
+        await _mark_cancelled(bot, job, i18n.get("job-cancelled"))
+    await message.answer(i18n.get("cancel-done", queued=len(result.queued), running=len(result.running)))
+
+
+@router.callback_query(CancelJobCb.filter())
+async def cancel_job(
+    query: CallbackQuery,
+    callback_data: CancelJobCb,
+    bot: Bot,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+) -> None:
+    job = await repos.jobs.get(callback_data.job_id)
+    if job is None or job.user_id != user.id:
+        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+        return
+    if not await jobs.cancel_one(repos, job):
+        await query.answer(i18n.get("cancel-nothing"))
+        return
+    await query.answer(i18n.get("job-cancelled"))
+    if job.status == "queued":
+        await _mark_cancelled(bot, job, i18n.get("job-cancelled"))

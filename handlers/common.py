@@ -1,0 +1,75 @@
+"""Small pieces shared by the routers: prompt validation, button-text filters, job submission."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from aiogram import Bot, F
+from aiogram.utils.magic_filter import MagicFilter
+from aiogram_i18n import I18nContext
+
+from bot.i18n import translator
+from bot.keyboards import cancel_job_keyboard
+from generation.backend import Mode, ModelId
+from generation.jobs import MAX_PROMPT_LENGTH, AdmissionError, JobService
+from storage.models import Job, User
+from storage.repositories import Repositories
+
+
+class PromptError(Exception):
+    def __init__(self, code: str, **kwargs: Any) -> None:
+        super().__init__(code)
+        self.code = code
+        self.kwargs = kwargs
+
+
+def _meaningful(char: str) -> bool:
+    return unicodedata.category(char)[0] in ("L", "N")
+
+
+def validate_prompt(text: str | None, limit: int = MAX_PROMPT_LENGTH) -> str:
+    """A prompt: any language, emoji welcome, but not empty, not emoji alone, not over the limit."""
+    prompt = (text or "").strip()
+    if not prompt:
+        raise PromptError("prompt-empty")
+    if len(prompt) > limit:
+        raise PromptError("prompt-too-long", length=len(prompt), limit=limit)
+    if not any(_meaningful(c) for c in prompt):
+        raise PromptError("prompt-only-emoji")
+    return prompt
+
+
+def button(key: str) -> MagicFilter:
+    """Matches a reply-keyboard button's text in any of the bot's languages."""
+    return F.text.in_(translator().all_locales(key))
+
+
+async def submit_job(
+    *,
+    bot: Bot,
+    chat_id: int,
+    repos: Repositories,
+    user: User,
+    jobs: JobService,
+    i18n: I18nContext,
+    params: dict[str, Any],
+    kind: Mode = Mode.TEXT2IMG,
+    model: str | None = None,
+) -> Job | None:
+    """Create a job with a status message, or tell the user why not. Returns the job or None."""
+
+    async def announce(job: Job, position: int) -> int:
+        text = i18n.get("job-queued", position=position)
+        if job.model == ModelId.K31_FLASH and params.get("negative_prompt"):
+            text += "\n" + i18n.get("job-flash-no-negative")
+        message = await bot.send_message(
+            chat_id, text, reply_markup=cancel_job_keyboard(translator(), i18n.locale, job.id)
+        )
+        return message.message_id
+
+    try:
+        return await jobs.submit(repos, user, chat_id, params, announce, kind=kind, model=model)
+    except AdmissionError as exc:
+        await bot.send_message(chat_id, i18n.get(exc.code, limit=exc.limit))
+        return None

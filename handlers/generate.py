@@ -1,0 +1,120 @@
+"""Text-to-image: any plain text is a prompt; the buttons under a result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiogram import Bot, F, Router
+from aiogram.types import CallbackQuery, FSInputFile, Message
+from aiogram_i18n import I18nContext
+
+from bot.keyboards import ResultCb
+from generation.backend import Mode
+from generation.jobs import JobService, new_seed
+from handlers.common import PromptError, submit_job, validate_prompt
+from storage.models import Job, User
+from storage.repositories import Repositories
+
+router = Router(name="generate")
+
+
+@router.message(F.text.startswith("/"))
+async def unknown_command(message: Message, i18n: I18nContext) -> None:
+    await message.answer(i18n.get("command-unknown"))
+
+
+@router.message(F.text)
+async def prompt(
+    message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
+) -> None:
+    try:
+        text = validate_prompt(message.text)
+    except PromptError as exc:
+        await message.answer(i18n.get(exc.code, **exc.kwargs))
+        return
+    await submit_job(
+        bot=bot,
+        chat_id=message.chat.id,
+        repos=repos,
+        user=user,
+        jobs=jobs,
+        i18n=i18n,
+        params=jobs.params_from_settings(user, text),
+    )
+
+
+async def _own_job(query: CallbackQuery, job_id: int, user: User, repos: Repositories, i18n: I18nContext) -> Job | None:
+    job = await repos.jobs.get(job_id)
+    if job is None or job.user_id != user.id:
+        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+        return None
+    return job
+
+
+@router.callback_query(ResultCb.filter(F.action == "again"))
+async def again(
+    query: CallbackQuery,
+    callback_data: ResultCb,
+    bot: Bot,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+) -> None:
+    """The same job with a new seed."""
+    job = await _own_job(query, callback_data.job_id, user, repos, i18n)
+    if job is None:
+        return
+    await query.answer()
+    params = dict(job.params, seed=new_seed())
+    await submit_job(
+        bot=bot,
+        chat_id=job.chat_id,
+        repos=repos,
+        user=user,
+        jobs=jobs,
+        i18n=i18n,
+        params=params,
+        kind=Mode(job.kind),
+        model=job.model,
+    )
+
+
+@router.callback_query(ResultCb.filter(F.action == "original"))
+async def original(
+    query: CallbackQuery,
+    callback_data: ResultCb,
+    bot: Bot,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    results_dir: str,
+) -> None:
+    """The lossless PNGs as documents (Telegram recompresses photos)."""
+    job = await _own_job(query, callback_data.job_id, user, repos, i18n)
+    if job is None:
+        return
+    folder = Path(results_dir) / str(job.id)
+    paths = sorted(folder.glob("*.png"), key=lambda p: int(p.stem))
+    if not paths:
+        await query.answer(i18n.get("original-missing"), show_alert=True)
+        return
+    await query.answer()
+    seed = int(job.params["seed"])
+    for index, path in enumerate(paths):
+        await bot.send_document(
+            job.chat_id, FSInputFile(path, filename=f"kandinsky-{job.id}-{seed + index}.png")
+        )
+
+
+@router.callback_query(ResultCb.filter(F.action == "seed"))
+async def reuse_seed(
+    query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, user: User, repos: Repositories
+) -> None:
+    """Keep this seed for the next pictures (to change the prompt and keep the composition)."""
+    job = await _own_job(query, callback_data.job_id, user, repos, i18n)
+    if job is None:
+        return
+    seed = int(job.params["seed"])
+    user.settings.fixed_seed = seed
+    await query.answer(i18n.get("seed-reused", seed=seed), show_alert=True)

@@ -1,0 +1,138 @@
+"""/settings: an inline menu that edits itself in place; the negative prompt is set through FSM."""
+
+from __future__ import annotations
+
+import html
+
+from aiogram import F, Router
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+from aiogram_i18n import I18nContext
+
+from bot.i18n import translator
+from bot.keyboards import MAX_IMAGES_PER_REQUEST, SettingsCb, model_name, settings_menu, settings_section, style_name
+from generation.jobs import MAX_PROMPT_LENGTH
+from generation.styles import ASPECT_RATIOS, MODELS, STYLES, image_size
+from handlers.common import button
+from storage.models import User, UserSettings
+
+router = Router(name="settings")
+
+
+class NegativePrompt(StatesGroup):
+    waiting = State()
+
+
+def settings_text(i18n: I18nContext, settings: UserSettings, max_side: int) -> str:
+    t, locale = translator(), i18n.locale
+    width, height = image_size(settings.aspect_ratio, max_side)
+    return i18n.get(
+        "settings-title",
+        model=model_name(t, settings.model, locale),
+        ratio=settings.aspect_ratio,
+        size=f"{width}×{height}",
+        style=style_name(t, settings.style, locale),
+        negative=html.escape(settings.negative_prompt) if settings.negative_prompt else i18n.get("settings-none"),
+        beautify=i18n.get("settings-on" if settings.beautify else "settings-off"),
+        count=settings.num_images,
+        seed=settings.fixed_seed if settings.fixed_seed is not None else i18n.get("settings-seed-random"),
+    )
+
+
+@router.message(Command("settings"))
+@router.message(button("btn-settings"))
+async def open_settings(message: Message, i18n: I18nContext, user: User, max_image_side: int) -> None:
+    await message.answer(
+        settings_text(i18n, user.settings, max_image_side),
+        reply_markup=settings_menu(translator(), i18n.locale, user.settings),
+    )
+
+
+def _apply(settings: UserSettings, section: str, value: str) -> bool:
+    """Store a choice; False for a value that no button offers (forged or stale callback data)."""
+    if section == "model" and value in MODELS:
+        settings.model = value
+    elif section == "ratio" and value in ASPECT_RATIOS:
+        settings.aspect_ratio = value
+    elif section == "style" and value in STYLES:
+        settings.style = value
+    elif section == "count" and value.isdigit() and 1 <= int(value) <= MAX_IMAGES_PER_REQUEST:
+        settings.num_images = int(value)
+    elif section == "beautify" and value in ("on", "off"):
+        settings.beautify = value == "on"
+    elif section == "seed" and value == "clear":
+        settings.fixed_seed = None
+    elif section == "neg" and value == "clear":
+        settings.negative_prompt = None
+    else:
+        return False
+    return True
+
+
+@router.callback_query(SettingsCb.filter())
+async def settings_callback(
+    query: CallbackQuery,
+    callback_data: SettingsCb,
+    i18n: I18nContext,
+    user: User,
+    state: FSMContext,
+    max_image_side: int,
+) -> None:
+    message = query.message
+    if not isinstance(message, Message):  # the message is too old to edit
+        await query.answer(i18n.get("callback-unknown"))
+        return
+    section, value = callback_data.section, callback_data.value
+    settings = user.settings
+    t, locale = translator(), i18n.locale
+
+    if section == "close":
+        await message.delete()
+        await query.answer()
+        return
+    if section == "neg" and value == "set":
+        await state.set_state(NegativePrompt.waiting)
+        await query.answer()
+        await message.answer(i18n.get("negative-ask", limit=MAX_PROMPT_LENGTH))
+        return
+    if section == "neg" and not value:
+        negative = html.escape(settings.negative_prompt) if settings.negative_prompt else i18n.get("settings-none")
+        await message.edit_text(
+            i18n.get("settings-negative-menu", negative=negative),
+            reply_markup=settings_section(t, locale, "neg", settings),
+        )
+        await query.answer()
+        return
+    if section in ("model", "ratio", "style", "count") and not value:
+        await message.edit_text(
+            i18n.get(f"settings-choose-{section}"), reply_markup=settings_section(t, locale, section, settings)
+        )
+        await query.answer()
+        return
+    if section != "menu" and not _apply(settings, section, value):
+        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+        return
+    # A choice was stored (or "back"): show the main menu with the new values.
+    await message.edit_text(settings_text(i18n, settings, max_image_side), reply_markup=settings_menu(t, locale, settings))
+    await query.answer(i18n.get("settings-saved") if section != "menu" else None)
+
+
+@router.message(StateFilter(NegativePrompt.waiting), F.text, ~F.text.startswith("/"))
+async def negative_prompt_text(message: Message, i18n: I18nContext, user: User, state: FSMContext) -> None:
+    text = (message.text or "").strip()
+    if len(text) > MAX_PROMPT_LENGTH:
+        await message.answer(i18n.get("negative-too-long", length=len(text), limit=MAX_PROMPT_LENGTH))
+        return
+    if not text:
+        await message.answer(i18n.get("negative-empty"))
+        return
+    user.settings.negative_prompt = text
+    await state.clear()
+    await message.answer(i18n.get("negative-saved", negative=html.escape(text)))
+
+
+@router.message(StateFilter(NegativePrompt.waiting), ~F.text)
+async def negative_prompt_not_text(message: Message, i18n: I18nContext) -> None:
+    await message.answer(i18n.get("negative-empty"))

@@ -1,0 +1,46 @@
+"""/start, /help, /language."""
+
+from __future__ import annotations
+
+import html
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandStart
+from aiogram.types import CallbackQuery, Message
+from aiogram_i18n import I18nContext
+
+from bot.i18n import LOCALES, translator
+from bot.keyboards import LanguageCb, language_keyboard, main_keyboard
+from handlers.common import button
+from storage.models import User
+
+router = Router(name="start")
+
+
+@router.message(CommandStart())
+async def start(message: Message, i18n: I18nContext) -> None:
+    name = html.escape(message.from_user.first_name if message.from_user else "")
+    await message.answer(
+        i18n.get("start-greeting", name=name), reply_markup=main_keyboard(translator(), i18n.locale)
+    )
+
+
+@router.message(Command("help"))
+@router.message(button("btn-help"))
+async def help_(message: Message, i18n: I18nContext) -> None:
+    await message.answer(i18n.get("help-text"))
+
+
+@router.message(Command("language"))
+async def language(message: Message, i18n: I18nContext) -> None:
+    await message.answer(i18n.get("language-choose"), reply_markup=language_keyboard())
+
+
+@router.callback_query(LanguageCb.filter(F.code.in_(LOCALES)))
+async def set_language(query: CallbackQuery, callback_data: LanguageCb, i18n: I18nContext, user: User) -> None:
+    await i18n.set_locale(callback_data.code, user=user)
+    await query.answer()
+    if query.message is not None:
+        await query.message.answer(
+            i18n.get("language-set"), reply_markup=main_keyboard(translator(), callback_data.code)
+        )

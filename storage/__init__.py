@@ -1,0 +1,1 @@
+"""SQLAlchemy 2 async models and repositories; SQLite by default, PostgreSQL when scaled."""

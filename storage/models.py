@@ -1,0 +1,86 @@
+"""Typed SQLAlchemy 2 models. Every schema change comes with an Alembic revision."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    GENERATED = "generated"  # images stored on disk, not yet delivered to the chat
+    DONE = "done"  # delivered
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    CENSORED = "censored"  # generated, but withheld by the safety check
+
+
+PENDING_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Telegram id
+    username: Mapped[str | None] = mapped_column(String(64))
+    first_name: Mapped[str | None] = mapped_column(String(128))
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    banned: Mapped[bool] = mapped_column(Boolean, default=False)
+    ban_notified: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+
+    settings: Mapped[UserSettings] = relationship(back_populates="user", lazy="joined", uselist=False)
+
+
+class UserSettings(Base):
+    __tablename__ = "user_settings"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(32), default="kandinsky-3.1")
+    aspect_ratio: Mapped[str] = mapped_column(String(8), default="1:1")
+    style: Mapped[str] = mapped_column(String(32), default="DEFAULT")
+    negative_prompt: Mapped[str | None] = mapped_column(Text)
+    beautify: Mapped[bool] = mapped_column(Boolean, default=False)
+    num_images: Mapped[int] = mapped_column(Integer, default=1)
+    fixed_seed: Mapped[int | None] = mapped_column(BigInteger)  # "Reuse seed": every next image uses it
+
+    user: Mapped[User] = relationship(back_populates="settings")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_status_id", "status", "id"),
+        Index("ix_jobs_user_status", "user_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))  # generation.backend.Mode
+    model: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    status_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    result_file_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    generated_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]

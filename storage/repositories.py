@@ -1,0 +1,204 @@
+"""Repositories: the only place that builds queries. Handlers get them from a middleware."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import PENDING_STATUSES, Job, JobStatus, User, UserSettings, utcnow
+
+
+class UserRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: int) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def get_by_username(self, username: str) -> User | None:
+        result = await self.session.execute(
+            select(User).where(func.lower(User.username) == username.lstrip("@").lower())
+        )
+        return result.scalars().first()
+
+    async def upsert_seen(
+        self, user_id: int, username: str | None, first_name: str | None, language_code: str | None
+    ) -> User:
+        """The user row for an incoming update, created on first contact, with its settings."""
+        user = await self.session.get(User, user_id)
+        if user is None:
+            language = "ru" if (language_code or "").lower().startswith("ru") else "en"
+            user = User(id=user_id, username=username, first_name=first_name, language=language)
+            user.settings = UserSettings(user_id=user_id)
+            self.session.add(user)
+        else:
+            user.username = username
+            user.first_name = first_name
+            user.last_seen = utcnow()
+            if user.settings is None:
+                user.settings = UserSettings(user_id=user_id)
+        await self.session.flush()
+        return user
+
+
+class JobRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, job_id: int) -> Job | None:
+        return await self.session.get(Job, job_id)
+
+    async def add(self, job: Job) -> Job:
+        self.session.add(job)
+        await self.session.flush()
+        return job
+
+    async def count_pending(self, user_id: int | None = None) -> int:
+        query = select(func.count(Job.id)).where(Job.status.in_(PENDING_STATUSES))
+        if user_id is not None:
+            query = query.where(Job.user_id == user_id)
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def pending_for_user(self, user_id: int) -> Sequence[Job]:
+        result = await self.session.execute(
+            select(Job).where(Job.user_id == user_id, Job.status.in_(PENDING_STATUSES)).order_by(Job.id)
+        )
+        return result.scalars().all()
+
+    async def transition(
+        self, job_id: int, from_statuses: Iterable[str], to_status: str, **values: Any
+    ) -> bool:
+        """Move a job between statuses only if it is still in one of ``from_statuses``.
+
+        A conditional update, so two workers (or a worker and a cancel) never both win.
+        """
+        result = await self.session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status.in_(list(from_statuses)))
+            .values(status=to_status, **values)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+    async def set_values(self, job_id: int, **values: Any) -> None:
+        await self.session.execute(
+            update(Job).where(Job.id == job_id).values(**values).execution_options(synchronize_session=False)
+        )
+
+    async def next_round_robin(self) -> Job | None:
+        """The oldest queued job of the user who was served least recently.
+
+        Round-robin across users: one user with many queued jobs cannot starve the others.
+        """
+        queued = (
+            (await self.session.execute(select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.id)))
+            .scalars()
+            .all()
+        )
+        if not queued:
+            return None
+        users = {job.user_id for job in queued}
+        last_served = dict(
+            (
+                await self.session.execute(
+                    select(Job.user_id, func.max(Job.started_at))
+                    .where(Job.user_id.in_(users), Job.started_at.is_not(None))
+                    .group_by(Job.user_id)
+                )
+            ).all()
+        )
+        never = datetime.min
+
+        def key(job: Job) -> tuple[Any, int]:
+            served = last_served.get(job.user_id)
+            return ((served.replace(tzinfo=None) if served else never), job.id)
+
+        return min(queued, key=key)
+
+    async def queue_position(self, job: Job) -> int:
+        """1-based position among queued jobs (jobs created earlier go first)."""
+        ahead = await self.session.execute(
+            select(func.count(Job.id)).where(Job.status == JobStatus.QUEUED, Job.id < job.id)
+        )
+        return int(ahead.scalar_one()) + 1
+
+    async def queued(self, limit: int = 200) -> Sequence[Job]:
+        result = await self.session.execute(
+            select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.id).limit(limit)
+        )
+        return result.scalars().all()
+
+    async def requeue_running(self) -> int:
+        """After a restart: jobs left running go back to the queue."""
+        result = await self.session.execute(
+            update(Job)
+            .where(Job.status == JobStatus.RUNNING)
+            .values(status=JobStatus.QUEUED, started_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount or 0
+
+    async def undelivered_ids(self) -> list[int]:
+        result = await self.session.execute(
+            select(Job.id).where(Job.status == JobStatus.GENERATED).order_by(Job.id)
+        )
+        return list(result.scalars().all())
+
+    async def cancel_queued(self, user_id: int) -> list[Job]:
+        jobs = (
+            (
+                await self.session.execute(
+                    select(Job).where(Job.user_id == user_id, Job.status == JobStatus.QUEUED)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        cancelled = []
+        for job in jobs:
+            if await self.transition(job.id, [JobStatus.QUEUED], JobStatus.CANCELLED, finished_at=utcnow()):
+                cancelled.append(job)
+        return cancelled
+
+    async def request_cancel_running(self, user_id: int) -> list[Job]:
+        jobs = (
+            (
+                await self.session.execute(
+                    select(Job).where(Job.user_id == user_id, Job.status == JobStatus.RUNNING)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for job in jobs:
+            await self.set_values(job.id, cancel_requested=True)
+        return list(jobs)
+
+
+@dataclass
+class Repositories:
+    """A unit of work: one session, the repositories over it, one commit."""
+
+    session: AsyncSession
+
+    def __post_init__(self) -> None:
+        self.users = UserRepository(self.session)
+        self.jobs = JobRepository(self.session)
+
+    async def commit(self) -> None:
+        await self.session.commit()
+
+
+class Database:
+    """Opens units of work; shared by the dispatcher's middleware and the workers."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.sessionmaker = sessionmaker
+
+    def session(self) -> AsyncSession:
+        return self.sessionmaker()

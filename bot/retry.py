@@ -9,8 +9,8 @@ Both are bounded: after ``max_attempts`` tries, or when Telegram asks for a wait
 ``max_retry_after``, the error goes to the caller (a result delivery is then retried later by the
 delivery loop, without generating the image again).
 
-Cosmetic calls are best-effort: progress edits run inside :func:`best_effort` (or through
-:func:`best_effort_call`) and chat actions always are. They are never retried, and a best-effort call to
+Cosmetic calls are best-effort: progress edits run inside :func:`bot.best_effort.best_effort` (or
+through :func:`best_effort_call`) and chat actions always are. They are never retried, and a best-effort call to
 a chat under flood control is dropped at once (:class:`DroppedUnderFloodControl`) instead of being sent,
 so a progress bar never delays the result or provokes a longer ban.
 
@@ -20,12 +20,10 @@ Install with ``bot.session.middleware(RetryMiddleware())``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
@@ -38,6 +36,8 @@ from aiogram.exceptions import (
 from aiogram.methods import GetUpdates, SendChatAction
 from aiogram.methods.base import TelegramType
 
+from bot.best_effort import BEST_EFFORT, best_effort
+
 if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.methods import Response, TelegramMethod
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_best_effort: ContextVar[bool] = ContextVar("telegram_best_effort", default=False)
 
 # Methods that are cosmetic whatever the context: losing one changes nothing the user needs.
 BEST_EFFORT_METHODS: tuple[type, ...] = (SendChatAction,)
@@ -56,16 +54,6 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (TelegramNetworkError, TelegramS
 
 class DroppedUnderFloodControl(TelegramRetryAfter):
     """A best-effort call that was not sent because its chat is under Telegram's flood control."""
-
-
-@contextlib.contextmanager
-def best_effort() -> Iterator[None]:
-    """Bot API calls made inside are best-effort: never retried, dropped while the chat is throttled."""
-    token = _best_effort.set(True)
-    try:
-        yield
-    finally:
-        _best_effort.reset(token)
 
 
 async def best_effort_call(call: Awaitable[T]) -> T | None:
@@ -80,7 +68,7 @@ async def best_effort_call(call: Awaitable[T]) -> T | None:
 
 
 def is_best_effort(method: TelegramMethod[Any]) -> bool:
-    return _best_effort.get() or isinstance(method, BEST_EFFORT_METHODS)
+    return BEST_EFFORT.get() or isinstance(method, BEST_EFFORT_METHODS)
 
 
 class RetryMiddleware(BaseRequestMiddleware):

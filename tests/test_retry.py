@@ -14,7 +14,8 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import EditMessageText, GetUpdates, SendChatAction, SendMessage
 
-from bot.retry import DroppedUnderFloodControl, RetryMiddleware, best_effort, best_effort_call
+from bot.best_effort import best_effort
+from bot.retry import DroppedUnderFloodControl, RetryMiddleware, best_effort_call
 
 
 class FakeTime:

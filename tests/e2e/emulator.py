@@ -16,7 +16,8 @@ Telegram's failure modes are reproduced on purpose: error bodies and status code
 Request: message to edit not found", "message is not modified", ...), and :class:`FaultRule` answers a
 seeded share of calls with 429 + ``retry_after`` or with a 5xx. A chat that got a 429 stays under flood
 control until ``retry_after`` has passed, like on Telegram: calls that come earlier are answered 429
-again and recorded in :attr:`TelegramEmulator.flood_violations`. Every call is recorded with its time
+again, and those sent more than ``flood_grace`` seconds after the 429 (so not merely in flight
+when it went out) are recorded in :attr:`TelegramEmulator.flood_violations`. Every call is recorded with its time
 (:attr:`TelegramEmulator.calls`), so tests can check that the bot waited.
 
 Deviations from Telegram, on purpose: webhook URLs may be plain ``http://127.0.0.1`` and photos keep
@@ -40,6 +41,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import Any
 
 import aiohttp
@@ -451,6 +453,72 @@ def _known_api_methods() -> frozenset[str]:
     return frozenset(names)
 
 
+_HTML_ENTITY_TAGS = {
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "ins": "underline",
+    "s": "strikethrough",
+    "strike": "strikethrough",
+    "del": "strikethrough",
+    "tg-spoiler": "spoiler",
+    "code": "code",
+    "pre": "pre",
+    "a": "text_link",
+    "blockquote": "blockquote",
+    "span": "spoiler",  # only <span class="tg-spoiler">
+    "tg-emoji": "custom_emoji",
+}
+
+
+class _TelegramHTML(HTMLParser):
+    """Telegram's HTML parse mode: plain text plus entities, or the error Telegram gives."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text = ""
+        self.entities: list[JSON] = []
+        self._open: list[tuple[str, int, JSON]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _HTML_ENTITY_TAGS or (tag == "span" and ("class", "tg-spoiler") not in attrs):
+            raise bad_request(f'can\'t parse entities: Unsupported start tag "{tag}"')
+        extra: JSON = {}
+        if tag == "a":
+            extra["url"] = dict(attrs).get("href") or ""
+        self._open.append((tag, _text_length(self.text), extra))
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self._open or self._open[-1][0] != tag:
+            raise bad_request(f'can\'t parse entities: Unmatched end tag "{tag}"')
+        _, offset, extra = self._open.pop()
+        length = _text_length(self.text) - offset
+        if length:
+            self.entities.append({"type": _HTML_ENTITY_TAGS[tag], "offset": offset, "length": length, **extra})
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
+
+    def parse(self, markup: str) -> tuple[str, list[JSON]]:
+        self.feed(markup)
+        self.close()
+        if self._open:
+            raise bad_request(f'can\'t parse entities: Can\'t find end tag corresponding to start tag "{self._open[-1][0]}"')
+        if "<" in self.rawdata:
+            raise bad_request("can't parse entities: Unclosed start tag")
+        return self.text, sorted(self.entities, key=lambda e: e["offset"])
+
+
+def parse_formatted(text: str, parse_mode: Any, entities: Any) -> tuple[str, list[JSON] | None]:
+    """Text as Telegram stores it: HTML parse mode turned into entities; other modes left as sent."""
+    if isinstance(parse_mode, str) and parse_mode.upper() == "HTML":
+        plain, found = _TelegramHTML().parse(text)
+        return plain, found or None
+    return text, entities or None
+
+
 class TelegramEmulator:
     """The emulator: an aiohttp application plus the state of every bot it knows.
 
@@ -458,7 +526,9 @@ class TelegramEmulator:
     ``TelegramAPIServer.from_base`` or the bot's ``TELEGRAM_API_URL``.
     """
 
-    def __init__(self, *, webhook_retry_delay: float = 0.2, photo_max_bytes: int = MAX_PHOTO_BYTES) -> None:
+    def __init__(
+        self, *, webhook_retry_delay: float = 0.2, photo_max_bytes: int = MAX_PHOTO_BYTES, flood_grace: float = 0.25
+    ) -> None:
         self.bots: dict[str, BotState] = {}
         self.calls: list[CallRecord] = []
         self.faults: list[FaultRule] = []
@@ -469,6 +539,7 @@ class TelegramEmulator:
         self._file_counter = itertools.count(1)
         self._flood_until: dict[tuple[str, Any], tuple[float, float, int]] = {}
         self.webhook_retry_delay = webhook_retry_delay
+        self.flood_grace = flood_grace
         self.photo_max_bytes = photo_max_bytes
         self.calls_changed = asyncio.Condition()
         self._known_methods = _known_api_methods()
@@ -777,7 +848,9 @@ class TelegramEmulator:
             window = self._flood_until.get(key)
             if window is not None and now < window[0]:
                 until, throttled_at, retry_after = window
-                self.flood_violations.append(FloodViolation(record, throttled_at, retry_after))
+                # A call already on its way when the 429 went out is not hammering; a later one is.
+                if now > throttled_at + self.flood_grace:
+                    self.flood_violations.append(FloodViolation(record, throttled_at, retry_after))
                 record.injected = True
                 left = max(1, math.ceil(until - now))
                 raise ApiError(429, f"Too Many Requests: retry after {left}", {"retry_after": left})
@@ -848,14 +921,16 @@ class TelegramEmulator:
                 }
         return message
 
-    def _caption(self, params: JSON, message: JSON) -> None:
-        caption = params.get("caption")
+    def _caption(self, params: JSON, message: JSON, parse_mode: Any = None) -> None:
+        caption, entities = parse_formatted(
+            params.get("caption") or "", params.get("parse_mode", parse_mode), params.get("caption_entities")
+        )
         if caption:
             if _text_length(caption) > MAX_CAPTION_LENGTH:
                 raise bad_request("message caption is too long")
             message["caption"] = caption
-            if params.get("caption_entities"):
-                message["caption_entities"] = params["caption_entities"]
+            if entities:
+                message["caption_entities"] = entities
 
     def _message_for_edit(self, bot: BotState, params: JSON, verb: str) -> tuple[Chat, JSON]:
         if params.get("inline_message_id"):
@@ -989,15 +1064,15 @@ class TelegramEmulator:
 
     async def _m_sendMessage(self, bot: BotState, params: JSON, files: dict[str, Upload]) -> Any:
         chat = bot.chat(params.get("chat_id"))
-        text = params.get("text") or ""
+        text, entities = parse_formatted(params.get("text") or "", params.get("parse_mode"), params.get("entities"))
         if not text.strip():
             raise bad_request("message text is empty")
         if _text_length(text) > MAX_MESSAGE_LENGTH:
             raise bad_request("message is too long")
         message = self._new_bot_message(bot, chat, params)
         message["text"] = text
-        if params.get("entities"):
-            message["entities"] = params["entities"]
+        if entities:
+            message["entities"] = entities
         chat.messages[message["message_id"]] = message
         await self._record_event(chat, "new", message)
         return message
@@ -1006,13 +1081,13 @@ class TelegramEmulator:
         chat, message = self._message_for_edit(bot, params, "edit")
         if "text" not in message:
             raise bad_request("there is no text in the message to edit")
-        text = params.get("text") or ""
+        text, entities = parse_formatted(params.get("text") or "", params.get("parse_mode"), params.get("entities"))
         if not text.strip():
             raise bad_request("message text is empty")
         if _text_length(text) > MAX_MESSAGE_LENGTH:
             raise bad_request("MESSAGE_TOO_LONG")
         markup = _check_reply_markup(params.get("reply_markup"))
-        changed: JSON = {"text": text, "entities": params.get("entities") or None}
+        changed: JSON = {"text": text, "entities": entities}
         changed["reply_markup"] = {"inline_keyboard": markup["inline_keyboard"]} if markup else None
         return await self._commit_edit(chat, message, changed)
 
@@ -1020,11 +1095,13 @@ class TelegramEmulator:
         chat, message = self._message_for_edit(bot, params, "edit")
         if "text" in message:
             raise bad_request("there is no caption in the message to edit")
-        caption = params.get("caption") or None
+        caption, entities = parse_formatted(
+            params.get("caption") or "", params.get("parse_mode"), params.get("caption_entities")
+        )
         if caption and _text_length(caption) > MAX_CAPTION_LENGTH:
             raise bad_request("message caption is too long")
         markup = _check_reply_markup(params.get("reply_markup"))
-        changed: JSON = {"caption": caption, "caption_entities": params.get("caption_entities") or None}
+        changed: JSON = {"caption": caption or None, "caption_entities": entities}
         changed["reply_markup"] = {"inline_keyboard": markup["inline_keyboard"]} if markup else None
         return await self._commit_edit(chat, message, changed)
 
@@ -1105,7 +1182,7 @@ class TelegramEmulator:
             else:
                 content = {"document": self._document(source)}
             caption_holder: JSON = {}
-            self._caption(item, caption_holder)
+            self._caption(item, caption_holder, params.get("parse_mode"))
             contents.append((content, caption_holder))
         group_id = str(10**17 + next(self._file_counter))
         messages = []

@@ -415,3 +415,16 @@ async def test_photo_limit_is_configurable_for_fallback_tests(emulator: Telegram
     with pytest.raises(TelegramBadRequest, match="PHOTO_SAVE_FILE_INVALID"):
         await bot.send_photo(user.chat_id, BufferedInputFile(buf.getvalue(), "big.png"))
     assert (await bot.send_document(user.chat_id, BufferedInputFile(buf.getvalue(), "big.png"))).document
+
+
+async def test_html_parse_mode_becomes_entities_like_on_telegram(emulator: TelegramEmulator, bot: Bot) -> None:
+    user = emulator.user()
+    sent = await bot.send_message(user.chat_id, "<b>Settings</b>\nModel: &lt;K3&gt;", parse_mode="HTML")
+    assert sent.text == "Settings\nModel: <K3>"
+    assert [(e.type, e.offset, e.length) for e in sent.entities] == [("bold", 0, 8)]
+    with pytest.raises(TelegramBadRequest, match="can't parse entities"):
+        await bot.send_message(user.chat_id, "a <script> tag", parse_mode="HTML")
+    with pytest.raises(TelegramBadRequest, match="can't parse entities"):
+        await bot.send_message(user.chat_id, "<b>unclosed", parse_mode="HTML")
+    photo = await bot.send_photo(user.chat_id, BufferedInputFile(png(8, 8), "a.png"), caption="<i>x</i>", parse_mode="HTML")
+    assert photo.caption == "x" and photo.caption_entities[0].type == "italic"

@@ -199,7 +199,7 @@ async def test_cancel_while_queued_and_while_running(world: World) -> None:
 async def test_bad_input_gets_a_clear_reply_and_the_bot_keeps_working(world: World) -> None:
     user = world.user()
     await user.send_text("x" * 5000)
-    assert "limit is 1000" in (await user.wait_for(has_text("characters long"), WAIT))["text"]
+    assert "the limit is 1,000" in (await user.wait_for(has_text("characters long"), WAIT))["text"]
 
     await user.send_document(random.Random(1).randbytes(3000), "picture.png", mime_type="image/png")
     reply = await user.wait_for(timeout=WAIT)

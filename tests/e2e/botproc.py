@@ -58,14 +58,14 @@ class BotProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.started_at = 0.0
 
-    async def start(self, ready_timeout: float = 60.0) -> None:
-        """Start the process and wait until it long-polls the emulator."""
+    async def start(self, ready_timeout: float = 60.0, argv: list[str] | None = None) -> None:
+        """Start the process (``python -m bot`` unless ``argv`` says otherwise) and wait until it
+        long-polls the emulator."""
         self.started_at = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
-                "-m",
-                "bot",
+                *(argv or ["-m", "bot"]),
                 env=self.env,
                 cwd=str(self.log_path.parent),  # no stray .env file is read
                 stdin=asyncio.subprocess.DEVNULL,

@@ -151,7 +151,8 @@ class CallRecord:
     description: str | None = None
     retry_after: int | None = None
     injected: bool = False  # answered by a FaultRule or flood control, not by the method
-    finished: float | None = None
+    finished: float | None = None  # time.monotonic() when the answer was ready
+    wall: float = field(default_factory=time.time)  # time.time() on arrival, to compare with other processes
 
     @property
     def ok(self) -> bool:

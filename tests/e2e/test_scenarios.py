@@ -1,8 +1,8 @@
 """The bot as a user meets it: the real ``python -m bot`` process, over HTTP, against the emulator.
 
 One emulator and one bot process serve the whole module (starting Python with aiogram takes seconds);
-every test talks as its own user, so tests do not see each other's chats. The restart test runs a
-second bot (its own token, database and data directory) so it can kill it freely.
+every test talks as its own user, so tests do not see each other's chats.
+The restart test, last in the file, kills the module's bot process and starts it again.
 """
 
 from __future__ import annotations
@@ -69,13 +69,15 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         **backend_env(),
     )
     bot = BotProcess(emulator, TOKEN, env, tmp / "bot.log")
+    world = World(emulator, bot, tmp / "data", tmp)
     try:
         await bot.start(ready_timeout=120)
-        yield World(emulator, bot, tmp / "data", tmp)
+        yield world
     finally:
-        await bot.stop()
+        await world.bot.stop()  # the restart test replaces the process
         await emulator.stop()
-        print(f"---- bot log ----\n{bot.log(20000)}")
+        for log in sorted(tmp.glob("*.log")):
+            print(f"---- {log.name} ----\n{log.read_text(errors='replace')[-20000:]}")
     assert not emulator.unsupported_calls, [c.method for c in emulator.unsupported_calls]
 
 
@@ -281,41 +283,32 @@ async def test_flood_every_prompt_gives_one_image_and_the_bot_waits_retry_after(
 
 
 async def test_restart_after_sigkill_delivers_each_image_exactly_once(world: World) -> None:
-    token = "654321:RESTARTabcdefghijklmnopqrstuvwxyz01"
+    """Runs last: it replaces the module's bot process with a restarted one on the same database."""
     emulator = world.emulator
-    emulator.add_bot(token, username="RestartBot")
-    data_dir = world.tmp / "restart-data"
-    env = bot_env(emulator, token, data_dir, backend=E2E_BACKEND, FAKE_STEP_SECONDS=0.08, MAX_IMAGE_SIDE=256, **backend_env())
-    first = BotProcess(emulator, token, env, world.tmp / "restart-1.log")
-    user = emulator.user(token, user_id=300_001)
+    user = world.user()
     prompts = ["one: a cat", "two: a dog", "three: a bird"]
     # Telegram refuses photos for a while: the first job is generated but cannot be delivered.
     emulator.add_faults(FaultRule(rate_5xx=1.0, status_5xx=502, methods=frozenset({"sendPhoto"})))
     try:
-        await first.start(ready_timeout=120)
         for prompt in prompts:
             await user.send_text(prompt)
             await user.wait_for(has_text("Queued"), WAIT, kinds=("new",))
         deadline = time.monotonic() + WAIT
-        while not any(j["status"] == "generated" for j in world.jobs(data_dir)):
-            assert time.monotonic() < deadline, [dict(j) for j in world.jobs(data_dir)]
+        while not any(j["status"] == "generated" for j in world.jobs() if j["user_id"] == user.id):
+            assert time.monotonic() < deadline, [dict(j) for j in world.jobs()]
             await asyncio.sleep(0.1)
-        assert len(world.jobs(data_dir)) == 3
+        assert len([j for j in world.jobs() if j["user_id"] == user.id]) == 3
     finally:
-        await first.kill()  # SIGKILL: no shutdown handler runs
+        await world.bot.kill()  # SIGKILL: no shutdown handler runs
         emulator.clear_faults()
     assert not user.received(is_photo)
 
-    second = BotProcess(emulator, token, {**env, "FAKE_STEP_SECONDS": "0.01"}, world.tmp / "restart-2.log")
-    try:
-        await second.start(ready_timeout=120)
-        for _ in prompts:
-            await user.wait_for(is_photo, WAIT)
-        jobs = await wait_idle(world, data_dir)
-        await asyncio.sleep(1.5)  # time for a duplicate to show up, if the bot made one
-    finally:
-        await second.stop()
-        print(f"---- first run ----\n{first.log()}\n---- second run ----\n{second.log()}")
+    world.bot = BotProcess(emulator, TOKEN, world.bot.env, world.tmp / "bot-restarted.log")
+    await world.bot.start(ready_timeout=120)
+    for _ in prompts:
+        await user.wait_for(is_photo, WAIT)
+    jobs = [j for j in await wait_idle(world) if j["user_id"] == user.id]
+    await asyncio.sleep(1.5)  # time for a duplicate to show up, if the bot made one
     captions = sorted(m["caption"].split("\n")[0] for m in user.received(is_photo))
     assert captions == sorted(prompts)
     assert [j["status"] for j in jobs] == ["done"] * 3

@@ -134,11 +134,16 @@ class TelegramNotifier:
             messages = await self.bot.send_media_group(chat_id=job.chat_id, media=media)
             file_ids = [self._file_id(m) for m in messages]
             seeds = ", ".join(str(seed + i) for i in range(len(paths)))
-            await self.bot.send_message(
-                chat_id=job.chat_id,
-                text=self.t("result-album-buttons", locale, count=len(paths), seeds=seeds),
-                reply_markup=keyboard,
-            )
+            # The album is delivered once Telegram took it: if the buttons message fails (after the
+            # session's retries), the job must not count as undelivered, or the album comes twice.
+            try:
+                await self.bot.send_message(
+                    chat_id=job.chat_id,
+                    text=self.t("result-album-buttons", locale, count=len(paths), seeds=seeds),
+                    reply_markup=keyboard,
+                )
+            except TelegramAPIError as exc:
+                log.warning("job %s: album delivered, its buttons message failed: %s", job.id, exc)
         if job.status_message_id is not None:
             try:
                 with best_effort():

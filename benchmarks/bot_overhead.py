@@ -18,21 +18,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import sqlite3
 import statistics
+from collections import Counter
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from tests.e2e.botproc import BotProcess, bot_env  # noqa: E402
+from storage.models import Job  # noqa: E402
 from tests.e2e.emulator import TelegramEmulator  # noqa: E402
 
 BOT_TOKEN = "123456:BENCHabcdefghijklmnopqrstuvwxyz0123"
@@ -89,39 +89,47 @@ async def one_round(
     return [u.chat_id for u in scripted]
 
 
-def jobs_of(db_path: Path, chats: list[int]) -> list[sqlite3.Row]:
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
-    db.row_factory = sqlite3.Row
-    try:
-        marks = ",".join("?" * len(chats))
-        return db.execute(
-            f"SELECT chat_id, status, generated_at, result_file_ids FROM jobs WHERE chat_id IN ({marks})", chats
-        ).fetchall()
-    finally:
-        db.close()
+class JobReader:
+    """Reads the bot's job rows from its database (SQLite or PostgreSQL) through the project's models."""
+
+    def __init__(self, url: str) -> None:
+        from storage.db import create_engine
+
+        self.engine = create_engine(url)
+
+    async def jobs_of(self, chats: list[int]) -> list[Job]:
+        from sqlalchemy import select
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        async with AsyncSession(self.engine) as session:
+            return list((await session.execute(select(Job).where(Job.chat_id.in_(chats)))).scalars())
+
+    async def close(self) -> None:
+        await self.engine.dispose()
 
 
 async def wait_delivered(
-    emulator: TelegramEmulator, db_path: Path, chats: list[int], figures: Figures, timeout: float
+    emulator: TelegramEmulator, reader: JobReader, chats: list[int], figures: Figures, timeout: float
 ) -> None:
     """Until every job of these chats is done; then job finished -> photo accepted, per job."""
     deadline = time.monotonic() + timeout
     while True:
-        jobs = jobs_of(db_path, chats)
-        if len(jobs) == len(chats) and all(j["status"] in ("done", "failed", "cancelled") for j in jobs):
+        jobs = await reader.jobs_of(chats)
+        if len(jobs) == len(chats) and all(j.status in ("done", "failed", "cancelled") for j in jobs):
             break
         if time.monotonic() > deadline:
-            raise TimeoutError(f"jobs still pending after {timeout}s: {[j['status'] for j in jobs]}")
+            raise TimeoutError(f"jobs still pending after {timeout}s: {[j.status for j in jobs]}")
         await asyncio.sleep(0.2)
     photo_sent = {}
     for call in emulator.calls:
         if call.method == "sendPhoto" and call.ok:
             photo_sent[call.result["photo"][-1]["file_id"]] = call.wall + (call.finished - call.time)
     for job in jobs:
-        if job["status"] != "done":
+        if job.status != "done":
             continue
-        file_id = json.loads(job["result_file_ids"])[0]
-        generated = datetime.fromisoformat(job["generated_at"])
+        file_id = job.result_file_ids[0]
+        generated = job.generated_at
+        assert generated is not None
         if generated.tzinfo is None:  # SQLite drops the zone; the bot stores UTC
             generated = generated.replace(tzinfo=timezone.utc)
         figures.delivery.append(photo_sent[file_id] - generated.timestamp())
@@ -147,6 +155,9 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--side", type=int, default=256, help="MAX_IMAGE_SIDE of the fake images")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--database-url", default="", help="the bot's DATABASE_URL (default: SQLite in a temporary folder)"
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bot-overhead-"))
@@ -166,6 +177,9 @@ async def main() -> None:
         PROGRESS_EDIT_INTERVAL=2.0,
         LOG_LEVEL="WARNING",
     )
+    if args.database_url:
+        env["DATABASE_URL"] = args.database_url
+    reader = JobReader(env["DATABASE_URL"])
     bot = BotProcess(emulator, BOT_TOKEN, env, tmp / "bot.log")
     echo_env = {**env, "BOT_TOKEN": ECHO_TOKEN}
     echo = BotProcess(emulator, ECHO_TOKEN, echo_env, tmp / "echo.log")
@@ -178,16 +192,19 @@ async def main() -> None:
         # A warm-up round each: first-contact paths, connection pools, SQLite file growth.
         await one_round(emulator, ECHO_TOKEN, 10, 1, Figures(), args.timeout)
         warm = await one_round(emulator, BOT_TOKEN, 10, 1, Figures(), args.timeout)
-        await wait_delivered(emulator, data_dir / "bot.db", warm, Figures(), args.timeout)
+        await wait_delivered(emulator, reader, warm, Figures(), args.timeout)
 
         bot_figures, echo_figures = Figures(), Figures()
         for r in range(args.rounds):
             first_user = 1000 + r * args.users
             await one_round(emulator, ECHO_TOKEN, args.users, first_user, echo_figures, args.timeout)
             chats = await one_round(emulator, BOT_TOKEN, args.users, first_user, bot_figures, args.timeout)
-            await wait_delivered(emulator, data_dir / "bot.db", chats, bot_figures, args.timeout)
+            await wait_delivered(emulator, reader, chats, bot_figures, args.timeout)
         report("echo bot", echo_figures)
         report("kandinsky bot", bot_figures)
+        by_method = Counter(c.method for c in emulator.calls if c.token == BOT_TOKEN)
+        prompts = 10 + args.rounds * args.users
+        print("kandinsky bot API calls per prompt: " + ", ".join(f"{m} {n / prompts:.2f}" for m, n in by_method.most_common()))
         print(
             f"ratio (kandinsky / echo): {bot_figures.per_second / echo_figures.per_second:.2f}x throughput, "
             f"{percentile(bot_figures.first_answer, 50) / percentile(echo_figures.first_answer, 50):.2f}x p50 first answer"
@@ -196,6 +213,7 @@ async def main() -> None:
         await bot.stop()
         await echo.stop()
         await emulator.stop()
+        await reader.close()
     errors = [line for line in bot.log(10**7).splitlines() if " ERROR " in line]
     if errors:
         print(f"{len(errors)} errors in the bot log ({tmp / 'bot.log'}), e.g.: {errors[0]}")

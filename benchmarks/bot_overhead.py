@@ -155,6 +155,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--side", type=int, default=256, help="MAX_IMAGE_SIDE of the fake images")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--profile", default="", help="write a cProfile of the bot process to this file")
     parser.add_argument(
         "--database-url", default="", help="the bot's DATABASE_URL (default: SQLite in a temporary folder)"
     )
@@ -185,7 +186,8 @@ async def main() -> None:
     echo = BotProcess(emulator, ECHO_TOKEN, echo_env, tmp / "echo.log")
     echo_script = str(PROJECT_ROOT / "benchmarks" / "echo_bot.py")
     try:
-        await bot.start(ready_timeout=180)
+        profile = ["-m", "cProfile", "-o", os.path.abspath(args.profile), "-m", "bot"] if args.profile else None
+        await bot.start(ready_timeout=180, argv=profile)
         await echo.start(ready_timeout=180, argv=[echo_script])
         cpu = os.cpu_count()
         print(f"{args.users} users at once, {args.rounds} rounds, fake backend {args.side}px, {cpu} CPUs")

@@ -282,7 +282,12 @@ async def test_fault_injection_flood_control_and_call_record(bot: Bot) -> None:
             await bot.send_message(user.chat_id, "one")
         assert caught.value.retry_after == 1
         rule.rate_429 = 0.0
-        # Coming back before retry_after is hammering: answered 429 again and recorded.
+        # Coming back before retry_after is hammering: answered 429 again and recorded (a call sent
+        # within flood_grace of the 429 was merely in flight: answered 429, not recorded).
+        with pytest.raises(TelegramRetryAfter):
+            await bot.send_message(user.chat_id, "in flight")
+        assert emulator.flood_violations == []
+        await asyncio.sleep(emulator.flood_grace)
         with pytest.raises(TelegramRetryAfter):
             await bot.send_message(user.chat_id, "two")
         assert len(emulator.flood_violations) == 1
@@ -290,8 +295,8 @@ async def test_fault_injection_flood_control_and_call_record(bot: Bot) -> None:
         await asyncio.sleep(1.05)
         assert (await bot.send_message(user.chat_id, "three")).text == "three"
         sends = emulator.calls_to("sendMessage")
-        assert [c.status for c in sends] == [429, 429, 200]
-        assert sends[2].time - sends[0].time >= 1.0 and sends[0].retry_after == 1 and sends[0].injected
+        assert [c.status for c in sends] == [429, 429, 429, 200]
+        assert sends[3].time - sends[0].time >= 1.0 and sends[0].retry_after == 1 and sends[0].injected
 
         emulator.clear_faults()
         emulator.add_faults(FaultRule(rate_5xx=1.0, methods=frozenset({"sendPhoto"})))

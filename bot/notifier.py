@@ -11,11 +11,11 @@ from pathlib import Path
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaPhoto, Message
-from aiogram.utils.chat_action import ChatActionSender
 
 from bot.best_effort import best_effort
 from bot.i18n import Translator
 from bot.keyboards import cancel_job_keyboard, model_name, result_keyboard, style_name
+from bot.retry import BestEffortChatActionSender
 from generation.runner import JobContext
 from storage.models import Job
 
@@ -101,8 +101,8 @@ class TelegramNotifier:
     def _cancel_markup(self, ctx: JobContext) -> InlineKeyboardMarkup:
         return cancel_job_keyboard(self.t, ctx.locale, ctx.job.id)
 
-    def working(self, ctx: JobContext) -> ChatActionSender:
-        return ChatActionSender.upload_photo(bot=self.bot, chat_id=ctx.job.chat_id)
+    def working(self, ctx: JobContext) -> BestEffortChatActionSender:
+        return BestEffortChatActionSender.upload_photo(bot=self.bot, chat_id=ctx.job.chat_id)
 
     async def failed(self, ctx: JobContext, code: str) -> None:
         key = f"job-error-{code}"

@@ -29,12 +29,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import (
     ClientDecodeError,
+    TelegramAPIError,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
 )
 from aiogram.methods import GetUpdates, SendChatAction
 from aiogram.methods.base import TelegramType
+from aiogram.utils.chat_action import ChatActionSender
 
 from bot.best_effort import BEST_EFFORT, best_effort
 
@@ -147,3 +149,26 @@ class RetryMiddleware(BaseRequestMiddleware):
         if len(self._not_before) > 1000:
             now = self._clock()
             self._not_before = {k: v for k, v in self._not_before.items() if v > now}
+
+
+class BestEffortChatActionSender(ChatActionSender):
+    """aiogram's ChatActionSender, but a dropped or failed action does not end it.
+
+    The stock sender's loop dies on the first error (and leaves an unretrieved task exception),
+    so one throttled ``upload_photo`` would end the indicator for the rest of the job.
+    """
+
+    async def _worker(self) -> None:
+        try:
+            await self._wait(self.initial_sleep)
+            while not self._close_event.is_set():
+                start = time.monotonic()
+                try:
+                    await self.bot.send_chat_action(
+                        chat_id=self.chat_id, action=self.action, message_thread_id=self.message_thread_id
+                    )
+                except (TelegramAPIError, ClientDecodeError) as e:
+                    log.debug("chat action %s in chat %s dropped: %s", self.action, self.chat_id, e)
+                await self._wait(self.interval - (time.monotonic() - start))
+        finally:
+            self._closed_event.set()

@@ -148,3 +148,27 @@ async def test_bad_requests_and_polling_are_left_alone() -> None:
     with pytest.raises(TelegramNetworkError):
         await middleware(clock)(telegram, None, poll)
     assert len(telegram.calls) == 1 and clock.sleeps == []
+
+
+async def test_chat_action_sender_outlives_a_dropped_action() -> None:
+    import asyncio
+
+    from aiogram import Bot
+
+    from bot.retry import BestEffortChatActionSender
+    from tests.fakes import TOKEN, RecordingSession
+
+    session = RecordingSession()
+    dropped = []
+
+    def first_dropped(method):
+        if not dropped:
+            dropped.append(method)
+            return DroppedUnderFloodControl(method, "chat under flood control", 1)
+        return None
+
+    session.failures[SendChatAction] = first_dropped
+    bot = Bot(TOKEN, session=session)
+    async with BestEffortChatActionSender(bot=bot, chat_id=7, action="upload_photo", interval=0.02, initial_sleep=0):
+        await asyncio.sleep(0.15)
+    assert dropped and len(session.of(SendChatAction)) >= 3  # it went on after the dropped one

@@ -170,6 +170,8 @@ async def test_a_prompt_is_one_image_and_four_images_come_as_one_album(world: Wo
 
 async def test_cancel_while_queued_and_while_running(world: World) -> None:
     user = world.user()
+    # Kandinsky 2.2 takes 50 steps: a wide window to press Cancel while the job runs.
+    menu = await choose(user, await open_settings(user), "Model", "Kandinsky 2.2")
     await user.send_text("first: a long job")
     first = await user.wait_for(has_text("Queued"), WAIT, kinds=("new",))
     await user.send_text("second: waits behind the first")
@@ -190,6 +192,7 @@ async def test_cancel_while_queued_and_while_running(world: World) -> None:
     await user.wait_for(has_text("Queued"), WAIT, kinds=("new",))
     await user.send_command("cancel")
     await user.wait_for(has_text("Cancelled:"), WAIT)
+    await choose(user, menu, "Model", "Kandinsky 3.1 Flash")
     await user.send_text("fourth: kept")
     photo = await user.wait_for(is_photo, WAIT)
     assert "fourth: kept" in photo["caption"]
@@ -252,7 +255,18 @@ async def test_flood_every_prompt_gives_one_image_and_the_bot_waits_retry_after(
 
     emulator = world.emulator
     first_call = len(emulator.calls)
-    sending = frozenset({"sendMessage", "sendPhoto", "sendMediaGroup", "sendDocument", "editMessageText", "editMessageReplyMarkup", "deleteMessage"})
+    sending = frozenset(
+        {
+            "sendMessage",
+            "sendPhoto",
+            "sendMediaGroup",
+            "sendDocument",
+            "sendChatAction",
+            "editMessageText",
+            "editMessageReplyMarkup",
+            "deleteMessage",
+        }
+    )
     emulator.add_faults(FaultRule(rate_429=0.3, retry_after=1, methods=sending, seed=11))
     try:
         for user in users:

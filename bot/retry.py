@@ -138,6 +138,10 @@ class RetryMiddleware(BaseRequestMiddleware):
                 )
             except TRANSIENT_ERRORS as e:
                 if cosmetic or attempt >= self.max_attempts:
+                    if isinstance(e, ClientDecodeError):
+                        # A gateway's HTML error page, not a Telegram answer: give callers the
+                        # TelegramAPIError they handle, not a decoding error.
+                        raise TelegramServerError(method, f"undecodable answer: {e.message}") from e
                     raise
                 delay = self._backoff(attempt)
                 log.warning("%s failed (%s): retrying in %.2fs (attempt %d)", type(method).__name__, e, delay, attempt)

@@ -132,6 +132,11 @@ async def test_retries_are_bounded() -> None:
         await middleware(clock, max_attempts=3)(telegram, None, SEND)
     assert len(telegram.calls) == 3
 
+    page = ClientDecodeError("Failed to decode object", ValueError(), "<html>502 Bad Gateway</html>")
+    telegram = ScriptedTelegram(clock, page, page)
+    with best_effort(), pytest.raises(TelegramServerError):  # callers catch TelegramAPIError
+        await middleware(clock)(telegram, None, EDIT)
+
     telegram = ScriptedTelegram(clock, retry_after(3600))
     with pytest.raises(TelegramRetryAfter):  # an hour-long ban goes to the caller (delivery retries later)
         await middleware(clock, max_retry_after=60)(telegram, None, SEND)

@@ -91,6 +91,7 @@ class ApiError(Exception):
         self.status = status
         self.description = description
         self.parameters = parameters
+        self.html = False  # answered as an HTML page instead of JSON
 
     def payload(self) -> JSON:
         body: JSON = {"ok": False, "error_code": self.status, "description": self.description}
@@ -117,6 +118,7 @@ class FaultRule:
     methods: frozenset[str] | None = None
     seed: int = 0
     status_5xx: int = 500
+    html_5xx: bool = False  # answer 5xx with a gateway's HTML page, as nginx in front of Telegram does
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -151,6 +153,7 @@ class CallRecord:
     description: str | None = None
     retry_after: int | None = None
     injected: bool = False  # answered by a FaultRule or flood control, not by the method
+    html: bool = False  # answered with an HTML error page (a gateway's), not JSON
     finished: float | None = None  # time.monotonic() when the answer was ready
     wall: float = field(default_factory=time.time)  # time.time() on arrival, to compare with other processes
 
@@ -797,10 +800,15 @@ class TelegramEmulator:
             params, files = await self._read_params(request)
         except ApiError as e:
             return web.json_response(e.payload(), status=e.status)
-        status, body = await self.call(token, request.match_info["method"], params, files)
+        status, body, record = await self.call(token, request.match_info["method"], params, files)
+        if record.html:
+            page = f"<html><head><title>{status} {body['description']}</title></head><body>nginx</body></html>"
+            return web.Response(text=page, status=status, content_type="text/html")
         return web.json_response(body, status=status)
 
-    async def call(self, token: str, method: str, params: JSON, files: dict[str, Upload]) -> tuple[int, JSON]:
+    async def call(
+        self, token: str, method: str, params: JSON, files: dict[str, Upload]
+    ) -> tuple[int, JSON, CallRecord]:
         """Run one API call, with fault injection, flood control and the call record."""
         entry = self._handlers.get(method.lower())
         canonical = entry[0] if entry else method
@@ -828,6 +836,7 @@ class TelegramEmulator:
         except ApiError as e:
             record.status = e.status
             record.description = e.description
+            record.html = e.html
             if e.parameters and "retry_after" in e.parameters:
                 record.retry_after = e.parameters["retry_after"]
             body = e.payload()
@@ -838,7 +847,7 @@ class TelegramEmulator:
         record.finished = time.monotonic()
         async with self.calls_changed:
             self.calls_changed.notify_all()
-        return record.status, body
+        return record.status, body, record
 
     def _inject_faults(self, record: CallRecord) -> None:
         now = record.time
@@ -865,7 +874,9 @@ class TelegramEmulator:
             if outcome == "5xx":
                 record.injected = True
                 reason = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
-                raise ApiError(rule.status_5xx, reason.get(rule.status_5xx, "Internal Server Error"))
+                error = ApiError(rule.status_5xx, reason.get(rule.status_5xx, "Internal Server Error"))
+                error.html = rule.html_5xx
+                raise error
             return
 
     # --- queries for tests -----------------------------------------------------------------------

@@ -433,3 +433,13 @@ async def test_html_parse_mode_becomes_entities_like_on_telegram(emulator: Teleg
         await bot.send_message(user.chat_id, "<b>unclosed", parse_mode="HTML")
     photo = await bot.send_photo(user.chat_id, BufferedInputFile(png(8, 8), "a.png"), caption="<i>x</i>", parse_mode="HTML")
     assert photo.caption == "x" and photo.caption_entities[0].type == "italic"
+
+
+async def test_gateway_html_errors(emulator: TelegramEmulator, bot: Bot) -> None:
+    from aiogram.exceptions import ClientDecodeError
+
+    user = emulator.user()
+    emulator.add_faults(FaultRule(rate_5xx=1.0, status_5xx=502, html_5xx=True, methods=frozenset({"sendMessage"})))
+    with pytest.raises(ClientDecodeError):  # what aiogram makes of nginx's HTML page
+        await bot.send_message(user.chat_id, "x")
+    assert emulator.calls_to("sendMessage")[0].status == 502

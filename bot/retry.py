@@ -123,7 +123,9 @@ class RetryMiddleware(BaseRequestMiddleware):
             attempt += 1
             wait = self._not_before.get(key, 0.0) - self._clock()
             if wait > 0:
-                if cosmetic:
+                # Cosmetic calls are dropped; so is any call when the ban is too long to wait out
+                # here (the caller, e.g. the delivery loop, tries again later instead of hanging).
+                if cosmetic or wait > self.max_retry_after:
                     raise DroppedUnderFloodControl(method, "chat under flood control", max(1, round(wait)))
                 await self._sleep(wait)
             try:

@@ -138,9 +138,14 @@ async def test_retries_are_bounded() -> None:
         await middleware(clock)(telegram, None, EDIT)
 
     telegram = ScriptedTelegram(clock, retry_after(3600))
+    mw = middleware(clock, max_retry_after=60)
     with pytest.raises(TelegramRetryAfter):  # an hour-long ban goes to the caller (delivery retries later)
-        await middleware(clock, max_retry_after=60)(telegram, None, SEND)
-    assert len(telegram.calls) == 1
+        await mw(telegram, None, SEND)
+    # ... and the next call to that chat fails at once instead of sleeping for an hour.
+    sleeps = len(clock.sleeps)
+    with pytest.raises(DroppedUnderFloodControl):
+        await mw(telegram, None, SEND)
+    assert len(telegram.calls) == 1 and len(clock.sleeps) == sleeps
 
 
 async def test_bad_requests_and_polling_are_left_alone() -> None:

@@ -42,7 +42,7 @@ def backend_env() -> dict[str, str]:
     models_dir = os.environ.get("E2E_MODELS_DIR")
     if not models_dir:
         pytest.skip("E2E_BACKEND=diffusers needs E2E_MODELS_DIR (python -m generation.tiny DIR)")
-    return {"KANDINSKY_MODELS_DIR": models_dir, "GENERATION_DEVICE": "cpu", "MAX_IMAGE_SIDE": "256"}
+    return {"KANDINSKY_MODELS_DIR": models_dir, "GENERATION_DEVICE": "cpu"}
 
 
 StartBot = Callable[..., Awaitable[BotProcess]]

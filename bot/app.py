@@ -14,11 +14,15 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
+from bot.admin_menu import show_admin_menus
+from bot.broadcast import Broadcaster
 from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
 from bot.notifier import TelegramNotifier
 from bot.retry import RetryMiddleware
+from faceswap.backend import FaceSwapBackend, stage_hook
+from faceswap.service import FaceService
 from generation.backend import Backend
 from generation.jobs import JobService
 from generation.moderation import ContentGuard, build_content_guard
@@ -30,7 +34,7 @@ from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "help", "settings", "language", "cancel")
+COMMANDS = ("start", "help", "settings", "language", "cancel", "face", "forgetface")
 
 
 def create_bot(settings: Settings) -> Bot:
@@ -70,6 +74,7 @@ class App:
     notifier: TelegramNotifier
     jobs: JobService
     guard: ContentGuard
+    broadcaster: Broadcaster | None = None
 
 
 def build_app(
@@ -87,7 +92,16 @@ def build_app(
     guard = guard or build_content_guard(
         settings.beautifier_settings(), settings.safety_settings(), settings.generation_config()
     )
-    runner = JobRunner(db, backend or create_backend(settings), notifier, settings.results_dir, guard=guard)
+    # FACESWAP jobs run the face-swap pipeline, which draws through the same backend.
+    backend = FaceSwapBackend(backend or create_backend(settings), settings.faceswap_config())
+    runner = JobRunner(
+        db,
+        backend,
+        notifier,
+        settings.results_dir,
+        request_hooks=[stage_hook(notifier.face_stage)],
+        guard=guard,
+    )
 
     async def refresh_positions() -> None:
         await refresh_queue_positions(db, notifier)
@@ -96,8 +110,14 @@ def build_app(
         db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
     )
     jobs = JobService(
-        queue, settings.max_image_side, settings.max_pending_per_user, settings.max_pending_total, guard=guard
+        queue,
+        settings.max_image_side,
+        settings.max_pending_per_user,
+        settings.max_pending_total,
+        daily_quota=settings.daily_quota,
+        guard=guard,
     )
+    broadcaster = Broadcaster(db, bot, translator(), rate=settings.broadcast_rate)
 
     dispatcher = Dispatcher(
         storage=storage or MemoryStorage(),
@@ -105,7 +125,11 @@ def build_app(
         max_image_side=settings.max_image_side,
         results_dir=str(settings.results_dir),
         admin_ids=frozenset(settings.admin_ids),
+        faces=FaceService(),
         guard=guard,  # upload handlers: ``await guard.check_upload(photo)`` for an early answer
+        broadcaster=broadcaster,  # admin: /broadcast
+        generation_backend=runner.backend,  # admin: /models
+        user_commands=COMMANDS,  # admin: the command menu of admin chats adds to these
     )
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
@@ -113,13 +137,16 @@ def build_app(
     dispatcher.message.outer_middleware(ChatScopeMiddleware())
     dispatcher.include_router(build_root_router())
 
-    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard)
+    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard, broadcaster)
 
     async def on_startup() -> None:
         await set_commands(bot)
+        await show_admin_menus(bot, db, frozenset(settings.admin_ids), COMMANDS)
         await queue.start()
+        await broadcaster.start()  # resumes a broadcast a restart interrupted
 
     async def on_shutdown() -> None:
+        await broadcaster.stop()
         await queue.stop()
         await guard.close()
         await engine.dispose()

@@ -40,6 +40,7 @@ class User(Base):
     language: Mapped[str] = mapped_column(String(8), default="en")
     banned: Mapped[bool] = mapped_column(Boolean, default=False)
     ban_notified: Mapped[bool] = mapped_column(Boolean, default=False)
+    blocked_bot: Mapped[bool] = mapped_column(Boolean, default=False)  # a send got 403; cleared when seen again
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -84,6 +85,22 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     generated_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class UserFace(Base):
+    """The face a user set with /face, for ``@me`` prompts; /forgetface deletes the row.
+
+    Only the Telegram file id of the photo (the pixels stay in Telegram) and what the face-swap
+    pipeline derived from it (face box and landmarks, whether the photo had several faces).
+    """
+
+    __tablename__ = "user_faces"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    file_id: Mapped[str] = mapped_column(String(255))
+    file_unique_id: Mapped[str | None] = mapped_column(String(64))
+    profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # faceswap.pipeline.FaceProfile
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ModerationKind(StrEnum):

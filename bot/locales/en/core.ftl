@@ -7,6 +7,8 @@ help-text = What I can do:
     /settings — model, aspect ratio, style, negative prompt, beautification, images per request
     /language — English or Russian
     /cancel — cancel your queued jobs and stop the running one
+    /face — your face in the pictures: send a photo, then write @me in a prompt
+    /forgetface — forget your face
     Any other text is a prompt: I draw it.
 language-choose = Choose the language:
 language-set = Language: English.

@@ -9,115 +9,36 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from generation.styles import image_size
-from tests.e2e.botproc import BotProcess, bot_env
-from tests.e2e.conftest import E2E_BACKEND, TOKEN, backend_env
-from tests.e2e.emulator import FaultRule, TelegramEmulator
-from tests.e2e.users import ScriptedUser, button_texts, has_text, is_image
+from tests.e2e.botproc import BotProcess
+from tests.e2e.conftest import E2E_BACKEND, TOKEN
+from tests.e2e.emulator import FaultRule
+from tests.e2e.scenario import WAIT, World, choose, is_photo, largest, open_settings, open_world, wait_idle
+from tests.e2e.users import button_texts, has_text, is_image
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 MAX_SIDE = 512
-WAIT = 30.0  # generous: the machine running the suite may be busy
-
-
-@dataclass
-class World:
-    emulator: TelegramEmulator
-    bot: BotProcess
-    data_dir: Path
-    tmp: Path
-    _next_user: int = 200_000
-
-    def user(self, token: str = TOKEN, **kwargs: object) -> ScriptedUser:
-        self._next_user += 1
-        return self.emulator.user(token, user_id=self._next_user, **kwargs)
-
-    def jobs(self, data_dir: Path | None = None) -> list[sqlite3.Row]:
-        """The bot's job rows, read straight from its SQLite file."""
-        db = sqlite3.connect(f"file:{(data_dir or self.data_dir) / 'bot.db'}?mode=ro", uri=True, timeout=10)
-        db.row_factory = sqlite3.Row
-        try:
-            return db.execute("SELECT id, user_id, status, attempts, params FROM jobs ORDER BY id").fetchall()
-        finally:
-            db.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    tmp = tmp_path_factory.mktemp("e2e")
-    emulator = TelegramEmulator()
-    emulator.add_bot(TOKEN)
-    await emulator.start()
-    env = bot_env(
-        emulator,
-        TOKEN,
-        tmp / "data",
-        backend=E2E_BACKEND,
-        # 25 steps of the default model take about 2 s: long enough to press Cancel while it runs.
-        FAKE_STEP_SECONDS=0.08,
-        MAX_IMAGE_SIDE=MAX_SIDE,
-        **backend_env(),
-    )
-    bot = BotProcess(emulator, TOKEN, env, tmp / "bot.log")
-    world = World(emulator, bot, tmp / "data", tmp)
-    try:
-        await bot.start(ready_timeout=120)
-        yield world
-    finally:
-        await world.bot.stop()  # the restart test replaces the process
-        await emulator.stop()
-        for log in sorted(tmp.glob("*.log")):
-            print(f"---- {log.name} ----\n{log.read_text(errors='replace')[-20000:]}")
-    assert not emulator.unsupported_calls, [c.method for c in emulator.unsupported_calls]
+async def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> AsyncIterator[World]:
+    # 25 steps of the default model take about 2 s with the fake backend: time to press Cancel.
+    async with open_world(
+        tmp_path_factory.mktemp("e2e"), E2E_BACKEND, request, FAKE_STEP_SECONDS=0.08, MAX_IMAGE_SIDE=MAX_SIDE
+    ) as opened:
+        yield opened
 
 
 @pytest.fixture(autouse=True)
 def _bot_still_alive(world: World) -> None:
     assert world.bot.running, f"the bot process died:\n{world.bot.log()}"
-
-
-def is_photo(message: dict) -> bool:
-    return "photo" in message
-
-
-def largest(message: dict) -> tuple[int, int]:
-    size = message["photo"][-1]
-    return size["width"], size["height"]
-
-
-async def open_settings(user: ScriptedUser) -> dict:
-    await user.send_command("settings")
-    return await user.wait_for(has_text("Settings"), WAIT)
-
-
-async def choose(user: ScriptedUser, menu: dict, section: str, option: str) -> dict:
-    """In the settings menu: open ``section``, pick ``option``; returns the menu shown again."""
-    await user.press(menu, section)
-    submenu = await user.wait_for(lambda m: m["message_id"] == menu["message_id"] and option in button_texts(m), WAIT)
-    query = await user.press(submenu, option)
-    assert (await user.wait_for_answer(query, WAIT))["text"] == "Saved."
-    return await user.wait_for(lambda m: m["message_id"] == menu["message_id"] and "Settings" in m["text"], WAIT)
-
-
-async def wait_idle(world: World, data_dir: Path | None = None, timeout: float = WAIT) -> list[sqlite3.Row]:
-    """Until no job is queued, running or waiting for delivery."""
-    deadline = time.monotonic() + timeout
-    while True:
-        jobs = world.jobs(data_dir)
-        if all(j["status"] not in ("queued", "running", "generated") for j in jobs):
-            return jobs
-        assert time.monotonic() < deadline, [dict(j) for j in jobs]
-        await asyncio.sleep(0.2)
 
 
 async def test_start_and_settings_navigation_change_the_next_image(world: World) -> None:

@@ -9,7 +9,6 @@ workers, ``worker-a`` for Kandinsky 3.1, 3.1 Flash and 2.2, ``worker-b`` for 3.1
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -26,16 +25,10 @@ from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus, UserSettings
 from storage.repositories import Database
+from tests.e2e.emulator import TelegramEmulator
+from tests.e2e.users import ScriptedUser, has_text
 from tests.scale.conftest import REDIS_URL, fresh_pg_database, redis_namespace
 from tests.scale.processes import Process, base_env, free_port, metric_value
-
-try:  # the emulator comes from the e2e branch (tests/e2e/emulator.py)
-    from tests.e2e.emulator import TelegramEmulator
-    from tests.e2e.users import ScriptedUser, has_text
-except ImportError:  # pragma: no cover - only until both branches are on main
-    if os.environ.get("CI", "").lower() == "true":
-        raise
-    pytest.skip("the Telegram emulator (tests/e2e/emulator.py) is not on this branch yet", allow_module_level=True)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

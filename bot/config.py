@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from faceswap.config import FaceSwapConfig
@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     # REDIS_URL switches the distributed mode on: jobs go to GPU worker processes
     # (`python -m generation.worker`) through taskiq Redis streams, FSM state lives in Redis.
     redis_url: str | None = None
-    redis_prefix: str = "kandinsky"  # namespace of every Redis key (streams, FSM, cancel channel)
+    redis_prefix: str = "kandinsky"  # namespace of every Redis key (streams, FSM, control channel)
     webhook_url: str | None = None  # public HTTPS URL Telegram posts updates to; unset: long polling
     webhook_secret: SecretStr | None = None  # checked against X-Telegram-Bot-Api-Secret-Token
     webhook_listen: str = "0.0.0.0:8080"  # host:port the webhook (and /healthz, /metrics) listen on
@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part for part in re.split(r"[,\s]+", value.strip()) if part]
         return value
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        # A claim renewed less often than it lasts would expire under a live worker.
+        if self.worker_heartbeat_seconds * 2 > self.job_lease_seconds:
+            raise ValueError("WORKER_HEARTBEAT_SECONDS must be at most half of JOB_LEASE_SECONDS")
+        return self
 
     @field_validator("bot_token")
     @classmethod

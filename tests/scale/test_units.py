@@ -125,3 +125,11 @@ async def test_embedded_bot_serves_health_and_metrics(harness):
     assert 'kandinsky_generation_seconds_count{model="kandinsky-3.1"} 1.0' in text
     assert 'kandinsky_jobs{model="kandinsky-3.1",status="done"} 1.0' in text
     assert 'kandinsky_telegram_requests_total{method="SendPhoto"} 1.0' in text
+
+
+def test_heartbeat_must_fit_in_the_lease(tmp_path):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="at most half of JOB_LEASE_SECONDS"):
+        make_settings(tmp_path, job_lease_seconds=3, worker_heartbeat_seconds=2)
+    assert make_settings(tmp_path, job_lease_seconds=4, worker_heartbeat_seconds=2).job_lease_seconds == 4

@@ -267,9 +267,15 @@ async def test_two_webhook_replicas_keep_one_users_fsm_flow(tmp_path: Path):
             await u.send_text("blurry, extra fingers")  # the state was set on the other replica
             await u.wait_for(has_text("Negative prompt saved: blurry, extra fingers"), timeout=30)
 
-            async with db.session() as session:
-                saved = await session.get(UserSettings, u.id)
-                assert saved is not None and saved.negative_prompt == "blurry, extra fingers"
+            # The answer goes out before the handler's unit of work commits: poll for the row.
+            deadline = time.monotonic() + 10
+            while True:
+                async with db.session() as session:
+                    saved = await session.get(UserSettings, u.id)
+                if (saved and saved.negative_prompt) or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            assert saved is not None and saved.negative_prompt == "blurry, extra fingers"
             # The four updates went to the replicas in turn: the flow crossed replicas every step.
             urls = [d.url for d in bot_state.webhook_deliveries if d.status == 200]
             assert len(urls) == 4 and len(set(urls)) == 2

@@ -86,7 +86,7 @@ async def cluster(tmp_path, pg_url: str, prefix: str, worker_models: list[list[s
         for _worker, _session, _backend, stop, _task, _close in c.workers:
             stop.set()
         for _worker, _session, _backend, _stop, task, close in c.workers:
-            await asyncio.wait_for(task, 10)
+            await asyncio.wait_for(task, 30)  # a busy machine is slow to wind down
             await close()
         await app.dispatcher.emit_shutdown(bot=app.bot, dispatcher=app.dispatcher)
 

@@ -30,7 +30,12 @@ from tests.e2e.users import ScriptedUser, has_text
 from tests.scale.conftest import REDIS_URL, fresh_pg_database, redis_namespace
 from tests.scale.processes import Process, base_env, free_port, metric_value
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    # The first test also starts three Python processes, which on a busy 2-core machine can take
+    # a minute or more; the default 300 s per test is too tight for that alone.
+    pytest.mark.timeout(600),
+]
 
 TOKEN = "123456:" + "S" * 35
 STEP_SECONDS = 0.04  # Flash (4 steps) 0.16 s, 3.1 (25 steps) 1 s, 2.2 (50 steps) 2 s per image

@@ -219,6 +219,8 @@ class DistributedQueue:
             try:
                 await self.resubmit_orphans()
             except Exception:
+                if cancel_requested():
+                    raise asyncio.CancelledError from None
                 log.warning("could not look for queued jobs without a message", exc_info=True)
 
     async def stream_job_ids(self) -> set[int]:
@@ -273,9 +275,21 @@ class RemoteBackend:
         raise GenerationError("internal", "models are unloaded by the worker processes")
 
 
-async def wait_closed(task: asyncio.Task[Any] | None) -> None:
+def cancel_requested() -> bool:
+    """True in a task that was asked to stop. Client libraries sometimes turn the CancelledError
+    into their own connection error; a loop that retries on errors must not retry then."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def wait_closed(task: asyncio.Task[Any] | None, timeout: float = 10.0) -> None:
+    """Cancel a background task and wait (a bounded time) until it has finished."""
     if task is None:
         return
     task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        log.warning("background task %s did not stop within %ss", task.get_name(), timeout)
+        return
     with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
+        task.result()

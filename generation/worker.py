@@ -38,7 +38,15 @@ from taskiq.receiver import Receiver
 from bot.config import Settings, describe_error
 from bot.metrics import Metrics, MetricsRequestMiddleware, add_routes, gpu_memory, start_server
 from generation.backend import Backend, ModelId
-from generation.distributed import TASK_NAME, WAKE, JobStreamBroker, control_channel, stream_name, wait_closed
+from generation.distributed import (
+    TASK_NAME,
+    WAKE,
+    JobStreamBroker,
+    cancel_requested,
+    control_channel,
+    stream_name,
+    wait_closed,
+)
 from generation.runner import JobContext, JobRunner
 from storage.admin_repositories import ControlRepository
 from storage.claims import JobClaims
@@ -233,6 +241,8 @@ class Worker:
                     cancel = await JobClaims(session).renew(job_id, self.name, self.settings.job_lease_seconds)
                     await session.commit()
             except Exception:
+                if cancel_requested():
+                    raise asyncio.CancelledError from None
                 log.warning("could not renew the claim on job %s", job_id, exc_info=True)
                 continue
             if cancel:
@@ -256,6 +266,8 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if cancel_requested():
+                    raise asyncio.CancelledError from None
                 log.warning("control channel lost; reconnecting", exc_info=True)
                 await asyncio.sleep(1.0)
 
@@ -273,6 +285,8 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if cancel_requested():
+                    raise asyncio.CancelledError from None
                 log.warning("delivery retry round failed", exc_info=True)
 
     async def health(self) -> dict[str, Any]:
@@ -324,7 +338,11 @@ class Worker:
             await wait_closed(stopper)
             for task in self._tasks:
                 await wait_closed(task)
-            await self.broker.shutdown()
+            try:
+                await asyncio.wait_for(self.broker.shutdown(), timeout=10)
+            except asyncio.TimeoutError:
+                log.warning("the broker did not shut down within 10 s")
+            log.info("worker %s stopped", self.name)
 
 
 async def generate_job(job_id: int, context: Context = TaskiqDepends()) -> None:

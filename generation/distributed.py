@@ -94,6 +94,9 @@ class JobStreamBroker(RedisStreamBroker):
         self.streams = list(streams)
         self.poll_seconds = poll_seconds
         self._rotation = 0
+        # Set to stop listening: the listener returns within ``poll_seconds`` instead of being
+        # cancelled in the middle of a Redis command.
+        self.closing = asyncio.Event()
 
     def _ack_generator(self, id: str, queue_name: str) -> Callable[[], Awaitable[None]]:  # noqa: A002
         async def _ack() -> None:
@@ -142,7 +145,7 @@ class JobStreamBroker(RedisStreamBroker):
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         async with Redis(connection_pool=self.connection_pool) as conn:
-            while True:
+            while not self.closing.is_set():
                 try:
                     message = await self._reclaim_one(conn) or await self._read_one(conn)
                     if message is None:

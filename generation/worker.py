@@ -327,9 +327,11 @@ class Worker:
             await stop.wait()
             log.info("stopping: the running job (if any) goes back to the queue")
             self.stopping = True
-            finish.set()
+            self.broker.closing.set()  # the listener ends; the receiver then waits for the job
             self.runner.interrupt_all()
             self._wake.set()
+            await asyncio.sleep(60)
+            finish.set()  # a last resort if the listener did not end
 
         stopper = asyncio.create_task(on_stop())
         try:

@@ -14,6 +14,7 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
+from bot.albums import AlbumMiddleware
 from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
@@ -28,7 +29,10 @@ from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "help", "settings", "language", "cancel")
+COMMANDS = (
+    "start", "help", "settings", "language", "cancel",
+    "restyle", "restyle_shapes", "style", "fuse", "mix", "variations",  # handlers.editing
+)
 
 
 def create_bot(settings: Settings) -> Bot:
@@ -93,6 +97,8 @@ def build_app(
         results_dir=str(settings.results_dir),
         admin_ids=frozenset(settings.admin_ids),
     )
+    # Albums first: an album's later photos are merged into its first update before any database work.
+    dispatcher.update.outer_middleware(AlbumMiddleware(settings.album_wait_seconds))
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
     create_middleware().setup(dispatcher)

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     delivery_retry_seconds: float = 30.0
     progress_edit_interval: float = 2.0  # at most one status edit per chat this often
 
+    # Image editing: how long an album's first photo waits for the rest of the album.
+    album_wait_seconds: float = Field(default=1.0, gt=0, le=10)
+
     @field_validator("bot_token")
     @classmethod
     def _token_format(cls, value: SecretStr) -> SecretStr:

@@ -27,6 +27,7 @@ from generation.backend import (
     ModelId,
     Mode,
 )
+from generation.images import InputImageError, prepare_input_image
 from generation.styles import DEFAULT_STYLE, STYLES
 from storage.models import Job, JobStatus, User, utcnow
 from storage.repositories import Database, Repositories
@@ -172,8 +173,9 @@ class JobRunner:
             asyncio.run_coroutine_threadsafe(self.events.progress(ctx, step, total), loop)
 
         try:
+            max_side = max(int(ctx.job.params["width"]), int(ctx.job.params["height"]))
             images = [
-                await self._open_input(file_id) for file_id in ctx.job.params.get("input_file_ids") or []
+                await self._open_input(file_id, max_side) for file_id in ctx.job.params.get("input_file_ids") or []
             ]
             request = build_request(ctx.job, images)
             for hook in self.request_hooks:
@@ -207,11 +209,20 @@ class JobRunner:
             return
         await self._transition(job_id, [JobStatus.RUNNING], JobStatus.GENERATED, generated_at=utcnow())
 
-    async def _open_input(self, file_id: str) -> Image.Image:
-        import io
+    async def _open_input(self, file_id: str, max_side: int) -> Image.Image:
+        """Download an input photo by its Telegram file id; upright RGB, fitted to ``max_side``.
 
-        data = await self.events.fetch_file(file_id)
-        return Image.open(io.BytesIO(data)).convert("RGB")
+        Inputs are stored as file ids, never bytes, so a job (or "Again") works after a restart; a
+        file Telegram no longer serves, or one that is no longer a usable image, fails the job.
+        """
+        try:
+            data = await self.events.fetch_file(file_id)
+        except Exception as exc:
+            raise GenerationError("input_missing", f"{file_id}: {exc}") from exc
+        try:
+            return await asyncio.to_thread(prepare_input_image, data, max_side)
+        except InputImageError as exc:
+            raise GenerationError("input_invalid", f"{file_id}: {exc}") from exc
 
     def _store(self, job_id: int, images: list[Image.Image]) -> None:
         folder = self.results_dir / str(job_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import cancel, errors, fallback, generate, settings, start
+from handlers import cancel, editing, errors, fallback, generate, settings, start
 
 
 def build_root_router() -> Router:
@@ -15,6 +15,7 @@ def build_root_router() -> Router:
         start.router,
         cancel.router,  # before flows: /cancel leaves any of them
         settings.router,
+        editing.build_router(),  # before generate: a text in the middle of an editing flow is the flow's
         generate.router,
         fallback.router,
     )

@@ -15,7 +15,7 @@ MAX_IMAGES_PER_REQUEST = 4
 
 class SettingsCb(CallbackData, prefix="set"):
     section: str  # menu | model | ratio | style | neg | beautify | count | seed | close
-    value: str = ""  # empty: open the section; otherwise: set it
+    value: str = ""  # empty: open the section; otherwise: set it (ratios as "16x9": ":" separates fields)
 
 
 class ResultCb(CallbackData, prefix="res"):
@@ -93,7 +93,8 @@ def settings_section(t: Translator, locale: str, section: str, settings: UserSet
     elif section == "ratio":
         for ratio in ASPECT_RATIOS:
             builder.button(
-                text=_mark(ratio, settings.aspect_ratio == ratio), callback_data=SettingsCb(section="ratio", value=ratio)
+                text=_mark(ratio, settings.aspect_ratio == ratio),
+                callback_data=SettingsCb(section="ratio", value=ratio.replace(":", "x")),
             )
         builder.adjust(4)
     elif section == "style":

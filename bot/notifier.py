@@ -37,7 +37,7 @@ def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None
         model=model_name(t, job.model, locale),
         style=style_name(t, params.get("style", "DEFAULT"), locale),
         size=f"{params['width']}×{params['height']}",
-        seed=params["seed"] if seed is None else seed,
+        seed=str(params["seed"] if seed is None else seed),  # a str: Fluent would group digits
     )
     prompt = params.get("display_prompt") or params.get("prompt", "")
     room = CAPTION_LIMIT - len(t("result-caption", locale, prompt="", **fields))

@@ -21,13 +21,16 @@ class FakeBackend:
     def __init__(self, step_seconds: float = 0.0) -> None:
         self.step_seconds = step_seconds
         self.calls: list[GenerationRequest] = []
+        self.steps_done = 0  # steps run by the latest call (tests check where a cancel stopped it)
 
     def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
         self.calls.append(request)
         total = request.steps or DEFAULT_STEPS.get(request.model, 25)
+        self.steps_done = 0
         for step in range(1, total + 1):
             if self.step_seconds:
                 time.sleep(self.step_seconds)
+            self.steps_done = step
             progress(step, total)
         return [self._draw(request, request.seed + i) for i in range(request.num_images)]
 

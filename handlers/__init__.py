@@ -1,4 +1,8 @@
-"""aiogram routers, one per feature; thin: parse, validate, call a service, answer."""
+"""aiogram routers, one per feature; thin: parse, validate, call a service, answer.
+
+Each module has ``create_router()``: a router can belong to one dispatcher only, and the tests (and
+the bot's replicas in one process) build several.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,12 @@ def build_root_router() -> Router:
     """All routers in the order they must see updates; the fallback router is last."""
     root = Router(name="root")
     root.include_routers(
-        errors.router,
-        start.router,
-        cancel.router,  # before flows: /cancel leaves any of them
-        settings.router,
-        editing.build_router(),  # before generate: a text in the middle of an editing flow is the flow's
-        generate.router,
-        fallback.router,
+        errors.create_router(),
+        start.create_router(),
+        cancel.create_router(),  # before flows: /cancel leaves any of them
+        settings.create_router(),
+        editing.create_router(),  # before generate: a text in the middle of an editing flow is the flow's
+        generate.create_router(),  # any text is a prompt: feature routers go before it
+        fallback.create_router(),
     )
     return root

@@ -16,8 +16,6 @@ from handlers.common import button
 from storage.models import Job, User
 from storage.repositories import Repositories
 
-router = Router(name="cancel")
-
 
 async def _mark_cancelled(bot: Bot, job: Job, text: str) -> None:
     if job.status_message_id is None:
@@ -29,8 +27,6 @@ async def _mark_cancelled(bot: Bot, job: Job, text: str) -> None:
         pass
 
 
-@router.message(Command("cancel"))
-@router.message(button("btn-cancel"))
 async def cancel(
     message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService, state: FSMContext
 ) -> None:
@@ -47,7 +43,6 @@ async def cancel(
     await message.answer(i18n.get("cancel-done", queued=len(result.queued), running=len(result.running)))
 
 
-@router.callback_query(CancelJobCb.filter())
 async def cancel_job(
     query: CallbackQuery,
     callback_data: CancelJobCb,
@@ -67,3 +62,11 @@ async def cancel_job(
     await query.answer(i18n.get("job-cancelled"))
     if job.status == "queued":
         await _mark_cancelled(bot, job, i18n.get("job-cancelled"))
+
+
+def create_router() -> Router:
+    router = Router(name="cancel")
+    router.message(Command("cancel"))(cancel)
+    router.message(button("btn-cancel"))(cancel)
+    router.callback_query(CancelJobCb.filter())(cancel_job)
+    return router

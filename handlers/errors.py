@@ -10,10 +10,8 @@ from aiogram.types import ErrorEvent
 from bot.i18n import normalize_locale, translator
 
 log = logging.getLogger(__name__)
-router = Router(name="errors")
 
 
-@router.errors()
 async def on_error(event: ErrorEvent, bot: Bot) -> bool:
     update = event.update
     log.error("update %s failed", update.update_id, exc_info=event.exception)
@@ -28,3 +26,9 @@ async def on_error(event: ErrorEvent, bot: Bot) -> bool:
         except Exception:  # the chat may be gone or Telegram down: the log has the error already
             log.warning("could not tell chat %s about the error", message.chat.id)
     return True
+
+
+def create_router() -> Router:
+    router = Router(name="errors")
+    router.errors()(on_error)
+    return router

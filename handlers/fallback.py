@@ -6,21 +6,24 @@ from aiogram import Router
 from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
-router = Router(name="fallback")
 
-
-@router.edited_message()
 async def edited(message: Message, i18n: I18nContext) -> None:
     await message.reply(i18n.get("input-edited"))
 
 
-@router.message()
 async def unsupported(message: Message, i18n: I18nContext) -> None:
     """Stickers, voice, video, files, locations...: only text prompts are understood here."""
     await message.answer(i18n.get("input-unsupported"))
 
 
-@router.callback_query()
 async def unknown_callback(query: CallbackQuery, i18n: I18nContext) -> None:
     """Forged, stale or foreign callback data."""
     await query.answer(i18n.get("callback-unknown"), show_alert=True)
+
+
+def create_router() -> Router:
+    router = Router(name="fallback")
+    router.edited_message()(edited)
+    router.message()(unsupported)
+    router.callback_query()(unknown_callback)
+    return router

@@ -15,15 +15,11 @@ from handlers.common import PromptError, submit_job, validate_prompt
 from storage.models import Job, User
 from storage.repositories import Repositories
 
-router = Router(name="generate")
 
-
-@router.message(F.text.startswith("/"))
 async def unknown_command(message: Message, i18n: I18nContext) -> None:
     await message.answer(i18n.get("command-unknown"))
 
 
-@router.message(F.text)
 async def prompt(
     message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
 ) -> None:
@@ -51,7 +47,6 @@ async def _own_job(query: CallbackQuery, job_id: int, user: User, repos: Reposit
     return job
 
 
-@router.callback_query(ResultCb.filter(F.action == "again"))
 async def again(
     query: CallbackQuery,
     callback_data: ResultCb,
@@ -80,7 +75,6 @@ async def again(
     )
 
 
-@router.callback_query(ResultCb.filter(F.action == "original"))
 async def original(
     query: CallbackQuery,
     callback_data: ResultCb,
@@ -107,7 +101,6 @@ async def original(
         )
 
 
-@router.callback_query(ResultCb.filter(F.action == "seed"))
 async def reuse_seed(
     query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, user: User, repos: Repositories
 ) -> None:
@@ -117,4 +110,14 @@ async def reuse_seed(
         return
     seed = int(job.params["seed"])
     user.settings.fixed_seed = seed
-    await query.answer(i18n.get("seed-reused", seed=seed), show_alert=True)
+    await query.answer(i18n.get("seed-reused", seed=str(seed)), show_alert=True)
+
+
+def create_router() -> Router:
+    router = Router(name="generate")
+    router.message(F.text.startswith("/"))(unknown_command)
+    router.message(F.text)(prompt)
+    router.callback_query(ResultCb.filter(F.action == "again"))(again)
+    router.callback_query(ResultCb.filter(F.action == "original"))(original)
+    router.callback_query(ResultCb.filter(F.action == "seed"))(reuse_seed)
+    return router

@@ -18,8 +18,6 @@ from generation.styles import ASPECT_RATIOS, MODELS, STYLES, image_size
 from handlers.common import button
 from storage.models import User, UserSettings
 
-router = Router(name="settings")
-
 
 class NegativePrompt(StatesGroup):
     waiting = State()
@@ -37,12 +35,10 @@ def settings_text(i18n: I18nContext, settings: UserSettings, max_side: int) -> s
         negative=html.escape(settings.negative_prompt) if settings.negative_prompt else i18n.get("settings-none"),
         beautify=i18n.get("settings-on" if settings.beautify else "settings-off"),
         count=settings.num_images,
-        seed=settings.fixed_seed if settings.fixed_seed is not None else i18n.get("settings-seed-random"),
+        seed=str(settings.fixed_seed) if settings.fixed_seed is not None else i18n.get("settings-seed-random"),
     )
 
 
-@router.message(Command("settings"))
-@router.message(button("btn-settings"))
 async def open_settings(message: Message, i18n: I18nContext, user: User, max_image_side: int) -> None:
     await message.answer(
         settings_text(i18n, user.settings, max_image_side),
@@ -54,8 +50,8 @@ def _apply(settings: UserSettings, section: str, value: str) -> bool:
     """Store a choice; False for a value that no button offers (forged or stale callback data)."""
     if section == "model" and value in MODELS:
         settings.model = value
-    elif section == "ratio" and value in ASPECT_RATIOS:
-        settings.aspect_ratio = value
+    elif section == "ratio" and value.replace("x", ":") in ASPECT_RATIOS:
+        settings.aspect_ratio = value.replace("x", ":")
     elif section == "style" and value in STYLES:
         settings.style = value
     elif section == "count" and value.isdigit() and 1 <= int(value) <= MAX_IMAGES_PER_REQUEST:
@@ -71,7 +67,6 @@ def _apply(settings: UserSettings, section: str, value: str) -> bool:
     return True
 
 
-@router.callback_query(SettingsCb.filter())
 async def settings_callback(
     query: CallbackQuery,
     callback_data: SettingsCb,
@@ -119,7 +114,6 @@ async def settings_callback(
     await query.answer(i18n.get("settings-saved") if section != "menu" else None)
 
 
-@router.message(StateFilter(NegativePrompt.waiting), F.text, ~F.text.startswith("/"))
 async def negative_prompt_text(message: Message, i18n: I18nContext, user: User, state: FSMContext) -> None:
     text = (message.text or "").strip()
     if len(text) > MAX_PROMPT_LENGTH:
@@ -133,6 +127,15 @@ async def negative_prompt_text(message: Message, i18n: I18nContext, user: User, 
     await message.answer(i18n.get("negative-saved", negative=html.escape(text)))
 
 
-@router.message(StateFilter(NegativePrompt.waiting), ~F.text)
 async def negative_prompt_not_text(message: Message, i18n: I18nContext) -> None:
     await message.answer(i18n.get("negative-empty"))
+
+
+def create_router() -> Router:
+    router = Router(name="settings")
+    router.message(Command("settings"))(open_settings)
+    router.message(button("btn-settings"))(open_settings)
+    router.callback_query(SettingsCb.filter())(settings_callback)
+    router.message(StateFilter(NegativePrompt.waiting), F.text, ~F.text.startswith("/"))(negative_prompt_text)
+    router.message(StateFilter(NegativePrompt.waiting), ~F.text)(negative_prompt_not_text)
+    return router

@@ -14,10 +14,7 @@ from bot.keyboards import LanguageCb, language_keyboard, main_keyboard
 from handlers.common import button
 from storage.models import User
 
-router = Router(name="start")
 
-
-@router.message(CommandStart())
 async def start(message: Message, i18n: I18nContext) -> None:
     name = html.escape(message.from_user.first_name if message.from_user else "")
     await message.answer(
@@ -25,18 +22,14 @@ async def start(message: Message, i18n: I18nContext) -> None:
     )
 
 
-@router.message(Command("help"))
-@router.message(button("btn-help"))
 async def help_(message: Message, i18n: I18nContext) -> None:
     await message.answer(i18n.get("help-text"))
 
 
-@router.message(Command("language"))
 async def language(message: Message, i18n: I18nContext) -> None:
     await message.answer(i18n.get("language-choose"), reply_markup=language_keyboard())
 
 
-@router.callback_query(LanguageCb.filter(F.code.in_(LOCALES)))
 async def set_language(query: CallbackQuery, callback_data: LanguageCb, i18n: I18nContext, user: User) -> None:
     await i18n.set_locale(callback_data.code, user=user)
     await query.answer()
@@ -44,3 +37,13 @@ async def set_language(query: CallbackQuery, callback_data: LanguageCb, i18n: I1
         await query.message.answer(
             i18n.get("language-set"), reply_markup=main_keyboard(translator(), callback_data.code)
         )
+
+
+def create_router() -> Router:
+    router = Router(name="start")
+    router.message(CommandStart())(start)
+    router.message(Command("help"))(help_)
+    router.message(button("btn-help"))(help_)
+    router.message(Command("language"))(language)
+    router.callback_query(LanguageCb.filter(F.code.in_(LOCALES)))(set_language)
+    return router

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import PENDING_STATUSES, Job, JobStatus, User, UserSettings, utcnow
@@ -29,21 +30,43 @@ class UserRepository:
     async def upsert_seen(
         self, user_id: int, username: str | None, first_name: str | None, language_code: str | None
     ) -> User:
-        """The user row for an incoming update, created on first contact, with its settings."""
+        """The user row for an incoming update, created on first contact, with its settings.
+
+        INSERT ... ON CONFLICT DO NOTHING: a user's first updates may arrive at the same time.
+        """
+        insert = _insert_for(self.session)
+        language = "ru" if (language_code or "").lower().startswith("ru") else "en"
+        await self.session.execute(
+            insert(User)
+            .values(
+                id=user_id,
+                username=username,
+                first_name=first_name,
+                language=language,
+                banned=False,
+                ban_notified=False,
+                created_at=utcnow(),
+                last_seen=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        await self.session.execute(
+            insert(UserSettings).values(user_id=user_id).on_conflict_do_nothing(index_elements=["user_id"])
+        )
         user = await self.session.get(User, user_id)
-        if user is None:
-            language = "ru" if (language_code or "").lower().startswith("ru") else "en"
-            user = User(id=user_id, username=username, first_name=first_name, language=language)
-            user.settings = UserSettings(user_id=user_id)
-            self.session.add(user)
-        else:
-            user.username = username
-            user.first_name = first_name
-            user.last_seen = utcnow()
-            if user.settings is None:
-                user.settings = UserSettings(user_id=user_id)
+        assert user is not None
+        user.username = username
+        user.first_name = first_name
+        user.last_seen = utcnow()
         await self.session.flush()
         return user
+
+
+def _insert_for(session: AsyncSession) -> Any:
+    """The dialect's INSERT, which has ``on_conflict_do_nothing`` (SQLite and PostgreSQL)."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 class JobRepository:

@@ -25,6 +25,7 @@ from aiogram.types import (
     CallbackQuery,
     Chat,
     Document,
+    InlineKeyboardMarkup,
     File,
     Message,
     MessageEntity,
@@ -77,6 +78,8 @@ class RecordingSession(BaseSession):
 
     # -- results ---------------------------------------------------------------------------
     def _message(self, chat_id: int | str, **fields: Any) -> Message:
+        if fields.get("reply_markup") is not None and not isinstance(fields["reply_markup"], InlineKeyboardMarkup):
+            fields["reply_markup"] = None  # Telegram returns only inline keyboards on messages
         return Message(
             message_id=next(self._message_ids),
             date=now(),

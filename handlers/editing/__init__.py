@@ -14,11 +14,18 @@ from handlers.editing import entry, fuse, mix, restyle, style, variations
 from handlers.editing.flow import FlowTimeoutMiddleware
 
 
-def build_router() -> Router:
+def create_router() -> Router:
     router = Router(name="editing")
     timeout = FlowTimeoutMiddleware()
     router.message.outer_middleware(timeout)
     router.callback_query.outer_middleware(timeout)
     # The flows' own handlers first, the catch-alls (pictures outside flows, the rest of a flow) last.
-    router.include_routers(restyle.router, style.router, fuse.router, mix.router, variations.router, entry.router)
+    router.include_routers(
+        restyle.create_router(),
+        style.create_router(),
+        fuse.create_router(),
+        mix.create_router(),
+        variations.create_router(),
+        entry.create_router(),
+    )
     return router

@@ -23,10 +23,7 @@ from handlers.editing.inputs import accept_inputs, caption_of, has_media
 from storage.models import User
 from storage.repositories import Repositories
 
-router = Router(name="editing-entry")
 
-
-@router.message(StateFilter(None), F.func(has_media), ~F.sticker)
 async def picture_outside_flows(
     message: Message,
     bot: Bot,
@@ -52,13 +49,19 @@ async def picture_outside_flows(
     await restyle.take_photo(message, photos[0], caption_of(messages), state, i18n, user)
 
 
-@router.message(StateFilter(*EDIT_STATES), ~F.text.startswith("/"))
 async def unexpected_in_flow(message: Message, state: FSMContext, i18n: I18nContext, raw_state: str | None) -> None:
     """Text where a photo is awaited, a sticker, a voice message...: say where the user is."""
     await message.answer(i18n.get("edit-unexpected", step=step_text(i18n, raw_state, await state.get_data())))
 
 
-@router.callback_query(EditCb.filter())
 async def stale_button(query: CallbackQuery, i18n: I18nContext) -> None:
     """A flow's button from a step the user has left (or a flow that was cancelled)."""
     await query.answer(i18n.get("edit-button-stale"), show_alert=True)
+
+
+def create_router() -> Router:
+    router = Router(name="editing-entry")
+    router.message(StateFilter(None), F.func(has_media), ~F.sticker)(picture_outside_flows)
+    router.message(StateFilter(*EDIT_STATES), ~F.text.startswith("/"))(unexpected_in_flow)
+    router.callback_query(EditCb.filter())(stale_button)
+    return router

@@ -34,10 +34,7 @@ from handlers.editing.submit import submit_edit
 from storage.models import User
 from storage.repositories import Repositories
 
-router = Router(name="editing-fuse")
 
-
-@router.message(Command("fuse"))
 async def fuse_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
     await start_flow(state, FuseFlow.photos, photos=[])
     await message.answer(step_text(i18n, FuseFlow.photos.state, {"photos": []}))
@@ -127,7 +124,6 @@ async def _submit(
     )
 
 
-@router.message(FuseFlow.photos, F.func(has_media))
 async def fuse_photo(
     message: Message,
     bot: Bot,
@@ -142,7 +138,6 @@ async def fuse_photo(
     await add_photos(message, album or [message], bot, state, i18n, user, repos, jobs, max_image_side)
 
 
-@router.message(FuseFlow.photos, Command("done"))
 async def fuse_done_command(
     message: Message,
     bot: Bot,
@@ -156,7 +151,6 @@ async def fuse_done_command(
     await fuse_done(message, state, i18n, user, repos, jobs, max_image_side, bot)
 
 
-@router.callback_query(FuseFlow.photos, EditCb.filter(F.action == "fuse_done"))
 async def fuse_done_button(
     query: CallbackQuery,
     bot: Bot,
@@ -174,7 +168,6 @@ async def fuse_done_button(
     await fuse_done(query.message, state, i18n, user, repos, jobs, max_image_side, bot)
 
 
-@router.callback_query(FuseFlow.weight, EditCb.filter(F.action == "fuse"))
 async def fuse_weight(
     query: CallbackQuery,
     callback_data: EditCb,
@@ -195,3 +188,13 @@ async def fuse_weight(
     await query.answer()
     await finish_flow(state, query.message)
     await _submit(query.message.chat.id, photos, [first, 1.0 - first], bot, i18n, user, repos, jobs, max_image_side)
+
+
+def create_router() -> Router:
+    router = Router(name="editing-fuse")
+    router.message(Command("fuse"))(fuse_command)
+    router.message(FuseFlow.photos, F.func(has_media))(fuse_photo)
+    router.message(FuseFlow.photos, Command("done"))(fuse_done_command)
+    router.callback_query(FuseFlow.photos, EditCb.filter(F.action == "fuse_done"))(fuse_done_button)
+    router.callback_query(FuseFlow.weight, EditCb.filter(F.action == "fuse"))(fuse_weight)
+    return router

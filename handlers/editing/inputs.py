@@ -21,6 +21,7 @@ from aiogram.types import Message
 from aiogram_i18n import I18nContext
 
 from generation.images import MAX_RATIO, MIN_SIDE, InputImageError, check_dimensions, prepare_input_image
+from handlers.editing.flow import MAX_FUSE_PHOTOS
 
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # the Bot API serves bots files up to 20 MB
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
@@ -113,7 +114,11 @@ def caption_of(messages: Sequence[Message]) -> str | None:
 def rejection_text(i18n: I18nContext, code: str) -> str:
     """The message for an InputImageError code (``edit-reject-<code>`` in editing.ftl)."""
     return i18n.get(
-        f"edit-reject-{code}", min_side=MIN_SIDE, ratio=int(MAX_RATIO), limit_mb=MAX_DOWNLOAD_BYTES // 2**20
+        f"edit-reject-{code}",
+        min_side=MIN_SIDE,
+        ratio=int(MAX_RATIO),
+        limit_mb=MAX_DOWNLOAD_BYTES // 2**20,
+        max_photos=MAX_FUSE_PHOTOS,
     )
 
 

@@ -19,12 +19,10 @@ from handlers.editing.submit import submit_edit
 from storage.models import User
 from storage.repositories import Repositories
 
-router = Router(name="editing-mix")
 
 PLAIN_TEXT = F.text & ~F.text.startswith("/")
 
 
-@router.message(Command("mix"))
 async def mix_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
     await start_flow(state, MixFlow.photo)
     await message.answer(step_text(i18n, MixFlow.photo.state, {}))
@@ -44,9 +42,6 @@ async def _take_text(message: Message, text: str, state: FSMContext, i18n: I18nC
     )
 
 
-@router.message(MixFlow.photo, F.func(has_media))
-@router.message(MixFlow.text, F.func(has_media))
-@router.message(MixFlow.weight, F.func(has_media))
 async def mix_photo(
     message: Message,
     bot: Bot,
@@ -74,13 +69,10 @@ async def mix_photo(
         await message.answer(step_text(i18n, MixFlow.text.state, data))
 
 
-@router.message(MixFlow.text, PLAIN_TEXT)
-@router.message(MixFlow.weight, PLAIN_TEXT)
 async def mix_text(message: Message, state: FSMContext, i18n: I18nContext) -> None:
     await _take_text(message, message.text or "", state, i18n)
 
 
-@router.callback_query(MixFlow.weight, EditCb.filter(F.action == "mix"))
 async def mix_go(
     query: CallbackQuery,
     callback_data: EditCb,
@@ -113,3 +105,15 @@ async def mix_go(
         prompt=data["prompt"],
         weights=[image_weight, 1.0 - image_weight],
     )
+
+
+def create_router() -> Router:
+    router = Router(name="editing-mix")
+    router.message(Command("mix"))(mix_command)
+    router.message(MixFlow.photo, F.func(has_media))(mix_photo)
+    router.message(MixFlow.text, F.func(has_media))(mix_photo)
+    router.message(MixFlow.weight, F.func(has_media))(mix_photo)
+    router.message(MixFlow.text, PLAIN_TEXT)(mix_text)
+    router.message(MixFlow.weight, PLAIN_TEXT)(mix_text)
+    router.callback_query(MixFlow.weight, EditCb.filter(F.action == "mix"))(mix_go)
+    return router

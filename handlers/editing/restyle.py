@@ -32,18 +32,15 @@ from handlers.editing.submit import strength_value, submit_edit
 from storage.models import User
 from storage.repositories import Repositories
 
-router = Router(name="editing-restyle")
 
 PLAIN_TEXT = F.text & ~F.text.startswith("/")
 
 
-@router.message(Command("restyle"))
 async def restyle_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
     await start_flow(state, RestyleFlow.photo, shapes=False)
     await message.answer(step_text(i18n, RestyleFlow.photo.state, {}))
 
 
-@router.message(Command("restyle_shapes"))
 async def restyle_shapes_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
     await start_flow(state, RestyleFlow.photo, shapes=True)
     await message.answer(step_text(i18n, RestyleFlow.photo.state, {"shapes": True}))
@@ -85,9 +82,6 @@ async def take_text(message: Message, text: str, state: FSMContext, i18n: I18nCo
     )
 
 
-@router.message(RestyleFlow.photo, F.func(has_media))
-@router.message(RestyleFlow.text, F.func(has_media))
-@router.message(RestyleFlow.strength, F.func(has_media))
 async def restyle_photo(
     message: Message,
     bot: Bot,
@@ -108,14 +102,11 @@ async def restyle_photo(
     await take_photo(message, photos[0], caption_of(messages), state, i18n, user)
 
 
-@router.message(RestyleFlow.text, PLAIN_TEXT)
-@router.message(RestyleFlow.strength, PLAIN_TEXT)
 async def restyle_text(message: Message, state: FSMContext, i18n: I18nContext, user: User) -> None:
     """The text (typed again at the buttons step, it replaces the previous one)."""
     await take_text(message, message.text or "", state, i18n, user)
 
 
-@router.callback_query(RestyleFlow.strength, EditCb.filter(F.action.in_({"restyle", "shapes"})))
 async def restyle_go(
     query: CallbackQuery,
     callback_data: EditCb,
@@ -148,3 +139,16 @@ async def restyle_go(
         prompt=data["prompt"],
         strength=strength_value(level),
     )
+
+
+def create_router() -> Router:
+    router = Router(name="editing-restyle")
+    router.message(Command("restyle"))(restyle_command)
+    router.message(Command("restyle_shapes"))(restyle_shapes_command)
+    router.message(RestyleFlow.photo, F.func(has_media))(restyle_photo)
+    router.message(RestyleFlow.text, F.func(has_media))(restyle_photo)
+    router.message(RestyleFlow.strength, F.func(has_media))(restyle_photo)
+    router.message(RestyleFlow.text, PLAIN_TEXT)(restyle_text)
+    router.message(RestyleFlow.strength, PLAIN_TEXT)(restyle_text)
+    router.callback_query(RestyleFlow.strength, EditCb.filter(F.action.in_({"restyle", "shapes"})))(restyle_go)
+    return router

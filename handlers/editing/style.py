@@ -20,10 +20,7 @@ from handlers.editing.submit import strength_value, submit_edit
 from storage.models import User
 from storage.repositories import Repositories
 
-router = Router(name="editing-style")
 
-
-@router.message(Command("style"))
 async def style_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
     await start_flow(state, StyleFlow.content)
     await message.answer(step_text(i18n, StyleFlow.content.state, {}))
@@ -36,7 +33,6 @@ async def _ask_weight(message: Message, state: FSMContext, i18n: I18nContext) ->
     )
 
 
-@router.message(StyleFlow.content, F.func(has_media))
 async def content_photo(
     message: Message,
     bot: Bot,
@@ -62,7 +58,6 @@ async def content_photo(
     await message.answer(step_text(i18n, StyleFlow.style.state, {}))
 
 
-@router.message(StyleFlow.style, F.func(has_media))
 async def style_photo(
     message: Message,
     bot: Bot,
@@ -82,7 +77,6 @@ async def style_photo(
     await _ask_weight(message, state, i18n)
 
 
-@router.callback_query(StyleFlow.weight, EditCb.filter(F.action == "style"))
 async def style_go(
     query: CallbackQuery,
     callback_data: EditCb,
@@ -118,3 +112,12 @@ async def style_go(
         strength=strength_value(user.settings.edit_strength),
         display_prompt=i18n.get("edit-caption-style", percent=int(callback_data.value)),
     )
+
+
+def create_router() -> Router:
+    router = Router(name="editing-style")
+    router.message(Command("style"))(style_command)
+    router.message(StyleFlow.content, F.func(has_media))(content_photo)
+    router.message(StyleFlow.style, F.func(has_media))(style_photo)
+    router.callback_query(StyleFlow.weight, EditCb.filter(F.action == "style"))(style_go)
+    return router

@@ -22,10 +22,7 @@ from handlers.editing.submit import submit_edit
 from storage.models import User
 from storage.repositories import Repositories
 
-router = Router(name="editing-variations")
 
-
-@router.message(Command("variations"))
 async def variations_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
     await start_flow(state, VariationsFlow.photo)
     await message.answer(step_text(i18n, VariationsFlow.photo.state, {}))
@@ -49,7 +46,6 @@ async def _submit(
     )
 
 
-@router.message(VariationsFlow.photo, F.func(has_media))
 async def variations_photo(
     message: Message,
     bot: Bot,
@@ -72,7 +68,6 @@ async def variations_photo(
     await _submit(message.chat.id, photos[0], bot, i18n, user, repos, jobs, max_image_side)
 
 
-@router.callback_query(ResultCb.filter(F.action == "variations"))
 async def variations_of_result(
     query: CallbackQuery,
     callback_data: ResultCb,
@@ -94,3 +89,11 @@ async def variations_of_result(
     await query.answer()
     photo = InputPhoto(file_ids[0], int(job.params["width"]), int(job.params["height"]))
     await _submit(job.chat_id, photo, bot, i18n, user, repos, jobs, max_image_side)
+
+
+def create_router() -> Router:
+    router = Router(name="editing-variations")
+    router.message(Command("variations"))(variations_command)
+    router.message(VariationsFlow.photo, F.func(has_media))(variations_photo)
+    router.callback_query(ResultCb.filter(F.action == "variations"))(variations_of_result)
+    return router

@@ -1,0 +1,107 @@
+from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage
+
+from storage.models import User
+from tests.fakes import buttons, callback_update, message_update
+
+
+async def stored_settings(harness, user_id=1001):
+    async with harness.app.db.session() as session:
+        return (await session.get(User, user_id)).settings
+
+
+async def press(harness, data):
+    """Press a button by its callback data on the last menu message."""
+    await harness.feed(callback_update(data))
+
+
+async def test_settings_menu_shows_current_values(harness):
+    await harness.feed(message_update("/settings"))
+    menu = harness.session.of(SendMessage)[-1]
+    assert "Model: Kandinsky 3.1" in menu.text
+    assert "Aspect ratio: 1:1 (1024×1024)" in menu.text
+    data = [d for _, d in buttons(menu.reply_markup)]
+    assert data == ["set:model:", "set:ratio:", "set:style:", "set:neg:", "set:beautify:on", "set:count:", "set:close:"]
+
+
+async def test_settings_button_on_the_reply_keyboard(harness):
+    await harness.feed(message_update("⚙️ Settings"))
+    assert "Model:" in harness.session.of(SendMessage)[-1].text
+
+
+async def test_model_submenu_marks_current_and_switches(harness):
+    await harness.feed(message_update("/settings"))
+    await press(harness, "set:model:")
+    submenu = harness.session.of(EditMessageText)[-1]
+    labels = [t for t, _ in buttons(submenu.reply_markup)]
+    assert "✅ Kandinsky 3.1" in labels and "Kandinsky 2.2" in labels and "Kandinsky 3.1 + Flash refiner" in labels
+    await press(harness, "set:model:kandinsky-3.1-flash")
+    menu = harness.session.of(EditMessageText)[-1]
+    assert "Model: Kandinsky 3.1 Flash" in menu.text
+    assert (await stored_settings(harness)).model == "kandinsky-3.1-flash"
+
+
+async def test_each_setting_changes_and_persists(harness):
+    await press(harness, "set:ratio:16x9")
+    await press(harness, "set:style:ANIME")
+    await press(harness, "set:count:4")
+    await press(harness, "set:beautify:on")
+    settings = await stored_settings(harness)
+    assert (settings.aspect_ratio, settings.style, settings.num_images, settings.beautify) == ("16:9", "ANIME", 4, True)
+    menu = harness.session.of(EditMessageText)[-1]
+    assert "Aspect ratio: 16:9 (1024×576)" in menu.text and "Style: Anime" in menu.text
+    assert "Images per request: 4" in menu.text and "Prompt beautification: on" in menu.text
+    await press(harness, "set:beautify:off")
+    assert (await stored_settings(harness)).beautify is False
+
+
+async def test_negative_prompt_flow_set_and_clear(harness):
+    await press(harness, "set:neg:")
+    assert "Negative prompt: none" in harness.session.of(EditMessageText)[-1].text
+    await press(harness, "set:neg:set")
+    assert "Send the negative prompt" in harness.session.of(SendMessage)[-1].text
+    await harness.feed(message_update("blurry, <watermark>"))
+    assert harness.session.of(SendMessage)[-1].text == "Negative prompt saved: blurry, &lt;watermark&gt;"
+    assert (await stored_settings(harness)).negative_prompt == "blurry, <watermark>"
+    # The next text is a prompt again, not a negative prompt.
+    await harness.feed(message_update("a cat"))
+    assert (await harness.wait_jobs_settled())[0].params["negative_prompt"] == "blurry, <watermark>"
+    await press(harness, "set:neg:clear")
+    assert (await stored_settings(harness)).negative_prompt is None
+
+
+async def test_negative_prompt_too_long_keeps_waiting(harness):
+    await press(harness, "set:neg:set")
+    await harness.feed(message_update("x" * 1001))
+    assert "the limit is 1,000" in harness.session.of(SendMessage)[-1].text
+    await harness.feed(message_update("low quality"))
+    assert (await stored_settings(harness)).negative_prompt == "low quality"
+    assert await harness.jobs() == []
+
+
+async def test_negative_prompt_flow_left_with_cancel(harness):
+    await press(harness, "set:neg:set")
+    await harness.feed(message_update("/cancel"))
+    assert harness.session.of(SendMessage)[-1].text == "Left the current step."
+    await harness.feed(message_update("a cat"))
+    await harness.wait_jobs_settled()
+    assert (await stored_settings(harness)).negative_prompt is None
+
+
+async def test_forged_setting_value_changes_nothing(harness):
+    await harness.feed(message_update("/start"))
+    for data in ("set:model:stable-diffusion", "set:count:9", "set:ratio:21x9", "set:style:../../etc", "set:bogus:1"):
+        await press(harness, data)
+        answer = harness.session.of(AnswerCallbackQuery)[-1]
+        assert answer.text == "This button is no longer valid." and answer.show_alert
+    settings = await stored_settings(harness)
+    assert (settings.model, settings.num_images, settings.aspect_ratio, settings.style) == (
+        "kandinsky-3.1", 1, "1:1", "DEFAULT"
+    )
+
+
+async def test_back_and_close(harness):
+    await press(harness, "set:style:")
+    await press(harness, "set:menu:")
+    assert "Settings" in harness.session.of(EditMessageText)[-1].text
+    await press(harness, "set:close:")
+    assert harness.session.calls[-2].__class__.__name__ == "DeleteMessage"

@@ -57,7 +57,7 @@ class TelegramNotifier:
         self.t = translator
         self.edit_interval = edit_interval
         self._last_edit: dict[int, float] = {}  # chat id -> monotonic time of the last status edit
-        self._last_text: dict[int, str] = {}  # status message id -> its text
+        self._last_text: dict[tuple[int, int], str] = {}  # (chat, status message) -> its text
         self.variations_enabled = True  # the "Variations" button (handlers.editing.variations)
 
     # -- status message ---------------------------------------------------------------------
@@ -69,13 +69,16 @@ class TelegramNotifier:
         throttle: bool = False,
     ) -> None:
         """Best-effort edit of the job's status message, at most one per chat per interval."""
-        if job.status_message_id is None or self._last_text.get(job.status_message_id) == text:
+        if job.status_message_id is None:
+            return
+        key = (job.chat_id, job.status_message_id)
+        if self._last_text.get(key) == text:
             return
         now = time.monotonic()
         if throttle and now - self._last_edit.get(job.chat_id, 0.0) < self.edit_interval:
             return
         self._last_edit[job.chat_id] = now
-        self._last_text[job.status_message_id] = text
+        self._last_text[key] = text
         try:
             with best_effort():
                 await self.bot.edit_message_text(
@@ -105,9 +108,16 @@ class TelegramNotifier:
         key = f"job-error-{code}"
         text = self.t(key if self.t.has(key, ctx.locale) else "job-failed", ctx.locale)
         await self.edit_status(ctx.job, text)
+        self._forget(ctx.job)
 
     async def cancelled(self, ctx: JobContext) -> None:
         await self.edit_status(ctx.job, self.t("job-cancelled", ctx.locale))
+        self._forget(ctx.job)
+
+    def _forget(self, job: Job) -> None:
+        """The status message will not change again: stop remembering its text."""
+        if job.status_message_id is not None:
+            self._last_text.pop((job.chat_id, job.status_message_id), None)
 
     async def fetch_file(self, file_id: str) -> bytes:
         buffer = BytesIO()
@@ -145,6 +155,7 @@ class TelegramNotifier:
                     await self.bot.delete_message(chat_id=job.chat_id, message_id=job.status_message_id)
             except TelegramAPIError:
                 pass
+        self._forget(job)
         return file_ids
 
     async def _send_photo(self, job: Job, path: Path, caption: str, keyboard: InlineKeyboardMarkup) -> Message:

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Creates .venv and installs the project into it. Safe to run again: it only installs what is missing.
+# Usage: scripts/setup.sh [extra]   (extra: "test" also installs the test tools)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+# torch first and pinned: an unpinned request (or one made by another package) may pull a different
+# multi-GB build. On a GPU box this is the CUDA build; on a CPU-only machine use the CPU index if needed.
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+if [ "${1:-}" = "test" ]; then
+    .venv/bin/python -m pip install --quiet -e ".[test]"
+else
+    .venv/bin/python -m pip install --quiet -e .
+fi

@@ -1,4 +1,7 @@
+from datetime import datetime, timezone
+
 from aiogram.methods import EditMessageReplyMarkup, SendMessage, SendPhoto
+from aiogram.types import Chat, Message
 
 from generation.backend import Mode, ModelId
 from tests.editing.helpers import last_buttons, last_text, photo_update
@@ -115,3 +118,20 @@ async def test_restyle_keeping_the_shapes(harness):
     request = harness.backend.calls[-1]
     assert (request.mode, request.model, request.strength) == (Mode.RESTYLE_DEPTH, ModelId.K22, 0.75)
     assert [j.kind for j in jobs] == ["restyle_depth", "restyle_depth"]
+
+
+async def test_photo_with_a_mention_in_a_group(harness):
+    harness.session.files["g"] = photo_bytes("astronaut")
+    await harness.feed(photo_update("g", 512, 512, caption="a photo for nobody", chat_type="group", chat_id=-100))
+    assert harness.session.of(SendMessage) == []  # not addressed to the bot
+    await harness.feed(
+        photo_update("g", 512, 512, caption="@kandinsky_test_bot a marble statue", chat_type="group", chat_id=-100)
+    )
+    assert "a marble statue" in last_text(harness) and "@kandinsky" not in last_text(harness)
+    choice = harness.session.of(SendMessage)[-1]
+    buttons_message = Message(
+        message_id=5000, date=datetime.now(timezone.utc), chat=Chat(id=-100, type="group"), text=choice.text
+    )
+    await harness.feed(callback_update("edit:restyle:medium", message=buttons_message))
+    [job] = await harness.wait_jobs_settled()
+    assert (job.chat_id, job.params["prompt"], job.kind) == (-100, "a marble statue", "img2img")

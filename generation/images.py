@@ -1,81 +1,81 @@
-"""Input photos of the editing modes: decode, check, orient, convert and scale (Pillow only, no torch).
+"""Checking and preparing the photos users send for the editing modes (Pillow only, no torch).
 
-Handlers call :func:`prepare_input_image` on documents before a job exists (to refuse bad files with
-a clear message); the worker calls it again on every input it downloads, so the backend always gets
-RGB images, upright, scaled to fit the side limit, both sides multiples of 64.
+:func:`prepare_input_image` turns the downloaded bytes into the RGB picture a
+:class:`~generation.backend.GenerationRequest` carries: upright (EXIF orientation applied), with no
+transparency, and scaled to fit the model's largest side with both sides multiples of 64.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from generation.styles import fit_size
 
-MIN_SIDE = 64  # smaller inputs carry too little for the models to work from
-MAX_RATIO = 4.0  # long side / short side
-# What a user may send as a file. Telegram's compressed photos are always JPEG.
-ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})  # MPO: the JPEG variant of many phone cameras
+log = logging.getLogger(__name__)
+
+MIN_SIDE = 64  # smaller photos carry too little for the image encoder (224 px) to work with
+MAX_RATIO = 4.0  # longest side / shortest side
 
 
 class InputImageError(ValueError):
-    """A file the editing modes refuse. ``code``: not_image | animated | too_small | bad_ratio."""
+    """A photo that cannot be used. ``code``: "not_image", "animated", "too_small" or "bad_ratio"
+    (an i18n key suffix, like :class:`~generation.backend.GenerationError`'s codes)."""
 
     def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(f"{code}: {detail}" if detail else code)
         self.code = code
+        self.detail = detail
 
 
-def check_dimensions(width: int, height: int) -> None:
-    """Refuse sides under :data:`MIN_SIDE` and ratios beyond 1:4 (also used on Telegram's photo metadata)."""
-    if min(width, height) < MIN_SIDE:
-        raise InputImageError("too_small", f"{width}x{height}")
-    if max(width, height) / min(width, height) > MAX_RATIO:
-        raise InputImageError("bad_ratio", f"{width}x{height}")
-
-
-def _decode(data: bytes) -> Image.Image:
+def _open(data: bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            if getattr(image, "is_animated", False) and image.format != "MPO":  # MPO frames are stereo views
+            if getattr(image, "n_frames", 1) > 1:
                 raise InputImageError("animated", f"{image.format} with {image.n_frames} frames")
-            if image.format not in ACCEPTED_FORMATS:
-                raise InputImageError("not_image", f"format {image.format}")
-            image.load()  # decode now: a truncated or corrupt file fails here, not in the worker
-            return image
+            image.load()  # decode now: truncated or corrupt files fail here, not later
     except InputImageError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputImageError("not_image", str(exc)) from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # what Pillow's decoders raise on bad data
+        raise InputImageError("not_image", str(exc)) from exc
+    return image
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB; transparent areas become white (a model sees black there otherwise)."""
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+    """RGB; transparent parts become white (as a chat shows them), not black."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
 
 
 def prepare_input_image(data: bytes, max_side: int) -> Image.Image:
-    """Decode ``data`` and return the upright RGB image scaled to fit ``max_side``.
+    """Open, check and prepare a user's photo; raise :class:`InputImageError` when it is unusable.
 
-    The size is :func:`generation.styles.fit_size` of the upright image: the aspect ratio is kept,
-    both sides rounded to multiples of 64. Raises :class:`InputImageError` for anything that is not a
-    still PNG, JPEG or WebP of at least 64 px a side and at most 1:4.
+    Rejected: anything Pillow cannot decode ("not_image"), multi-frame GIF/WebP/APNG ("animated"),
+    a side under 64 px ("too_small"), sides further apart than 1:4 ("bad_ratio"). The result is
+    upright RGB, scaled to fit ``max_side`` (never enlarged beyond rounding) and cropped by at most a
+    few pixels so both sides are multiples of 64 with the aspect ratio kept.
     """
-    image = _decode(data)
-    image = ImageOps.exif_transpose(image)  # phones store portraits as rotated landscapes + an EXIF tag
-    check_dimensions(*image.size)
-    image = _to_rgb(image)
-    size = fit_size(*image.size, max_side=max_side)
-    if image.size != size:
-        image = image.resize(size, Image.Resampling.LANCZOS)
-    return image
+    image = _open(data)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError, KeyError, TypeError) as exc:
+        # A photo with a broken EXIF block is still a photo: use it as stored.
+        log.info("ignoring unreadable EXIF orientation: %s", exc)
+    width, height = image.size
+    if min(width, height) < MIN_SIDE:
+        raise InputImageError("too_small", f"{width}x{height}")
+    if max(width, height) / min(width, height) > MAX_RATIO:
+        raise InputImageError("bad_ratio", f"{width}x{height}")
+    target = fit_size(width, height, max_side)
+    # fit: scale to cover the target, then trim the few pixels that rounding to 64 added.
+    return ImageOps.fit(_to_rgb(image), target, method=Image.Resampling.LANCZOS)

@@ -20,11 +20,15 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 from aiogram_i18n import I18nContext
 
-from generation.images import MAX_RATIO, MIN_SIDE, InputImageError, check_dimensions, prepare_input_image
+from PIL import Image, UnidentifiedImageError
+
+from generation.images import MAX_RATIO, MIN_SIDE, InputImageError, prepare_input_image
 from handlers.editing.flow import MAX_FUSE_PHOTOS
 
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # the Bot API serves bots files up to 20 MB
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+# Image files users may send (by their bytes, whatever the name says). MPO: many phone cameras' JPEG.
+ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,25 @@ def has_media(message: Message) -> bool:
     return bool(
         message.photo or message.document or message.video or message.animation or message.video_note or message.sticker
     )
+
+
+def check_dimensions(width: int, height: int) -> None:
+    """The limits of :func:`generation.images.prepare_input_image`, on Telegram's photo metadata."""
+    if min(width, height) < MIN_SIDE:
+        raise InputImageError("too_small", f"{width}x{height}")
+    if max(width, height) / min(width, height) > MAX_RATIO:
+        raise InputImageError("bad_ratio", f"{width}x{height}")
+
+
+def _check_format(data: bytes) -> None:
+    """Only still PNG, JPEG and WebP files (Pillow reads many more formats: no need to expose them)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = image.format
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputImageError("not_image", str(exc)) from exc
+    if fmt not in ACCEPTED_FORMATS:
+        raise InputImageError("not_image", f"format {fmt}")
 
 
 def _check_file_size(size: int | None) -> None:
@@ -93,7 +116,8 @@ async def read_input(message: Message, bot: Bot, max_side: int) -> InputPhoto:
             raise InputImageError("not_image", f"{message.document.mime_type} {message.document.file_name}")
         _check_file_size(message.document.file_size)
         data = await download(bot, message.document.file_id)
-        image = await asyncio.to_thread(prepare_input_image, data, max_side)
+        image = await asyncio.to_thread(prepare_input_image, data, max_side)  # not_image, animated, sizes
+        _check_format(data)
         return InputPhoto(message.document.file_id, *image.size)
     raise InputImageError("not_image", "no picture in the message")
 

@@ -1,82 +1,121 @@
+"""Checking and preparing user photos: real photos from scikit-image in several formats."""
+
+from __future__ import annotations
+
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import data
 
-from generation.images import InputImageError, check_dimensions, prepare_input_image
-from tests.photos import animated_gif, encode, exif_rotated_jpeg, photo, photo_bytes, random_bytes
-
-
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
-def test_accepted_formats_come_back_rgb_and_scaled(fmt):
-    image = prepare_input_image(photo_bytes("coffee", fmt), max_side=256)
-    assert image.mode == "RGB"
-    assert image.size == (256, 192)  # 600x400 -> 256x170.7 -> sides rounded to multiples of 64
-    # Still the same picture: close to the original resized the same way.
-    reference = np.asarray(photo("coffee").resize(image.size), dtype=float)
-    assert np.abs(np.asarray(image, dtype=float) - reference).mean() < 12
+from generation.images import InputImageError, prepare_input_image
 
 
-def test_small_enough_photo_is_not_upscaled_beyond_rounding():
-    image = prepare_input_image(photo_bytes("astronaut", "PNG"), max_side=1024)
-    assert image.size == (512, 512)
+def _encode(image: Image.Image, fmt: str, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
 
 
-def test_exif_orientation_is_applied():
-    data = exif_rotated_jpeg("coffee")
-    with Image.open(__import__("io").BytesIO(data)) as stored:
-        assert stored.size == (400, 600)  # stored sideways
-    image = prepare_input_image(data, max_side=640)
-    assert image.size == (576, 384)  # upright: landscape like the original 600x400 (rounded)
-    reference = np.asarray(photo("coffee").resize(image.size), dtype=float)
-    assert np.abs(np.asarray(image, dtype=float) - reference).mean() < 15
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    return Image.fromarray(data.astronaut())  # 512x512
 
 
-def test_transparent_png_gets_a_white_background():
-    rgba = Image.new("RGBA", (128, 128), (255, 0, 0, 0))
-    image = prepare_input_image(encode(rgba, "PNG"), max_side=128)
-    assert image.mode == "RGB" and image.getpixel((5, 5)) == (255, 255, 255)
+@pytest.fixture(scope="module")
+def coffee() -> Image.Image:
+    return Image.fromarray(data.coffee())  # 600x400
 
 
-def test_random_bytes_are_not_an_image():
+@pytest.mark.parametrize(
+    "fmt,max_side,size",
+    [("PNG", 256, (256, 256)), ("JPEG", 1024, (512, 512)), ("WEBP", 320, (320, 320))],
+)
+def test_astronaut_in_each_format(astronaut, fmt, max_side, size):
+    image = prepare_input_image(_encode(astronaut, fmt), max_side)
+    assert image.mode == "RGB" and image.size == size
+    # Still the same picture: compare with a plain resize of the original.
+    reference = np.asarray(astronaut.resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
+    assert np.abs(np.asarray(image, dtype=np.float32) - reference).mean() < 8
+
+
+@pytest.mark.parametrize(
+    "fmt,max_side,size",
+    # 600x400 -> fit_size: (576, 384) at 1024, (256, 192) at 256, (448, 320) at 448
+    [("JPEG", 1024, (576, 384)), ("PNG", 256, (256, 192)), ("WEBP", 448, (448, 320))],
+)
+def test_sides_become_multiples_of_64_within_max_side(coffee, fmt, max_side, size):
+    image = prepare_input_image(_encode(coffee, fmt), max_side)
+    assert image.size == size
+    assert image.width % 64 == 0 and image.height % 64 == 0 and max(image.size) <= max_side
+
+
+def test_exif_orientation_is_applied(coffee):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the stored picture must be turned 90 degrees clockwise to view it
+    image = prepare_input_image(_encode(coffee, "JPEG", exif=exif, quality=95), 1024)
+    assert image.size == (384, 576)  # portrait now
+    upright = coffee.transpose(Image.Transpose.ROTATE_270).resize((384, 576), Image.Resampling.LANCZOS)
+    assert np.abs(np.asarray(image, dtype=np.float32) - np.asarray(upright, dtype=np.float32)).mean() < 8
+
+
+def test_transparency_becomes_white_and_gray_becomes_rgb(astronaut):
+    rgba = astronaut.convert("RGBA")
+    rgba.putalpha(Image.new("L", rgba.size, 0))  # fully transparent
+    image = prepare_input_image(_encode(rgba, "PNG"), 256)
+    assert image.mode == "RGB" and np.asarray(image).min() == 255
+    gray = prepare_input_image(_encode(astronaut.convert("L"), "JPEG"), 256)
+    assert gray.mode == "RGB" and gray.size == (256, 256)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        np.random.default_rng(0).bytes(4096),
+        b"",
+        b"%PDF-1.4 not a photo at all",
+        "Привет".encode(),
+    ],
+    ids=["random", "empty", "pdf", "text"],
+)
+def test_non_images_are_rejected(payload):
     with pytest.raises(InputImageError) as err:
-        prepare_input_image(random_bytes(), max_side=512)
+        prepare_input_image(payload, 1024)
     assert err.value.code == "not_image"
 
 
-def test_truncated_jpeg_is_not_an_image():
-    data = photo_bytes("astronaut", "JPEG")
+def test_truncated_jpeg_is_rejected(coffee):
+    payload = _encode(coffee, "JPEG")
     with pytest.raises(InputImageError) as err:
-        prepare_input_image(data[: len(data) // 2], max_side=512)
+        prepare_input_image(payload[: len(payload) // 2], 1024)
     assert err.value.code == "not_image"
 
 
-def test_other_formats_are_refused():
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
+def test_animated_images_are_rejected(astronaut, coffee, fmt):
+    frames = [astronaut.resize((128, 128)), coffee.resize((128, 128))]
+    payload = _encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
     with pytest.raises(InputImageError) as err:
-        prepare_input_image(encode(photo("astronaut"), "BMP"), max_side=512)
-    assert err.value.code == "not_image"
-
-
-def test_tiny_image():
-    with pytest.raises(InputImageError) as err:
-        prepare_input_image(photo_bytes("astronaut", "PNG", size=(63, 200)), max_side=512)
-    assert err.value.code == "too_small"
-
-
-def test_extreme_ratio():
-    with pytest.raises(InputImageError) as err:
-        prepare_input_image(photo_bytes("coffee", "PNG", size=(900, 200)), max_side=512)
-    assert err.value.code == "bad_ratio"
-    check_dimensions(800, 200)  # exactly 1:4 is allowed
-
-
-def test_animated_gif():
-    with pytest.raises(InputImageError) as err:
-        prepare_input_image(animated_gif(), max_side=512)
+        prepare_input_image(payload, 1024)
     assert err.value.code == "animated"
 
 
-def test_animated_webp():
-    frames = [Image.new("RGB", (128, 128), (i * 60, 0, 0)) for i in range(3)]
+def test_single_frame_gif_is_accepted(astronaut):
+    image = prepare_input_image(_encode(astronaut.resize((128, 128)), "GIF"), 1024)
+    assert image.mode == "RGB" and image.size == (128, 128)
+
+
+@pytest.mark.parametrize(
+    "size,code",
+    [((63, 200), "too_small"), ((200, 50), "too_small"), ((100, 401), "bad_ratio"), ((900, 200), "bad_ratio")],
+)
+def test_small_and_narrow_images_are_rejected(coffee, size, code):
     with pytest.raises(InputImageError) as err:
-        prepare_input_image(encode(frames[0], "WEBP", save_all=True, append_images=frames[1:]), max_side=512)
-    assert err.value.code == "animated"
+        prepare_input_image(_encode(coffee.resize(size), "PNG"), 1024)
+    assert err.value.code == code
+
+
+@pytest.mark.parametrize("size,expected", [((64, 64), (64, 64)), ((100, 400), (128, 384)), ((800, 200), (768, 192))])
+def test_limits_themselves_are_accepted(coffee, size, expected):
+    assert prepare_input_image(_encode(coffee.resize(size), "PNG"), 1024).size == expected

@@ -138,7 +138,8 @@ def style_weight_keyboard(i18n: I18nContext) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for percent in STYLE_WEIGHTS:
         builder.button(
-            text=i18n.get("edit-btn-style-weight", percent=percent), callback_data=EditCb(action="style", value=str(percent))
+            text=i18n.get("edit-btn-style-weight", percent=percent),
+            callback_data=EditCb(action="style", value=str(percent)),
         )
     builder.adjust(3)
     return builder.as_markup()

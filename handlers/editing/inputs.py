@@ -146,7 +146,9 @@ def rejection_text(i18n: I18nContext, code: str) -> str:
     )
 
 
-async def accept_inputs(messages: Sequence[Message], bot: Bot, i18n: I18nContext, max_side: int) -> list[InputPhoto] | None:
+async def accept_inputs(
+    messages: Sequence[Message], bot: Bot, i18n: I18nContext, max_side: int
+) -> list[InputPhoto] | None:
     """The messages' pictures, or None after telling the user why they are refused."""
     try:
         return await read_inputs(messages, bot, max_side)

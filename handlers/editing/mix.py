@@ -13,7 +13,15 @@ from aiogram_i18n import I18nContext
 from generation.backend import Mode
 from generation.jobs import JobService
 from handlers.common import PromptError, validate_prompt
-from handlers.editing.flow import PAIR_WEIGHTS, EditCb, MixFlow, finish_flow, pair_weight_keyboard, start_flow, step_text
+from handlers.editing.flow import (
+    PAIR_WEIGHTS,
+    EditCb,
+    MixFlow,
+    finish_flow,
+    pair_weight_keyboard,
+    start_flow,
+    step_text,
+)
 from handlers.editing.inputs import InputPhoto, accept_inputs, caption_of, has_media, rejection_text
 from handlers.editing.submit import submit_edit
 from storage.models import User

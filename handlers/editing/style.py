@@ -14,7 +14,15 @@ from aiogram_i18n import I18nContext
 
 from generation.backend import Mode
 from generation.jobs import JobService
-from handlers.editing.flow import STYLE_WEIGHTS, EditCb, StyleFlow, finish_flow, start_flow, step_text, style_weight_keyboard
+from handlers.editing.flow import (
+    STYLE_WEIGHTS,
+    EditCb,
+    StyleFlow,
+    finish_flow,
+    start_flow,
+    step_text,
+    style_weight_keyboard,
+)
 from handlers.editing.inputs import InputPhoto, accept_inputs, has_media, rejection_text
 from handlers.editing.submit import strength_value, submit_edit
 from storage.models import User

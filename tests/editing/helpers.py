@@ -24,7 +24,9 @@ def photo_update(
     """A compressed photo as Telegram sends it: several sizes, the largest last."""
     n = next(_unique)
     sizes = [
-        PhotoSize(file_id=f"{file_id}-thumb", file_unique_id=f"t{n}", width=max(1, width // 4), height=max(1, height // 4)),
+        PhotoSize(
+            file_id=f"{file_id}-thumb", file_unique_id=f"t{n}", width=max(1, width // 4), height=max(1, height // 4)
+        ),
         PhotoSize(file_id=file_id, file_unique_id=f"p{n}", width=width, height=height, file_size=file_size),
     ]
     return message_update(None, photo=sizes, caption=caption, media_group_id=media_group_id, **fields)
@@ -35,7 +37,9 @@ def document_update(
     media_group_id: str | None = None,
 ) -> Update:
     n = next(_unique)
-    document = Document(file_id=file_id, file_unique_id=f"d{n}", file_name=file_name, mime_type=mime_type, file_size=file_size)
+    document = Document(
+        file_id=file_id, file_unique_id=f"d{n}", file_name=file_name, mime_type=mime_type, file_size=file_size
+    )
     return message_update(None, document=document, caption=caption, media_group_id=media_group_id)
 
 

@@ -1,11 +1,13 @@
 """Flow mechanics: where the user is, /cancel, the 10-minute reset, restarts."""
 
+import time
+
 from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendPhoto
 
 from generation.backend import Mode
 from tests.conftest import start_harness, stop_harness
 from tests.editing.helpers import age_flow, fsm, last_buttons, last_text, photo_update
-from tests.fakes import callback_update, message_update
+from tests.fakes import callback_update, message_update, user
 from tests.photos import photo_bytes
 
 
@@ -64,8 +66,6 @@ async def test_activity_keeps_the_flow_alive(harness):
     await age_flow(harness, 9 * 60)
     await harness.feed(photo_update("p", 512, 512))  # refreshes the timestamp
     data = await fsm(harness).get_data()
-    import time
-
     assert time.time() - data["touched"] < 5 and len(data["photos"]) == 1
 
 
@@ -109,8 +109,6 @@ async def test_an_input_telegram_no_longer_serves_fails_the_job_with_a_message(h
 
 
 async def test_russian_user_sees_russian_steps(harness):
-    from tests.fakes import user
-
     ivan = user(3003, language_code="ru", first_name="Иван")
     await harness.feed(message_update("/style", from_user=ivan))
     assert "шаг 1 из 3" in last_text(harness) and "/cancel" in last_text(harness)

@@ -1,6 +1,7 @@
 """What users send: accepted photos and image files, and every refused input (nothing queued)."""
 
 from aiogram.methods import GetFile, SendMessage
+from PIL import Image
 
 from generation.backend import Mode
 from tests.editing.helpers import (
@@ -11,8 +12,8 @@ from tests.editing.helpers import (
     photo_update,
     video_update,
 )
-from tests.fakes import message_update, sticker_update
-from tests.photos import animated_gif, exif_rotated_jpeg, photo_bytes, random_bytes
+from tests.fakes import callback_update, message_update, sticker_update
+from tests.photos import animated_gif, encode, exif_rotated_jpeg, photo_bytes, random_bytes
 
 MB = 1024 * 1024
 
@@ -31,8 +32,6 @@ async def test_image_documents_are_accepted(harness):
         harness.session.files[file_id] = data
         await harness.feed(document_update(file_id, mime, name, caption="a pencil sketch"))
         assert "a pencil sketch" in last_text(harness), file_id
-        from tests.fakes import callback_update
-
         await harness.feed(callback_update("edit:restyle:medium"))
         await harness.wait_jobs_settled()
         request = harness.backend.calls[index]
@@ -67,10 +66,6 @@ async def _assert_refused(harness, make_update, expected, label):
 
 
 async def test_refused_inputs_outside_and_inside_flows(harness):
-    from PIL import Image
-
-    from tests.photos import encode
-
     files = harness.session.files
     files["fake-png"] = random_bytes()
     files["gif"] = animated_gif()
@@ -133,7 +128,10 @@ async def test_an_album_with_a_bad_item_is_refused_whole(harness):
     harness.session.files["bad"] = random_bytes()
     await feed_album(
         harness,
-        [photo_update("a", 512, 512, media_group_id="m"), document_update("bad", "image/png", "x.png", media_group_id="m")],
+        [
+            photo_update("a", 512, 512, media_group_id="m"),
+            document_update("bad", "image/png", "x.png", media_group_id="m"),
+        ],
     )
     assert "not a picture" in last_text(harness)
     assert await harness.jobs() == []

@@ -3,7 +3,7 @@ from aiogram.methods import SendMediaGroup, SendMessage, SendPhoto
 
 from generation.backend import Mode, ModelId
 from tests.editing.helpers import document_update, feed_album, last_buttons, last_text, photo_update
-from tests.fakes import callback_update, message_update
+from tests.fakes import callback_update, message_update, user
 from tests.photos import photo_bytes
 
 
@@ -21,7 +21,9 @@ async def test_style_from_a_guidance_photo(harness):
     assert "step 2 of 3" in last_text(harness)
     await harness.feed(photo_update("look", 512, 512))
     assert "step 3 of 3" in last_text(harness)
-    assert last_buttons(harness) == [("Style 30%", "edit:style:30"), ("Style 50%", "edit:style:50"), ("Style 70%", "edit:style:70")]
+    assert last_buttons(harness) == [
+        ("Style 30%", "edit:style:30"), ("Style 50%", "edit:style:50"), ("Style 70%", "edit:style:70")
+    ]
 
     await harness.feed(callback_update("edit:style:70"))
     [job] = await harness.wait_jobs_settled()
@@ -143,7 +145,5 @@ async def test_variations_button_under_a_text_to_image_result(harness):
     assert jobs[1].kind == "variations" and jobs[1].status == "done"
     assert harness.backend.calls[1].images[0].size == (256, 256)
     # Someone else's job: refused.
-    from tests.fakes import user
-
     await harness.feed(callback_update(f"res:variations:{job.id}", from_user=user(2002, first_name="Bob")))
     assert len(await harness.jobs()) == 2

@@ -5,7 +5,8 @@ import time
 from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendPhoto
 
 from generation.backend import Mode
-from tests.conftest import start_harness, stop_harness
+from generation.fake import FakeBackend
+from tests.conftest import make_settings, start_harness, stop_harness
 from tests.editing.helpers import age_flow, fsm, last_buttons, last_text, photo_update
 from tests.fakes import callback_update, message_update, user
 from tests.photos import photo_bytes
@@ -117,3 +118,18 @@ async def test_russian_user_sees_russian_steps(harness):
     await harness.feed(message_update("/restyle", from_user=ivan))
     await harness.feed(photo_update("p", 512, 512, caption="мраморная статуя", from_user=ivan))
     assert last_buttons(harness)[1] == ("✅ Средне", "edit:restyle:medium")
+
+
+async def test_edits_share_the_queue_limits(tmp_path):
+    settings = make_settings(tmp_path, max_image_side=256, max_pending_per_user=2)
+    harness = await start_harness(settings, FakeBackend(step_seconds=0.05))
+    try:
+        harness.session.files["p"] = photo_bytes("astronaut")
+        for _ in range(3):
+            await harness.feed(photo_update("p", 512, 512, caption="a statue"))
+            await harness.feed(callback_update("edit:restyle:medium"))
+        assert last_text(harness) == "You already have 2 pictures in progress. Wait for them or /cancel."
+        jobs = await harness.wait_jobs_settled()
+        assert [j.status for j in jobs] == ["done", "done"]
+    finally:
+        await stop_harness(harness)

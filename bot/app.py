@@ -21,6 +21,7 @@ from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddlew
 from bot.notifier import TelegramNotifier
 from generation.backend import Backend
 from generation.jobs import JobService
+from generation.moderation import ContentGuard, build_content_guard
 from generation.queue import EmbeddedQueue, JobQueue
 from generation.runner import JobRunner
 from handlers import build_root_router
@@ -68,6 +69,7 @@ class App:
     runner: JobRunner
     notifier: TelegramNotifier
     jobs: JobService
+    guard: ContentGuard
 
 
 def build_app(
@@ -75,12 +77,17 @@ def build_app(
     bot: Bot | None = None,
     backend: Backend | None = None,
     storage: BaseStorage | None = None,
+    guard: ContentGuard | None = None,
 ) -> App:
     bot = bot or create_bot(settings)
     engine = create_engine(settings.db_url)
     db = Database(create_sessionmaker(engine))
     notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
-    runner = JobRunner(db, backend or create_backend(settings), notifier, settings.results_dir)
+    # Beautification and the safety checks, switched by the operator's settings.
+    guard = guard or build_content_guard(
+        settings.beautifier_settings(), settings.safety_settings(), settings.generation_config()
+    )
+    runner = JobRunner(db, backend or create_backend(settings), notifier, settings.results_dir, guard=guard)
 
     async def refresh_positions() -> None:
         await refresh_queue_positions(db, notifier)
@@ -88,7 +95,9 @@ def build_app(
     queue = EmbeddedQueue(
         db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
     )
-    jobs = JobService(queue, settings.max_image_side, settings.max_pending_per_user, settings.max_pending_total)
+    jobs = JobService(
+        queue, settings.max_image_side, settings.max_pending_per_user, settings.max_pending_total, guard=guard
+    )
 
     dispatcher = Dispatcher(
         storage=storage or MemoryStorage(),
@@ -96,6 +105,7 @@ def build_app(
         max_image_side=settings.max_image_side,
         results_dir=str(settings.results_dir),
         admin_ids=frozenset(settings.admin_ids),
+        guard=guard,  # upload handlers: ``await guard.check_upload(photo)`` for an early answer
     )
     # Albums first: an album's later photos are merged into its first update before any database work.
     dispatcher.update.outer_middleware(AlbumMiddleware(settings.album_wait_seconds))
@@ -105,7 +115,7 @@ def build_app(
     dispatcher.message.outer_middleware(ChatScopeMiddleware())
     dispatcher.include_router(build_root_router())
 
-    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs)
+    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard)
 
     async def on_startup() -> None:
         await set_commands(bot)
@@ -113,6 +123,7 @@ def build_app(
 
     async def on_shutdown() -> None:
         await queue.stop()
+        await guard.close()
         await engine.dispose()
 
     dispatcher.startup.register(on_startup)

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from generation.beautify import BeautifierSettings
+from generation.safety import DEFAULT_NSFW_THRESHOLD, SafetySettings
 from generation.sources import GenerationConfig
 
 # Telegram tokens look like "123456789:AAH...": a numeric bot id, a colon and a 35-character secret.
@@ -42,6 +44,21 @@ class Settings(BaseSettings):
     # How long a delivery that Telegram refused waits before the next try.
     delivery_retry_seconds: float = 30.0
     progress_edit_interval: float = 2.0  # at most one status edit per chat this often
+
+    # Prompt beautification with an LLM (generation.beautify); users switch it on in /settings.
+    beautify_backend: Literal["local", "openai", "off"] = "local"
+    beautify_timeout: float = Field(default=30.0, gt=0)  # seconds for the answer (not the model load)
+    beautify_local_model: str | None = None  # hub id or folder; default Intel/neural-chat-7b-v3-1
+    beautify_max_new_tokens: int = Field(default=256, ge=16)
+    beautify_openai_url: str = "http://127.0.0.1:8000/v1"  # vLLM, llama.cpp server, Ollama (.../v1)
+    beautify_openai_model: str = "Intel/neural-chat-7b-v3-1"
+    beautify_openai_api_key: SecretStr | None = None
+    # Content safety (generation.safety): the prompt blocklist and the OpenNSFW image check.
+    safety_text_filter: bool = True
+    safety_blocklist_path: Path | None = None  # default: generation/data/blocklist.txt
+    safety_image_filter: bool = True
+    safety_nsfw_threshold: float = Field(default=DEFAULT_NSFW_THRESHOLD, ge=0.0, le=1.0)
+    safety_blurred_preview: bool = True  # send a heavily blurred preview with the notice
 
     # Image editing: how long an album's first photo waits for the rest of the album.
     album_wait_seconds: float = Field(default=1.0, gt=0, le=10)
@@ -80,6 +97,28 @@ class Settings(BaseSettings):
             compile=self.torch_compile,
             max_image_side=self.max_image_side,
             cache_dir=self.data_dir / "models",
+        )
+
+
+    def beautifier_settings(self) -> BeautifierSettings:
+        key = self.beautify_openai_api_key
+        return BeautifierSettings(
+            backend=self.beautify_backend,
+            timeout_s=self.beautify_timeout,
+            local_model=self.beautify_local_model,
+            local_max_new_tokens=self.beautify_max_new_tokens,
+            openai_base_url=self.beautify_openai_url,
+            openai_model=self.beautify_openai_model,
+            openai_api_key=key.get_secret_value() if key is not None else None,
+        )
+
+    def safety_settings(self) -> SafetySettings:
+        return SafetySettings(
+            text_filter=self.safety_text_filter,
+            blocklist_path=self.safety_blocklist_path,
+            image_filter=self.safety_image_filter,
+            nsfw_threshold=self.safety_nsfw_threshold,
+            blurred_preview=self.safety_blurred_preview,
         )
 
 

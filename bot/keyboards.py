@@ -19,7 +19,7 @@ class SettingsCb(CallbackData, prefix="set"):
 
 
 class ResultCb(CallbackData, prefix="res"):
-    action: str  # again | variations | original | seed
+    action: str  # again | plain | variations | original | seed
     job_id: int
 
 
@@ -129,9 +129,14 @@ def cancel_job_keyboard(t: Translator, locale: str, job_id: int) -> InlineKeyboa
     return builder.as_markup()
 
 
-def result_keyboard(t: Translator, locale: str, job_id: int, variations: bool = False) -> InlineKeyboardMarkup:
+def result_keyboard(
+    t: Translator, locale: str, job_id: int, variations: bool = False, plain: bool = False
+) -> InlineKeyboardMarkup:
+    """``plain``: the job's prompt was beautified; offer it again in the user's own words."""
     builder = InlineKeyboardBuilder()
     builder.button(text=t("btn-again", locale), callback_data=ResultCb(action="again", job_id=job_id))
+    if plain:
+        builder.button(text=t("btn-plain", locale), callback_data=ResultCb(action="plain", job_id=job_id))
     if variations:
         builder.button(text=t("btn-variations", locale), callback_data=ResultCb(action="variations", job_id=job_id))
     builder.button(text=t("btn-original", locale), callback_data=ResultCb(action="original", job_id=job_id))

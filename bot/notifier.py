@@ -30,8 +30,16 @@ def progress_bar(step: int, total: int) -> str:
     return "▓" * filled + "░" * (BAR_WIDTH - filled)
 
 
+def _shorten(text: str, room: int) -> str:
+    return text if len(text) <= room else text[: max(room - 1, 0)] + "…"
+
+
 def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None) -> str:
-    """The caption: the prompt shortened so the whole caption fits Telegram's 1024 characters."""
+    """The caption: the prompt shortened so the whole caption fits Telegram's 1024 characters.
+
+    A beautified job shows the prompt that was used with the user's own beside it; a line says when
+    beautification fell back to the user's words, and when the safety check withheld some images.
+    """
     params = job.params
     fields = dict(
         model=model_name(t, job.model, locale),
@@ -39,11 +47,25 @@ def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None
         size=f"{params['width']}×{params['height']}",
         seed=str(params["seed"] if seed is None else seed),  # a str: Fluent would group digits
     )
+    notes = []
+    if params.get("beautify_outcome") == "fell_back":
+        notes.append(t("beautify-fell-back", locale))
+    if params.get("censored"):
+        notes.append(t("result-censored-some", locale, count=len(params["censored"])))
+    tail = "".join("\n" + note for note in notes)
     prompt = params.get("display_prompt") or params.get("prompt", "")
-    room = CAPTION_LIMIT - len(t("result-caption", locale, prompt="", **fields))
-    if len(prompt) > room:
-        prompt = prompt[: max(room - 1, 0)] + "…"
-    return t("result-caption", locale, prompt=html.escape(prompt), **fields)
+    used = params.get("used_prompt")
+    if used:
+        room = CAPTION_LIMIT - len(tail) - len(t("result-caption-beautified", locale, prompt="", original="", **fields))
+        original = _shorten(prompt, max(room // 3, 1))
+        used = _shorten(used, room - len(original))
+        caption = t(
+            "result-caption-beautified", locale, prompt=html.escape(used), original=html.escape(original), **fields
+        )
+        return caption + tail
+    room = CAPTION_LIMIT - len(tail) - len(t("result-caption", locale, prompt="", **fields))
+    prompt = _shorten(prompt, room)
+    return t("result-caption", locale, prompt=html.escape(prompt), **fields) + tail
 
 
 def _photo_rejected(exc: TelegramBadRequest) -> bool:
@@ -119,6 +141,26 @@ class TelegramNotifier:
         if job.status_message_id is not None:
             self._last_text.pop((job.chat_id, job.status_message_id), None)
 
+    async def beautifying(self, ctx: JobContext) -> None:
+        await self.edit_status(ctx.job, self.t("job-beautifying", ctx.locale), self._cancel_markup(ctx))
+
+    async def censored(self, ctx: JobContext, previews: list[Path], upload: bool = False) -> None:
+        """The notice instead of the pictures; with a blurred preview (under a spoiler) when there is one."""
+        job, locale = ctx.job, ctx.locale
+        text = self.t("upload-censored" if upload else "job-censored", locale)
+        if not previews:
+            await self.edit_status(job, text)
+            self._forget(job)
+            return
+        await self.bot.send_photo(chat_id=job.chat_id, photo=FSInputFile(previews[0]), caption=text, has_spoiler=True)
+        if job.status_message_id is not None:
+            try:
+                with best_effort():
+                    await self.bot.delete_message(chat_id=job.chat_id, message_id=job.status_message_id)
+            except TelegramAPIError:
+                pass
+        self._forget(job)
+
     async def fetch_file(self, file_id: str) -> bytes:
         buffer = BytesIO()
         await self.bot.download(file_id, destination=buffer)
@@ -129,21 +171,26 @@ class TelegramNotifier:
         job, locale = ctx.job, ctx.locale
         if not paths:
             raise FileNotFoundError(f"no stored images for job {job.id}")
-        keyboard = result_keyboard(self.t, locale, job.id, variations=self.variations_enabled)
+        keyboard = result_keyboard(
+            self.t, locale, job.id, variations=self.variations_enabled, plain=bool(job.params.get("used_prompt"))
+        )
         if len(paths) == 1:
-            message = await self._send_photo(job, paths[0], result_caption(self.t, job, locale), keyboard)
+            single_seed = int(job.params["seed"]) + int(paths[0].stem)
+            message = await self._send_photo(job, paths[0], result_caption(self.t, job, locale, single_seed), keyboard)
             file_ids = [self._file_id(message)]
         else:
+            # Image i was generated with seed + i; the file name keeps i when the safety check left some out.
             seed = int(job.params["seed"])
+            seeds_of = [seed + int(path.stem) for path in paths]
             media = [
                 InputMediaPhoto(
-                    media=FSInputFile(path), caption=result_caption(self.t, job, locale, seed + i) if i == 0 else None
+                    media=FSInputFile(path), caption=result_caption(self.t, job, locale, seeds_of[i]) if i == 0 else None
                 )
                 for i, path in enumerate(paths)
             ]
             messages = await self.bot.send_media_group(chat_id=job.chat_id, media=media)
             file_ids = [self._file_id(m) for m in messages]
-            seeds = ", ".join(str(seed + i) for i in range(len(paths)))
+            seeds = ", ".join(str(s) for s in seeds_of)
             await self.bot.send_message(
                 chat_id=job.chat_id,
                 text=self.t("result-album-buttons", locale, count=len(paths), seeds=seeds),

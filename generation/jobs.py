@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from generation.backend import Mode, ModelId
+from generation.moderation import ContentGuard
 from generation.queue import JobQueue
 from generation.styles import image_size
-from storage.models import Job, JobStatus, User
+from storage.models import Job, JobStatus, ModerationKind, User
 from storage.repositories import Repositories
 
 MAX_PROMPT_LENGTH = 1000
@@ -26,6 +27,14 @@ class AdmissionError(Exception):
         super().__init__(code)
         self.code = code
         self.limit = limit
+
+
+class PromptBlocked(AdmissionError):
+    """The prompt matched the blocklist: refused with a neutral message, counted, no job created."""
+
+    def __init__(self, entry: str) -> None:
+        super().__init__("prompt-blocked", 0)
+        self.entry = entry
 
 
 @dataclass
@@ -44,9 +53,15 @@ def new_seed() -> int:
 
 class JobService:
     def __init__(
-        self, queue: JobQueue, max_image_side: int, max_pending_per_user: int, max_pending_total: int
+        self,
+        queue: JobQueue,
+        max_image_side: int,
+        max_pending_per_user: int,
+        max_pending_total: int,
+        guard: ContentGuard | None = None,
     ) -> None:
         self.queue = queue
+        self.guard = guard
         self.max_image_side = max_image_side
         self.max_pending_per_user = max_pending_per_user
         self.max_pending_total = max_pending_total
@@ -57,6 +72,16 @@ class JobService:
             raise AdmissionError("limit-user", self.max_pending_per_user)
         if await repos.jobs.count_pending() >= self.max_pending_total:
             raise AdmissionError("limit-total", self.max_pending_total)
+
+    async def check_prompt(self, repos: Repositories, user: User, params: dict[str, Any]) -> None:
+        """The text filter on the prompt before a job exists; a refusal is counted for admins."""
+        if self.guard is None:
+            return
+        entry = self.guard.check_text(params.get("prompt"))
+        if entry is not None:
+            await repos.moderation.add(user.id, ModerationKind.PROMPT_BLOCKED, entry)
+            await repos.commit()
+            raise PromptBlocked(entry)
 
     def params_from_settings(self, user: User, prompt: str, **overrides: Any) -> dict[str, Any]:
         settings = user.settings
@@ -87,11 +112,13 @@ class JobService:
     ) -> Job:
         """Admission control, a queued job row, its status message, then the queue.
 
-        Raises AdmissionError (and creates nothing) when the user or the queue is over its limit.
+        Raises AdmissionError (and creates nothing) when the user or the queue is over its limit, and
+        PromptBlocked (an AdmissionError) when the prompt matches the blocklist.
         One user's requests are admitted one at a time, so simultaneous messages cannot slip past
         the per-user limit.
         """
         async with self._user_locks[user.id]:
+            await self.check_prompt(repos, user, params)
             await self.check_admission(repos, user.id)
             job = await repos.jobs.add(
                 Job(

@@ -28,8 +28,9 @@ from generation.backend import (
     Mode,
 )
 from generation.images import InputImageError, prepare_input_image
+from generation.moderation import BlockStage, ContentGuard
 from generation.styles import DEFAULT_STYLE, STYLES
-from storage.models import Job, JobStatus, User, utcnow
+from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
@@ -60,20 +61,39 @@ class JobEvents(Protocol):
 
     async def cancelled(self, ctx: JobContext) -> None: ...
 
+    async def beautifying(self, ctx: JobContext) -> None:
+        """The prompt is with the LLM (status message)."""
+        ...
+
+    async def censored(self, ctx: JobContext, previews: list[Path], upload: bool = False) -> None:
+        """Nothing is sent: every image (or the user's photo, ``upload``) failed the NSFW check.
+        ``previews``: heavily blurred stand-ins, when the operator allows them."""
+        ...
+
     async def fetch_file(self, file_id: str) -> bytes: ...
+
+
+class JobCensored(Exception):
+    """The NSFW check stopped the job: ``code`` is "image_censored" or "upload_censored"."""
+
+    def __init__(self, code: str, previews: list[Path] | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.previews = previews or []
 
 
 # Hooks that later stages plug in (beautification, safety) without the runner knowing them.
 RequestHook = Callable[[JobContext, GenerationRequest], Awaitable[GenerationRequest]]
 
 
-def build_request(job: Job, images: list[Image.Image] | None = None) -> GenerationRequest:
+def build_request(job: Job, images: list[Image.Image] | None = None, prompt: str | None = None) -> GenerationRequest:
+    """``prompt``: the prompt to use instead of the user's (the beautified one); the style applies to it."""
     params = job.params
     style = STYLES.get(params.get("style") or DEFAULT_STYLE, STYLES[DEFAULT_STYLE])
     return GenerationRequest(
         mode=Mode(job.kind),
         model=ModelId(job.model),
-        prompt=style.apply(params.get("prompt", "")),
+        prompt=style.apply(params.get("prompt", "") if prompt is None else prompt),
         negative_prompt=params.get("negative_prompt") or None,
         width=int(params["width"]),
         height=int(params["height"]),
@@ -96,8 +116,10 @@ class JobRunner:
         events: JobEvents,
         results_dir: Path,
         request_hooks: list[RequestHook] | None = None,
+        guard: ContentGuard | None = None,
     ) -> None:
         self.db = db
+        self.guard = guard  # beautification and the safety checks; None: neither
         self.backend = backend
         self.events = events
         self.results_dir = results_dir
@@ -145,6 +167,18 @@ class JobRunner:
             await session.commit()
             return moved
 
+    async def _update_params(self, ctx: JobContext, **values: Any) -> None:
+        params = dict(ctx.job.params, **values)
+        async with self.db.session() as session:
+            await Repositories(session).jobs.set_values(ctx.job.id, params=params)
+            await session.commit()
+        ctx.job.params = params
+
+    async def _record(self, ctx: JobContext, kind: ModerationKind, detail: str | None = None) -> None:
+        async with self.db.session() as session:
+            await Repositories(session).moderation.add(ctx.job.user_id, kind, detail, job_id=ctx.job.id)
+            await session.commit()
+
     async def run(self, job_id: int) -> None:
         """Generate (if still queued) and deliver one job."""
         cancel_event = threading.Event()
@@ -177,7 +211,8 @@ class JobRunner:
             images = [
                 await self._open_input(file_id, max_side) for file_id in ctx.job.params.get("input_file_ids") or []
             ]
-            request = build_request(ctx.job, images)
+            await self._check_inputs(ctx, images)
+            request = build_request(ctx.job, images, await self._prepare_prompt(ctx))
             for hook in self.request_hooks:
                 request = await hook(ctx, request)
             await self.events.started(ctx)
@@ -185,7 +220,13 @@ class JobRunner:
                 results = await asyncio.to_thread(self.backend.generate, request, progress)
             if cancel_event.is_set():
                 raise GenerationCancelled()
-            await asyncio.to_thread(self._store, job_id, results)
+            await self._store_checked(ctx, results)
+        except JobCensored as exc:
+            if await self._transition(
+                job_id, [JobStatus.RUNNING], JobStatus.CENSORED, error=exc.code, finished_at=utcnow()
+            ):
+                await self.events.censored(ctx, exc.previews, upload=exc.code == "upload_censored")
+            return
         except GenerationCancelled:
             if job_id in self._requeue_on_cancel:
                 await self._transition(job_id, [JobStatus.RUNNING], JobStatus.QUEUED, started_at=None)
@@ -209,6 +250,71 @@ class JobRunner:
             return
         await self._transition(job_id, [JobStatus.RUNNING], JobStatus.GENERATED, generated_at=utcnow())
 
+    # -- beautification and safety ------------------------------------------------------------
+    async def _check_inputs(self, ctx: JobContext, images: list[Image.Image]) -> None:
+        """The NSFW check on the user's photos (editing, face swap) before they reach a model."""
+        if self.guard is None or not images:
+            return
+        flagged = [v for v in await self.guard.check_images(images) or [] if v.nsfw]
+        if flagged:
+            await self._record(ctx, ModerationKind.UPLOAD_CENSORED, f"{max(v.score for v in flagged):.3f}")
+            raise JobCensored("upload_censored")
+
+    async def _prepare_prompt(self, ctx: JobContext) -> str | None:
+        """The prompt to generate from: beautified when the user asked for it; None: the user's own.
+
+        The text filter runs again here, on the LLM's prompt too; a blocked prompt fails the job with
+        the "prompt_blocked" message.
+        """
+        params = ctx.job.params
+        if self.guard is None or not params.get("prompt"):
+            return None
+        wants = bool(params.get("beautify")) and self.guard.beautification_available
+        if wants:
+            await self.events.beautifying(ctx)
+        prepared = await self.guard.prepare_prompt(params["prompt"], beautify=wants)
+        if prepared.blocked:
+            beautified = prepared.blocked_stage is BlockStage.BEAUTIFIED
+            kind = ModerationKind.BEAUTIFIED_BLOCKED if beautified else ModerationKind.PROMPT_BLOCKED
+            await self._record(ctx, kind, prepared.blocked_entry)
+            raise GenerationError("prompt_blocked")
+        # Stored for the caption and the "Without beautification" button; every run rewrites them
+        # (a job resubmitted by "Again" carries the old values).
+        outcome = "beautified" if prepared.beautified else "fell_back" if prepared.fell_back else None
+        await self._update_params(
+            ctx, used_prompt=prepared.prompt if prepared.beautified else None, beautify_outcome=outcome
+        )
+        return prepared.prompt
+
+    async def _store_checked(self, ctx: JobContext, results: list[Image.Image]) -> None:
+        """Store the images that pass the NSFW check; raise JobCensored when none did."""
+        if self.guard is None:
+            await asyncio.to_thread(self._store, ctx.job.id, results)
+            return
+        verdicts = await self.guard.check_images(results) or []
+        censored = [i for i, verdict in enumerate(verdicts) if verdict.nsfw]
+        for i in censored:
+            await self._record(ctx, ModerationKind.IMAGE_CENSORED, f"{verdicts[i].score:.3f}")
+        await self._update_params(ctx, censored=censored)
+        kept = {i: image for i, image in enumerate(results) if i not in censored}
+        if kept:
+            await asyncio.to_thread(self._store, ctx.job.id, kept)
+            return
+        # One heavily blurred stand-in for the notice (if the operator allows it).
+        preview = await asyncio.to_thread(self.guard.blurred_preview, results[0]) if results else None
+        paths = await asyncio.to_thread(self._store_previews, ctx.job.id, [preview] if preview else [])
+        raise JobCensored("image_censored", paths)
+
+    def _store_previews(self, job_id: int, previews: list[Image.Image]) -> list[Path]:
+        folder = self.results_dir / str(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for index, preview in enumerate(previews):
+            path = folder / f"preview-{index}.jpg"  # not *.png: never taken for a result
+            preview.save(path, format="JPEG", quality=70)
+            paths.append(path)
+        return paths
+
     async def _open_input(self, file_id: str, max_side: int) -> Image.Image:
         """Download an input photo by its Telegram file id; upright RGB, fitted to ``max_side``.
 
@@ -224,10 +330,13 @@ class JobRunner:
         except InputImageError as exc:
             raise GenerationError("input_invalid", f"{file_id}: {exc}") from exc
 
-    def _store(self, job_id: int, images: list[Image.Image]) -> None:
+    def _store(self, job_id: int, images: list[Image.Image] | dict[int, Image.Image]) -> None:
+        """Images as ``{index}.png``; a dict keeps the indices of images the safety check left out,
+        so image ``i`` keeps its seed ``seed + i``."""
         folder = self.results_dir / str(job_id)
         folder.mkdir(parents=True, exist_ok=True)
-        for index, image in enumerate(images):
+        items = images.items() if isinstance(images, dict) else enumerate(images)
+        for index, image in items:
             tmp = folder / f"{index}.png.tmp"
             image.save(tmp, format="PNG")
             tmp.replace(folder / f"{index}.png")  # atomic: a crash never leaves half a file

@@ -75,6 +75,33 @@ async def again(
     )
 
 
+async def without_beautification(
+    query: CallbackQuery,
+    callback_data: ResultCb,
+    bot: Bot,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+) -> None:
+    """A beautified job again in the user's own words, with the same seed to compare."""
+    job = await _own_job(query, callback_data.job_id, user, repos, i18n)
+    if job is None:
+        return
+    await query.answer()
+    await submit_job(
+        bot=bot,
+        chat_id=job.chat_id,
+        repos=repos,
+        user=user,
+        jobs=jobs,
+        i18n=i18n,
+        params=dict(job.params, beautify=False),
+        kind=Mode(job.kind),
+        model=job.model,
+    )
+
+
 async def original(
     query: CallbackQuery,
     callback_data: ResultCb,
@@ -95,9 +122,9 @@ async def original(
         return
     await query.answer()
     seed = int(job.params["seed"])
-    for index, path in enumerate(paths):
+    for path in paths:  # "{i}.png" was generated with seed + i
         await bot.send_document(
-            job.chat_id, FSInputFile(path, filename=f"kandinsky-{job.id}-{seed + index}.png")
+            job.chat_id, FSInputFile(path, filename=f"kandinsky-{job.id}-{seed + int(path.stem)}.png")
         )
 
 
@@ -118,6 +145,7 @@ def create_router() -> Router:
     router.message(F.text.startswith("/"))(unknown_command)
     router.message(F.text)(prompt)
     router.callback_query(ResultCb.filter(F.action == "again"))(again)
+    router.callback_query(ResultCb.filter(F.action == "plain"))(without_beautification)
     router.callback_query(ResultCb.filter(F.action == "original"))(original)
     router.callback_query(ResultCb.filter(F.action == "seed"))(reuse_seed)
     return router

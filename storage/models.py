@@ -86,3 +86,25 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     generated_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class ModerationKind(StrEnum):
+    PROMPT_BLOCKED = "prompt_blocked"  # the user's prompt matched the blocklist; no job was created
+    BEAUTIFIED_BLOCKED = "beautified_blocked"  # the LLM's expansion matched it; the job failed
+    IMAGE_CENSORED = "image_censored"  # a generated image scored over the NSFW threshold; not sent
+    UPLOAD_CENSORED = "upload_censored"  # a photo the user sent for editing scored over it
+
+
+class ModerationEvent(Base):
+    """One refusal by the safety checks: what admins count (per kind, per user, over time)."""
+
+    __tablename__ = "moderation_events"
+    __table_args__ = (Index("ix_moderation_kind_created", "kind", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(32))  # ModerationKind
+    # The blocklist entry that matched, or the NSFW score: never the prompt or the image itself.
+    detail: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import PENDING_STATUSES, Job, JobStatus, User, UserSettings, utcnow
+from storage.models import PENDING_STATUSES, Job, JobStatus, ModerationEvent, User, UserSettings, utcnow
 
 
 class UserRepository:
@@ -203,6 +203,40 @@ class JobRepository:
         return list(jobs)
 
 
+class ModerationRepository:
+    """Refusals by the safety checks (generation.moderation), counted for admins."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, user_id: int, kind: str, detail: str | None = None, job_id: int | None = None) -> ModerationEvent:
+        event = ModerationEvent(user_id=user_id, kind=str(kind), detail=(detail or None) and detail[:200], job_id=job_id)
+        self.session.add(event)
+        await self.session.flush()
+        return event
+
+    async def counts(self, since: datetime | None = None, user_id: int | None = None) -> dict[str, int]:
+        """Events per kind (ModerationKind values), optionally since a time and for one user."""
+        query = select(ModerationEvent.kind, func.count(ModerationEvent.id)).group_by(ModerationEvent.kind)
+        if since is not None:
+            query = query.where(ModerationEvent.created_at >= since)
+        if user_id is not None:
+            query = query.where(ModerationEvent.user_id == user_id)
+        return {kind: int(count) for kind, count in (await self.session.execute(query)).all()}
+
+    async def top_users(self, limit: int = 10, since: datetime | None = None) -> list[tuple[int, int]]:
+        """(user id, events) of the users refused most often."""
+        query = (
+            select(ModerationEvent.user_id, func.count(ModerationEvent.id).label("n"))
+            .group_by(ModerationEvent.user_id)
+            .order_by(func.count(ModerationEvent.id).desc(), ModerationEvent.user_id)
+            .limit(limit)
+        )
+        if since is not None:
+            query = query.where(ModerationEvent.created_at >= since)
+        return [(int(u), int(n)) for u, n in (await self.session.execute(query)).all()]
+
+
 @dataclass
 class Repositories:
     """A unit of work: one session, the repositories over it, one commit."""
@@ -212,6 +246,7 @@ class Repositories:
     def __post_init__(self) -> None:
         self.users = UserRepository(self.session)
         self.jobs = JobRepository(self.session)
+        self.moderation = ModerationRepository(self.session)
 
     async def commit(self) -> None:
         await self.session.commit()

@@ -30,6 +30,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         delivery_retry_seconds=0.2,
         progress_edit_interval=0.0,
         admin_ids=[],
+        beautify_backend="off",  # no LLM download in tests; tests/safety inject their own beautifier
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)

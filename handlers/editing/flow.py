@@ -7,12 +7,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, TelegramObject
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
+
+from bot.best_effort import best_effort
 
 FLOW_TIMEOUT_SECONDS = 600.0  # a flow left alone this long starts over
 
@@ -76,8 +79,9 @@ async def finish_flow(state: FSMContext, buttons_message: Message | None = None)
 async def drop_buttons(message: Message) -> None:
     """Remove the inline buttons of a flow's step message (best effort: it may be too old)."""
     try:
-        await message.edit_reply_markup(reply_markup=None)
-    except Exception:  # noqa: BLE001 - a stale or deleted message is no reason to fail the request
+        with best_effort():
+            await message.edit_reply_markup(reply_markup=None)
+    except TelegramAPIError:  # a stale or deleted message is no reason to fail the request
         pass
 
 
@@ -106,7 +110,8 @@ class FlowTimeoutMiddleware(BaseMiddleware):
             await state.clear()
             data["raw_state"] = None
             i18n: I18nContext = data["i18n"]
-            if isinstance(event, CallbackQuery):
+            if isinstance(event, CallbackQuery) and (event.data or "").startswith(f"{EditCb.__prefix__}:"):
+                # A button of the expired flow: say so (other buttons, e.g. "Again", still work).
                 await event.answer(i18n.get("edit-flow-expired"), show_alert=True)
                 if isinstance(event.message, Message):
                     await drop_buttons(event.message)

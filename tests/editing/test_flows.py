@@ -133,3 +133,14 @@ async def test_edits_share_the_queue_limits(tmp_path):
         assert [j.status for j in jobs] == ["done", "done"]
     finally:
         await stop_harness(harness)
+
+
+async def test_other_buttons_work_while_a_flow_expires(harness):
+    await harness.feed(message_update("a lighthouse"))
+    [job] = await harness.wait_jobs_settled()
+    await harness.feed(message_update("/mix"))
+    await age_flow(harness, 11 * 60)
+    await harness.feed(callback_update(f"res:again:{job.id}"))  # "Again" under an earlier result
+    jobs = await harness.wait_jobs_settled()
+    assert [j.kind for j in jobs] == ["text2img", "text2img"]
+    assert await fsm(harness).get_state() is None  # and the stale flow is gone

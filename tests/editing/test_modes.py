@@ -147,3 +147,17 @@ async def test_variations_button_under_a_text_to_image_result(harness):
     # Someone else's job: refused.
     await harness.feed(callback_update(f"res:variations:{job.id}", from_user=user(2002, first_name="Bob")))
     assert len(await harness.jobs()) == 2
+
+
+async def test_the_users_style_applies_to_text_modes_only(harness):
+    put(harness, a="astronaut", b="coffee")
+    await harness.feed(callback_update("set:style:ANIME"))
+    await harness.feed(photo_update("a", 512, 512, caption="a samurai"))
+    await harness.feed(callback_update("edit:restyle:medium"))
+    await feed_album(harness, [photo_update(n, 512, 512, media_group_id="ab") for n in "ab"])
+    await harness.feed(callback_update("edit:fuse:50"))
+    jobs = await harness.wait_jobs_settled()
+    restyle, fusion = harness.backend.calls
+    assert restyle.prompt == "a samurai, in anime style, detailed anime illustration"
+    assert fusion.prompt == "" and jobs[1].params["style"] == "DEFAULT"
+    assert fusion.weights == pytest.approx([0.5, 0.5])

@@ -60,7 +60,7 @@ EDIT_STATES: frozenset[str] = frozenset(s.state for group in FLOWS for s in grou
 
 
 class EditCb(CallbackData, prefix="edit"):
-    action: str  # restyle | shapes | style | fuse | fuse_done | mix
+    action: str  # restyle | shapes | style | fuse | fuse_done | mix | variations
     value: str = ""
 
 
@@ -136,6 +136,13 @@ def strength_keyboard(i18n: I18nContext, current: str, shapes_only: bool) -> Inl
     if not shapes_only:
         builder.button(text=i18n.get("edit-btn-keep-shapes"), callback_data=EditCb(action="shapes", value=current))
     builder.adjust(3, 1)
+    return builder.as_markup()
+
+
+def photo_actions_keyboard(i18n: I18nContext) -> InlineKeyboardMarkup:
+    """Under "send the text" for a photo sent alone: variations of it need no text."""
+    builder = InlineKeyboardBuilder()
+    builder.button(text=i18n.get("edit-btn-variations-of-photo"), callback_data=EditCb(action="variations"))
     return builder.as_markup()
 
 

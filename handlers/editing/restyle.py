@@ -23,6 +23,7 @@ from handlers.editing.flow import (
     EditCb,
     RestyleFlow,
     finish_flow,
+    photo_actions_keyboard,
     start_flow,
     step_text,
     strength_keyboard,
@@ -60,7 +61,10 @@ async def take_photo(
         await take_text(message, caption, state, i18n, user)
         return
     await state.set_state(RestyleFlow.text)
-    await message.answer(step_text(i18n, RestyleFlow.text.state, await state.get_data()))
+    data = await state.get_data()
+    # A photo alone may also be meant for variations: one button for that, instead of a text.
+    markup = None if data.get("shapes") else photo_actions_keyboard(i18n)
+    await message.answer(step_text(i18n, RestyleFlow.text.state, data), reply_markup=markup)
 
 
 async def take_text(message: Message, text: str, state: FSMContext, i18n: I18nContext, user: User) -> None:

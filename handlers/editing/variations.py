@@ -16,7 +16,7 @@ from aiogram_i18n import I18nContext
 from bot.keyboards import ResultCb
 from generation.backend import Mode
 from generation.jobs import JobService
-from handlers.editing.flow import VariationsFlow, finish_flow, start_flow, step_text
+from handlers.editing.flow import EditCb, RestyleFlow, VariationsFlow, finish_flow, start_flow, step_text
 from handlers.editing.inputs import InputPhoto, accept_inputs, has_media, rejection_text
 from handlers.editing.submit import submit_edit
 from storage.models import User
@@ -91,9 +91,30 @@ async def variations_of_result(
     await _submit(job.chat_id, photo, bot, i18n, user, repos, jobs, max_image_side)
 
 
+async def variations_of_sent_photo(
+    query: CallbackQuery,
+    bot: Bot,
+    state: FSMContext,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+    max_image_side: int,
+) -> None:
+    """The "Variations" button under "send the text" after a photo sent alone."""
+    if not isinstance(query.message, Message):
+        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+        return
+    photo = InputPhoto.from_dict((await state.get_data())["photo"])
+    await query.answer()
+    await finish_flow(state, query.message)
+    await _submit(query.message.chat.id, photo, bot, i18n, user, repos, jobs, max_image_side)
+
+
 def create_router() -> Router:
     router = Router(name="editing-variations")
     router.message(Command("variations"))(variations_command)
     router.message(VariationsFlow.photo, F.func(has_media))(variations_photo)
     router.callback_query(ResultCb.filter(F.action == "variations"))(variations_of_result)
+    router.callback_query(RestyleFlow.text, EditCb.filter(F.action == "variations"))(variations_of_sent_photo)
     return router

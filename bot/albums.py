@@ -5,6 +5,10 @@ new item has arrived for ``wait`` seconds, then goes on with every item in ``dat
 by message id); the other updates stop here. It is an *update* outer middleware registered before the
 database middleware, so waiting holds no database session and the followers touch nothing.
 
+It must also come before the FSM middleware: with event isolation (a lock per user and chat, as
+with Redis in the distributed mode) the first item would hold the lock while it waits and the
+others would queue behind it instead of joining it. :func:`install` puts it first.
+
 This relies on updates being handled concurrently (aiogram's polling and webhook handlers do so);
 the album lives in this process's memory, so with several bot replicas behind a webhook, Telegram's
 updates of one chat must reach one replica (they do with a single webhook consumer).
@@ -18,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Dispatcher
 from aiogram.types import Message, TelegramObject, Update
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
@@ -57,3 +61,16 @@ class AlbumMiddleware(BaseMiddleware):
             del self._albums[key]
         data["album"] = sorted(album.messages, key=lambda m: m.message_id)
         return await handler(event, data)
+
+
+def install(dispatcher: Dispatcher, wait: float) -> AlbumMiddleware:
+    """Register the album collector as the dispatcher's first update middleware (before the FSM's)."""
+    album = AlbumMiddleware(wait)
+    managers = dispatcher.update.outer_middleware
+    earlier = list(managers)  # the FSM middleware, registered when the Dispatcher was made
+    for middleware in earlier:
+        managers.unregister(middleware)
+    managers.register(album)
+    for middleware in earlier:
+        managers.register(middleware)
+    return album

@@ -14,7 +14,7 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
-from bot.albums import AlbumMiddleware
+from bot import albums
 from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
@@ -107,8 +107,8 @@ def build_app(
         admin_ids=frozenset(settings.admin_ids),
         guard=guard,  # upload handlers: ``await guard.check_upload(photo)`` for an early answer
     )
-    # Albums first: an album's later photos are merged into its first update before any database work.
-    dispatcher.update.outer_middleware(AlbumMiddleware(settings.album_wait_seconds))
+    # Albums first: an album's later photos join its first update before any lock or database work.
+    albums.install(dispatcher, settings.album_wait_seconds)
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
     create_middleware().setup(dispatcher)

@@ -2,9 +2,12 @@
 
 import asyncio
 
-from bot.albums import AlbumMiddleware
+from aiogram import Bot, Dispatcher
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+
+from bot.albums import AlbumMiddleware, install
 from tests.editing.helpers import photo_update
-from tests.fakes import message_update, user
+from tests.fakes import TOKEN, RecordingSession, message_update, user
 
 
 async def _run(middleware, updates, delays=None):
@@ -47,3 +50,19 @@ async def test_a_late_item_after_the_window_is_its_own_request():
     album = [photo_update(f"p{i}", 512, 512, media_group_id="g2") for i in range(2)]
     calls, _ = await _run(AlbumMiddleware(wait=0.05), album, delays=[0.0, 0.3])
     assert sorted(len(ids) for _, ids in calls) == [1, 1]
+
+
+async def test_albums_are_collected_before_the_fsm_lock():
+    """With event isolation (a lock per user and chat, as with Redis) the album still comes whole."""
+    dispatcher = Dispatcher(events_isolation=SimpleEventIsolation())
+    install(dispatcher, wait=0.1)
+    received = []
+
+    @dispatcher.message()
+    async def handler(message, album=None):
+        received.append(len(album or [message]))
+
+    bot = Bot(TOKEN, session=RecordingSession())
+    album = [photo_update(f"p{i}", 512, 512, media_group_id="locked") for i in range(3)]
+    await asyncio.wait_for(asyncio.gather(*(dispatcher.feed_update(bot, u) for u in album)), timeout=5)
+    assert received == [3]

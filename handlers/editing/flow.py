@@ -129,6 +129,7 @@ class FlowTimeoutMiddleware(BaseMiddleware):
 def strength_keyboard(i18n: I18nContext, current: str, shapes_only: bool) -> InlineKeyboardMarkup:
     """Light / medium / strong (the remembered one marked); "keep the shapes" below for a plain restyle."""
     builder = InlineKeyboardBuilder()
+    current = current if current in STRENGTHS else DEFAULT_STRENGTH
     action = "shapes" if shapes_only else "restyle"
     for level in STRENGTHS:
         text = i18n.get(f"edit-strength-{level}")

@@ -15,6 +15,8 @@ from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
 from bot import albums
+from bot.admin_menu import show_admin_menus
+from bot.broadcast import Broadcaster
 from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
@@ -70,6 +72,7 @@ class App:
     notifier: TelegramNotifier
     jobs: JobService
     guard: ContentGuard
+    broadcaster: Broadcaster | None = None
 
 
 def build_app(
@@ -96,8 +99,14 @@ def build_app(
         db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
     )
     jobs = JobService(
-        queue, settings.max_image_side, settings.max_pending_per_user, settings.max_pending_total, guard=guard
+        queue,
+        settings.max_image_side,
+        settings.max_pending_per_user,
+        settings.max_pending_total,
+        daily_quota=settings.daily_quota,
+        guard=guard,
     )
+    broadcaster = Broadcaster(db, bot, translator(), rate=settings.broadcast_rate)
 
     dispatcher = Dispatcher(
         storage=storage or MemoryStorage(),
@@ -106,6 +115,9 @@ def build_app(
         results_dir=str(settings.results_dir),
         admin_ids=frozenset(settings.admin_ids),
         guard=guard,  # upload handlers: ``await guard.check_upload(photo)`` for an early answer
+        broadcaster=broadcaster,  # admin: /broadcast
+        generation_backend=runner.backend,  # admin: /models
+        user_commands=COMMANDS,  # admin: the command menu of admin chats adds to these
     )
     # Albums first: an album's later photos join its first update before any lock or database work.
     albums.install(dispatcher, settings.album_wait_seconds)
@@ -115,13 +127,16 @@ def build_app(
     dispatcher.message.outer_middleware(ChatScopeMiddleware())
     dispatcher.include_router(build_root_router())
 
-    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard)
+    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard, broadcaster)
 
     async def on_startup() -> None:
         await set_commands(bot)
+        await show_admin_menus(bot, db, frozenset(settings.admin_ids), COMMANDS)
         await queue.start()
+        await broadcaster.start()  # resumes a broadcast a restart interrupted
 
     async def on_shutdown() -> None:
+        await broadcaster.stop()
         await queue.stop()
         await guard.close()
         await engine.dispose()

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     max_image_side: int = Field(default=1024, ge=64, le=4096)
     max_pending_per_user: int = Field(default=2, ge=1)
     max_pending_total: int = Field(default=200, ge=1)
+    daily_quota: int | None = Field(default=None, ge=1)  # jobs per user per UTC day; admins change it with /limits
+    broadcast_rate: float = Field(default=25.0, gt=0)  # broadcast messages a second (Telegram allows ~30)
 
     # The diffusers backend (generation/).
     kandinsky_models_dir: Path | None = None

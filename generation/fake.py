@@ -22,6 +22,9 @@ class FakeBackend:
         self.step_seconds = step_seconds
         self.calls: list[GenerationRequest] = []
         self.steps_done = 0  # steps run by the latest call (tests check where a cancel stopped it)
+        self.resident: set[ModelId] = set(ModelId)  # every model counts as loaded until unloaded
+        self.loads: list[ModelId] = []  # load() / unload() calls, in order (admin /models tests)
+        self.unloads: list[ModelId] = []
 
     def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
         self.calls.append(request)
@@ -53,10 +56,14 @@ class FakeBackend:
         return image
 
     def model_status(self) -> list[dict[str, Any]]:
-        return [{"model": str(m), "loaded": True, "device": "cpu", "memory_bytes": 0} for m in ModelId]
+        return [
+            {"model": str(m), "loaded": m in self.resident, "device": "cpu", "memory_bytes": 0} for m in ModelId
+        ]
 
     def load(self, model: ModelId) -> None:
-        return None
+        self.loads.append(model)
+        self.resident.add(model)
 
     def unload(self, model: ModelId) -> None:
-        return None
+        self.unloads.append(model)
+        self.resident.discard(model)

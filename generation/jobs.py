@@ -7,13 +7,15 @@ import secrets
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from generation.backend import Mode, ModelId
 from generation.moderation import ContentGuard
 from generation.queue import JobQueue
 from generation.styles import image_size
-from storage.models import Job, JobStatus, ModerationKind, User
+from storage.admin_repositories import ControlRepository, Limits, day_start
+from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Repositories
 
 MAX_PROMPT_LENGTH = 1000
@@ -21,12 +23,13 @@ MAX_SEED = 2**31 - 1
 
 
 class AdmissionError(Exception):
-    """The request is refused before a job exists. ``code`` names the message."""
+    """The request is refused before a job exists. ``code`` names the message; ``details`` fill it."""
 
-    def __init__(self, code: str, limit: int) -> None:
+    def __init__(self, code: str, limit: int, **details: Any) -> None:
         super().__init__(code)
         self.code = code
         self.limit = limit
+        self.details = details
 
 
 class PromptBlocked(AdmissionError):
@@ -58,20 +61,34 @@ class JobService:
         max_image_side: int,
         max_pending_per_user: int,
         max_pending_total: int,
+        daily_quota: int | None = None,
         guard: ContentGuard | None = None,
     ) -> None:
         self.queue = queue
         self.guard = guard
         self.max_image_side = max_image_side
-        self.max_pending_per_user = max_pending_per_user
-        self.max_pending_total = max_pending_total
+        # Defaults from the environment; admins override them from the chat (stored in bot_settings).
+        self.default_limits = Limits(max_pending_per_user, max_pending_total, daily_quota)
         self._user_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def check_admission(self, repos: Repositories, user_id: int) -> None:
-        if await repos.jobs.count_pending(user_id) >= self.max_pending_per_user:
-            raise AdmissionError("limit-user", self.max_pending_per_user)
-        if await repos.jobs.count_pending() >= self.max_pending_total:
-            raise AdmissionError("limit-total", self.max_pending_total)
+        # Read from the database on every request, so a change from the chat applies at once,
+        # in every process.
+        control = ControlRepository(repos.session)
+        pause = await control.pause_state()
+        if pause.paused:
+            raise AdmissionError("queue-paused-reason" if pause.reason else "queue-paused", 0, reason=pause.reason or "")
+        limits = await control.limits(self.default_limits)
+        if await repos.jobs.count_pending(user_id) >= limits.max_pending_per_user:
+            raise AdmissionError("limit-user", limits.max_pending_per_user)
+        if await repos.jobs.count_pending() >= limits.max_pending_total:
+            raise AdmissionError("limit-total", limits.max_pending_total)
+        if limits.daily_quota is not None:
+            now = utcnow()
+            since = day_start(now)
+            if await control.jobs_since(user_id, since) >= limits.daily_quota:
+                left = int((since + timedelta(days=1) - now).total_seconds()) // 60
+                raise AdmissionError("limit-daily", limits.daily_quota, hours=left // 60, minutes=left % 60)
 
     async def check_prompt(self, repos: Repositories, user: User, params: dict[str, Any]) -> None:
         """The text filter on the prompt before a job exists; a refusal is counted for admins."""

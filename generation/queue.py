@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from generation.runner import JobRunner
+from storage.admin_repositories import ControlRepository
 from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,10 @@ class JobQueue(Protocol):
 
     async def cancel(self, job_id: int) -> None:
         """Stop the job at its next denoising step if it is running."""
+        ...
+
+    async def wake(self) -> None:
+        """Taking jobs was resumed (/resume): look at the queue again now."""
         ...
 
     async def start(self) -> None: ...
@@ -65,6 +70,9 @@ class EmbeddedQueue:
     async def cancel(self, job_id: int) -> None:
         self.runner.cancel(job_id)
 
+    async def wake(self) -> None:
+        self._wake.set()
+
     async def recover(self) -> None:
         """After a restart: jobs left running are queued again; undelivered results are delivered."""
         async with self.db.session() as session:
@@ -97,6 +105,8 @@ class EmbeddedQueue:
 
     async def _next_job_id(self) -> int | None:
         async with self.db.session() as session:
+            if (await ControlRepository(session).pause_state()).paused:  # /pause: queued jobs wait
+                return None
             job = await Repositories(session).jobs.next_round_robin()
             return job.id if job else None
 

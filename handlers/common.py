@@ -77,5 +77,5 @@ async def submit_job(
     try:
         return await jobs.submit(repos, user, chat_id, params, announce, kind=kind, model=model)
     except AdmissionError as exc:
-        await bot.send_message(chat_id, i18n.get(exc.code, limit=exc.limit))
+        await bot.send_message(chat_id, i18n.get(exc.code, limit=exc.limit, **exc.details))
         return None

@@ -40,6 +40,7 @@ class User(Base):
     language: Mapped[str] = mapped_column(String(8), default="en")
     banned: Mapped[bool] = mapped_column(Boolean, default=False)
     ban_notified: Mapped[bool] = mapped_column(Boolean, default=False)
+    blocked_bot: Mapped[bool] = mapped_column(Boolean, default=False)  # a send got 403; cleared when seen again
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
 

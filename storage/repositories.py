@@ -58,6 +58,7 @@ class UserRepository:
         user.username = username
         user.first_name = first_name
         user.last_seen = utcnow()
+        user.blocked_bot = False  # they write to the bot, so they have not blocked it
         await self.session.flush()
         return user
 

@@ -1,0 +1,72 @@
+"""The real backend: Kandinsky 2.2, 3.1, 3.1 Flash and the refiner on diffusers, one GPU per worker.
+
+A worker thread calls :meth:`DiffusersBackend.generate`; a CUDA out-of-memory error fails that request
+with :class:`OutOfMemory` after the memory is freed, and the next request runs normally.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from PIL import Image
+
+from generation.backend import GenerationError, GenerationRequest, Mode, ModelId, OutOfMemory, ProgressFn
+from generation.manager import ModelManager
+from generation.sources import GenerationConfig
+
+log = logging.getLogger(__name__)
+
+K3_FAMILY = (ModelId.K31, ModelId.K31_FLASH, ModelId.K31_REFINER)
+
+
+class DiffusersBackend:
+    """:class:`generation.backend.Backend` on diffusers pipelines and the :class:`ModelManager`."""
+
+    def __init__(self, config: GenerationConfig, manager: ModelManager | None = None) -> None:
+        self.config = config
+        self.manager = manager or ModelManager(config)
+
+    def _check(self, request: GenerationRequest) -> None:
+        side = self.config.max_image_side
+        for value in (request.width, request.height):
+            if value % 64 or not 64 <= value <= side:
+                raise GenerationError("bad_size", f"{request.width}x{request.height}: multiples of 64 up to {side}")
+        if not 1 <= request.num_images <= 4:
+            raise GenerationError("bad_count", f"{request.num_images} images")
+
+    def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
+        self._check(request)
+        with self.manager.lock, torch.no_grad():
+            try:
+                images = self._run(request, progress)
+            except torch.OutOfMemoryError as exc:
+                # Drop every reference to the failed step's tensors before freeing the cache.
+                del exc
+                self.manager.free_memory()
+                log.warning("out of memory: %s %dx%d x%d", request.model, request.width, request.height, request.num_images)
+                raise OutOfMemory(f"{request.model} {request.width}x{request.height} x{request.num_images}") from None
+        wrong = [im.size for im in images if im.size != (request.width, request.height)]
+        if len(images) != request.num_images or wrong:
+            raise GenerationError("bad_output", f"expected {request.num_images} of {request.width}x{request.height}")
+        return images
+
+    def _run(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
+        if request.model == ModelId.K22:
+            return self.manager.k22().generate(request, progress)
+        if request.model in K3_FAMILY:
+            from generation import k3
+
+            img2img = request.mode == Mode.IMG2IMG
+            return k3.generate(self.manager.k3_pipelines(request.model, img2img), request, progress)
+        raise GenerationError("unknown_model", str(request.model))
+
+    def model_status(self) -> list[dict[str, Any]]:
+        return self.manager.status()
+
+    def load(self, model: ModelId) -> None:
+        self.manager.load(model)
+
+    def unload(self, model: ModelId) -> None:
+        self.manager.unload(model)

@@ -1,0 +1,356 @@
+"""The model manager: the one owner of the GPU in a worker.
+
+- Models load lazily, on first use, through ``from_pretrained`` on a hub id or a local folder
+  (:meth:`GenerationConfig.source`).
+- CUDA runs fp16 (or bf16); CPU runs fp32. ``device="auto"`` picks CUDA when there is one.
+- The Kandinsky 3 family is made of *parts*: the Flan-UL2 text encoder and the MoVQ are loaded once and
+  shared by Kandinsky 3.1, Flash and the refiner; only the UNets differ.
+- Parts stay on the GPU while they fit ``vram_budget_gb``; when a request needs room, the parts used
+  least recently (and not needed now) move to the CPU.
+- ``offload="model" | "sequential"`` hands placement to diffusers' CPU offload (small GPUs).
+- UNets use PyTorch SDPA attention, channels_last on CUDA, and ``torch.compile`` when enabled.
+- A missing or corrupt checkpoint raises :class:`ModelUnavailable` naming the model and the path.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from generation.backend import GenerationError, ModelId, ModelUnavailable
+from generation.sources import GenerationConfig
+
+log = logging.getLogger(__name__)
+
+TEXT_ENCODER = "k3-text-encoder"
+MOVQ = "k3-movq"
+K3_UNET = "k3-unet"
+FLASH_UNET = "k31-flash-unet"
+K22 = "k22"
+
+MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {
+    ModelId.K31: (TEXT_ENCODER, MOVQ, K3_UNET),
+    ModelId.K31_FLASH: (TEXT_ENCODER, MOVQ, FLASH_UNET),
+    ModelId.K31_REFINER: (TEXT_ENCODER, MOVQ, K3_UNET, FLASH_UNET),
+    ModelId.K22: (K22,),
+}
+
+_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+OFFLOAD_MODES = ("none", "model", "sequential")
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cuda", "cpu") and not device.startswith("cuda:"):
+        raise ValueError(f"GENERATION_DEVICE must be auto, cuda or cpu, not {device!r}")
+    return device
+
+
+def resolve_dtype(device: str, dtype: str) -> torch.dtype:
+    if not device.startswith("cuda"):
+        return torch.float32  # half precision on CPU is slow and poorly supported
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise ValueError(f"GENERATION_DTYPE must be fp16 or bf16, not {dtype!r}") from None
+
+
+def module_bytes(module: Any) -> int:
+    if hasattr(module, "memory_bytes"):
+        return int(module.memory_bytes())
+    tensors = list(module.parameters()) + list(module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@dataclass
+class Part:
+    name: str
+    obj: Any  # an nn.Module, or a model object with to() / memory_bytes() (Kandinsky22)
+    device: str
+    nbytes: int
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class ModelManager:
+    def __init__(self, config: GenerationConfig) -> None:
+        if config.offload not in OFFLOAD_MODES:
+            raise ValueError(f"OFFLOAD must be one of {OFFLOAD_MODES}, not {config.offload!r}")
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_dtype(self.device, config.dtype)
+        self.on_cuda = self.device.startswith("cuda")
+        # Offload only means something with a GPU; on CPU everything simply lives on the CPU.
+        self.offload = config.offload if self.on_cuda else "none"
+        self.lock = threading.RLock()
+        self.parts: dict[str, Part] = {}
+        self.active: set[ModelId] = set()  # the models asked for (load / a request) and not unloaded
+        self.extras: dict[str, Any] = {}  # tokenizer, schedulers: no weights, never moved
+        self._pipelines: dict[tuple[str, int], Any] = {}
+        self._sequential_offloaded: set[int] = set()
+
+    # -- budget -------------------------------------------------------------------------------
+    def budget_bytes(self) -> int:
+        if self.config.vram_budget_gb is not None:
+            return int(self.config.vram_budget_gb * 1024**3)
+        if self.on_cuda:
+            return int(torch.cuda.get_device_properties(torch.device(self.device)).total_memory * 0.9)
+        return 2**63
+
+    def _move(self, part: Part, device: str) -> None:
+        if part.device == device:
+            return
+        log.info("moving %s (%.2f GB) to %s", part.name, part.nbytes / 1024**3, device)
+        part.obj.to(device)
+        part.device = device
+
+    def _place(self, names: tuple[str, ...]) -> None:
+        """Bring ``names`` to the execution device, moving least-recently-used others to the CPU."""
+        now = time.monotonic()
+        for name in names:
+            self.parts[name].last_used = now
+        if self.device == "cpu" or self.offload != "none":
+            return
+        need = sum(self.parts[n].nbytes for n in names if self.parts[n].device != self.device)
+        resident = sum(p.nbytes for p in self.parts.values() if p.device == self.device)
+        budget = self.budget_bytes()
+        others = sorted(
+            (p for p in self.parts.values() if p.device == self.device and p.name not in names),
+            key=lambda p: p.last_used,
+        )
+        for victim in others:
+            if resident + need <= budget:
+                break
+            self._move(victim, "cpu")
+            resident -= victim.nbytes
+        if need:
+            self.free_memory()
+        for name in names:
+            self._move(self.parts[name], self.device)
+
+    # -- loading ------------------------------------------------------------------------------
+    def _variant(self, source: str, subfolder: str) -> str | None:
+        """``fp16`` when the checkpoint has fp16 variant files (the hub's kandinsky-3 has)."""
+        folder = Path(source) / subfolder
+        if folder.is_dir():
+            return "fp16" if any(".fp16." in p.name for p in folder.iterdir()) else None
+        return "fp16"
+
+    def _optimize(self, module: torch.nn.Module, unet: bool) -> torch.nn.Module:
+        if unet:
+            from diffusers.models.attention_processor import AttnProcessor2_0
+
+            module.set_attn_processor(AttnProcessor2_0())  # PyTorch SDPA
+        if self.on_cuda:
+            module.to(memory_format=torch.channels_last)
+        if unet and self.config.compile:
+            module.compile(fullgraph=False)
+        return module
+
+    def _guard(self, label: str, path: str, load: Callable[[], Any]) -> Any:
+        try:
+            return load()
+        except torch.OutOfMemoryError:
+            raise
+        except GenerationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure to read a checkpoint is reported the same way
+            log.exception("cannot load %s from %s", label, path)
+            raise ModelUnavailable(f"{label}: cannot load the checkpoint at {path}: {exc}") from exc
+
+    def _add(self, name: str, obj: Any) -> None:
+        device = "cpu"
+        if isinstance(obj, torch.nn.Module):
+            first = next(obj.parameters(), None)
+            if first is not None and first.device.type == "cuda":
+                device = self.device
+        part = Part(name, obj, device, module_bytes(obj))
+        self.parts[name] = part
+        self._pipelines.clear()
+
+    def _load_part(self, name: str) -> None:
+        if name in self.parts:
+            return
+        if name == K22:
+            return self._load_k22()
+        from diffusers import DDPMScheduler, Kandinsky3UNet, VQModel
+        from transformers import AutoTokenizer, T5EncoderModel
+
+        source = self.config.source("k3")
+        label = "Kandinsky 3.1"
+        if name == TEXT_ENCODER:
+
+            def load() -> Any:
+                self.extras["tokenizer"] = AutoTokenizer.from_pretrained(source, subfolder="tokenizer")
+                self.extras["scheduler"] = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
+                return T5EncoderModel.from_pretrained(
+                    source, subfolder="text_encoder", variant=self._variant(source, "text_encoder"), dtype=self.dtype
+                ).eval()
+
+            self._add(name, self._guard(f"{label} text encoder", f"{source}/text_encoder", load))
+        elif name == MOVQ:
+
+            def load() -> Any:
+                movq = VQModel.from_pretrained(
+                    source, subfolder="movq", variant=self._variant(source, "movq"), dtype=self.dtype
+                )
+                return self._optimize(movq.eval(), unet=False)
+
+            self._add(name, self._guard(f"{label} MoVQ", f"{source}/movq", load))
+        elif name == K3_UNET:
+
+            def load() -> Any:
+                unet = Kandinsky3UNet.from_pretrained(
+                    source, subfolder="unet", variant=self._variant(source, "unet"), dtype=self.dtype
+                )
+                return self._optimize(unet.eval(), unet=True)
+
+            self._add(name, self._guard(f"{label} UNet", f"{source}/unet", load))
+        elif name == FLASH_UNET:
+            from generation.flash import converted_unet_dir
+            from generation.k3 import flash_scheduler
+
+            flash_source = self.config.source("k31")
+
+            def load() -> Any:
+                # Flash has Kandinsky 3's UNet architecture; the config comes from the Kandinsky 3 checkpoint.
+                config = Kandinsky3UNet.load_config(source, subfolder="unet")
+                folder = converted_unet_dir(flash_source, config, Path(self.config.cache_dir))
+                self.extras["flash_scheduler"] = flash_scheduler()
+                unet = Kandinsky3UNet.from_pretrained(folder, dtype=self.dtype)
+                return self._optimize(unet.eval(), unet=True)
+
+            self._add(name, self._guard("Kandinsky 3.1 Flash UNet", flash_source, load))
+        else:
+            raise KeyError(name)
+
+    def _load_k22(self) -> None:
+        from generation.k22 import Kandinsky22
+
+        paths = ", ".join(self.config.source(n) for n in ("k22-prior", "k22-decoder"))
+        model = self._guard("Kandinsky 2.2", paths, lambda: Kandinsky22.load(self.config, "cpu", self.dtype))
+        if self.offload != "none":
+            model.enable_offload(self.offload)
+        self._add(K22, model)
+
+    # -- public -------------------------------------------------------------------------------
+    def add_part(self, name: str, obj: Any, **extras: Any) -> None:
+        """Adopt an already built part (the benchmark builds full-size models from configs)."""
+        with self.lock:
+            self._add(name, obj)
+            self.extras.update(extras)
+
+    def load(self, model: ModelId) -> None:
+        with self.lock:
+            for name in MODEL_PARTS[model]:
+                self._load_part(name)
+            self._place(MODEL_PARTS[model])
+            self.active.add(model)
+
+    def unload(self, model: ModelId) -> None:
+        """Drop the parts of ``model`` that no other loaded model uses."""
+        with self.lock:
+            self.active.discard(model)
+            keep = {n for m in self.active for n in MODEL_PARTS[m]}
+            for name in MODEL_PARTS[model]:
+                if name in self.parts and name not in keep:
+                    del self.parts[name]
+            self._pipelines.clear()
+            self.free_memory()
+
+    def loaded(self, model: ModelId) -> bool:
+        return all(n in self.parts for n in MODEL_PARTS[model])
+
+    def status(self) -> list[dict[str, Any]]:
+        rows = []
+        for model, names in MODEL_PARTS.items():
+            loaded = self.loaded(model)
+            devices = sorted({self.parts[n].device for n in names if n in self.parts})
+            rows.append(
+                {
+                    "model": model.value,
+                    "loaded": loaded,
+                    "device": ",".join(devices) if devices else None,
+                    "memory_bytes": sum(self.parts[n].nbytes for n in names if n in self.parts),
+                }
+            )
+        return rows
+
+    def free_memory(self) -> None:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def k22(self) -> Any:
+        self.load(ModelId.K22)
+        return self.parts[K22].obj
+
+    def k3_pipelines(self, model: ModelId, img2img: bool) -> Any:
+        """The pipelines a Kandinsky 3 family request needs, on the shared components."""
+        from diffusers import Kandinsky3Img2ImgPipeline, Kandinsky3Pipeline
+
+        from generation.k3 import K3Pipelines, Kandinsky3FlashPipeline
+
+        self.load(model)
+        common = dict(
+            tokenizer=self.extras["tokenizer"],
+            text_encoder=self.parts[TEXT_ENCODER].obj,
+            movq=self.parts[MOVQ].obj,
+        )
+        pipes = K3Pipelines()
+        if model in (ModelId.K31, ModelId.K31_REFINER):
+            unet = self.parts[K3_UNET].obj
+            if img2img:
+                pipes.img2img = self._pipeline(Kandinsky3Img2ImgPipeline, unet=unet, scheduler=self.extras["scheduler"], **common)
+            else:
+                pipes.text2img = self._pipeline(Kandinsky3Pipeline, unet=unet, scheduler=self.extras["scheduler"], **common)
+        if model in (ModelId.K31_FLASH, ModelId.K31_REFINER):
+            pipes.flash = self._pipeline(
+                Kandinsky3FlashPipeline,
+                unet=self.parts[FLASH_UNET].obj,
+                scheduler=self.extras["flash_scheduler"],
+                **common,
+            )
+        pipes.prepare = self._prepare
+        return pipes
+
+    def _pipeline(self, cls: type, unet: Any, **components: Any) -> Any:
+        key = (cls.__name__, id(unet))
+        if key not in self._pipelines:
+            pipe = cls(unet=unet, **components)
+            pipe.set_progress_bar_config(disable=True)
+            self._pipelines[key] = pipe
+        return self._pipelines[key]
+
+    def _prepare(self, pipe: Any) -> None:
+        """Install this pipeline's CPU offload hooks before it runs (pipelines share their modules)."""
+        if self.offload == "model":
+            pipe.enable_model_cpu_offload(device=self.device)
+        elif self.offload == "sequential" and id(pipe) not in self._sequential_offloaded:
+            pipe.enable_sequential_cpu_offload(device=self.device)
+            self._sequential_offloaded.add(id(pipe))
+
+
+def config_from_env(environ: Any = os.environ) -> GenerationConfig:
+    """A GenerationConfig from the worker's environment (the bot's settings map the same names)."""
+    models_dir = environ.get("KANDINSKY_MODELS_DIR") or None
+    budget = environ.get("VRAM_BUDGET_GB") or None
+    return GenerationConfig(
+        models_dir=Path(models_dir) if models_dir else None,
+        device=environ.get("GENERATION_DEVICE", "auto"),
+        dtype=environ.get("GENERATION_DTYPE", "fp16"),
+        offload=environ.get("OFFLOAD", "none"),
+        vram_budget_gb=float(budget) if budget else None,
+        compile=environ.get("TORCH_COMPILE", "").lower() in ("1", "true", "yes", "on"),
+        max_image_side=int(environ.get("MAX_IMAGE_SIDE", "1024")),
+        cache_dir=Path(environ.get("MODELS_CACHE_DIR", "data/models")),
+    )

@@ -1,0 +1,303 @@
+"""Kandinsky 3.1, Flash and the refiner on tiny checkpoints, through the real loading code on CPU."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from generation.backend import GenerationCancelled, GenerationRequest, Mode, ModelId, OutOfMemory
+from generation.k3 import FLASH_TIMESTEPS, REFINER_TIMESTEPS, flash_img2img_timesteps
+from generation.manager import FLASH_UNET, K3_UNET, MOVQ, TEXT_ENCODER
+from generation.styles import ASPECT_RATIOS, image_size
+
+PROMPT = "a lighthouse on a cliff at sunset"
+
+
+def request(model: ModelId, mode: Mode = Mode.TEXT2IMG, **kw) -> GenerationRequest:
+    values = dict(
+        mode=mode,
+        model=model,
+        prompt=PROMPT,
+        negative_prompt=None,
+        width=128,
+        height=64,
+        num_images=2,
+        seed=1234,
+        steps=3,
+    )
+    values.update(kw)
+    return GenerationRequest(**values)
+
+
+def photo(size=(96, 80)) -> Image.Image:
+    x = np.linspace(0, 255, size[0], dtype=np.uint8)
+    y = np.linspace(0, 255, size[1], dtype=np.uint8)
+    rgb = np.stack([np.add.outer(y, x) // 2, np.tile(x, (size[1], 1)), np.tile(y[:, None], (1, size[0]))], -1)
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+def pixels(images) -> np.ndarray:
+    return np.stack([np.asarray(im) for im in images])
+
+
+def gens(seed: int, n: int) -> list[torch.Generator]:
+    return [torch.Generator("cpu").manual_seed(seed + i) for i in range(n)]
+
+
+def events(backend, req) -> tuple[list, list[tuple[int, int]]]:
+    seen: list[tuple[int, int]] = []
+    return backend.generate(req, lambda step, total: seen.append((step, total))), seen
+
+
+# -- the same output as plain diffusers ------------------------------------------------------------
+def test_kandinsky3_text2img_equals_plain_diffusers(backend, tiny_models_dir):
+    from diffusers import Kandinsky3Pipeline
+
+    req = request(ModelId.K31, negative_prompt="blurry", guidance_scale=3.0)
+    ours = backend.generate(req, lambda s, t: None)
+
+    plain = Kandinsky3Pipeline.from_pretrained(tiny_models_dir / "kandinsky-3", variant="fp16", dtype=torch.float32)
+    theirs = plain(
+        PROMPT,
+        negative_prompt="blurry",
+        num_inference_steps=3,
+        guidance_scale=3.0,
+        height=64,
+        width=128,
+        num_images_per_prompt=2,
+        generator=gens(1234, 2),
+    ).images
+    assert [im.size for im in ours] == [(128, 64)] * 2
+    assert np.array_equal(pixels(ours), pixels(theirs))
+    assert not np.array_equal(pixels(ours)[0], pixels(ours)[1])  # one generator per image
+
+
+def test_kandinsky3_img2img_equals_plain_diffusers(backend, tiny_models_dir):
+    from diffusers import Kandinsky3Img2ImgPipeline
+
+    source = photo()
+    req = request(ModelId.K31, Mode.IMG2IMG, images=[source], strength=0.7, steps=4)
+    ours, seen = events(backend, req)
+
+    plain = Kandinsky3Img2ImgPipeline.from_pretrained(
+        tiny_models_dir / "kandinsky-3", variant="fp16", dtype=torch.float32
+    )
+    theirs = plain(
+        PROMPT,
+        image=source.resize((128, 64), Image.LANCZOS),
+        strength=0.7,
+        num_inference_steps=4,
+        guidance_scale=3.0,
+        num_images_per_prompt=2,
+        generator=gens(1234, 2),
+    ).images
+    assert np.array_equal(pixels(ours), pixels(theirs))
+    assert seen == [(1, 2), (2, 2)]  # int(4 * 0.7) steps
+
+
+# -- Flash: an independent computation of ai-forever's schedule ---------------------------------------
+def cosine_alphas_cumprod() -> torch.Tensor:
+    """ai-forever's get_named_beta_schedule("cosine", 1000), written out."""
+    def alpha_bar(t: float) -> float:
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    betas = [min(1 - alpha_bar((i + 1) / 1000) / alpha_bar(i / 1000), 0.999) for i in range(1000)]
+    return torch.cumprod(1.0 - torch.tensor(betas, dtype=torch.float32), dim=0)
+
+
+def reference_flash(backend, prompt, timesteps, generators, start=None, shape=(2, 4, 8, 16)):
+    """x0 <- noise; per step: x_t = sqrt(a) x0 + sqrt(1-a) eps; x0 = (x_t - sqrt(1-a) unet(x_t, t)) / sqrt(a)."""
+    parts = backend.manager.parts
+    tokenizer = backend.manager.extras["tokenizer"]
+    text_encoder, unet, movq = parts[TEXT_ENCODER].obj, parts[FLASH_UNET].obj, parts[MOVQ].obj
+    tokens = tokenizer([prompt], padding="max_length", max_length=128, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        context = text_encoder(tokens.input_ids, attention_mask=tokens.attention_mask)[0]
+        mask = tokens.attention_mask
+        context[mask == 0] = 0  # Kandinsky 3 zeroes the padding and cuts it to the prompt's length + 1
+        length = int(mask.sum(-1).max()) + 1
+        context, mask = context[:, :length], mask[:, :length]
+        context, mask = context.repeat(shape[0], 1, 1), mask.repeat(shape[0], 1)
+
+        alphas = cosine_alphas_cumprod()
+        if start is None:
+            x0 = torch.cat([torch.randn((1,) + shape[1:], generator=g) for g in generators])
+        else:
+            x0 = start
+        for t in timesteps:
+            eps = torch.cat([torch.randn((1,) + shape[1:], generator=g) for g in generators])
+            a = alphas[t]
+            x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+            pred = unet(x_t, torch.tensor(t), encoder_hidden_states=context, encoder_attention_mask=mask).sample
+            x0 = (x_t - (1 - a).sqrt() * pred) / a.sqrt()
+        image = movq.decode(x0, force_not_quantize=True).sample
+    image = (image * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    return (image * 255).round().astype(np.uint8)
+
+
+def test_flash_matches_the_step_by_step_schedule(backend):
+    req = request(ModelId.K31_FLASH, steps=None)
+    ours, seen = events(backend, req)
+    assert seen == [(i, 4) for i in range(1, 5)]
+    expected = reference_flash(backend, PROMPT, FLASH_TIMESTEPS, gens(1234, 2))
+    assert np.array_equal(pixels(ours), expected)
+
+
+def test_flash_schedule_differs_from_other_timesteps(backend):
+    # The check above would be empty if the UNet ignored the timestep: it does not.
+    ours = backend.generate(request(ModelId.K31_FLASH), lambda s, t: None)
+    other = reference_flash(backend, PROMPT, (999, 749, 499, 249), gens(1234, 2))
+    assert np.abs(pixels(ours).astype(int) - other.astype(int)).max() > 1
+
+
+def test_refiner_is_kandinsky3_then_the_two_last_flash_steps(backend, tiny_models_dir):
+    from diffusers import Kandinsky3Pipeline
+
+    req = request(ModelId.K31_REFINER, steps=3)
+    ours, seen = events(backend, req)
+    assert seen == [(i, 5) for i in range(1, 6)]
+
+    plain = Kandinsky3Pipeline.from_pretrained(tiny_models_dir / "kandinsky-3", variant="fp16", dtype=torch.float32)
+    generators = gens(1234, 2)
+    latents = plain(
+        PROMPT, num_inference_steps=3, guidance_scale=3.0, height=64, width=128,
+        num_images_per_prompt=2, generator=generators, output_type="latent",
+    ).images
+    expected = reference_flash(backend, PROMPT, REFINER_TIMESTEPS, generators, start=latents)
+    assert np.array_equal(pixels(ours), expected)
+
+
+def test_flash_img2img_runs_the_last_steps_from_the_photo(backend):
+    req = request(ModelId.K31_FLASH, Mode.IMG2IMG, images=[photo()], strength=0.6)
+    ours, seen = events(backend, req)
+    assert flash_img2img_timesteps(0.6) == (479, 229)
+    assert seen == [(1, 2), (2, 2)]
+    assert [im.size for im in ours] == [(128, 64)] * 2
+
+
+def test_refiner_img2img(backend):
+    req = request(ModelId.K31_REFINER, Mode.IMG2IMG, images=[photo()], strength=0.5, steps=4)
+    ours, seen = events(backend, req)
+    assert [s for s, _ in seen] == [1, 2, 3, 4] and {t for _, t in seen} == {4}
+    assert [im.size for im in ours] == [(128, 64)] * 2
+
+
+def test_faceswap_drawing_step_is_text2img(backend):
+    a = backend.generate(request(ModelId.K31_FLASH, Mode.FACESWAP), lambda s, t: None)
+    b = backend.generate(request(ModelId.K31_FLASH), lambda s, t: None)
+    assert np.array_equal(pixels(a), pixels(b))
+
+
+# -- reproducibility, sizes, progress, cancel, out of memory --------------------------------------
+@pytest.mark.parametrize("model", [ModelId.K31_FLASH, ModelId.K31_REFINER])
+def test_same_seed_same_images(backend, model):
+    first = backend.generate(request(model, seed=5), lambda s, t: None)
+    again = backend.generate(request(model, seed=5), lambda s, t: None)
+    other = backend.generate(request(model, seed=6), lambda s, t: None)
+    assert np.array_equal(pixels(first), pixels(again))
+    assert not np.array_equal(pixels(first), pixels(other))
+
+
+@pytest.mark.parametrize("model", [ModelId.K31, ModelId.K31_FLASH])
+def test_each_image_reproducible_alone(backend, model):
+    batch = backend.generate(request(model, num_images=3, seed=77), lambda s, t: None)
+    alone = backend.generate(request(model, num_images=1, seed=79), lambda s, t: None)
+    # Equal up to float rounding: a batch of 3 and a batch of 1 block their matrix products differently.
+    diff = np.abs(pixels(batch)[2].astype(int) - pixels(alone)[0].astype(int))
+    assert diff.max() <= 4 and (diff > 1).mean() < 0.01
+
+
+@pytest.mark.parametrize("aspect", ASPECT_RATIOS)
+def test_every_aspect_ratio_gives_the_exact_size(backend, aspect):
+    width, height = image_size(aspect, max_side=256)
+    images = backend.generate(
+        request(ModelId.K31_FLASH, width=width, height=height, num_images=1), lambda s, t: None
+    )
+    assert images[0].size == (width, height)
+
+
+def test_full_size_1024x576(backend):
+    images = backend.generate(
+        request(ModelId.K31, width=1024, height=576, num_images=1, steps=1),
+        lambda s, t: None,
+    )
+    assert images[0].size == (1024, 576)
+
+
+class CountCalls:
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.calls = 0
+        self.handle = module.register_forward_hook(self.hook)
+
+    def hook(self, *args) -> None:
+        self.calls += 1
+
+
+@pytest.mark.parametrize("model,part", [(ModelId.K31, K3_UNET), (ModelId.K31_FLASH, FLASH_UNET)])
+def test_cancel_stops_at_the_next_step(backend, model, part):
+    backend.load(model)
+    counter = CountCalls(backend.manager.parts[part].obj)
+
+    def progress(step: int, total: int) -> None:
+        if step == 2:
+            raise GenerationCancelled()
+
+    try:
+        with pytest.raises(GenerationCancelled):
+            backend.generate(request(model, steps=10), progress)
+    finally:
+        counter.handle.remove()
+    assert counter.calls == 2  # the UNet ran for steps 1 and 2 and never again
+
+
+def test_out_of_memory_fails_only_that_job(backend, monkeypatch):
+    backend.load(ModelId.K31_FLASH)
+    unet = backend.manager.parts[FLASH_UNET].obj
+    freed = []
+    monkeypatch.setattr(backend.manager, "free_memory", lambda: freed.append(True))
+
+    def oom(module, args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    handle = unet.register_forward_pre_hook(oom)
+    try:
+        with pytest.raises(OutOfMemory) as info:
+            backend.generate(request(ModelId.K31_FLASH), lambda s, t: None)
+    finally:
+        handle.remove()
+    assert info.value.code == "oom" and freed
+    # The next job runs normally.
+    assert len(backend.generate(request(ModelId.K31_FLASH), lambda s, t: None)) == 2
+
+
+def test_model_status_reports_shared_encoder(backend):
+    backend.load(ModelId.K31)
+    backend.load(ModelId.K31_FLASH)
+    rows = {row["model"]: row for row in backend.model_status()}
+    assert rows["kandinsky-3.1"]["loaded"] and rows["kandinsky-3.1-flash"]["loaded"]
+    assert rows["kandinsky-3.1"]["device"] == "cpu"
+    # One text encoder object serves both pipelines.
+    a = backend.manager.k3_pipelines(ModelId.K31, img2img=False).text2img
+    b = backend.manager.k3_pipelines(ModelId.K31_FLASH, img2img=False).flash
+    assert a.text_encoder is b.text_encoder and a.movq is b.movq
+
+
+@pytest.mark.parametrize(
+    "model,part,calls,batch",
+    [(ModelId.K31, K3_UNET, 3, 6), (ModelId.K31_FLASH, FLASH_UNET, 4, 3)],  # K3: guidance doubles the batch
+)
+def test_images_of_a_request_are_one_batch(backend, model, part, calls, batch):
+    backend.load(model)
+    batches = []
+    handle = backend.manager.parts[part].obj.register_forward_pre_hook(
+        lambda module, args: batches.append(args[0].shape[0])
+    )
+    try:
+        backend.generate(request(model, num_images=3, steps=3), lambda s, t: None)
+    finally:
+        handle.remove()
+    assert batches == [batch] * calls

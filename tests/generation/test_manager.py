@@ -1,0 +1,211 @@
+"""The model manager: devices and dtypes, the VRAM budget with LRU eviction, offload, Kandinsky 2.2 dispatch."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from generation.backend import GenerationRequest, Mode, ModelId
+from generation.manager import (
+    FLASH_UNET,
+    K3_UNET,
+    K22,
+    MOVQ,
+    TEXT_ENCODER,
+    ModelManager,
+    Part,
+    config_from_env,
+    resolve_dtype,
+)
+from generation.sources import GenerationConfig
+
+GB = 1024**3
+
+
+def test_dtypes_follow_the_device():
+    assert resolve_dtype("cpu", "fp16") is torch.float32
+    assert resolve_dtype("cuda", "fp16") is torch.float16
+    assert resolve_dtype("cuda", "bf16") is torch.bfloat16
+    with pytest.raises(ValueError):
+        resolve_dtype("cuda", "int8")
+
+
+def test_auto_device_on_a_machine_without_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    manager = ModelManager(GenerationConfig(device="auto", offload="model"))
+    assert manager.device == "cpu" and manager.dtype is torch.float32
+    assert manager.offload == "none"  # offload only applies to a GPU
+    with pytest.raises(ValueError):
+        ModelManager(GenerationConfig(device="tpu"))
+    with pytest.raises(ValueError):
+        ModelManager(GenerationConfig(offload="disk"))
+
+
+def test_config_from_env():
+    config = config_from_env(
+        {
+            "KANDINSKY_MODELS_DIR": "/models",
+            "GENERATION_DEVICE": "cpu",
+            "GENERATION_DTYPE": "bf16",
+            "OFFLOAD": "sequential",
+            "VRAM_BUDGET_GB": "20.5",
+            "TORCH_COMPILE": "true",
+            "MAX_IMAGE_SIDE": "768",
+        }
+    )
+    assert config.models_dir == Path("/models") and config.device == "cpu" and config.dtype == "bf16"
+    assert config.offload == "sequential" and config.vram_budget_gb == 20.5 and config.compile
+    assert config.max_image_side == 768
+    assert config_from_env({}).source("k3") == "kandinsky-community/kandinsky-3"
+
+
+class GpuManager(ModelManager):
+    """A manager that believes it has a GPU; moves are recorded instead of made."""
+
+    def __init__(self, budget_gb: float) -> None:
+        super().__init__(GenerationConfig(device="cuda", vram_budget_gb=budget_gb))
+        self.moves: list[tuple[str, str]] = []
+
+    def _move(self, part: Part, device: str) -> None:
+        if part.device != device:
+            self.moves.append((part.name, device))
+            part.device = device
+
+    def free_memory(self) -> None:
+        pass
+
+    def add(self, name: str, gb: float) -> None:
+        self.parts[name] = Part(name, object(), "cpu", int(gb * GB))
+
+
+def test_lru_parts_move_to_cpu_when_over_budget():
+    manager = GpuManager(budget_gb=10)
+    for name, gb in ((TEXT_ENCODER, 5), (MOVQ, 0.5), (K3_UNET, 3), (FLASH_UNET, 3), (K22, 4)):
+        manager.add(name, gb)
+
+    manager.load(ModelId.K31)
+    assert {n for n, p in manager.parts.items() if p.device == "cuda"} == {TEXT_ENCODER, MOVQ, K3_UNET}
+
+    manager.load(ModelId.K31_FLASH)  # needs 3 GB more: the Kandinsky 3 UNet (not needed now) goes
+    on_gpu = {n for n, p in manager.parts.items() if p.device == "cuda"}
+    assert on_gpu == {TEXT_ENCODER, MOVQ, FLASH_UNET}
+    assert (K3_UNET, "cpu") in manager.moves and (TEXT_ENCODER, "cpu") not in manager.moves
+
+    manager.load(ModelId.K22)  # 4 GB: the least recently used go first, until it fits
+    on_gpu = {n for n, p in manager.parts.items() if p.device == "cuda"}
+    assert K22 in on_gpu and sum(manager.parts[n].nbytes for n in on_gpu) <= 10 * GB
+
+
+def test_everything_stays_while_it_fits():
+    manager = GpuManager(budget_gb=40)
+    for name, gb in ((TEXT_ENCODER, 17), (MOVQ, 0.5), (K3_UNET, 6), (FLASH_UNET, 6), (K22, 5)):
+        manager.add(name, gb)
+    for model in (ModelId.K31, ModelId.K31_FLASH, ModelId.K31_REFINER, ModelId.K22):
+        manager.load(model)
+    assert all(p.device == "cuda" for p in manager.parts.values())
+    assert not any(device == "cpu" for _, device in manager.moves)
+
+
+def test_unload_keeps_parts_other_loaded_models_share():
+    manager = GpuManager(budget_gb=100)
+    for name in (TEXT_ENCODER, MOVQ, K3_UNET, FLASH_UNET):
+        manager.add(name, 1)
+    manager.load(ModelId.K31)
+    manager.load(ModelId.K31_FLASH)
+    manager.unload(ModelId.K31)  # Flash is loaded too and shares the encoder and the MoVQ
+    assert set(manager.parts) == {TEXT_ENCODER, MOVQ, FLASH_UNET}
+    manager.unload(ModelId.K31_FLASH)
+    assert manager.parts == {}
+
+
+def test_model_offload_reinstalls_hooks_before_each_pipeline():
+    manager = ModelManager(GenerationConfig(device="cuda", offload="model"))
+    calls = []
+
+    class Pipe:
+        def enable_model_cpu_offload(self, device=None):
+            calls.append(("model", device))
+
+        def enable_sequential_cpu_offload(self, device=None):
+            calls.append(("sequential", device))
+
+    pipe = Pipe()
+    manager._prepare(pipe)
+    manager._prepare(pipe)
+    assert calls == [("model", "cuda"), ("model", "cuda")]
+    manager.offload = "sequential"
+    calls.clear()
+    manager._prepare(pipe)
+    manager._prepare(pipe)
+    assert calls == [("sequential", "cuda")]
+
+
+def test_kandinsky22_requests_go_to_the_k22_module(monkeypatch, tmp_path):
+    """The agreed interface with generation.k22 (written separately): load, generate, to, memory_bytes."""
+    from generation.diffusers_backend import DiffusersBackend
+
+    calls = []
+
+    class Kandinsky22:
+        @classmethod
+        def load(cls, config, device, dtype):
+            calls.append(("load", device, dtype))
+            return cls()
+
+        def generate(self, request, progress):
+            progress(1, 1)
+            return [Image.new("RGB", (request.width, request.height))] * request.num_images
+
+        def to(self, device):
+            calls.append(("to", device))
+
+        def memory_bytes(self):
+            return 123
+
+        def enable_offload(self, mode):
+            calls.append(("offload", mode))
+
+    module = types.ModuleType("generation.k22")
+    module.Kandinsky22 = Kandinsky22
+    monkeypatch.setitem(sys.modules, "generation.k22", module)
+    backend = DiffusersBackend(GenerationConfig(models_dir=tmp_path, device="cpu"))
+    request = GenerationRequest(
+        mode=Mode.FUSE, model=ModelId.K22, prompt="", negative_prompt=None, width=128, height=64,
+        num_images=2, seed=1, images=[Image.new("RGB", (8, 8))] * 2, weights=[0.5, 0.5],
+    )
+    seen = []
+    images = backend.generate(request, lambda s, t: seen.append((s, t)))
+    assert [im.size for im in images] == [(128, 64)] * 2 and seen == [(1, 1)]
+    assert calls == [("load", "cpu", torch.float32)]
+    status = {row["model"]: row for row in backend.model_status()}
+    assert status["kandinsky-2.2"] == {"model": "kandinsky-2.2", "loaded": True, "device": "cpu", "memory_bytes": 123}
+
+
+def test_capabilities_match_the_samplers():
+    from generation import capabilities, k3
+
+    assert not capabilities.uses_negative_prompt(ModelId.K31_FLASH)
+    assert capabilities.uses_negative_prompt(ModelId.K31) and capabilities.uses_negative_prompt(ModelId.K22)
+    assert capabilities.DEFAULTS[ModelId.K31] == (k3.K3_DEFAULT_STEPS, k3.K3_DEFAULT_GUIDANCE) == (25, 3.0)
+    assert k3.FLASH_TIMESTEPS == (979, 729, 479, 229) and k3.REFINER_TIMESTEPS == (479, 229)
+    assert Mode.IMG2IMG in capabilities.MODES[ModelId.K31_FLASH]
+
+
+def test_kandinsky22_through_the_backend_on_tiny_checkpoints(backend):
+    """The real generation.k22 module behind DiffusersBackend: lazy import, load, generate, status."""
+    torch.set_num_threads(1)
+    request = GenerationRequest(
+        mode=Mode.TEXT2IMG, model=ModelId.K22, prompt="a red fox", negative_prompt=None,
+        width=128, height=64, num_images=2, seed=3, steps=2,
+    )
+    seen = []
+    images = backend.generate(request, lambda s, t: seen.append((s, t)))
+    assert [im.size for im in images] == [(128, 64)] * 2
+    assert seen and seen[-1][0] == seen[-1][1]
+    status = {row["model"]: row for row in backend.model_status()}
+    assert status["kandinsky-2.2"]["loaded"] and status["kandinsky-2.2"]["memory_bytes"] > 0

@@ -15,6 +15,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
+from bot.i18n import translator
 from generation.backend import Mode
 from generation.jobs import JobService
 from handlers.editing.flow import (
@@ -195,6 +196,9 @@ def create_router() -> Router:
     router.message(Command("fuse"))(fuse_command)
     router.message(FuseFlow.photos, F.func(has_media))(fuse_photo)
     router.message(FuseFlow.photos, Command("done"))(fuse_done_command)
+    # "Done" typed instead of pressed, in any of the bot's languages ("done", "готово").
+    done_words = {word.lower() for word in translator().all_locales("edit-word-done")}
+    router.message(FuseFlow.photos, F.text.lower().in_(done_words))(fuse_done_command)
     router.callback_query(FuseFlow.photos, EditCb.filter(F.action == "fuse_done"))(fuse_done_button)
     router.callback_query(FuseFlow.weight, EditCb.filter(F.action == "fuse"))(fuse_weight)
     return router

@@ -84,6 +84,12 @@ async def test_fusion_done_command_with_three_photos(harness):
     await harness.feed(message_update("/done"))
     [job] = await harness.wait_jobs_settled()
     assert harness.backend.calls[0].weights == pytest.approx([1 / 3] * 3)
+    # "Done" typed as a word works too, in Russian as well.
+    await harness.feed(message_update("/fuse"))
+    for file_id in "ab":
+        await harness.feed(photo_update(file_id, 512, 512))
+    await harness.feed(message_update("Готово"))
+    assert "step 2 of 2" in last_text(harness)
 
 
 async def test_mix_a_photo_and_a_text(harness):

@@ -71,6 +71,7 @@ edit-strength-strong = Strong
 edit-btn-keep-shapes = 🧱 Keep the shapes
 edit-btn-style-weight = Style { $percent }%
 edit-btn-variations-of-photo = 🎲 Variations of this photo
+edit-word-done = done
 edit-btn-done = ✅ Done
 edit-btn-fuse-weight = 1st { $first }% · 2nd { $second }%
 edit-btn-mix-weight = 🖼 Photo { $first }% · 📝 Text { $second }%

@@ -71,6 +71,7 @@ edit-strength-strong = Сильно
 edit-btn-keep-shapes = 🧱 Сохранить формы
 edit-btn-style-weight = Стиль { $percent }%
 edit-btn-variations-of-photo = 🎲 Вариации этого фото
+edit-word-done = готово
 edit-btn-done = ✅ Готово
 edit-btn-fuse-weight = 1-е { $first }% · 2-е { $second }%
 edit-btn-mix-weight = 🖼 Фото { $first }% · 📝 Текст { $second }%

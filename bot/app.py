@@ -21,6 +21,8 @@ from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
 from bot.notifier import TelegramNotifier
+from faceswap.backend import FaceSwapBackend, stage_hook
+from faceswap.service import FaceService
 from generation.backend import Backend
 from generation.jobs import JobService
 from generation.moderation import ContentGuard, build_content_guard
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 COMMANDS = (
     "start", "help", "settings", "language", "cancel",
     "restyle", "restyle_shapes", "style", "fuse", "mix", "variations",  # handlers.editing
+    "face", "forgetface",  # handlers.faceswap
 )
 
 
@@ -90,7 +93,16 @@ def build_app(
     guard = guard or build_content_guard(
         settings.beautifier_settings(), settings.safety_settings(), settings.generation_config()
     )
-    runner = JobRunner(db, backend or create_backend(settings), notifier, settings.results_dir, guard=guard)
+    # FACESWAP jobs run the face-swap pipeline, which draws through the same backend.
+    backend = FaceSwapBackend(backend or create_backend(settings), settings.faceswap_config())
+    runner = JobRunner(
+        db,
+        backend,
+        notifier,
+        settings.results_dir,
+        request_hooks=[stage_hook(notifier.face_stage)],
+        guard=guard,
+    )
 
     async def refresh_positions() -> None:
         await refresh_queue_positions(db, notifier)
@@ -114,6 +126,7 @@ def build_app(
         max_image_side=settings.max_image_side,
         results_dir=str(settings.results_dir),
         admin_ids=frozenset(settings.admin_ids),
+        faces=FaceService(),
         guard=guard,  # upload handlers: ``await guard.check_upload(photo)`` for an early answer
         broadcaster=broadcaster,  # admin: /broadcast
         generation_backend=runner.backend,  # admin: /models

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from faceswap.config import FaceSwapConfig
 from generation.beautify import BeautifierSettings
 from generation.safety import DEFAULT_NSFW_THRESHOLD, SafetySettings
 from generation.sources import GenerationConfig
@@ -42,6 +43,16 @@ class Settings(BaseSettings):
     offload: Literal["none", "model", "sequential"] = "none"
     vram_budget_gb: float | None = None
     torch_compile: bool = False
+
+    # Face swap (/face and @me prompts, faceswap/). Without GHOST files the classical swap is used;
+    # without GFPGAN weights restoring is skipped; without OmniFusion "@me" becomes "a person".
+    faceswap_describer: bool = True
+    omnifusion_source: str = "AIRI-Institute/OmniFusion"  # hub id or a local copy of the repository
+    omnifusion_clip_source: str = "openai/clip-vit-large-patch14-336"
+    ghost_generator_path: Path | None = None  # ONNX export of GHOST's G_unet_2blocks generator
+    ghost_arcface_path: Path | None = None  # ONNX export of GHOST's ArcFace (iresnet100)
+    faceswap_restore: bool = True
+    gfpgan_path: Path | None = None  # GFPGANv1.4.pth
 
     # How long a delivery that Telegram refused waits before the next try.
     delivery_retry_seconds: float = 30.0
@@ -101,6 +112,17 @@ class Settings(BaseSettings):
             cache_dir=self.data_dir / "models",
         )
 
+    def faceswap_config(self) -> FaceSwapConfig:
+        return FaceSwapConfig(
+            describer_enabled=self.faceswap_describer,
+            omnifusion_source=self.omnifusion_source,
+            clip_source=self.omnifusion_clip_source,
+            ghost_generator_path=self.ghost_generator_path,
+            ghost_arcface_path=self.ghost_arcface_path,
+            restore_enabled=self.faceswap_restore,
+            gfpgan_path=self.gfpgan_path,
+            device=self.generation_device,
+        )
 
     def beautifier_settings(self) -> BeautifierSettings:
         key = self.beautify_openai_api_key

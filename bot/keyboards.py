@@ -143,3 +143,10 @@ def result_keyboard(
     builder.button(text=t("btn-reuse-seed", locale), callback_data=ResultCb(action="seed", job_id=job_id))
     builder.adjust(2)
     return builder.as_markup()
+
+
+def again_keyboard(t: Translator, locale: str, job_id: int) -> InlineKeyboardMarkup:
+    """Just "Again" (the same job with a new seed), for failures another seed may fix."""
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t("btn-again", locale), callback_data=ResultCb(action="again", job_id=job_id))
+    return builder.as_markup()

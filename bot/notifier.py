@@ -15,13 +15,15 @@ from aiogram.utils.chat_action import ChatActionSender
 
 from bot.best_effort import best_effort
 from bot.i18n import Translator
-from bot.keyboards import cancel_job_keyboard, model_name, result_keyboard, style_name
+from bot.keyboards import again_keyboard, cancel_job_keyboard, model_name, result_keyboard, style_name
 from generation.runner import JobContext
 from storage.models import Job
 
 log = logging.getLogger(__name__)
 
 CAPTION_LIMIT = 1024
+# Failures worth another try with a new seed: the status message gets an "Again" button.
+RETRY_WITH_NEW_SEED = frozenset({"no_face_in_result"})
 BAR_WIDTH = 10
 
 
@@ -116,6 +118,10 @@ class TelegramNotifier:
         text = self.t("job-progress", ctx.locale, step=step, total=total, bar=progress_bar(step, total))
         await self.edit_status(ctx.job, text, self._cancel_markup(ctx), throttle=True)
 
+    async def face_stage(self, ctx: JobContext, stage: str) -> None:
+        """A face-swap job's stage: describing, drawing, swapping, restoring."""
+        await self.edit_status(ctx.job, self.t(f"face-stage-{stage}", ctx.locale), self._cancel_markup(ctx))
+
     async def queued(self, job: Job, locale: str, position: int) -> None:
         text = self.t("job-queued", locale, position=position)
         await self.edit_status(job, text, cancel_job_keyboard(self.t, locale, job.id), throttle=True)
@@ -129,7 +135,8 @@ class TelegramNotifier:
     async def failed(self, ctx: JobContext, code: str) -> None:
         key = f"job-error-{code}"
         text = self.t(key if self.t.has(key, ctx.locale) else "job-failed", ctx.locale)
-        await self.edit_status(ctx.job, text)
+        markup = again_keyboard(self.t, ctx.locale, ctx.job.id) if code in RETRY_WITH_NEW_SEED else None
+        await self.edit_status(ctx.job, text, markup)
         self._forget(ctx.job)
 
     async def cancelled(self, ctx: JobContext) -> None:

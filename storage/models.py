@@ -89,6 +89,22 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
 
 
+class UserFace(Base):
+    """The face a user set with /face, for ``@me`` prompts; /forgetface deletes the row.
+
+    Only the Telegram file id of the photo (the pixels stay in Telegram) and what the face-swap
+    pipeline derived from it (face box and landmarks, whether the photo had several faces).
+    """
+
+    __tablename__ = "user_faces"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    file_id: Mapped[str] = mapped_column(String(255))
+    file_unique_id: Mapped[str | None] = mapped_column(String(64))
+    profile: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # faceswap.pipeline.FaceProfile
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ModerationKind(StrEnum):
     PROMPT_BLOCKED = "prompt_blocked"  # the user's prompt matched the blocklist; no job was created
     BEAUTIFIED_BLOCKED = "beautified_blocked"  # the LLM's expansion matched it; the job failed

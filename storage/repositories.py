@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import PENDING_STATUSES, Job, JobStatus, ModerationEvent, User, UserSettings, utcnow
+from storage.models import PENDING_STATUSES, Job, JobStatus, ModerationEvent, User, UserFace, UserSettings, utcnow
 
 
 class UserRepository:
@@ -204,6 +204,51 @@ class JobRepository:
         return list(jobs)
 
 
+class UserFaceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: int) -> UserFace | None:
+        return await self.session.get(UserFace, user_id)
+
+    async def set(self, user_id: int, file_id: str, file_unique_id: str | None, profile: dict[str, Any]) -> UserFace:
+        """Replace the user's face (one per user)."""
+        face = await self.get(user_id)
+        if face is None:
+            face = UserFace(user_id=user_id)
+            self.session.add(face)
+        face.file_id = file_id
+        face.file_unique_id = file_unique_id
+        face.profile = profile
+        face.created_at = utcnow()
+        await self.session.flush()
+        return face
+
+    async def delete(self, user_id: int) -> bool:
+        face = await self.get(user_id)
+        if face is None:
+            return False
+        await self.session.delete(face)
+        await self.session.flush()
+        return True
+
+    async def forget(self, user_id: int, kind: str) -> tuple[bool, list[Job]]:
+        """/forgetface: delete the face and strip it from the user's jobs of ``kind`` (their photo's
+        file id and face data). Returns whether a face was stored, and those jobs."""
+        deleted = await self.delete(user_id)
+        result = await self.session.execute(select(Job).where(Job.user_id == user_id, Job.kind == kind))
+        jobs = list(result.scalars().all())
+        for job in jobs:
+            params = dict(job.params)
+            params.pop("input_file_ids", None)
+            extra = dict(params.get("extra") or {})
+            extra.pop("face", None)
+            params["extra"] = extra
+            job.params = params  # a new dict: JSON columns do not track changes inside
+        await self.session.flush()
+        return deleted, jobs
+
+
 class ModerationRepository:
     """Refusals by the safety checks (generation.moderation), counted for admins."""
 
@@ -247,6 +292,7 @@ class Repositories:
     def __post_init__(self) -> None:
         self.users = UserRepository(self.session)
         self.jobs = JobRepository(self.session)
+        self.faces = UserFaceRepository(self.session)
         self.moderation = ModerationRepository(self.session)
 
     async def commit(self) -> None:

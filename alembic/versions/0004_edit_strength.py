@@ -1,7 +1,7 @@
 """user_settings.edit_strength: the remembered restyle strength
 
 Revision ID: 0004
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-23 15:05:00
 """
 from typing import Sequence, Union
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision: str = "0004"
-down_revision: Union[str, None] = "0005"  # chained after main's newest revision
+down_revision: Union[str, None] = "0006"  # chained after main's newest revision
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

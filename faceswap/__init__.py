@@ -1,0 +1,1 @@
+"""Put the user's own face into a generated scene: detect, describe, draw, swap, restore."""

@@ -1,0 +1,86 @@
+"""The face-swap job kind behind the generation layer's Backend contract.
+
+:class:`FaceSwapBackend` wraps the backend the worker already has: ``Mode.FACESWAP`` requests run the
+face-swap pipeline (which draws through the wrapped backend), every other request goes straight
+to it. :func:`stage_hook` is a job-runner request hook that lets the pipeline report its stages
+(describing, drawing, swapping, restoring) to the chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from faceswap.config import FaceSwapConfig
+from generation.backend import Backend, GenerationRequest, ModelId, Mode, ProgressFn
+
+if TYPE_CHECKING:
+    from faceswap.pipeline import FaceSwapPipeline
+    from generation.runner import JobContext, RequestHook
+
+# Keys of GenerationRequest.extra for a FACESWAP request.
+FACE_KEY = "face"  # the stored FaceProfile as a dict
+STAGE_KEY = "on_stage"  # a callable(stage), set by stage_hook in the worker
+
+
+class FaceSwapBackend:
+    def __init__(self, inner: Backend, config: FaceSwapConfig, pipeline: FaceSwapPipeline | None = None) -> None:
+        self.inner = inner
+        self.config = config
+        self._pipeline = pipeline
+        self._lock = threading.Lock()
+
+    @property
+    def pipeline(self) -> FaceSwapPipeline:
+        # Built on the first face-swap job: dlib's models and the optional GHOST / GFPGAN /
+        # OmniFusion weights load only when someone uses @me.
+        with self._lock:
+            if self._pipeline is None:
+                from faceswap.pipeline import FaceSwapPipeline
+
+                self._pipeline = FaceSwapPipeline.from_config(self.config, self.inner)
+            return self._pipeline
+
+    def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
+        if request.mode != Mode.FACESWAP:
+            return self.inner.generate(request, progress)
+        from faceswap.profile import FaceProfile, FaceSwapError
+
+        extra = dict(request.extra)
+        face = extra.pop(FACE_KEY, None)
+        on_stage = extra.pop(STAGE_KEY, None) or (lambda stage: None)
+        if not face or not request.images:
+            raise FaceSwapError("no_face", "the job carries no face")
+        request = replace(request, extra=extra)
+        return self.pipeline.run(request.images[0], FaceProfile.from_dict(face), request, progress, on_stage)
+
+    def model_status(self) -> list[dict[str, Any]]:
+        return self.inner.model_status()
+
+    def load(self, model: ModelId) -> None:
+        self.inner.load(model)
+
+    def unload(self, model: ModelId) -> None:
+        self.inner.unload(model)
+
+
+def stage_hook(notify: Callable[[JobContext, str], Awaitable[None]]) -> RequestHook:
+    """A runner hook: FACESWAP requests get an ``on_stage`` callback that tells the chat (the
+    pipeline calls it from the worker thread; the message is sent on the event loop)."""
+
+    async def hook(ctx: JobContext, request: GenerationRequest) -> GenerationRequest:
+        if request.mode != Mode.FACESWAP:
+            return request
+        loop = asyncio.get_running_loop()
+
+        def on_stage(stage: str) -> None:
+            asyncio.run_coroutine_threadsafe(notify(ctx, stage), loop)
+
+        return replace(request, extra={**request.extra, STAGE_KEY: on_stage})
+
+    return hook

@@ -1,0 +1,147 @@
+"""The face-swap pipeline: detect -> describe -> draw -> swap -> restore.
+
+``prepare_face`` runs when the user sends their photo (``/face``): it finds the face and returns a
+:class:`FaceProfile`, the part that is stored (box, landmarks, flags; never the pixels, which stay
+in Telegram under the photo's file id). ``run`` serves one ``@me`` job: it describes the face
+(``@me`` becomes the description, or "a person" when the describer is off), draws the scene through
+the generation layer, swaps the user's face into every picture and restores it.
+
+Neither the photo nor the description is ever logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+from PIL import Image
+
+from faceswap.config import FaceSwapConfig
+from faceswap.describe import FaceDescriber
+from faceswap.detect import Face, FaceDetector, largest_face, to_rgb_array
+from faceswap.profile import NO_DESCRIPTION, FaceProfile, FaceSwapError, fill_me, has_me
+from faceswap.restore import FaceRestorer
+from faceswap.swap import FaceSwapper
+from generation.backend import Backend, GenerationRequest, Mode, ProgressFn
+
+__all__ = ["FaceProfile", "FaceSwapError", "FaceSwapPipeline", "fill_me", "has_me", "prepare_face"]
+
+log = logging.getLogger(__name__)
+
+STAGES = ("describing", "drawing", "swapping", "restoring")
+
+StageFn = Callable[[str], None]
+"""Called when a stage starts, with one of :data:`STAGES`. It may raise GenerationCancelled."""
+
+DrawFn = Callable[[GenerationRequest, ProgressFn], list[Image.Image]]
+
+
+def _no_stage(stage: str) -> None:
+    pass
+
+
+def prepare_face(detector: FaceDetector, photo: Image.Image | np.ndarray) -> FaceProfile:
+    """Find the user's face: ``FaceSwapError("no_face")`` without one; with several, the largest,
+    flagged. Needs only the detector (dlib, CPU): the bot process runs it when a photo arrives."""
+    rgb = to_rgb_array(photo)
+    faces = detector.detect(rgb)
+    face = largest_face(faces)
+    if face is None:
+        raise FaceSwapError("no_face")
+    return FaceProfile.from_face(face, (rgb.shape[1], rgb.shape[0]), several_faces=len(faces) > 1)
+
+
+@dataclass
+class FaceSwapPipeline:
+    detector: FaceDetector
+    describer: FaceDescriber | None
+    draw: DrawFn
+    swapper: FaceSwapper
+    restorer: FaceRestorer | None = None
+
+    @classmethod
+    def from_config(cls, config: FaceSwapConfig, draw: Backend | DrawFn) -> FaceSwapPipeline:
+        from faceswap.describe import make_describer
+        from faceswap.detect import DlibFaceDetector
+        from faceswap.restore import make_restorer
+        from faceswap.swap import make_swapper
+
+        return cls(
+            detector=DlibFaceDetector(),
+            describer=make_describer(config),
+            draw=draw.generate if hasattr(draw, "generate") else draw,  # type: ignore[union-attr]
+            swapper=make_swapper(config),
+            restorer=make_restorer(config),
+        )
+
+    # -- /face ------------------------------------------------------------------------------
+    def prepare_face(self, photo: Image.Image | np.ndarray, describe: bool = False) -> FaceProfile:
+        """:func:`prepare_face`; ``describe=True`` also describes the face now (otherwise each job
+        does, on the GPU worker, so no description is ever stored)."""
+        profile = prepare_face(self.detector, photo)
+        if describe:
+            profile.description = self.describe(to_rgb_array(photo), profile)
+        return profile
+
+    def describe(self, photo: np.ndarray, profile: FaceProfile) -> str | None:
+        if self.describer is None:
+            return None
+        return self.describer.describe(photo, profile.face)
+
+    # -- an @me job -----------------------------------------------------------------------------
+    def run(
+        self,
+        photo: Image.Image | np.ndarray,
+        profile: FaceProfile,
+        request: GenerationRequest,
+        progress: ProgressFn,
+        on_stage: StageFn = _no_stage,
+    ) -> list[Image.Image]:
+        """Draw ``request`` (its prompt containing ``@me``) with the user's face in it.
+
+        Every returned picture has the face swapped in; pictures where no face was drawn are
+        dropped, and when none has one ``FaceSwapError("no_face_in_result")`` is raised.
+        """
+        source = to_rgb_array(photo)
+        if profile.width and (source.shape[1], source.shape[0]) != (profile.width, profile.height):
+            raise FaceSwapError("no_face", "the stored face does not belong to this photo")
+
+        on_stage("describing")
+        description = profile.description or self.describe(source, profile)
+        if description is None:
+            log.info("face describer is off: the prompt says %r", NO_DESCRIPTION)
+
+        on_stage("drawing")
+        scene = replace(request, mode=Mode.TEXT2IMG, prompt=fill_me(request.prompt, description), images=[])
+        drawn = self.draw(scene, progress)
+
+        on_stage("swapping")
+        source_face = profile.face
+        swapped: list[tuple[np.ndarray, Face]] = []
+        for image in drawn:
+            target = to_rgb_array(image)
+            target_face = largest_face(self.detector.detect(target))
+            if target_face is None:
+                continue
+            try:
+                result = self.swapper.swap(source, source_face, target, target_face)
+            except ValueError as error:  # a face too small or too distorted to swap: like no face
+                log.info("face swap: a drawn face could not be used (%s)", error)
+                continue
+            swapped.append((result, target_face))
+        if not swapped:
+            raise FaceSwapError("no_face_in_result")
+        if len(swapped) < len(drawn):
+            log.info("face swap: %d of %d pictures had no face and were dropped", len(drawn) - len(swapped), len(drawn))
+
+        if self.restorer is not None:
+            on_stage("restoring")
+            restored = []
+            for result, target_face in swapped:
+                # The swap moved the landmarks (the source's face shape): find the face again.
+                face = largest_face(self.detector.detect(result)) or target_face
+                restored.append((self.restorer.restore(result, [face]), face))
+            swapped = restored
+        return [Image.fromarray(result) for result, _ in swapped]

@@ -1,0 +1,188 @@
+"""/face, /forgetface and ``@me`` prompts: the user's own face in a generated scene.
+
+``/face`` asks for a photo; the face found on it is remembered (the photo's Telegram file id and
+the face's box and landmarks) until ``/forgetface``. A prompt containing ``@me`` (or ``/face``
+followed by a prompt) then runs a face-swap job. Face photos and descriptions are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import shutil
+from pathlib import Path
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import Message
+from aiogram_i18n import I18nContext
+from PIL import UnidentifiedImageError
+
+from faceswap.profile import FaceSwapError, has_me
+from faceswap.service import FaceService
+from generation.backend import Mode
+from generation.jobs import JobService
+from generation.moderation import ContentGuard
+from handlers.common import PromptError, submit_job, validate_prompt
+from storage.models import PENDING_STATUSES, ModerationKind, User, UserFace
+from storage.repositories import Repositories
+
+log = logging.getLogger(__name__)
+
+ME_PATTERN = r"(?i)@me\b"
+
+
+class FaceFlow(StatesGroup):
+    photo = State()  # waiting for a photo with a face
+
+
+def scene_prompt(text: str) -> str:
+    """``/face <prompt>``: the user is the subject unless the prompt places ``@me`` itself."""
+    return text if has_me(text) else f"@me, {text}"
+
+
+async def _submit(
+    message: Message,
+    bot: Bot,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+    face: UserFace,
+    prompt: str,
+) -> None:
+    params = jobs.params_from_settings(user, prompt, input_file_ids=[face.file_id], extra={"face": face.profile})
+    await submit_job(
+        bot=bot, chat_id=message.chat.id, repos=repos, user=user, jobs=jobs, i18n=i18n, params=params, kind=Mode.FACESWAP
+    )
+
+
+async def face_command(
+    message: Message,
+    command: CommandObject,
+    state: FSMContext,
+    bot: Bot,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+) -> None:
+    if command.args and command.args.strip():
+        try:
+            prompt = scene_prompt(validate_prompt(command.args))
+        except PromptError as exc:
+            await message.answer(i18n.get(exc.code, **exc.kwargs))
+            return
+        face = await repos.faces.get(user.id)
+        if face is not None:
+            await _submit(message, bot, i18n, user, repos, jobs, face, prompt)
+            return
+        # No face yet: ask for it, and draw the prompt once it is there.
+        await state.set_state(FaceFlow.photo)
+        await state.update_data(prompt=prompt)
+        await message.answer(i18n.get("face-send-photo"))
+        return
+    await state.set_state(FaceFlow.photo)
+    await state.set_data({})
+    await message.answer(i18n.get("face-send-photo"))
+
+
+async def face_photo(
+    message: Message,
+    state: FSMContext,
+    bot: Bot,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+    faces: FaceService,
+    guard: ContentGuard | None = None,
+) -> None:
+    photo = message.photo[-1]  # the largest size Telegram made
+    buffer = io.BytesIO()
+    await bot.download(photo.file_id, destination=buffer)
+    verdict = await guard.check_upload(buffer.getvalue()) if guard is not None else None
+    if verdict is not None and verdict.nsfw:
+        await repos.moderation.add(user.id, ModerationKind.UPLOAD_CENSORED, f"{verdict.score:.3f}")
+        await message.answer(i18n.get("upload-censored"))  # still waiting for a photo
+        return
+    try:
+        profile = await asyncio.to_thread(faces.prepare, buffer.getvalue())
+    except FaceSwapError:
+        await message.answer(i18n.get("face-none"))  # still waiting for a photo
+        return
+    except UnidentifiedImageError:
+        await message.answer(i18n.get("face-bad-photo"))
+        return
+    face = await repos.faces.set(user.id, photo.file_id, photo.file_unique_id, profile.to_dict())
+    await repos.commit()
+    pending = (await state.get_data()).get("prompt")
+    await state.clear()
+    if profile.several_faces:
+        await message.answer(i18n.get("face-several"))
+    await message.answer(i18n.get("face-saved"))
+    if pending:
+        await _submit(message, bot, i18n, user, repos, jobs, face, pending)
+
+
+async def face_waiting(message: Message, i18n: I18nContext) -> None:
+    """Anything but a photo while a photo is expected."""
+    await message.answer(i18n.get("face-send-photo-again"))
+
+
+async def me_prompt(
+    message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
+) -> None:
+    try:
+        prompt = validate_prompt(message.text)
+    except PromptError as exc:
+        await message.answer(i18n.get(exc.code, **exc.kwargs))
+        return
+    face = await repos.faces.get(user.id)
+    if face is None:
+        await message.answer(i18n.get("face-needed"))
+        return
+    await _submit(message, bot, i18n, user, repos, jobs, face, prompt)
+
+
+async def forget_face(
+    message: Message,
+    state: FSMContext,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+    results_dir: str,
+) -> None:
+    """Delete everything stored about the face: the face row, the photo's file id and face data in
+    the face-swap jobs, their pictures on disk (they show the face), and stop the pending ones."""
+    if await state.get_state() == FaceFlow.photo.state:
+        await state.clear()
+    deleted, face_jobs = await repos.faces.forget(user.id, str(Mode.FACESWAP))
+    await repos.commit()
+    for job in face_jobs:
+        if job.status in PENDING_STATUSES:
+            await jobs.cancel_one(repos, job)
+    await asyncio.to_thread(_delete_results, Path(results_dir), [job.id for job in face_jobs])
+    if deleted:
+        await message.answer(i18n.get("face-forgotten"))
+    else:
+        await message.answer(i18n.get("face-nothing-to-forget"))
+
+
+def _delete_results(results_dir: Path, job_ids: list[int]) -> None:
+    for job_id in job_ids:
+        shutil.rmtree(results_dir / str(job_id), ignore_errors=True)
+
+
+def create_router() -> Router:
+    router = Router(name="faceswap")
+    router.message(Command("face"))(face_command)
+    router.message(Command("forgetface"))(forget_face)
+    router.message(FaceFlow.photo, F.photo)(face_photo)
+    router.message(FaceFlow.photo, ~F.text.startswith("/"))(face_waiting)
+    router.message(F.text.regexp(ME_PATTERN), ~F.text.startswith("/"))(me_prompt)
+    return router

@@ -6,6 +6,7 @@ from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendPhoto
 
 from generation.backend import Mode
 from generation.fake import FakeBackend
+from handlers.editing.flow import EDIT_STATES
 from tests.conftest import make_settings, start_harness, stop_harness
 from tests.editing.helpers import age_flow, fsm, last_buttons, last_text, photo_update
 from tests.fakes import callback_update, message_update, user
@@ -144,3 +145,15 @@ async def test_other_buttons_work_while_a_flow_expires(harness):
     jobs = await harness.wait_jobs_settled()
     assert [j.kind for j in jobs] == ["text2img", "text2img"]
     assert await fsm(harness).get_state() is None  # and the stale flow is gone
+
+
+async def test_flows_and_the_face_feature_stay_apart(harness):
+    harness.session.files["p"] = photo_bytes("astronaut")
+    # "@me" typed at the restyle's text step is the restyle's text, not a face-swap prompt.
+    await harness.feed(photo_update("p", 512, 512))
+    await harness.feed(message_update("@me as a knight"))
+    assert "@me as a knight" in last_text(harness) and await harness.jobs() == []
+    # /face in the middle of a flow starts the face flow; a photo then is the face, not an edit.
+    await harness.feed(message_update("/face"))
+    assert "one clear face" in last_text(harness)
+    assert await fsm(harness).get_state() not in EDIT_STATES

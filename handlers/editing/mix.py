@@ -68,6 +68,8 @@ async def mix_photo(
     await state.update_data(photo=photos[0].to_dict())
     caption = caption_of(messages)
     data = await state.get_data()
+    if not data.get("prompt"):
+        await state.set_state(MixFlow.text)  # a caption that is no usable text leaves us asking for one
     if caption:
         await _take_text(message, caption, state, i18n)
     elif data.get("prompt"):  # a new photo for the text already given

@@ -57,10 +57,10 @@ async def take_photo(
 ) -> None:
     """A photo for the restyle: with a caption straight to the strength buttons, else ask for the text."""
     await state.update_data(photo=photo.to_dict())
+    await state.set_state(RestyleFlow.text)  # a caption that is no usable prompt leaves us asking for one
     if caption:
         await take_text(message, caption, state, i18n, user)
         return
-    await state.set_state(RestyleFlow.text)
     data = await state.get_data()
     # A photo alone may also be meant for variations: one button for that, instead of a text.
     markup = None if data.get("shapes") else photo_actions_keyboard(i18n)

@@ -148,3 +148,11 @@ async def test_photo_with_a_mention_in_a_group(harness):
     await harness.feed(callback_update("edit:restyle:medium", message=buttons_message))
     [job] = await harness.wait_jobs_settled()
     assert (job.chat_id, job.params["prompt"], job.kind) == (-100, "a marble statue", "img2img")
+
+
+async def test_a_caption_that_is_no_prompt_asks_for_the_text(harness):
+    harness.session.files["ph-7"] = photo_bytes("astronaut")
+    await harness.feed(photo_update("ph-7", 512, 512, caption="🎨🖼"))
+    assert last_text(harness).startswith("Emoji alone are hard to draw")
+    await harness.feed(message_update("a mosaic"))  # the text step takes it
+    assert "a mosaic" in last_text(harness) and ("✅ Medium", "edit:restyle:medium") in last_buttons(harness)

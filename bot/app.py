@@ -21,6 +21,7 @@ from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
 from bot.notifier import TelegramNotifier
+from bot.retry import RetryMiddleware
 from faceswap.backend import FaceSwapBackend, stage_hook
 from faceswap.service import FaceService
 from generation.backend import Backend
@@ -45,11 +46,14 @@ def create_bot(settings: Settings) -> Bot:
     session = None
     if settings.telegram_api_url:
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")))
-    return Bot(
+    bot = Bot(
         token=settings.bot_token.get_secret_value(),
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
     )
+    # Wait out Telegram's flood control and retry transient faults (bot/retry.py).
+    bot.session.middleware(RetryMiddleware())
+    return bot
 
 
 def create_backend(settings: Settings) -> Backend:

@@ -11,11 +11,11 @@ from pathlib import Path
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaPhoto, Message
-from aiogram.utils.chat_action import ChatActionSender
 
 from bot.best_effort import best_effort
 from bot.i18n import Translator
 from bot.keyboards import again_keyboard, cancel_job_keyboard, model_name, result_keyboard, style_name
+from bot.retry import BestEffortChatActionSender
 from generation.runner import JobContext
 from storage.models import Job
 
@@ -129,8 +129,8 @@ class TelegramNotifier:
     def _cancel_markup(self, ctx: JobContext) -> InlineKeyboardMarkup:
         return cancel_job_keyboard(self.t, ctx.locale, ctx.job.id)
 
-    def working(self, ctx: JobContext) -> ChatActionSender:
-        return ChatActionSender.upload_photo(bot=self.bot, chat_id=ctx.job.chat_id)
+    def working(self, ctx: JobContext) -> BestEffortChatActionSender:
+        return BestEffortChatActionSender.upload_photo(bot=self.bot, chat_id=ctx.job.chat_id)
 
     async def failed(self, ctx: JobContext, code: str) -> None:
         key = f"job-error-{code}"
@@ -198,11 +198,16 @@ class TelegramNotifier:
             messages = await self.bot.send_media_group(chat_id=job.chat_id, media=media)
             file_ids = [self._file_id(m) for m in messages]
             seeds = ", ".join(str(s) for s in seeds_of)
-            await self.bot.send_message(
-                chat_id=job.chat_id,
-                text=self.t("result-album-buttons", locale, count=len(paths), seeds=seeds),
-                reply_markup=keyboard,
-            )
+            # The album is delivered once Telegram took it: if the buttons message fails (after the
+            # session's retries), the job must not count as undelivered, or the album comes twice.
+            try:
+                await self.bot.send_message(
+                    chat_id=job.chat_id,
+                    text=self.t("result-album-buttons", locale, count=len(paths), seeds=seeds),
+                    reply_markup=keyboard,
+                )
+            except TelegramAPIError as exc:
+                log.warning("job %s: album delivered, its buttons message failed: %s", job.id, exc)
         if job.status_message_id is not None:
             try:
                 with best_effort():

@@ -1,0 +1,225 @@
+"""How much the bot itself costs: the real ``python -m bot`` process with the ``fake`` backend.
+
+Many scripted users send a prompt at the same moment to the bot, over HTTP, through the local
+Telegram Bot API emulator (tests/e2e/emulator.py). Printed per bot:
+
+- updates handled per second (a prompt counts as handled when the bot's first answer arrives);
+- p50 / p99 time from a user's prompt to the bot's first answer;
+- p50 / p99 time from a finished job (``generated_at`` in the database) to the photo being
+  accepted by Telegram (the emulator's answer to sendPhoto).
+
+In the same run, rounds alternate with a bare aiogram echo bot (benchmarks/echo_bot.py) on the same
+emulator, so the ratio between the two holds on a noisy machine.
+
+    python benchmarks/bot_overhead.py [--users 100] [--rounds 3] [--side 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+from collections import Counter
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import timezone
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from tests.e2e.botproc import BotProcess, bot_env  # noqa: E402
+from storage.models import Job  # noqa: E402
+from tests.e2e.emulator import TelegramEmulator  # noqa: E402
+
+BOT_TOKEN = "123456:BENCHabcdefghijklmnopqrstuvwxyz0123"
+ECHO_TOKEN = "654321:ECHOabcdefghijklmnopqrstuvwxyz01234"
+ANSWER_METHODS = frozenset({"sendMessage", "sendPhoto", "sendMediaGroup", "sendDocument"})
+
+
+@dataclass
+class Figures:
+    handled: int = 0
+    seconds: float = 0.0
+    first_answer: list[float] = field(default_factory=list)
+    delivery: list[float] = field(default_factory=list)
+
+    @property
+    def per_second(self) -> float:
+        return self.handled / self.seconds if self.seconds else 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if q < 100 else max(values)
+
+
+async def one_round(
+    emulator: TelegramEmulator, token: str, users: int, first_user: int, figures: Figures, timeout: float
+) -> list[int]:
+    """Every user sends one prompt at once; wait for each user's first answer."""
+    scripted = [emulator.user(token, user_id=first_user + i, first_name=f"U{i}") for i in range(users)]
+    first_call = len(emulator.calls)
+    sent_at: dict[int, float] = {}
+    for i, user in enumerate(scripted):
+        sent_at[user.chat_id] = time.monotonic()
+        await user.send_text(f"benchmark prompt {first_user + i}: a lighthouse at dawn")
+    answered: dict[int, float] = {}
+    deadline = time.monotonic() + timeout
+    while len(answered) < users:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{users - len(answered)} of {users} prompts got no answer in {timeout}s")
+        async with emulator.calls_changed:
+            await asyncio.wait_for(emulator.calls_changed.wait(), timeout)
+        for call in emulator.calls[first_call:]:
+            if call.token == token and call.ok and call.method in ANSWER_METHODS and call.finished is not None:
+                chat = int(call.chat_id)
+                if chat in sent_at and chat not in answered:
+                    answered[chat] = call.finished
+    start = min(sent_at.values())
+    figures.handled += users
+    figures.seconds += max(answered.values()) - start
+    figures.first_answer.extend(answered[c] - sent_at[c] for c in answered)
+    return [u.chat_id for u in scripted]
+
+
+class JobReader:
+    """Reads the bot's job rows from its database (SQLite or PostgreSQL) through the project's models."""
+
+    def __init__(self, url: str) -> None:
+        from storage.db import create_engine
+
+        self.engine = create_engine(url)
+
+    async def jobs_of(self, chats: list[int]) -> list[Job]:
+        from sqlalchemy import select
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        async with AsyncSession(self.engine) as session:
+            return list((await session.execute(select(Job).where(Job.chat_id.in_(chats)))).scalars())
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def wait_delivered(
+    emulator: TelegramEmulator, reader: JobReader, chats: list[int], figures: Figures, timeout: float
+) -> None:
+    """Until every job of these chats is done; then job finished -> photo accepted, per job."""
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = await reader.jobs_of(chats)
+        if len(jobs) == len(chats) and all(j.status in ("done", "failed", "cancelled") for j in jobs):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"jobs still pending after {timeout}s: {[j.status for j in jobs]}")
+        await asyncio.sleep(0.2)
+    photo_sent = {}
+    for call in emulator.calls:
+        if call.method == "sendPhoto" and call.ok:
+            photo_sent[call.result["photo"][-1]["file_id"]] = call.wall + (call.finished - call.time)
+    for job in jobs:
+        if job.status != "done":
+            continue
+        file_id = job.result_file_ids[0]
+        generated = job.generated_at
+        assert generated is not None
+        if generated.tzinfo is None:  # SQLite drops the zone; the bot stores UTC
+            generated = generated.replace(tzinfo=timezone.utc)
+        figures.delivery.append(photo_sent[file_id] - generated.timestamp())
+
+
+def report(name: str, figures: Figures) -> None:
+    ms = 1000.0
+    line = (
+        f"{name:<14} {figures.per_second:8.1f} updates/s   first answer p50 {percentile(figures.first_answer, 50) * ms:7.1f} ms"
+        f"  p99 {percentile(figures.first_answer, 99) * ms:7.1f} ms"
+    )
+    if figures.delivery:
+        line += (
+            f"   job finished -> photo sent p50 {percentile(figures.delivery, 50) * ms:7.1f} ms"
+            f"  p99 {percentile(figures.delivery, 99) * ms:7.1f} ms"
+        )
+    print(line)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=100, help="users sending a prompt at once, per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--side", type=int, default=256, help="MAX_IMAGE_SIDE of the fake images")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--profile", default="", help="write a cProfile of the bot process to this file")
+    parser.add_argument(
+        "--database-url", default="", help="the bot's DATABASE_URL (default: SQLite in a temporary folder)"
+    )
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bot-overhead-"))
+    emulator = TelegramEmulator()
+    emulator.add_bot(BOT_TOKEN)
+    emulator.add_bot(ECHO_TOKEN, username="EchoBot")
+    await emulator.start()
+    data_dir = tmp / "data"
+    env = bot_env(
+        emulator,
+        BOT_TOKEN,
+        data_dir,
+        FAKE_STEP_SECONDS=0,
+        MAX_IMAGE_SIDE=args.side,
+        MAX_PENDING_PER_USER=10,
+        MAX_PENDING_TOTAL=100_000,
+        PROGRESS_EDIT_INTERVAL=2.0,
+        LOG_LEVEL="WARNING",
+    )
+    if args.database_url:
+        env["DATABASE_URL"] = args.database_url
+    reader = JobReader(env["DATABASE_URL"])
+    bot = BotProcess(emulator, BOT_TOKEN, env, tmp / "bot.log")
+    echo_env = {**env, "BOT_TOKEN": ECHO_TOKEN}
+    echo = BotProcess(emulator, ECHO_TOKEN, echo_env, tmp / "echo.log")
+    echo_script = str(PROJECT_ROOT / "benchmarks" / "echo_bot.py")
+    try:
+        profile = ["-m", "cProfile", "-o", os.path.abspath(args.profile), "-m", "bot"] if args.profile else None
+        await bot.start(ready_timeout=180, argv=profile)
+        await echo.start(ready_timeout=180, argv=[echo_script])
+        cpu = os.cpu_count()
+        print(f"{args.users} users at once, {args.rounds} rounds, fake backend {args.side}px, {cpu} CPUs")
+        # A warm-up round each: first-contact paths, connection pools, SQLite file growth.
+        await one_round(emulator, ECHO_TOKEN, 10, 1, Figures(), args.timeout)
+        warm = await one_round(emulator, BOT_TOKEN, 10, 1, Figures(), args.timeout)
+        await wait_delivered(emulator, reader, warm, Figures(), args.timeout)
+
+        bot_figures, echo_figures = Figures(), Figures()
+        for r in range(args.rounds):
+            first_user = 1000 + r * args.users
+            await one_round(emulator, ECHO_TOKEN, args.users, first_user, echo_figures, args.timeout)
+            chats = await one_round(emulator, BOT_TOKEN, args.users, first_user, bot_figures, args.timeout)
+            await wait_delivered(emulator, reader, chats, bot_figures, args.timeout)
+        report("echo bot", echo_figures)
+        report("kandinsky bot", bot_figures)
+        by_method = Counter(c.method for c in emulator.calls if c.token == BOT_TOKEN)
+        prompts = 10 + args.rounds * args.users
+        print("kandinsky bot API calls per prompt: " + ", ".join(f"{m} {n / prompts:.2f}" for m, n in by_method.most_common()))
+        print(
+            f"ratio (kandinsky / echo): {bot_figures.per_second / echo_figures.per_second:.2f}x throughput, "
+            f"{percentile(bot_figures.first_answer, 50) / percentile(echo_figures.first_answer, 50):.2f}x p50 first answer"
+        )
+    finally:
+        await bot.stop()
+        await echo.stop()
+        await emulator.stop()
+        await reader.close()
+    errors = [line for line in bot.log(10**7).splitlines() if " ERROR " in line]
+    if errors:
+        print(f"{len(errors)} errors in the bot log ({tmp / 'bot.log'}), e.g.: {errors[0]}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,61 @@
+"""The real bot process on the real generation layer: diffusers pipelines on tiny random-weight
+checkpoints (generation.tiny, in the hub layouts, loaded by the production loading code) on the CPU.
+
+The fake-backend scenarios (test_scenarios.py) cover the bot's behaviour in depth; these check that
+the same user journeys work end to end when the images come from the models: the chosen model and
+aspect ratio reach the pipeline, and four images come as one album. (Cancelling a running job is
+covered with the fake backend, whose step time the test controls: a tiny pipeline may finish before
+a press arrives.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from generation.styles import image_size
+from tests.e2e.scenario import WAIT, World, choose, is_photo, largest, open_settings, open_world
+from tests.e2e.users import button_texts, has_text
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+MAX_SIDE = 256  # tiny models on a CPU: small images keep the suite quick
+LOAD_WAIT = 120.0  # the first image of a model includes loading it (and converting Flash)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> AsyncIterator[World]:
+    async with open_world(
+        tmp_path_factory.mktemp("e2e-diffusers"),
+        "diffusers",
+        request,
+        MAX_IMAGE_SIDE=MAX_SIDE,
+        SAFETY_IMAGE_FILTER="false",  # random weights draw noise; the safety check has its own tests
+    ) as opened:
+        yield opened
+
+
+async def test_the_chosen_model_and_aspect_ratio_reach_the_pipeline(world: World) -> None:
+    user = world.user()
+    menu = await open_settings(user)
+    menu = await choose(user, menu, "Model", "Kandinsky 3.1 Flash")
+    menu = await choose(user, menu, "Aspect ratio", "16:9")
+    await user.send_text("a lighthouse on a cliff at dawn")
+    photo = await user.wait_for(is_photo, LOAD_WAIT)
+    width, height = image_size("16:9", MAX_SIDE)
+    assert largest(photo) == (width, height) and user.image(photo).size == (width, height)
+    assert "Kandinsky 3.1 Flash" in photo["caption"]
+
+
+async def test_four_images_of_the_default_model_come_as_one_album(world: World) -> None:
+    user = world.user()
+    await choose(user, await open_settings(user), "Images per request", "4")
+    await user.send_text("four owls on a branch")
+    album = await user.wait_for_album(4, LOAD_WAIT)
+    assert [largest(m) for m in album] == [(MAX_SIDE, MAX_SIDE)] * 4
+    assert "Kandinsky 3.1 ·" in album[0]["caption"]
+    # Different seeds give different pictures.
+    assert len({user.image(m).tobytes() for m in album}) == 4
+    assert "🔁 Again" in button_texts(await user.wait_for(has_text("4 images"), WAIT))

@@ -14,6 +14,7 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
+from bot import albums
 from bot.admin_menu import show_admin_menus
 from bot.broadcast import Broadcaster
 from bot.config import Settings
@@ -34,7 +35,11 @@ from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "help", "settings", "language", "cancel", "face", "forgetface")
+COMMANDS = (
+    "start", "help", "settings", "language", "cancel",
+    "restyle", "restyle_shapes", "style", "fuse", "mix", "variations",  # handlers.editing
+    "face", "forgetface",  # handlers.faceswap
+)
 
 
 def create_bot(settings: Settings) -> Bot:
@@ -131,6 +136,8 @@ def build_app(
         generation_backend=runner.backend,  # admin: /models
         user_commands=COMMANDS,  # admin: the command menu of admin chats adds to these
     )
+    # Albums first: an album's later photos join its first update before any lock or database work.
+    albums.install(dispatcher, settings.album_wait_seconds)
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
     create_middleware().setup(dispatcher)

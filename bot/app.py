@@ -25,6 +25,7 @@ from bot.retry import RetryMiddleware
 from faceswap.backend import FaceSwapBackend, stage_hook
 from faceswap.service import FaceService
 from generation.backend import Backend
+from generation.beautify import share_gpu_budget
 from generation.jobs import JobService
 from generation.moderation import ContentGuard, build_content_guard
 from generation.queue import EmbeddedQueue, JobQueue
@@ -98,7 +99,10 @@ def build_app(
         settings.beautifier_settings(), settings.safety_settings(), settings.generation_config()
     )
     # FACESWAP jobs run the face-swap pipeline, which draws through the same backend.
-    backend = FaceSwapBackend(backend or create_backend(settings), settings.faceswap_config())
+    image_backend = backend or create_backend(settings)
+    # A local beautifier LLM shares the image models' GPU budget (issue: one manager owns the GPU).
+    share_gpu_budget(guard.beautifier, image_backend)
+    backend = FaceSwapBackend(image_backend, settings.faceswap_config())
     runner = JobRunner(
         db,
         backend,

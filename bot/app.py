@@ -15,6 +15,7 @@ from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
+from bot import albums
 from bot.admin_menu import show_admin_menus
 from bot.broadcast import Broadcaster
 from bot.config import Settings
@@ -26,6 +27,7 @@ from bot.retry import RetryMiddleware
 from faceswap.backend import FaceSwapBackend, stage_hook
 from faceswap.service import FaceService
 from generation.backend import Backend
+from generation.beautify import share_gpu_budget
 from generation.jobs import JobService
 from generation.moderation import ContentGuard, build_content_guard
 from generation.queue import EmbeddedQueue, JobQueue
@@ -36,7 +38,11 @@ from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "help", "settings", "language", "cancel", "face", "forgetface")
+COMMANDS = (
+    "start", "help", "settings", "language", "cancel",
+    "restyle", "restyle_shapes", "style", "fuse", "mix", "variations",  # handlers.editing
+    "face", "forgetface",  # handlers.faceswap
+)
 
 
 def create_bot(settings: Settings) -> Bot:
@@ -83,6 +89,8 @@ def create_runner(
     FACESWAP jobs run the face-swap pipeline, which draws through the same backend; with
     ``metrics``, every generation is timed.
     """
+    # A local beautifier LLM shares the image models' GPU budget (one manager owns the GPU).
+    share_gpu_budget(guard.beautifier, backend)
     backend = FaceSwapBackend(backend, settings.faceswap_config())
     return JobRunner(
         db,
@@ -190,6 +198,8 @@ def build_app(
         generation_backend=None if settings.redis_url else runner.backend,
         user_commands=COMMANDS,  # admin: the command menu of admin chats adds to these
     )
+    # Albums first: an album's later photos join its first update before any lock or database work.
+    albums.install(dispatcher, settings.album_wait_seconds)
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
     create_middleware().setup(dispatcher)

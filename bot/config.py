@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     safety_nsfw_threshold: float = Field(default=DEFAULT_NSFW_THRESHOLD, ge=0.0, le=1.0)
     safety_blurred_preview: bool = True  # send a heavily blurred preview with the notice
 
+    # Image editing: how long an album's first photo waits for the rest of the album.
+    album_wait_seconds: float = Field(default=1.0, gt=0, le=10)
+
     # -- Scaling out (README "Scaling out"): Redis-backed queue and FSM, webhook replicas, metrics. --
     # REDIS_URL switches the distributed mode on: jobs go to GPU worker processes
     # (`python -m generation.worker`) through taskiq Redis streams, FSM state lives in Redis.

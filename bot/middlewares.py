@@ -77,4 +77,8 @@ class ChatScopeMiddleware(BaseMiddleware):
             start = text.lower().index(mention)
             stripped = (text[:start] + text[start + len(mention) :]).strip()
             event = event.model_copy(update={"text": stripped, "entities": None})
+        elif event.caption is not None:  # a photo to restyle: "@bot a watercolour" reads "a watercolour"
+            start = text.lower().index(mention)
+            stripped = (text[:start] + text[start + len(mention) :]).strip()
+            event = event.model_copy(update={"caption": stripped, "caption_entities": None})
         return await handler(event, data)

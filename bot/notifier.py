@@ -82,7 +82,7 @@ class TelegramNotifier:
         self.edit_interval = edit_interval
         self._last_edit: dict[int, float] = {}  # chat id -> monotonic time of the last status edit
         self._last_text: dict[tuple[int, int], str] = {}  # (chat, status message) -> its text
-        self.variations_enabled = False  # the "Variations" button, once image editing is wired
+        self.variations_enabled = True  # the "Variations" button (handlers.editing.variations)
 
     # -- status message ---------------------------------------------------------------------
     async def edit_status(

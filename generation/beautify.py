@@ -438,7 +438,10 @@ class LocalLLMBeautifier(_AnswerBeautifier):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
-        self.load()
+        if not self.loaded:
+            # Under the model manager the model is loaded parked on the CPU; the manager then makes
+            # room on the GPU before moving it there.
+            self.load("cpu" if self.on_use is not None else None)
         if self.on_use is not None:
             self.on_use(self)  # the model manager places the model on the GPU
         elif self._device != self.execution_device:
@@ -546,3 +549,11 @@ def build_beautifier(settings: BeautifierSettings, config: GenerationConfig | No
             max_chars=settings.max_chars,
         )
     raise ValueError(f"unknown beautifier backend {settings.backend!r} (local | openai | off)")
+
+
+def share_gpu_budget(beautifier: Beautifier, backend: object) -> None:
+    """Put a local beautifier LLM under the image backend's model manager (its VRAM budget and LRU),
+    when the backend has one (the diffusers backend); other beautifiers need no GPU."""
+    manager = getattr(backend, "manager", None)
+    if isinstance(beautifier, LocalLLMBeautifier) and manager is not None:
+        beautifier.on_use = lambda llm: manager.use_external(llm.name, llm)

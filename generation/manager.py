@@ -249,6 +249,18 @@ class ModelManager:
             self._add(name, obj)
             self.extras.update(extras)
 
+    def use_external(self, name: str, obj: Any) -> None:
+        """Bring a model that loads itself (the local beautifier LLM) to the execution device under
+        the same VRAM budget: least-recently-used image models go to the CPU to make room, and the
+        image models later push it out the same way."""
+        with self.lock:
+            part = self.parts.get(name)
+            if part is None or part.obj is not obj:
+                part = Part(name, obj, obj.device or "cpu", obj.memory_bytes())
+                self.parts[name] = part
+            part.nbytes = obj.memory_bytes()
+            self._place((name,))
+
     def load(self, model: ModelId) -> None:
         with self.lock:
             for name in MODEL_PARTS[model]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from generation.backend import (
     ModelId,
     Mode,
 )
+from generation.images import InputImageError, prepare_input_image
 from generation.moderation import BlockStage, ContentGuard
 from generation.styles import DEFAULT_STYLE, STYLES
 from storage.claims import JobClaims, lease
@@ -80,6 +82,19 @@ class JobCensored(Exception):
         super().__init__(code)
         self.code = code
         self.previews = previews or []
+
+
+# The editing modes get their input photos prepared: upright, RGB, scaled to the output's largest
+# side in multiples of 64. Other modes get them as sent: face swap keeps the face's landmarks measured
+# on the original photo, so that photo must reach it unchanged.
+PREPARED_INPUT_MODES = frozenset(
+    {Mode.IMG2IMG, Mode.RESTYLE_DEPTH, Mode.STYLE, Mode.FUSE, Mode.MIX, Mode.VARIATIONS}
+)
+
+
+def _decode_rgb(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")
 
 
 # Hooks that later stages plug in (beautification, safety) without the runner knowing them.
@@ -222,8 +237,11 @@ class JobRunner:
             asyncio.run_coroutine_threadsafe(self.events.progress(ctx, step, total), loop)
 
         try:
+            max_side = max(int(ctx.job.params["width"]), int(ctx.job.params["height"]))
+            prepare = Mode(ctx.job.kind) in PREPARED_INPUT_MODES
             images = [
-                await self._open_input(file_id) for file_id in ctx.job.params.get("input_file_ids") or []
+                await self._open_input(file_id, max_side if prepare else None)
+                for file_id in ctx.job.params.get("input_file_ids") or []
             ]
             await self._check_inputs(ctx, images)
             request = build_request(ctx.job, images, await self._prepare_prompt(ctx))
@@ -329,11 +347,23 @@ class JobRunner:
             paths.append(path)
         return paths
 
-    async def _open_input(self, file_id: str) -> Image.Image:
-        import io
+    async def _open_input(self, file_id: str, max_side: int | None) -> Image.Image:
+        """Download an input photo by its Telegram file id: upright RGB fitted to ``max_side`` in
+        multiples of 64 (:func:`prepare_input_image`), or, with ``max_side=None``, RGB as sent.
 
-        data = await self.events.fetch_file(file_id)
-        return Image.open(io.BytesIO(data)).convert("RGB")
+        Inputs are stored as file ids, never bytes, so a job (or "Again") works after a restart; a
+        file Telegram no longer serves, or one that is no longer a usable image, fails the job.
+        """
+        try:
+            data = await self.events.fetch_file(file_id)
+        except Exception as exc:
+            raise GenerationError("input_missing", f"{file_id}: {exc}") from exc
+        try:
+            if max_side is None:
+                return await asyncio.to_thread(_decode_rgb, data)
+            return await asyncio.to_thread(prepare_input_image, data, max_side)
+        except (InputImageError, OSError, ValueError) as exc:  # OSError: what Pillow raises on bad data
+            raise GenerationError("input_invalid", f"{file_id}: {exc}") from exc
 
     def _store(self, job_id: int, images: list[Image.Image] | dict[int, Image.Image]) -> None:
         """Images as ``{index}.png``; a dict keeps the indices of images the safety check left out,

@@ -56,11 +56,17 @@ async def submit_job(
     params: dict[str, Any],
     kind: Mode = Mode.TEXT2IMG,
     model: str | None = None,
+    note: str | None = None,
 ) -> Job | None:
-    """Create a job with a status message, or tell the user why not. Returns the job or None."""
+    """Create a job with a status message, or tell the user why not. Returns the job or None.
+
+    ``note``: an extra line for the status message (e.g. which model an edit falls back to).
+    """
 
     async def announce(job: Job, position: int) -> int:
         text = i18n.get("job-queued", position=position)
+        if note:
+            text += "\n" + note
         if job.model == ModelId.K31_FLASH and params.get("negative_prompt"):
             text += "\n" + i18n.get("job-flash-no-negative")
         message = await bot.send_message(

@@ -47,6 +47,34 @@ async def _own_job(query: CallbackQuery, job_id: int, user: User, repos: Reposit
     return job
 
 
+async def _resubmit(
+    query: CallbackQuery,
+    callback_data: ResultCb,
+    bot: Bot,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+    changes: dict[str, object],
+) -> None:
+    """The user's own job again, as a new job, with some parameters changed."""
+    job = await _own_job(query, callback_data.job_id, user, repos, i18n)
+    if job is None:
+        return
+    await query.answer()
+    await submit_job(
+        bot=bot,
+        chat_id=job.chat_id,
+        repos=repos,
+        user=user,
+        jobs=jobs,
+        i18n=i18n,
+        params=dict(job.params, **changes),
+        kind=Mode(job.kind),
+        model=job.model,
+    )
+
+
 async def again(
     query: CallbackQuery,
     callback_data: ResultCb,
@@ -57,22 +85,7 @@ async def again(
     jobs: JobService,
 ) -> None:
     """The same job with a new seed."""
-    job = await _own_job(query, callback_data.job_id, user, repos, i18n)
-    if job is None:
-        return
-    await query.answer()
-    params = dict(job.params, seed=new_seed())
-    await submit_job(
-        bot=bot,
-        chat_id=job.chat_id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        params=params,
-        kind=Mode(job.kind),
-        model=job.model,
-    )
+    await _resubmit(query, callback_data, bot, i18n, user, repos, jobs, {"seed": new_seed()})
 
 
 async def without_beautification(
@@ -85,21 +98,7 @@ async def without_beautification(
     jobs: JobService,
 ) -> None:
     """A beautified job again in the user's own words, with the same seed to compare."""
-    job = await _own_job(query, callback_data.job_id, user, repos, i18n)
-    if job is None:
-        return
-    await query.answer()
-    await submit_job(
-        bot=bot,
-        chat_id=job.chat_id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        params=dict(job.params, beautify=False),
-        kind=Mode(job.kind),
-        model=job.model,
-    )
+    await _resubmit(query, callback_data, bot, i18n, user, repos, jobs, {"beautify": False})
 
 
 async def original(

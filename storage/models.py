@@ -58,6 +58,8 @@ class UserSettings(Base):
     beautify: Mapped[bool] = mapped_column(Boolean, default=False)
     num_images: Mapped[int] = mapped_column(Integer, default=1)
     fixed_seed: Mapped[int | None] = mapped_column(BigInteger)  # "Reuse seed": every next image uses it
+    # Image editing: how far a restyle moves from the photo (light | medium | strong), remembered.
+    edit_strength: Mapped[str] = mapped_column(String(8), default="medium", server_default="medium")
 
     user: Mapped[User] = relationship(back_populates="settings")
 

@@ -47,7 +47,8 @@ async def test_sticker_voice_and_file(harness):
     await harness.feed(message_update(None, voice=Voice(file_id="v", file_unique_id="v", duration=3)))
     assert last_text(harness).startswith("I understand text prompts only")
     await harness.feed(message_update(None, document=Document(file_id="d", file_unique_id="d", file_name="a.zip")))
-    assert last_text(harness).startswith("I understand text prompts only")
+    # Files are taken as photos to edit (handlers.editing): a non-image file is refused as such.
+    assert last_text(harness).startswith("This is not a picture I can edit")
     assert await harness.jobs() == []
 
 

@@ -31,6 +31,7 @@ async def test_prompt_becomes_a_job_and_a_photo_with_caption_and_buttons(harness
     assert photo.caption == f"a red fox in the snow 🦊\n\nKandinsky 3.1 · No style · 1024×1024 · seed {seed}"
     assert buttons(photo.reply_markup) == [
         ("🔁 Again", "res:again:1"),
+        ("🎲 Variations", "res:variations:1"),  # image editing (handlers.editing.variations)
         ("📄 Original", "res:original:1"),
         ("📌 Reuse seed", "res:seed:1"),
     ]

@@ -62,6 +62,10 @@ async def test_command_menu_registered_in_both_languages(harness):
     calls = harness.session.of(SetMyCommands)
     by_language = {c.language_code: [cmd.command for cmd in c.commands] for c in calls}
     assert set(by_language) == {None, "ru"}
-    assert by_language[None] == ["start", "help", "settings", "language", "cancel", "face", "forgetface"]
+    assert by_language[None] == [
+        "start", "help", "settings", "language", "cancel",
+        "restyle", "restyle_shapes", "style", "fuse", "mix", "variations",  # image editing
+        "face", "forgetface",
+    ]
     russian = next(c for c in calls if c.language_code == "ru")
     assert russian.commands[0].description == "Начало и приветствие"

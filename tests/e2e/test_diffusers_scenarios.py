@@ -3,7 +3,8 @@ checkpoints (generation.tiny, in the hub layouts, loaded by the production loadi
 
 The fake-backend scenarios (test_scenarios.py) cover the bot's behaviour in depth; these check that
 the same user journeys work end to end when the images come from the models: the chosen model and
-aspect ratio reach the pipeline, and four images come as one album. (Cancelling a running job is
+aspect ratio reach the pipeline, four images come as one album, and a photo with a caption is
+restyled. (Cancelling a running job is
 covered with the fake backend, whose step time the test controls: a tiny pipeline may finish before
 a press arrives.)
 """
@@ -18,6 +19,7 @@ import pytest_asyncio
 from generation.styles import image_size
 from tests.e2e.scenario import WAIT, World, choose, is_photo, largest, open_settings, open_world
 from tests.e2e.users import button_texts, has_text
+from tests.photos import photo
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -59,3 +61,15 @@ async def test_four_images_of_the_default_model_come_as_one_album(world: World) 
     # Different seeds give different pictures.
     assert len({user.image(m).tobytes() for m in album}) == 4
     assert "🔁 Again" in button_texts(await user.wait_for(has_text("4 images"), WAIT))
+
+
+async def test_a_photo_with_a_caption_is_restyled_by_the_pipeline(world: World) -> None:
+    user = world.user()
+    await user.send_photo(photo("coffee"), caption="a pencil drawing")  # 600x400
+    choice = await user.wait_for(has_text("a pencil drawing"), WAIT)
+    await user.press(choice, "Strong")
+    result = await user.wait_for(is_photo, LOAD_WAIT)
+    assert result["caption"].startswith("a pencil drawing")
+    width, height = largest(result)
+    assert max(width, height) == MAX_SIDE and width > height  # the photo's landscape shape, scaled to fit
+    assert user.image(result).size == (width, height)

@@ -24,7 +24,7 @@ from tests.e2e.users import button_texts, has_text, is_image
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-MAX_SIDE = 512
+MAX_SIDE = 512 if E2E_BACKEND == "fake" else 256
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

@@ -130,13 +130,14 @@ class ScriptedUser:
 
     async def send_album(self, images: Iterable[Image.Image | bytes], caption: str | None = None) -> list[JSON]:
         """Several photo messages sharing one ``media_group_id`` (the caption on the first, as clients do)."""
-        group_id = f"{13 * 10**16 + next(_media_groups)}"
-        sent = []
-        for i, image in enumerate(images):
-            sent.append(await self.send_photo(image, caption if i == 0 else None, media_group_id=group_id))
-        if not 2 <= len(sent) <= 10:
+        images = list(images)
+        if not 2 <= len(images) <= 10:
             raise ValueError("an album holds 2 to 10 items")
-        return sent
+        group_id = f"{13 * 10**16 + next(_media_groups)}"
+        return [
+            await self.send_photo(image, caption if i == 0 else None, media_group_id=group_id)
+            for i, image in enumerate(images)
+        ]
 
     async def send_sticker(self, emoji: str = "🙂") -> JSON:
         webp = image_bytes(Image.new("RGBA", (512, 512), (255, 200, 0, 255)), "WEBP")

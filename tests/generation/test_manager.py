@@ -209,3 +209,50 @@ def test_kandinsky22_through_the_backend_on_tiny_checkpoints(backend):
     assert seen and seen[-1][0] == seen[-1][1]
     status = {row["model"]: row for row in backend.model_status()}
     assert status["kandinsky-2.2"]["loaded"] and status["kandinsky-2.2"]["memory_bytes"] > 0
+
+
+class FakeLLM:
+    """What the manager sees of the local beautifier LLM: a device, a size, ``to``."""
+
+    name = "beautifier-llm"
+
+    def __init__(self, gb: float) -> None:
+        self.device = "cpu"
+        self.nbytes = int(gb * GB)
+
+    def memory_bytes(self) -> int:
+        return self.nbytes
+
+    def to(self, device: str) -> None:
+        self.device = device
+
+
+def test_the_beautifier_llm_shares_the_budget_with_the_image_models():
+    manager = GpuManager(budget_gb=10)
+    for name, gb in ((TEXT_ENCODER, 5), (MOVQ, 0.5), (K3_UNET, 3), (FLASH_UNET, 3), (K22, 4)):
+        manager.add(name, gb)
+    manager.load(ModelId.K31)  # 8.5 GB on the GPU
+    llm = FakeLLM(gb=4)
+    manager.use_external(llm.name, llm)  # room is made: the least recently used image parts go
+    on_gpu = {n for n, p in manager.parts.items() if p.device == "cuda"}
+    assert "beautifier-llm" in on_gpu and sum(manager.parts[n].nbytes for n in on_gpu) <= 10 * GB
+    assert (TEXT_ENCODER, "cpu") in manager.moves
+    manager.load(ModelId.K31)  # and the image model pushes the LLM out again
+    assert manager.parts["beautifier-llm"].device == "cpu"
+    assert ("beautifier-llm", "cpu") in manager.moves
+
+
+def test_share_gpu_budget_wires_only_a_local_llm(tmp_path):
+    from generation.beautify import LocalLLMBeautifier, NoBeautifier, share_gpu_budget
+    from generation.diffusers_backend import DiffusersBackend
+
+    backend = DiffusersBackend(GenerationConfig(device="cpu"))
+    llm = LocalLLMBeautifier(str(tmp_path / "llm"), device="cpu")
+    share_gpu_budget(llm, backend)
+    used = []
+    backend.manager.use_external = lambda name, obj: used.append((name, obj))
+    llm.on_use(llm)
+    assert used == [("beautifier-llm", llm)]
+    off = NoBeautifier()
+    share_gpu_budget(off, backend)  # nothing to wire, nothing breaks
+    share_gpu_budget(LocalLLMBeautifier("x", device="cpu"), object())  # a backend without a manager

@@ -7,6 +7,8 @@ help-text = What I can do:
     /settings — model, aspect ratio, style, negative prompt, beautification, images per request
     /language — English or Russian
     /cancel — cancel your queued jobs and stop the running one
+    A photo with a caption — I redraw it as the caption says (or /restyle, /restyle_shapes to keep the shapes)
+    /style — take the style of one photo for another; /fuse — fuse 2–4 photos; /mix — mix a photo with a text; /variations — variations of a photo
     /face — your face in the pictures: send a photo, then write @me in a prompt
     /forgetface — forget your face
     Any other text is a prompt: I draw it.

@@ -1,0 +1,67 @@
+"""Pictures sent outside any flow, and whatever a flow did not expect.
+
+* A photo or image file with a caption: restyle by that text (the strength buttons come next).
+* A photo without a caption: the restyle flow's second step (send the text).
+* An album: fusion of its photos.
+* Videos and animations: refused with a clear message (stickers are left to the fallback router).
+* In a flow, anything its step does not take gets the step repeated (where the user is, how to
+  leave); commands other than the flows' own go on to the routers after this one.
+"""
+
+from __future__ import annotations
+
+from aiogram import Bot, F, Router
+from aiogram.filters import StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from aiogram_i18n import I18nContext
+
+from generation.jobs import JobService
+from handlers.editing import fuse, restyle
+from handlers.editing.flow import EDIT_STATES, EditCb, FuseFlow, RestyleFlow, start_flow, step_text
+from handlers.editing.inputs import accept_inputs, caption_of, has_media
+from storage.models import User
+from storage.repositories import Repositories
+
+
+async def picture_outside_flows(
+    message: Message,
+    bot: Bot,
+    state: FSMContext,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+    max_image_side: int,
+    album: list[Message] | None = None,
+) -> None:
+    messages = album or [message]
+    if len(messages) > 1:
+        await start_flow(state, FuseFlow.photos, photos=[])
+        await fuse.add_photos(message, messages, bot, state, i18n, user, repos, jobs, max_image_side)
+        if not (await state.get_data()).get("photos"):  # refused: no flow was asked for
+            await state.clear()
+        return
+    photos = await accept_inputs(messages, bot, i18n, max_image_side)
+    if photos is None:
+        return
+    await start_flow(state, RestyleFlow.photo, shapes=False)
+    await restyle.take_photo(message, photos[0], caption_of(messages), state, i18n, user)
+
+
+async def unexpected_in_flow(message: Message, state: FSMContext, i18n: I18nContext, raw_state: str | None) -> None:
+    """Text where a photo is awaited, a sticker, a voice message...: say where the user is."""
+    await message.answer(i18n.get("edit-unexpected", step=step_text(i18n, raw_state, await state.get_data())))
+
+
+async def stale_button(query: CallbackQuery, i18n: I18nContext) -> None:
+    """A flow's button from a step the user has left (or a flow that was cancelled)."""
+    await query.answer(i18n.get("edit-button-stale"), show_alert=True)
+
+
+def create_router() -> Router:
+    router = Router(name="editing-entry")
+    router.message(StateFilter(None), F.func(has_media), ~F.sticker)(picture_outside_flows)
+    router.message(StateFilter(*EDIT_STATES), ~F.text.startswith("/"))(unexpected_in_flow)
+    router.callback_query(EditCb.filter())(stale_button)
+    return router

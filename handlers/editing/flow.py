@@ -1,0 +1,200 @@
+"""The editing flows' states, their 10-minute timeout, the step messages and the inline buttons."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, TelegramObject
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from aiogram_i18n import I18nContext
+
+from bot.best_effort import best_effort
+
+FLOW_TIMEOUT_SECONDS = 600.0  # a flow left alone this long starts over
+
+# Restyle strength: how much of the photo is redrawn (diffusers' img2img ``strength``).
+STRENGTHS: dict[str, float] = {"light": 0.3, "medium": 0.5, "strong": 0.75}
+DEFAULT_STRENGTH = "medium"
+STYLE_WEIGHTS = (30, 50, 70)  # percent of the style photo in the mix (the content photo has the rest)
+PAIR_WEIGHTS = (25, 50, 75)  # percent of the first photo (fusion of two) or of the photo (photo + text)
+MAX_FUSE_PHOTOS = 4
+MIN_FUSE_PHOTOS = 2
+
+
+class RestyleFlow(StatesGroup):
+    photo = State()  # step 1 of 2: the photo
+    text = State()  # step 2 of 2: what it should become
+    strength = State()  # the strength buttons are shown
+
+
+class StyleFlow(StatesGroup):
+    content = State()  # step 1 of 3
+    style = State()  # step 2 of 3
+    weight = State()  # step 3 of 3: buttons
+
+
+class FuseFlow(StatesGroup):
+    photos = State()  # step 1 of 2: 2-4 photos, then Done
+    weight = State()  # step 2 of 2 (two photos only): buttons
+
+
+class MixFlow(StatesGroup):
+    photo = State()  # step 1 of 3
+    text = State()  # step 2 of 3
+    weight = State()  # step 3 of 3: buttons
+
+
+class VariationsFlow(StatesGroup):
+    photo = State()
+
+
+FLOWS = (RestyleFlow, StyleFlow, FuseFlow, MixFlow, VariationsFlow)
+EDIT_STATES: frozenset[str] = frozenset(s.state for group in FLOWS for s in group.__states__)
+
+
+class EditCb(CallbackData, prefix="edit"):
+    action: str  # restyle | shapes | style | fuse | fuse_done | mix | variations
+    value: str = ""
+
+
+async def start_flow(state: FSMContext, step: State, **data: Any) -> None:
+    """Enter a flow afresh (whatever flow the user was in is dropped)."""
+    await state.set_state(step)
+    await state.set_data({"touched": time.time(), **data})
+
+
+async def finish_flow(state: FSMContext, buttons_message: Message | None = None) -> None:
+    await state.clear()
+    if buttons_message is not None:
+        await drop_buttons(buttons_message)
+
+
+async def drop_buttons(message: Message) -> None:
+    """Remove the inline buttons of a flow's step message (best effort: it may be too old)."""
+    try:
+        with best_effort():
+            await message.edit_reply_markup(reply_markup=None)
+    except TelegramAPIError:  # a stale or deleted message is no reason to fail the request
+        pass
+
+
+class FlowTimeoutMiddleware(BaseMiddleware):
+    """A flow untouched for ten minutes is over: the next message is handled as if there were none.
+
+    The flow's last activity is ``touched`` in the FSM data (a timestamp, so it survives restarts
+    with a persistent FSM storage); it is refreshed after every update the editing router sees.
+    """
+
+    def __init__(self, timeout: float = FLOW_TIMEOUT_SECONDS, clock: Callable[[], float] = time.time) -> None:
+        self.timeout = timeout
+        self.clock = clock
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        state: FSMContext | None = data.get("state")
+        if state is None or data.get("raw_state") not in EDIT_STATES:
+            return await handler(event, data)
+        touched = float((await state.get_data()).get("touched", 0.0))
+        if self.clock() - touched > self.timeout:
+            await state.clear()
+            data["raw_state"] = None
+            i18n: I18nContext = data["i18n"]
+            if isinstance(event, CallbackQuery) and (event.data or "").startswith(f"{EditCb.__prefix__}:"):
+                # A button of the expired flow: say so (other buttons, e.g. "Again", still work).
+                await event.answer(i18n.get("edit-flow-expired"), show_alert=True)
+                if isinstance(event.message, Message):
+                    await drop_buttons(event.message)
+                return None
+            if isinstance(event, Message):
+                await event.answer(i18n.get("edit-flow-expired"))
+            return await handler(event, data)
+        try:
+            return await handler(event, data)
+        finally:
+            if await state.get_state() in EDIT_STATES:
+                await state.update_data(touched=self.clock())
+
+
+def strength_keyboard(i18n: I18nContext, current: str, shapes_only: bool) -> InlineKeyboardMarkup:
+    """Light / medium / strong (the remembered one marked); "keep the shapes" below for a plain restyle."""
+    builder = InlineKeyboardBuilder()
+    current = current if current in STRENGTHS else DEFAULT_STRENGTH
+    action = "shapes" if shapes_only else "restyle"
+    for level in STRENGTHS:
+        text = i18n.get(f"edit-strength-{level}")
+        builder.button(text=f"✅ {text}" if level == current else text, callback_data=EditCb(action=action, value=level))
+    if not shapes_only:
+        builder.button(text=i18n.get("edit-btn-keep-shapes"), callback_data=EditCb(action="shapes", value=current))
+    builder.adjust(3, 1)
+    return builder.as_markup()
+
+
+def photo_actions_keyboard(i18n: I18nContext) -> InlineKeyboardMarkup:
+    """Under "send the text" for a photo sent alone: variations of it need no text."""
+    builder = InlineKeyboardBuilder()
+    builder.button(text=i18n.get("edit-btn-variations-of-photo"), callback_data=EditCb(action="variations"))
+    return builder.as_markup()
+
+
+def style_weight_keyboard(i18n: I18nContext) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for percent in STYLE_WEIGHTS:
+        builder.button(
+            text=i18n.get("edit-btn-style-weight", percent=percent),
+            callback_data=EditCb(action="style", value=str(percent)),
+        )
+    builder.adjust(3)
+    return builder.as_markup()
+
+
+def fuse_done_keyboard(i18n: I18nContext) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=i18n.get("edit-btn-done"), callback_data=EditCb(action="fuse_done"))
+    return builder.as_markup()
+
+
+def pair_weight_keyboard(i18n: I18nContext, action: str) -> InlineKeyboardMarkup:
+    """Fusion of two photos (first / second) or photo + text: 25 / 50 / 75 percent for the first."""
+    builder = InlineKeyboardBuilder()
+    for percent in PAIR_WEIGHTS:
+        builder.button(
+            text=i18n.get(f"edit-btn-{action}-weight", first=percent, second=100 - percent),
+            callback_data=EditCb(action=action, value=str(percent)),
+        )
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+# Where the user is: the step message of each state (also repeated when something unexpected arrives).
+STEP_KEYS: dict[str | None, str] = {
+    RestyleFlow.photo.state: "edit-restyle-step-photo",
+    RestyleFlow.text.state: "edit-restyle-step-text",
+    RestyleFlow.strength.state: "edit-restyle-step-strength",
+    StyleFlow.content.state: "edit-style-step-content",
+    StyleFlow.style.state: "edit-style-step-style",
+    StyleFlow.weight.state: "edit-style-step-weight",
+    FuseFlow.photos.state: "edit-fuse-step-photos",
+    FuseFlow.weight.state: "edit-fuse-step-weight",
+    MixFlow.photo.state: "edit-mix-step-photo",
+    MixFlow.text.state: "edit-mix-step-text",
+    MixFlow.weight.state: "edit-mix-step-weight",
+    VariationsFlow.photo.state: "edit-variations-step-photo",
+}
+
+
+def step_text(i18n: I18nContext, raw_state: str | None, data: dict[str, Any]) -> str:
+    key = STEP_KEYS[raw_state]
+    if data.get("shapes") and key.startswith("edit-restyle-"):
+        key = key.replace("edit-restyle-", "edit-shapes-")
+    return i18n.get(key, count=len(data.get("photos") or []), max=MAX_FUSE_PHOTOS)

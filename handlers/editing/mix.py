@@ -1,0 +1,129 @@
+"""/mix: a photo and a text, with a weight for each (Kandinsky 2.2 prior ``interpolate([image, text])``)."""
+
+from __future__ import annotations
+
+import html
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from aiogram_i18n import I18nContext
+
+from generation.backend import Mode
+from generation.jobs import JobService
+from handlers.common import PromptError, validate_prompt
+from handlers.editing.flow import (
+    PAIR_WEIGHTS,
+    EditCb,
+    MixFlow,
+    finish_flow,
+    pair_weight_keyboard,
+    start_flow,
+    step_text,
+)
+from handlers.editing.inputs import InputPhoto, accept_inputs, caption_of, has_media, rejection_text
+from handlers.editing.submit import submit_edit
+from storage.models import User
+from storage.repositories import Repositories
+
+
+PLAIN_TEXT = F.text & ~F.text.startswith("/")
+
+
+async def mix_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
+    await start_flow(state, MixFlow.photo)
+    await message.answer(step_text(i18n, MixFlow.photo.state, {}))
+
+
+async def _take_text(message: Message, text: str, state: FSMContext, i18n: I18nContext) -> None:
+    try:
+        prompt = validate_prompt(text)
+    except PromptError as exc:
+        await message.answer(i18n.get(exc.code, **exc.kwargs))
+        return
+    await state.update_data(prompt=prompt)
+    await state.set_state(MixFlow.weight)
+    await message.answer(
+        i18n.get("edit-mix-choose", prompt=html.escape(prompt), step=step_text(i18n, MixFlow.weight.state, {})),
+        reply_markup=pair_weight_keyboard(i18n, "mix"),
+    )
+
+
+async def mix_photo(
+    message: Message,
+    bot: Bot,
+    state: FSMContext,
+    i18n: I18nContext,
+    max_image_side: int,
+    album: list[Message] | None = None,
+) -> None:
+    messages = album or [message]
+    if len(messages) > 1:
+        await message.answer(rejection_text(i18n, "one_photo"))
+        return
+    photos = await accept_inputs(messages, bot, i18n, max_image_side)
+    if photos is None:
+        return
+    await state.update_data(photo=photos[0].to_dict())
+    caption = caption_of(messages)
+    data = await state.get_data()
+    if not data.get("prompt"):
+        await state.set_state(MixFlow.text)  # a caption that is no usable text leaves us asking for one
+    if caption:
+        await _take_text(message, caption, state, i18n)
+    elif data.get("prompt"):  # a new photo for the text already given
+        await _take_text(message, data["prompt"], state, i18n)
+    else:
+        await state.set_state(MixFlow.text)
+        await message.answer(step_text(i18n, MixFlow.text.state, data))
+
+
+async def mix_text(message: Message, state: FSMContext, i18n: I18nContext) -> None:
+    await _take_text(message, message.text or "", state, i18n)
+
+
+async def mix_go(
+    query: CallbackQuery,
+    callback_data: EditCb,
+    bot: Bot,
+    state: FSMContext,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+    max_image_side: int,
+) -> None:
+    value = callback_data.value
+    if not value.isdigit() or int(value) not in PAIR_WEIGHTS or not isinstance(query.message, Message):
+        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+        return
+    image_weight = int(value) / 100
+    data = await state.get_data()
+    await query.answer()
+    await finish_flow(state, query.message)
+    await submit_edit(
+        bot=bot,
+        chat_id=query.message.chat.id,
+        repos=repos,
+        user=user,
+        jobs=jobs,
+        i18n=i18n,
+        max_side=max_image_side,
+        mode=Mode.MIX,
+        photos=[InputPhoto.from_dict(data["photo"])],
+        prompt=data["prompt"],
+        weights=[image_weight, 1.0 - image_weight],
+    )
+
+
+def create_router() -> Router:
+    router = Router(name="editing-mix")
+    router.message(Command("mix"))(mix_command)
+    router.message(MixFlow.photo, F.func(has_media))(mix_photo)
+    router.message(MixFlow.text, F.func(has_media))(mix_photo)
+    router.message(MixFlow.weight, F.func(has_media))(mix_photo)
+    router.message(MixFlow.text, PLAIN_TEXT)(mix_text)
+    router.message(MixFlow.weight, PLAIN_TEXT)(mix_text)
+    router.callback_query(MixFlow.weight, EditCb.filter(F.action == "mix"))(mix_go)
+    return router

@@ -1,0 +1,131 @@
+"""/style: a content photo, then a style photo, then how much of the style to take (buttons).
+
+Kandinsky 2.2: image-to-image from the content photo, guided by the prior's weighted mix of both
+photos' CLIP embeddings; the image-to-image strength is the user's remembered restyle strength.
+"""
+
+from __future__ import annotations
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from aiogram_i18n import I18nContext
+
+from generation.backend import Mode
+from generation.jobs import JobService
+from handlers.editing.flow import (
+    STYLE_WEIGHTS,
+    EditCb,
+    StyleFlow,
+    finish_flow,
+    start_flow,
+    step_text,
+    style_weight_keyboard,
+)
+from handlers.editing.inputs import InputPhoto, accept_inputs, has_media, rejection_text
+from handlers.editing.submit import strength_value, submit_edit
+from storage.models import User
+from storage.repositories import Repositories
+
+
+async def style_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
+    await start_flow(state, StyleFlow.content)
+    await message.answer(step_text(i18n, StyleFlow.content.state, {}))
+
+
+async def _ask_weight(message: Message, state: FSMContext, i18n: I18nContext) -> None:
+    await state.set_state(StyleFlow.weight)
+    await message.answer(
+        step_text(i18n, StyleFlow.weight.state, await state.get_data()), reply_markup=style_weight_keyboard(i18n)
+    )
+
+
+async def content_photo(
+    message: Message,
+    bot: Bot,
+    state: FSMContext,
+    i18n: I18nContext,
+    max_image_side: int,
+    album: list[Message] | None = None,
+) -> None:
+    """The content photo; an album of two is taken as content and style at once."""
+    messages = album or [message]
+    if len(messages) > 2:
+        await message.answer(rejection_text(i18n, "one_photo"))
+        return
+    photos = await accept_inputs(messages, bot, i18n, max_image_side)
+    if photos is None:
+        return
+    await state.update_data(content=photos[0].to_dict())
+    if len(photos) == 2:
+        await state.update_data(style=photos[1].to_dict())
+        await _ask_weight(message, state, i18n)
+        return
+    await state.set_state(StyleFlow.style)
+    await message.answer(step_text(i18n, StyleFlow.style.state, {}))
+
+
+async def style_photo(
+    message: Message,
+    bot: Bot,
+    state: FSMContext,
+    i18n: I18nContext,
+    max_image_side: int,
+    album: list[Message] | None = None,
+) -> None:
+    messages = album or [message]
+    if len(messages) > 1:
+        await message.answer(rejection_text(i18n, "one_photo"))
+        return
+    photos = await accept_inputs(messages, bot, i18n, max_image_side)
+    if photos is None:
+        return
+    await state.update_data(style=photos[0].to_dict())
+    await _ask_weight(message, state, i18n)
+
+
+async def style_go(
+    query: CallbackQuery,
+    callback_data: EditCb,
+    bot: Bot,
+    state: FSMContext,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+    max_image_side: int,
+) -> None:
+    if not callback_data.value.isdigit() or int(callback_data.value) not in STYLE_WEIGHTS:
+        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+        return
+    if not isinstance(query.message, Message):
+        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+        return
+    style_weight = int(callback_data.value) / 100
+    data = await state.get_data()
+    await query.answer()
+    await finish_flow(state, query.message)
+    await submit_edit(
+        bot=bot,
+        chat_id=query.message.chat.id,
+        repos=repos,
+        user=user,
+        jobs=jobs,
+        i18n=i18n,
+        max_side=max_image_side,
+        mode=Mode.STYLE,
+        photos=[InputPhoto.from_dict(data["content"]), InputPhoto.from_dict(data["style"])],
+        weights=[1.0 - style_weight, style_weight],
+        strength=strength_value(user.settings.edit_strength),
+        display_prompt=i18n.get("edit-caption-style", percent=int(callback_data.value)),
+    )
+
+
+def create_router() -> Router:
+    router = Router(name="editing-style")
+    router.message(Command("style"))(style_command)
+    router.message(StyleFlow.content, F.func(has_media))(content_photo)
+    router.message(StyleFlow.style, F.func(has_media))(style_photo)
+    router.callback_query(StyleFlow.weight, EditCb.filter(F.action == "style"))(style_go)
+    return router

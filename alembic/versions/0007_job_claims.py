@@ -1,7 +1,7 @@
 """job claims: the worker holding a job and until when (distributed mode)
 
 Revision ID: 0007
-Revises: 0006
+Revises: 0004
 Create Date: 2026-11-23 15:00:00
 """
 from typing import Sequence, Union
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision: str = "0007"  # assigned "0006", which face took on main
-down_revision: Union[str, None] = "0006"  # main's head when merged; the lead re-chains
+down_revision: Union[str, None] = "0004"  # main's head (0004 follows 0006) when merged; the lead re-chains
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -44,9 +44,16 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# Bot replicas starting together all migrate: on PostgreSQL they take turns on an advisory lock
+# (held until the migration transaction ends), and the later ones find nothing left to do.
+MIGRATION_LOCK_ID = 7_361_285_004
+
+
 def _run_sync(connection: Connection) -> None:
     _configure(connection=connection)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         context.run_migrations()
 
 

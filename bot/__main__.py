@@ -1,4 +1,5 @@
-"""``python -m bot`` / ``kandinsky-bot``: migrate the database, then run the bot with long polling."""
+"""``python -m bot`` / ``kandinsky-bot``: migrate the database, then run the bot (long polling, or a
+webhook when WEBHOOK_URL is set)."""
 
 from __future__ import annotations
 
@@ -33,13 +34,12 @@ async def run(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     await upgrade_async(settings.db_url)
     app = build_app(settings)
-    logging.getLogger(__name__).info("starting long polling")
-    # aiogram stops polling on SIGINT/SIGTERM, then runs the shutdown handlers (the queue returns
-    # a running job to the queue), then we close the session.
-    try:
-        await app.dispatcher.start_polling(app.bot, handle_signals=True, close_bot_session=True)
-    finally:
-        await app.bot.session.close()
+    from bot.web import run_polling, run_webhook
+
+    if settings.webhook_url:
+        await run_webhook(app)  # several replicas behind a load balancer (README "Scaling out")
+    else:
+        await run_polling(app)
 
 
 if __name__ == "__main__":

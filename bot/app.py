@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
@@ -19,6 +20,7 @@ from bot.admin_menu import show_admin_menus
 from bot.broadcast import Broadcaster
 from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
+from bot.metrics import Metrics, MetricsRequestMiddleware, TimedBackend
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
 from bot.notifier import TelegramNotifier
 from bot.retry import RetryMiddleware
@@ -69,6 +71,56 @@ def create_backend(settings: Settings) -> Backend:
     return DiffusersBackend(settings.generation_config())
 
 
+def create_guard(settings: Settings) -> ContentGuard:
+    return build_content_guard(settings.beautifier_settings(), settings.safety_settings(), settings.generation_config())
+
+
+def create_runner(
+    settings: Settings,
+    db: Database,
+    backend: Backend,
+    notifier: TelegramNotifier,
+    guard: ContentGuard,
+    metrics: Metrics | None = None,
+    **kwargs: Any,
+) -> JobRunner:
+    """The job runner, the same in the embedded worker and in GPU worker processes.
+
+    FACESWAP jobs run the face-swap pipeline, which draws through the same backend; with
+    ``metrics``, every generation is timed.
+    """
+    # A local beautifier LLM shares the image models' GPU budget (one manager owns the GPU).
+    share_gpu_budget(guard.beautifier, backend)
+    backend = FaceSwapBackend(backend, settings.faceswap_config())
+    return JobRunner(
+        db,
+        TimedBackend(backend, metrics) if metrics is not None else backend,
+        notifier,
+        settings.results_dir,
+        request_hooks=[stage_hook(notifier.face_stage)],
+        guard=guard,
+        **kwargs,
+    )
+
+
+def create_fsm_storage(settings: Settings) -> tuple[BaseStorage, BaseEventIsolation | None]:
+    """FSM state in memory, or in Redis when REDIS_URL is set, so that any replica serves any user.
+
+    Event isolation (a Redis lock per user and chat) keeps one user's updates in order when
+    replicas handle them at the same time.
+    """
+    if not settings.redis_url:
+        return MemoryStorage(), None
+    from aiogram.fsm.storage.base import DefaultKeyBuilder
+    from aiogram.fsm.storage.redis import RedisStorage
+
+    storage = RedisStorage.from_url(
+        settings.redis_url,
+        key_builder=DefaultKeyBuilder(prefix=f"{settings.redis_prefix}:fsm", with_destiny=True),
+    )
+    return storage, storage.create_isolation()
+
+
 @dataclass
 class App:
     settings: Settings
@@ -81,6 +133,7 @@ class App:
     jobs: JobService
     guard: ContentGuard
     broadcaster: Broadcaster | None = None
+    metrics: Metrics | None = None
 
 
 def build_app(
@@ -91,33 +144,33 @@ def build_app(
     guard: ContentGuard | None = None,
 ) -> App:
     bot = bot or create_bot(settings)
+    metrics = Metrics("bot")
+    bot.session.middleware(MetricsRequestMiddleware(metrics))
     engine = create_engine(settings.db_url)
     db = Database(create_sessionmaker(engine))
     notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
     # Beautification and the safety checks, switched by the operator's settings.
-    guard = guard or build_content_guard(
-        settings.beautifier_settings(), settings.safety_settings(), settings.generation_config()
-    )
-    # FACESWAP jobs run the face-swap pipeline, which draws through the same backend.
-    image_backend = backend or create_backend(settings)
-    # A local beautifier LLM shares the image models' GPU budget (issue: one manager owns the GPU).
-    share_gpu_budget(guard.beautifier, image_backend)
-    backend = FaceSwapBackend(image_backend, settings.faceswap_config())
-    runner = JobRunner(
-        db,
-        backend,
-        notifier,
-        settings.results_dir,
-        request_hooks=[stage_hook(notifier.face_stage)],
-        guard=guard,
-    )
+    guard = guard or create_guard(settings)
+    queue: JobQueue
+    if settings.redis_url:
+        # The distributed mode: GPU worker processes generate and deliver (generation.worker).
+        from redis.asyncio import Redis
 
-    async def refresh_positions() -> None:
-        await refresh_queue_positions(db, notifier)
+        from generation.distributed import DistributedQueue, RemoteBackend, create_kicker_broker
 
-    queue = EmbeddedQueue(
-        db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
-    )
+        runner = create_runner(settings, db, backend or RemoteBackend(), notifier, guard)
+        queue = DistributedQueue(
+            db, create_kicker_broker(settings.redis_url, settings.redis_prefix), Redis.from_url(settings.redis_url), settings.redis_prefix
+        )
+    else:
+        runner = create_runner(settings, db, backend or create_backend(settings), notifier, guard, metrics)
+
+        async def refresh_positions() -> None:
+            await refresh_queue_positions(db, notifier)
+
+        queue = EmbeddedQueue(
+            db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
+        )
     jobs = JobService(
         queue,
         settings.max_image_side,
@@ -128,8 +181,12 @@ def build_app(
     )
     broadcaster = Broadcaster(db, bot, translator(), rate=settings.broadcast_rate)
 
+    events_isolation: BaseEventIsolation | None = None
+    if storage is None:
+        storage, events_isolation = create_fsm_storage(settings)
     dispatcher = Dispatcher(
-        storage=storage or MemoryStorage(),
+        storage=storage,
+        events_isolation=events_isolation,
         jobs=jobs,
         max_image_side=settings.max_image_side,
         results_dir=str(settings.results_dir),
@@ -137,7 +194,8 @@ def build_app(
         faces=FaceService(),
         guard=guard,  # upload handlers: ``await guard.check_upload(photo)`` for an early answer
         broadcaster=broadcaster,  # admin: /broadcast
-        generation_backend=runner.backend,  # admin: /models
+        # admin: /models (in the distributed mode the workers hold the models: --models per worker)
+        generation_backend=None if settings.redis_url else runner.backend,
         user_commands=COMMANDS,  # admin: the command menu of admin chats adds to these
     )
     # Albums first: an album's later photos join its first update before any lock or database work.
@@ -148,7 +206,9 @@ def build_app(
     dispatcher.message.outer_middleware(ChatScopeMiddleware())
     dispatcher.include_router(build_root_router())
 
-    app = App(settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard, broadcaster)
+    app = App(
+        settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard, broadcaster=broadcaster, metrics=metrics
+    )
 
     async def on_startup() -> None:
         await set_commands(bot)
@@ -160,7 +220,7 @@ def build_app(
         await broadcaster.stop()
         await queue.stop()
         await guard.close()
-        await engine.dispose()
+        await engine.dispose()  # the FSM storage is closed by the dispatcher itself
 
     dispatcher.startup.register(on_startup)
     dispatcher.shutdown.register(on_shutdown)

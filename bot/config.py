@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from faceswap.config import FaceSwapConfig
@@ -75,6 +75,37 @@ class Settings(BaseSettings):
 
     # Image editing: how long an album's first photo waits for the rest of the album.
     album_wait_seconds: float = Field(default=1.0, gt=0, le=10)
+
+    # -- Scaling out (README "Scaling out"): Redis-backed queue and FSM, webhook replicas, metrics. --
+    # REDIS_URL switches the distributed mode on: jobs go to GPU worker processes
+    # (`python -m generation.worker`) through taskiq Redis streams, FSM state lives in Redis.
+    redis_url: str | None = None
+    redis_prefix: str = "kandinsky"  # namespace of every Redis key (streams, FSM, control channel)
+    webhook_url: str | None = None  # public HTTPS URL Telegram posts updates to; unset: long polling
+    webhook_secret: SecretStr | None = None  # checked against X-Telegram-Bot-Api-Secret-Token
+    webhook_listen: str = "0.0.0.0:8080"  # host:port the webhook (and /healthz, /metrics) listen on
+    metrics_port: int | None = None  # polling mode / workers: /healthz and /metrics on this port
+    worker_models: Annotated[list[str], NoDecode] = Field(default_factory=list)  # empty: all models
+    worker_name: str | None = None  # default: <hostname>-<pid>
+    # A message whose worker died is redelivered after this idle time; longer than the longest job.
+    worker_idle_timeout: float = Field(default=900.0, gt=0)
+    job_lease_seconds: float = Field(default=60.0, gt=0)  # a silent worker loses its running job after this
+    worker_heartbeat_seconds: float = Field(default=2.0, gt=0)  # claim renewal and cancel check
+    max_job_attempts: int = Field(default=3, ge=1)  # workers that died on a job this often: it fails
+
+    @field_validator("worker_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in re.split(r"[,\s]+", value.strip()) if part]
+        return value
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        # A claim renewed less often than it lasts would expire under a live worker.
+        if self.worker_heartbeat_seconds * 2 > self.job_lease_seconds:
+            raise ValueError("WORKER_HEARTBEAT_SECONDS must be at most half of JOB_LEASE_SECONDS")
+        return self
 
     @field_validator("bot_token")
     @classmethod

@@ -31,6 +31,7 @@ from generation.backend import (
 from generation.images import InputImageError, prepare_input_image
 from generation.moderation import BlockStage, ContentGuard
 from generation.styles import DEFAULT_STYLE, STYLES
+from storage.claims import JobClaims, lease
 from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Database, Repositories
 
@@ -131,9 +132,18 @@ class JobRunner:
         results_dir: Path,
         request_hooks: list[RequestHook] | None = None,
         guard: ContentGuard | None = None,
+        worker_id: str = "embedded",
+        lease_seconds: float = 60.0,
+        delivery_lease_seconds: float = 300.0,
     ) -> None:
         self.db = db
         self.guard = guard  # beautification and the safety checks; None: neither
+        # Claims let several worker processes share one database (storage.claims): a running job is
+        # claimed for ``lease_seconds`` (renewed by its worker), one delivery attempt for
+        # ``delivery_lease_seconds`` (longer than a send can take, flood-control waits included).
+        self.worker_id = worker_id
+        self.lease_seconds = lease_seconds
+        self.delivery_lease_seconds = delivery_lease_seconds
         self.backend = backend
         self.events = events
         self.results_dir = results_dir
@@ -199,7 +209,13 @@ class JobRunner:
         self._cancel_events[job_id] = cancel_event
         try:
             if await self._transition(
-                job_id, [JobStatus.QUEUED], JobStatus.RUNNING, started_at=utcnow(), attempts=Job.attempts + 1
+                job_id,
+                [JobStatus.QUEUED],
+                JobStatus.RUNNING,
+                started_at=utcnow(),
+                attempts=Job.attempts + 1,
+                claimed_by=self.worker_id,
+                claim_expires_at=lease(self.lease_seconds),
             ):
                 await self._generate(job_id, cancel_event)
         finally:
@@ -370,17 +386,39 @@ class JobRunner:
         finally:
             self._delivering.discard(job_id)
 
+    async def _claim_delivery(self, job_id: int) -> bool:
+        # The in-process guard above is not enough when several processes deliver: claim the
+        # delivery in the database, so that only one of them sends the result.
+        async with self.db.session() as session:
+            claimed = await JobClaims(session).claim_delivery(job_id, self.worker_id, self.delivery_lease_seconds)
+            await session.commit()
+            return claimed
+
+    async def _release_delivery(self, job_id: int) -> None:
+        async with self.db.session() as session:
+            await JobClaims(session).release(job_id, self.worker_id)
+            await session.commit()
+
     async def _deliver(self, job_id: int) -> bool:
         ctx = await self._load(job_id)
         if ctx is None or ctx.job.status != JobStatus.GENERATED:
+            return False
+        if not await self._claim_delivery(job_id):
             return False
         paths = self.result_paths(job_id)
         try:
             file_ids = await self.events.deliver(ctx, paths)
         except Exception:
             log.warning("delivery of job %s failed; it will be retried", job_id, exc_info=True)
+            await self._release_delivery(job_id)
             return False
         return await self._transition(
-            job_id, [JobStatus.GENERATED], JobStatus.DONE, result_file_ids=file_ids, finished_at=utcnow()
+            job_id,
+            [JobStatus.GENERATED],
+            JobStatus.DONE,
+            result_file_ids=file_ids,
+            finished_at=utcnow(),
+            claimed_by=None,
+            claim_expires_at=None,
         )
 

@@ -87,6 +87,11 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     generated_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Scaling out (several worker processes on one database): who holds the job now and until when.
+    # A running job's claim is renewed by its worker; a generated job's claim covers one delivery
+    # attempt. An expired claim means its holder died, so another process may take the job over.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claim_expires_at: Mapped[datetime | None]
 
 
 class UserFace(Base):

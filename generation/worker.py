@@ -1,0 +1,454 @@
+"""A GPU worker process of the distributed mode: ``python -m generation.worker`` / ``kandinsky-worker``.
+
+One process per GPU (``CUDA_VISIBLE_DEVICES``). It takes job ids from the Redis streams of the models
+it serves (``--models`` / ``WORKER_MODELS``; all models by default), keeps those models loaded, runs
+one job at a time with the same :class:`generation.runner.JobRunner` as the embedded mode, reports
+progress to the job's status message and sends the result itself through its own aiogram ``Bot`` (no
+dispatcher). ``/healthz`` and ``/metrics`` are served on ``--metrics-port`` / ``METRICS_PORT``.
+
+While a job runs the worker renews its claim on it every ``WORKER_HEARTBEAT_SECONDS`` and reads the
+job's ``cancel_requested`` flag at the same time (the bot also announces cancellations on a Redis
+channel, which stops the job at once). A worker killed in the middle of a job stops renewing: the
+job's message is claimed by another worker after ``WORKER_IDLE_TIMEOUT``, which takes the job over
+once its claim has expired (``JOB_LEASE_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from aiogram import Bot
+from aiohttp import web
+from redis.asyncio import Redis
+from sqlalchemy import text
+from taskiq import Context, TaskiqDepends
+from taskiq.acks import AcknowledgeType
+from taskiq.kicker import AsyncKicker
+from taskiq.receiver import Receiver
+
+from bot.config import Settings, describe_error
+from bot.metrics import Metrics, MetricsRequestMiddleware, add_routes, gpu_memory, start_server
+from generation.backend import Backend, ModelId
+from generation.distributed import (
+    TASK_NAME,
+    WAKE,
+    JobStreamBroker,
+    cancel_requested,
+    control_channel,
+    stream_name,
+    wait_closed,
+)
+from generation.runner import JobContext, JobRunner
+from storage.admin_repositories import ControlRepository
+from storage.claims import JobClaims
+from storage.models import Job, JobStatus, User
+from storage.repositories import Database
+
+log = logging.getLogger("generation.worker")
+
+DEFAULT_METRICS_PORT = 9100
+
+
+def default_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def parse_models(values: list[str]) -> list[ModelId]:
+    """Model ids (``kandinsky-3.1``) or short forms (``3.1``, ``3.1-flash``, ``flash``); empty: all."""
+    if not values:
+        return list(ModelId)
+    aliases = {str(m): m for m in ModelId}
+    aliases.update({str(m).removeprefix("kandinsky-"): m for m in ModelId})
+    aliases.update({"flash": ModelId.K31_FLASH, "refiner": ModelId.K31_REFINER})
+    models: list[ModelId] = []
+    for value in values:
+        model = aliases.get(value.strip().lower())
+        if model is None:
+            raise ValueError(f"unknown model {value!r}; known: {', '.join(str(m) for m in ModelId)}")
+        if model not in models:
+            models.append(model)
+    return models
+
+
+async def wait_for_head(url: str, timeout: float = 120.0) -> None:
+    """Wait until the bot has migrated the database (workers never migrate: two processes running
+    the same migration at once would collide)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.pool import NullPool
+
+    from storage.db import create_engine
+    from storage.migrate import alembic_config
+
+    heads = set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
+    engine = create_engine(url, poolclass=NullPool)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            problem = "is not migrated"
+            try:
+                async with engine.connect() as conn:
+                    current = await conn.run_sync(lambda c: set(MigrationContext.configure(c).get_current_heads()))
+                if current == heads:
+                    return
+            except Exception as exc:  # not reachable yet
+                problem = f"is unreachable ({exc})"
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the database {problem}: start the bot first (it migrates the database)")
+            log.info("waiting for the database: it %s", problem)
+            await asyncio.sleep(1.0)
+    finally:
+        await engine.dispose()
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        models: list[ModelId],
+        db: Database,
+        runner: JobRunner,
+        broker: JobStreamBroker,
+        redis: Redis,
+        metrics: Metrics,
+        name: str,
+    ) -> None:
+        self.settings = settings
+        self.models = models
+        self.db = db
+        self.runner = runner
+        self.broker = broker
+        self.redis = redis
+        self.metrics = metrics
+        self.name = name
+        self.stopping = False
+        self.current_job: int | None = None
+        self.jobs_done = 0
+        self.started = time.monotonic()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._wake = asyncio.Event()  # /resume was announced
+        # While paused, the pause flag is read this often; /resume also wakes the worker at once.
+        self.pause_poll_seconds = max(settings.worker_heartbeat_seconds, 5.0)
+
+    # -- one message ------------------------------------------------------------------------------
+    async def process(self, job_id: int) -> bool:
+        """Do what is left of a job. True: the message is finished with (acknowledge it);
+        False: another live worker holds the job, look at the message again later."""
+        async with self.db.session() as session:
+            job = await session.get(Job, job_id)
+            if job is None:
+                log.warning("job %s does not exist; dropping its message", job_id)
+                return True
+            status, model, attempts = job.status, job.model, job.attempts
+            claimed_by, expires = job.claimed_by, job.claim_expires_at
+        if model not in self.models:
+            log.warning("job %s is for %s, which this worker does not serve; it runs it anyway", job_id, model)
+        if status == JobStatus.RUNNING:  # its message came back: was its worker lost?
+            if not await self._take_over(job_id, attempts, claimed_by, expires):
+                return False
+            status = JobStatus.QUEUED
+        if status == JobStatus.QUEUED and not await self._wait_while_paused():
+            await self._send_again(job_id, model)  # stopping while paused: leave the job to another worker
+            return True
+        self.current_job = job_id
+        heartbeat = asyncio.create_task(self._keep_claim(job_id), name=f"heartbeat-{job_id}")
+        try:
+            await self.runner.run(job_id)
+        finally:
+            self.current_job = None
+            await wait_closed(heartbeat)
+        await self._after_run(job_id, status)
+        return True
+
+    async def _take_over(self, job_id: int, attempts: int, holder: str | None, expires: Any) -> bool:
+        """A running job whose message came back: take it over if its worker is gone."""
+        async with self.db.session() as session:
+            claims = JobClaims(session)
+            if attempts >= self.settings.max_job_attempts:
+                if await claims.fail_expired(job_id, "internal"):
+                    await session.commit()
+                    log.error("job %s failed: its workers died %d times", job_id, attempts)
+                    ctx = await self._context(job_id)
+                    if ctx is not None:
+                        await self.runner.events.failed(ctx, "internal")
+                    return True
+                return False
+            # A claim of this worker's own name is from an earlier life of it (one job at a time).
+            if not await claims.requeue_expired(job_id, owner=self.name):
+                log.info("job %s is still running on %s (claim until %s)", job_id, holder, expires)
+                return False
+            await session.commit()
+        log.warning("job %s: its worker %s stopped answering; taking it over", job_id, holder)
+        return True
+
+    async def _wait_while_paused(self) -> bool:
+        """Hold the job while an admin has paused the queue (/pause). False: the worker is stopping."""
+        logged = False
+        while not self.stopping:
+            async with self.db.session() as session:
+                if not (await ControlRepository(session).pause_state()).paused:
+                    return True
+            if not logged:
+                log.info("the queue is paused; waiting for /resume")
+                logged = True
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.pause_poll_seconds)
+        return False
+
+    async def _send_again(self, job_id: int, model: str) -> None:
+        """A fresh message for the job, so that another worker starts it at once."""
+        kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self.broker, {})
+        await kicker.with_labels(queue_name=stream_name(self.settings.redis_prefix, model)).kiq(job_id)
+
+    async def _context(self, job_id: int) -> JobContext | None:
+        async with self.db.session() as session:
+            job = await session.get(Job, job_id)
+            if job is None:
+                return None
+            user = await session.get(User, job.user_id)
+            return JobContext(job=job, locale=user.language if user else "en")
+
+    async def _after_run(self, job_id: int, before: str) -> None:
+        async with self.db.session() as session:
+            job = await session.get(Job, job_id)
+        if job is None:
+            return
+        if job.status == JobStatus.QUEUED and self.stopping:
+            await self._send_again(job_id, job.model)  # interrupted by a shutdown
+            return
+        if job.status == before:  # a duplicate message: nothing was left to do
+            return
+        self.metrics.jobs_processed.labels(job.model, job.status).inc()
+        self.jobs_done += 1
+
+    async def _keep_claim(self, job_id: int) -> None:
+        """Renew the claim on the running job and stop it if its user cancelled it."""
+        interval = self.settings.worker_heartbeat_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self.db.session() as session:
+                    cancel = await JobClaims(session).renew(job_id, self.name, self.settings.job_lease_seconds)
+                    await session.commit()
+            except Exception:
+                if cancel_requested():
+                    raise asyncio.CancelledError from None
+                log.warning("could not renew the claim on job %s", job_id, exc_info=True)
+                continue
+            if cancel:
+                self.runner.cancel(job_id)
+
+    # -- background -------------------------------------------------------------------------------
+    async def _listen_control(self) -> None:
+        """Cancellations (a job id) and wake-ups after /resume from the bot."""
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(control_channel(self.settings.redis_prefix))
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        data = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
+                        if data == WAKE:
+                            self._wake.set()
+                        elif data.isdigit() and self.runner.cancel(int(data)):
+                            log.info("job %s cancelled by its user", data)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if cancel_requested():
+                    raise asyncio.CancelledError from None
+                log.warning("control channel lost; reconnecting", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def _retry_deliveries(self) -> None:
+        """Results Telegram refused are sent again later (only those whose images are on this disk)."""
+        while True:
+            await asyncio.sleep(self.settings.delivery_retry_seconds)
+            try:
+                async with self.db.session() as session:
+                    job_ids = await JobClaims(session).deliverable_ids(self.name)
+                for job_id in job_ids:
+                    if job_id in self.runner.running_ids or not self.runner.result_paths(job_id):
+                        continue
+                    await self.runner.deliver(job_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if cancel_requested():
+                    raise asyncio.CancelledError from None
+                log.warning("delivery retry round failed", exc_info=True)
+
+    async def health(self) -> dict[str, Any]:
+        async with self.db.session() as session:
+            await session.execute(text("SELECT 1"))
+        await self.redis.ping()
+        return {
+            "status": "stopping" if self.stopping else "ok",
+            "worker": self.name,
+            "models": [str(m) for m in self.models],
+            "current_job": self.current_job,
+            "jobs_done": self.jobs_done,
+            "uptime_seconds": round(time.monotonic() - self.started, 1),
+        }
+
+    async def refresh_metrics(self) -> None:
+        self.metrics.set_gpu_memory(gpu_memory())
+        await self.metrics.refresh_jobs(self.db)
+
+    # -- the process --------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        self.broker.is_worker_process = True
+        self.broker.state.worker = self  # the task reads the worker from taskiq's state
+        receiver = Receiver(
+            self.broker,
+            max_async_tasks=1,  # one job at a time on the GPU
+            max_prefetch=0,  # and no other message taken meanwhile: idle workers get the next one
+            ack_type=AcknowledgeType.MANUAL,  # the task acknowledges once the job is finished with
+            propagate_exceptions=False,
+        )
+        self._tasks = [
+            asyncio.create_task(self._listen_control(), name="control"),
+            asyncio.create_task(self._retry_deliveries(), name="delivery-retry"),
+        ]
+        finish = asyncio.Event()
+
+        async def on_stop() -> None:
+            await stop.wait()
+            log.info("stopping: the running job (if any) goes back to the queue")
+            self.stopping = True
+            self.broker.closing.set()  # the listener ends; the receiver then waits for the job
+            self.runner.interrupt_all()
+            self._wake.set()
+            await asyncio.sleep(60)
+            finish.set()  # a last resort if the listener did not end
+
+        stopper = asyncio.create_task(on_stop())
+        try:
+            await receiver.listen(finish)
+        finally:
+            await wait_closed(stopper)
+            for task in self._tasks:
+                await wait_closed(task)
+            try:
+                await asyncio.wait_for(self.broker.shutdown(), timeout=10)
+            except asyncio.TimeoutError:
+                log.warning("the broker did not shut down within 10 s")
+            log.info("worker %s stopped", self.name)
+
+
+async def generate_job(job_id: int, context: Context = TaskiqDepends()) -> None:
+    """The taskiq task: process one job id; acknowledge unless another live worker holds the job.
+
+    An exception leaves the message unacknowledged, so it is redelivered after the idle timeout.
+    """
+    worker: Worker = context.state.worker
+    if await worker.process(int(job_id)):
+        await context.ack()
+
+
+def build_worker(
+    settings: Settings,
+    models: list[ModelId],
+    name: str,
+    backend: Backend | None = None,
+    bot: Bot | None = None,
+) -> tuple[Worker, Any]:
+    """The worker and a coroutine function that closes what it opened (tests pass a bot and backend)."""
+    from bot.app import create_backend, create_bot, create_guard, create_runner
+    from bot.i18n import translator
+    from bot.notifier import TelegramNotifier
+    from storage.db import create_engine, create_sessionmaker
+
+    if not settings.redis_url:
+        raise ValueError("REDIS_URL is not set: workers take their jobs from Redis")
+    metrics = Metrics("worker")
+    bot = bot or create_bot(settings)
+    bot.session.middleware(MetricsRequestMiddleware(metrics))
+    engine = create_engine(settings.db_url, pool_pre_ping=True)
+    db = Database(create_sessionmaker(engine))
+    notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
+    runner = create_runner(
+        settings,
+        db,
+        backend or create_backend(settings),
+        notifier,
+        create_guard(settings),  # beautification and the safety checks run where the images are made
+        metrics,
+        worker_id=name,
+        lease_seconds=settings.job_lease_seconds,
+    )
+    broker = JobStreamBroker(
+        settings.redis_url,
+        [stream_name(settings.redis_prefix, str(m)) for m in models],
+        idle_timeout=settings.worker_idle_timeout,
+        consumer_name=name,
+    )
+    broker.register_task(generate_job, task_name=TASK_NAME)
+    redis = Redis.from_url(settings.redis_url)
+    worker = Worker(settings, models, db, runner, broker, redis, metrics, name)
+
+    async def close() -> None:
+        if runner.guard is not None:
+            await runner.guard.close()
+        await redis.aclose()
+        await bot.session.close()
+        await engine.dispose()
+
+    return worker, close
+
+
+async def serve(settings: Settings, models: list[ModelId], name: str, metrics_port: int) -> None:
+    await wait_for_head(settings.db_url)
+    worker, close = build_worker(settings, models, name)
+    for model in models:  # keep the served models resident: the first job does not pay the load
+        await asyncio.to_thread(worker.runner.backend.load, model)
+    app = web.Application()
+    add_routes(app, worker.metrics, worker.health, worker.refresh_metrics)
+    http = await start_server(app, "0.0.0.0", metrics_port) if metrics_port else None
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker %s serving %s; /metrics on port %s", name, ", ".join(models), metrics_port or "-")
+    try:
+        await worker.run(stop)
+    finally:
+        if http is not None:
+            await http.cleanup()
+        await close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="kandinsky-worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", help="comma-separated models to serve (default: WORKER_MODELS, else all)")
+    parser.add_argument("--name", help="worker name in the queue and the database (default: WORKER_NAME or host-pid)")
+    parser.add_argument("--metrics-port", type=int, help=f"/healthz and /metrics port (default: METRICS_PORT or {DEFAULT_METRICS_PORT}; 0: off)")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+        models = parse_models(args.models.split(",") if args.models else settings.worker_models)
+    except Exception as exc:
+        print(describe_error(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+    if not settings.redis_url:
+        print("Configuration error: REDIS_URL is not set (workers take their jobs from Redis)", file=sys.stderr)
+        raise SystemExit(2)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    port = args.metrics_port if args.metrics_port is not None else (settings.metrics_port or DEFAULT_METRICS_PORT)
+    asyncio.run(serve(settings, models, args.name or settings.worker_name or default_name(), port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""The distributed mode in one process: the bot's Dispatcher and two workers on PostgreSQL and Redis.
+
+Quick and close to the code: the bot and the workers talk to recording sessions instead of Telegram.
+(tests/scale/test_processes.py runs them as real processes against the Telegram emulator.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiogram import Bot
+from aiogram.methods import EditMessageText, SendMediaGroup, SendPhoto
+from sqlalchemy import select
+
+from bot.app import App, build_app
+from bot.metrics import add_routes, start_server
+from generation.distributed import CONSUMER_GROUP, DistributedQueue, stream_name
+from generation.fake import FakeBackend
+from generation.worker import Worker, build_worker
+from storage.migrate import upgrade_async
+from storage.models import Job, JobStatus
+from tests.conftest import make_settings
+from tests.fakes import TOKEN, RecordingSession, message_update, user
+from tests.scale.conftest import REDIS_URL
+
+
+class Cluster:
+    def __init__(self, app: App, bot_session: RecordingSession) -> None:
+        self.app = app
+        self.bot_session = bot_session
+        self.workers: list[tuple[Worker, RecordingSession, FakeBackend, asyncio.Event, asyncio.Task[None], Any]] = []
+
+    async def feed(self, update: Any) -> Any:
+        return await self.app.dispatcher.feed_update(self.app.bot, update)
+
+    async def jobs(self) -> list[Job]:
+        async with self.app.db.session() as session:
+            return list((await session.execute(select(Job).order_by(Job.id))).scalars().all())
+
+    async def wait(self, predicate: Any, timeout: float = 20.0) -> list[Job]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            jobs = await self.jobs()
+            if predicate(jobs):
+                return jobs
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"not reached in time: {[(j.id, j.status, j.claimed_by) for j in await self.jobs()]}")
+
+    def sent(self, method_type: type) -> list[Any]:
+        return [call for _w, session, *_ in self.workers for call in session.of(method_type)]
+
+
+@contextlib.asynccontextmanager
+async def cluster(tmp_path, pg_url: str, prefix: str, worker_models: list[list[str]], step: float) -> AsyncIterator[Cluster]:
+    settings = make_settings(
+        tmp_path,
+        database_url=pg_url,
+        redis_url=REDIS_URL,
+        redis_prefix=prefix,
+        max_pending_per_user=5,
+        worker_heartbeat_seconds=0.1,
+        job_lease_seconds=1.0,
+        worker_idle_timeout=1.5,
+        delivery_retry_seconds=0.3,
+    )
+    await upgrade_async(settings.db_url)
+    bot_session = RecordingSession()
+    app = build_app(settings, bot=Bot(TOKEN, session=bot_session))
+    await app.dispatcher.emit_startup(bot=app.bot, dispatcher=app.dispatcher)
+    c = Cluster(app, bot_session)
+    try:
+        for i, models in enumerate(worker_models):
+            session = RecordingSession()
+            backend = FakeBackend(step_seconds=step)
+            worker, close = build_worker(settings, models, f"w{i}", backend=backend, bot=Bot(TOKEN, session=session))
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run(stop))
+            c.workers.append((worker, session, backend, stop, task, close))
+        yield c
+    finally:
+        for _worker, _session, _backend, stop, _task, _close in c.workers:
+            stop.set()
+        for _worker, _session, _backend, _stop, task, close in c.workers:
+            await asyncio.wait_for(task, 30)  # a busy machine is slow to wind down
+            await close()
+        await app.dispatcher.emit_shutdown(bot=app.bot, dispatcher=app.dispatcher)
+
+
+ALL = ["kandinsky-3.1", "kandinsky-3.1-flash", "kandinsky-2.2", "kandinsky-3.1-refiner"]
+
+
+async def test_prompts_from_several_users_are_each_delivered_once(tmp_path, pg_database, redis_prefix):
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [ALL, ALL], step=0.002) as c:
+        users = [user(2000 + i, first_name=f"U{i}", username=f"u{i}") for i in range(4)]
+        for n in range(3):
+            for u in users:
+                await c.feed(message_update(f"prompt {n} of {u.id}", from_user=u))
+        jobs = await c.wait(lambda js: len(js) == 12 and all(j.status == JobStatus.DONE for j in js))
+        photos = c.sent(SendPhoto) + [m for g in c.sent(SendMediaGroup) for m in g.media]
+        assert len(photos) == 12
+        captions = sorted(p.caption for p in photos)
+        assert captions == sorted(set(captions))  # each prompt once
+        assert {j.attempts for j in jobs} == {1}
+        # The bot process sent no result itself: the workers did.
+        assert not c.bot_session.of(SendPhoto)
+        assert sum(len(backend.calls) for _w, _s, backend, *_rest in c.workers) == 12  # none twice
+        # The streams are drained (acknowledged messages are deleted).
+        queue = c.app.queue
+        assert isinstance(queue, DistributedQueue)
+        assert sum((await queue.queue_lengths()).values()) == 0
+
+
+async def test_cancel_reaches_the_worker_running_the_job(tmp_path, pg_database, redis_prefix):
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [ALL], step=0.2) as c:
+        u = user(3001)
+        await c.feed(message_update("a very slow picture", from_user=u))
+        await c.wait(lambda js: js and js[0].status == JobStatus.RUNNING)
+        started = time.monotonic()
+        await c.feed(message_update("/cancel", from_user=u))
+        jobs = await c.wait(lambda js: js[0].status == JobStatus.CANCELLED, timeout=5)
+        assert time.monotonic() - started < 2.0  # stopped at the next step, not after 25 steps
+        assert not c.sent(SendPhoto)
+        worker, session, backend, *_ = c.workers[0]
+        assert any("ancel" in (e.text or "") for e in session.of(EditMessageText))  # the status message says so
+        assert jobs[0].cancel_requested
+
+
+async def test_worker_stopping_mid_job_hands_it_to_another(tmp_path, pg_database, redis_prefix):
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [ALL, ALL], step=0.05) as c:
+        await c.feed(message_update("handed over", from_user=user(3002)))
+        jobs = await c.wait(lambda js: js and js[0].status == JobStatus.RUNNING)
+        first = next(w for w in c.workers if w[0].name == jobs[0].claimed_by)
+        other = next(w for w in c.workers if w is not first)
+        first[3].set()  # graceful stop: the job goes back to the queue with a fresh message
+        jobs = await c.wait(lambda js: js[0].status == JobStatus.DONE, timeout=15)
+        assert len(other[1].of(SendPhoto)) == 1 and not first[1].of(SendPhoto)
+        assert jobs[0].attempts == 2
+
+
+async def test_a_worker_serves_only_its_models(tmp_path, pg_database, redis_prefix):
+    async with cluster(
+        tmp_path, pg_database.url, redis_prefix, [["kandinsky-3.1-flash"], ["kandinsky-2.2"]], step=0.0
+    ) as c:
+        async def choose(u, model: str) -> None:
+            # The model is a user setting; set it directly (the /settings flow has its own tests).
+            async with c.app.db.session() as session:
+                from storage.models import UserSettings
+
+                settings = await session.get(UserSettings, u.id)
+                settings.model = model
+                await session.commit()
+
+        flash_user, k22_user = user(3003), user(3004)
+        for u, model in ((flash_user, "kandinsky-3.1-flash"), (k22_user, "kandinsky-2.2")):
+            await c.feed(message_update("/start", from_user=u))
+            await choose(u, model)
+            for n in range(2):
+                await c.feed(message_update(f"{model} {n}", from_user=u))
+        await c.wait(lambda js: len(js) == 4 and all(j.status == JobStatus.DONE for j in js))
+        flash_backend, k22_backend = c.workers[0][2], c.workers[1][2]
+        assert [str(r.model) for r in flash_backend.calls] == ["kandinsky-3.1-flash"] * 2
+        assert [str(r.model) for r in k22_backend.calls] == ["kandinsky-2.2"] * 2
+
+
+async def test_worker_health_and_metrics(tmp_path, pg_database, redis_prefix):
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [ALL], step=0.0) as c:
+        await c.feed(message_update("measured", from_user=user(3005)))
+        await c.wait(lambda js: js and js[0].status == JobStatus.DONE)
+        worker = c.workers[0][0]
+        from aiohttp import web
+
+        web_app = web.Application()
+        add_routes(web_app, worker.metrics, worker.health, worker.refresh_metrics)
+        runner = await start_server(web_app, "127.0.0.1", 0)
+        port = runner.addresses[0][1]
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    health = await resp.json()
+                    assert resp.status == 200
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                    text = await resp.text()
+        finally:
+            await runner.cleanup()
+        assert health["status"] == "ok" and health["worker"] == "w0" and health["jobs_done"] == 1
+        assert 'kandinsky_jobs{model="kandinsky-3.1",status="done"} 1.0' in text
+        assert 'kandinsky_queue_length{model="kandinsky-3.1"} 0.0' in text
+        assert 'kandinsky_generation_seconds_count{model="kandinsky-3.1"} 1.0' in text
+        assert 'kandinsky_telegram_requests_total{method="SendPhoto"} 1.0' in text
+        assert 'kandinsky_gpu_memory_bytes{device="none"} 0.0' in text
+
+
+async def test_queued_jobs_without_a_message_are_sent_again_on_start(tmp_path, pg_database, redis_prefix, redis):
+    """The bot stopped between committing a job and sending its id: the next start sends it."""
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0) as c:
+        u = user(3006)
+        await c.feed(message_update("/start", from_user=u))
+        await c.feed(message_update("sent normally", from_user=u))
+        async with c.app.db.session() as session:
+            session.add(
+                Job(user_id=u.id, chat_id=u.id, kind="text2img", model="kandinsky-2.2", params={}, status=JobStatus.QUEUED)
+            )
+            await session.commit()
+        queue = c.app.queue
+        assert isinstance(queue, DistributedQueue)
+        assert await queue.resubmit_orphans() == 1  # only the job that had no message
+        assert await queue.resubmit_orphans() == 0
+        assert await redis.xlen(stream_name(redis_prefix, "kandinsky-3.1")) == 1
+        assert await redis.xlen(stream_name(redis_prefix, "kandinsky-2.2")) == 1
+        # Nobody has taken them yet: both wait in the consumer group.
+        groups = await redis.xinfo_groups(stream_name(redis_prefix, "kandinsky-2.2"))
+        assert [g["name"] for g in groups] == [CONSUMER_GROUP.encode()]
+
+
+async def test_workers_hold_jobs_while_the_queue_is_paused(tmp_path, pg_database, redis_prefix):
+    from storage.admin_repositories import ControlRepository
+
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [ALL], step=0.0) as c:
+        u = user(3007)
+        await c.feed(message_update("/start", from_user=u))
+        await c.feed(message_update("before the pause", from_user=u))
+        await c.wait(lambda js: js and js[0].status == JobStatus.DONE)
+
+        async def set_pause(paused: bool) -> None:
+            async with c.app.db.session() as session:
+                await ControlRepository(session).set_pause(paused, "maintenance" if paused else None, None)
+                await session.commit()
+
+        c.workers[0][0].pause_poll_seconds = 60.0  # so only the wake-up can resume it in time
+        await set_pause(True)
+        async with c.app.db.session() as session:  # /pause refuses new requests; jobs already queued wait
+            session.add(Job(user_id=u.id, chat_id=u.id, kind="text2img", model="kandinsky-3.1",
+                            params={"prompt": "after the pause", "width": 64, "height": 64, "seed": 3},
+                            status=JobStatus.QUEUED))
+            await session.commit()
+        queue = c.app.queue
+        assert isinstance(queue, DistributedQueue)
+        await queue.resubmit_orphans()
+        await asyncio.sleep(1.0)
+        assert [j.status for j in await c.jobs()] == [JobStatus.DONE, JobStatus.QUEUED]
+
+        await set_pause(False)
+        await queue.wake()  # what /resume does
+        await c.wait(lambda js: js[1].status == JobStatus.DONE, timeout=10)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision: str = "0004"
-down_revision: Union[str, None] = "0006"  # chained after main's newest revision
+down_revision: Union[str, None] = "0006"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

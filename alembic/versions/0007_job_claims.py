@@ -10,8 +10,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision: str = "0007"  # assigned "0006", which face took on main
-down_revision: Union[str, None] = "0004"  # main's head (0004 follows 0006) when merged; the lead re-chains
+revision: str = "0007"
+down_revision: Union[str, None] = "0004"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

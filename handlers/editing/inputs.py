@@ -147,9 +147,13 @@ def rejection_text(i18n: I18nContext, code: str) -> str:
 
 
 async def accept_inputs(
-    messages: Sequence[Message], bot: Bot, i18n: I18nContext, max_side: int
+    messages: Sequence[Message], bot: Bot, i18n: I18nContext, max_side: int, at_most: int | None = None
 ) -> list[InputPhoto] | None:
-    """The messages' pictures, or None after telling the user why they are refused."""
+    """The messages' pictures, or None after telling the user why they are refused
+    (``at_most``: more photos than the step takes, e.g. an album where one photo is expected)."""
+    if at_most is not None and len(messages) > at_most:
+        await messages[0].answer(rejection_text(i18n, "one_photo"))
+        return None
     try:
         return await read_inputs(messages, bot, max_side)
     except InputImageError as exc:

@@ -22,7 +22,7 @@ from handlers.editing.flow import (
     start_flow,
     step_text,
 )
-from handlers.editing.inputs import InputPhoto, accept_inputs, caption_of, has_media, rejection_text
+from handlers.editing.inputs import InputPhoto, accept_inputs, caption_of, has_media
 from handlers.editing.submit import submit_edit
 from storage.models import User
 from storage.repositories import Repositories
@@ -59,10 +59,7 @@ async def mix_photo(
     album: list[Message] | None = None,
 ) -> None:
     messages = album or [message]
-    if len(messages) > 1:
-        await message.answer(rejection_text(i18n, "one_photo"))
-        return
-    photos = await accept_inputs(messages, bot, i18n, max_image_side)
+    photos = await accept_inputs(messages, bot, i18n, max_image_side, at_most=1)
     if photos is None:
         return
     await state.update_data(photo=photos[0].to_dict())

@@ -28,7 +28,7 @@ from handlers.editing.flow import (
     step_text,
     strength_keyboard,
 )
-from handlers.editing.inputs import InputPhoto, accept_inputs, caption_of, has_media, rejection_text
+from handlers.editing.inputs import InputPhoto, accept_inputs, caption_of, has_media
 from handlers.editing.submit import strength_value, submit_edit
 from storage.models import User
 from storage.repositories import Repositories
@@ -97,10 +97,7 @@ async def restyle_photo(
 ) -> None:
     """The photo (a new one replaces the previous one at any step)."""
     messages = album or [message]
-    if len(messages) > 1:
-        await message.answer(rejection_text(i18n, "one_photo"))
-        return
-    photos = await accept_inputs(messages, bot, i18n, max_image_side)
+    photos = await accept_inputs(messages, bot, i18n, max_image_side, at_most=1)
     if photos is None:
         return
     await take_photo(message, photos[0], caption_of(messages), state, i18n, user)

@@ -23,7 +23,7 @@ from handlers.editing.flow import (
     step_text,
     style_weight_keyboard,
 )
-from handlers.editing.inputs import InputPhoto, accept_inputs, has_media, rejection_text
+from handlers.editing.inputs import InputPhoto, accept_inputs, has_media
 from handlers.editing.submit import strength_value, submit_edit
 from storage.models import User
 from storage.repositories import Repositories
@@ -51,10 +51,7 @@ async def content_photo(
 ) -> None:
     """The content photo; an album of two is taken as content and style at once."""
     messages = album or [message]
-    if len(messages) > 2:
-        await message.answer(rejection_text(i18n, "one_photo"))
-        return
-    photos = await accept_inputs(messages, bot, i18n, max_image_side)
+    photos = await accept_inputs(messages, bot, i18n, max_image_side, at_most=2)
     if photos is None:
         return
     await state.update_data(content=photos[0].to_dict())
@@ -75,10 +72,7 @@ async def style_photo(
     album: list[Message] | None = None,
 ) -> None:
     messages = album or [message]
-    if len(messages) > 1:
-        await message.answer(rejection_text(i18n, "one_photo"))
-        return
-    photos = await accept_inputs(messages, bot, i18n, max_image_side)
+    photos = await accept_inputs(messages, bot, i18n, max_image_side, at_most=1)
     if photos is None:
         return
     await state.update_data(style=photos[0].to_dict())

@@ -17,7 +17,7 @@ from bot.keyboards import ResultCb
 from generation.backend import Mode
 from generation.jobs import JobService
 from handlers.editing.flow import EditCb, RestyleFlow, VariationsFlow, finish_flow, start_flow, step_text
-from handlers.editing.inputs import InputPhoto, accept_inputs, has_media, rejection_text
+from handlers.editing.inputs import InputPhoto, accept_inputs, has_media
 from handlers.editing.submit import submit_edit
 from storage.models import User
 from storage.repositories import Repositories
@@ -58,10 +58,7 @@ async def variations_photo(
     album: list[Message] | None = None,
 ) -> None:
     messages = album or [message]
-    if len(messages) > 1:
-        await message.answer(rejection_text(i18n, "one_photo"))
-        return
-    photos = await accept_inputs(messages, bot, i18n, max_image_side)
+    photos = await accept_inputs(messages, bot, i18n, max_image_side, at_most=1)
     if photos is None:
         return
     await finish_flow(state)

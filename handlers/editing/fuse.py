@@ -22,6 +22,7 @@ from handlers.editing.flow import (
     MAX_FUSE_PHOTOS,
     MIN_FUSE_PHOTOS,
     PAIR_WEIGHTS,
+    chosen_weight,
     EditCb,
     FuseFlow,
     finish_flow,
@@ -180,11 +181,9 @@ async def fuse_weight(
     jobs: JobService,
     max_image_side: int,
 ) -> None:
-    value = callback_data.value
-    if not value.isdigit() or int(value) not in PAIR_WEIGHTS or not isinstance(query.message, Message):
-        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+    first = await chosen_weight(query, callback_data.value, PAIR_WEIGHTS, i18n)
+    if first is None or not isinstance(query.message, Message):
         return
-    first = int(value) / 100
     photos = [InputPhoto.from_dict(p) for p in (await state.get_data())["photos"]]
     await query.answer()
     await finish_flow(state, query.message)

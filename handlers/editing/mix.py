@@ -15,6 +15,7 @@ from generation.jobs import JobService
 from handlers.common import PromptError, validate_prompt
 from handlers.editing.flow import (
     PAIR_WEIGHTS,
+    chosen_weight,
     EditCb,
     MixFlow,
     finish_flow,
@@ -91,11 +92,9 @@ async def mix_go(
     jobs: JobService,
     max_image_side: int,
 ) -> None:
-    value = callback_data.value
-    if not value.isdigit() or int(value) not in PAIR_WEIGHTS or not isinstance(query.message, Message):
-        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+    image_weight = await chosen_weight(query, callback_data.value, PAIR_WEIGHTS, i18n)
+    if image_weight is None or not isinstance(query.message, Message):
         return
-    image_weight = int(value) / 100
     data = await state.get_data()
     await query.answer()
     await finish_flow(state, query.message)

@@ -16,6 +16,7 @@ from generation.backend import Mode
 from generation.jobs import JobService
 from handlers.editing.flow import (
     STYLE_WEIGHTS,
+    chosen_weight,
     EditCb,
     StyleFlow,
     finish_flow,
@@ -90,13 +91,9 @@ async def style_go(
     jobs: JobService,
     max_image_side: int,
 ) -> None:
-    if not callback_data.value.isdigit() or int(callback_data.value) not in STYLE_WEIGHTS:
-        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+    style_weight = await chosen_weight(query, callback_data.value, STYLE_WEIGHTS, i18n)
+    if style_weight is None or not isinstance(query.message, Message):
         return
-    if not isinstance(query.message, Message):
-        await query.answer(i18n.get("callback-unknown"), show_alert=True)
-        return
-    style_weight = int(callback_data.value) / 100
     data = await state.get_data()
     await query.answer()
     await finish_flow(state, query.message)

@@ -12,7 +12,7 @@ from aiogram_i18n import I18nContext
 from bot.best_effort import best_effort
 from bot.keyboards import CancelJobCb
 from generation.jobs import JobService
-from handlers.common import button
+from handlers.common import button, own_job
 from storage.models import Job, User
 from storage.repositories import Repositories
 
@@ -52,9 +52,8 @@ async def cancel_job(
     repos: Repositories,
     jobs: JobService,
 ) -> None:
-    job = await repos.jobs.get(callback_data.job_id)
-    if job is None or job.user_id != user.id:
-        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+    job = await own_job(query, callback_data.job_id, user, repos, i18n)
+    if job is None:
         return
     if not await jobs.cancel_one(repos, job):
         await query.answer(i18n.get("cancel-nothing"))

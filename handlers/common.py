@@ -6,6 +6,7 @@ import unicodedata
 from typing import Any
 
 from aiogram import Bot, F
+from aiogram.types import CallbackQuery
 from aiogram.utils.magic_filter import MagicFilter
 from aiogram_i18n import I18nContext
 
@@ -79,3 +80,15 @@ async def submit_job(
     except AdmissionError as exc:
         await bot.send_message(chat_id, i18n.get(exc.code, limit=exc.limit, **exc.details))
         return None
+
+
+async def own_job(
+    query: CallbackQuery, job_id: int, user: User, repos: Repositories, i18n: I18nContext
+) -> Job | None:
+    """The job a button under a message points at, if it is this user's; else the user is told the
+    button is no longer valid (a forged, stale or foreign callback changes nothing)."""
+    job = await repos.jobs.get(job_id)
+    if job is None or job.user_id != user.id:
+        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+        return None
+    return job

@@ -11,8 +11,8 @@ from aiogram_i18n import I18nContext
 from bot.keyboards import ResultCb
 from generation.backend import Mode
 from generation.jobs import JobService, new_seed
-from handlers.common import PromptError, submit_job, validate_prompt
-from storage.models import Job, User
+from handlers.common import PromptError, own_job, submit_job, validate_prompt
+from storage.models import User
 from storage.repositories import Repositories
 
 
@@ -39,14 +39,6 @@ async def prompt(
     )
 
 
-async def _own_job(query: CallbackQuery, job_id: int, user: User, repos: Repositories, i18n: I18nContext) -> Job | None:
-    job = await repos.jobs.get(job_id)
-    if job is None or job.user_id != user.id:
-        await query.answer(i18n.get("callback-unknown"), show_alert=True)
-        return None
-    return job
-
-
 async def _resubmit(
     query: CallbackQuery,
     callback_data: ResultCb,
@@ -58,7 +50,7 @@ async def _resubmit(
     changes: dict[str, object],
 ) -> None:
     """The user's own job again, as a new job, with some parameters changed."""
-    job = await _own_job(query, callback_data.job_id, user, repos, i18n)
+    job = await own_job(query, callback_data.job_id, user, repos, i18n)
     if job is None:
         return
     await query.answer()
@@ -111,7 +103,7 @@ async def original(
     results_dir: str,
 ) -> None:
     """The lossless PNGs as documents (Telegram recompresses photos)."""
-    job = await _own_job(query, callback_data.job_id, user, repos, i18n)
+    job = await own_job(query, callback_data.job_id, user, repos, i18n)
     if job is None:
         return
     folder = Path(results_dir) / str(job.id)
@@ -131,7 +123,7 @@ async def reuse_seed(
     query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, user: User, repos: Repositories
 ) -> None:
     """Keep this seed for the next pictures (to change the prompt and keep the composition)."""
-    job = await _own_job(query, callback_data.job_id, user, repos, i18n)
+    job = await own_job(query, callback_data.job_id, user, repos, i18n)
     if job is None:
         return
     seed = int(job.params["seed"])

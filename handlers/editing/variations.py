@@ -16,6 +16,7 @@ from aiogram_i18n import I18nContext
 from bot.keyboards import ResultCb
 from generation.backend import Mode
 from generation.jobs import JobService
+from handlers.common import own_job
 from handlers.editing.flow import EditCb, RestyleFlow, VariationsFlow, finish_flow, start_flow, step_text
 from handlers.editing.inputs import InputPhoto, accept_inputs, has_media
 from handlers.editing.submit import submit_edit
@@ -75,9 +76,8 @@ async def variations_of_result(
     jobs: JobService,
     max_image_side: int,
 ) -> None:
-    job = await repos.jobs.get(callback_data.job_id)
-    if job is None or job.user_id != user.id:
-        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+    job = await own_job(query, callback_data.job_id, user, repos, i18n)
+    if job is None:
         return
     file_ids = [f for f in job.result_file_ids or [] if f]
     if not file_ids:

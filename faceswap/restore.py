@@ -11,7 +11,6 @@ be imported without torchvision); the checkpoint is the publisher's ``GFPGANv1.4
 from __future__ import annotations
 
 import logging
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from faceswap.config import FaceSwapConfig
 from faceswap.detect import Face
+from faceswap.loading import LoadOnce
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,24 @@ def load_gfpgan(model_path: Path, arch: dict[str, Any] | None = None, device: st
     return net.eval().requires_grad_(False).to(device)
 
 
+class PlacedModule:
+    """One network as a model the model manager can place (``name``, ``device``, ``to``, ``memory_bytes``)."""
+
+    def __init__(self, name: str, module, device: str = "cpu") -> None:
+        self.name = name
+        self.module = module
+        self.device = device
+
+    def to(self, device: str) -> PlacedModule:
+        self.module.to(device)
+        self.device = str(device)
+        return self
+
+    def memory_bytes(self) -> int:
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
 class GfpganRestorer:
     def __init__(
         self,
@@ -77,16 +95,24 @@ class GfpganRestorer:
         device: str = "auto",
         weight: float = 0.5,
         arch: dict[str, Any] | None = None,
+        on_use=None,
     ) -> None:
         self.model_path = Path(model_path)
         self.device = device
         self.weight = weight
         self.arch = dict(arch or GFPGAN_V14_ARCH)
         self.size = int(self.arch["out_size"])
+        # Loaded on the CPU once; a bad file is remembered (LoadOnce). Without a model manager the
+        # network goes straight to the configured device.
+        place = on_use or (lambda model: model.to(torch_device(self.device)))
+        self._model = LoadOnce(f"GFPGAN ({self.model_path})", self._load, place)
 
-    @cached_property
+    def _load(self) -> PlacedModule:
+        return PlacedModule("gfpgan", load_gfpgan(self.model_path, self.arch, "cpu"))
+
+    @property
     def net(self):
-        return load_gfpgan(self.model_path, self.arch, torch_device(self.device))
+        return self._model.get().module
 
     def restore(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         result = image
@@ -126,11 +152,11 @@ class GfpganRestorer:
         return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
-def make_restorer(config: FaceSwapConfig) -> FaceRestorer | None:
+def make_restorer(config: FaceSwapConfig, on_use=None) -> FaceRestorer | None:
     if not config.restore_enabled:
         log.info("face restore: switched off, skipped")
         return None
     if not config.gfpgan_path or not Path(config.gfpgan_path).is_file():
         log.info("face restore: GFPGAN weights not found, skipped")
         return None
-    return GfpganRestorer(config.gfpgan_path, device=config.device, weight=config.gfpgan_weight)
+    return GfpganRestorer(config.gfpgan_path, device=config.device, weight=config.gfpgan_weight, on_use=on_use)

@@ -14,6 +14,7 @@ import torch
 
 from faceswap import gfpgan_arch
 from faceswap.config import FaceSwapConfig
+from faceswap.loading import FaceModelUnavailable
 from faceswap.restore import GFPGAN_V14_ARCH, GfpganRestorer, make_restorer
 
 from .conftest import TINY_GFPGAN_ARCH as TINY_ARCH
@@ -55,8 +56,17 @@ def test_strict_loading_rejects_a_foreign_checkpoint(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"params": {"conv.weight": torch.zeros(1)}}, path)
     restorer = GfpganRestorer(path, device="cpu", arch=TINY_ARCH)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(FaceModelUnavailable, match="other.pth"):
         restorer.net
+    reads = []
+    real = torch.load
+    torch.load = lambda *a, **k: reads.append(a) or real(*a, **k)
+    try:
+        with pytest.raises(FaceModelUnavailable):  # remembered: the file is not read again
+            restorer.net
+    finally:
+        torch.load = real
+    assert reads == []
 
 
 def _upstream_gfpgan_archs(monkeypatch):

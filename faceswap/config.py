@@ -24,5 +24,4 @@ class FaceSwapConfig:
     # Restore: GFPGAN v1.4 checkpoint (``GFPGANv1.4.pth``); absent or switched off: skipped.
     restore_enabled: bool = True
     gfpgan_path: Path | None = None
-    gfpgan_weight: float = 0.5  # GFPGANer's default blend of the restored style code
     device: str = "auto"  # auto | cuda | cpu, for the torch / onnxruntime parts

@@ -4,8 +4,8 @@ Does what ``gfpgan.GFPGANer.enhance(img, has_aligned=False, paste_back=True)`` d
 faces the pipeline already found instead of facexlib's RetinaFace (whose weights facexlib would
 download at run time): align each face to the FFHQ 5-point template at 512 px, run
 GFPGANv1Clean, and paste the restored crop back through the inverse transform with a feathered
-mask. The architecture is vendored in :mod:`faceswap.gfpgan_arch` (the ``gfpgan`` package cannot
-be imported without torchvision); the checkpoint is the publisher's ``GFPGANv1.4.pth``.
+mask. The network is our own :mod:`faceswap.gfpgan_net` (checked against the gfpgan package's); the
+checkpoint is the publisher's ``GFPGANv1.4.pth``.
 """
 
 from __future__ import annotations
@@ -28,18 +28,9 @@ FFHQ_TEMPLATE_512 = np.array(
     [[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935], [201.26117, 371.41043], [313.08905, 371.15118]],
     dtype=np.float32,
 )
-# GFPGANer(arch="clean", channel_multiplier=2): the v1.3 / v1.4 generator.
+# GFPGANer(arch="clean", channel_multiplier=2): the v1.3 / v1.4 generator (GFPGANClean's arguments).
 GFPGAN_V14_ARCH: dict[str, Any] = dict(
-    out_size=512,
-    num_style_feat=512,
-    channel_multiplier=2,
-    decoder_load_path=None,
-    fix_decoder=False,
-    num_mlp=8,
-    input_is_latent=True,
-    different_w=True,
-    narrow=1,
-    sft_half=True,
+    out_size=512, num_style_feat=512, channel_multiplier=2, num_mlp=8, narrow=1, sft_half=True
 )
 
 
@@ -58,15 +49,19 @@ def torch_device(device: str = "auto") -> str:
 
 
 def load_gfpgan(model_path: Path, arch: dict[str, Any] | None = None, device: str = "cpu"):
-    """GFPGANv1Clean with the checkpoint's ``params_ema`` (or ``params``) loaded strictly."""
+    """:class:`faceswap.gfpgan_net.GFPGANClean` with the checkpoint's ``params_ema`` (or ``params``)
+    loaded strictly."""
     import torch
 
-    from faceswap.gfpgan_arch import GFPGANv1Clean
+    from faceswap.gfpgan_net import GFPGANClean
 
-    net = GFPGANv1Clean(**(arch or GFPGAN_V14_ARCH))
+    with torch.device("meta"):
+        net = GFPGANClean(**(arch or GFPGAN_V14_ARCH))
     checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or not ({"params_ema", "params"} & set(checkpoint)):
+        raise ValueError(f"{model_path} is not a GFPGAN checkpoint (no params_ema / params)")
     key = "params_ema" if "params_ema" in checkpoint else "params"
-    net.load_state_dict(checkpoint[key], strict=True)
+    net.load_state_dict(checkpoint[key], strict=True, assign=True)
     return net.eval().requires_grad_(False).to(device)
 
 
@@ -93,13 +88,11 @@ class GfpganRestorer:
         self,
         model_path: Path,
         device: str = "auto",
-        weight: float = 0.5,
         arch: dict[str, Any] | None = None,
         on_use=None,
     ) -> None:
         self.model_path = Path(model_path)
         self.device = device
-        self.weight = weight
         self.arch = dict(arch or GFPGAN_V14_ARCH)
         self.size = int(self.arch["out_size"])
         # Loaded on the CPU once; a bad file is remembered (LoadOnce). Without a model manager the
@@ -134,9 +127,8 @@ class GfpganRestorer:
         parameter = next(net.parameters())
         x = torch.from_numpy(crop.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
         with torch.inference_mode():
-            # GFPGANer feeds RGB in [-1, 1] and reads RGB in [-1, 1] (return_rgb=False only skips
-            # the intermediate RGB outputs).
-            out = net(x.to(parameter.device, parameter.dtype), return_rgb=False, weight=self.weight)[0]
+            # GFPGANer feeds RGB in [-1, 1] and reads RGB in [-1, 1].
+            out = net(x.to(parameter.device, parameter.dtype))
         restored = ((out[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
         # Paste back: the inverse transform, and a mask that fades out over the crop's border.
@@ -159,4 +151,4 @@ def make_restorer(config: FaceSwapConfig, on_use=None) -> FaceRestorer | None:
     if not config.gfpgan_path or not Path(config.gfpgan_path).is_file():
         log.info("face restore: GFPGAN weights not found, skipped")
         return None
-    return GfpganRestorer(config.gfpgan_path, device=config.device, weight=config.gfpgan_weight, on_use=on_use)
+    return GfpganRestorer(config.gfpgan_path, device=config.device, on_use=on_use)

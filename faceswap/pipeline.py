@@ -43,15 +43,33 @@ def _no_stage(stage: str) -> None:
     pass
 
 
+MIN_FACE_PX = 80  # the face box's width: smaller faces carry too little detail to move
+MAX_SELFIE_YAW = 25.0  # degrees: a turned head shows one side only
+MAX_SELFIE_ROLL = 25.0
+MAX_SELFIE_PITCH = 35.0  # the generic head model reads frontal faces as pitched by about 15
+
+
 def prepare_face(detector: FaceDetector, photo: Image.Image | np.ndarray) -> FaceProfile:
-    """Find the user's face: ``FaceSwapError("no_face")`` without one; with several, the largest,
-    flagged. Needs only the detector (dlib, CPU): the bot process runs it when a photo arrives."""
+    """Check the user's photo and find their face. Needs only the detector (dlib, CPU): the bot
+    process runs it when a photo arrives. ``FaceSwapError`` codes, each with its own answer:
+    ``no_face``, ``several_faces`` (only one's own face may be used: a photo with one person),
+    ``face_too_small`` (under :data:`MIN_FACE_PX`), ``face_turned`` (not roughly frontal)."""
+    from faceswap.geometry import head_pose
+
     rgb = to_rgb_array(photo)
     faces = detector.detect(rgb)
-    face = largest_face(faces)
-    if face is None:
+    if not faces:
         raise FaceSwapError("no_face")
-    return FaceProfile.from_face(face, (rgb.shape[1], rgb.shape[0]), several_faces=len(faces) > 1)
+    if len(faces) > 1:
+        raise FaceSwapError("several_faces", f"{len(faces)} faces")
+    face = faces[0]
+    left, top, right, bottom = face.box
+    if min(right - left, bottom - top) < MIN_FACE_PX:
+        raise FaceSwapError("face_too_small", f"{right - left} px")
+    pose = head_pose(face.landmarks, (rgb.shape[1], rgb.shape[0]))
+    if abs(pose.yaw) > MAX_SELFIE_YAW or abs(pose.roll) > MAX_SELFIE_ROLL or abs(pose.pitch) > MAX_SELFIE_PITCH:
+        raise FaceSwapError("face_turned", f"yaw {pose.yaw:.0f}, pitch {pose.pitch:.0f}, roll {pose.roll:.0f}")
+    return FaceProfile.from_face(face, (rgb.shape[1], rgb.shape[0]), several_faces=False)
 
 
 @dataclass

@@ -35,6 +35,15 @@ log = logging.getLogger(__name__)
 ME_PATTERN = r"(?i)@me\b"
 
 
+# What is wrong with a /face photo (faceswap.pipeline.prepare_face) -> what to send instead.
+PHOTO_PROBLEMS = {
+    "no_face": "face-none",
+    "several_faces": "face-several",
+    "face_too_small": "face-small",
+    "face_turned": "face-turned",
+}
+
+
 class FaceFlow(StatesGroup):
     photo = State()  # waiting for a photo with a face
 
@@ -111,8 +120,8 @@ async def face_photo(
         return
     try:
         profile = await asyncio.to_thread(faces.prepare, buffer.getvalue())
-    except FaceSwapError:
-        await message.answer(i18n.get("face-none"))  # still waiting for a photo
+    except FaceSwapError as exc:
+        await message.answer(i18n.get(PHOTO_PROBLEMS.get(exc.code, "face-none")))  # still waiting for a photo
         return
     except UnidentifiedImageError:
         await message.answer(i18n.get("face-bad-photo"))
@@ -121,8 +130,6 @@ async def face_photo(
     await repos.commit()
     pending = (await state.get_data()).get("prompt")
     await state.clear()
-    if profile.several_faces:
-        await message.answer(i18n.get("face-several"))
     await message.answer(i18n.get("face-saved"))
     if pending:
         await _submit(message, bot, i18n, user, repos, jobs, face, pending)

@@ -63,11 +63,12 @@ def last_text(harness) -> str:
     return harness.session.of(SendMessage)[-1].text
 
 
-async def test_face_photo_with_no_face_then_several_faces(tmp_path):
+async def test_face_photo_is_checked_no_face_several_turned_small(tmp_path):
     harness = await start(tmp_path)
     try:
         await harness.feed(message_update("/face"))
-        assert last_text(harness).startswith("🙂 Send me a photo with one clear face")
+        assert last_text(harness).startswith("🙂 Send me a photo of yourself: only your own face")
+        assert "until you send /forgetface" in last_text(harness)  # what is kept, for how long
         await harness.feed(photo_update(harness, "coffee", COFFEE))
         assert last_text(harness).startswith("😕 I can't find a face on this photo")
         assert await stored_face(harness) is None
@@ -76,12 +77,24 @@ async def test_face_photo_with_no_face_then_several_faces(tmp_path):
         assert last_text(harness).startswith("I am waiting for a photo with a face")
         assert await harness.jobs() == []
 
+        # Only one's own face: a group photo is refused, and the bot still waits for a photo.
         await harness.feed(photo_update(harness, "group", jpeg(GROUP)))
-        texts = [m.text for m in harness.session.of(SendMessage)[-2:]]
-        assert texts[0] == "There are several faces on this photo: I took the largest one."
-        assert texts[1].startswith("✅ Your face is saved.")
+        assert last_text(harness) == "😕 There are several faces on this photo. Send a photo with only your own face on it."
+        assert await stored_face(harness) is None
+        # A turned face (the man on the right of the group photo, alone in the crop) is refused too.
+        turned = np.ascontiguousarray(GROUP[0:300, 800:1100])
+        await harness.feed(photo_update(harness, "turned", jpeg(turned)))
+        assert last_text(harness).startswith("😕 The face on this photo is turned or tilted too much.")
+        # A face too small to carry detail.
+        small = np.asarray(Image.fromarray(data.astronaut()).resize((300, 300)))
+        await harness.feed(photo_update(harness, "small", jpeg(small)))
+        assert last_text(harness).startswith("😕 The face on this photo is too small.")
+        assert await stored_face(harness) is None
+
+        await harness.feed(photo_update(harness, "astronaut", ASTRONAUT))
+        assert last_text(harness).startswith("✅ Your face is saved: the photo's file id and where the face is, until")
         face = await stored_face(harness)
-        assert face.file_id == "group" and face.profile["several_faces"] is True
+        assert face.file_id == "astronaut" and face.profile["several_faces"] is False
         assert len(face.profile["landmarks"]) == 68 and face.profile["description"] is None
     finally:
         await stop_harness(harness)
@@ -96,7 +109,7 @@ async def test_one_face_then_an_at_me_prompt_runs_the_face_swap(tmp_path):
 
         await harness.feed(message_update("/face"))
         await harness.feed(photo_update(harness, "astronaut", ASTRONAUT))
-        assert last_text(harness).startswith("✅ Your face is saved.")
+        assert last_text(harness).startswith("✅ Your face is saved")
         assert "several" not in " ".join(m.text for m in harness.session.of(SendMessage))
 
         await harness.feed(message_update("@me at the bar, photo"))

@@ -25,7 +25,7 @@ from faceswap.geometry import eye_openness, head_pose, mouth_openness, seam_scor
 MAX_IDENTITY = 0.6
 MAX_POSE_ERROR = 5.0
 MAX_MOUTH_CHANGE = 0.1
-MAX_EYE_CHANGE = 0.08
+MAX_EYE_CHANGE = 0.1
 MAX_SEAM = 1.0
 
 

@@ -69,6 +69,8 @@ OUTLINE = list(range(17)) + list(range(26, 16, -1))
 FEATURES = [list(range(17, 22)), list(range(22, 27)), list(range(27, 36)), list(range(36, 42)), list(range(42, 48)), list(range(48, 68))]
 # Upper and lower lid / lip points that face each other: the opening of the eyes and the mouth.
 OPENINGS = ((37, 41), (38, 40), (43, 47), (44, 46), (61, 67), (62, 66), (63, 65))
+# For each inner-lip point (60-67), the outer-lip points around it (averaged), as pairs.
+OUTER_FOR_INNER = [48, 48, 49, 50, 51, 51, 52, 53, 54, 54, 55, 56, 57, 57, 58, 59]
 
 
 class ClassicalFaceSwapper:
@@ -99,8 +101,8 @@ class ClassicalFaceSwapper:
         max_pitch: float = 30.0,
         light_sigma: float = 0.15,
         feather_width: float = 0.04,
-        colour_detail: float = 0.5,
-        target_mouth: str = "inner",
+        colour_detail: float = 1.0,
+        target_mouth: float = 0.0,
         detector: FaceDetector | None = None,
         max_pose_drift: float = 5.0,
     ) -> None:
@@ -211,15 +213,25 @@ class ClassicalFaceSwapper:
         sigma = max(1.0, self.light_sigma * size)
         source_lab = cv2.cvtColor(np.clip(warped, 0, 255).astype(np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
         target_lab = cv2.cvtColor(region.astype(np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
-        detail = (source_lab - masked_blur(source_lab, skin, sigma)) * np.array([1.0, self.colour_detail, self.colour_detail], np.float32)
+        detail = source_lab - masked_blur(source_lab, skin, sigma)
+        target_detail = target_lab - masked_blur(target_lab, skin, sigma)
+        # The source's colour detail no stronger than the target's own: a grey or pale scene gets
+        # no pink or blue casts from the source's make-up and light.
+        on_skin = skin > 0
+        for channel in (1, 2):
+            spread = float(detail[..., channel][on_skin].std()) if on_skin.any() else 0.0
+            own = float(target_detail[..., channel][on_skin].std()) if on_skin.any() else 0.0
+            detail[..., channel] *= self.colour_detail * min(1.0, own / max(spread, 1e-3))
         relit_lab = np.clip(masked_blur(target_lab, skin, sigma) + detail, 0, 255).astype(np.uint8)
         relit = cv2.cvtColor(relit_lab, cv2.COLOR_LAB2RGB).astype(np.float32)
 
         # The mouth stays the target's: its opening is the target's expression, and the source's teeth
         # squeezed into another opening would not look like teeth.
         paint = hard.copy()
-        lips = slice(48, 60) if self.target_mouth == "outer" else slice(60, 68)
-        cv2.fillPoly(paint, [np.round(target_points[lips] - (x0, y0)).astype(np.int32)], 0)
+        inner = target_points[60:68]
+        outer = target_points[OUTER_FOR_INNER].reshape(8, -1, 2).mean(axis=1)
+        mouth = inner + self.target_mouth * (outer - inner)
+        cv2.fillPoly(paint, [np.round(mouth - (x0, y0)).astype(np.int32)], 0)
         alpha = feather(hard, self.feather_width * size)
         alpha = np.minimum(alpha, cv2.GaussianBlur(paint.astype(np.float32), (0, 0), max(1.0, 0.01 * size)))[..., None]
         out = target.copy()

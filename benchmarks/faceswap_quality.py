@@ -69,7 +69,7 @@ def main() -> None:
     detector, embedder = DlibFaceDetector(), DlibFaceEmbedder()
     print(
         f"bars: identity < {MAX_IDENTITY}, pose error < {MAX_POSE_ERROR} deg, mouth change < {MAX_MOUTH_CHANGE}, "
-        f"eye change < {MAX_EYE_CHANGE}, seam < {MAX_SEAM}"
+        f"eye change < {MAX_EYE_CHANGE}, seam < {MAX_SEAM}\n"
     )
     print("| method | source | target | identity | pose err ° | mouth Δ | eye Δ | seam | swap s | fails |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
@@ -93,6 +93,7 @@ def main() -> None:
                     f"| {method.name} | {source_name} | {target_name} | {q.identity:.3f} | {q.pose_error:.1f} | "
                     f"{q.mouth_change:.3f} | {q.eye_change:.3f} | {q.seam:.2f} | {seconds:.2f} | {', '.join(fails) or '-'} |"
                 )
+    print()
     for name, (passed, total) in summary.items():
         print(f"{name}: {passed}/{total} swaps pass all four bars")
 

@@ -27,7 +27,7 @@ from generation.backend import Mode
 from generation.jobs import JobService
 from generation.moderation import ContentGuard
 from handlers.common import PromptError, submit_job, validate_prompt
-from storage.models import PENDING_STATUSES, ModerationKind, User, UserFace
+from storage.models import PENDING_STATUSES, JobStatus, ModerationKind, User, UserFace, utcnow
 from storage.repositories import Repositories
 
 log = logging.getLogger(__name__)
@@ -164,11 +164,15 @@ async def forget_face(
     jobs: JobService,
     results_dir: str,
 ) -> None:
-    """Delete everything stored about the face: the face row, the photo's file id and face data in
-    the face-swap jobs, their pictures on disk (they show the face), and stop the pending ones."""
+    """Delete everything stored about the face: the face row; from the face-swap jobs and the
+    Variations made from their pictures, the photo's file id, the face data and the result file ids;
+    their pictures on disk; pending ones are stopped, generated but undelivered ones withdrawn."""
     if await state.get_state() == FaceFlow.photo.state:
         await state.clear()
-    deleted, face_jobs = await repos.faces.forget(user.id, str(Mode.FACESWAP))
+    deleted, face_jobs = await repos.faces.forget(user.id, str(Mode.FACESWAP), derived_kinds=[str(Mode.VARIATIONS)])
+    for job in face_jobs:
+        if job.status == JobStatus.GENERATED:  # not delivered yet: it never will be
+            await repos.jobs.transition(job.id, [JobStatus.GENERATED], JobStatus.CANCELLED, finished_at=utcnow())
     await repos.commit()
     for job in face_jobs:
         if job.status in PENDING_STATUSES:

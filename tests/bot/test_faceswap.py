@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from aiogram.exceptions import TelegramServerError
 from aiogram.methods import EditMessageText, SendMessage, SendPhoto
 from aiogram.types import PhotoSize
 from PIL import Image
@@ -155,6 +156,53 @@ async def test_forgetface_deletes_the_face(tmp_path):
         assert last_text(harness) == "I have no face of yours saved."
         await harness.feed(message_update("@me on a horse"))
         assert last_text(harness) == "To draw @me, I need your face first: send /face."
+    finally:
+        await stop_harness(harness)
+
+
+async def test_forgetface_reaches_variations_and_undelivered_pictures(tmp_path):
+    """Variations made from a face picture lose their inputs and results too, the Variations button
+    under an old face picture stops working, and a face picture Telegram has not accepted yet is
+    withdrawn: the delivery retries never send it."""
+    harness = await start(tmp_path, GroupPhotoBackend())
+    try:
+        await harness.feed(message_update("/face"))
+        await harness.feed(photo_update(harness, "astronaut", ASTRONAUT))
+        await harness.feed(message_update("@me at the bar"))
+        [face_job] = await harness.wait_jobs_settled(timeout=SLOW)
+        assert face_job.status == "done" and face_job.result_file_ids
+        await harness.feed(callback_update(f"res:variations:{face_job.id}"))
+        jobs = await harness.wait_jobs_settled(timeout=SLOW)
+        variation = jobs[-1]
+        assert variation.kind == Mode.VARIATIONS and variation.params["input_file_ids"] == face_job.result_file_ids
+
+        # A second face picture that Telegram keeps refusing: generated, not delivered.
+        harness.session.failures[SendPhoto] = lambda method: TelegramServerError(method=method, message="Bad Gateway")
+        await harness.feed(message_update("@me on a horse"))
+
+        async def generated() -> bool:
+            return any(j.status == "generated" for j in await harness.jobs())
+
+        await harness.wait_for(generated, timeout=SLOW)
+        undelivered = [j for j in await harness.jobs() if j.status == "generated"][0]
+        assert harness.app.runner.result_paths(undelivered.id)
+
+        await harness.feed(message_update("/forgetface"))
+        by_id = {j.id: j for j in await harness.jobs()}
+        for job_id in (face_job.id, variation.id, undelivered.id):
+            job = by_id[job_id]
+            assert job.result_file_ids == [] and "input_file_ids" not in job.params, job_id
+            assert harness.app.runner.result_paths(job_id) == []
+        assert by_id[undelivered.id].status == "cancelled"
+        # The delivery retry finds nothing to send.
+        harness.session.failures.pop(SendPhoto)
+        sent = len(harness.session.of(SendPhoto))
+        assert await harness.app.runner.deliver(undelivered.id) is False
+        assert len(harness.session.of(SendPhoto)) == sent
+        # The Variations button under the old face picture no longer makes anything.
+        count = len(await harness.jobs())
+        await harness.feed(callback_update(f"res:variations:{face_job.id}"))
+        assert len(await harness.jobs()) == count
     finally:
         await stop_harness(harness)
 

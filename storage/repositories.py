@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -115,10 +115,15 @@ class JobRepository:
         A worker must never write back a whole copy of the parameters it read when the job started:
         ``/forgetface`` may have stripped the face from the row meanwhile. Returns the new parameters
         (None: no such job)."""
+        return await self.rewrite_params(job_id, lambda row: {**row, **changes})
+
+    async def rewrite_params(self, job_id: int, rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any] | None:
+        """``rewrite`` applied to the job's parameters as they are in the database now (see
+        :meth:`update_params`)."""
         job = await self.session.get(Job, job_id, populate_existing=True)
         if job is None:
             return None
-        job.params = {**(job.params or {}), **changes}  # a new dict: JSON columns do not track changes inside
+        job.params = rewrite(dict(job.params or {}))  # a new dict: JSON columns do not track changes inside
         await self.session.flush()
         return job.params
 

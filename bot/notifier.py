@@ -16,7 +16,7 @@ from bot.best_effort import best_effort
 from bot.i18n import Translator
 from bot.keyboards import again_keyboard, cancel_job_keyboard, model_name, result_keyboard, style_name
 from bot.retry import BestEffortChatActionSender
-from generation.runner import JobContext
+from jobs.runner import JobContext
 from storage.models import Job
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class TelegramNotifier:
         text = self.t("job-progress", ctx.locale, step=step, total=total, bar=progress_bar(step, total))
         await self.edit_status(ctx.job, text, self._cancel_markup(ctx), throttle=True)
 
-    async def face_stage(self, ctx: JobContext, stage: str) -> None:
+    async def stage(self, ctx: JobContext, stage: str) -> None:
         """A face-swap job's stage: describing, drawing, swapping, restoring."""
         await self.edit_status(ctx.job, self.t(f"face-stage-{stage}", ctx.locale), self._cancel_markup(ctx))
 

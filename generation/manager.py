@@ -27,22 +27,15 @@ from typing import Any
 import torch
 
 from generation.backend import GenerationError, ModelId, ModelUnavailable
+from generation.registry import FLASH_UNET, K3_UNET, K22_PARTS, MODELS, MOVQ, TEXT_ENCODER
 from generation.sources import GenerationConfig
 
 log = logging.getLogger(__name__)
 
-TEXT_ENCODER = "k3-text-encoder"
-MOVQ = "k3-movq"
-K3_UNET = "k3-unet"
-FLASH_UNET = "k31-flash-unet"
-K22 = "k22"
+K22 = K22_PARTS
 
-MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {
-    ModelId.K31: (TEXT_ENCODER, MOVQ, K3_UNET),
-    ModelId.K31_FLASH: (TEXT_ENCODER, MOVQ, FLASH_UNET),
-    ModelId.K31_REFINER: (TEXT_ENCODER, MOVQ, K3_UNET, FLASH_UNET),
-    ModelId.K22: (K22,),
-}
+# What each model loads, from the registry (shared parts load once).
+MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {model: s.parts for model, s in MODELS.items()}
 
 _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 OFFLOAD_MODES = ("none", "model", "sequential")

@@ -11,7 +11,7 @@ from aiogram_i18n import I18nContext
 
 from bot.best_effort import best_effort
 from bot.keyboards import CancelJobCb
-from generation.jobs import JobService
+from jobs.service import JobService
 from handlers.common import button, own_job
 from storage.models import Job, User
 from storage.repositories import Repositories

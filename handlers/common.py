@@ -12,8 +12,9 @@ from aiogram_i18n import I18nContext
 
 from bot.i18n import translator
 from bot.keyboards import cancel_job_keyboard
-from generation.backend import Mode, ModelId
-from generation.jobs import MAX_PROMPT_LENGTH, AdmissionError, JobService
+from generation.backend import Mode
+from generation.registry import uses_negative_prompt
+from jobs.service import MAX_PROMPT_LENGTH, AdmissionError, JobService
 from storage.models import Job, User
 from storage.repositories import Repositories
 
@@ -68,7 +69,7 @@ async def submit_job(
         text = i18n.get("job-queued", position=position)
         if note:
             text += "\n" + note
-        if job.model == ModelId.K31_FLASH and params.get("negative_prompt"):
+        if params.get("negative_prompt") and not uses_negative_prompt(job.model):
             text += "\n" + i18n.get("job-flash-no-negative")
         message = await bot.send_message(
             chat_id, text, reply_markup=cancel_job_keyboard(translator(), i18n.locale, job.id)

@@ -24,8 +24,8 @@ from PIL import UnidentifiedImageError
 from faceswap.profile import FaceSwapError, has_me
 from faceswap.service import FaceService
 from generation.backend import Mode
-from generation.jobs import JobService
-from generation.moderation import ContentGuard
+from jobs.service import JobService
+from prompting.guard import ContentGuard
 from handlers.common import PromptError, submit_job, validate_prompt
 from storage.models import PENDING_STATUSES, ModerationKind, User, UserFace
 from storage.repositories import Repositories

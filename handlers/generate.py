@@ -10,7 +10,7 @@ from aiogram_i18n import I18nContext
 
 from bot.keyboards import ResultCb
 from generation.backend import Mode
-from generation.jobs import JobService, new_seed
+from jobs.service import JobService, new_seed
 from handlers.common import PromptError, own_job, submit_job, validate_prompt
 from storage.models import User
 from storage.repositories import Repositories

@@ -16,7 +16,7 @@ from aiogram_i18n import I18nContext
 from bot.best_effort import best_effort
 from bot.i18n import translator
 from generation.backend import Backend, ModelId
-from generation.jobs import JobService
+from jobs.service import JobService
 from handlers.admin.common import (
     AdminCb,
     admin_repos,

@@ -15,7 +15,7 @@ from aiogram_i18n import I18nContext
 from bot.admin_menu import hide_admin_menu, show_admin_menu
 from bot.best_effort import best_effort
 from bot.i18n import translator
-from generation.jobs import JobService
+from jobs.service import JobService
 from handlers.admin.common import (
     AdminCb,
     AdminStates,

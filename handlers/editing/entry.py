@@ -16,7 +16,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
-from generation.jobs import JobService
+from jobs.service import JobService
 from handlers.editing import fuse, restyle
 from handlers.editing.flow import EDIT_STATES, EditCb, FuseFlow, RestyleFlow, start_flow, step_text
 from handlers.editing.inputs import accept_inputs, caption_of, has_media

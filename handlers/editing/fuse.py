@@ -17,7 +17,7 @@ from aiogram_i18n import I18nContext
 
 from bot.i18n import translator
 from generation.backend import Mode
-from generation.jobs import JobService
+from jobs.service import JobService
 from handlers.editing.flow import (
     MAX_FUSE_PHOTOS,
     MIN_FUSE_PHOTOS,

@@ -16,7 +16,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
 from generation.backend import Mode
-from generation.jobs import JobService
+from jobs.service import JobService
 from handlers.common import PromptError, validate_prompt
 from handlers.editing.flow import (
     STRENGTHS,

@@ -13,7 +13,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
 from generation.backend import Mode
-from generation.jobs import JobService
+from jobs.service import JobService
 from handlers.editing.flow import (
     STYLE_WEIGHTS,
     chosen_weight,

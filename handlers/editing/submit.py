@@ -1,11 +1,11 @@
 """Edit jobs: which model runs each mode, and the job parameters (inputs as Telegram file ids).
 
-Model choice:
-* restyle by text (IMG2IMG) runs on the user's model when it has image-to-image: Kandinsky 2.2
-  (``KandinskyV22Img2ImgPipeline``) or Kandinsky 3.1 (``Kandinsky3Img2ImgPipeline``). Kandinsky 3.1
-  Flash and the Flash refiner have none, so those users get Kandinsky 3.1 (the status message says so);
+Model choice comes from the model registry (:func:`generation.registry.model_for`):
+* restyle by text (IMG2IMG) runs on the user's model: every model has image-to-image (Kandinsky 2.2,
+  Kandinsky 3.1, Flash on its distilled schedule, the refiner); a model without it would fall back
+  to Kandinsky 3.1, and the status message would say so;
 * the other modes need Kandinsky 2.2's image prior (CLIP image embeddings) or its depth ControlNet,
-  so they always run on Kandinsky 2.2.
+  which only Kandinsky 2.2 has in the registry, so they run on Kandinsky 2.2.
 
 The output follows the first photo's aspect ratio, fitted to MAX_IMAGE_SIDE in multiples of 64.
 Inputs are stored as Telegram file ids (never bytes): the worker downloads them, so a job, or
@@ -21,8 +21,11 @@ from typing import Any
 from aiogram import Bot
 from aiogram_i18n import I18nContext
 
+from bot.i18n import translator
+from bot.keyboards import model_name
 from generation.backend import Mode, ModelId
-from generation.jobs import JobService
+from generation.registry import model_for
+from jobs.service import JobService
 from generation.styles import DEFAULT_STYLE, fit_size
 from handlers.common import submit_job
 from handlers.editing.flow import DEFAULT_STRENGTH, STRENGTHS
@@ -30,18 +33,16 @@ from handlers.editing.inputs import InputPhoto
 from storage.models import Job, User
 from storage.repositories import Repositories
 
-IMG2IMG_MODELS = frozenset({ModelId.K22, ModelId.K31})
 TEXT_MODES = frozenset({Mode.IMG2IMG, Mode.RESTYLE_DEPTH, Mode.MIX})  # the user's text (and style) count
 
 
 def edit_model(mode: Mode, user_model: str) -> tuple[ModelId, bool]:
-    """(the model that runs ``mode``, whether it differs from the user's choice because it must)."""
-    if mode is Mode.IMG2IMG:
-        model = ModelId(user_model)
-        if model in IMG2IMG_MODELS:
-            return model, False
-        return ModelId.K31, True
-    return ModelId.K22, False
+    """(the model that runs ``mode``, whether the user should be told it is not their model).
+
+    Only restyling is the user's model's job; the other edit modes are Kandinsky 2.2's by nature
+    (``/help`` says so), so running them there is not announced."""
+    model, fell_back = model_for(mode, user_model)
+    return model, fell_back and mode is Mode.IMG2IMG
 
 
 def ratio_label(width: int, height: int) -> str:
@@ -101,7 +102,7 @@ async def submit_edit(
 ) -> Job | None:
     model, fell_back = edit_model(mode, user.settings.model)
     params = edit_params(jobs, user, mode, photos, max_side, prompt, weights, strength, display_prompt)
-    note = i18n.get("edit-note-img2img-fallback") if fell_back else None
+    note = i18n.get("edit-note-img2img-fallback", model=model_name(translator(), model, i18n.locale)) if fell_back else None
     return await submit_job(
         bot=bot, chat_id=chat_id, repos=repos, user=user, jobs=jobs, i18n=i18n,
         params=params, kind=mode, model=model, note=note,

@@ -15,7 +15,7 @@ from aiogram_i18n import I18nContext
 
 from bot.keyboards import ResultCb
 from generation.backend import Mode
-from generation.jobs import JobService
+from jobs.service import JobService
 from handlers.common import own_job
 from handlers.editing.flow import EditCb, RestyleFlow, VariationsFlow, finish_flow, start_flow, step_text
 from handlers.editing.inputs import InputPhoto, accept_inputs, has_media

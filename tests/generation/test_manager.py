@@ -186,14 +186,22 @@ def test_kandinsky22_requests_go_to_the_k22_module(monkeypatch, tmp_path):
     assert status["kandinsky-2.2"] == {"model": "kandinsky-2.2", "loaded": True, "device": "cpu", "memory_bytes": 123}
 
 
-def test_capabilities_match_the_samplers():
-    from generation import capabilities, k3
+def test_registry_matches_the_samplers():
+    from generation import k3, k22, registry
 
-    assert not capabilities.uses_negative_prompt(ModelId.K31_FLASH)
-    assert capabilities.uses_negative_prompt(ModelId.K31) and capabilities.uses_negative_prompt(ModelId.K22)
-    assert capabilities.DEFAULTS[ModelId.K31] == (k3.K3_DEFAULT_STEPS, k3.K3_DEFAULT_GUIDANCE) == (25, 3.0)
+    assert not registry.uses_negative_prompt(ModelId.K31_FLASH)
+    assert registry.uses_negative_prompt(ModelId.K31) and registry.uses_negative_prompt(ModelId.K22)
+    k31 = registry.spec(ModelId.K31)
+    assert (k31.default_steps, k31.default_guidance) == (k3.K3_DEFAULT_STEPS, k3.K3_DEFAULT_GUIDANCE) == (25, 3.0)
+    assert (k22.DECODER_STEPS, k22.DECODER_GUIDANCE) == (50, 4.0)  # diffusers' Kandinsky 2.2 defaults
     assert k3.FLASH_TIMESTEPS == (979, 729, 479, 229) and k3.REFINER_TIMESTEPS == (479, 229)
-    assert Mode.IMG2IMG in capabilities.MODES[ModelId.K31_FLASH]
+    flash, refiner = registry.spec(ModelId.K31_FLASH), registry.spec(ModelId.K31_REFINER)
+    assert flash.total_steps == len(k3.FLASH_TIMESTEPS) and not flash.steps_configurable
+    assert refiner.extra_steps == len(k3.REFINER_TIMESTEPS)
+    assert Mode.IMG2IMG in flash.modes  # Flash restyles photos (tests/generation/test_k3_family.py)
+    assert set(k22.MODES) | {Mode.FACESWAP} == registry.spec(ModelId.K22).modes
+    assert registry.model_for(Mode.FUSE, ModelId.K31) == (ModelId.K22, True)
+    assert registry.model_for(Mode.IMG2IMG, ModelId.K31_FLASH) == (ModelId.K31_FLASH, False)
 
 
 def test_kandinsky22_through_the_backend_on_tiny_checkpoints(backend):
@@ -243,7 +251,7 @@ def test_the_beautifier_llm_shares_the_budget_with_the_image_models():
 
 
 def test_share_gpu_budget_wires_only_a_local_llm(tmp_path):
-    from generation.beautify import LocalLLMBeautifier, NoBeautifier, share_gpu_budget
+    from prompting.beautify import LocalLLMBeautifier, NoBeautifier, share_gpu_budget
     from generation.diffusers_backend import DiffusersBackend
 
     backend = DiffusersBackend(GenerationConfig(device="cpu"))

@@ -18,15 +18,15 @@ from PIL import Image
 from skimage import data
 from sqlalchemy import select
 
-from bot.app import build_app
-from bot.config import Settings
+from app.wiring import build_app
+from app.config import Settings
 from bot.keyboards import ResultCb, SettingsCb
 from generation.backend import Mode
-from generation.beautify import BeautifyResult, LocalLLMBeautifier, OpenAIBeautifier
+from prompting.beautify import BeautifyResult, LocalLLMBeautifier, OpenAIBeautifier
 from generation.fake import FakeBackend
-from generation.moderation import ContentGuard, build_content_guard
-from generation.safety import ImageSafety, TextFilter
-from generation.tiny_llm import write_tiny_beautifier
+from prompting.guard import ContentGuard, build_content_guard
+from prompting.safety import ImageSafety, TextFilter
+from prompting.tiny_llm import write_tiny_beautifier
 from storage.migrate import upgrade_async
 from storage.models import Job, ModerationEvent, User
 from storage.repositories import Repositories

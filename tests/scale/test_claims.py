@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from generation.runner import JobContext, JobRunner
-from storage.claims import JobClaims
+from jobs.runner import JobContext, JobRunner
+from jobs.claims import JobClaims
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus, User, UserSettings, utcnow

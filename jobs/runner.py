@@ -13,7 +13,6 @@ import contextlib
 import io
 import logging
 import threading
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,9 +28,9 @@ from generation.backend import (
     Mode,
 )
 from generation.images import InputImageError, prepare_input_image
-from generation.moderation import BlockStage, ContentGuard
+from prompting.guard import BlockStage, ContentGuard
 from generation.styles import DEFAULT_STYLE, STYLES
-from storage.claims import JobClaims, lease
+from jobs.claims import JobClaims, lease
 from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Database, Repositories
 
@@ -52,6 +51,10 @@ class JobEvents(Protocol):
     async def started(self, ctx: JobContext) -> None: ...
 
     async def progress(self, ctx: JobContext, step: int, total: int) -> None: ...
+
+    async def stage(self, ctx: JobContext, stage: str) -> None:
+        """A multi-stage job (face swap) entered ``stage``: describing, drawing, swapping, restoring."""
+        ...
 
     def working(self, ctx: JobContext) -> contextlib.AbstractAsyncContextManager[Any]: ...
 
@@ -97,10 +100,6 @@ def _decode_rgb(data: bytes) -> Image.Image:
         return image.convert("RGB")
 
 
-# Hooks that later stages plug in (beautification, safety) without the runner knowing them.
-RequestHook = Callable[[JobContext, GenerationRequest], Awaitable[GenerationRequest]]
-
-
 def build_request(job: Job, images: list[Image.Image] | None = None, prompt: str | None = None) -> GenerationRequest:
     """``prompt``: the prompt to use instead of the user's (the beautified one); the style applies to it."""
     params = job.params
@@ -130,7 +129,6 @@ class JobRunner:
         backend: Backend,
         events: JobEvents,
         results_dir: Path,
-        request_hooks: list[RequestHook] | None = None,
         guard: ContentGuard | None = None,
         worker_id: str = "embedded",
         lease_seconds: float = 60.0,
@@ -138,7 +136,7 @@ class JobRunner:
     ) -> None:
         self.db = db
         self.guard = guard  # beautification and the safety checks; None: neither
-        # Claims let several worker processes share one database (storage.claims): a running job is
+        # Claims let several worker processes share one database (jobs.claims): a running job is
         # claimed for ``lease_seconds`` (renewed by its worker), one delivery attempt for
         # ``delivery_lease_seconds`` (longer than a send can take, flood-control waits included).
         self.worker_id = worker_id
@@ -147,7 +145,6 @@ class JobRunner:
         self.backend = backend
         self.events = events
         self.results_dir = results_dir
-        self.request_hooks = request_hooks or []
         self._cancel_events: dict[int, threading.Event] = {}
         self._requeue_on_cancel: set[int] = set()
         self._delivering: set[int] = set()  # one delivery at a time per job in this process
@@ -245,8 +242,11 @@ class JobRunner:
             ]
             await self._check_inputs(ctx, images)
             request = build_request(ctx.job, images, await self._prepare_prompt(ctx))
-            for hook in self.request_hooks:
-                request = await hook(ctx, request)
+
+            def on_stage(stage: str) -> None:  # runs in the worker thread
+                asyncio.run_coroutine_threadsafe(self.events.stage(ctx, stage), loop)
+
+            request.on_stage = on_stage
             await self.events.started(ctx)
             async with self.events.working(ctx):
                 results = await asyncio.to_thread(self.backend.generate, request, progress)

@@ -11,10 +11,10 @@ from datetime import timedelta
 from typing import Any
 
 from generation.backend import Mode, ModelId
-from generation.moderation import ContentGuard
-from generation.queue import JobQueue
+from prompting.guard import ContentGuard
+from jobs.queue import JobQueue
 from generation.styles import image_size
-from storage.admin_repositories import ControlRepository, Limits, day_start
+from storage.control import Limits, QueueControlRepository, day_start
 from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Repositories
 
@@ -74,7 +74,7 @@ class JobService:
     async def check_admission(self, repos: Repositories, user_id: int) -> None:
         # Read from the database on every request, so a change from the chat applies at once,
         # in every process.
-        control = ControlRepository(repos.session)
+        control = QueueControlRepository(repos.session)
         pause = await control.pause_state()
         if pause.paused:
             raise AdmissionError("queue-paused-reason" if pause.reason else "queue-paused", 0, reason=pause.reason or "")

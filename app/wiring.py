@@ -34,6 +34,7 @@ from prompting.guard import ContentGuard, build_content_guard
 from jobs.queue import EmbeddedQueue, JobQueue
 from jobs.runner import JobRunner
 from handlers import build_root_router
+from handlers.context import RequestContextMiddleware
 from storage.db import create_engine, create_sessionmaker
 from storage.repositories import Database, Repositories
 
@@ -192,6 +193,7 @@ def build_app(
         results_dir=str(settings.results_dir),
         admin_ids=frozenset(settings.admin_ids),
         faces=FaceService(),
+        notifier=notifier,  # the only writer of jobs' status messages (handlers: cancellations)
         guard=guard,  # upload handlers: ``await guard.check_upload(photo)`` for an early answer
         broadcaster=broadcaster,  # admin: /broadcast
         # admin: /models (in the distributed mode the workers hold the models: --models per worker)
@@ -204,6 +206,10 @@ def build_app(
     dispatcher.update.outer_middleware(UserMiddleware())
     create_middleware().setup(dispatcher)
     dispatcher.message.outer_middleware(ChatScopeMiddleware())
+    # ``request`` (handlers.context.RequestContext) for every handler, after user and i18n are known.
+    request_context = RequestContextMiddleware(notifier, settings.max_image_side)
+    dispatcher.message.middleware(request_context)
+    dispatcher.callback_query.middleware(request_context)
     dispatcher.include_router(build_root_router())
 
     app = App(

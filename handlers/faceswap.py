@@ -26,7 +26,8 @@ from faceswap.service import FaceService
 from generation.backend import Mode
 from jobs.service import JobService
 from prompting.guard import ContentGuard
-from handlers.common import PromptError, submit_job, validate_prompt
+from handlers.common import PromptError, validate_prompt
+from handlers.context import RequestContext
 from storage.models import PENDING_STATUSES, ModerationKind, User, UserFace
 from storage.repositories import Repositories
 
@@ -44,20 +45,9 @@ def scene_prompt(text: str) -> str:
     return text if has_me(text) else f"@me, {text}"
 
 
-async def _submit(
-    message: Message,
-    bot: Bot,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-    face: UserFace,
-    prompt: str,
-) -> None:
-    params = jobs.params_from_settings(user, prompt, input_file_ids=[face.file_id], extra={"face": face.profile})
-    await submit_job(
-        bot=bot, chat_id=message.chat.id, repos=repos, user=user, jobs=jobs, i18n=i18n, params=params, kind=Mode.FACESWAP
-    )
+async def _submit(request: RequestContext, face: UserFace, prompt: str) -> None:
+    params = request.params(prompt, Mode.FACESWAP, input_file_ids=[face.file_id], extra={"face": face.profile})
+    await request.submit(params, Mode.FACESWAP)
 
 
 async def face_command(
@@ -69,6 +59,7 @@ async def face_command(
     user: User,
     repos: Repositories,
     jobs: JobService,
+    request: RequestContext,
 ) -> None:
     if command.args and command.args.strip():
         try:
@@ -78,7 +69,7 @@ async def face_command(
             return
         face = await repos.faces.get(user.id)
         if face is not None:
-            await _submit(message, bot, i18n, user, repos, jobs, face, prompt)
+            await _submit(request, face, prompt)
             return
         # No face yet: ask for it, and draw the prompt once it is there.
         await state.set_state(FaceFlow.photo)
@@ -98,6 +89,7 @@ async def face_photo(
     user: User,
     repos: Repositories,
     jobs: JobService,
+    request: RequestContext,
     faces: FaceService,
     guard: ContentGuard | None = None,
 ) -> None:
@@ -125,7 +117,7 @@ async def face_photo(
         await message.answer(i18n.get("face-several"))
     await message.answer(i18n.get("face-saved"))
     if pending:
-        await _submit(message, bot, i18n, user, repos, jobs, face, pending)
+        await _submit(request, face, pending)
 
 
 async def face_waiting(message: Message, i18n: I18nContext) -> None:
@@ -134,7 +126,8 @@ async def face_waiting(message: Message, i18n: I18nContext) -> None:
 
 
 async def me_prompt(
-    message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
+    message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService,
+    request: RequestContext,
 ) -> None:
     try:
         prompt = validate_prompt(message.text)
@@ -145,7 +138,7 @@ async def me_prompt(
     if face is None:
         await message.answer(i18n.get("face-needed"))
         return
-    await _submit(message, bot, i18n, user, repos, jobs, face, prompt)
+    await _submit(request, face, prompt)
 
 
 async def forget_face(

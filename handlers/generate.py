@@ -9,9 +9,10 @@ from aiogram.types import CallbackQuery, FSInputFile, Message
 from aiogram_i18n import I18nContext
 
 from bot.keyboards import ResultCb
-from generation.backend import Mode
-from jobs.service import JobService, new_seed
-from handlers.common import PromptError, own_job, submit_job, validate_prompt
+from jobs.params import read_params
+from jobs.service import new_seed
+from handlers.common import PromptError, own_job, validate_prompt
+from handlers.context import RequestContext
 from storage.models import User
 from storage.repositories import Repositories
 
@@ -20,77 +21,36 @@ async def unknown_command(message: Message, i18n: I18nContext) -> None:
     await message.answer(i18n.get("command-unknown"))
 
 
-async def prompt(
-    message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
-) -> None:
+async def prompt(message: Message, i18n: I18nContext, request: RequestContext) -> None:
     try:
         text = validate_prompt(message.text)
     except PromptError as exc:
         await message.answer(i18n.get(exc.code, **exc.kwargs))
         return
-    await submit_job(
-        bot=bot,
-        chat_id=message.chat.id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        params=jobs.params_from_settings(user, text),
-    )
+    await request.submit(request.params(text))
 
 
 async def _resubmit(
-    query: CallbackQuery,
-    callback_data: ResultCb,
-    bot: Bot,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-    changes: dict[str, object],
+    query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, request: RequestContext, **changes: object
 ) -> None:
     """The user's own job again, as a new job, with some parameters changed."""
-    job = await own_job(query, callback_data.job_id, user, repos, i18n)
+    job = await own_job(query, callback_data.job_id, request.user, request.repos, i18n)
     if job is None:
         return
     await query.answer()
-    await submit_job(
-        bot=bot,
-        chat_id=job.chat_id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        params=dict(job.params, **changes),
-        kind=Mode(job.kind),
-        model=job.model,
-    )
+    await request.resubmit(job, **changes)
 
 
-async def again(
-    query: CallbackQuery,
-    callback_data: ResultCb,
-    bot: Bot,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-) -> None:
+async def again(query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, request: RequestContext) -> None:
     """The same job with a new seed."""
-    await _resubmit(query, callback_data, bot, i18n, user, repos, jobs, {"seed": new_seed()})
+    await _resubmit(query, callback_data, i18n, request, seed=new_seed())
 
 
 async def without_beautification(
-    query: CallbackQuery,
-    callback_data: ResultCb,
-    bot: Bot,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, request: RequestContext
 ) -> None:
     """A beautified job again in the user's own words, with the same seed to compare."""
-    await _resubmit(query, callback_data, bot, i18n, user, repos, jobs, {"beautify": False})
+    await _resubmit(query, callback_data, i18n, request, beautify=False)
 
 
 async def original(
@@ -112,7 +72,7 @@ async def original(
         await query.answer(i18n.get("original-missing"), show_alert=True)
         return
     await query.answer()
-    seed = int(job.params["seed"])
+    seed = read_params(job).seed
     for path in paths:  # "{i}.png" was generated with seed + i
         await bot.send_document(
             job.chat_id, FSInputFile(path, filename=f"kandinsky-{job.id}-{seed + int(path.stem)}.png")
@@ -126,7 +86,7 @@ async def reuse_seed(
     job = await own_job(query, callback_data.job_id, user, repos, i18n)
     if job is None:
         return
-    seed = int(job.params["seed"])
+    seed = read_params(job).seed
     user.settings.fixed_seed = seed
     await query.answer(i18n.get("seed-reused", seed=str(seed)), show_alert=True)
 

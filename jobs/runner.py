@@ -31,6 +31,7 @@ from generation.images import InputImageError, prepare_input_image
 from prompting.guard import BlockStage, ContentGuard
 from generation.styles import DEFAULT_STYLE, STYLES
 from jobs.claims import JobClaims, lease
+from jobs.params import EditParams, JobOutcome, read_outcome, read_params, with_outcome
 from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Database, Repositories
 
@@ -102,24 +103,26 @@ def _decode_rgb(data: bytes) -> Image.Image:
 
 def build_request(job: Job, images: list[Image.Image] | None = None, prompt: str | None = None) -> GenerationRequest:
     """``prompt``: the prompt to use instead of the user's (the beautified one); the style applies to it."""
-    params = job.params
-    style = STYLES.get(params.get("style") or DEFAULT_STYLE, STYLES[DEFAULT_STYLE])
-    return GenerationRequest(
+    params = read_params(job)
+    style = STYLES.get(params.style or DEFAULT_STYLE, STYLES[DEFAULT_STYLE])
+    request = GenerationRequest(
         mode=Mode(job.kind),
         model=ModelId(job.model),
-        prompt=style.apply(params.get("prompt", "") if prompt is None else prompt),
-        negative_prompt=params.get("negative_prompt") or None,
-        width=int(params["width"]),
-        height=int(params["height"]),
-        num_images=int(params.get("num_images", 1)),
-        seed=int(params["seed"]),
-        steps=params.get("steps"),
-        guidance_scale=params.get("guidance_scale"),
+        prompt=style.apply(params.prompt if prompt is None else prompt),
+        negative_prompt=params.negative_prompt or None,
+        width=params.width,
+        height=params.height,
+        num_images=params.num_images,
+        seed=params.seed,
+        steps=params.steps,
+        guidance_scale=params.guidance_scale,
         images=images or [],
-        weights=list(params.get("weights") or []),
-        strength=float(params.get("strength", 0.6)),
-        extra=dict(params.get("extra") or {}),
+        extra=dict(params.extra),
     )
+    if isinstance(params, EditParams):
+        request.weights = list(params.weights)
+        request.strength = params.strength
+    return request
 
 
 class JobRunner:
@@ -188,12 +191,14 @@ class JobRunner:
             await session.commit()
             return moved
 
-    async def _update_params(self, ctx: JobContext, **values: Any) -> None:
-        params = dict(ctx.job.params, **values)
+    async def _update_outcome(self, ctx: JobContext, **values: Any) -> None:
+        """Write what this run learnt (:class:`jobs.params.JobOutcome`) next to the parameters."""
+        outcome = read_outcome(ctx.job).model_copy(update=values)
+        row = with_outcome(ctx.job.kind, ctx.job.params, JobOutcome.model_validate(outcome.model_dump()))
         async with self.db.session() as session:
-            await Repositories(session).jobs.set_values(ctx.job.id, params=params)
+            await Repositories(session).jobs.set_values(ctx.job.id, params=row)
             await session.commit()
-        ctx.job.params = params
+        ctx.job.params = row
 
     async def _record(self, ctx: JobContext, kind: ModerationKind, detail: str | None = None) -> None:
         async with self.db.session() as session:
@@ -234,11 +239,12 @@ class JobRunner:
             asyncio.run_coroutine_threadsafe(self.events.progress(ctx, step, total), loop)
 
         try:
-            max_side = max(int(ctx.job.params["width"]), int(ctx.job.params["height"]))
+            params = read_params(ctx.job)
+            max_side = max(params.width, params.height)
             prepare = Mode(ctx.job.kind) in PREPARED_INPUT_MODES
             images = [
                 await self._open_input(file_id, max_side if prepare else None)
-                for file_id in ctx.job.params.get("input_file_ids") or []
+                for file_id in getattr(params, "input_file_ids", [])
             ]
             await self._check_inputs(ctx, images)
             request = build_request(ctx.job, images, await self._prepare_prompt(ctx))
@@ -298,22 +304,21 @@ class JobRunner:
         The text filter runs again here, on the LLM's prompt too; a blocked prompt fails the job with
         the "prompt_blocked" message.
         """
-        params = ctx.job.params
-        if self.guard is None or not params.get("prompt"):
+        params = read_params(ctx.job)
+        if self.guard is None or not params.prompt:
             return None
-        wants = bool(params.get("beautify")) and self.guard.beautification_available
+        wants = params.beautify and self.guard.beautification_available
         if wants:
             await self.events.beautifying(ctx)
-        prepared = await self.guard.prepare_prompt(params["prompt"], beautify=wants)
+        prepared = await self.guard.prepare_prompt(params.prompt, beautify=wants)
         if prepared.blocked:
             beautified = prepared.blocked_stage is BlockStage.BEAUTIFIED
             kind = ModerationKind.BEAUTIFIED_BLOCKED if beautified else ModerationKind.PROMPT_BLOCKED
             await self._record(ctx, kind, prepared.blocked_entry)
             raise GenerationError("prompt_blocked")
-        # Stored for the caption and the "Without beautification" button; every run rewrites them
-        # (a job resubmitted by "Again" carries the old values).
+        # Stored for the caption and the "Without beautification" button; every run rewrites them.
         outcome = "beautified" if prepared.beautified else "fell_back" if prepared.fell_back else None
-        await self._update_params(
+        await self._update_outcome(
             ctx, used_prompt=prepared.prompt if prepared.beautified else None, beautify_outcome=outcome
         )
         return prepared.prompt
@@ -327,7 +332,7 @@ class JobRunner:
         censored = [i for i, verdict in enumerate(verdicts) if verdict.nsfw]
         for i in censored:
             await self._record(ctx, ModerationKind.IMAGE_CENSORED, f"{verdicts[i].score:.3f}")
-        await self._update_params(ctx, censored=censored)
+        await self._update_outcome(ctx, censored=censored)
         kept = {i: image for i, image in enumerate(results) if i not in censored}
         if kept:
             await asyncio.to_thread(self._store, ctx.job.id, kept)

@@ -14,6 +14,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
 from bot.best_effort import best_effort
+from bot.notifier import TelegramNotifier
 from bot.i18n import translator
 from generation.backend import Backend, ModelId
 from jobs.service import JobService
@@ -153,11 +154,11 @@ async def queue_command(message: Message, i18n: I18nContext, repos: Repositories
 async def cancel_job(
     query: CallbackQuery,
     callback_data: AdminCb,
-    bot: Bot,
     i18n: I18nContext,
     user: User,
     repos: Repositories,
     jobs: JobService,
+    notifier: TelegramNotifier,
 ) -> None:
     job = await repos.jobs.get(int(callback_data.arg)) if callback_data.arg.isdigit() else None
     if job is None or not await jobs.cancel_one(repos, job):
@@ -165,17 +166,9 @@ async def cancel_job(
     else:
         await admin_repos(repos).admins.audit(user.id, "cancel_job", job.id, f"user {job.user_id}")
         await query.answer(i18n.get("admin-job-cancelled", id=job.id))
-        if job.status == JobStatus.QUEUED and job.status_message_id is not None:
+        if job.status == JobStatus.QUEUED:
             owner = await repos.users.get(job.user_id)
-            try:
-                with best_effort():
-                    await bot.edit_message_text(
-                        chat_id=job.chat_id,
-                        message_id=job.status_message_id,
-                        text=translator()("admin-job-cancelled-owner", owner.language if owner else "en"),
-                    )
-            except TelegramAPIError:
-                pass
+            await notifier.withdrawn(job, owner.language if owner else "en", "admin-job-cancelled-owner")
     await _refresh(query, *(await queue_view(i18n, repos)))
 
 

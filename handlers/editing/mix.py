@@ -13,6 +13,7 @@ from aiogram_i18n import I18nContext
 from generation.backend import Mode
 from jobs.service import JobService
 from handlers.common import PromptError, validate_prompt
+from handlers.context import RequestContext
 from handlers.editing.flow import (
     PAIR_WEIGHTS,
     chosen_weight,
@@ -24,7 +25,6 @@ from handlers.editing.flow import (
     step_text,
 )
 from handlers.editing.inputs import InputPhoto, accept_inputs, caption_of, has_media
-from handlers.editing.submit import submit_edit
 from storage.models import User
 from storage.repositories import Repositories
 
@@ -87,9 +87,7 @@ async def mix_go(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
 ) -> None:
     image_weight = await chosen_weight(query, callback_data.value, PAIR_WEIGHTS, i18n)
@@ -98,14 +96,7 @@ async def mix_go(
     data = await state.get_data()
     await query.answer()
     await finish_flow(state, query.message)
-    await submit_edit(
-        bot=bot,
-        chat_id=query.message.chat.id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        max_side=max_image_side,
+    await request.submit_edit(
         mode=Mode.MIX,
         photos=[InputPhoto.from_dict(data["photo"])],
         prompt=data["prompt"],

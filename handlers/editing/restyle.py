@@ -18,6 +18,7 @@ from aiogram_i18n import I18nContext
 from generation.backend import Mode
 from jobs.service import JobService
 from handlers.common import PromptError, validate_prompt
+from handlers.context import RequestContext
 from handlers.editing.flow import (
     STRENGTHS,
     EditCb,
@@ -29,7 +30,7 @@ from handlers.editing.flow import (
     strength_keyboard,
 )
 from handlers.editing.inputs import InputPhoto, accept_inputs, caption_of, has_media
-from handlers.editing.submit import strength_value, submit_edit
+from handlers.editing.submit import strength_value
 from storage.models import User
 from storage.repositories import Repositories
 
@@ -114,9 +115,7 @@ async def restyle_go(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
 ) -> None:
     level = callback_data.value
@@ -124,17 +123,10 @@ async def restyle_go(
         await query.answer(i18n.get("callback-unknown"), show_alert=True)
         return
     data = await state.get_data()
-    user.settings.edit_strength = level  # remembered for the next restyle
+    request.user.settings.edit_strength = level  # remembered for the next restyle
     await query.answer()
     await finish_flow(state, query.message)
-    await submit_edit(
-        bot=bot,
-        chat_id=query.message.chat.id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        max_side=max_image_side,
+    await request.submit_edit(
         mode=Mode.RESTYLE_DEPTH if callback_data.action == "shapes" else Mode.IMG2IMG,
         photos=[InputPhoto.from_dict(data["photo"])],
         prompt=data["prompt"],

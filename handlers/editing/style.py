@@ -14,6 +14,7 @@ from aiogram_i18n import I18nContext
 
 from generation.backend import Mode
 from jobs.service import JobService
+from handlers.context import RequestContext
 from handlers.editing.flow import (
     STYLE_WEIGHTS,
     chosen_weight,
@@ -25,7 +26,7 @@ from handlers.editing.flow import (
     style_weight_keyboard,
 )
 from handlers.editing.inputs import InputPhoto, accept_inputs, has_media
-from handlers.editing.submit import strength_value, submit_edit
+from handlers.editing.submit import strength_value
 from storage.models import User
 from storage.repositories import Repositories
 
@@ -86,9 +87,7 @@ async def style_go(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
 ) -> None:
     style_weight = await chosen_weight(query, callback_data.value, STYLE_WEIGHTS, i18n)
@@ -97,18 +96,11 @@ async def style_go(
     data = await state.get_data()
     await query.answer()
     await finish_flow(state, query.message)
-    await submit_edit(
-        bot=bot,
-        chat_id=query.message.chat.id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        max_side=max_image_side,
+    await request.submit_edit(
         mode=Mode.STYLE,
         photos=[InputPhoto.from_dict(data["content"]), InputPhoto.from_dict(data["style"])],
         weights=[1.0 - style_weight, style_weight],
-        strength=strength_value(user.settings.edit_strength),
+        strength=strength_value(request.user.settings.edit_strength),
         display_prompt=i18n.get("edit-caption-style", percent=int(callback_data.value)),
     )
 

@@ -15,11 +15,12 @@ from aiogram_i18n import I18nContext
 
 from bot.keyboards import ResultCb
 from generation.backend import Mode
+from jobs.params import read_params
 from jobs.service import JobService
 from handlers.common import own_job
+from handlers.context import RequestContext
 from handlers.editing.flow import EditCb, RestyleFlow, VariationsFlow, finish_flow, start_flow, step_text
 from handlers.editing.inputs import InputPhoto, accept_inputs, has_media
-from handlers.editing.submit import submit_edit
 from storage.models import User
 from storage.repositories import Repositories
 
@@ -30,17 +31,9 @@ async def variations_command(message: Message, state: FSMContext, i18n: I18nCont
 
 
 async def _submit(
-    chat_id: int, photo: InputPhoto, bot: Bot, i18n: I18nContext, user: User, repos: Repositories,
-    jobs: JobService, max_image_side: int,
+    chat_id: int, photo: InputPhoto, bot: Bot, i18n: I18nContext, request: RequestContext, max_image_side: int
 ) -> None:
-    await submit_edit(
-        bot=bot,
-        chat_id=chat_id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        max_side=max_image_side,
+    await request.submit_edit(
         mode=Mode.VARIATIONS,
         photos=[photo],
         display_prompt=i18n.get("edit-caption-variations"),
@@ -52,9 +45,7 @@ async def variations_photo(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
     album: list[Message] | None = None,
 ) -> None:
@@ -63,7 +54,7 @@ async def variations_photo(
     if photos is None:
         return
     await finish_flow(state)
-    await _submit(message.chat.id, photos[0], bot, i18n, user, repos, jobs, max_image_side)
+    await _submit(message.chat.id, photos[0], bot, i18n, request, max_image_side)
 
 
 async def variations_of_result(
@@ -71,12 +62,10 @@ async def variations_of_result(
     callback_data: ResultCb,
     bot: Bot,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
 ) -> None:
-    job = await own_job(query, callback_data.job_id, user, repos, i18n)
+    job = await own_job(query, callback_data.job_id, request.user, request.repos, i18n)
     if job is None:
         return
     file_ids = [f for f in job.result_file_ids or [] if f]
@@ -84,8 +73,8 @@ async def variations_of_result(
         await query.answer(i18n.get("original-missing"), show_alert=True)
         return
     await query.answer()
-    photo = InputPhoto(file_ids[0], int(job.params["width"]), int(job.params["height"]))
-    await _submit(job.chat_id, photo, bot, i18n, user, repos, jobs, max_image_side)
+    photo = InputPhoto(file_ids[0], read_params(job).width, read_params(job).height)
+    await _submit(job.chat_id, photo, bot, i18n, request, max_image_side)
 
 
 async def variations_of_sent_photo(
@@ -93,9 +82,7 @@ async def variations_of_sent_photo(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
 ) -> None:
     """The "Variations" button under "send the text" after a photo sent alone."""
@@ -105,7 +92,7 @@ async def variations_of_sent_photo(
     photo = InputPhoto.from_dict((await state.get_data())["photo"])
     await query.answer()
     await finish_flow(state, query.message)
-    await _submit(query.message.chat.id, photo, bot, i18n, user, repos, jobs, max_image_side)
+    await _submit(query.message.chat.id, photo, bot, i18n, request, max_image_side)
 
 
 def create_router() -> Router:

@@ -189,7 +189,7 @@ async def test_thirty_prompts_from_ten_users_arrive_once_each(stack: Stack):
     assert sum(shares.values()) == 30 and all(shares.values()), shares
 
     # The bot's /metrics reads the queue from the database; the workers' count what they did.
-    bot_metrics = await stack.jobs.metrics()
+    bot_metrics = await stack.bot.metrics()
     assert metric_value(bot_metrics, "kandinsky_jobs", status="done", model="kandinsky-3.1-flash") == 30
     assert metric_value(bot_metrics, "kandinsky_queue_length", model="kandinsky-3.1-flash") == 0
     assert metric_value(bot_metrics, "kandinsky_telegram_requests_total", method="SendMessage") > 0

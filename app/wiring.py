@@ -190,7 +190,7 @@ def build_app(
         events_isolation=events_isolation,
         jobs=jobs,
         max_image_side=settings.max_image_side,
-        results_dir=str(settings.results_dir),
+        results=runner.results,  # the stored images ("Original", /forgetface)
         admin_ids=frozenset(settings.admin_ids),
         faces=FaceService(),
         notifier=notifier,  # the only writer of jobs' status messages (handlers: cancellations)

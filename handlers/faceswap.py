@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import shutil
-from pathlib import Path
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
@@ -24,6 +22,7 @@ from PIL import UnidentifiedImageError
 from faceswap.profile import FaceSwapError, has_me
 from faceswap.service import FaceService
 from generation.backend import Mode
+from jobs.results import ResultStore
 from jobs.service import JobService
 from prompting.guard import ContentGuard
 from handlers.common import PromptError, validate_prompt
@@ -148,7 +147,7 @@ async def forget_face(
     user: User,
     repos: Repositories,
     jobs: JobService,
-    results_dir: str,
+    results: ResultStore,
 ) -> None:
     """Delete everything stored about the face: the face row, the photo's file id and face data in
     the face-swap jobs, their pictures on disk (they show the face), and stop the pending ones."""
@@ -159,16 +158,11 @@ async def forget_face(
     for job in face_jobs:
         if job.status in PENDING_STATUSES:
             await jobs.cancel_one(repos, job)
-    await asyncio.to_thread(_delete_results, Path(results_dir), [job.id for job in face_jobs])
+    await asyncio.to_thread(results.delete, [job.id for job in face_jobs])
     if deleted:
         await message.answer(i18n.get("face-forgotten"))
     else:
         await message.answer(i18n.get("face-nothing-to-forget"))
-
-
-def _delete_results(results_dir: Path, job_ids: list[int]) -> None:
-    for job_id in job_ids:
-        shutil.rmtree(results_dir / str(job_id), ignore_errors=True)
 
 
 def create_router() -> Router:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from aiogram import Bot, F, Router
 from aiogram.types import CallbackQuery, FSInputFile, Message
@@ -10,6 +9,7 @@ from aiogram_i18n import I18nContext
 
 from bot.keyboards import ResultCb
 from jobs.params import read_params
+from jobs.results import ResultStore
 from jobs.service import new_seed
 from handlers.common import PromptError, own_job, validate_prompt
 from handlers.context import RequestContext
@@ -60,22 +60,21 @@ async def original(
     i18n: I18nContext,
     user: User,
     repos: Repositories,
-    results_dir: str,
+    results: ResultStore,
 ) -> None:
     """The lossless PNGs as documents (Telegram recompresses photos)."""
     job = await own_job(query, callback_data.job_id, user, repos, i18n)
     if job is None:
         return
-    folder = Path(results_dir) / str(job.id)
-    paths = sorted(folder.glob("*.png"), key=lambda p: int(p.stem))
+    paths = results.paths(job.id)
     if not paths:
         await query.answer(i18n.get("original-missing"), show_alert=True)
         return
     await query.answer()
     seed = read_params(job).seed
-    for path in paths:  # "{i}.png" was generated with seed + i
+    for path in paths:  # image i was generated with seed + i
         await bot.send_document(
-            job.chat_id, FSInputFile(path, filename=f"kandinsky-{job.id}-{seed + int(path.stem)}.png")
+            job.chat_id, FSInputFile(path, filename=f"kandinsky-{job.id}-{seed + results.index(path)}.png")
         )
 
 

@@ -135,6 +135,17 @@ def read_params(job: Any) -> JobParams:
     return parse_params(job.kind, job.params)
 
 
+def shown_prompt(job: Any) -> str:
+    """The prompt to show for a job in lists (admins' /user card): never raises, even on a row that
+    does not validate (it is shown as stored)."""
+    try:
+        params = read_params(job)
+    except JobParamsError:
+        raw = job.params or {}
+        return str(raw.get("display_prompt") or raw.get("prompt") or "")
+    return params.display_prompt or params.prompt
+
+
 def read_outcome(job: Any) -> JobOutcome:
     _, outcome = upgrade_row(job.params)
     try:

@@ -31,6 +31,7 @@ from generation.images import InputImageError, prepare_input_image
 from prompting.guard import BlockStage, ContentGuard
 from generation.styles import DEFAULT_STYLE, STYLES
 from jobs.claims import JobClaims, lease
+from jobs.results import ResultStore
 from jobs.params import EditParams, JobOutcome, read_outcome, read_params, with_outcome
 from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Database, Repositories
@@ -147,7 +148,7 @@ class JobRunner:
         self.delivery_lease_seconds = delivery_lease_seconds
         self.backend = backend
         self.events = events
-        self.results_dir = results_dir
+        self.results = ResultStore(results_dir)
         self._cancel_events: dict[int, threading.Event] = {}
         self._requeue_on_cancel: set[int] = set()
         self._delivering: set[int] = set()  # one delivery at a time per job in this process
@@ -172,7 +173,7 @@ class JobRunner:
         return list(self._cancel_events)
 
     def result_paths(self, job_id: int) -> list[Path]:
-        return sorted((self.results_dir / str(job_id)).glob("*.png"), key=lambda p: int(p.stem))
+        return self.results.paths(job_id)
 
     # -- the job ----------------------------------------------------------------------------
     async def _load(self, job_id: int) -> JobContext | None:
@@ -343,14 +344,7 @@ class JobRunner:
         raise JobCensored("image_censored", paths)
 
     def _store_previews(self, job_id: int, previews: list[Image.Image]) -> list[Path]:
-        folder = self.results_dir / str(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for index, preview in enumerate(previews):
-            path = folder / f"preview-{index}.jpg"  # not *.png: never taken for a result
-            preview.save(path, format="JPEG", quality=70)
-            paths.append(path)
-        return paths
+        return self.results.save_previews(job_id, previews)
 
     async def _open_input(self, file_id: str, max_side: int | None) -> Image.Image:
         """Download an input photo by its Telegram file id: upright RGB fitted to ``max_side`` in
@@ -371,15 +365,9 @@ class JobRunner:
             raise GenerationError("input_invalid", f"{file_id}: {exc}") from exc
 
     def _store(self, job_id: int, images: list[Image.Image] | dict[int, Image.Image]) -> None:
-        """Images as ``{index}.png``; a dict keeps the indices of images the safety check left out,
-        so image ``i`` keeps its seed ``seed + i``."""
-        folder = self.results_dir / str(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        items = images.items() if isinstance(images, dict) else enumerate(images)
-        for index, image in items:
-            tmp = folder / f"{index}.png.tmp"
-            image.save(tmp, format="PNG")
-            tmp.replace(folder / f"{index}.png")  # atomic: a crash never leaves half a file
+        """A dict keeps the indices of images the safety check left out, so image ``i`` keeps its
+        seed ``seed + i``."""
+        self.results.save(job_id, images if isinstance(images, dict) else dict(enumerate(images)))
 
     async def deliver(self, job_id: int) -> bool:
         """Send a generated job's stored images; on success mark it done. Safe to call again."""

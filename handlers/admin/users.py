@@ -16,7 +16,7 @@ from bot.admin_menu import hide_admin_menu, show_admin_menu
 from bot.best_effort import best_effort
 from bot.notifier import TelegramNotifier
 from bot.i18n import translator
-from jobs.params import read_params
+from jobs.params import shown_prompt
 from jobs.service import JobService
 from handlers.admin.common import (
     AdminCb,
@@ -164,8 +164,7 @@ async def user_card(
     if last:
         lines.append(i18n.get("admin-user-last-jobs"))
         for job in last:
-            params = read_params(job)
-            prompt = params.display_prompt or params.prompt
+            prompt = shown_prompt(job)
             lines.append(
                 f"#{job.id} · {esc(job.kind)} · {esc(job.model)} · {esc(job.status)} · {fmt_time(job.created_at)}"
                 + (f"\n   <i>{esc(prompt[:80])}</i>" if prompt else "")

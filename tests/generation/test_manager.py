@@ -19,7 +19,6 @@ from generation.manager import (
     TEXT_ENCODER,
     ModelManager,
     Part,
-    config_from_env,
     resolve_dtype,
 )
 from generation.sources import GenerationConfig

@@ -25,7 +25,7 @@ from bot.keyboards import again_keyboard, cancel_job_keyboard, model_name, resul
 from bot.retry import BestEffortChatActionSender
 from generation.registry import uses_negative_prompt
 from jobs.params import read_outcome, read_params
-from jobs.runner import JobContext
+from jobs.events import JobContext
 from storage.models import Job
 
 log = logging.getLogger(__name__)

@@ -27,6 +27,7 @@ from jobs.service import JobService
 from prompting.guard import ContentGuard
 from handlers.common import PromptError, validate_prompt
 from handlers.context import RequestContext
+from handlers.filters import PromptFilter
 from storage.models import PENDING_STATUSES, ModerationKind, User, UserFace
 from storage.repositories import Repositories
 
@@ -125,14 +126,10 @@ async def face_waiting(message: Message, i18n: I18nContext) -> None:
 
 
 async def me_prompt(
-    message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService,
-    request: RequestContext,
+    message: Message, i18n: I18nContext, user: User, repos: Repositories, request: RequestContext, prompt: str | None
 ) -> None:
-    try:
-        prompt = validate_prompt(message.text)
-    except PromptError as exc:
-        await message.answer(i18n.get(exc.code, **exc.kwargs))
-        return
+    if prompt is None:
+        return  # refused: answered by PromptFilter
     face = await repos.faces.get(user.id)
     if face is None:
         await message.answer(i18n.get("face-needed"))
@@ -171,5 +168,5 @@ def create_router() -> Router:
     router.message(Command("forgetface"))(forget_face)
     router.message(FaceFlow.photo, F.photo)(face_photo)
     router.message(FaceFlow.photo, ~F.text.startswith("/"))(face_waiting)
-    router.message(F.text.regexp(ME_PATTERN), ~F.text.startswith("/"))(me_prompt)
+    router.message(F.text.regexp(ME_PATTERN), ~F.text.startswith("/"), PromptFilter())(me_prompt)
     return router

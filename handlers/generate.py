@@ -11,8 +11,9 @@ from bot.keyboards import ResultCb
 from jobs.params import read_params
 from jobs.results import ResultStore
 from jobs.service import new_seed
-from handlers.common import PromptError, own_job, validate_prompt
+from handlers.common import own_job
 from handlers.context import RequestContext
+from handlers.filters import PromptFilter
 from storage.models import User
 from storage.repositories import Repositories
 
@@ -21,13 +22,10 @@ async def unknown_command(message: Message, i18n: I18nContext) -> None:
     await message.answer(i18n.get("command-unknown"))
 
 
-async def prompt(message: Message, i18n: I18nContext, request: RequestContext) -> None:
-    try:
-        text = validate_prompt(message.text)
-    except PromptError as exc:
-        await message.answer(i18n.get(exc.code, **exc.kwargs))
-        return
-    await request.submit(request.params(text))
+async def prompt(message: Message, prompt: str | None, request: RequestContext) -> None:
+    if prompt is None:
+        return  # refused: answered by PromptFilter
+    await request.submit(request.params(prompt))
 
 
 async def _resubmit(
@@ -93,7 +91,7 @@ async def reuse_seed(
 def create_router() -> Router:
     router = Router(name="generate")
     router.message(F.text.startswith("/"))(unknown_command)
-    router.message(F.text)(prompt)
+    router.message(F.text, PromptFilter())(prompt)
     router.callback_query(ResultCb.filter(F.action == "again"))(again)
     router.callback_query(ResultCb.filter(F.action == "plain"))(without_beautification)
     router.callback_query(ResultCb.filter(F.action == "original"))(original)

@@ -9,13 +9,11 @@ a failed send is retried later without generating again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from PIL import Image
 
@@ -30,54 +28,15 @@ from generation.backend import (
 from generation.images import InputImageError, prepare_input_image
 from prompting.guard import BlockStage, ContentGuard
 from generation.styles import DEFAULT_STYLE, STYLES
-from jobs.claims import JobClaims, lease
+from jobs.claims import lease
+from jobs.delivery import Delivery
+from jobs.events import JobContext, JobEvents
 from jobs.results import ResultStore
 from jobs.params import EditParams, JobOutcome, read_outcome, read_params, with_outcome
 from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class JobContext:
-    """What the notifier needs to talk to the job's chat."""
-
-    job: Job
-    locale: str
-
-
-class JobEvents(Protocol):
-    """The chat side of a job (implemented with aiogram in bot.notifier)."""
-
-    async def started(self, ctx: JobContext) -> None: ...
-
-    async def progress(self, ctx: JobContext, step: int, total: int) -> None: ...
-
-    async def stage(self, ctx: JobContext, stage: str) -> None:
-        """A multi-stage job (face swap) entered ``stage``: describing, drawing, swapping, restoring."""
-        ...
-
-    def working(self, ctx: JobContext) -> contextlib.AbstractAsyncContextManager[Any]: ...
-
-    async def deliver(self, ctx: JobContext, paths: list[Path]) -> list[str]:
-        """Send the stored images; return their Telegram file ids. Raises if Telegram refused."""
-        ...
-
-    async def failed(self, ctx: JobContext, code: str) -> None: ...
-
-    async def cancelled(self, ctx: JobContext) -> None: ...
-
-    async def beautifying(self, ctx: JobContext) -> None:
-        """The prompt is with the LLM (status message)."""
-        ...
-
-    async def censored(self, ctx: JobContext, previews: list[Path], upload: bool = False) -> None:
-        """Nothing is sent: every image (or the user's photo, ``upload``) failed the NSFW check.
-        ``previews``: heavily blurred stand-ins, when the operator allows them."""
-        ...
-
-    async def fetch_file(self, file_id: str) -> bytes: ...
 
 
 class JobCensored(Exception):
@@ -149,9 +108,9 @@ class JobRunner:
         self.backend = backend
         self.events = events
         self.results = ResultStore(results_dir)
+        self.delivery = Delivery(db, events, self.results, worker_id, delivery_lease_seconds)
         self._cancel_events: dict[int, threading.Event] = {}
         self._requeue_on_cancel: set[int] = set()
-        self._delivering: set[int] = set()  # one delivery at a time per job in this process
 
     # -- control --------------------------------------------------------------------------
     def cancel(self, job_id: int) -> bool:
@@ -370,48 +329,5 @@ class JobRunner:
         self.results.save(job_id, images if isinstance(images, dict) else dict(enumerate(images)))
 
     async def deliver(self, job_id: int) -> bool:
-        """Send a generated job's stored images; on success mark it done. Safe to call again."""
-        if job_id in self._delivering:
-            return False
-        self._delivering.add(job_id)
-        try:
-            return await self._deliver(job_id)
-        finally:
-            self._delivering.discard(job_id)
-
-    async def _claim_delivery(self, job_id: int) -> bool:
-        # The in-process guard above is not enough when several processes deliver: claim the
-        # delivery in the database, so that only one of them sends the result.
-        async with self.db.session() as session:
-            claimed = await JobClaims(session).claim_delivery(job_id, self.worker_id, self.delivery_lease_seconds)
-            await session.commit()
-            return claimed
-
-    async def _release_delivery(self, job_id: int) -> None:
-        async with self.db.session() as session:
-            await JobClaims(session).release(job_id, self.worker_id)
-            await session.commit()
-
-    async def _deliver(self, job_id: int) -> bool:
-        ctx = await self._load(job_id)
-        if ctx is None or ctx.job.status != JobStatus.GENERATED:
-            return False
-        if not await self._claim_delivery(job_id):
-            return False
-        paths = self.result_paths(job_id)
-        try:
-            file_ids = await self.events.deliver(ctx, paths)
-        except Exception:
-            log.warning("delivery of job %s failed; it will be retried", job_id, exc_info=True)
-            await self._release_delivery(job_id)
-            return False
-        return await self._transition(
-            job_id,
-            [JobStatus.GENERATED],
-            JobStatus.DONE,
-            result_file_ids=file_ids,
-            finished_at=utcnow(),
-            claimed_by=None,
-            claim_expires_at=None,
-        )
-
+        """Send a generated job's stored images (:class:`jobs.delivery.Delivery`)."""
+        return await self.delivery.deliver(job_id)

@@ -41,7 +41,8 @@ from jobs.distributed import (
     wait_closed,
 )
 from jobs.metrics import Metrics, gpu_memory
-from jobs.runner import JobContext, JobRunner
+from jobs.events import JobContext
+from jobs.runner import JobRunner
 from storage.control import QueueControlRepository
 from storage.models import Job, JobStatus, User
 from storage.repositories import Database

@@ -6,16 +6,14 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from aiogram import Bot, F, Router
+from aiogram import F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
-from bot.best_effort import best_effort
 from bot.notifier import TelegramNotifier
-from bot.i18n import translator
 from generation.backend import Backend, ModelId
 from jobs.service import JobService
 from handlers.admin.common import (

@@ -13,7 +13,6 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
 from bot.admin_menu import hide_admin_menu, show_admin_menu
-from bot.best_effort import best_effort
 from bot.notifier import TelegramNotifier
 from bot.i18n import translator
 from jobs.params import shown_prompt

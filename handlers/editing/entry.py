@@ -16,13 +16,10 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
-from jobs.service import JobService
 from handlers.context import RequestContext
 from handlers.editing import fuse, restyle
 from handlers.editing.flow import EDIT_STATES, EditCb, FuseFlow, RestyleFlow, start_flow, step_text
 from handlers.editing.inputs import accept_inputs, caption_of, has_media
-from storage.models import User
-from storage.repositories import Repositories
 
 
 async def picture_outside_flows(

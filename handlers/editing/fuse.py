@@ -17,7 +17,6 @@ from aiogram_i18n import I18nContext
 
 from bot.i18n import translator
 from generation.backend import Mode
-from jobs.service import JobService
 from handlers.context import RequestContext
 from handlers.editing.flow import (
     MAX_FUSE_PHOTOS,
@@ -33,8 +32,6 @@ from handlers.editing.flow import (
     step_text,
 )
 from handlers.editing.inputs import InputPhoto, accept_inputs, has_media, rejection_text
-from storage.models import User
-from storage.repositories import Repositories
 
 
 async def fuse_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:

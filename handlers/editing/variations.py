@@ -16,13 +16,10 @@ from aiogram_i18n import I18nContext
 from bot.keyboards import ResultCb
 from generation.backend import Mode
 from jobs.params import read_params
-from jobs.service import JobService
 from handlers.common import own_job
 from handlers.context import RequestContext
 from handlers.editing.flow import EditCb, RestyleFlow, VariationsFlow, finish_flow, start_flow, step_text
-from handlers.editing.inputs import InputPhoto, accept_inputs, has_media
-from storage.models import User
-from storage.repositories import Repositories
+from handlers.editing.inputs import InputPhoto, PhotosFilter, has_media
 
 
 async def variations_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
@@ -47,12 +44,11 @@ async def variations_photo(
     i18n: I18nContext,
     request: RequestContext,
     max_image_side: int,
+    photos: list[InputPhoto] | None,
     album: list[Message] | None = None,
 ) -> None:
-    messages = album or [message]
-    photos = await accept_inputs(messages, bot, i18n, max_image_side, at_most=1)
     if photos is None:
-        return
+        return  # refused: answered by PhotosFilter
     await finish_flow(state)
     await _submit(message.chat.id, photos[0], bot, i18n, request, max_image_side)
 
@@ -98,7 +94,7 @@ async def variations_of_sent_photo(
 def create_router() -> Router:
     router = Router(name="editing-variations")
     router.message(Command("variations"))(variations_command)
-    router.message(VariationsFlow.photo, F.func(has_media))(variations_photo)
+    router.message(VariationsFlow.photo, F.func(has_media), PhotosFilter(at_most=1))(variations_photo)
     router.callback_query(ResultCb.filter(F.action == "variations"))(variations_of_result)
     router.callback_query(RestyleFlow.text, EditCb.filter(F.action == "variations"))(variations_of_sent_photo)
     return router

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from jobs.runner import JobContext, JobRunner
+from jobs.events import JobContext
+from jobs.runner import JobRunner
 from jobs.claims import JobClaims
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade_async

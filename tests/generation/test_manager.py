@@ -45,43 +45,6 @@ def test_auto_device_on_a_machine_without_gpu(monkeypatch):
         ModelManager(GenerationConfig(offload="disk"))
 
 
-def test_config_from_env():
-    config = config_from_env(
-        {
-            "KANDINSKY_MODELS_DIR": "/models",
-            "GENERATION_DEVICE": "cpu",
-            "GENERATION_DTYPE": "bf16",
-            "OFFLOAD": "sequential",
-            "VRAM_BUDGET_GB": "20.5",
-            "TORCH_COMPILE": "true",
-            "MAX_IMAGE_SIDE": "768",
-        }
-    )
-    assert config.models_dir == Path("/models") and config.device == "cpu" and config.dtype == "bf16"
-    assert config.offload == "sequential" and config.vram_budget_gb == 20.5 and config.compile
-    assert config.max_image_side == 768
-    assert config_from_env({}).source("k3") == "kandinsky-community/kandinsky-3"
-
-
-class GpuManager(ModelManager):
-    """A manager that believes it has a GPU; moves are recorded instead of made."""
-
-    def __init__(self, budget_gb: float) -> None:
-        super().__init__(GenerationConfig(device="cuda", vram_budget_gb=budget_gb))
-        self.moves: list[tuple[str, str]] = []
-
-    def _move(self, part: Part, device: str) -> None:
-        if part.device != device:
-            self.moves.append((part.name, device))
-            part.device = device
-
-    def free_memory(self) -> None:
-        pass
-
-    def add(self, name: str, gb: float) -> None:
-        self.parts[name] = Part(name, object(), "cpu", int(gb * GB))
-
-
 def test_lru_parts_move_to_cpu_when_over_budget():
     manager = GpuManager(budget_gb=10)
     for name, gb in ((TEXT_ENCODER, 5), (MOVQ, 0.5), (K3_UNET, 3), (FLASH_UNET, 3), (K22, 4)):

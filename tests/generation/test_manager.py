@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -43,6 +42,25 @@ def test_auto_device_on_a_machine_without_gpu(monkeypatch):
         ModelManager(GenerationConfig(device="tpu"))
     with pytest.raises(ValueError):
         ModelManager(GenerationConfig(offload="disk"))
+
+
+class GpuManager(ModelManager):
+    """A manager that believes it has a GPU; moves are recorded instead of made."""
+
+    def __init__(self, budget_gb: float) -> None:
+        super().__init__(GenerationConfig(device="cuda", vram_budget_gb=budget_gb))
+        self.moves: list[tuple[str, str]] = []
+
+    def _move(self, part: Part, device: str) -> None:
+        if part.device != device:
+            self.moves.append((part.name, device))
+            part.device = device
+
+    def free_memory(self) -> None:
+        pass
+
+    def add(self, name: str, gb: float) -> None:
+        self.parts[name] = Part(name, object(), "cpu", int(gb * GB))
 
 
 def test_lru_parts_move_to_cpu_when_over_budget():

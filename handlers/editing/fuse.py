@@ -89,24 +89,16 @@ async def fuse_done(
         )
         return
     await finish_flow(state)
-    await _submit(message.chat.id, photos, [1.0] * len(photos), bot, i18n, request, max_image_side)
+    await _submit(request, photos, [1.0] * len(photos))
 
 
-async def _submit(
-    chat_id: int,
-    photos: list[InputPhoto],
-    weights: list[float],
-    bot: Bot,
-    i18n: I18nContext,
-    request: RequestContext,
-    max_image_side: int,
-) -> None:
+async def _submit(request: RequestContext, photos: list[InputPhoto], weights: list[float]) -> None:
     total = sum(weights)
     await request.submit_edit(
         mode=Mode.FUSE,
         photos=photos,
         weights=[w / total for w in weights],
-        display_prompt=i18n.get("edit-caption-fuse", count=len(photos)),
+        display_prompt=request.i18n.get("edit-caption-fuse", count=len(photos)),
     )
 
 
@@ -151,11 +143,9 @@ async def fuse_done_button(
 async def fuse_weight(
     query: CallbackQuery,
     callback_data: EditCb,
-    bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
     request: RequestContext,
-    max_image_side: int,
 ) -> None:
     first = await chosen_weight(query, callback_data.value, PAIR_WEIGHTS, i18n)
     if first is None or not isinstance(query.message, Message):
@@ -163,7 +153,7 @@ async def fuse_weight(
     photos = [InputPhoto.from_dict(p) for p in (await state.get_data())["photos"]]
     await query.answer()
     await finish_flow(state, query.message)
-    await _submit(query.message.chat.id, photos, [first, 1.0 - first], bot, i18n, request, max_image_side)
+    await _submit(request, photos, [first, 1.0 - first])
 
 
 def create_router() -> Router:

@@ -7,7 +7,7 @@ on the job when it was delivered (the first one for an album).
 
 from __future__ import annotations
 
-from aiogram import Bot, F, Router
+from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
@@ -27,39 +27,29 @@ async def variations_command(message: Message, state: FSMContext, i18n: I18nCont
     await message.answer(step_text(i18n, VariationsFlow.photo.state, {}))
 
 
-async def _submit(
-    chat_id: int, photo: InputPhoto, bot: Bot, i18n: I18nContext, request: RequestContext, max_image_side: int
-) -> None:
+async def _submit(request: RequestContext, photo: InputPhoto) -> None:
     await request.submit_edit(
-        mode=Mode.VARIATIONS,
-        photos=[photo],
-        display_prompt=i18n.get("edit-caption-variations"),
+        mode=Mode.VARIATIONS, photos=[photo], display_prompt=request.i18n.get("edit-caption-variations")
     )
 
 
 async def variations_photo(
     message: Message,
-    bot: Bot,
     state: FSMContext,
-    i18n: I18nContext,
     request: RequestContext,
-    max_image_side: int,
     photos: list[InputPhoto] | None,
-    album: list[Message] | None = None,
 ) -> None:
     if photos is None:
         return  # refused: answered by PhotosFilter
     await finish_flow(state)
-    await _submit(message.chat.id, photos[0], bot, i18n, request, max_image_side)
+    await _submit(request, photos[0])
 
 
 async def variations_of_result(
     query: CallbackQuery,
     callback_data: ResultCb,
-    bot: Bot,
     i18n: I18nContext,
     request: RequestContext,
-    max_image_side: int,
 ) -> None:
     job = await own_job(query, callback_data.job_id, request.user, request.repos, i18n)
     if job is None:
@@ -70,16 +60,14 @@ async def variations_of_result(
         return
     await query.answer()
     photo = InputPhoto(file_ids[0], read_params(job).width, read_params(job).height)
-    await _submit(job.chat_id, photo, bot, i18n, request, max_image_side)
+    await _submit(request, photo)
 
 
 async def variations_of_sent_photo(
     query: CallbackQuery,
-    bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
     request: RequestContext,
-    max_image_side: int,
 ) -> None:
     """The "Variations" button under "send the text" after a photo sent alone."""
     if not isinstance(query.message, Message):
@@ -88,7 +76,7 @@ async def variations_of_sent_photo(
     photo = InputPhoto.from_dict((await state.get_data())["photo"])
     await query.answer()
     await finish_flow(state, query.message)
-    await _submit(query.message.chat.id, photo, bot, i18n, request, max_image_side)
+    await _submit(request, photo)
 
 
 def create_router() -> Router:

@@ -10,9 +10,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from faceswap.config import FaceSwapConfig
+from generation.sources import GenerationConfig
 from prompting.beautify import BeautifierSettings
 from prompting.safety import DEFAULT_NSFW_THRESHOLD, SafetySettings
-from generation.sources import GenerationConfig
 
 # Telegram tokens look like "123456789:AAH...": a numeric bot id, a colon and a 35-character secret.
 _TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{30,}$")

@@ -16,25 +16,25 @@ from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
+from app.config import Settings
 from bot import albums
 from bot.admin_menu import show_admin_menus
 from bot.broadcast import Broadcaster
-from app.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
-from jobs.metrics import Metrics, MetricsRequestMiddleware, TimedBackend
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
 from bot.notifier import TelegramNotifier
 from bot.retry import RetryMiddleware
 from faceswap.backend import FaceSwapBackend
 from faceswap.service import FaceService
 from generation.backend import Backend
-from prompting.beautify import share_gpu_budget
-from jobs.service import JobService
-from prompting.guard import ContentGuard, build_content_guard
-from jobs.queue import EmbeddedQueue, JobQueue
-from jobs.runner import JobRunner
 from handlers import build_root_router
 from handlers.context import RequestContextMiddleware
+from jobs.metrics import Metrics, MetricsRequestMiddleware, TimedBackend
+from jobs.queue import EmbeddedQueue, JobQueue
+from jobs.runner import JobRunner
+from jobs.service import JobService
+from prompting.beautify import share_gpu_budget
+from prompting.guard import ContentGuard, build_content_guard
 from storage.db import create_engine, create_sessionmaker
 from storage.repositories import Database, Repositories
 

@@ -24,8 +24,8 @@ from bot.i18n import Translator
 from bot.keyboards import again_keyboard, cancel_job_keyboard, model_name, result_keyboard, style_name
 from bot.retry import BestEffortChatActionSender
 from generation.registry import uses_negative_prompt
-from jobs.params import read_outcome, read_params
 from jobs.events import JobContext
+from jobs.params import read_outcome, read_params
 from storage.models import Job
 
 log = logging.getLogger(__name__)

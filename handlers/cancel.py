@@ -10,8 +10,8 @@ from aiogram_i18n import I18nContext
 
 from bot.keyboards import CancelJobCb
 from bot.notifier import TelegramNotifier
-from jobs.service import JobService
 from handlers.common import button, own_job
+from jobs.service import JobService
 from storage.models import User
 from storage.repositories import Repositories
 

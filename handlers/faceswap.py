@@ -22,12 +22,12 @@ from PIL import UnidentifiedImageError
 from faceswap.profile import FaceSwapError, has_me
 from faceswap.service import FaceService
 from generation.backend import Mode
-from jobs.results import ResultStore
-from jobs.service import JobService
-from prompting.guard import ContentGuard
 from handlers.common import PromptError, validate_prompt
 from handlers.context import RequestContext
 from handlers.filters import PromptFilter
+from jobs.results import ResultStore
+from jobs.service import JobService
+from prompting.guard import ContentGuard
 from storage.models import PENDING_STATUSES, ModerationKind, User, UserFace
 from storage.repositories import Repositories
 

@@ -8,12 +8,12 @@ from aiogram.types import CallbackQuery, FSInputFile, Message
 from aiogram_i18n import I18nContext
 
 from bot.keyboards import ResultCb
-from jobs.params import read_params
-from jobs.results import ResultStore
-from jobs.service import new_seed
 from handlers.common import own_job
 from handlers.context import RequestContext
 from handlers.filters import PromptFilter
+from jobs.params import read_params
+from jobs.results import ResultStore
+from jobs.service import new_seed
 from storage.models import User
 from storage.repositories import Repositories
 

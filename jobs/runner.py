@@ -26,13 +26,13 @@ from generation.backend import (
     Mode,
 )
 from generation.images import InputImageError, prepare_input_image
-from prompting.guard import BlockStage, ContentGuard
 from generation.styles import DEFAULT_STYLE, STYLES
 from jobs.claims import lease
 from jobs.delivery import Delivery
 from jobs.events import JobContext, JobEvents
-from jobs.results import ResultStore
 from jobs.params import EditParams, JobOutcome, read_outcome, read_params, with_outcome
+from jobs.results import ResultStore
+from prompting.guard import BlockStage, ContentGuard
 from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Database, Repositories
 

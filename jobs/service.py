@@ -11,10 +11,10 @@ from datetime import timedelta
 from typing import Any
 
 from generation.backend import Mode, ModelId
-from prompting.guard import ContentGuard
+from generation.styles import image_size
 from jobs.params import JobParams, params_class
 from jobs.queue import JobQueue
-from generation.styles import image_size
+from prompting.guard import ContentGuard
 from storage.control import Limits, QueueControlRepository, day_start
 from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Repositories

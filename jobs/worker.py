@@ -40,8 +40,8 @@ from jobs.distributed import (
     stream_name,
     wait_closed,
 )
-from jobs.metrics import Metrics, gpu_memory
 from jobs.events import JobContext
+from jobs.metrics import Metrics, gpu_memory
 from jobs.runner import JobRunner
 from storage.control import QueueControlRepository
 from storage.models import Job, JobStatus, User

@@ -16,9 +16,9 @@ from enum import StrEnum
 
 from PIL import Image
 
+from generation.sources import GenerationConfig
 from prompting.beautify import Beautifier, BeautifierSettings, BeautifyResult, NoBeautifier, build_beautifier
 from prompting.safety import ImageSafety, ImageVerdict, SafetySettings, TextFilter, build_image_safety, build_text_filter
-from generation.sources import GenerationConfig
 
 logger = logging.getLogger(__name__)
 

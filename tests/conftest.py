@@ -13,8 +13,8 @@ from aiogram import Bot
 from aiogram.types import Update
 from sqlalchemy import select
 
-from app.wiring import App, build_app
 from app.config import Settings
+from app.wiring import App, build_app
 from generation.fake import FakeBackend
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus

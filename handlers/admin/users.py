@@ -13,8 +13,8 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
 from bot.admin_menu import hide_admin_menu, show_admin_menu
-from bot.notifier import TelegramNotifier
 from bot.i18n import translator
+from bot.notifier import TelegramNotifier
 from jobs.params import shown_prompt
 from jobs.service import JobService
 from handlers.admin.common import (

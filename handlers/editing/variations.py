@@ -15,11 +15,11 @@ from aiogram_i18n import I18nContext
 
 from bot.keyboards import ResultCb
 from generation.backend import Mode
-from jobs.params import read_params
 from handlers.common import own_job
 from handlers.context import RequestContext
 from handlers.editing.flow import EditCb, RestyleFlow, VariationsFlow, finish_flow, start_flow, step_text
 from handlers.editing.inputs import InputPhoto, PhotosFilter, has_media
+from jobs.params import read_params
 
 
 async def variations_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:

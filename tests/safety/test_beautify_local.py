@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from prompting.beautify import INSTRUCTION_TEMPLATE, BeautifierSettings, LocalLLMBeautifier, build_beautifier, build_instruction
 from generation.sources import GenerationConfig
+from prompting.beautify import INSTRUCTION_TEMPLATE, BeautifierSettings, LocalLLMBeautifier, build_beautifier, build_instruction
 from prompting.tiny_llm import write_tiny_beautifier
 
 # What the wired model answers: a label, curly quotes around the prompt, and chatter after it.

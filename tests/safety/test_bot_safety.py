@@ -18,12 +18,12 @@ from PIL import Image
 from skimage import data
 from sqlalchemy import select
 
-from app.wiring import build_app
 from app.config import Settings
+from app.wiring import build_app
 from bot.keyboards import ResultCb, SettingsCb
 from generation.backend import Mode
-from prompting.beautify import BeautifyResult, LocalLLMBeautifier, OpenAIBeautifier
 from generation.fake import FakeBackend
+from prompting.beautify import BeautifyResult, LocalLLMBeautifier, OpenAIBeautifier
 from prompting.guard import ContentGuard, build_content_guard
 from prompting.safety import ImageSafety, TextFilter
 from prompting.tiny_llm import write_tiny_beautifier

@@ -18,10 +18,10 @@ from aiogram.methods import EditMessageText, SendMediaGroup, SendPhoto
 from sqlalchemy import select
 
 from app.wiring import App, build_app
-from jobs.metrics import add_routes, start_server
-from jobs.distributed import CONSUMER_GROUP, DistributedQueue, stream_name
-from generation.fake import FakeBackend
 from app.worker import build_worker
+from generation.fake import FakeBackend
+from jobs.distributed import CONSUMER_GROUP, DistributedQueue, stream_name
+from jobs.metrics import add_routes, start_server
 from jobs.worker import Worker
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus

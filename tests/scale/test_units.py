@@ -7,10 +7,10 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from aiogram.methods import SendMessage
 
-from jobs.metrics import Metrics, MetricsRequestMiddleware, gpu_memory, parse_listen
+from app.worker import main, parse_models
 from generation.backend import ModelId
 from jobs.distributed import stream_name
-from app.worker import main, parse_models
+from jobs.metrics import Metrics, MetricsRequestMiddleware, gpu_memory, parse_listen
 from tests.conftest import make_settings
 from tests.fakes import TOKEN, RecordingSession
 

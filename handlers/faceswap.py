@@ -55,7 +55,9 @@ def scene_prompt(text: str) -> str:
 
 
 async def _submit(request: RequestContext, face: UserFace, prompt: str) -> None:
-    params = request.params(prompt, Mode.FACESWAP, input_file_ids=[face.file_id], extra={"face": face.profile})
+    # The job carries no copy of the face: the runner looks it up by user when the job runs, so
+    # "Again" uses the face the user has then, and /forgetface leaves nothing behind in the row.
+    params = request.params(prompt, Mode.FACESWAP)
     await request.submit(params, Mode.FACESWAP)
 
 

@@ -9,7 +9,7 @@ import io
 
 import numpy as np
 from aiogram.exceptions import TelegramServerError
-from aiogram.methods import EditMessageText, SendMessage, SendPhoto
+from aiogram.methods import EditMessageText, GetFile, SendMessage, SendPhoto
 from aiogram.types import PhotoSize
 from PIL import Image
 from skimage import data
@@ -116,7 +116,9 @@ async def test_one_face_then_an_at_me_prompt_runs_the_face_swap(tmp_path):
         await harness.feed(message_update("@me at the bar, photo"))
         [job] = await harness.wait_jobs_settled(timeout=SLOW)
         assert job.status == "done", job.error
-        assert job.kind == Mode.FACESWAP and job.params["input_file_ids"] == ["astronaut"]
+        # The job carries no copy of the face: the runner looked it up by user and downloaded it.
+        assert job.kind == Mode.FACESWAP and not job.params.get("input_file_ids") and "face" not in job.params["extra"]
+        assert "astronaut" in [c.file_id for c in harness.session.of(GetFile)]
         assert job.params["prompt"] == "@me at the bar, photo"
         # The drawing backend got a plain text-to-image request, "@me" replaced (describer off).
         [drawn] = harness.backend.calls
@@ -207,6 +209,35 @@ async def test_forgetface_reaches_variations_and_undelivered_pictures(tmp_path):
         await stop_harness(harness)
 
 
+async def test_again_uses_the_face_the_user_has_now(tmp_path):
+    """"Again" on an old face picture after a new /face draws the new face, not the old one; after
+    /forgetface it has no face to draw."""
+    harness = await start(tmp_path, GroupPhotoBackend())
+    try:
+        await harness.feed(message_update("/face"))
+        await harness.feed(photo_update(harness, "astronaut", ASTRONAUT))
+        await harness.feed(message_update("@me at the bar"))
+        [first] = await harness.wait_jobs_settled(timeout=SLOW)
+        assert first.status == "done"
+        # A new face: the frontal man in the middle of the group photo, alone in the crop.
+        await harness.feed(message_update("/face"))
+        await harness.feed(photo_update(harness, "second-face", jpeg(np.ascontiguousarray(GROUP[230:470, 380:630]))))
+        assert last_text(harness).startswith("✅ Your face is saved"), last_text(harness)
+        fetched = len(harness.session.of(GetFile))
+        await harness.feed(callback_update(f"res:again:{first.id}"))
+        jobs = await harness.wait_jobs_settled(timeout=SLOW)
+        assert len(jobs) == 2 and jobs[-1].kind == Mode.FACESWAP
+        assert [c.file_id for c in harness.session.of(GetFile)[fetched:]] == ["second-face"]
+
+        await harness.feed(message_update("/forgetface"))
+        await harness.feed(callback_update(f"res:again:{first.id}"))
+        jobs = await harness.wait_jobs_settled(timeout=SLOW)
+        assert len(jobs) == 3 and jobs[-1].status == "failed" and jobs[-1].error == "no_face"
+        assert "astronaut" not in str(jobs[-1].params) and "second-face" not in str(jobs[-1].params)
+    finally:
+        await stop_harness(harness)
+
+
 async def test_no_face_in_the_drawn_picture_offers_again(tmp_path):
     harness = await start(tmp_path)  # the fake backend draws rectangles: no face
     try:
@@ -224,7 +255,7 @@ async def test_no_face_in_the_drawn_picture_offers_again(tmp_path):
         jobs = await harness.wait_jobs_settled(timeout=SLOW)
         assert len(jobs) == 2 and jobs[1].kind == Mode.FACESWAP
         assert jobs[1].params["seed"] != job.params["seed"]
-        assert jobs[1].params["input_file_ids"] == ["astronaut"]
+        assert [c.file_id for c in harness.session.of(GetFile)][-1] == "astronaut"  # the user's face, looked up
     finally:
         await stop_harness(harness)
 

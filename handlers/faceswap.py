@@ -168,7 +168,9 @@ async def forget_face(
     for job in face_jobs:
         if job.status in PENDING_STATUSES:
             await jobs.cancel_one(repos, job)
-    await asyncio.to_thread(results.delete, [job.id for job in face_jobs])
+    job_ids = [job.id for job in face_jobs]
+    await asyncio.to_thread(results.delete, job_ids)  # this process's copies
+    await jobs.forget_results(job_ids)  # and the GPU workers' (distributed mode)
     if deleted:
         await message.answer(i18n.get("face-forgotten"))
     else:

@@ -17,9 +17,9 @@ MODES: dict[ModelId, frozenset[Mode]] = {
 # (steps, guidance scale); None: fixed by the model (Flash's 4 distilled steps, no guidance)
 DEFAULTS: dict[ModelId, tuple[int | None, float | None]] = {
     ModelId.K22: (50, 4.0),  # decoder steps; the prior runs 25
-    ModelId.K31: (25, 3.0),
+    ModelId.K31: (50, 3.0),  # the authors' defaults (Kandinsky3T2IPipeline.__call__)
     ModelId.K31_FLASH: (None, None),
-    ModelId.K31_REFINER: (25, 3.0),  # Kandinsky 3's steps, then the two last Flash steps
+    ModelId.K31_REFINER: (50, 3.0),  # Kandinsky 3.1's steps, then one Flash step at t=229
 }
 
 

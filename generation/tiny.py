@@ -26,14 +26,16 @@ from generation.sources import FOLDERS
 
 CONFIGS = Path(__file__).with_name("configs")
 
-# Small, but the same architectures and downsampling factors as the real ones.
+# Small, but the same architectures and downsampling factors as the real ones. Four levels, as the real
+# UNet: diffusers' Kandinsky3UNet reverses a fixed four-level attention layout for its up blocks, so a
+# UNet with fewer levels is not the authors' architecture (its up blocks get attention the authors' lack).
 TINY_K3_UNET = dict(
     in_channels=4,
     time_embedding_dim=4,
     groups=2,
     attention_head_dim=4,
     layers_per_block=3,
-    block_out_channels=(32, 64),
+    block_out_channels=(16, 16, 16, 16),
     cross_attention_dim=4,
     encoder_hid_dim=32,
 )

@@ -22,7 +22,7 @@ from generation.manager import (
     config_from_env,
     resolve_dtype,
 )
-from generation.sources import GenerationConfig
+from generation.sources import HUB_IDS, GenerationConfig
 
 GB = 1024**3
 
@@ -61,7 +61,8 @@ def test_config_from_env():
     assert config.models_dir == Path("/models") and config.device == "cpu" and config.dtype == "bf16"
     assert config.offload == "sequential" and config.vram_budget_gb == 20.5 and config.compile
     assert config.max_image_side == 768
-    assert config_from_env({}).source("k3") == "kandinsky-community/kandinsky-3"
+    assert config_from_env({}).source("k31") == "ai-forever/Kandinsky3.1"
+    assert "k3" not in HUB_IDS  # the diffusers conversion of Kandinsky 3.0 is not served
 
 
 class GpuManager(ModelManager):
@@ -191,8 +192,9 @@ def test_capabilities_match_the_samplers():
 
     assert not capabilities.uses_negative_prompt(ModelId.K31_FLASH)
     assert capabilities.uses_negative_prompt(ModelId.K31) and capabilities.uses_negative_prompt(ModelId.K22)
-    assert capabilities.DEFAULTS[ModelId.K31] == (k3.K3_DEFAULT_STEPS, k3.K3_DEFAULT_GUIDANCE) == (25, 3.0)
-    assert k3.FLASH_TIMESTEPS == (979, 729, 479, 229) and k3.REFINER_TIMESTEPS == (479, 229)
+    # The authors' defaults (Kandinsky3T2IPipeline.__call__: steps=50, guidance_scale=3.0).
+    assert capabilities.DEFAULTS[ModelId.K31] == (k3.K3_DEFAULT_STEPS, k3.K3_DEFAULT_GUIDANCE) == (50, 3.0)
+    assert k3.FLASH_TIMESTEPS == (979, 729, 479, 229) and k3.REFINER_TIMESTEPS == (229,)
     assert Mode.IMG2IMG in capabilities.MODES[ModelId.K31_FLASH]
 
 

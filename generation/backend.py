@@ -49,6 +49,9 @@ class GenerationRequest:
     # Fusion / mix / style weights, one per entry of ``images`` (MIX: [image weight, text weight]).
     weights: list[float] = field(default_factory=list)
     strength: float = 0.6  # image-to-image strength: 0 keeps the photo, 1 ignores it
+    # The style's text at the end of ``prompt``: the models shorten the prompt before it, never it,
+    # when the whole is longer than their text context (generation.prompts.fit_to_context).
+    style_suffix: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

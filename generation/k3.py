@@ -21,11 +21,13 @@ import torch
 from PIL import Image
 
 from generation.backend import GenerationError, GenerationRequest, Mode, ModelId, ProgressFn
+from generation.prompts import fit_to_context
 from generation.k31 import (
     DEFAULT_GUIDANCE,
     DEFAULT_STEPS,
     FLASH_TIMESTEPS,
     REFINER_TIMESTEPS,
+    TOKENS,
     Kandinsky3FlashPipeline,
     Kandinsky31Pipeline,
     authors_timesteps,
@@ -113,12 +115,14 @@ def generate(pipes: K3Pipelines, request: GenerationRequest, progress: ProgressF
     callback = _Progress(progress, total_steps(request))
     size = dict(height=request.height, width=request.width)
     image = _input_image(request) if mode == Mode.IMG2IMG else None
+    tokenizer = (pipes.flash or pipes.base).tokenizer
+    prompt = fit_to_context(tokenizer, request.prompt, request.style_suffix, TOKENS)
 
     if request.model == ModelId.K31_FLASH:
         flash = pipes.ready(pipes.flash)
         timesteps = flash_img2img_timesteps(request.strength) if image is not None else FLASH_TIMESTEPS
         return flash(
-            request.prompt,
+            prompt,
             timesteps=timesteps,
             num_images_per_prompt=n,
             generator=gens,
@@ -129,7 +133,7 @@ def generate(pipes: K3Pipelines, request: GenerationRequest, progress: ProgressF
 
     base = pipes.ready(pipes.base)
     refine = request.model == ModelId.K31_REFINER
-    text = encode_text(base, request.prompt, request.negative_prompt or None, base._execution_device)
+    text = encode_text(base, prompt, request.negative_prompt or None, base._execution_device)
     out = base(
         text=text,
         num_inference_steps=_k3_steps(request),

@@ -120,6 +120,7 @@ def build_request(job: Job, images: list[Image.Image] | None = None, prompt: str
         weights=list(params.get("weights") or []),
         strength=float(params.get("strength", 0.6)),
         extra=dict(params.get("extra") or {}),
+        style_suffix=style.suffix,
     )
 
 

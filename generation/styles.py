@@ -16,6 +16,11 @@ class Style:
     def apply(self, prompt: str) -> str:
         return self.template.replace("{prompt}", prompt)
 
+    @property
+    def suffix(self) -> str:
+        """What the style adds after the prompt (every template is ``"{prompt}<suffix>"``)."""
+        return self.template.split("{prompt}", 1)[1]
+
 
 # The FusionBrain set (DEFAULT, KANDINSKY, UHD, ANIME) and the web editor's styles.
 STYLES: dict[str, Style] = {

@@ -30,7 +30,7 @@ from handlers.editing.inputs import InputPhoto
 from storage.models import Job, User
 from storage.repositories import Repositories
 
-IMG2IMG_MODELS = frozenset({ModelId.K22, ModelId.K31})
+IMG2IMG_MODELS = frozenset({ModelId.K22, ModelId.K31, ModelId.K31_FLASH, ModelId.K31_REFINER})
 TEXT_MODES = frozenset({Mode.IMG2IMG, Mode.RESTYLE_DEPTH, Mode.MIX})  # the user's text (and style) count
 
 

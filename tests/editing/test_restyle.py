@@ -93,8 +93,8 @@ async def test_model_choice_for_restyle(harness):
     harness.session.files["ph-4"] = photo_bytes("astronaut")
     expected = {
         "kandinsky-2.2": ModelId.K22,
-        "kandinsky-3.1-flash": ModelId.K31,  # Flash has no image-to-image: Kandinsky 3.1 does it
-        "kandinsky-3.1-refiner": ModelId.K31,
+        "kandinsky-3.1-flash": ModelId.K31_FLASH,  # Flash restyles in at most 4 steps (0.6: 479, 229)
+        "kandinsky-3.1-refiner": ModelId.K31_REFINER,
     }
     for index, (model, runs_on) in enumerate(expected.items()):
         await harness.feed(callback_update(f"set:model:{model}"))

@@ -92,6 +92,11 @@ class ModelManager:
         self.on_cuda = self.device.startswith("cuda")
         # Offload only means something with a GPU; on CPU everything simply lives on the CPU.
         self.offload = config.offload if self.on_cuda else "none"
+        if self.on_cuda and config.tf32:
+            # fp32 matmuls (Flan-UL2 keeps its wo layers in fp32; everything when serving fp32) on TF32
+            # cores: a 10-bit mantissa, as fp16's, so no less precise than the fp16 layers around them.
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         self.lock = threading.RLock()
         self.parts: dict[str, Part] = {}
         self.active: set[ModelId] = set()  # the models asked for (load / a request) and not unloaded
@@ -339,6 +344,7 @@ def config_from_env(environ: Any = os.environ) -> GenerationConfig:
         offload=environ.get("OFFLOAD", "none"),
         vram_budget_gb=float(budget) if budget else None,
         compile=environ.get("TORCH_COMPILE", "").lower() in ("1", "true", "yes", "on"),
+        tf32=environ.get("TF32", "true").lower() in ("1", "true", "yes", "on"),
         max_image_side=int(environ.get("MAX_IMAGE_SIDE", "1024")),
         cache_dir=Path(environ.get("MODELS_CACHE_DIR", "data/models")),
     )

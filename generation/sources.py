@@ -35,6 +35,7 @@ class GenerationConfig:
     offload: str = "none"  # none | model | sequential (diffusers' CPU offload, for small GPUs)
     vram_budget_gb: float | None = None  # None: what the GPU has
     compile: bool = False  # torch.compile the UNets
+    tf32: bool = True  # TF32 for fp32 matrix products on CUDA (the encoder's fp32 wo layers, fp32 serving)
     max_image_side: int = 1024
     # Where converted checkpoints (the Kandinsky 3.1 UNets and MoVQ in diffusers format, in the serving
     # dtype) are cached.

@@ -258,3 +258,18 @@ def test_share_gpu_budget_wires_only_a_local_llm(tmp_path):
     off = NoBeautifier()
     share_gpu_budget(off, backend)  # nothing to wire, nothing breaks
     share_gpu_budget(LocalLLMBeautifier("x", device="cpu"), object())  # a backend without a manager
+
+
+def test_tf32_for_fp32_matmuls_on_cuda():
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = False
+    try:
+        ModelManager(GenerationConfig(device="cpu"))
+        assert not matmul.allow_tf32  # CPU: nothing to change
+        ModelManager(config_from_env({"GENERATION_DEVICE": "cuda", "TF32": "false"}))
+        assert not matmul.allow_tf32
+        ModelManager(config_from_env({"GENERATION_DEVICE": "cuda"}))
+        assert matmul.allow_tf32 and cudnn.allow_tf32
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved

@@ -155,7 +155,7 @@ class Kandinsky3TextProjection(torch.nn.Module):
         out = out * is_token
         unconditional = ~is_token[:, :, 0].any(dim=1)
         if bool(unconditional.any()):
-            out[unconditional, 0] = self.null_embedding.to(out.dtype)
+            out[unconditional, 0] = self.null_embedding.to(device=out.device, dtype=out.dtype)
         return out
 
 

@@ -131,3 +131,11 @@ def test_corrupt_checkpoint_names_model_and_path(tiny_models_dir, tmp_path):
         backend.load(ModelId.K31)
     assert "Kandinsky 3.1 UNet" in info.value.detail and str(unet_file) in info.value.detail
     assert info.value.code == "model_unavailable"
+
+
+def test_unet_mapping_agrees_with_the_diffusers_conversion_script():
+    # diffusers converted Kandinsky 3 with its own script; on every full-size key our names are the same.
+    from diffusers.pipelines.kandinsky3.convert_kandinsky3_unet import convert_state_dict
+
+    source = meta(MANIFEST["unet"])
+    assert {w.unet_key_to_diffusers(k) for k in source} == set(convert_state_dict(source))

@@ -24,7 +24,6 @@ import torch
 
 from generation.sources import FOLDERS
 
-CONFIGS = Path(__file__).with_name("configs")
 
 # Small, but the same architectures and downsampling factors as the real ones. Four levels, as the real
 # UNet: diffusers' Kandinsky3UNet reverses a fixed four-level attention layout for its up blocks, so a

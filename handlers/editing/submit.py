@@ -1,9 +1,8 @@
 """Edit jobs: which model runs each mode, and the job parameters (inputs as Telegram file ids).
 
 Model choice:
-* restyle by text (IMG2IMG) runs on the user's model when it has image-to-image: Kandinsky 2.2
-  (``KandinskyV22Img2ImgPipeline``) or Kandinsky 3.1 (``Kandinsky3Img2ImgPipeline``). Kandinsky 3.1
-  Flash and the Flash refiner have none, so those users get Kandinsky 3.1 (the status message says so);
+* restyle by text (IMG2IMG) runs on the user's model: every model has image-to-image (Kandinsky 3.1
+  Flash redraws a photo in the Flash steps below the strength, at most 4);
 * the other modes need Kandinsky 2.2's image prior (CLIP image embeddings) or its depth ControlNet,
   so they always run on Kandinsky 2.2.
 

@@ -29,7 +29,7 @@ class ModelId(StrEnum):
     K22 = "kandinsky-2.2"
     K31 = "kandinsky-3.1"
     K31_FLASH = "kandinsky-3.1-flash"
-    K31_REFINER = "kandinsky-3.1-refiner"  # Kandinsky 3.1, finished by the two last Flash steps
+    K31_REFINER = "kandinsky-3.1-refiner"  # Kandinsky 3.1, finished by one Flash step at t=229
 
 
 @dataclass

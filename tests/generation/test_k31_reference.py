@@ -9,11 +9,14 @@ The data in tests/reference/kandinsky3/ was made by running the authors' modules
 Tolerance: both sides run fp32 on CPU with the same weights, but different kernels (SDPA vs. einsum +
 softmax, an additive -1e4 mask vs. ``masked_fill``, diffusers' GroupNorm / Timesteps vs. theirs), which
 agree to ~1e-6 per UNet call. The samplers amplify it: Flash divides by sqrt(a_t) (30x at t=979), and the
-guided loop multiplies the difference of two predictions by g + 1 at every step; measured step by step
-on the worst case here (guidance 5, 10 steps) it grows from 1e-6 after the first step to 1.3e-3 after
-the last. So latents are compared with rtol 1e-3 and an absolute tolerance of 2e-3 of the largest golden
-value. A wrong key, order, mask, null embedding, negative-prompt rule or threshold moves the outputs by
-1e-2 or more (the tests that break one of them on purpose check that).
+guided loop multiplies the difference of two predictions by g + 1 at every step through UNets whose
+random weights (and random time conditioning) make them far more sensitive than a trained model.
+Measured step by step against the authors' loop, the difference is 1e-6 to 1e-5 after the first step
+and grows to at most 4.2e-3 after the last (the single-image restyle case, 5 steps from t=499). So
+latents are compared with rtol 1e-3 and an absolute tolerance of 5e-3 of the largest golden value, and
+8-bit images to within 2 levels; single UNet calls and MoVQ passes, which nothing amplifies, to 1e-5.
+A wrong key, order, mask, null embedding, negative-prompt rule or
+threshold moves the outputs by more than 5x that (the tests that break one of them on purpose check it).
 """
 
 from __future__ import annotations
@@ -34,11 +37,14 @@ from generation.k31_weights import ENCODER_FOLDER, MOVQ_CONFIG_FILE, MOVQ_FILE, 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "kandinsky3"
 CONFIGS = json.loads((REFERENCE / "authors_configs.json").read_text())
 PROMPT = CONFIGS["prompt"]
+ATOL = 5e-3  # of the largest golden value, after a sampling loop (see above)
+ONE_CALL_ATOL = 1e-5  # one UNet call, one MoVQ pass: no loop to amplify the kernels' differences
+BROKEN = 5 * ATOL  # how far a deliberately broken rule must move the outputs
 
 
-def close(ours: torch.Tensor, theirs: torch.Tensor) -> None:
+def close(ours: torch.Tensor, theirs: torch.Tensor, atol: float = ATOL) -> None:
     ours, theirs = ours.detach().float().cpu(), theirs.float()
-    torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=2e-3 * float(theirs.abs().max()))
+    torch.testing.assert_close(ours, theirs, rtol=min(1e-3, 10 * atol), atol=atol * float(theirs.abs().max()))
 
 
 def diffusers_unet_config() -> dict:
@@ -147,9 +153,9 @@ def test_one_unet_call(pipes, golden):
         null = base.unet(x, t, encoder_hidden_states=text.uncond_context.repeat(2, 1, 1), encoder_attention_mask=text.uncond_mask.repeat(2, 1)).sample
         projected = base.unet.encoder_hid_proj(text.context)
     assert text.context.shape[1] == golden["unet_call.context"].shape[1]  # cut to the prompt's length + 1
-    close(projected, golden["unet_call.context"])  # padded rows zero after the projection
-    close(out, golden["unet_call.out"])
-    close(null, golden["unet_call.out_null"])
+    close(projected, golden["unet_call.context"], ONE_CALL_ATOL)  # padded rows zero after the projection
+    close(out, golden["unet_call.out"], ONE_CALL_ATOL)
+    close(null, golden["unet_call.out_null"], ONE_CALL_ATOL)
 
 
 def test_padding_rows_projected_by_diffusers_would_differ(pipes, golden):
@@ -168,7 +174,7 @@ def test_padding_rows_projected_by_diffusers_would_differ(pipes, golden):
             out = base.unet(x, t, encoder_hidden_states=text.context.repeat(2, 1, 1), encoder_attention_mask=text.mask.repeat(2, 1)).sample
     finally:
         base.unet.encoder_hid_proj = ours
-    assert (out - golden["unet_call.out"]).abs().max() > 1e-3
+    assert (out - golden["unet_call.out"]).abs().max() > 100 * ONE_CALL_ATOL * float(golden["unet_call.out"].abs().max())
 
 
 # -- the guided Kandinsky 3.1 loop -----------------------------------------------------------------
@@ -196,7 +202,7 @@ def test_guided_loop_without_thresholding_differs(pipes, golden, monkeypatch):
     args = dict(CASES["k3_guided"])
     seed = args.pop("seed")
     latents = pipes.base(**args, num_images_per_prompt=2, height=64, width=64, generator=generator(seed), output_type="latent").images
-    assert (latents - golden["k3_guided.latents"]).abs().max() > 1e-2
+    assert (latents - golden["k3_guided.latents"]).abs().max() > BROKEN
 
 
 def test_negative_prompt_with_its_own_mask_differs(pipes, golden):
@@ -214,7 +220,7 @@ def test_negative_prompt_with_its_own_mask_differs(pipes, golden):
     states = (states * tokens.attention_mask[..., None])[:, :length]
     naive = TextConditions(text.context, text.mask, states, tokens.attention_mask[:, :length])
     latents = base(text=naive, num_inference_steps=10, guidance_scale=3.0, num_images_per_prompt=2, height=64, width=64, generator=generator(seed), output_type="latent").images
-    assert (latents - golden["k3_negative_short.latents"]).abs().max() > 1e-2
+    assert (latents - golden["k3_negative_short.latents"]).abs().max() > BROKEN
 
 
 def test_default_schedule_is_the_authors():
@@ -243,10 +249,10 @@ def test_movq_encode_decode(pipes, golden):
 
     movq = pipes.base.movq
     latent = encode_image(pipes.base, picture(golden), 1)
-    close(latent, golden["movq.latent"])
+    close(latent, golden["movq.latent"], ONE_CALL_ATOL)
     with torch.no_grad():
         decoded = movq.decode(golden["movq.latent"], force_not_quantize=True).sample
-    close(decoded, golden["movq.decoded"])
+    close(decoded, golden["movq.decoded"], ONE_CALL_ATOL)
 
 
 def test_flash_image_to_image(pipes, golden):
@@ -278,5 +284,19 @@ def test_requests_reproduce_the_authors(manager, golden, model, case, seed):
     )
     images = k3.generate(manager.k3_pipelines(model), request, lambda step, total: None)
     expected = ((golden[f"{case}.images"] + 1) / 2).clamp(0, 1)[0].permute(1, 2, 0).numpy()
-    # Values within the tolerance above round to at most one level apart.
-    assert np.abs(np.asarray(images[0]).astype(int) - np.round(expected * 255).astype(int)).max() <= 1
+    assert np.abs(np.asarray(images[0]).astype(int) - np.round(expected * 255).astype(int)).max() <= 2
+
+
+@pytest.mark.parametrize(
+    "model,case,seed,strength", [(ModelId.K31_FLASH, "request_img2img_flash", 41, 0.6), (ModelId.K31, "request_img2img_k31", 51, 0.5)]
+)
+def test_restyle_requests_reproduce_the_authors(manager, golden, model, case, seed, strength):
+    from generation import k3
+
+    request = GenerationRequest(
+        mode=Mode.IMG2IMG, model=model, prompt=PROMPT, negative_prompt=None, width=32, height=32,
+        num_images=1, seed=seed, steps=10, guidance_scale=3.0, images=[picture(golden)], strength=strength,
+    )
+    images = k3.generate(manager.k3_pipelines(model), request, lambda step, total: None)
+    expected = ((golden[f"{case}.images"] + 1) / 2).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    assert np.abs(np.asarray(images[0]).astype(int) - np.round(expected * 255).astype(int)).max() <= 2

@@ -204,7 +204,9 @@ class ModelManager:
         elif name == MOVQ:
 
             def load() -> Any:
-                movq = VQModel.from_pretrained(k31_weights.converted_movq_dir(source, cache_dir, self.dtype))
+                # fp32 even on CUDA, as the authors run it (their dtype_map: movq float32): 0.27B
+                # parameters, and a decoder in fp16 risks overflow in its large activations.
+                movq = VQModel.from_pretrained(k31_weights.converted_movq_dir(source, cache_dir, torch.float32))
                 return self._optimize(movq.eval(), unet=False)
 
             self._add(name, self._guard("Kandinsky 3.1 MoVQ", f"{source}/{k31_weights.MOVQ_FILE}", load))

@@ -230,3 +230,17 @@ def test_images_of_a_request_are_one_batch(backend, model, part, calls, batch):
     finally:
         handle.remove()
     assert batches == [batch] * calls
+
+
+def test_every_served_unet_projects_text_as_the_authors(backend):
+    from generation.k31 import Kandinsky3TextProjection
+
+    backend.load(ModelId.K31_REFINER)
+    for part in (K3_UNET, FLASH_UNET):
+        projection = backend.manager.parts[part].obj.encoder_hid_proj
+        assert isinstance(projection, Kandinsky3TextProjection)
+        x = torch.zeros(2, 3, projection.projection_linear.in_features)
+        x[0, :2] = 1.0  # a two-token context and an empty (unconditional) one
+        out = projection(x)
+        assert not out[0, 2].any() and out[0, :2].abs().sum() > 0  # padding zero after the projection
+        assert torch.equal(out[1, 0], projection.null_embedding) and not out[1, 1:].any()

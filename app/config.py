@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     faceswap_describer: bool = True
     omnifusion_source: str = "AIRI-Institute/OmniFusion"  # hub id or a local copy of the repository
     omnifusion_clip_source: str = "openai/clip-vit-large-patch14-336"
-    ghost_generator_path: Path | None = None  # ONNX export of GHOST's G_unet_2blocks generator
-    ghost_arcface_path: Path | None = None  # ONNX export of GHOST's ArcFace (iresnet100)
+    ghost_generator_path: Path | None = None  # GHOST's G_unet_2blocks.pth (its releases, sber-swap-v2.0)
+    ghost_arcface_path: Path | None = None  # GHOST's arcface_model/backbone.pth (never glintr100.onnx)
     faceswap_restore: bool = True
     gfpgan_path: Path | None = None  # GFPGANv1.4.pth
 

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 CAPTION_LIMIT = 1024
 # Failures worth another try with a new seed: the status message gets an "Again" button.
-RETRY_WITH_NEW_SEED = frozenset({"no_face_in_result"})
+RETRY_WITH_NEW_SEED = frozenset({"no_face_in_result", "face_pose_mismatch"})
 BAR_WIDTH = 10
 
 

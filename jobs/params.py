@@ -65,10 +65,10 @@ class EditParams(JobParams):
 
 
 class FaceSwapParams(JobParams):
-    """A scene with the user's face: the face photo's file id and ``extra["face"]`` (its profile).
-
-    ``/forgetface`` removes both from the user's old jobs (storage.repositories), so they may be
-    missing in a job that has finished."""
+    """A scene with the user's face. New jobs carry no copy of the face: the runner looks up the
+    user's face (photo file id and profile) when the job runs. Rows written before that carried
+    ``input_file_ids`` and ``extra["face"]``; ``/forgetface`` removes both (storage.repositories),
+    and the runner ignores them."""
 
     input_file_ids: list[str] = Field(default_factory=list)
 

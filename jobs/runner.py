@@ -153,13 +153,26 @@ class JobRunner:
             return moved
 
     async def _update_outcome(self, ctx: JobContext, **values: Any) -> None:
-        """Write what this run learnt (:class:`jobs.params.JobOutcome`) next to the parameters."""
-        outcome = read_outcome(ctx.job).model_copy(update=values)
-        row = with_outcome(ctx.job.kind, ctx.job.params, JobOutcome.model_validate(outcome.model_dump()))
+        """Write what this run learnt (:class:`jobs.params.JobOutcome`) next to the parameters, on
+        the row as it is now: the copy read when the job started may hold what /forgetface has
+        removed since."""
+        outcome = JobOutcome.model_validate(read_outcome(ctx.job).model_copy(update=values).model_dump())
         async with self.db.session() as session:
-            await Repositories(session).jobs.set_values(ctx.job.id, params=row)
+            row = await Repositories(session).jobs.rewrite_params(
+                ctx.job.id, lambda current: with_outcome(ctx.job.kind, current, outcome)
+            )
             await session.commit()
-        ctx.job.params = row
+        if row is not None:
+            ctx.job.params = row
+
+    async def _face_inputs(self, ctx: JobContext) -> tuple[list[str], dict[str, Any]]:
+        """A face-swap job's photo and face, looked up by user when it runs (never copied into the
+        job): "Again" after a new /face uses the new face, and after /forgetface there is none."""
+        async with self.db.session() as session:
+            face = await Repositories(session).faces.get(ctx.job.user_id)
+        if face is None:
+            raise GenerationError("no_face", "the user has no face stored")
+        return [face.file_id], {"face": face.profile}  # faceswap.backend.FACE_KEY
 
     async def _record(self, ctx: JobContext, kind: ModerationKind, detail: str | None = None) -> None:
         async with self.db.session() as session:
@@ -203,12 +216,13 @@ class JobRunner:
             params = read_params(ctx.job)
             max_side = max(params.width, params.height)
             prepare = Mode(ctx.job.kind) in PREPARED_INPUT_MODES
-            images = [
-                await self._open_input(file_id, max_side if prepare else None)
-                for file_id in getattr(params, "input_file_ids", [])
-            ]
+            file_ids, face_extra = list(getattr(params, "input_file_ids", [])), {}
+            if Mode(ctx.job.kind) == Mode.FACESWAP:
+                file_ids, face_extra = await self._face_inputs(ctx)
+            images = [await self._open_input(file_id, max_side if prepare else None) for file_id in file_ids]
             await self._check_inputs(ctx, images)
             request = build_request(ctx.job, images, await self._prepare_prompt(ctx))
+            request.extra.update(face_extra)
 
             def on_stage(stage: str) -> None:  # runs in the worker thread
                 asyncio.run_coroutine_threadsafe(self.events.stage(ctx, stage), loop)

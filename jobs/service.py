@@ -166,6 +166,10 @@ class JobService:
             await self.queue.cancel(job.id)
         return CancelResult(queued=queued, running=running)
 
+    async def forget_results(self, job_ids: list[int]) -> None:
+        """Delete these jobs' stored images wherever the queue's workers keep them."""
+        await self.queue.forget_results(job_ids)
+
     async def cancel_one(self, repos: Repositories, job: Job) -> bool:
         if await repos.jobs.transition(job.id, [JobStatus.QUEUED], JobStatus.CANCELLED):
             await repos.commit()

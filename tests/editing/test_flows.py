@@ -155,5 +155,5 @@ async def test_flows_and_the_face_feature_stay_apart(harness):
     assert "@me as a knight" in last_text(harness) and await harness.jobs() == []
     # /face in the middle of a flow starts the face flow; a photo then is the face, not an edit.
     await harness.feed(message_update("/face"))
-    assert "one clear face" in last_text(harness)
+    assert "only your own face" in last_text(harness)
     assert await fsm(harness).get_state() not in EDIT_STATES

@@ -18,7 +18,7 @@ import pytest_asyncio
 
 from generation.styles import image_size
 from tests.e2e.scenario import WAIT, World, choose, is_photo, largest, open_settings, open_world
-from tests.e2e.users import button_texts, has_text
+from playground.users import button_texts, has_text
 from tests.photos import photo
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

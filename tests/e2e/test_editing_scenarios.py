@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from tests.e2e.conftest import E2E_BACKEND
 from tests.e2e.scenario import WAIT, World, is_photo, open_world, wait_idle
-from tests.e2e.users import button_texts, has_text
+from playground.users import button_texts, has_text
 from tests.photos import photo, photo_bytes, random_bytes
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -10,7 +10,7 @@ from aiogram.client.telegram import TelegramAPIServer
 
 from bot.retry import RetryMiddleware, best_effort_call
 from tests.e2e.conftest import TOKEN
-from tests.e2e.emulator import FaultRule, TelegramEmulator
+from playground.emulator import FaultRule, TelegramEmulator
 
 
 async def test_every_message_arrives_once_and_throttled_chats_are_left_alone(emulator: TelegramEmulator) -> None:

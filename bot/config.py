@@ -16,6 +16,12 @@ from generation.sources import GenerationConfig
 
 # Telegram tokens look like "123456789:AAH...": a numeric bot id, a colon and a 35-character secret.
 _TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{30,}$")
+# What a newcomer needs when the token is missing or wrong (Telegram's own documentation example token).
+TOKEN_HELP = (
+    "a token looks like 110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw (the bot's id, a colon, 35 letters, "
+    "digits, - or _); get one from @BotFather in Telegram (/newbot) and put it in .env as BOT_TOKEN=...; "
+    "to try the bot without a token, run scripts/try.sh (the playground)"
+)
 
 
 class Settings(BaseSettings):
@@ -111,7 +117,7 @@ class Settings(BaseSettings):
     @classmethod
     def _token_format(cls, value: SecretStr) -> SecretStr:
         if not _TOKEN_RE.match(value.get_secret_value()):
-            raise ValueError("BOT_TOKEN is malformed: expected '<bot id>:<secret>' as given by @BotFather")
+            raise ValueError("BOT_TOKEN is malformed")
         return value
 
     @field_validator("admin_ids", mode="before")
@@ -186,6 +192,8 @@ def describe_error(exc: Exception) -> str:
             name = ".".join(str(p) for p in err.get("loc", ())).upper() or "settings"
             msg = "is not set" if err.get("type") == "missing" else err.get("msg", "is invalid")
             msg = msg.removeprefix("Value error, ")
+            if name == "BOT_TOKEN":
+                msg = f"{msg}: {TOKEN_HELP}"
             parts.append(msg if msg.startswith(name) else f"{name} {msg}")
         return "Configuration error: " + "; ".join(parts)
     return f"Configuration error: {exc}"

@@ -24,15 +24,24 @@ def run_bot(env_overrides: dict[str, str], tmp_path: Path) -> subprocess.Complet
 def test_missing_token_is_one_line(tmp_path):
     result = run_bot({}, tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == "Configuration error: BOT_TOKEN is not set"
+    line = result.stderr.strip()
+    assert line.startswith("Configuration error: BOT_TOKEN is not set: a token looks like ") and "\n" not in line
+    assert "@BotFather" in line and "/newbot" in line and "scripts/try.sh" in line
 
 
 def test_malformed_token_is_one_line_without_echoing_it(tmp_path):
     result = run_bot({"BOT_TOKEN": "not-a-token-secret123"}, tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "BOT_TOKEN is malformed" in lines[0]
+    assert len(lines) == 1 and "BOT_TOKEN is malformed: a token looks like 110201543:AAH" in lines[0]
+    assert "@BotFather" in lines[0]
     assert "secret123" not in result.stderr
+
+
+def test_the_readme_placeholder_is_refused_with_the_help(tmp_path):
+    result = run_bot({"BOT_TOKEN": "123456789:your-token-from-botfather"}, tmp_path)
+    assert result.returncode == 2
+    assert "get one from @BotFather" in result.stderr
 
 
 def test_settings_from_env_and_dotenv(tmp_path, monkeypatch):

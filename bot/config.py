@@ -152,6 +152,7 @@ class Settings(BaseSettings):
     def faceswap_config(self) -> FaceSwapConfig:
         return FaceSwapConfig(
             describer_enabled=self.faceswap_describer,
+            describer_fake=self.generation_backend == "fake",
             omnifusion_source=self.omnifusion_source,
             clip_source=self.omnifusion_clip_source,
             ghost_generator_path=self.ghost_generator_path,
@@ -163,8 +164,10 @@ class Settings(BaseSettings):
 
     def beautifier_settings(self) -> BeautifierSettings:
         key = self.beautify_openai_api_key
+        # The fake backend downloads nothing: the local LLM (a hub download) is replaced by a stand-in.
+        fake = self.generation_backend == "fake" and self.beautify_backend == "local"
         return BeautifierSettings(
-            backend=self.beautify_backend,
+            backend="fake" if fake else self.beautify_backend,
             timeout_s=self.beautify_timeout,
             local_model=self.beautify_local_model,
             local_max_new_tokens=self.beautify_max_new_tokens,

@@ -63,3 +63,33 @@ def test_invalid_numbers_are_reported_by_name():
 def test_handlers_never_import_torch():
     code = "import sys, handlers, bot.app; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+async def test_the_fake_backend_uses_stand_ins_that_download_nothing(monkeypatch):
+    import huggingface_hub
+    from PIL import Image
+
+    from faceswap.describe import FakeFaceDescriber, OmniFusionDescriber, make_describer
+    from generation.beautify import FakeBeautifier, LocalLLMBeautifier, build_beautifier
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a hub download with GENERATION_BACKEND=fake")
+
+    for name in ("hf_hub_download", "snapshot_download"):
+        monkeypatch.setattr(huggingface_hub, name, no_download)
+    fake = Settings(_env_file=None, bot_token=TOKEN, generation_backend="fake")
+    beautifier = build_beautifier(fake.beautifier_settings(), fake.generation_config())
+    assert isinstance(beautifier, FakeBeautifier)
+    result = await beautifier.beautify("a cat")
+    assert result.beautified and result.prompt.startswith("a cat, ") and result.original == "a cat"
+    describer = make_describer(fake.faceswap_config())
+    assert isinstance(describer, FakeFaceDescriber)
+    assert describer.describe(Image.new("RGB", (64, 64)), None)  # type: ignore[arg-type]
+
+    # The operator's explicit choices stay: an OpenAI-compatible server, or the describer switched off.
+    assert Settings(_env_file=None, bot_token=TOKEN, generation_backend="fake", beautify_backend="openai").beautifier_settings().backend == "openai"
+    off = Settings(_env_file=None, bot_token=TOKEN, generation_backend="fake", faceswap_describer=False)
+    assert isinstance(make_describer(off.faceswap_config()), OmniFusionDescriber)  # off: answers None
+    real = Settings(_env_file=None, bot_token=TOKEN)
+    assert isinstance(build_beautifier(real.beautifier_settings(), real.generation_config()), LocalLLMBeautifier)
+    assert isinstance(make_describer(real.faceswap_config()), OmniFusionDescriber)

@@ -50,6 +50,8 @@ def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None
         seed=str(params["seed"] if seed is None else seed),  # a str: Fluent would group digits
     )
     notes = []
+    if params.get("inline"):  # the parameters typed into the prompt (--ar 16:9 --seed 42 ...)
+        notes.append(t("result-params", locale, params=html.escape(params["inline"])))
     if params.get("beautify_outcome") == "fell_back":
         notes.append(t("beautify-fell-back", locale))
     if params.get("censored"):

@@ -9,8 +9,10 @@ from aiogram.types import CallbackQuery, FSInputFile, Message
 from aiogram_i18n import I18nContext
 
 from bot.keyboards import ResultCb
+from generation import inline_params
 from generation.backend import Mode
 from generation.jobs import JobService, new_seed
+from generation.styles import image_size
 from handlers.common import PromptError, own_job, submit_job, validate_prompt
 from storage.models import User
 from storage.repositories import Repositories
@@ -25,7 +27,11 @@ async def prompt(
 ) -> None:
     try:
         text = validate_prompt(message.text)
-    except PromptError as exc:
+        inline = inline_params.parse(text)
+        if inline.any and not inline.prompt:
+            raise PromptError("param-prompt-missing")
+        text = validate_prompt(inline.prompt) if inline.any else text
+    except (PromptError, inline_params.InlineParamError) as exc:
         await message.answer(i18n.get(exc.code, **exc.kwargs))
         return
     await submit_job(
@@ -35,8 +41,28 @@ async def prompt(
         user=user,
         jobs=jobs,
         i18n=i18n,
-        params=jobs.params_from_settings(user, text),
+        params=jobs.params_from_settings(user, text, **inline_overrides(inline, jobs.max_image_side)),
+        model=inline.model,
     )
+
+
+def inline_overrides(inline: inline_params.InlineParams, max_image_side: int) -> dict[str, object]:
+    """The job parameters that the prompt's own ``--ar``, ``--seed``, ... set for this request."""
+    overrides: dict[str, object] = {}
+    if inline.aspect_ratio is not None:
+        width, height = image_size(inline.aspect_ratio, max_image_side)
+        overrides.update(aspect_ratio=inline.aspect_ratio, width=width, height=height)
+    if inline.seed is not None:
+        overrides["seed"] = inline.seed
+    if inline.negative_prompt is not None:
+        overrides["negative_prompt"] = inline.negative_prompt
+    if inline.style is not None:
+        overrides["style"] = inline.style
+    if inline.count is not None:
+        overrides["num_images"] = inline.count
+    if inline.any:
+        overrides["inline"] = inline.summary()  # shown in the caption
+    return overrides
 
 
 async def _resubmit(

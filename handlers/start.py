@@ -12,6 +12,7 @@ from aiogram_i18n import I18nContext
 from bot.i18n import LOCALES, translator
 from bot.keyboards import LanguageCb, language_keyboard, main_keyboard
 from handlers.common import button
+from generation.styles import ASPECT_RATIOS
 from storage.models import User
 
 
@@ -23,7 +24,8 @@ async def start(message: Message, i18n: I18nContext) -> None:
 
 
 async def help_(message: Message, i18n: I18nContext) -> None:
-    await message.answer(i18n.get("help-text"))
+    params = i18n.get("help-params", ratios=", ".join(ASPECT_RATIOS))
+    await message.answer(i18n.get("help-text") + "\n\n" + params)
 
 
 async def language(message: Message, i18n: I18nContext) -> None:

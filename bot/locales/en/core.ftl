@@ -30,7 +30,10 @@ cmd-cancel = Cancel your jobs
 ## Bad input
 prompt-empty = Send me a description of the picture in words.
 prompt-only-emoji = Emoji alone are hard to draw: add a few words to describe the picture.
-prompt-too-long = That prompt is { $length } characters long; the limit is { $limit }. Please shorten it.
+prompt-too-long = That prompt is { $length ->
+    [one] { $length } character
+   *[other] { $length } characters
+} long; the limit is { $limit }. Please shorten it.
 input-unsupported = I understand text prompts only. Send me a description of the picture.
 input-edited = I don't follow edits: send the new prompt as a new message.
 callback-unknown = This button is no longer valid.
@@ -69,10 +72,16 @@ settings-negative-menu = Negative prompt: { $negative }
 settings-negative-set = ✏️ Set
 settings-negative-clear = 🗑 Clear
 settings-saved = Saved.
-negative-ask = Send the negative prompt (what the picture must not have), up to { $limit } characters. /cancel to leave it as it is.
+negative-ask = Send the negative prompt (what the picture must not have), up to { $limit ->
+    [one] { $limit } character
+   *[other] { $limit } characters
+}. /cancel to leave it as it is.
 negative-saved = Negative prompt saved: { $negative }
 negative-cleared = Negative prompt cleared.
-negative-too-long = That is { $length } characters; the limit is { $limit }. Send a shorter one.
+negative-too-long = That is { $length ->
+    [one] { $length } character
+   *[other] { $length } characters
+}; the limit is { $limit }. Send a shorter one.
 negative-empty = Send the negative prompt as text, or /cancel.
 
 ## Models
@@ -114,14 +123,23 @@ job-error-oom = ❌ Not enough GPU memory for this request. Try a smaller aspect
 job-error-model_unavailable = ❌ This model is not available right now. Try another model in /settings.
 job-flash-no-negative = Note: Flash draws without a negative prompt, so yours is not used.
 btn-cancel-job = ✖️ Cancel
-limit-user = You already have { $limit } pictures in progress. Wait for them or /cancel.
+limit-user = You already have { $limit ->
+    [one] { $limit } picture
+   *[other] { $limit } pictures
+} in progress. Wait for { $limit ->
+    [one] it
+   *[other] them
+} or /cancel.
 limit-total = The queue is full right now. Please try again in a few minutes.
 
 ## Results
 result-caption = { $prompt }
     
     { $model } · { $style } · { $size } · seed { $seed }
-result-album-buttons = ⬆️ { $count } images, seeds { $seeds }
+result-album-buttons = ⬆️ { $count ->
+    [one] { $count } image, seed
+   *[other] { $count } images, seeds
+} { $seeds }
 btn-again = 🔁 Again
 btn-variations = 🎲 Variations
 btn-original = 📄 Original

@@ -5,7 +5,10 @@ param-missing-value = { $name } needs a value, for example { $example }.
 param-ar-invalid = “{ $value }” is not an aspect ratio. Write it like --ar 16:9; these work: { $choices }.
 param-ar-unavailable = The aspect ratio { $value } is not available. These work: { $choices }.
 param-seed-invalid = The seed must be a whole number from 0 to { $max }, not “{ $value }”.
-param-no-too-long = The negative prompt after --no is { $length } characters long; the limit is { $limit }.
+param-no-too-long = The negative prompt after --no is { $length ->
+    [one] { $length } character
+   *[other] { $length } characters
+} long; the limit is { $limit }.
 param-model-unknown = I don't know the model “{ $value }”. These work: { $choices }.
 param-style-unknown = I don't know the style “{ $value }”. These work: { $choices }.
 param-n-invalid = --n is the number of pictures: 1 to { $max }, not “{ $value }”.

@@ -30,7 +30,11 @@ cmd-cancel = Отменить задания
 ## Bad input
 prompt-empty = Пришлите описание картинки словами.
 prompt-only-emoji = Одни эмодзи нарисовать трудно: добавьте несколько слов.
-prompt-too-long = В промпте { $length } символов, а можно не больше { $limit }. Сократите его, пожалуйста.
+prompt-too-long = В промпте { $length ->
+    [one] { $length } символ
+    [few] { $length } символа
+   *[many] { $length } символов
+}, а можно не больше { $limit }. Сократите его, пожалуйста.
 input-unsupported = Я понимаю только текстовые промпты. Пришлите описание картинки.
 input-edited = Я не слежу за правками: пришлите новый промпт новым сообщением.
 callback-unknown = Эта кнопка больше не действует.
@@ -69,10 +73,17 @@ settings-negative-menu = Негативный промпт: { $negative }
 settings-negative-set = ✏️ Задать
 settings-negative-clear = 🗑 Очистить
 settings-saved = Сохранено.
-negative-ask = Пришлите негативный промпт (чего не должно быть на картинке), до { $limit } символов. /cancel — оставить как есть.
+negative-ask = Пришлите негативный промпт (чего не должно быть на картинке), до { $limit ->
+    [one] { $limit } символа
+   *[other] { $limit } символов
+}. /cancel — оставить как есть.
 negative-saved = Негативный промпт сохранён: { $negative }
 negative-cleared = Негативный промпт очищен.
-negative-too-long = Здесь { $length } символов, а можно не больше { $limit }. Пришлите покороче.
+negative-too-long = Здесь { $length ->
+    [one] { $length } символ
+    [few] { $length } символа
+   *[many] { $length } символов
+}, а можно не больше { $limit }. Пришлите покороче.
 negative-empty = Пришлите негативный промпт текстом или /cancel.
 
 ## Models
@@ -114,14 +125,25 @@ job-error-oom = ❌ Не хватило памяти GPU. Выберите фо�
 job-error-model_unavailable = ❌ Эта модель сейчас недоступна. Выберите другую в /settings.
 job-flash-no-negative = Заметка: Flash рисует без негативного промпта, ваш не используется.
 btn-cancel-job = ✖️ Отменить
-limit-user = У вас уже { $limit } картинки в работе. Дождитесь их или нажмите /cancel.
+limit-user = У вас уже { $limit ->
+    [one] { $limit } картинка
+    [few] { $limit } картинки
+   *[many] { $limit } картинок
+} в работе. Дождитесь { $limit ->
+    [1] её
+   *[other] их
+} или нажмите /cancel.
 limit-total = Очередь сейчас переполнена. Попробуйте через несколько минут.
 
 ## Results
 result-caption = { $prompt }
     
     { $model } · { $style } · { $size } · сид { $seed }
-result-album-buttons = ⬆️ Картинок: { $count }, сиды { $seeds }
+result-album-buttons = ⬆️ { $count ->
+    [one] { $count } картинка, сид
+    [few] { $count } картинки, сиды
+   *[many] { $count } картинок, сиды
+} { $seeds }
 btn-again = 🔁 Ещё раз
 btn-variations = 🎲 Вариации
 btn-original = 📄 Оригинал

@@ -5,7 +5,11 @@ param-missing-value = Для { $name } нужно значение, наприм
 param-ar-invalid = «{ $value }» — не формат. Пишите так: --ar 16:9; работают: { $choices }.
 param-ar-unavailable = Формата { $value } нет. Работают: { $choices }.
 param-seed-invalid = Сид — целое число от 0 до { $max }, а не «{ $value }».
-param-no-too-long = В негативном промпте после --no { $length } символов, а можно не больше { $limit }.
+param-no-too-long = В негативном промпте после --no { $length ->
+    [one] { $length } символ
+    [few] { $length } символа
+   *[many] { $length } символов
+}, а можно не больше { $limit }.
 param-model-unknown = Я не знаю модели «{ $value }». Работают: { $choices }.
 param-style-unknown = Я не знаю стиля «{ $value }». Работают: { $choices }.
 param-n-invalid = --n — число картинок: от 1 до { $max }, а не «{ $value }».

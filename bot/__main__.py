@@ -13,6 +13,11 @@ from bot.config import Settings, describe_error
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["fetch"]:  # `kandinsky-bot fetch`: download and convert the models first
+        from generation.fetch import main as fetch_main
+
+        fetch_main(sys.argv[2:])
+        return
     try:
         settings = Settings()
     except ValidationError as exc:

@@ -38,6 +38,21 @@ async def playground(tmp_path: Path) -> AsyncIterator[Playground]:
     assert not world.emulator.unsupported_calls, [c.method for c in world.emulator.unsupported_calls]
 
 
+async def _send_video(playground: Playground) -> None:
+    """sendVideo as the bot would call it (multipart upload), straight to the emulator."""
+    import aiohttp
+
+    from playground.__main__ import PLAYGROUND_TOKEN, PLAYGROUND_USER_ID
+
+    form = aiohttp.FormData()
+    form.add_field("chat_id", str(PLAYGROUND_USER_ID))
+    form.add_field("video", "attach://clip")
+    form.add_field("clip", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64, filename="clip.mp4", content_type="video/mp4")
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{playground.emulator.base_url}/bot{PLAYGROUND_TOKEN}/sendVideo", data=form) as resp:
+            assert (await resp.json())["ok"]
+
+
 async def test_prompt_settings_and_buttons_in_a_real_browser(playground: Playground) -> None:
     from playwright.async_api import async_playwright, expect
 
@@ -97,5 +112,20 @@ async def test_prompt_settings_and_buttons_in_a_real_browser(playground: Playgro
             await expect(alert).to_contain_text(f"Seed {seed} is now used")
             await alert.get_by_role("button", name="OK").click()
             await expect(alert).to_be_hidden()
+
+            # An album (two pictures in one bubble), then the originals as documents.
+            await page.fill("[data-testid=input]", "two owls --n 2")
+            await page.press("[data-testid=input]", "Enter")
+            album = page.locator("[data-testid=album]").last
+            await expect(album.locator("[data-testid=photo]")).to_have_count(2)
+            follow_up = bot_messages.filter(has_text="2 images, seeds").last
+            await follow_up.locator("[data-testid=button]", has_text="Original").click()
+            documents = page.locator("[data-testid=document]")
+            await expect(documents).to_have_count(2)
+            await expect(documents.first).to_contain_text(".png")
+
+            # A video the bot sends (animations are coming): a player in the chat.
+            await _send_video(playground)
+            await expect(page.locator("[data-testid=video]")).to_have_count(1)
         finally:
             await browser.close()

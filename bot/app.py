@@ -42,6 +42,7 @@ COMMANDS = (
     "start", "help", "settings", "language", "cancel",
     "restyle", "restyle_shapes", "style", "fuse", "mix", "variations",  # handlers.editing
     "face", "forgetface",  # handlers.faceswap
+    "history",  # handlers.history
 )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import admin, cancel, editing, errors, faceswap, fallback, generate, settings, start
+from handlers import admin, cancel, editing, errors, faceswap, fallback, generate, history, settings, start
 
 
 def build_root_router() -> Router:
@@ -19,6 +19,7 @@ def build_root_router() -> Router:
         start.create_router(),
         cancel.create_router(),  # before flows: /cancel leaves any of them
         settings.create_router(),
+        history.create_router(),  # /history
         admin.create_router(),  # behind its admin filter; everyone else falls through
         editing.create_router(),  # before generate: a text in the middle of an editing flow is the flow's
         faceswap.create_router(),  # /face, /forgetface, @me prompts

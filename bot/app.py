@@ -22,6 +22,7 @@ from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
 from bot.metrics import Metrics, MetricsRequestMiddleware, TimedBackend
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
+from bot.access import PrivateAccessMiddleware
 from bot.notifier import TelegramNotifier
 from bot.retry import RetryMiddleware
 from faceswap.backend import FaceSwapBackend, stage_hook
@@ -197,12 +198,15 @@ def build_app(
         broadcaster=broadcaster,  # admin: /broadcast
         # admin: /models (in the distributed mode the workers hold the models: --models per worker)
         generation_backend=None if settings.redis_url else runner.backend,
+        private_bot=settings.private,  # /invite says when invitations do not matter
         user_commands=COMMANDS,  # admin: the command menu of admin chats adds to these
     )
     # Albums first: an album's later photos join its first update before any lock or database work.
     albums.install(dispatcher, settings.album_wait_seconds)
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
+    if settings.private:  # only allowed and invited users (bot.access)
+        dispatcher.update.outer_middleware(PrivateAccessMiddleware(settings.allowed_users, frozenset(settings.admin_ids)))
     create_middleware().setup(dispatcher)
     dispatcher.message.outer_middleware(ChatScopeMiddleware())
     dispatcher.include_router(build_root_router())

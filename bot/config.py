@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str = ""  # default: sqlite+aiosqlite:///{data_dir}/bot.db
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    # Private-bot mode (bot.access): only these users (ids or @usernames), the owners and admins, and
+    # whoever redeemed an owner's /invite link may use the bot. PRIVATE_BOT=true with an empty list:
+    # invites only.
+    allowed_users: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    private_bot: bool = False
     log_level: str = "INFO"
 
     generation_backend: Literal["diffusers", "fake"] = "diffusers"
@@ -119,6 +124,21 @@ class Settings(BaseSettings):
         if not _TOKEN_RE.match(value.get_secret_value()):
             raise ValueError("BOT_TOKEN is malformed")
         return value
+
+    @field_validator("allowed_users", mode="before")
+    @classmethod
+    def _split_allowed(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in re.split(r"[,\s]+", value.strip()) if part]
+        if isinstance(value, list):
+            for entry in value:
+                if not re.fullmatch(r"\d{1,20}|@?[A-Za-z][A-Za-z0-9_]{3,31}", str(entry)):
+                    raise ValueError(f"ALLOWED_USERS: {entry!r} is neither a numeric user id nor a @username")
+        return value
+
+    @property
+    def private(self) -> bool:
+        return self.private_bot or bool(self.allowed_users)
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import LOCALES, Translator
@@ -118,8 +118,9 @@ def settings_section(t: Translator, locale: str, section: str, settings: UserSet
                 text=t("settings-negative-clear", locale), callback_data=SettingsCb(section="neg", value="clear")
             )
         builder.adjust(2)
-    builder.row()
-    builder.button(text=t("settings-back", locale), callback_data=SettingsCb(section="menu"))
+    # « Back on a row of its own, under the choices (InlineKeyboardBuilder.button would append it
+    # to the last row of choices).
+    builder.row(InlineKeyboardButton(text=t("settings-back", locale), callback_data=SettingsCb(section="menu").pack()))
     return builder.as_markup()
 
 

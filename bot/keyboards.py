@@ -23,6 +23,14 @@ class ResultCb(CallbackData, prefix="res"):
     job_id: int
 
 
+class ImageCb(CallbackData, prefix="img"):
+    """A button for one image of an album result: ``index`` counts from 1, as the buttons show it."""
+
+    action: str  # variations | original | seed
+    job_id: int
+    index: int
+
+
 class CancelJobCb(CallbackData, prefix="cancel"):
     job_id: int
 
@@ -131,19 +139,44 @@ def cancel_job_keyboard(t: Translator, locale: str, job_id: int) -> InlineKeyboa
 
 
 def result_keyboard(
-    t: Translator, locale: str, job_id: int, variations: bool = False, plain: bool = False
+    t: Translator, locale: str, job_id: int, variations: bool = False, plain: bool = False, remix: bool = False
 ) -> InlineKeyboardMarkup:
-    """``plain``: the job's prompt was beautified; offer it again in the user's own words."""
+    """``plain``: the job's prompt was beautified; offer it again in the user's own words.
+    ``remix``: "Edit prompt" (a new text with the same settings and seed)."""
     builder = InlineKeyboardBuilder()
     builder.button(text=t("btn-again", locale), callback_data=ResultCb(action="again", job_id=job_id))
     if plain:
         builder.button(text=t("btn-plain", locale), callback_data=ResultCb(action="plain", job_id=job_id))
+    if remix:
+        builder.button(text=t("btn-remix", locale), callback_data=ResultCb(action="remix", job_id=job_id))
     if variations:
         builder.button(text=t("btn-variations", locale), callback_data=ResultCb(action="variations", job_id=job_id))
     builder.button(text=t("btn-original", locale), callback_data=ResultCb(action="original", job_id=job_id))
     builder.button(text=t("btn-reuse-seed", locale), callback_data=ResultCb(action="seed", job_id=job_id))
     builder.adjust(2)
     return builder.as_markup()
+
+
+def album_keyboard(
+    t: Translator, locale: str, job_id: int, count: int, variations: bool = False, plain: bool = False,
+    remix: bool = False,
+) -> InlineKeyboardMarkup:
+    """Under an album of ``count`` images: the job's own buttons, then a row per action with one
+    button per image (🎲 1 … 🎲 4 variations, 📄 originals, 📌 seeds), like U1–U4 / V1–V4."""
+    rows = [[InlineKeyboardButton(text=t("btn-again", locale), callback_data=ResultCb(action="again", job_id=job_id).pack())]]
+    if plain:
+        rows[0].append(InlineKeyboardButton(text=t("btn-plain", locale), callback_data=ResultCb(action="plain", job_id=job_id).pack()))
+    if remix:
+        rows[0].append(InlineKeyboardButton(text=t("btn-remix", locale), callback_data=ResultCb(action="remix", job_id=job_id).pack()))
+    actions = (["variations"] if variations else []) + ["original", "seed"]
+    for action in actions:
+        rows.append([
+            InlineKeyboardButton(
+                text=t(f"btn-image-{action}", locale, n=n), callback_data=ImageCb(action=action, job_id=job_id, index=n).pack()
+            )
+            for n in range(1, count + 1)
+        ])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def again_keyboard(t: Translator, locale: str, job_id: int) -> InlineKeyboardMarkup:

@@ -14,7 +14,7 @@ from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaPhoto, Me
 
 from bot.best_effort import best_effort
 from bot.i18n import Translator
-from bot.keyboards import again_keyboard, cancel_job_keyboard, model_name, result_keyboard, style_name
+from bot.keyboards import again_keyboard, album_keyboard, cancel_job_keyboard, model_name, result_keyboard, style_name
 from bot.retry import BestEffortChatActionSender
 from generation.runner import JobContext
 from storage.models import Job
@@ -180,9 +180,9 @@ class TelegramNotifier:
         job, locale = ctx.job, ctx.locale
         if not paths:
             raise FileNotFoundError(f"no stored images for job {job.id}")
-        keyboard = result_keyboard(
-            self.t, locale, job.id, variations=self.variations_enabled, plain=bool(job.params.get("used_prompt"))
-        )
+        plain = bool(job.params.get("used_prompt"))
+        remix = job.kind == "text2img"  # "Edit prompt": a new text, the same settings and seed
+        keyboard = result_keyboard(self.t, locale, job.id, variations=self.variations_enabled, plain=plain, remix=remix)
         if len(paths) == 1:
             single_seed = int(job.params["seed"]) + int(paths[0].stem)
             message = await self._send_photo(job, paths[0], result_caption(self.t, job, locale, single_seed), keyboard)
@@ -205,8 +205,12 @@ class TelegramNotifier:
             try:
                 await self.bot.send_message(
                     chat_id=job.chat_id,
-                    text=self.t("result-album-buttons", locale, count=len(paths), seeds=seeds),
-                    reply_markup=keyboard,
+                    text=self.t("result-album-buttons", locale, count=len(paths), seeds=seeds)
+                    + "\n"
+                    + self.t("result-album-legend", locale, variations="yes" if self.variations_enabled else "no"),
+                    reply_markup=album_keyboard(
+                        self.t, locale, job.id, len(paths), variations=self.variations_enabled, plain=plain, remix=remix
+                    ),
                 )
             except TelegramAPIError as exc:
                 log.warning("job %s: album delivered, its buttons message failed: %s", job.id, exc)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import admin, cancel, editing, errors, faceswap, fallback, generate, history, invite, settings, start
+from handlers import admin, cancel, editing, errors, faceswap, fallback, generate, history, invite, results, settings, start
 
 
 def build_root_router() -> Router:
@@ -20,6 +20,7 @@ def build_root_router() -> Router:
         cancel.create_router(),  # before flows: /cancel leaves any of them
         settings.create_router(),
         history.create_router(),  # /history
+        results.create_router(),  # per-image buttons under albums, "Edit prompt"
         admin.create_router(),
         invite.create_router(),  # /invite, owners only  # behind its admin filter; everyone else falls through
         editing.create_router(),  # before generate: a text in the middle of an editing flow is the flow's

@@ -98,10 +98,12 @@ async def submit_edit(
     weights: Sequence[float] = (),
     strength: float | None = None,
     display_prompt: str | None = None,
+    note: str | None = None,
 ) -> Job | None:
     model, fell_back = edit_model(mode, user.settings.model)
     params = edit_params(jobs, user, mode, photos, max_side, prompt, weights, strength, display_prompt)
-    note = i18n.get("edit-note-img2img-fallback") if fell_back else None
+    if fell_back:
+        note = "\n".join(n for n in (i18n.get("edit-note-img2img-fallback"), note) if n)
     return await submit_job(
         bot=bot, chat_id=chat_id, repos=repos, user=user, jobs=jobs, i18n=i18n,
         params=params, kind=mode, model=model, note=note,

@@ -84,8 +84,9 @@ async def variations_of_result(
         await query.answer(i18n.get("original-missing"), show_alert=True)
         return
     await query.answer()
-    photo = InputPhoto(file_ids[0], int(job.params["width"]), int(job.params["height"]))
-    await _submit(job.chat_id, photo, bot, i18n, user, repos, jobs, max_image_side)
+    from handlers.results import variations_of  # the same as 🎲 1 under an album
+
+    await variations_of(job, 1, bot, i18n, user, repos, jobs, max_image_side)
 
 
 async def variations_of_sent_photo(

@@ -123,13 +123,15 @@ async def test_variations_command_and_button(harness):
     )
     assert (request.prompt, request.weights) == ("", [])
     [album] = harness.session.of(SendMediaGroup)
-    assert ("🎲 Variations", f"res:variations:{job.id}") in last_buttons(harness)
+    assert [("🎲 1", f"img:variations:{job.id}:1"), ("🎲 2", f"img:variations:{job.id}:2")] == [
+        b for b in last_buttons(harness) if b[0].startswith("🎲")
+    ]
 
-    # The button under the result: variations of the delivered picture, by its stored file id.
-    delivered = job.result_file_ids[0]
-    with open(harness.app.settings.results_dir / str(job.id) / "0.png", "rb") as f:
+    # 🎲 2 under the album: variations of the second delivered picture, by its stored file id.
+    delivered = job.result_file_ids[1]
+    with open(harness.app.settings.results_dir / str(job.id) / "1.png", "rb") as f:
         harness.session.files[delivered] = f.read()  # what Telegram would serve for that file id
-    await harness.feed(callback_update(f"res:variations:{job.id}"))
+    await harness.feed(callback_update(f"img:variations:{job.id}:2"))
     jobs = await harness.wait_jobs_settled()
     assert [j.status for j in jobs] == ["done", "done"]
     second = harness.backend.calls[1]
@@ -148,7 +150,9 @@ async def test_variations_button_under_a_text_to_image_result(harness):
         harness.session.files[job.result_file_ids[0]] = f.read()
     await harness.feed(callback_update(f"res:variations:{job.id}"))
     jobs = await harness.wait_jobs_settled()
-    assert jobs[1].kind == "variations" and jobs[1].status == "done"
+    # The picture's own model (Kandinsky 3.1) redraws it lightly with its prompt: not Kandinsky 2.2.
+    assert jobs[1].kind == "img2img" and jobs[1].model == "kandinsky-3.1" and jobs[1].status == "done"
+    assert harness.backend.calls[1].prompt == "a lighthouse" and harness.backend.calls[1].strength == 0.3
     assert harness.backend.calls[1].images[0].size == (256, 256)
     # Someone else's job: refused.
     await harness.feed(callback_update(f"res:variations:{job.id}", from_user=user(2002, first_name="Bob")))

@@ -153,3 +153,18 @@ cancel-done = Cancelled: { $queued } queued, { $running } running.
 cancel-nothing = You have nothing to cancel.
 cancel-flow = Left the current step.
 command-unknown = I don't know this command. /help lists what I can do.
+
+## Per-image buttons and remix (handlers.results)
+btn-remix = ✏️ Edit prompt
+btn-image-variations = 🎲 { $n }
+btn-image-original = 📄 { $n }
+btn-image-seed = 📌 { $n }
+result-album-legend = { $variations ->
+    [yes] 🎲 variations · 📄 original · 📌 reuse the seed — of image 1, 2, …
+   *[no] 📄 original · 📌 reuse the seed — of image 1, 2, …
+}
+remix-ask = ✏️ Send the new prompt: I'll draw it with the same model, settings and seed { $seed }. /cancel to leave it.
+remix-expired = That result is gone; send a new prompt instead.
+variations-caption = Variations of image { $n }
+variations-note-style = Variations come from Kandinsky 2.2's picture embedding, so your style is not used for them.
+variations-note-model = Variations of this picture run on { $model }: the picture's own model cannot draw them.

@@ -14,7 +14,7 @@ MAX_IMAGES_PER_REQUEST = 4
 
 
 class SettingsCb(CallbackData, prefix="set"):
-    section: str  # menu | model | ratio | style | neg | beautify | count | seed | close
+    section: str  # menu | model | ratio | style | neg | beautify | count | seed | lang | close
     value: str = ""  # empty: open the section; otherwise: set it (ratios as "16x9": ":" separates fields)
 
 
@@ -82,6 +82,7 @@ def settings_menu(t: Translator, locale: str, settings: UserSettings) -> InlineK
         callback_data=SettingsCb(section="beautify", value="off" if settings.beautify else "on"),
     )
     builder.button(text=t("settings-count", locale), callback_data=SettingsCb(section="count"))
+    builder.button(text=t("settings-language", locale), callback_data=SettingsCb(section="lang"))
     if settings.fixed_seed is not None:
         builder.button(text=t("settings-seed-clear", locale), callback_data=SettingsCb(section="seed", value="clear"))
     builder.button(text=t("settings-close", locale), callback_data=SettingsCb(section="close"))
@@ -119,6 +120,11 @@ def settings_section(t: Translator, locale: str, section: str, settings: UserSet
                 callback_data=SettingsCb(section="count", value=str(count)),
             )
         builder.adjust(4)
+    elif section == "lang":
+        names = {"en": "🇬🇧 English", "ru": "🇷🇺 Русский"}
+        for code in LOCALES:
+            builder.button(text=_mark(names[code], locale == code), callback_data=SettingsCb(section="lang", value=code))
+        builder.adjust(2)
     elif section == "neg":
         builder.button(text=t("settings-negative-set", locale), callback_data=SettingsCb(section="neg", value="set"))
         if settings.negative_prompt:

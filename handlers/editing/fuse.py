@@ -68,9 +68,11 @@ async def add_photos(
     if first_is_album or len(collected) == MAX_FUSE_PHOTOS:
         await fuse_done(message, state, i18n, user, repos, jobs, max_image_side, bot)
         return
+    if len(collected) < MIN_FUSE_PHOTOS:  # no "Done" yet: the text does not mention it either
+        await message.answer(i18n.get("edit-fuse-got-more", count=len(collected), max=MAX_FUSE_PHOTOS))
+        return
     await message.answer(
-        i18n.get("edit-fuse-got", count=len(collected), max=MAX_FUSE_PHOTOS),
-        reply_markup=fuse_done_keyboard(i18n) if len(collected) >= MIN_FUSE_PHOTOS else None,
+        i18n.get("edit-fuse-got", count=len(collected), max=MAX_FUSE_PHOTOS), reply_markup=fuse_done_keyboard(i18n)
     )
 
 

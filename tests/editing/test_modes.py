@@ -61,11 +61,13 @@ async def test_fusion_one_by_one_then_done_with_weights_for_two(harness):
     await harness.feed(message_update("/fuse"))
     assert "step 1 of 2" in last_text(harness) and "Done" in last_text(harness)
     await harness.feed(photo_update("a", 512, 512))
-    assert "Photos: 1 of 4" in last_text(harness) and last_buttons(harness) == []
+    # No Done button yet, and no word about one: "press Done" comes with the button.
+    assert last_text(harness) == "🧬 Photos: 1 of 4. Send at least one more." and last_buttons(harness) == []
     await harness.feed(callback_update("edit:fuse_done:"))  # too early: one photo
     assert "at least 2 photos; I have 1" in last_text(harness)
     await harness.feed(photo_update("b", 600, 400))
-    assert "Photos: 2 of 4" in last_text(harness) and last_buttons(harness) == [("✅ Done", "edit:fuse_done:")]
+    assert "Photos: 2 of 4" in last_text(harness) and "“Done”" in last_text(harness)
+    assert last_buttons(harness) == [("✅ Done", "edit:fuse_done:")]
     await harness.feed(callback_update("edit:fuse_done:"))
     assert "step 2 of 2" in last_text(harness)
     assert [b[1] for b in last_buttons(harness)] == ["edit:fuse:25", "edit:fuse:50", "edit:fuse:75"]

@@ -168,3 +168,5 @@ remix-expired = That result is gone; send a new prompt instead.
 variations-caption = Variations of image { $n }
 variations-note-style = Variations come from Kandinsky 2.2's picture embedding, so your style is not used for them.
 variations-note-model = Variations of this picture run on { $model }: the picture's own model cannot draw them.
+settings-language = 🌐 Language
+settings-choose-lang = Choose the language:

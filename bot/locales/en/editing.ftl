@@ -57,6 +57,7 @@ edit-shapes-choose = { $step }
     Light keeps most of the photo, strong redraws more. A new text or photo replaces this one.
 edit-mix-choose = { $step }
     Text: <i>{ $prompt }</i>
+edit-fuse-got-more = 🧬 Photos: { $count } of { $max }. Send at least one more.
 edit-fuse-got = 🧬 Photos: { $count } of { $max }. Send more or press “Done”.
 edit-fuse-need-more = Fusion needs at least { $min } photos; I have { $count }. Send another one.
 edit-unexpected = I am waiting for something else here.

@@ -172,3 +172,5 @@ remix-expired = Этого результата больше нет; пришл�
 variations-caption = Вариации картинки { $n }
 variations-note-style = Вариации строятся по эмбеддингу картинки в Kandinsky 2.2, поэтому ваш стиль для них не используется.
 variations-note-model = Вариации этой картинки рисует { $model }: её собственная модель так не умеет.
+settings-language = 🌐 Язык
+settings-choose-lang = Выберите язык:

@@ -52,7 +52,7 @@ async def test_fusion_of_an_album_arriving_concurrently(harness):
     assert job.params["input_file_ids"] == ["a", "b", "c"]  # in the album's order
     assert [im.size for im in request.images] == [(256, 256), (256, 192), (256, 192)]
     texts = [m.text for m in harness.session.of(SendMessage)]
-    assert not any("text prompts only" in t for t in texts)  # no item fell through to the fallback
+    assert not any("I understand text and photos" in t for t in texts)  # no item fell through to the fallback
     assert harness.session.of(SendPhoto)[-1].caption.startswith("Fusion of 3 photos")
 
 

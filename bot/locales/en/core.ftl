@@ -35,7 +35,8 @@ prompt-too-long = That prompt is { $length ->
     [one] { $length } character
    *[other] { $length } characters
 } long; the limit is { $limit }. Please shorten it.
-input-unsupported = I understand text prompts only. Send me a description of the picture.
+input-unsupported = I understand text and photos: send me a description of a picture, or a photo with a caption to redraw it. /help lists everything.
+input-sticker = Nice sticker! I draw from words and photos, not stickers: send me a description of a picture, or a photo with a caption to redraw it. /help lists everything.
 input-edited = I don't follow edits: send the new prompt as a new message.
 callback-unknown = This button is no longer valid.
 callback-not-yours = This button is not yours.

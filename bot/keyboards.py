@@ -7,7 +7,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, KeyboardBu
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import LOCALES, Translator
-from generation.styles import ASPECT_RATIOS, MODELS, STYLES
+from generation.styles import ASPECT_RATIOS, EDIT_STRENGTHS, MODELS, STYLES
 from storage.models import UserSettings
 
 MAX_IMAGES_PER_REQUEST = 4
@@ -144,12 +144,32 @@ def cancel_job_keyboard(t: Translator, locale: str, job_id: int) -> InlineKeyboa
     return builder.as_markup()
 
 
+def redo_buttons(t: Translator, locale: str, job_id: int, strength: float | None, shapes: bool) -> list[InlineKeyboardButton]:
+    """Under a restyled photo: 🔅 Lighter / 🔆 Stronger (the neighbouring strengths) and 🧱 Keep the shapes."""
+    if strength is None:
+        return []
+    levels = sorted(EDIT_STRENGTHS.values())
+    out = []
+    if any(v < strength - 1e-6 for v in levels):
+        out.append(InlineKeyboardButton(text=t("btn-lighter", locale), callback_data=ResultCb(action="lighter", job_id=job_id).pack()))
+    if any(v > strength + 1e-6 for v in levels):
+        out.append(InlineKeyboardButton(text=t("btn-stronger", locale), callback_data=ResultCb(action="stronger", job_id=job_id).pack()))
+    if shapes:
+        out.append(InlineKeyboardButton(text=t("btn-keep-shapes", locale), callback_data=ResultCb(action="shapes", job_id=job_id).pack()))
+    return out
+
+
 def result_keyboard(
-    t: Translator, locale: str, job_id: int, variations: bool = False, plain: bool = False, remix: bool = False
+    t: Translator, locale: str, job_id: int, variations: bool = False, plain: bool = False, remix: bool = False,
+    strength: float | None = None, shapes: bool = False,
 ) -> InlineKeyboardMarkup:
     """``plain``: the job's prompt was beautified; offer it again in the user's own words.
-    ``remix``: "Edit prompt" (a new text with the same settings and seed)."""
+    ``remix``: "Edit prompt" (a new text with the same settings and seed). ``strength``: a restyle's,
+    for Lighter / Stronger; ``shapes``: offer the same restyle keeping the shapes."""
     builder = InlineKeyboardBuilder()
+    redo = redo_buttons(t, locale, job_id, strength, shapes)
+    if redo:
+        builder.row(*redo)
     builder.button(text=t("btn-again", locale), callback_data=ResultCb(action="again", job_id=job_id))
     if plain:
         builder.button(text=t("btn-plain", locale), callback_data=ResultCb(action="plain", job_id=job_id))
@@ -159,13 +179,17 @@ def result_keyboard(
         builder.button(text=t("btn-variations", locale), callback_data=ResultCb(action="variations", job_id=job_id))
     builder.button(text=t("btn-original", locale), callback_data=ResultCb(action="original", job_id=job_id))
     builder.button(text=t("btn-reuse-seed", locale), callback_data=ResultCb(action="seed", job_id=job_id))
+    if redo:  # the redo row stays a row of its own; the usual buttons two by two below it
+        rest = [b for row in builder.export()[1:] for b in row]
+        rows = [redo] + [rest[i : i + 2] for i in range(0, len(rest), 2)]
+        return InlineKeyboardMarkup(inline_keyboard=rows)
     builder.adjust(2)
     return builder.as_markup()
 
 
 def album_keyboard(
     t: Translator, locale: str, job_id: int, count: int, variations: bool = False, plain: bool = False,
-    remix: bool = False,
+    remix: bool = False, strength: float | None = None, shapes: bool = False,
 ) -> InlineKeyboardMarkup:
     """Under an album of ``count`` images: the job's own buttons, then a row per action with one
     button per image (🎲 1 … 🎲 4 variations, 📄 originals, 📌 seeds), like U1–U4 / V1–V4."""
@@ -174,6 +198,9 @@ def album_keyboard(
         rows[0].append(InlineKeyboardButton(text=t("btn-plain", locale), callback_data=ResultCb(action="plain", job_id=job_id).pack()))
     if remix:
         rows[0].append(InlineKeyboardButton(text=t("btn-remix", locale), callback_data=ResultCb(action="remix", job_id=job_id).pack()))
+    redo = redo_buttons(t, locale, job_id, strength, shapes)
+    if redo:
+        rows.append(redo)
     actions = (["variations"] if variations else []) + ["original", "seed"]
     for action in actions:
         rows.append([

@@ -182,7 +182,12 @@ class TelegramNotifier:
             raise FileNotFoundError(f"no stored images for job {job.id}")
         plain = bool(job.params.get("used_prompt"))
         remix = job.kind == "text2img"  # "Edit prompt": a new text, the same settings and seed
-        keyboard = result_keyboard(self.t, locale, job.id, variations=self.variations_enabled, plain=plain, remix=remix)
+        restyled = job.kind in ("img2img", "restyle_depth") and job.params.get("strength") is not None
+        strength = float(job.params["strength"]) if restyled else None
+        shapes = job.kind == "img2img"
+        keyboard = result_keyboard(
+            self.t, locale, job.id, variations=self.variations_enabled, plain=plain, remix=remix, strength=strength, shapes=shapes
+        )
         if len(paths) == 1:
             single_seed = int(job.params["seed"]) + int(paths[0].stem)
             message = await self._send_photo(job, paths[0], result_caption(self.t, job, locale, single_seed), keyboard)
@@ -209,7 +214,8 @@ class TelegramNotifier:
                     + "\n"
                     + self.t("result-album-legend", locale, variations="yes" if self.variations_enabled else "no"),
                     reply_markup=album_keyboard(
-                        self.t, locale, job.id, len(paths), variations=self.variations_enabled, plain=plain, remix=remix
+                        self.t, locale, job.id, len(paths), variations=self.variations_enabled, plain=plain, remix=remix,
+                        strength=strength, shapes=shapes,
                     ),
                 )
             except TelegramAPIError as exc:

@@ -49,6 +49,10 @@ ASPECT_RATIOS: tuple[str, ...] = ("1:1", "16:9", "9:16", "3:2", "2:3", "4:3", "3
 DEFAULT_ASPECT_RATIO = "1:1"
 BASE_SIDE = 1024
 
+# How far a restyle moves from the photo (img2img strength), by the names the buttons show.
+EDIT_STRENGTHS: dict[str, float] = {"light": 0.3, "medium": 0.5, "strong": 0.75}
+DEFAULT_EDIT_STRENGTH = "medium"
+
 MODELS: tuple[ModelId, ...] = (ModelId.K22, ModelId.K31, ModelId.K31_FLASH, ModelId.K31_REFINER)
 DEFAULT_MODEL = ModelId.K31
 

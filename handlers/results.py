@@ -21,7 +21,7 @@ from bot.keyboards import ImageCb, ResultCb, model_name
 from generation import inline_params
 from generation.backend import Mode
 from generation.jobs import JobService
-from generation.styles import DEFAULT_STYLE
+from generation.styles import DEFAULT_STYLE, EDIT_STRENGTHS
 from handlers.common import PromptError, own_job, submit_job, validate_prompt
 from handlers.editing.flow import STRENGTHS
 from handlers.editing.inputs import InputPhoto
@@ -124,6 +124,41 @@ async def image_variations(
     await variations_of(job, callback_data.index, bot, i18n, user, repos, jobs, max_image_side)
 
 
+async def redo_restyle(
+    query: CallbackQuery, callback_data: ResultCb, bot: Bot, i18n: I18nContext, user: User, repos: Repositories,
+    jobs: JobService,
+) -> None:
+    """🔅 Lighter / 🔆 Stronger: the same restyle at the neighbouring strength (remembered for the next
+    photo); 🧱 Keep the shapes: the same restyle with Kandinsky 2.2's depth ControlNet."""
+    job = await own_job(query, callback_data.job_id, user, repos, i18n)
+    if job is None:
+        return
+    current = job.params.get("strength")
+    if job.kind not in (Mode.IMG2IMG, Mode.RESTYLE_DEPTH) or current is None:
+        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+        return
+    kind, model, level = Mode(job.kind), job.model, None
+    levels = sorted(EDIT_STRENGTHS.items(), key=lambda item: item[1])
+    if callback_data.action == "lighter":
+        level = next((name for name, value in reversed(levels) if value < float(current) - 1e-6), None)
+    elif callback_data.action == "stronger":
+        level = next((name for name, value in levels if value > float(current) + 1e-6), None)
+    else:  # shapes
+        kind, model = Mode.RESTYLE_DEPTH, edit_model(Mode.RESTYLE_DEPTH, job.model)[0]
+        level = next((name for name, value in levels if abs(value - float(current)) < 1e-6), None)
+    if level is None:
+        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+        return
+    await query.answer()
+    user.settings.edit_strength = level
+    params = {k: v for k, v in job.params.items() if k not in _RUN_OUTPUTS}
+    params.update(strength=EDIT_STRENGTHS[level])
+    await submit_job(
+        bot=bot, chat_id=job.chat_id, repos=repos, user=user, jobs=jobs, i18n=i18n, params=params, kind=kind,
+        model=model, note=i18n.get("edit-note-strength", strength=i18n.get(f"edit-strength-{level}")),
+    )
+
+
 async def remix(
     query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, user: User, repos: Repositories, state: FSMContext
 ) -> None:
@@ -173,5 +208,6 @@ def create_router() -> Router:
     router.callback_query(ImageCb.filter(F.action == "seed"))(image_seed_button)
     router.callback_query(ImageCb.filter(F.action == "variations"))(image_variations)
     router.callback_query(ResultCb.filter(F.action == "remix"))(remix)
+    router.callback_query(ResultCb.filter(F.action.in_({"lighter", "stronger", "shapes"})))(redo_restyle)
     router.message(RemixFlow.text, F.text, ~F.text.startswith("/"))(remix_text)
     return router

@@ -19,6 +19,7 @@ from generation.backend import Mode
 from generation.jobs import JobService
 from handlers.common import PromptError, validate_prompt
 from handlers.editing.flow import (
+    DEFAULT_STRENGTH,
     STRENGTHS,
     EditCb,
     RestyleFlow,
@@ -54,12 +55,30 @@ async def take_photo(
     state: FSMContext,
     i18n: I18nContext,
     user: User,
+    bot: Bot,
+    repos: Repositories,
+    jobs: JobService,
+    max_image_side: int,
 ) -> None:
-    """A photo for the restyle: with a caption straight to the strength buttons, else ask for the text."""
+    """A photo for the restyle: with a caption it is restyled at once at the remembered strength
+    (🔅 Lighter / 🔆 Stronger / 🧱 Keep the shapes under the result redo it); else ask for the text."""
     await state.update_data(photo=photo.to_dict())
     await state.set_state(RestyleFlow.text)  # a caption that is no usable prompt leaves us asking for one
     if caption:
-        await take_text(message, caption, state, i18n, user)
+        try:
+            prompt = validate_prompt(caption)
+        except PromptError as exc:
+            await message.answer(i18n.get(exc.code, **exc.kwargs))
+            return
+        shapes = bool((await state.get_data()).get("shapes"))
+        await finish_flow(state)
+        level = user.settings.edit_strength if user.settings.edit_strength in STRENGTHS else DEFAULT_STRENGTH
+        await submit_edit(
+            bot=bot, chat_id=message.chat.id, repos=repos, user=user, jobs=jobs, i18n=i18n, max_side=max_image_side,
+            mode=Mode.RESTYLE_DEPTH if shapes else Mode.IMG2IMG, photos=[photo], prompt=prompt,
+            strength=strength_value(level),
+            note=i18n.get("edit-note-strength", strength=i18n.get(f"edit-strength-{level}")),
+        )
         return
     data = await state.get_data()
     # A photo alone may also be meant for variations: one button for that, instead of a text.
@@ -92,6 +111,8 @@ async def restyle_photo(
     state: FSMContext,
     i18n: I18nContext,
     user: User,
+    repos: Repositories,
+    jobs: JobService,
     max_image_side: int,
     album: list[Message] | None = None,
 ) -> None:
@@ -100,7 +121,7 @@ async def restyle_photo(
     photos = await accept_inputs(messages, bot, i18n, max_image_side, at_most=1)
     if photos is None:
         return
-    await take_photo(message, photos[0], caption_of(messages), state, i18n, user)
+    await take_photo(message, photos[0], caption_of(messages), state, i18n, user, bot, repos, jobs, max_image_side)
 
 
 async def restyle_text(message: Message, state: FSMContext, i18n: I18nContext, user: User) -> None:

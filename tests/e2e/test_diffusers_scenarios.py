@@ -65,9 +65,7 @@ async def test_four_images_of_the_default_model_come_as_one_album(world: World) 
 
 async def test_a_photo_with_a_caption_is_restyled_by_the_pipeline(world: World) -> None:
     user = world.user()
-    await user.send_photo(photo("coffee"), caption="a pencil drawing")  # 600x400
-    choice = await user.wait_for(has_text("a pencil drawing"), WAIT)
-    await user.press(choice, "Strong")
+    await user.send_photo(photo("coffee"), caption="a pencil drawing")  # 600x400, restyled at once
     result = await user.wait_for(is_photo, LOAD_WAIT)
     assert result["caption"].startswith("a pencil drawing")
     width, height = largest(result)

@@ -94,3 +94,7 @@ edit-caption-variations = Variations
 edit-note-img2img-fallback = Your model (Flash) cannot redraw photos, so Kandinsky 3.1 does it.
 job-error-input_missing = ❌ I could not download the photo of this request any more. Please send it again.
 job-error-input_invalid = ❌ The photo of this request can no longer be read. Please send it again.
+btn-lighter = 🔅 Lighter
+btn-stronger = 🔆 Stronger
+btn-keep-shapes = 🧱 Keep the shapes
+edit-note-strength = Strength: { $strength } (remembered). 🔅 Lighter and 🔆 Stronger under the result redo it.

@@ -94,3 +94,7 @@ edit-caption-variations = Вариации
 edit-note-img2img-fallback = Ваша модель (Flash) не умеет перерисовывать фото, поэтому это сделает Kandinsky 3.1.
 job-error-input_missing = ❌ Не удалось снова скачать фото этого запроса. Пришлите его ещё раз.
 job-error-input_invalid = ❌ Фото этого запроса больше не читается. Пришлите его ещё раз.
+btn-lighter = 🔅 Слабее
+btn-stronger = 🔆 Сильнее
+btn-keep-shapes = 🧱 Сохранить формы
+edit-note-strength = Сила: { $strength } (запомнена). 🔅 Слабее и 🔆 Сильнее под результатом переделают.

@@ -113,19 +113,27 @@ class TelegramNotifier:
         except TelegramAPIError as exc:  # "message is not modified", deleted, throttled: never fatal
             log.debug("status edit for job %s dropped: %s", job.id, exc)
 
+    @staticmethod
+    def _noted(job: Job, text: str) -> str:
+        """An in-progress status with the job's notes (the Flash negative-prompt note, a model
+        fallback, the remembered strength) kept under it, so that they stay readable."""
+        note = (job.params or {}).get("status_note")
+        return f"{text}\n{note}" if note else text
+
     async def started(self, ctx: JobContext) -> None:
-        await self.edit_status(ctx.job, self.t("job-starting", ctx.locale), self._cancel_markup(ctx))
+        await self.edit_status(ctx.job, self._noted(ctx.job, self.t("job-starting", ctx.locale)), self._cancel_markup(ctx))
 
     async def progress(self, ctx: JobContext, step: int, total: int) -> None:
         text = self.t("job-progress", ctx.locale, step=step, total=total, bar=progress_bar(step, total))
-        await self.edit_status(ctx.job, text, self._cancel_markup(ctx), throttle=True)
+        await self.edit_status(ctx.job, self._noted(ctx.job, text), self._cancel_markup(ctx), throttle=True)
 
     async def face_stage(self, ctx: JobContext, stage: str) -> None:
         """A face-swap job's stage: describing, drawing, swapping, restoring."""
-        await self.edit_status(ctx.job, self.t(f"face-stage-{stage}", ctx.locale), self._cancel_markup(ctx))
+        text = self._noted(ctx.job, self.t(f"face-stage-{stage}", ctx.locale))
+        await self.edit_status(ctx.job, text, self._cancel_markup(ctx))
 
     async def queued(self, job: Job, locale: str, position: int) -> None:
-        text = self.t("job-queued", locale, position=position)
+        text = self._noted(job, self.t("job-queued", locale, position=position))
         await self.edit_status(job, text, cancel_job_keyboard(self.t, locale, job.id), throttle=True)
 
     def _cancel_markup(self, ctx: JobContext) -> InlineKeyboardMarkup:
@@ -151,7 +159,7 @@ class TelegramNotifier:
             self._last_text.pop((job.chat_id, job.status_message_id), None)
 
     async def beautifying(self, ctx: JobContext) -> None:
-        await self.edit_status(ctx.job, self.t("job-beautifying", ctx.locale), self._cancel_markup(ctx))
+        await self.edit_status(ctx.job, self._noted(ctx.job, self.t("job-beautifying", ctx.locale)), self._cancel_markup(ctx))
 
     async def censored(self, ctx: JobContext, previews: list[Path], upload: bool = False) -> None:
         """The notice instead of the pictures; with a blurred preview (under a spoiler) when there is one."""

@@ -64,12 +64,18 @@ async def submit_job(
     ``note``: an extra line for the status message (e.g. which model an edit falls back to).
     """
 
+    notes = [note] if note else []
+    if (model or user.settings.model) == ModelId.K31_FLASH and params.get("negative_prompt"):
+        notes.append(i18n.get("job-flash-no-negative"))
+    # Kept on the job: every later status (queued, generating, progress) shows them too (bot.notifier).
+    params = {k: v for k, v in params.items() if k != "status_note"}
+    if notes:
+        params["status_note"] = "\n".join(notes)
+
     async def announce(job: Job, position: int) -> int:
         text = i18n.get("job-queued", position=position)
-        if note:
-            text += "\n" + note
-        if job.model == ModelId.K31_FLASH and params.get("negative_prompt"):
-            text += "\n" + i18n.get("job-flash-no-negative")
+        if notes:
+            text += "\n" + "\n".join(notes)
         message = await bot.send_message(
             chat_id, text, reply_markup=cancel_job_keyboard(translator(), i18n.locale, job.id)
         )

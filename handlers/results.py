@@ -31,7 +31,7 @@ from storage.repositories import Repositories
 
 VARIATION_STRENGTH = STRENGTHS["light"]  # close to the picture: its composition stays
 # What a remix does not carry over from the old job: what the worker wrote about the old prompt.
-_RUN_OUTPUTS = ("used_prompt", "beautify_outcome", "display_prompt", "censored", "inline")
+_RUN_OUTPUTS = ("used_prompt", "beautify_outcome", "display_prompt", "censored", "inline", "status_note")
 
 
 class RemixFlow(StatesGroup):

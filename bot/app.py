@@ -35,6 +35,7 @@ from generation.queue import EmbeddedQueue, JobQueue
 from generation.runner import JobRunner
 from handlers import build_root_router
 from storage.db import create_engine, create_sessionmaker
+from storage.estimates import average_run_seconds, wait_estimate
 from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,9 @@ def build_app(
         await set_commands(bot)
         await show_admin_menus(bot, db, frozenset(settings.admin_ids), COMMANDS)
         await queue.start()
+        # Jobs recovered from before a restart: their status messages say where they are now,
+        # instead of showing the last step of the previous process.
+        await refresh_queue_positions(db, notifier)
         await broadcaster.start()  # resumes a broadcast a restart interrupted
 
     async def on_shutdown() -> None:
@@ -236,9 +240,13 @@ async def refresh_queue_positions(db: Database, notifier: TelegramNotifier) -> N
     """After a job starts, the jobs behind it move up: edit their status messages (best effort)."""
     async with db.session() as session:
         repos = Repositories(session)
+        averages: dict[str, float | None] = {}
         for position, job in enumerate(await repos.jobs.queued(limit=50), start=1):
             user = await repos.users.get(job.user_id)
-            await notifier.queued(job, user.language if user else "en", position)
+            if job.model not in averages:
+                averages[job.model] = await average_run_seconds(session, job.model)
+            eta = wait_estimate(position, averages[job.model])
+            await notifier.queued(job, user.language if user else "en", position, eta)
 
 
 async def set_commands(bot: Bot) -> None:

@@ -32,6 +32,17 @@ def progress_bar(step: int, total: int) -> str:
     return "▓" * filled + "░" * (BAR_WIDTH - filled)
 
 
+def queued_text(t: Translator, locale: str, position: int, eta: int | None) -> str:
+    """"Queued, position N", with the estimated wait when the model has finished jobs to go by."""
+    if eta is None:
+        return t("job-queued", locale, position=position)
+    if eta < 90:
+        when = t("eta-seconds", locale, n=max(5, round(eta / 5) * 5))
+    else:
+        when = t("eta-minutes", locale, n=round(eta / 60))
+    return t("job-queued-eta", locale, position=position, eta=when)
+
+
 def _shorten(text: str, room: int) -> str:
     return text if len(text) <= room else text[: max(room - 1, 0)] + "…"
 
@@ -132,8 +143,8 @@ class TelegramNotifier:
         text = self._noted(ctx.job, self.t(f"face-stage-{stage}", ctx.locale))
         await self.edit_status(ctx.job, text, self._cancel_markup(ctx))
 
-    async def queued(self, job: Job, locale: str, position: int) -> None:
-        text = self._noted(job, self.t("job-queued", locale, position=position))
+    async def queued(self, job: Job, locale: str, position: int, eta: int | None = None) -> None:
+        text = self._noted(job, queued_text(self.t, locale, position, eta))
         await self.edit_status(job, text, cancel_job_keyboard(self.t, locale, job.id), throttle=True)
 
     def _cancel_markup(self, ctx: JobContext) -> InlineKeyboardMarkup:

@@ -11,9 +11,11 @@ from aiogram.utils.magic_filter import MagicFilter
 from aiogram_i18n import I18nContext
 
 from bot.i18n import translator
+from bot.notifier import queued_text
 from bot.keyboards import cancel_job_keyboard
 from generation.backend import Mode, ModelId
 from generation.jobs import MAX_PROMPT_LENGTH, AdmissionError, JobService
+from storage.estimates import average_run_seconds, wait_estimate
 from storage.models import Job, User
 from storage.repositories import Repositories
 
@@ -73,7 +75,8 @@ async def submit_job(
         params["status_note"] = "\n".join(notes)
 
     async def announce(job: Job, position: int) -> int:
-        text = i18n.get("job-queued", position=position)
+        eta = wait_estimate(position, await average_run_seconds(repos.session, job.model))
+        text = queued_text(translator(), i18n.locale, position, eta)
         if notes:
             text += "\n" + "\n".join(notes)
         message = await bot.send_message(

@@ -114,6 +114,15 @@ style-PICASSO = Picasso
 
 ## Jobs
 job-queued = ⏳ Queued, position { $position }.
+job-queued-eta = ⏳ Queued, position { $position }: ready in about { $eta }.
+eta-seconds = { $n ->
+    [one] { $n } second
+   *[other] { $n } seconds
+}
+eta-minutes = { $n ->
+    [one] { $n } minute
+   *[other] { $n } minutes
+}
 job-starting = 🎨 Generating…
 job-progress = 🎨 Generating: step { $step }/{ $total }
     { $bar }

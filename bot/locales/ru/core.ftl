@@ -116,6 +116,17 @@ style-PICASSO = Пикассо
 
 ## Jobs
 job-queued = ⏳ В очереди, место { $position }.
+job-queued-eta = ⏳ В очереди, место { $position }: будет готово примерно через { $eta }.
+eta-seconds = { $n ->
+    [one] { $n } секунду
+    [few] { $n } секунды
+   *[many] { $n } секунд
+}
+eta-minutes = { $n ->
+    [one] { $n } минуту
+    [few] { $n } минуты
+   *[many] { $n } минут
+}
 job-starting = 🎨 Рисую…
 job-progress = 🎨 Рисую: шаг { $step }/{ $total }
     { $bar }

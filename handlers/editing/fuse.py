@@ -31,7 +31,8 @@ from handlers.editing.flow import (
     start_flow,
     step_text,
 )
-from handlers.editing.inputs import InputPhoto, accept_inputs, has_media, rejection_text
+from handlers.common import PromptError, validate_prompt
+from handlers.editing.inputs import InputPhoto, accept_inputs, caption_of, has_media, rejection_text
 from handlers.editing.submit import submit_edit
 from storage.models import User
 from storage.repositories import Repositories
@@ -59,12 +60,21 @@ async def add_photos(
     if len(collected) + len(messages) > MAX_FUSE_PHOTOS:
         await message.answer(rejection_text(i18n, "too_many"))
         return
+    caption = caption_of(messages)
+    if caption:  # an album's caption is the fusion's text (validated like any prompt)
+        try:
+            caption = validate_prompt(caption)
+        except PromptError as exc:
+            await message.answer(i18n.get(exc.code, **exc.kwargs))
+            return
     photos = await accept_inputs(messages, bot, i18n, max_image_side)
     if photos is None:
         return
     first_is_album = not collected and len(photos) >= MIN_FUSE_PHOTOS
     collected += photos
     await state.update_data(photos=[p.to_dict() for p in collected])
+    if caption:
+        await state.update_data(prompt=caption)
     if first_is_album or len(collected) == MAX_FUSE_PHOTOS:
         await fuse_done(message, state, i18n, user, repos, jobs, max_image_side, bot)
         return
@@ -97,8 +107,11 @@ async def fuse_done(
             reply_markup=pair_weight_keyboard(i18n, "fuse"),
         )
         return
+    prompt = (await state.get_data()).get("prompt") or ""
     await finish_flow(state)
-    await _submit(message.chat.id, photos, [1.0] * len(photos), bot, i18n, user, repos, jobs, max_image_side)
+    await _submit(
+        message.chat.id, photos, [1.0] * len(photos), bot, i18n, user, repos, jobs, max_image_side, prompt=prompt
+    )
 
 
 async def _submit(
@@ -111,8 +124,16 @@ async def _submit(
     repos: Repositories,
     jobs: JobService,
     max_image_side: int,
+    prompt: str = "",
 ) -> None:
+    """``prompt``: an album's caption, fused in as one more part, as much as one photo on average."""
     total = sum(weights)
+    weights = [w / total for w in weights]
+    display = i18n.get("edit-caption-fuse", count=len(photos))
+    if prompt:
+        n = len(photos)
+        weights = [w * n / (n + 1) for w in weights] + [1.0 / (n + 1)]
+        display = i18n.get("edit-caption-fuse-text", count=len(photos), prompt=prompt)
     await submit_edit(
         bot=bot,
         chat_id=chat_id,
@@ -123,8 +144,9 @@ async def _submit(
         max_side=max_image_side,
         mode=Mode.FUSE,
         photos=photos,
-        weights=[w / total for w in weights],
-        display_prompt=i18n.get("edit-caption-fuse", count=len(photos)),
+        prompt=prompt,
+        weights=weights,
+        display_prompt=display,
     )
 
 
@@ -186,10 +208,14 @@ async def fuse_weight(
     first = await chosen_weight(query, callback_data.value, PAIR_WEIGHTS, i18n)
     if first is None or not isinstance(query.message, Message):
         return
-    photos = [InputPhoto.from_dict(p) for p in (await state.get_data())["photos"]]
+    data = await state.get_data()
+    photos = [InputPhoto.from_dict(p) for p in data["photos"]]
     await query.answer()
     await finish_flow(state, query.message)
-    await _submit(query.message.chat.id, photos, [first, 1.0 - first], bot, i18n, user, repos, jobs, max_image_side)
+    await _submit(
+        query.message.chat.id, photos, [first, 1.0 - first], bot, i18n, user, repos, jobs, max_image_side,
+        prompt=data.get("prompt") or "",
+    )
 
 
 def create_router() -> Router:

@@ -173,3 +173,30 @@ async def test_the_users_style_applies_to_text_modes_only(harness):
     assert restyle.prompt == "a samurai, in anime style, detailed anime illustration"
     assert fusion.prompt == "" and jobs[1].params["style"] == "DEFAULT"
     assert fusion.weights == pytest.approx([0.5, 0.5])
+
+
+async def test_an_albums_caption_is_the_fusions_text(harness):
+    put(harness, a="astronaut", b="coffee", c="chelsea")
+    album = [
+        photo_update("a", 512, 512, media_group_id="cap-1", caption="a sunset over the sea"),
+        photo_update("b", 600, 400, media_group_id="cap-1"),
+        photo_update("c", 451, 300, media_group_id="cap-1"),
+    ]
+    await feed_album(harness, album)
+    [job] = await harness.wait_jobs_settled()
+    [request] = harness.backend.calls
+    assert (request.mode, request.prompt) == (Mode.FUSE, "a sunset over the sea")
+    assert request.weights == pytest.approx([0.25, 0.25, 0.25, 0.25])  # three photos, then the text
+    caption = harness.session.of(SendPhoto)[-1].caption
+    assert caption.startswith("Fusion of 3 photos and “a sunset over the sea”")
+
+    # Two photos and a caption: the pair's weight question, the text fused in as a third part.
+    put(harness, d="astronaut", e="coffee")
+    await feed_album(harness, [
+        photo_update("d", 512, 512, media_group_id="cap-2", caption="a storm"),
+        photo_update("e", 512, 512, media_group_id="cap-2"),
+    ])
+    await harness.feed(callback_update("edit:fuse:75"))
+    await harness.wait_jobs_settled()
+    request = harness.backend.calls[-1]
+    assert request.prompt == "a storm" and request.weights == pytest.approx([0.5, 1 / 6, 1 / 3])

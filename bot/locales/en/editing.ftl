@@ -98,3 +98,4 @@ btn-lighter = 🔅 Lighter
 btn-stronger = 🔆 Stronger
 btn-keep-shapes = 🧱 Keep the shapes
 edit-note-strength = Strength: { $strength } (remembered). 🔅 Lighter and 🔆 Stronger under the result redo it.
+edit-caption-fuse-text = Fusion of { $count } photos and “{ $prompt }”

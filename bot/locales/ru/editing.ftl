@@ -98,3 +98,4 @@ btn-lighter = 🔅 Слабее
 btn-stronger = 🔆 Сильнее
 btn-keep-shapes = 🧱 Сохранить формы
 edit-note-strength = Сила: { $strength } (запомнена). 🔅 Слабее и 🔆 Сильнее под результатом переделают.
+edit-caption-fuse-text = Смешивание { $count } фото и «{ $prompt }»

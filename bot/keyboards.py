@@ -159,15 +159,31 @@ def redo_buttons(t: Translator, locale: str, job_id: int, strength: float | None
     return out
 
 
+PAIR_PERCENTS = (25, 50, 75)  # the weight buttons of /mix and of a fusion of two (handlers.editing.flow)
+
+
+def weight_buttons(t: Translator, locale: str, job_id: int, kind: str, first_percent: int | None) -> list[InlineKeyboardButton]:
+    """Under a mix or a fusion of two: more of the photo / of the text (of photo 1 / photo 2)."""
+    if first_percent is None:
+        return []
+    names = ("btn-more-photo", "btn-more-text") if kind == "mix" else ("btn-more-first", "btn-more-second")
+    out = []
+    if first_percent < max(PAIR_PERCENTS):
+        out.append(InlineKeyboardButton(text=t(names[0], locale), callback_data=ResultCb(action="wmore", job_id=job_id).pack()))
+    if first_percent > min(PAIR_PERCENTS):
+        out.append(InlineKeyboardButton(text=t(names[1], locale), callback_data=ResultCb(action="wless", job_id=job_id).pack()))
+    return out
+
+
 def result_keyboard(
     t: Translator, locale: str, job_id: int, variations: bool = False, plain: bool = False, remix: bool = False,
-    strength: float | None = None, shapes: bool = False,
+    strength: float | None = None, shapes: bool = False, weights: list[InlineKeyboardButton] | None = None,
 ) -> InlineKeyboardMarkup:
     """``plain``: the job's prompt was beautified; offer it again in the user's own words.
     ``remix``: "Edit prompt" (a new text with the same settings and seed). ``strength``: a restyle's,
     for Lighter / Stronger; ``shapes``: offer the same restyle keeping the shapes."""
     builder = InlineKeyboardBuilder()
-    redo = redo_buttons(t, locale, job_id, strength, shapes)
+    redo = redo_buttons(t, locale, job_id, strength, shapes) + list(weights or [])
     if redo:
         builder.row(*redo)
     builder.button(text=t("btn-again", locale), callback_data=ResultCb(action="again", job_id=job_id))
@@ -190,6 +206,7 @@ def result_keyboard(
 def album_keyboard(
     t: Translator, locale: str, job_id: int, count: int, variations: bool = False, plain: bool = False,
     remix: bool = False, strength: float | None = None, shapes: bool = False,
+    weights: list[InlineKeyboardButton] | None = None,
 ) -> InlineKeyboardMarkup:
     """Under an album of ``count`` images: the job's own buttons, then a row per action with one
     button per image (🎲 1 … 🎲 4 variations, 📄 originals, 📌 seeds), like U1–U4 / V1–V4."""
@@ -198,7 +215,7 @@ def album_keyboard(
         rows[0].append(InlineKeyboardButton(text=t("btn-plain", locale), callback_data=ResultCb(action="plain", job_id=job_id).pack()))
     if remix:
         rows[0].append(InlineKeyboardButton(text=t("btn-remix", locale), callback_data=ResultCb(action="remix", job_id=job_id).pack()))
-    redo = redo_buttons(t, locale, job_id, strength, shapes)
+    redo = redo_buttons(t, locale, job_id, strength, shapes) + list(weights or [])
     if redo:
         rows.append(redo)
     actions = (["variations"] if variations else []) + ["original", "seed"]

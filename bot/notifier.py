@@ -14,7 +14,15 @@ from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaPhoto, Me
 
 from bot.best_effort import best_effort
 from bot.i18n import Translator
-from bot.keyboards import again_keyboard, album_keyboard, cancel_job_keyboard, model_name, result_keyboard, style_name
+from bot.keyboards import (
+    again_keyboard,
+    album_keyboard,
+    cancel_job_keyboard,
+    model_name,
+    result_keyboard,
+    style_name,
+    weight_buttons,
+)
 from bot.retry import BestEffortChatActionSender
 from generation.runner import JobContext
 from storage.models import Job
@@ -30,6 +38,17 @@ BAR_WIDTH = 10
 def progress_bar(step: int, total: int) -> str:
     filled = round(BAR_WIDTH * step / max(total, 1))
     return "▓" * filled + "░" * (BAR_WIDTH - filled)
+
+
+def first_weight_percent(job: Job) -> int | None:
+    """A mix's photo share, or the first photo's share of a fusion of two (its caption's part aside)."""
+    weights = (job.params or {}).get("weights") or []
+    photos = len((job.params or {}).get("input_file_ids") or [])
+    if job.kind == "mix" and len(weights) == 2:
+        return round(100 * weights[0] / (weights[0] + weights[1]))
+    if job.kind == "fuse" and photos == 2 and len(weights) >= 2 and weights[0] + weights[1] > 0:
+        return round(100 * weights[0] / (weights[0] + weights[1]))
+    return None
 
 
 def queued_text(t: Translator, locale: str, position: int, eta: int | None) -> str:
@@ -204,8 +223,10 @@ class TelegramNotifier:
         restyled = job.kind in ("img2img", "restyle_depth") and job.params.get("strength") is not None
         strength = float(job.params["strength"]) if restyled else None
         shapes = job.kind == "img2img"
+        weights = weight_buttons(self.t, locale, job.id, job.kind, first_weight_percent(job))
         keyboard = result_keyboard(
-            self.t, locale, job.id, variations=self.variations_enabled, plain=plain, remix=remix, strength=strength, shapes=shapes
+            self.t, locale, job.id, variations=self.variations_enabled, plain=plain, remix=remix, strength=strength,
+            shapes=shapes, weights=weights,
         )
         if len(paths) == 1:
             single_seed = int(job.params["seed"]) + int(paths[0].stem)
@@ -234,7 +255,7 @@ class TelegramNotifier:
                     + self.t("result-album-legend", locale, variations="yes" if self.variations_enabled else "no"),
                     reply_markup=album_keyboard(
                         self.t, locale, job.id, len(paths), variations=self.variations_enabled, plain=plain, remix=remix,
-                        strength=strength, shapes=shapes,
+                        strength=strength, shapes=shapes, weights=weights,
                     ),
                 )
             except TelegramAPIError as exc:

@@ -23,7 +23,7 @@ from generation.backend import Mode
 from generation.jobs import JobService
 from generation.styles import DEFAULT_STYLE, EDIT_STRENGTHS
 from handlers.common import PromptError, own_job, submit_job, validate_prompt
-from handlers.editing.flow import STRENGTHS
+from handlers.editing.flow import PAIR_WEIGHTS, STRENGTHS
 from handlers.editing.inputs import InputPhoto
 from handlers.editing.submit import edit_model, edit_params, submit_edit
 from storage.models import Job, User
@@ -159,6 +159,44 @@ async def redo_restyle(
     )
 
 
+async def redo_weights(
+    query: CallbackQuery, callback_data: ResultCb, bot: Bot, i18n: I18nContext, user: User, repos: Repositories,
+    jobs: JobService,
+) -> None:
+    """More of the photo / the text (a mix), of photo 1 / photo 2 (a fusion of two): the same inputs
+    and seed at the neighbouring weight, remembered for the next /mix or fusion."""
+    from bot.notifier import first_weight_percent
+
+    job = await own_job(query, callback_data.job_id, user, repos, i18n)
+    if job is None:
+        return
+    current = first_weight_percent(job)
+    steps = sorted(PAIR_WEIGHTS)
+    new = None
+    if current is not None and callback_data.action == "wmore":
+        new = next((p for p in steps if p > current), None)
+    elif current is not None:
+        new = next((p for p in reversed(steps) if p < current), None)
+    if new is None:
+        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+        return
+    await query.answer()
+    old = list(job.params["weights"])
+    pair = old[0] + old[1]
+    weights = [pair * new / 100, pair * (100 - new) / 100] + old[2:]  # a caption's share stays
+    if job.kind == Mode.MIX:
+        user.settings.mix_weight = new
+    else:
+        user.settings.fuse_weight = new
+    params = {k: v for k, v in job.params.items() if k not in _RUN_OUTPUTS or k == "display_prompt"}
+    params.pop("status_note", None)
+    params.update(weights=weights)
+    await submit_job(
+        bot=bot, chat_id=job.chat_id, repos=repos, user=user, jobs=jobs, i18n=i18n, params=params, kind=Mode(job.kind),
+        model=job.model,
+    )
+
+
 async def remix(
     query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, user: User, repos: Repositories, state: FSMContext
 ) -> None:
@@ -209,5 +247,6 @@ def create_router() -> Router:
     router.callback_query(ImageCb.filter(F.action == "variations"))(image_variations)
     router.callback_query(ResultCb.filter(F.action == "remix"))(remix)
     router.callback_query(ResultCb.filter(F.action.in_({"lighter", "stronger", "shapes"})))(redo_restyle)
+    router.callback_query(ResultCb.filter(F.action.in_({"wmore", "wless"})))(redo_weights)
     router.message(RemixFlow.text, F.text, ~F.text.startswith("/"))(remix_text)
     return router

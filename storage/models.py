@@ -62,6 +62,10 @@ class UserSettings(Base):
     fixed_seed: Mapped[int | None] = mapped_column(BigInteger)  # "Reuse seed": every next image uses it
     # Image editing: how far a restyle moves from the photo (light | medium | strong), remembered.
     edit_strength: Mapped[str] = mapped_column(String(8), default="medium", server_default="medium")
+    # The last answers to /mix's and /fuse's last question (percent of the photo / of the first photo);
+    # None until the user chose once: then that question is skipped.
+    mix_weight: Mapped[int | None] = mapped_column(Integer)
+    fuse_weight: Mapped[int | None] = mapped_column(Integer)
 
     user: Mapped[User] = relationship(back_populates="settings")
 

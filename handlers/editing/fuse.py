@@ -100,6 +100,16 @@ async def fuse_done(
     if len(photos) < MIN_FUSE_PHOTOS:
         await message.answer(i18n.get("edit-fuse-need-more", count=len(photos), min=MIN_FUSE_PHOTOS))
         return
+    if len(photos) == 2 and user.settings.fuse_weight in PAIR_WEIGHTS:  # answered before: not asked again
+        prompt = (await state.get_data()).get("prompt") or ""
+        await finish_flow(state)
+        first = user.settings.fuse_weight / 100
+        note = i18n.get("edit-note-fuse-remembered", first=user.settings.fuse_weight, second=100 - user.settings.fuse_weight)
+        await _submit(
+            message.chat.id, photos, [first, 1.0 - first], bot, i18n, user, repos, jobs, max_image_side, prompt=prompt,
+            note=note,
+        )
+        return
     if len(photos) == 2:
         await state.set_state(FuseFlow.weight)
         await message.answer(
@@ -125,6 +135,7 @@ async def _submit(
     jobs: JobService,
     max_image_side: int,
     prompt: str = "",
+    note: str | None = None,
 ) -> None:
     """``prompt``: an album's caption, fused in as one more part, as much as one photo on average."""
     total = sum(weights)
@@ -147,6 +158,7 @@ async def _submit(
         prompt=prompt,
         weights=weights,
         display_prompt=display,
+        note=note,
     )
 
 
@@ -210,6 +222,7 @@ async def fuse_weight(
         return
     data = await state.get_data()
     photos = [InputPhoto.from_dict(p) for p in data["photos"]]
+    user.settings.fuse_weight = round(first * 100)  # remembered: the next fusion of two does not ask
     await query.answer()
     await finish_flow(state, query.message)
     await _submit(

@@ -37,13 +37,22 @@ async def mix_command(message: Message, state: FSMContext, i18n: I18nContext) ->
     await message.answer(step_text(i18n, MixFlow.photo.state, {}))
 
 
-async def _take_text(message: Message, text: str, state: FSMContext, i18n: I18nContext) -> None:
+async def _take_text(
+    message: Message, text: str, state: FSMContext, i18n: I18nContext, user: User, bot: Bot, repos: Repositories,
+    jobs: JobService, max_image_side: int,
+) -> None:
     try:
         prompt = validate_prompt(text)
     except PromptError as exc:
         await message.answer(i18n.get(exc.code, **exc.kwargs))
         return
     await state.update_data(prompt=prompt)
+    remembered = user.settings.mix_weight
+    if remembered in PAIR_WEIGHTS:  # the last question was answered before: no need to ask again
+        photo = InputPhoto.from_dict((await state.get_data())["photo"])
+        await finish_flow(state)
+        await _submit(message.chat.id, photo, prompt, remembered, bot, i18n, user, repos, jobs, max_image_side)
+        return
     await state.set_state(MixFlow.weight)
     await message.answer(
         i18n.get("edit-mix-choose", prompt=html.escape(prompt), step=step_text(i18n, MixFlow.weight.state, {})),
@@ -56,6 +65,9 @@ async def mix_photo(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
     max_image_side: int,
     album: list[Message] | None = None,
 ) -> None:
@@ -68,17 +80,21 @@ async def mix_photo(
     data = await state.get_data()
     if not data.get("prompt"):
         await state.set_state(MixFlow.text)  # a caption that is no usable text leaves us asking for one
+    more = (user, bot, repos, jobs, max_image_side)
     if caption:
-        await _take_text(message, caption, state, i18n)
+        await _take_text(message, caption, state, i18n, *more)
     elif data.get("prompt"):  # a new photo for the text already given
-        await _take_text(message, data["prompt"], state, i18n)
+        await _take_text(message, data["prompt"], state, i18n, *more)
     else:
         await state.set_state(MixFlow.text)
         await message.answer(step_text(i18n, MixFlow.text.state, data))
 
 
-async def mix_text(message: Message, state: FSMContext, i18n: I18nContext) -> None:
-    await _take_text(message, message.text or "", state, i18n)
+async def mix_text(
+    message: Message, bot: Bot, state: FSMContext, i18n: I18nContext, user: User, repos: Repositories,
+    jobs: JobService, max_image_side: int,
+) -> None:
+    await _take_text(message, message.text or "", state, i18n, user, bot, repos, jobs, max_image_side)
 
 
 async def mix_go(
@@ -98,18 +114,22 @@ async def mix_go(
     data = await state.get_data()
     await query.answer()
     await finish_flow(state, query.message)
+    percent = round(image_weight * 100)
+    user.settings.mix_weight = percent  # remembered: the next /mix does not ask
+    await _submit(
+        query.message.chat.id, InputPhoto.from_dict(data["photo"]), data["prompt"], percent, bot, i18n, user, repos,
+        jobs, max_image_side, remembered=False,
+    )
+
+
+async def _submit(
+    chat_id: int, photo: InputPhoto, prompt: str, percent: int, bot: Bot, i18n: I18nContext, user: User,
+    repos: Repositories, jobs: JobService, max_image_side: int, remembered: bool = True,
+) -> None:
+    note = i18n.get("edit-note-mix-remembered", image=percent, text=100 - percent) if remembered else None
     await submit_edit(
-        bot=bot,
-        chat_id=query.message.chat.id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        max_side=max_image_side,
-        mode=Mode.MIX,
-        photos=[InputPhoto.from_dict(data["photo"])],
-        prompt=data["prompt"],
-        weights=[image_weight, 1.0 - image_weight],
+        bot=bot, chat_id=chat_id, repos=repos, user=user, jobs=jobs, i18n=i18n, max_side=max_image_side,
+        mode=Mode.MIX, photos=[photo], prompt=prompt, weights=[percent / 100, 1.0 - percent / 100], note=note,
     )
 
 

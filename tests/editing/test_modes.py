@@ -200,3 +200,37 @@ async def test_an_albums_caption_is_the_fusions_text(harness):
     await harness.wait_jobs_settled()
     request = harness.backend.calls[-1]
     assert request.prompt == "a storm" and request.weights == pytest.approx([0.5, 1 / 6, 1 / 3])
+
+
+async def test_mix_and_fuse_remember_the_last_answer_and_offer_more_or_less(harness):
+    put(harness, p="chelsea", a="astronaut", b="coffee")
+    # The first /mix asks; the answer is remembered.
+    await harness.feed(message_update("/mix"))
+    await harness.feed(photo_update("p", 451, 300, caption="a tiger"))
+    await harness.feed(callback_update("edit:mix:75"))
+    [first] = await harness.wait_jobs_settled()
+    # The second does not ask: the same weights at once, and the status says so.
+    await harness.feed(message_update("/mix"))
+    await harness.feed(photo_update("p", 451, 300, caption="a lion"))
+    jobs = await harness.wait_jobs_settled()
+    assert len(jobs) == 2 and harness.backend.calls[-1].weights == pytest.approx([0.75, 0.25])
+    assert any("Photo 75% · text 25% (your last choice)" in t for t in harness.session.texts())
+    # Under the result: 📝 More text (nothing more of the photo than 75 %).
+    photo = harness.session.of(SendPhoto)[-1]
+    labels = [b.text for row in photo.reply_markup.inline_keyboard for b in row]
+    assert "📝 More text" in labels and "🖼 More photo" not in labels
+    await harness.feed(callback_update(f"res:wless:{jobs[-1].id}"))
+    jobs = await harness.wait_jobs_settled()
+    assert harness.backend.calls[-1].weights == pytest.approx([0.5, 0.5])
+    assert jobs[-1].params["seed"] == jobs[-2].params["seed"] and jobs[-1].params["prompt"] == "a lion"
+
+    # A fusion of two: asked once, then remembered; the caption's share is kept by the buttons.
+    await feed_album(harness, [photo_update(n, 512, 512, media_group_id="r1") for n in "ab"])
+    await harness.feed(callback_update("edit:fuse:25"))
+    await harness.wait_jobs_settled()
+    await feed_album(harness, [photo_update(n, 512, 512, media_group_id="r2", caption="a storm" if n == "a" else None) for n in "ab"])
+    jobs = await harness.wait_jobs_settled()
+    assert jobs[-1].kind == "fuse" and harness.backend.calls[-1].weights == pytest.approx([1 / 6, 0.5, 1 / 3])
+    await harness.feed(callback_update(f"res:wmore:{jobs[-1].id}"))
+    await harness.wait_jobs_settled()
+    assert harness.backend.calls[-1].weights == pytest.approx([1 / 3, 1 / 3, 1 / 3])

@@ -51,15 +51,17 @@ def first_weight_percent(job: Job) -> int | None:
     return None
 
 
+def _duration(t: Translator, locale: str, seconds: float) -> str:
+    if seconds < 90:
+        return t("eta-seconds", locale, n=max(5, round(seconds / 5) * 5))
+    return t("eta-minutes", locale, n=round(seconds / 60))
+
+
 def queued_text(t: Translator, locale: str, position: int, eta: int | None) -> str:
     """"Queued, position N", with the estimated wait when the model has finished jobs to go by."""
     if eta is None:
         return t("job-queued", locale, position=position)
-    if eta < 90:
-        when = t("eta-seconds", locale, n=max(5, round(eta / 5) * 5))
-    else:
-        when = t("eta-minutes", locale, n=round(eta / 60))
-    return t("job-queued-eta", locale, position=position, eta=when)
+    return t("job-queued-eta", locale, position=position, eta=_duration(t, locale, eta))
 
 
 def _shorten(text: str, room: int) -> str:
@@ -187,6 +189,14 @@ class TelegramNotifier:
         """The status message will not change again: stop remembering its text."""
         if job.status_message_id is not None:
             self._last_text.pop((job.chat_id, job.status_message_id), None)
+
+    async def loading(self, ctx: JobContext, seconds: float | None) -> None:
+        model = model_name(self.t, ctx.job.model, ctx.locale)
+        if seconds is None:
+            text = self.t("job-loading-first", ctx.locale, model=model)
+        else:
+            text = self.t("job-loading", ctx.locale, model=model, eta=_duration(self.t, ctx.locale, seconds))
+        await self.edit_status(ctx.job, self._noted(ctx.job, text), self._cancel_markup(ctx))
 
     async def beautifying(self, ctx: JobContext) -> None:
         await self.edit_status(ctx.job, self._noted(ctx.job, self.t("job-beautifying", ctx.locale)), self._cancel_markup(ctx))

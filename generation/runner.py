@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,10 @@ class JobEvents(Protocol):
 
     async def beautifying(self, ctx: JobContext) -> None:
         """The prompt is with the LLM (status message)."""
+        ...
+
+    async def loading(self, ctx: JobContext, seconds: float | None) -> None:
+        """The job's model is not in memory: it loads first (``seconds``: how long it took last time)."""
         ...
 
     async def censored(self, ctx: JobContext, previews: list[Path], upload: bool = False) -> None:
@@ -146,6 +151,7 @@ class JobRunner:
         self.delivery_lease_seconds = delivery_lease_seconds
         self.backend = backend
         self.events = events
+        self.load_seconds: dict[str, float] = {}  # model -> how long its last load took (estimates)
         self.results_dir = results_dir
         self.request_hooks = request_hooks or []
         self._cancel_events: dict[int, threading.Event] = {}
@@ -230,10 +236,14 @@ class JobRunner:
         if ctx.job.cancel_requested:
             cancel_event.set()
         loop = asyncio.get_running_loop()
+        loading: dict[str, float] = {}  # model -> when its load began, while it loads
 
         def progress(step: int, total: int) -> None:  # runs in the worker thread
             if cancel_event.is_set():
                 raise GenerationCancelled()
+            for model, began in list(loading.items()):  # the first step: the model is in memory
+                self.load_seconds[model] = time.monotonic() - began
+                loading.pop(model, None)
             asyncio.run_coroutine_threadsafe(self.events.progress(ctx, step, total), loop)
 
         try:
@@ -247,7 +257,13 @@ class JobRunner:
             request = build_request(ctx.job, images, await self._prepare_prompt(ctx))
             for hook in self.request_hooks:
                 request = await hook(ctx, request)
-            await self.events.started(ctx)
+            model = str(request.model)
+            if await asyncio.to_thread(self._is_cold, model):
+                # Say so instead of a silent wait: the first use loads gigabytes (estimate: the last load).
+                loading[model] = time.monotonic()
+                await self.events.loading(ctx, self.load_seconds.get(model))
+            else:
+                await self.events.started(ctx)
             async with self.events.working(ctx):
                 results = await asyncio.to_thread(self.backend.generate, request, progress)
             if cancel_event.is_set():
@@ -317,6 +333,14 @@ class JobRunner:
             ctx, used_prompt=prepared.prompt if prepared.beautified else None, beautify_outcome=outcome
         )
         return prepared.prompt
+
+    def _is_cold(self, model: str) -> bool:
+        """True when the backend reports the model as not loaded (then its first step waits for it)."""
+        try:
+            status = self.backend.model_status()
+        except Exception:  # noqa: BLE001 - a backend that cannot tell: no loading message
+            return False
+        return any(entry.get("model") == model and not entry.get("loaded", True) for entry in status)
 
     async def _store_checked(self, ctx: JobContext, results: list[Image.Image]) -> None:
         """Store the images that pass the NSFW check; raise JobCensored when none did."""

@@ -5,6 +5,7 @@ from aiogram.methods import EditMessageText, SendMessage
 
 from bot.i18n import translator
 from bot.notifier import queued_text
+from generation.backend import ModelId
 from generation.fake import FakeBackend
 from tests.conftest import make_settings, start_harness, stop_harness
 from tests.fakes import callback_update, message_update
@@ -59,3 +60,26 @@ async def test_after_a_restart_the_status_of_recovered_jobs_is_refreshed(tmp_pat
         assert [j.status for j in await second.wait_jobs_settled()] == ["done", "done"]
     finally:
         await stop_harness(second)
+
+
+async def test_a_model_that_is_not_in_memory_says_it_is_loading(tmp_path):
+    backend = FakeBackend(step_seconds=0.01)
+    backend.resident = set()  # nothing loaded: every job's model loads first
+    h = await start_harness(make_settings(tmp_path), backend)
+    try:
+        await h.feed(message_update("a fox"))
+        await h.wait_jobs_settled()
+        texts = [e.text for e in h.session.of(EditMessageText)]
+        assert "⏳ Loading Kandinsky 3.1 into memory (its first use since the bot started: this can take a few minutes)…" in texts
+        # The next time, the estimate is the last load's time.
+        await h.feed(message_update("a wolf"))
+        await h.wait_jobs_settled()
+        texts = [e.text for e in h.session.of(EditMessageText)]
+        assert "⏳ Loading Kandinsky 3.1 into memory (about 5 seconds)…" in texts
+        # A loaded model starts at once, as before.
+        backend.resident = set(ModelId)
+        await h.feed(message_update("a bear"))
+        await h.wait_jobs_settled()
+        assert sum(t.startswith("⏳ Loading") for t in (e.text for e in h.session.of(EditMessageText))) == 2
+    finally:
+        await stop_harness(h)

@@ -132,7 +132,7 @@ async def test_bad_input_gets_a_clear_reply_and_the_bot_keeps_working(world: Wor
     assert reply.get("text") and "went wrong" not in reply["text"]
 
     await user.send_sticker()
-    assert "text prompts" in (await user.wait_for(timeout=WAIT))["text"]
+    assert "not stickers" in (await user.wait_for(timeout=WAIT))["text"]
 
     await user.send_text("🎨🎨🎨")
     assert "Emoji alone" in (await user.wait_for(timeout=WAIT))["text"]

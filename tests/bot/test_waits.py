@@ -83,3 +83,22 @@ async def test_a_model_that_is_not_in_memory_says_it_is_loading(tmp_path):
         assert sum(t.startswith("⏳ Loading") for t in (e.text for e in h.session.of(EditMessageText))) == 2
     finally:
         await stop_harness(h)
+
+
+async def test_positions_move_up_when_a_queued_job_is_cancelled(tmp_path):
+    h = await start_harness(make_settings(tmp_path, max_pending_per_user=5), FakeBackend(step_seconds=0.1))
+    try:
+        for prompt in ("one", "two", "three"):
+            await h.feed(message_update(prompt))
+        await h.wait_for(lambda: h.backend.steps_done > 0)  # "one" runs; "two" and "three" wait
+        jobs = await h.jobs()
+        three = jobs[2]
+        await h.feed(callback_update(f"cancel:{jobs[1].id}"))  # "two" is cancelled
+        await h.wait_for(
+            lambda: any(e.message_id == three.status_message_id and e.text.startswith("⏳ Queued, position 1")
+                        for e in h.session.of(EditMessageText))
+        )
+        await h.feed(message_update("/cancel"))
+        await h.wait_jobs_settled()
+    finally:
+        await stop_harness(h)

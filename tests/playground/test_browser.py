@@ -119,8 +119,10 @@ async def test_prompt_settings_and_buttons_in_a_real_browser(playground: Playgro
             album = page.locator("[data-testid=album]").last
             await expect(album.locator("[data-testid=photo]")).to_have_count(2)
             follow_up = bot_messages.filter(has_text="2 images, seeds").last
-            await follow_up.locator("[data-testid=button]", has_text="Original").click()
+            await follow_up.locator("[data-testid=button]", has_text="📄 1").click()  # per image: 📄 1, 📄 2
             documents = page.locator("[data-testid=document]")
+            await expect(documents).to_have_count(1)
+            await follow_up.locator("[data-testid=button]", has_text="📄 2").click()
             await expect(documents).to_have_count(2)
             await expect(documents.first).to_contain_text(".png")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -13,20 +15,54 @@ from storage.models import UserSettings
 MAX_IMAGES_PER_REQUEST = 4
 
 
+class SettingsSection(StrEnum):
+    MENU = "menu"
+    MODEL = "model"
+    RATIO = "ratio"
+    STYLE = "style"
+    NEGATIVE = "neg"
+    BEAUTIFY = "beautify"
+    COUNT = "count"
+    SEED = "seed"
+    LANGUAGE = "lang"
+    CLOSE = "close"
+
+
+class ResultAction(StrEnum):
+    AGAIN = "again"
+    PLAIN = "plain"  # without beautification
+    VARIATIONS = "variations"
+    ORIGINAL = "original"
+    SEED = "seed"  # reuse the seed
+    REMIX = "remix"  # "Edit prompt": a new text, the same settings and seed
+    LIGHTER = "lighter"  # a restyle at the next lower strength
+    STRONGER = "stronger"
+    SHAPES = "shapes"  # the same restyle keeping the shapes
+    MORE_FIRST = "wmore"  # mix / fusion of two: more of the photo (of photo 1)
+    LESS_FIRST = "wless"
+
+
+# Typed fields: aiogram rejects data whose enum value or int does not parse before any handler runs.
 class SettingsCb(CallbackData, prefix="set"):
-    section: str  # menu | model | ratio | style | neg | beautify | count | seed | lang | close
+    section: SettingsSection
     value: str = ""  # empty: open the section; otherwise: set it (ratios as "16x9": ":" separates fields)
 
 
 class ResultCb(CallbackData, prefix="res"):
-    action: str  # again | plain | variations | original | seed
+    action: ResultAction
     job_id: int
+
+
+class ImageAction(StrEnum):
+    VARIATIONS = "variations"
+    ORIGINAL = "original"
+    SEED = "seed"
 
 
 class ImageCb(CallbackData, prefix="img"):
     """A button for one image of an album result: ``index`` counts from 1, as the buttons show it."""
 
-    action: str  # variations | original | seed
+    action: ImageAction
     job_id: int
     index: int
 

@@ -1,4 +1,11 @@
-"""The chat side of a job: status message, progress, chat action, delivery of results."""
+"""The chat side of a job: status message, progress, chat action, delivery of results.
+
+:class:`TelegramNotifier` is the only writer of a job's status message: it sends it
+(:meth:`~TelegramNotifier.announce`), edits it (queue position, progress, stages, failures,
+cancellations, also those by admins) and deletes it when the result arrives, so its de-duplication
+and throttling see every edit, and the notes under "queued" (Flash ignores the negative prompt, the
+model an edit moved to) are part of every queued text instead of being overwritten by refreshes.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +31,9 @@ from bot.keyboards import (
     weight_buttons,
 )
 from bot.retry import BestEffortChatActionSender
-from generation.runner import JobContext
+from generation.registry import uses_negative_prompt
+from jobs.events import JobContext
+from jobs.params import read_outcome, read_params
 from storage.models import Job
 
 log = logging.getLogger(__name__)
@@ -42,8 +51,9 @@ def progress_bar(step: int, total: int) -> str:
 
 def first_weight_percent(job: Job) -> int | None:
     """A mix's photo share, or the first photo's share of a fusion of two (its caption's part aside)."""
-    weights = (job.params or {}).get("weights") or []
-    photos = len((job.params or {}).get("input_file_ids") or [])
+    params = read_params(job)
+    weights = list(getattr(params, "weights", []) or [])
+    photos = len(getattr(params, "input_file_ids", []) or [])
     if job.kind == "mix" and len(weights) == 2:
         return round(100 * weights[0] / (weights[0] + weights[1]))
     if job.kind == "fuse" and photos == 2 and len(weights) >= 2 and weights[0] + weights[1] > 0:
@@ -57,7 +67,7 @@ def _duration(t: Translator, locale: str, seconds: float) -> str:
     return t("eta-minutes", locale, n=round(seconds / 60))
 
 
-def queued_text(t: Translator, locale: str, position: int, eta: int | None) -> str:
+def queued_line(t: Translator, locale: str, position: int, eta: int | None) -> str:
     """"Queued, position N", with the estimated wait when the model has finished jobs to go by."""
     if eta is None:
         return t("job-queued", locale, position=position)
@@ -74,23 +84,23 @@ def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None
     A beautified job shows the prompt that was used with the user's own beside it; a line says when
     beautification fell back to the user's words, and when the safety check withheld some images.
     """
-    params = job.params
+    params, outcome = read_params(job), read_outcome(job)
     fields = dict(
         model=model_name(t, job.model, locale),
-        style=style_name(t, params.get("style", "DEFAULT"), locale),
-        size=f"{params['width']}×{params['height']}",
-        seed=str(params["seed"] if seed is None else seed),  # a str: Fluent would group digits
+        style=style_name(t, params.style, locale),
+        size=f"{params.width}×{params.height}",
+        seed=str(params.seed if seed is None else seed),  # a str: Fluent would group digits
     )
     notes = []
-    if params.get("inline"):  # the parameters typed into the prompt (--ar 16:9 --seed 42 ...)
-        notes.append(t("result-params", locale, params=html.escape(params["inline"])))
-    if params.get("beautify_outcome") == "fell_back":
+    if params.inline:  # the parameters typed into the prompt (--ar 16:9 --seed 42 ...)
+        notes.append(t("result-params", locale, params=html.escape(params.inline)))
+    if outcome.beautify_outcome == "fell_back":
         notes.append(t("beautify-fell-back", locale))
-    if params.get("censored"):
-        notes.append(t("result-censored-some", locale, count=len(params["censored"])))
+    if outcome.censored:
+        notes.append(t("result-censored-some", locale, count=len(outcome.censored)))
     tail = "".join("\n" + note for note in notes)
-    prompt = params.get("display_prompt") or params.get("prompt", "")
-    used = params.get("used_prompt")
+    prompt = params.display_prompt or params.prompt
+    used = outcome.used_prompt
     if used:
         room = CAPTION_LIMIT - len(tail) - len(t("result-caption-beautified", locale, prompt="", original="", **fields))
         original = _shorten(prompt, max(room // 3, 1))
@@ -145,28 +155,57 @@ class TelegramNotifier:
         except TelegramAPIError as exc:  # "message is not modified", deleted, throttled: never fatal
             log.debug("status edit for job %s dropped: %s", job.id, exc)
 
-    @staticmethod
-    def _noted(job: Job, text: str) -> str:
+    def _noted(self, job: Job, text: str, locale: str | None = None) -> str:
         """An in-progress status with the job's notes (the Flash negative-prompt note, a model
-        fallback, the remembered strength) kept under it, so that they stay readable."""
-        note = (job.params or {}).get("status_note")
-        return f"{text}\n{note}" if note else text
+        fallback) kept under it, so that they stay readable through the progress."""
+        notes = self.notes(job, locale or "en")
+        return "\n".join([text, *notes])
 
     async def started(self, ctx: JobContext) -> None:
-        await self.edit_status(ctx.job, self._noted(ctx.job, self.t("job-starting", ctx.locale)), self._cancel_markup(ctx))
+        await self.edit_status(ctx.job, self._noted(ctx.job, self.t("job-starting", ctx.locale), ctx.locale), self._cancel_markup(ctx))
 
     async def progress(self, ctx: JobContext, step: int, total: int) -> None:
         text = self.t("job-progress", ctx.locale, step=step, total=total, bar=progress_bar(step, total))
-        await self.edit_status(ctx.job, self._noted(ctx.job, text), self._cancel_markup(ctx), throttle=True)
+        await self.edit_status(ctx.job, self._noted(ctx.job, text, ctx.locale), self._cancel_markup(ctx), throttle=True)
 
-    async def face_stage(self, ctx: JobContext, stage: str) -> None:
+    async def stage(self, ctx: JobContext, stage: str) -> None:
         """A face-swap job's stage: describing, drawing, swapping, restoring."""
-        text = self._noted(ctx.job, self.t(f"face-stage-{stage}", ctx.locale))
+        text = self._noted(ctx.job, self.t(f"face-stage-{stage}", ctx.locale), ctx.locale)
         await self.edit_status(ctx.job, text, self._cancel_markup(ctx))
 
+    def queued_text(self, job: Job, locale: str, position: int, eta: int | None = None) -> str:
+        """"Queued, position N" (with the estimated wait when the model has finished jobs to go by)
+        and the job's notes (they stay readable through every refresh)."""
+        return "\n".join([queued_line(self.t, locale, position, eta), *self.notes(job, locale)])
+
+    def notes(self, job: Job, locale: str) -> list[str]:
+        """The job's notes: the model an edit moved to, Flash ignoring the negative prompt."""
+        lines = []
+        params = read_params(job)
+        requested = getattr(params, "requested_model", None)
+        if requested and requested != job.model:
+            lines.append(self.t("edit-note-img2img-fallback", locale, model=model_name(self.t, job.model, locale)))
+        if params.negative_prompt and not uses_negative_prompt(job.model):
+            lines.append(self.t("job-flash-no-negative", locale))
+        return lines
+
+    async def announce(self, job: Job, locale: str, position: int, eta: int | None = None) -> int:
+        """Send the job's status message (queued, position N); returns its id. Not best effort:
+        a job whose user cannot be reached is not created (the caller's transaction rolls back)."""
+        text = self.queued_text(job, locale, position, eta)
+        message = await self.bot.send_message(job.chat_id, text, reply_markup=cancel_job_keyboard(self.t, locale, job.id))
+        self._last_text[(job.chat_id, message.message_id)] = text
+        return message.message_id
+
     async def queued(self, job: Job, locale: str, position: int, eta: int | None = None) -> None:
-        text = self._noted(job, queued_text(self.t, locale, position, eta))
+        """The queue moved: the new position (throttled)."""
+        text = self.queued_text(job, locale, position, eta)
         await self.edit_status(job, text, cancel_job_keyboard(self.t, locale, job.id), throttle=True)
+
+    async def withdrawn(self, job: Job, locale: str, key: str = "job-cancelled") -> None:
+        """A queued job cancelled outside the runner (/cancel, a button, an admin, a ban)."""
+        await self.edit_status(job, self.t(key, locale))
+        self._forget(job)
 
     def _cancel_markup(self, ctx: JobContext) -> InlineKeyboardMarkup:
         return cancel_job_keyboard(self.t, ctx.locale, ctx.job.id)
@@ -196,10 +235,10 @@ class TelegramNotifier:
             text = self.t("job-loading-first", ctx.locale, model=model)
         else:
             text = self.t("job-loading", ctx.locale, model=model, eta=_duration(self.t, ctx.locale, seconds))
-        await self.edit_status(ctx.job, self._noted(ctx.job, text), self._cancel_markup(ctx))
+        await self.edit_status(ctx.job, self._noted(ctx.job, text, ctx.locale), self._cancel_markup(ctx))
 
     async def beautifying(self, ctx: JobContext) -> None:
-        await self.edit_status(ctx.job, self._noted(ctx.job, self.t("job-beautifying", ctx.locale)), self._cancel_markup(ctx))
+        await self.edit_status(ctx.job, self._noted(ctx.job, self.t("job-beautifying", ctx.locale), ctx.locale), self._cancel_markup(ctx))
 
     async def censored(self, ctx: JobContext, previews: list[Path], upload: bool = False) -> None:
         """The notice instead of the pictures; with a blurred preview (under a spoiler) when there is one."""
@@ -228,23 +267,23 @@ class TelegramNotifier:
         job, locale = ctx.job, ctx.locale
         if not paths:
             raise FileNotFoundError(f"no stored images for job {job.id}")
-        plain = bool(job.params.get("used_prompt"))
+        plain = bool(read_outcome(job).used_prompt)
         remix = job.kind == "text2img"  # "Edit prompt": a new text, the same settings and seed
-        restyled = job.kind in ("img2img", "restyle_depth") and job.params.get("strength") is not None
-        strength = float(job.params["strength"]) if restyled else None
+        restyled = job.kind in ("img2img", "restyle_depth")
+        strength = float(getattr(read_params(job), "strength", 0.0)) if restyled else None
         shapes = job.kind == "img2img"
         weights = weight_buttons(self.t, locale, job.id, job.kind, first_weight_percent(job))
         keyboard = result_keyboard(
             self.t, locale, job.id, variations=self.variations_enabled, plain=plain, remix=remix, strength=strength,
             shapes=shapes, weights=weights,
         )
+        seed = read_params(job).seed
         if len(paths) == 1:
-            single_seed = int(job.params["seed"]) + int(paths[0].stem)
+            single_seed = seed + int(paths[0].stem)
             message = await self._send_photo(job, paths[0], result_caption(self.t, job, locale, single_seed), keyboard)
             file_ids = [self._file_id(message)]
         else:
             # Image i was generated with seed + i; the file name keeps i when the safety check left some out.
-            seed = int(job.params["seed"])
             seeds_of = [seed + int(path.stem) for path in paths]
             media = [
                 InputMediaPhoto(

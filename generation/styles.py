@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from generation import registry
 from generation.backend import ModelId
 
 
@@ -53,8 +54,8 @@ BASE_SIDE = 1024
 EDIT_STRENGTHS: dict[str, float] = {"light": 0.3, "medium": 0.5, "strong": 0.75}
 DEFAULT_EDIT_STRENGTH = "medium"
 
-MODELS: tuple[ModelId, ...] = (ModelId.K22, ModelId.K31, ModelId.K31_FLASH, ModelId.K31_REFINER)
-DEFAULT_MODEL = ModelId.K31
+MODELS: tuple[ModelId, ...] = tuple(registry.MODELS)  # the registry's order
+DEFAULT_MODEL = registry.DEFAULT_MODEL
 
 
 def _round64(value: float) -> int:

@@ -16,8 +16,10 @@ from bot.i18n import translator
 from bot.keyboards import model_name
 from bot.notifier import result_caption
 from generation.backend import Mode
-from generation.jobs import JobService, new_seed
-from handlers.common import own_job, submit_job
+from handlers.common import own_job
+from handlers.context import RequestContext
+from jobs.params import read_params
+from jobs.service import new_seed
 from storage.history import HistoryRepository
 from storage.models import Job, JobStatus, User
 from storage.repositories import Repositories
@@ -41,8 +43,8 @@ class HistoryCb(CallbackData, prefix="hist"):
 
 
 def _line(i: int, job: Job, locale: str) -> str:
-    params = job.params or {}
-    prompt = params.get("display_prompt") or params.get("prompt") or translator()(f"history-kind-{job.kind}", locale)
+    params = read_params(job)
+    prompt = params.display_prompt or params.prompt or translator()(f"history-kind-{job.kind}", locale)
     if len(prompt) > PROMPT_CHARS:
         prompt = prompt[: PROMPT_CHARS - 1] + "…"
     when = job.created_at.strftime("%d.%m %H:%M")
@@ -104,7 +106,7 @@ async def show(query: CallbackQuery, callback_data: HistoryCb, bot: Bot, i18n: I
         await query.answer(i18n.get("history-nothing-to-show"), show_alert=True)
         return
     await query.answer()
-    seed = int((job.params or {}).get("seed", 0))
+    seed = read_params(job).seed
     files = list(job.result_file_ids)
     if len(files) == 1:
         await bot.send_photo(job.chat_id, files[0], caption=result_caption(translator(), job, i18n.locale))
@@ -116,18 +118,13 @@ async def show(query: CallbackQuery, callback_data: HistoryCb, bot: Bot, i18n: I
     await bot.send_media_group(job.chat_id, media)
 
 
-async def again(
-    query: CallbackQuery, callback_data: HistoryCb, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
-) -> None:
+async def again(query: CallbackQuery, callback_data: HistoryCb, i18n: I18nContext, request: RequestContext) -> None:
     """The job again with a new seed, the same model and parameters (like Again under a result)."""
-    job = await own_job(query, callback_data.job_id, user, repos, i18n)
+    job = await own_job(query, callback_data.job_id, request.user, request.repos, i18n)
     if job is None:
         return
     await query.answer()
-    await submit_job(
-        bot=bot, chat_id=query.message.chat.id if query.message else job.chat_id, repos=repos, user=user, jobs=jobs,
-        i18n=i18n, params=dict(job.params, seed=new_seed()), kind=Mode(job.kind), model=job.model,
-    )
+    await request.resubmit(job, seed=new_seed())
 
 
 def create_router() -> Router:

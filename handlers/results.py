@@ -16,49 +16,40 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, FSInputFile, Message
 from aiogram_i18n import I18nContext
 
-from bot.i18n import translator
-from bot.keyboards import ImageCb, ResultCb, model_name
+from bot.keyboards import ImageCb, ResultCb
 from generation import inline_params
 from generation.backend import Mode
-from generation.jobs import JobService
 from generation.styles import DEFAULT_STYLE, EDIT_STRENGTHS
-from handlers.common import PromptError, own_job, submit_job, validate_prompt
+from handlers.common import PromptError, own_job, validate_prompt
+from handlers.context import RequestContext, edit_model
 from handlers.editing.flow import PAIR_WEIGHTS, STRENGTHS
 from handlers.editing.inputs import InputPhoto
-from handlers.editing.submit import edit_model, edit_params, submit_edit
-from storage.models import Job, User
-from storage.repositories import Repositories
+from jobs.params import read_outcome, read_params
+from jobs.results import ResultStore
+from storage.models import Job
 
 VARIATION_STRENGTH = STRENGTHS["light"]  # close to the picture: its composition stays
-# What a remix does not carry over from the old job: what the worker wrote about the old prompt.
-_RUN_OUTPUTS = ("used_prompt", "beautify_outcome", "display_prompt", "censored", "inline", "status_note")
 
 
 class RemixFlow(StatesGroup):
     text = State()
 
 
-def result_paths(results_dir: str, job: Job) -> list[Path]:
-    """The stored PNGs of a job in album order; "{i}.png" was drawn with seed + i."""
-    folder = Path(results_dir) / str(job.id)
-    return sorted(folder.glob("*.png"), key=lambda p: int(p.stem))
-
-
 def image_seed(job: Job, paths: list[Path], index: int) -> int:
-    seed = int(job.params["seed"])
+    seed = read_params(job).seed
     if 1 <= index <= len(paths):
-        return seed + int(paths[index - 1].stem)
+        return seed + ResultStore.index(paths[index - 1])
     return seed + index - 1
 
 
 async def image_original(
-    query: CallbackQuery, callback_data: ImageCb, bot: Bot, i18n: I18nContext, user: User, repos: Repositories,
-    results_dir: str,
+    query: CallbackQuery, callback_data: ImageCb, bot: Bot, i18n: I18nContext, request: RequestContext,
+    results: ResultStore,
 ) -> None:
-    job = await own_job(query, callback_data.job_id, user, repos, i18n)
+    job = await own_job(query, callback_data.job_id, request.user, request.repos, i18n)
     if job is None:
         return
-    paths = result_paths(results_dir, job)
+    paths = results.paths(job.id)
     if not 1 <= callback_data.index <= len(paths):
         await query.answer(i18n.get("original-missing"), show_alert=True)
         return
@@ -69,105 +60,92 @@ async def image_original(
 
 
 async def image_seed_button(
-    query: CallbackQuery, callback_data: ImageCb, i18n: I18nContext, user: User, repos: Repositories, results_dir: str
+    query: CallbackQuery, callback_data: ImageCb, i18n: I18nContext, request: RequestContext, results: ResultStore
 ) -> None:
-    job = await own_job(query, callback_data.job_id, user, repos, i18n)
+    job = await own_job(query, callback_data.job_id, request.user, request.repos, i18n)
     if job is None:
         return
-    seed = image_seed(job, result_paths(results_dir, job), callback_data.index)
-    user.settings.fixed_seed = seed
+    seed = image_seed(job, results.paths(job.id), callback_data.index)
+    request.user.settings.fixed_seed = seed
     await query.answer(i18n.get("seed-reused", seed=str(seed)), show_alert=True)
 
 
-async def variations_of(
-    job: Job, index: int, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService,
-    max_image_side: int,
-) -> Job | None:
-    """Variations of image ``index`` (from 1) of ``job``: its model, style and prompt where possible."""
+async def variations_of(job: Job, index: int, request: RequestContext) -> Job | None:
+    """Variations of image ``index`` (from 1) of ``job``: its model, style and prompt where the
+    model redraws pictures; otherwise Kandinsky 2.2's embedding variations (the status says so)."""
+    params = read_params(job)
     file_ids = [f for f in job.result_file_ids or [] if f]
-    photo = InputPhoto(file_ids[index - 1], int(job.params["width"]), int(job.params["height"]))
-    caption = i18n.get("variations-caption", n=index)
-    prompt = job.params.get("used_prompt") or job.params.get("prompt") or ""
-    if job.kind == Mode.TEXT2IMG and prompt:
-        model, fell_back = edit_model(Mode.IMG2IMG, job.model)
-        params = edit_params(jobs, user, Mode.IMG2IMG, [photo], max_image_side, prompt, strength=VARIATION_STRENGTH, display_prompt=caption)
-        params.update(
-            style=job.params.get("style", DEFAULT_STYLE),
-            negative_prompt=job.params.get("negative_prompt"),
-            beautify=False,  # the picture's own (possibly beautified) prompt, as it was drawn
-        )  # the seed: a new one, or the user's fixed seed (📌), as for any new picture
-        note = i18n.get("variations-note-model", model=model_name(translator(), model, i18n.locale)) if fell_back else None
-        return await submit_job(
-            bot=bot, chat_id=job.chat_id, repos=repos, user=user, jobs=jobs, i18n=i18n,
-            params=params, kind=Mode.IMG2IMG, model=model, note=note,
+    photo = InputPhoto(file_ids[index - 1], params.width, params.height)
+    caption = request.i18n.get("variations-caption", n=index)
+    prompt = read_outcome(job).used_prompt or params.prompt
+    if job.kind in (Mode.TEXT2IMG, Mode.IMG2IMG) and prompt:
+        model, moved = edit_model(Mode.IMG2IMG, job.model)
+        edit = request.edit_params(
+            Mode.IMG2IMG, [photo], prompt, strength=VARIATION_STRENGTH, display_prompt=caption,
+            requested_model=job.model if moved else None,
         )
-    note = None
-    if job.params.get("style", DEFAULT_STYLE) != DEFAULT_STYLE:
-        note = i18n.get("variations-note-style")
-    return await submit_edit(
-        bot=bot, chat_id=job.chat_id, repos=repos, user=user, jobs=jobs, i18n=i18n, max_side=max_image_side,
-        mode=Mode.VARIATIONS, photos=[photo], display_prompt=caption, note=note,
-    )
+        edit = edit.model_copy(update={"style": params.style, "negative_prompt": params.negative_prompt, "beautify": False})
+        return await request.submit(edit, Mode.IMG2IMG, model, chat_id=job.chat_id)
+    if params.style != DEFAULT_STYLE:
+        await request.bot.send_message(job.chat_id, request.i18n.get("variations-note-style"))
+    model, _ = edit_model(Mode.VARIATIONS, request.user.settings.model)
+    edit = request.edit_params(Mode.VARIATIONS, [photo], display_prompt=caption)
+    return await request.submit(edit, Mode.VARIATIONS, model, chat_id=job.chat_id)
 
 
 async def image_variations(
-    query: CallbackQuery, callback_data: ImageCb, bot: Bot, i18n: I18nContext, user: User, repos: Repositories,
-    jobs: JobService, max_image_side: int,
+    query: CallbackQuery, callback_data: ImageCb, i18n: I18nContext, request: RequestContext
 ) -> None:
-    job = await own_job(query, callback_data.job_id, user, repos, i18n)
+    job = await own_job(query, callback_data.job_id, request.user, request.repos, i18n)
     if job is None:
         return
     if not 1 <= callback_data.index <= len([f for f in job.result_file_ids or [] if f]):
         await query.answer(i18n.get("original-missing"), show_alert=True)
         return
     await query.answer()
-    await variations_of(job, callback_data.index, bot, i18n, user, repos, jobs, max_image_side)
+    await variations_of(job, callback_data.index, request)
 
 
 async def redo_restyle(
-    query: CallbackQuery, callback_data: ResultCb, bot: Bot, i18n: I18nContext, user: User, repos: Repositories,
-    jobs: JobService,
+    query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, request: RequestContext
 ) -> None:
     """🔅 Lighter / 🔆 Stronger: the same restyle at the neighbouring strength (remembered for the next
     photo); 🧱 Keep the shapes: the same restyle with Kandinsky 2.2's depth ControlNet."""
-    job = await own_job(query, callback_data.job_id, user, repos, i18n)
+    job = await own_job(query, callback_data.job_id, request.user, request.repos, i18n)
     if job is None:
         return
-    current = job.params.get("strength")
+    current = getattr(read_params(job), "strength", None)
     if job.kind not in (Mode.IMG2IMG, Mode.RESTYLE_DEPTH) or current is None:
         await query.answer(i18n.get("callback-unknown"), show_alert=True)
         return
-    kind, model, level = Mode(job.kind), job.model, None
     levels = sorted(EDIT_STRENGTHS.items(), key=lambda item: item[1])
     if callback_data.action == "lighter":
-        level = next((name for name, value in reversed(levels) if value < float(current) - 1e-6), None)
+        level = next((name for name, value in reversed(levels) if value < current - 1e-6), None)
     elif callback_data.action == "stronger":
-        level = next((name for name, value in levels if value > float(current) + 1e-6), None)
+        level = next((name for name, value in levels if value > current + 1e-6), None)
     else:  # shapes
-        kind, model = Mode.RESTYLE_DEPTH, edit_model(Mode.RESTYLE_DEPTH, job.model)[0]
-        level = next((name for name, value in levels if abs(value - float(current)) < 1e-6), None)
+        level = next((name for name, value in levels if abs(value - current) < 1e-6), None)
     if level is None:
         await query.answer(i18n.get("callback-unknown"), show_alert=True)
         return
     await query.answer()
-    user.settings.edit_strength = level
-    params = {k: v for k, v in job.params.items() if k not in _RUN_OUTPUTS}
-    params.update(strength=EDIT_STRENGTHS[level])
-    await submit_job(
-        bot=bot, chat_id=job.chat_id, repos=repos, user=user, jobs=jobs, i18n=i18n, params=params, kind=kind,
-        model=model, note=i18n.get("edit-note-strength", strength=i18n.get(f"edit-strength-{level}")),
-    )
+    request.user.settings.edit_strength = level
+    params = read_params(job).model_copy(update={"strength": EDIT_STRENGTHS[level]})
+    if callback_data.action == "shapes":
+        model, _ = edit_model(Mode.RESTYLE_DEPTH, job.model)
+        await request.submit(params, Mode.RESTYLE_DEPTH, model, chat_id=job.chat_id)
+    else:
+        await request.submit(params, Mode(job.kind), job.model, chat_id=job.chat_id)
 
 
 async def redo_weights(
-    query: CallbackQuery, callback_data: ResultCb, bot: Bot, i18n: I18nContext, user: User, repos: Repositories,
-    jobs: JobService,
+    query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, request: RequestContext
 ) -> None:
     """More of the photo / the text (a mix), of photo 1 / photo 2 (a fusion of two): the same inputs
-    and seed at the neighbouring weight, remembered for the next /mix or fusion."""
+    and seed at the neighbouring weight."""
     from bot.notifier import first_weight_percent
 
-    job = await own_job(query, callback_data.job_id, user, repos, i18n)
+    job = await own_job(query, callback_data.job_id, request.user, request.repos, i18n)
     if job is None:
         return
     current = first_weight_percent(job)
@@ -181,45 +159,29 @@ async def redo_weights(
         await query.answer(i18n.get("callback-unknown"), show_alert=True)
         return
     await query.answer()
-    old = list(job.params["weights"])
+    old = list(read_params(job).weights)
     pair = old[0] + old[1]
-    weights = [pair * new / 100, pair * (100 - new) / 100] + old[2:]  # a caption's share stays
-    if job.kind == Mode.MIX:
-        user.settings.mix_weight = new
-    else:
-        user.settings.fuse_weight = new
-    params = {k: v for k, v in job.params.items() if k not in _RUN_OUTPUTS or k == "display_prompt"}
-    params.pop("status_note", None)
-    params.update(weights=weights)
-    await submit_job(
-        bot=bot, chat_id=job.chat_id, repos=repos, user=user, jobs=jobs, i18n=i18n, params=params, kind=Mode(job.kind),
-        model=job.model,
-    )
+    weights = [pair * new / 100, pair * (100 - new) / 100] + old[2:]
+    await request.resubmit(job, weights=weights)
 
 
 async def remix(
-    query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, user: User, repos: Repositories, state: FSMContext
+    query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, request: RequestContext, state: FSMContext
 ) -> None:
-    job = await own_job(query, callback_data.job_id, user, repos, i18n)
+    job = await own_job(query, callback_data.job_id, request.user, request.repos, i18n)
     if job is None:
         return
     await query.answer()
     await state.set_state(RemixFlow.text)
     await state.set_data({"job_id": job.id})
-    await bot_answer(query, i18n.get("remix-ask", seed=str(job.params["seed"])))
-
-
-async def bot_answer(query: CallbackQuery, text: str) -> None:
     if isinstance(query.message, Message):
-        await query.message.answer(text)
+        await query.message.answer(i18n.get("remix-ask", seed=str(read_params(job).seed)))
 
 
-async def remix_text(
-    message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService, state: FSMContext
-) -> None:
+async def remix_text(message: Message, i18n: I18nContext, request: RequestContext, state: FSMContext) -> None:
     job_id = (await state.get_data()).get("job_id")
-    job = await repos.jobs.get(int(job_id)) if job_id else None
-    if job is None or job.user_id != user.id:
+    job = await request.repos.jobs.get(int(job_id)) if job_id else None
+    if job is None or job.user_id != request.user.id:
         await state.clear()
         await message.answer(i18n.get("remix-expired"))
         return
@@ -232,12 +194,9 @@ async def remix_text(
     from handlers.generate import inline_overrides
 
     await state.clear()
-    params = {k: v for k, v in job.params.items() if k not in _RUN_OUTPUTS}
-    params.update(prompt=text, **inline_overrides(parsed, jobs.max_image_side))
-    await submit_job(
-        bot=bot, chat_id=message.chat.id, repos=repos, user=user, jobs=jobs, i18n=i18n,
-        params=params, kind=Mode.TEXT2IMG, model=parsed.model or job.model,
-    )
+    changes = {"prompt": text, "display_prompt": None, "inline": None, **inline_overrides(parsed, request.max_side)}
+    params = read_params(job).model_copy(update=changes)
+    await request.submit(params, Mode.TEXT2IMG, str(parsed.model or job.model), chat_id=message.chat.id)
 
 
 def create_router() -> Router:

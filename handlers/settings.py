@@ -22,9 +22,9 @@ from bot.keyboards import (
     settings_section,
     style_name,
 )
-from generation.jobs import MAX_PROMPT_LENGTH
 from generation.styles import ASPECT_RATIOS, MODELS, STYLES, image_size
 from handlers.common import button
+from jobs.service import MAX_PROMPT_LENGTH
 from storage.models import User, UserSettings
 
 

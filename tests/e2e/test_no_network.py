@@ -29,7 +29,7 @@ async def test_unreachable_telegram_is_one_line_per_try_then_the_bot_starts(tmp_
     log_path = tmp_path / "bot.log"
     with open(log_path, "wb") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", env=env, cwd=str(tmp_path), stdout=log, stderr=log
+            sys.executable, "-m", "app", env=env, cwd=str(tmp_path), stdout=log, stderr=log
         )
     try:
         tries: list[str] = []
@@ -61,7 +61,7 @@ async def test_a_token_telegram_refuses_is_one_line_and_exit_2(tmp_path: Path) -
     try:
         env = bot_env(emulator, TOKEN, tmp_path)
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", env=env, cwd=str(tmp_path),
+            sys.executable, "-m", "app", env=env, cwd=str(tmp_path),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(process.communicate(), 60)

@@ -1,4 +1,4 @@
-"""``python -m generation.fetch`` against a local fake hub (tests/generation/fake_hub.py) that serves
+"""``python -m app.fetch`` against a local fake hub (tests/generation/fake_hub.py) that serves
 the tiny checkpoints in the real repositories' layouts, plus files the bot must not download."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from bot.config import Settings
-from generation import fetch
+from app.config import Settings
+from app import fetch
 from generation.backend import ModelId
 from generation.sources import FOLDERS, HUB_IDS
 from tests.fakes import TOKEN

@@ -1,4 +1,4 @@
-"""``python -m generation.fetch`` (``kandinsky-bot fetch``): download and convert every model the
+"""``python -m app.fetch`` (``kandinsky-bot fetch``): download and convert every model the
 configuration needs, before the first user arrives.
 
 1. The plan: which hub repositories the configured models need (``WORKER_MODELS`` or all of them,
@@ -37,7 +37,7 @@ from generation.backend import ModelId
 from generation.sources import FOLDERS, HUB_IDS
 
 if TYPE_CHECKING:
-    from bot.config import Settings
+    from app.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def plan_repos(settings: Settings, models: Iterable[ModelId] | None = None) -> l
 def _configured_models(settings: Settings) -> list[ModelId]:
     if not settings.worker_models:
         return list(ModelId)
-    from generation.worker import parse_models  # the same short forms as the workers
+    from app.worker import parse_models  # the same short forms as the workers
 
     return list(parse_models(settings.worker_models))
 
@@ -331,7 +331,7 @@ def _convert_flash(settings: Settings) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m generation.fetch", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m app.fetch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", help="only these models (like WORKER_MODELS: 2.2, 3.1, 3.1-flash, 3.1-refiner)")
     parser.add_argument("--ignore-disk-space", action="store_true", help="download even when the check says no")
     parser.add_argument("--no-convert", action="store_true", help="skip the Kandinsky 3.1 Flash conversion")
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from pydantic import ValidationError
 
-    from bot.config import Settings, describe_error
+    from app.config import Settings, describe_error
 
     try:
         # The token is not needed here: a placeholder of the right shape stands in when none is set.

@@ -9,12 +9,12 @@ import sys
 
 from pydantic import ValidationError
 
-from bot.config import Settings, describe_error
+from app.config import Settings, describe_error
 
 
 def main() -> None:
     if sys.argv[1:2] == ["fetch"]:  # `kandinsky-bot fetch`: download and convert the models first
-        from generation.fetch import main as fetch_main
+        from app.fetch import main as fetch_main
 
         fetch_main(sys.argv[2:])
         return
@@ -33,14 +33,14 @@ def main() -> None:
 
 
 async def run(settings: Settings) -> None:
-    from bot.app import build_app
+    from app.wiring import build_app
     from storage.migrate import upgrade_async
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     await upgrade_async(settings.db_url)
     app = build_app(settings)
     from bot.connect import TokenRejected, wait_for_telegram
-    from bot.web import run_polling, run_webhook
+    from app.web import run_polling, run_webhook
 
     try:
         me = await wait_for_telegram(app.bot)

@@ -33,7 +33,7 @@ async def test_parameters_apply_to_one_request_only(harness):
     first, second = await harness.wait_jobs_settled()
     assert first.params["aspect_ratio"] == "9:16" and first.params["seed"] == 7
     assert first.params["width"] < first.params["height"]
-    assert second.params["aspect_ratio"] == "1:1" and second.params["seed"] != 7 and "inline" not in second.params
+    assert second.params["aspect_ratio"] == "1:1" and second.params["seed"] != 7 and second.params.get("inline") is None
     captions = {c.caption.split("\n")[0]: c.caption for c in harness.session.of(SendPhoto)}
     assert captions["a cat"].endswith("⚙️ --ar 9:16 --seed 7") and "⚙️" not in captions["a dog"]
 

@@ -53,13 +53,14 @@ async def test_each_button_acts_on_its_own_image(harness):
     ).convert("RGB").tobytes()
 
 
-async def test_flash_variations_say_which_model_draws_them(harness):
+async def test_flash_variations_stay_on_flash(harness):
     job, keyboard, _ = await album(harness, "two robots --n 2 --model flash")
     serve_results(harness, job)
     await harness.feed(callback_update(keyboard["🎲 1"]))
     jobs = await harness.wait_jobs_settled()
-    assert jobs[-1].model == ModelId.K31 and jobs[-1].params["input_file_ids"] == [job.result_file_ids[0]]
-    assert any("Variations of this picture run on Kandinsky 3.1" in (m.text or "") for m in harness.session.of(SendMessage))
+    # Flash redraws pictures (generation.registry): its own variations, nothing to announce.
+    assert jobs[-1].model == ModelId.K31_FLASH and jobs[-1].params["input_file_ids"] == [job.result_file_ids[0]]
+    assert not any("run on" in (m.text or "") for m in harness.session.of(SendMessage))
 
 
 async def test_variations_of_a_mix_run_on_kandinsky_2_2_and_say_the_style_is_not_used(harness):

@@ -4,7 +4,7 @@ status messages of jobs recovered after a restart brought up to date."""
 from aiogram.methods import EditMessageText, SendMessage
 
 from bot.i18n import translator
-from bot.notifier import queued_text
+from bot.notifier import queued_line as queued_text
 from generation.backend import ModelId
 from generation.fake import FakeBackend
 from tests.conftest import make_settings, start_harness, stop_harness

@@ -123,8 +123,8 @@ async def test_russian_user_sees_russian_steps(harness):
     assert last_buttons(harness)[1] == ("✅ Средне", "edit:restyle:medium")
     await harness.feed(message_update("/cancel", from_user=ivan))
     await harness.feed(photo_update("p", 512, 512, caption="мраморная статуя", from_user=ivan))  # at once
-    await harness.wait_jobs_settled()
-    assert any("Сила: Средне (запомнена)" in t for t in harness.session.texts())
+    [job] = await harness.wait_jobs_settled()
+    assert job.params["strength"] == 0.5 and job.params["prompt"] == "мраморная статуя"
 
 
 async def test_edits_share_the_queue_limits(tmp_path):

@@ -214,7 +214,6 @@ async def test_mix_and_fuse_remember_the_last_answer_and_offer_more_or_less(harn
     await harness.feed(photo_update("p", 451, 300, caption="a lion"))
     jobs = await harness.wait_jobs_settled()
     assert len(jobs) == 2 and harness.backend.calls[-1].weights == pytest.approx([0.75, 0.25])
-    assert any("Photo 75% · text 25% (your last choice)" in t for t in harness.session.texts())
     # Under the result: 📝 More text (nothing more of the photo than 75 %).
     photo = harness.session.of(SendPhoto)[-1]
     labels = [b.text for row in photo.reply_markup.inline_keyboard for b in row]

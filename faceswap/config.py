@@ -12,6 +12,7 @@ class FaceSwapConfig:
     # folder laid out like the hub repository (``OmniMistral-v1_1/tuned-model``, ``.../tokenizer``,
     # ``.../projection.pt``, ``.../special_embeddings.pt``).
     describer_enabled: bool = True
+    describer_fake: bool = False  # GENERATION_BACKEND=fake: a fixed description, nothing downloaded
     omnifusion_source: str = "AIRI-Institute/OmniFusion"
     omnifusion_variant: str = "OmniMistral-v1_1"
     clip_source: str = "openai/clip-vit-large-patch14-336"

@@ -308,5 +308,16 @@ class OmniFusionDescriber:
         return tokenizer.batch_decode(out[:, 1:], skip_special_tokens=True)[0]
 
 
-def make_describer(config: FaceSwapConfig, on_use=None) -> OmniFusionDescriber:
+class FakeFaceDescriber:
+    """The stand-in of ``GENERATION_BACKEND=fake``: the same short description for every face, at once."""
+
+    DESCRIPTION = "a smiling person with short dark hair"
+
+    def describe(self, image: Image.Image | np.ndarray, face: Face) -> str | None:
+        return self.DESCRIPTION
+
+
+def make_describer(config: FaceSwapConfig, on_use=None) -> FaceDescriber:
+    if config.describer_fake and config.describer_enabled:
+        return FakeFaceDescriber()
     return OmniFusionDescriber(config, on_use=on_use)

@@ -48,6 +48,7 @@ class JobParams(BaseModel):
     steps: int | None = Field(default=None, ge=1)  # None: the model's default (generation.registry)
     guidance_scale: float | None = None
     extra: dict[str, Any] = Field(default_factory=dict)  # backend options (face swap: the face profile)
+    inline: str | None = None  # the parameters typed into the prompt (--ar 16:9 ...), for the caption
 
     def to_row(self) -> dict[str, Any]:
         """What goes into the JSON column."""

@@ -139,6 +139,11 @@ class EmbeddedQueue:
             except Exception:
                 log.exception("worker failed on job %s", job_id)
 
+    async def queue_moved(self) -> None:
+        """Called by the job service when queued jobs were cancelled (positions behind them move up)."""
+        if self.on_queue_moved is not None:
+            asyncio.create_task(self._safe_queue_moved())
+
     async def _safe_queue_moved(self) -> None:
         try:
             assert self.on_queue_moved is not None

@@ -12,6 +12,7 @@ import asyncio
 import io
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,7 @@ class JobRunner:
         self.delivery_lease_seconds = delivery_lease_seconds
         self.backend = backend
         self.events = events
+        self.load_seconds: dict[str, float] = {}  # model -> how long its last load took (estimates)
         self.results = ResultStore(results_dir)
         self.delivery = Delivery(db, events, self.results, worker_id, delivery_lease_seconds)
         self._cancel_events: dict[int, threading.Event] = {}
@@ -206,10 +208,14 @@ class JobRunner:
         if ctx.job.cancel_requested:
             cancel_event.set()
         loop = asyncio.get_running_loop()
+        loading: dict[str, float] = {}  # model -> when its load began, while it loads
 
         def progress(step: int, total: int) -> None:  # runs in the worker thread
             if cancel_event.is_set():
                 raise GenerationCancelled()
+            for model, began in list(loading.items()):  # the first step: the model is in memory
+                self.load_seconds[model] = time.monotonic() - began
+                loading.pop(model, None)
             asyncio.run_coroutine_threadsafe(self.events.progress(ctx, step, total), loop)
 
         try:
@@ -228,7 +234,13 @@ class JobRunner:
                 asyncio.run_coroutine_threadsafe(self.events.stage(ctx, stage), loop)
 
             request.on_stage = on_stage
-            await self.events.started(ctx)
+            model = str(request.model)
+            if await asyncio.to_thread(self._is_cold, model):
+                # Say so instead of a silent wait: the first use loads gigabytes (estimate: the last load).
+                loading[model] = time.monotonic()
+                await self.events.loading(ctx, self.load_seconds.get(model))
+            else:
+                await self.events.started(ctx)
             async with self.events.working(ctx):
                 results = await asyncio.to_thread(self.backend.generate, request, progress)
             if cancel_event.is_set():
@@ -297,6 +309,14 @@ class JobRunner:
             ctx, used_prompt=prepared.prompt if prepared.beautified else None, beautify_outcome=outcome
         )
         return prepared.prompt
+
+    def _is_cold(self, model: str) -> bool:
+        """True when the backend reports the model as not loaded (then its first step waits for it)."""
+        try:
+            status = self.backend.model_status()
+        except Exception:  # noqa: BLE001 - a backend that cannot tell: no loading message
+            return False
+        return any(entry.get("model") == model and not entry.get("loaded", True) for entry in status)
 
     async def _store_checked(self, ctx: JobContext, results: list[Image.Image]) -> None:
         """Store the images that pass the NSFW check; raise JobCensored when none did."""

@@ -25,4 +25,4 @@ class FaceSwapConfig:
     # Restore: GFPGAN v1.4 checkpoint (``GFPGANv1.4.pth``); absent or switched off: skipped.
     restore_enabled: bool = True
     gfpgan_path: Path | None = None
-    device: str = "auto"  # auto | cuda | cpu, for the torch / onnxruntime parts
+    device: str = "auto"  # auto | cuda | cpu, for the face models (OmniFusion, GHOST, GFPGAN)

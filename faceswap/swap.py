@@ -77,15 +77,18 @@ class ClassicalFaceSwapper:
     """The source face's skin and features, moved onto the target face's geometry.
 
     - Geometry: a piecewise-affine warp over the Delaunay triangles of the 68 landmarks maps the
-      source face onto the *target's* landmarks, so the result keeps the target's head pose, face
-      outline and expression (mouth and eye openness). Only the inner features (eyes, brows, nose,
-      lips) take ``feature_shape`` of the source's proportions, measured after a similarity fit,
-      with the target's mouth and eye opening kept.
-    - Region: the target's face outline up to the brows; the forehead and hairline stay the target's.
-    - Light and skin tone: the source's detail over the target's low frequencies (a ratio of masked
-      blurs), so the shading and colour of the scene carry over.
+      source face onto the target's geometry, so the result keeps the target's head pose, face
+      outline and expression: the destination is the target's generic head in its pose plus
+      ``face_shape`` of the source's own shape (:meth:`destination`), with the target's mouth and eye
+      opening kept.
+    - Region: the target's face outline up to the brows; the forehead and hairline stay the target's,
+      and so does the inside of the mouth.
+    - Light and skin tone: in Lab, the target's low frequencies (measured on skin only) plus the
+      source's detail, its colour detail no stronger than the scene's own.
     - Blend: a mask feathered inwards from the outline; no Poisson step, whose boundary conditions
       pulled colour casts from the background into the face.
+    - Check: with a ``detector``, the result's head pose must stay within ``max_pose_drift`` degrees of
+      the target's, else :class:`ResultDistorted`.
     - Refusal: when the heads are turned too differently (yaw or pitch apart by more than
       ``max_yaw`` / ``max_pitch`` degrees) the source cannot cover the target's visible side:
       :class:`PoseMismatch`.

@@ -178,7 +178,7 @@ class SuperResUNet(ModelMixin, ConfigMixin):
         return self.out_conv(self.activation(self.norm(x)))
 
 
-def config_from_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+def config_from_state_dict(state: Mapping[str, torch.Tensor], groups: int = 32) -> dict[str, Any]:
     """The :class:`SuperResUNet` configuration of a checkpoint, read off its weight shapes."""
     blocks: dict[int, int] = {}
     for key in state:
@@ -194,13 +194,13 @@ def config_from_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         init_channels=state["init_conv.weight"].shape[0],
         model_channels=model_channels,
         time_embed_dim=state["to_time_embed.1.weight"].shape[0],
-        groups=32,  # not visible in the weights; the published network and ours use 32
+        groups=groups,  # not visible in the weights; the published network uses 32
         dim_mult=tuple(d // model_channels for d in out_dims),
         num_resnet_blocks=tuple(blocks[lv] for lv in range(levels)),
     )
 
 
-def load_checkpoint(path: str) -> SuperResUNet:
+def load_checkpoint(path: str, groups: int = 32) -> SuperResUNet:
     """A published KandiSuperRes file -> :class:`SuperResUNet`, every weight used, none missing."""
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -209,7 +209,7 @@ def load_checkpoint(path: str) -> SuperResUNet:
             raise
         raw = torch.load(path, map_location="cpu", weights_only=True)
     state = raw["unet"] if "unet" in raw else raw
-    unet = SuperResUNet(**config_from_state_dict(state))
+    unet = SuperResUNet(**config_from_state_dict(state, groups))
     unet.load_state_dict(state, strict=True)
     return unet.eval()
 
@@ -274,7 +274,7 @@ class KandiSuperResPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        image: Image.Image,
+        image: Image.Image | torch.Tensor,
         scale: int,
         flash: bool = False,
         num_inference_steps: int = X4_STEPS,
@@ -285,17 +285,21 @@ class KandiSuperResPipeline(DiffusionPipeline):
         output_type: str = "pil",
         callback_on_step_end: Callable[..., dict[str, Any]] | None = None,
     ) -> ImagePipelineOutput:
+        """``image``: a picture, or a (1, 3, h, w) tensor in [-1, 1]."""
         device = self._execution_device
-        width, height = image.size
+        if isinstance(image, torch.Tensor):
+            pixels = image.to(device=device, dtype=torch.float32)
+        else:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+            pixels = torch.from_numpy(rgb / 127.5 - 1).permute(2, 0, 1)[None].to(device)
+        height, width = pixels.shape[-2:]
         # The network halves the size three times: the output must divide by 8 (the authors crop
         # Flash inputs to multiples of 32 and round x4 inputs to even sizes); the exact size is
         # restored by a bilinear resize at the end.
         unit = 32 if flash else 2
         w_in, h_in = max(unit, width - width % unit), max(unit, height - height % unit)
-        rgb = image.convert("RGB")
-        if (w_in, h_in) != rgb.size:
-            rgb = rgb.resize((w_in, h_in), Image.BICUBIC)
-        pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None].to(device)
+        if (h_in, w_in) != (height, width):
+            pixels = F.interpolate(pixels, (h_in, w_in), mode="bicubic", align_corners=False).clamp(-1, 1)
         shape = (1, 3, h_in * scale, w_in * scale)
         lowres = F.interpolate(pixels, shape[-2:], mode="bilinear")
         x = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)

@@ -36,12 +36,17 @@ MOVQ = "k3-movq"
 K3_UNET = "k3-unet"
 FLASH_UNET = "k31-flash-unet"
 K22 = "k22"
+INPAINT_UNET = "k31-inpaint-unet"
+SR_FLASH = "superres-flash-x2"
+SR_X4 = "superres-x4"
 
 MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {
     ModelId.K31: (TEXT_ENCODER, MOVQ, K3_UNET),
     ModelId.K31_FLASH: (TEXT_ENCODER, MOVQ, FLASH_UNET),
     ModelId.K31_REFINER: (TEXT_ENCODER, MOVQ, K3_UNET, FLASH_UNET),
     ModelId.K22: (K22,),
+    ModelId.K31_INPAINT: (TEXT_ENCODER, MOVQ, INPAINT_UNET),
+    ModelId.SUPERRES: (SR_FLASH, SR_X4),
 }
 
 _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
@@ -215,6 +220,30 @@ class ModelManager:
                 return self._optimize(unet.eval(), unet=True)
 
             self._add(name, self._guard(f"{label} UNet", f"{source}/unet", load))
+        elif name == INPAINT_UNET:
+            from generation.k3_inpaint import Kandinsky3InpaintUNet, converted_unet_dir as inpaint_dir
+
+            inpaint_source = self.config.source("k31")
+
+            def load() -> Any:
+                config = Kandinsky3UNet.load_config(source, subfolder="unet")
+                folder = inpaint_dir(inpaint_source, config, Path(self.config.cache_dir))
+                unet = Kandinsky3InpaintUNet.from_pretrained(folder, dtype=self.dtype)
+                return self._optimize(unet.eval(), unet=True)
+
+            self._add(name, self._guard("Kandinsky 3.1 inpainting UNet", inpaint_source, load))
+        elif name in (SR_FLASH, SR_X4):
+            from generation import superres
+            from generation.flash import fetch
+
+            sr_source = self.config.source("superres")
+            filename = superres.SR_FLASH_X2_FILE if name == SR_FLASH else superres.SR_X4_FILE
+
+            def load() -> Any:
+                unet = superres.load_checkpoint(fetch(sr_source, filename))
+                return unet.to(self.dtype) if self.on_cuda else unet
+
+            self._add(name, self._guard("KandiSuperRes", f"{sr_source}/{filename}", load))
         elif name == FLASH_UNET:
             from generation.flash import converted_unet_dir
             from generation.k3 import flash_scheduler
@@ -334,6 +363,41 @@ class ModelManager:
             )
         pipes.prepare = self._prepare
         return pipes
+
+    def _use(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            self._load_part(name)
+        self._place(names)
+
+    def inpaint_pipeline(self) -> Any:
+        """Kandinsky 3.1 inpainting on the shared text encoder and MoVQ."""
+        from generation.k3 import flash_scheduler
+        from generation.k3_inpaint import Kandinsky3InpaintPipeline
+
+        self.load(ModelId.K31_INPAINT)
+        pipe = self._pipeline(
+            Kandinsky3InpaintPipeline,
+            unet=self.parts[INPAINT_UNET].obj,
+            tokenizer=self.extras["tokenizer"],
+            text_encoder=self.parts[TEXT_ENCODER].obj,
+            movq=self.parts[MOVQ].obj,
+            scheduler=self.extras.setdefault("cosine_scheduler", flash_scheduler()),  # the authors' schedule
+        )
+        self._prepare(pipe)
+        return pipe
+
+    def superres_pipeline(self, flash: bool) -> Any:
+        """KandiSuperRes: the Flash x2 network, or the x4 one (only the one asked for is loaded)."""
+        from generation.superres import KandiSuperResPipeline
+
+        name = SR_FLASH if flash else SR_X4
+        self._use((name,))
+        self.active.add(ModelId.SUPERRES)
+        scheduler = KandiSuperResPipeline.flash_scheduler() if flash else KandiSuperResPipeline.x4_scheduler()
+        pipe = KandiSuperResPipeline(unet=self.parts[name].obj, scheduler=scheduler)
+        pipe.set_progress_bar_config(disable=True)
+        self._prepare(pipe)
+        return pipe
 
     def _pipeline(self, cls: type, unet: Any, **components: Any) -> Any:
         key = (cls.__name__, id(unet))

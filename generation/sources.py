@@ -21,6 +21,8 @@ HUB_IDS: dict[str, str] = {
     # ai-forever's own format: weights/kandinsky3_flash.pt, weights/projection_flash.pt, ...
     "k31": "ai-forever/Kandinsky3.1",
     "beautifier-llm": "Intel/neural-chat-7b-v3-1",
+    # KandiSuperRes.ckpt (x4), KandiSuperRes_flash_x2.pt: plain state dicts of ai-forever's SR UNet
+    "superres": "ai-forever/KandiSuperRes",
 }
 
 # name -> folder under KANDINSKY_MODELS_DIR (the hub repository's own name)

@@ -42,6 +42,7 @@ COMMANDS = (
     "start", "help", "settings", "language", "cancel",
     "restyle", "restyle_shapes", "style", "fuse", "mix", "variations",  # handlers.editing
     "face", "forgetface",  # handlers.faceswap
+    "inpaint",  # handlers.canvas_edit
 )
 
 
@@ -197,7 +198,9 @@ def build_app(
         # admin: /models (in the distributed mode the workers hold the models: --models per worker)
         generation_backend=None if settings.redis_url else runner.backend,
         user_commands=COMMANDS,  # admin: the command menu of admin chats adds to these
+        webapp_url=settings.webapp_url,  # /inpaint: the Mini App's base URL (None: not set up)
     )
+    notifier.webapp_url = settings.webapp_url  # the Inpaint button under results
     # Albums first: an album's later photos join its first update before any lock or database work.
     albums.install(dispatcher, settings.album_wait_seconds)
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))

@@ -130,9 +130,16 @@ def cancel_job_keyboard(t: Translator, locale: str, job_id: int) -> InlineKeyboa
 
 
 def result_keyboard(
-    t: Translator, locale: str, job_id: int, variations: bool = False, plain: bool = False
+    t: Translator,
+    locale: str,
+    job_id: int,
+    variations: bool = False,
+    plain: bool = False,
+    canvas: bool = False,
+    webapp_url: str | None = None,
 ) -> InlineKeyboardMarkup:
-    """``plain``: the job's prompt was beautified; offer it again in the user's own words."""
+    """``plain``: the job's prompt was beautified; offer it again in the user's own words.
+    ``canvas``: zoom / expand / upscale rows (bot.canvas_keyboard), and Inpaint with ``webapp_url``."""
     builder = InlineKeyboardBuilder()
     builder.button(text=t("btn-again", locale), callback_data=ResultCb(action="again", job_id=job_id))
     if plain:
@@ -142,6 +149,11 @@ def result_keyboard(
     builder.button(text=t("btn-original", locale), callback_data=ResultCb(action="original", job_id=job_id))
     builder.button(text=t("btn-reuse-seed", locale), callback_data=ResultCb(action="seed", job_id=job_id))
     builder.adjust(2)
+    if canvas:
+        from bot.canvas_keyboard import canvas_rows
+
+        for row in canvas_rows(t, locale, job_id, webapp_url):
+            builder.row(*row)
     return builder.as_markup()
 
 

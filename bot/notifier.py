@@ -83,6 +83,8 @@ class TelegramNotifier:
         self._last_edit: dict[int, float] = {}  # chat id -> monotonic time of the last status edit
         self._last_text: dict[tuple[int, int], str] = {}  # (chat, status message) -> its text
         self.variations_enabled = True  # the "Variations" button (handlers.editing.variations)
+        self.canvas_enabled = True  # zoom / expand / upscale buttons (handlers.canvas_edit)
+        self.webapp_url: str | None = None  # the Mini App's public base URL: the Inpaint button (handlers.webapp)
 
     # -- status message ---------------------------------------------------------------------
     async def edit_status(
@@ -178,8 +180,11 @@ class TelegramNotifier:
         job, locale = ctx.job, ctx.locale
         if not paths:
             raise FileNotFoundError(f"no stored images for job {job.id}")
+        if job.kind == "upscale":
+            return await self._deliver_document(ctx, paths[0])
         keyboard = result_keyboard(
-            self.t, locale, job.id, variations=self.variations_enabled, plain=bool(job.params.get("used_prompt"))
+            self.t, locale, job.id, variations=self.variations_enabled, plain=bool(job.params.get("used_prompt")),
+            canvas=self.canvas_enabled, webapp_url=self.webapp_url,
         )
         if len(paths) == 1:
             single_seed = int(job.params["seed"]) + int(paths[0].stem)
@@ -216,6 +221,25 @@ class TelegramNotifier:
                 pass
         self._forget(job)
         return file_ids
+
+    async def _deliver_document(self, ctx: JobContext, path: Path) -> list[str]:
+        """An upscaled picture: a document (Telegram would recompress and shrink a photo), its size in the caption."""
+        job, locale = ctx.job, ctx.locale
+        from PIL import Image
+
+        with Image.open(path) as image:
+            width, height = image.size
+        caption = self.t("canvas-upscaled-caption", locale, scale=str(job.params.get("extra", {}).get("scale", 2)),
+                         width=str(width), height=str(height))
+        message = await self.bot.send_document(chat_id=job.chat_id, document=FSInputFile(path), caption=caption)
+        if job.status_message_id is not None:
+            try:
+                with best_effort():
+                    await self.bot.delete_message(chat_id=job.chat_id, message_id=job.status_message_id)
+            except TelegramAPIError:
+                pass
+        self._forget(job)
+        return [self._file_id(message)]
 
     async def _send_photo(self, job: Job, path: Path, caption: str, keyboard: InlineKeyboardMarkup) -> Message:
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import admin, cancel, editing, errors, faceswap, fallback, generate, settings, start
+from handlers import admin, cancel, canvas_edit, editing, errors, faceswap, fallback, generate, settings, start
 
 
 def build_root_router() -> Router:
@@ -20,6 +20,7 @@ def build_root_router() -> Router:
         cancel.create_router(),  # before flows: /cancel leaves any of them
         settings.create_router(),
         admin.create_router(),  # behind its admin filter; everyone else falls through
+        canvas_edit.create_router(),  # zoom / expand / upscale buttons, /inpaint (before editing's photo flows)
         editing.create_router(),  # before generate: a text in the middle of an editing flow is the flow's
         faceswap.create_router(),  # /face, /forgetface, @me prompts
         generate.create_router(),  # any text is a prompt: feature routers go before it

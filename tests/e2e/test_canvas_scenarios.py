@@ -32,11 +32,13 @@ async def test_prompt_then_zoom_out_then_upscale(world: World) -> None:
     first = await user.wait_for(is_photo, LOAD_WAIT)
     assert largest(first) == (MAX_SIDE, MAX_SIDE)
     assert "🔭 Zoom out 2x" in button_texts(first) and "⬆️ Upscale x2" in button_texts(first)
+    await wait_idle(world)  # the picture's file id is on the job once Telegram took it
 
     await user.press(first, "🔭 Zoom out 2x")
     zoomed = await user.wait_for(lambda m: is_photo(m) and m["message_id"] != first["message_id"], LOAD_WAIT)
     assert zoomed["caption"].startswith("Zoom out 2x: a lighthouse on a cliff")
     assert largest(zoomed) == (MAX_SIDE, MAX_SIDE)
+    await wait_idle(world)
 
     await user.press(zoomed, "⬆️ Upscale x2")
     upscaled = await user.wait_for(lambda m: "document" in m, LOAD_WAIT)

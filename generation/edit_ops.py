@@ -44,6 +44,8 @@ def _steps(request: GenerationRequest, default: int) -> int:
 def _inpaint(manager: Any, request: GenerationRequest, image: Image.Image, mask: Image.Image, progress: ProgressFn) -> list[Image.Image]:
     from generation.k3_inpaint import INPAINT_GUIDANCE, INPAINT_STEPS
 
+    if request.model == ModelId.K22:  # Kandinsky 2.2's own inpainting decoder (diffusers)
+        return manager.k22().inpaint(request, image, mask, progress)
     pipe = manager.inpaint_pipeline()
     steps = _steps(request, INPAINT_STEPS)
     return pipe(

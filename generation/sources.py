@@ -15,6 +15,7 @@ from pathlib import Path
 HUB_IDS: dict[str, str] = {
     "k22-prior": "kandinsky-community/kandinsky-2-2-prior",
     "k22-decoder": "kandinsky-community/kandinsky-2-2-decoder",
+    "k22-decoder-inpaint": "kandinsky-community/kandinsky-2-2-decoder-inpaint",
     "k22-controlnet-depth": "kandinsky-community/kandinsky-2-2-controlnet-depth",
     "depth-estimator": "Intel/dpt-hybrid-midas",
     "k3": "kandinsky-community/kandinsky-3",

@@ -50,6 +50,22 @@ def write_superres(root: Path, seed: int = 4) -> Path:
     return out
 
 
+def write_k22_inpainting(root: Path, seed: int = 5) -> Path:
+    """``kandinsky-2-2-decoder-inpaint``: the tiny decoder's architecture with a 9-channel input."""
+    from diffusers import KandinskyV22InpaintPipeline, UNet2DConditionModel
+
+    from generation.tiny_k22 import _decoder_scheduler, _movq, _unet
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_config({**_unet(controlnet=False).config, "in_channels": 9})
+    out = root / FOLDERS["k22-decoder-inpaint"]
+    KandinskyV22InpaintPipeline(unet=unet, scheduler=_decoder_scheduler(), movq=_movq()).save_pretrained(
+        out, safe_serialization=True
+    )
+    return out
+
+
 def write_edit(root: Path) -> None:
     write_k31_inpainting(root)
     write_superres(root)
+    write_k22_inpainting(root)

@@ -79,7 +79,12 @@ def job_model(mode: Mode, source: Job, user: User) -> ModelId:
     if mode == Mode.ZOOM_IN:  # redrawn by the model that drew it (the user's, for edits of edits)
         model = ModelId(source.model)
         return ModelId(user.settings.model) if model in EDIT_MODELS else model
-    return ModelId.K31_INPAINT
+    return inpaint_model(user)
+
+
+def inpaint_model(user: User) -> ModelId:
+    """Kandinsky 2.2 users paint with its inpainting decoder, everyone else with Kandinsky 3.1's."""
+    return ModelId.K22 if user.settings.model == ModelId.K22 else ModelId.K31_INPAINT
 
 
 def caption_for(i18n: I18nContext, mode: Mode, extra: dict[str, Any], prompt: str) -> str:

@@ -31,9 +31,9 @@ from PIL import Image, UnidentifiedImageError
 
 from bot.i18n import LOCALES, Translator
 from generation import canvas
-from generation.backend import Mode, ModelId
+from generation.backend import Mode
 from generation.jobs import JobService
-from handlers.canvas_edit import caption_for, canvas_params, parse_photo_source, source_prompt
+from handlers.canvas_edit import caption_for, canvas_params, inpaint_model, parse_photo_source, source_prompt
 from handlers.common import PromptError, submit_job, validate_prompt
 from storage.models import Job, User
 from storage.repositories import Database, Repositories
@@ -186,7 +186,7 @@ def create_routes(deps: WebAppDeps) -> web.RouteTableDef:
                 params = _inpaint_params(deps, user, source, prompt, extra, caption_for(i18n, Mode.INPAINT, extra, prompt))  # type: ignore[arg-type]
                 job = await submit_job(
                     bot=deps.bot, chat_id=user.id, repos=repos, user=user, jobs=deps.jobs, i18n=i18n,  # type: ignore[arg-type]
-                    params=params, kind=Mode.INPAINT, model=ModelId.K31_INPAINT,
+                    params=params, kind=Mode.INPAINT, model=inpaint_model(user),
                 )
                 await session.commit()
         except Refused as exc:

@@ -133,3 +133,11 @@ async def test_inpaint_without_a_web_page_set_up(harness):
     sent = PhotoSize(file_id="user-photo", file_unique_id="up", width=800, height=600, file_size=50_000)
     await harness.feed(message_update(None, caption="/inpaint", photo=[sent]))
     assert "WEBAPP_URL" in harness.session.of(SendMessage)[-1].text
+
+
+async def test_kandinsky_22_users_zoom_out_with_kandinsky_22(harness):
+    await harness.feed(callback_update("set:model:kandinsky-2.2"))
+    job = await _result(harness)
+    await harness.feed(callback_update(f"cnv:ex11:{job.id}"))
+    *_, expand = await harness.wait_jobs_settled()
+    assert (expand.kind, expand.model, expand.status) == (Mode.EXPAND, ModelId.K22, "done")

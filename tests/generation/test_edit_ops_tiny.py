@@ -114,3 +114,17 @@ def test_zoom_in_redraws_the_middle(backend):
     middle = np.asarray(source.crop((32, 32, 96, 96)).resize((128, 128)), dtype=np.float32)
     got = np.asarray(result, dtype=np.float32)
     assert np.abs(got - middle).mean() < np.abs(got - np.asarray(source, dtype=np.float32)).mean()
+
+
+def test_kandinsky_22_zooms_out_with_its_inpainting_decoder(backend):
+    source = _source((192, 128))
+    [result] = backend.generate(_request(Mode.ZOOM_OUT, source, model=ModelId.K22, factor=1.5), lambda s, t: None)
+    assert result.size == (192, 128)
+    pipe = backend.manager.k22().inpaint_pipeline()
+    assert type(pipe).__name__ == "KandinskyV22InpaintPipeline" and pipe.unet.config.in_channels == 9
+    where = canvas.zoom_out(192, 128, 1.5)
+    left, top, right, bottom = where.box
+    got = np.asarray(result, dtype=np.float32)[top + 16 : bottom - 16, left + 16 : right - 16]
+    want = np.asarray(source.resize(where.box_size, Image.LANCZOS), dtype=np.float32)[16:-16, 16:-16]
+    assert np.abs(got - want).max() <= 1
+    assert np.asarray(result, dtype=np.float32)[:top].std() > 3  # the border was painted

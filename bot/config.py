@@ -112,6 +112,20 @@ class Settings(BaseSettings):
             raise ValueError("WORKER_HEARTBEAT_SECONDS must be at most half of JOB_LEASE_SECONDS")
         return self
 
+    @field_validator("webapp_url")
+    @classmethod
+    def _webapp_url_https(cls, value: str | None) -> str | None:
+        # Telegram opens Mini Apps over HTTPS only; plain HTTP is fine on this machine (tests, a tunnel).
+        from urllib.parse import urlsplit
+
+        if not value:
+            return None
+        url = urlsplit(value)
+        local = url.hostname in ("127.0.0.1", "localhost", "::1")
+        if url.scheme != "https" and not (url.scheme == "http" and local):
+            raise ValueError("WEBAPP_URL must be an https:// URL (Telegram opens Mini Apps over HTTPS only)")
+        return value.rstrip("/")
+
     @field_validator("bot_token")
     @classmethod
     def _token_format(cls, value: SecretStr) -> SecretStr:

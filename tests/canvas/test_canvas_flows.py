@@ -141,3 +141,26 @@ async def test_kandinsky_22_users_zoom_out_with_kandinsky_22(harness):
     await harness.feed(callback_update(f"cnv:ex11:{job.id}"))
     *_, expand = await harness.wait_jobs_settled()
     assert (expand.kind, expand.model, expand.status) == (Mode.EXPAND, ModelId.K22, "done")
+
+
+async def test_a_zoom_out_interrupted_by_a_restart_is_done_after_it(tmp_path):
+    from generation.fake import FakeBackend
+
+    settings = make_settings(tmp_path)
+    first = await start_harness(settings, FakeBackend(step_seconds=0.05))
+    job = await _result(first)
+    await first.feed(callback_update(f"cnv:zo15:{job.id}"))
+    await first.wait_for(lambda: first.backend.calls[-1].mode == Mode.ZOOM_OUT and first.backend.steps_done > 0)
+    await stop_harness(first)  # SIGTERM while it runs: back to the queue
+    assert (await first.jobs())[-1].status == "queued"
+
+    second = await start_harness(settings, FakeBackend())
+    second.session.files.update(first.session.files)  # Telegram still serves the picture
+    try:
+        *_, zoom = await second.wait_jobs_settled()
+        assert (zoom.kind, zoom.status) == (Mode.ZOOM_OUT, "done")
+        [request] = second.backend.calls
+        assert request.mode == Mode.ZOOM_OUT and request.extra == {"factor": 1.5}
+        assert second.session.of(SendPhoto)[-1].caption.startswith("Zoom out 1.5x: a red fox in the snow")
+    finally:
+        await stop_harness(second)

@@ -36,6 +36,9 @@ def _shorten(text: str, room: int) -> str:
     return text if len(text) <= room else text[: max(room - 1, 0)] + "…"
 
 
+DOCUMENT_LIMIT = 49 * 1024 * 1024  # Telegram's 50 MB for documents bots send, with room for the form
+
+
 def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None) -> str:
     """The caption: the prompt shortened so the whole caption fits Telegram's 1024 characters.
 
@@ -229,9 +232,16 @@ class TelegramNotifier:
 
         with Image.open(path) as image:
             width, height = image.size
+            document = path
+            if path.stat().st_size > DOCUMENT_LIMIT:
+                # Bots may send documents up to 50 MB; a noisy 4096 px PNG can pass that. A JPEG at
+                # quality 95 is a fraction of it and looks the same.
+                document = path.with_suffix(".jpg")
+                if not document.exists():
+                    image.convert("RGB").save(document, format="JPEG", quality=95)
         caption = self.t("canvas-upscaled-caption", locale, scale=str(job.params.get("extra", {}).get("scale", 2)),
                          width=str(width), height=str(height))
-        message = await self.bot.send_document(chat_id=job.chat_id, document=FSInputFile(path), caption=caption)
+        message = await self.bot.send_document(chat_id=job.chat_id, document=FSInputFile(document), caption=caption)
         if job.status_message_id is not None:
             try:
                 with best_effort():

@@ -164,3 +164,15 @@ async def test_a_zoom_out_interrupted_by_a_restart_is_done_after_it(tmp_path):
         assert second.session.of(SendPhoto)[-1].caption.startswith("Zoom out 1.5x: a red fox in the snow")
     finally:
         await stop_harness(second)
+
+
+async def test_an_upscale_over_telegrams_document_limit_goes_as_jpeg(harness, monkeypatch):
+    import bot.notifier
+
+    monkeypatch.setattr(bot.notifier, "DOCUMENT_LIMIT", 1000)
+    job = await _result(harness)
+    await harness.feed(callback_update(f"cnv:up2:{job.id}"))
+    *_, upscale = await harness.wait_jobs_settled()
+    document = harness.session.of(SendDocument)[-1]
+    assert upscale.status == "done" and document.document.path.name == "0.jpg"
+    assert document.caption == "Upscaled x2 · 2048×2048 px · KandiSuperRes"

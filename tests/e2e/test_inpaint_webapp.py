@@ -101,6 +101,14 @@ async def test_paint_a_stroke_and_the_inpainting_job_gets_that_mask(world: World
     for i in range(1, 11):
         await page.mouse.move(box["x"] + box["width"] * (0.3 + 0.04 * i), y)
     await page.mouse.up()
+    # A finger: a short vertical stroke near the top right, as real touch events (Chromium's CDP).
+    cdp = await page.context.new_cdp_session(page)
+    x = box["x"] + box["width"] * 0.8
+    await cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": box["y"] + box["height"] * 0.1}]})
+    for i in range(1, 6):
+        point = {"x": x, "y": box["y"] + box["height"] * (0.1 + 0.04 * i)}
+        await cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+    await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     await page.fill("#prompt", "a sleeping dog")
     await page.click("#submit")
     await page.wait_for_selector("body[data-job-id]", timeout=WAIT * 1000)
@@ -117,7 +125,8 @@ async def test_paint_a_stroke_and_the_inpainting_job_gets_that_mask(world: World
     w, h = mask.size
     assert mask.getpixel((w // 2, h // 2)) == 255  # on the stroke
     assert mask.getpixel((int(w * 0.4), h // 2)) == 255
-    assert mask.getpixel((w // 2, h // 8)) == 0 and mask.getpixel((w // 10, h // 2)) == 0  # off the stroke
+    assert mask.getpixel((w // 2, h // 8)) == 0 and mask.getpixel((w // 10, h // 2)) == 0  # off the strokes
+    assert mask.getpixel((int(w * 0.8), int(h * 0.2))) == 255  # the finger's stroke
     await page.close()
 
 

@@ -22,7 +22,7 @@ from generation.backend import Mode, ModelId
 from generation.jobs import JobService
 from handlers.common import own_job, submit_job
 from handlers.editing.inputs import InputPhoto, accept_inputs
-from storage.models import Job, User
+from storage.models import Job, JobStatus, User
 from storage.repositories import Repositories
 
 MAX_UPSCALED_SIDE = 4096
@@ -115,7 +115,9 @@ async def canvas_button(
         return
     file_ids = [f for f in source.result_file_ids or [] if f]
     if not file_ids:
-        await query.answer(i18n.get("canvas-no-picture"), show_alert=True)
+        # Pressed while the picture is still being sent (its file id comes with Telegram's answer).
+        key = "canvas-not-ready" if source.status == JobStatus.GENERATED else "canvas-no-picture"
+        await query.answer(i18n.get(key), show_alert=True)
         return
     mode, extra = OPS[callback_data.op]
     width, height = int(source.params["width"]), int(source.params["height"])

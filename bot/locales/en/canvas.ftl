@@ -18,6 +18,7 @@ canvas-caption-inpaint = Inpaint: { $prompt }
 canvas-caption-erase = Inpaint: erased
 canvas-upscaled-caption = Upscaled x{ $scale } · { $width }×{ $height } px · KandiSuperRes
 canvas-too-large = This picture is already { $width }×{ $height }: upscaled x{ $scale } it would pass { $limit } px.
+canvas-not-ready = One moment: the picture is still on its way. Press again in a second.
 canvas-no-picture = I no longer have this picture. Generate it again, then try once more.
 inpaint-command-help = Send a photo with the caption /inpaint (or reply /inpaint to a photo), then paint over what to change.
 inpaint-open = Paint over what should change, then say what goes there.

@@ -18,6 +18,7 @@ canvas-caption-inpaint = Перерисовка: { $prompt }
 canvas-caption-erase = Перерисовка: удалено
 canvas-upscaled-caption = Увеличено x{ $scale } · { $width }×{ $height } пикс. · KandiSuperRes
 canvas-too-large = Картинка уже { $width }×{ $height }: при увеличении x{ $scale } она превысит { $limit } пикс.
+canvas-not-ready = Секунду: картинка ещё в пути. Нажмите ещё раз чуть позже.
 canvas-no-picture = Этой картинки у меня больше нет. Сгенерируйте её заново и попробуйте ещё раз.
 inpaint-command-help = Пришлите фото с подписью /inpaint (или ответьте /inpaint на фото) и закрасьте то, что нужно изменить.
 inpaint-open = Закрасьте то, что нужно изменить, и напишите, что там должно быть.

@@ -176,3 +176,18 @@ async def test_an_upscale_over_telegrams_document_limit_goes_as_jpeg(harness, mo
     document = harness.session.of(SendDocument)[-1]
     assert upscale.status == "done" and document.document.path.name == "0.jpg"
     assert document.caption == "Upscaled x2 · 2048×2048 px · KandiSuperRes"
+
+
+async def test_canvas_jobs_count_against_the_users_limit(tmp_path):
+    from generation.fake import FakeBackend
+
+    h = await start_harness(make_settings(tmp_path, max_pending_per_user=1), FakeBackend(step_seconds=0.1))
+    try:
+        job = await _result(h)
+        await h.feed(callback_update(f"cnv:zo2:{job.id}"))
+        await h.feed(callback_update(f"cnv:up4:{job.id}"))  # while the zoom-out is still in progress
+        assert h.session.of(SendMessage)[-1].text == "You already have 1 pictures in progress. Wait for them or /cancel."
+        jobs = await h.wait_jobs_settled()
+        assert [j.kind for j in jobs] == [Mode.TEXT2IMG, Mode.ZOOM_OUT]
+    finally:
+        await stop_harness(h)

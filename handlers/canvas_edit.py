@@ -120,6 +120,9 @@ async def canvas_button(
         await query.answer(i18n.get(key), show_alert=True)
         return
     mode, extra = OPS[callback_data.op]
+    if source.kind == Mode.UPSCALE and mode != Mode.UPSCALE:  # an upscale has no such buttons (forged)
+        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+        return
     width, height = int(source.params["width"]), int(source.params["height"])
     if mode == Mode.UPSCALE and max(width, height) * extra["scale"] > MAX_UPSCALED_SIDE:
         await query.answer(

@@ -121,7 +121,8 @@ async def _source(deps: WebAppDeps, repos: Repositories, user: User, body: dict[
             job = await repos.jobs.get(int(body["job"]))
         except (TypeError, ValueError) as exc:
             raise Refused(400, "bad_request") from exc
-        if job is None or job.user_id != user.id:
+        # Upscales are documents beyond MAX_IMAGE_SIDE: not something to paint on.
+        if job is None or job.user_id != user.id or job.kind == Mode.UPSCALE:
             raise Refused(404, "not_found")
         file_ids = [f for f in job.result_file_ids or [] if f]
         if not file_ids:

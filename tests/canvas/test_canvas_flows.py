@@ -80,6 +80,8 @@ async def test_upscale_4k_is_sent_as_a_document_with_its_size(harness):
     # Upscaling the 4K picture again would pass 4096 px: refused, nothing queued.
     await harness.feed(callback_update(f"cnv:up2:{upscale.id}"))
     assert "4096×4096" in harness.session.of(AnswerCallbackQuery)[-1].text
+    await harness.feed(callback_update(f"cnv:zo2:{upscale.id}"))  # no such button under a document
+    assert harness.session.of(AnswerCallbackQuery)[-1].text == "This button is no longer valid."
     assert len(await harness.jobs()) == 2
 
 

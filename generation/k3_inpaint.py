@@ -102,7 +102,7 @@ def project_context(unet: Kandinsky3UNet, hidden: torch.Tensor, mask: torch.Tens
 def null_context(unet: Kandinsky3InpaintUNet, like: torch.Tensor, like_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The unconditional context: the learned null embedding in the first row, nothing else attended."""
     context = torch.zeros_like(like)
-    context[:, 0] = unet.null_embedding.to(like.dtype)
+    context[:, 0] = unet.null_embedding.to(device=like.device, dtype=like.dtype)
     mask = torch.zeros_like(like_mask)
     mask[:, 0] = 1
     return context, mask
@@ -165,6 +165,13 @@ def sample(
     return x
 
 
+def _module_device(module: nn.Module, fallback: torch.device) -> torch.device:
+    """Where a module's weights are now: with model CPU offload, a part called outside the UNet's own
+    forward (its projection, the MoVQ's encoder) stays wherever the offload hook left it."""
+    param = next(module.parameters())
+    return fallback if param.device.type == "meta" else param.device
+
+
 class Kandinsky3InpaintPipeline(DiffusionPipeline):
     """Repaint the white area of ``mask_image`` (L mode; white = change) following ``prompt``."""
 
@@ -175,11 +182,16 @@ class Kandinsky3InpaintPipeline(DiffusionPipeline):
         self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, movq=movq)
         self.image_processor = VaeImageProcessor(vae_scale_factor=8, vae_latent_channels=4, resample="bicubic", reducing_gap=1)
 
+    def _project(self, hidden: torch.Tensor, mask: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        where = _module_device(self.unet.encoder_hid_proj, device)
+        context, context_mask = project_context(self.unet, hidden.to(where), mask.to(where))
+        return context.to(device), context_mask.to(device)
+
     def _encode_text(self, prompt: str, negative: str | None, device: torch.device) -> tuple[torch.Tensor, ...]:
         tokens = self.tokenizer(prompt, max_length=TOKENS, truncation=True, padding="max_length", return_tensors="pt")
         ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
         hidden = self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        context, context_mask = project_context(self.unet, hidden, mask)
+        context, context_mask = self._project(hidden, mask, device)
         if not negative:
             uncond, uncond_mask = null_context(self.unet, context, context_mask)
             return context, context_mask, uncond, uncond_mask
@@ -190,7 +202,7 @@ class Kandinsky3InpaintPipeline(DiffusionPipeline):
         neg_ids = torch.full_like(ids, self.tokenizer.pad_token_id)
         neg_ids[0, : len(neg)] = torch.tensor(neg)
         hidden = self.text_encoder(input_ids=neg_ids, attention_mask=mask).last_hidden_state
-        uncond, uncond_mask = project_context(self.unet, hidden, mask)
+        uncond, uncond_mask = self._project(hidden, mask, device)
         return context, context_mask, uncond, uncond_mask
 
     @torch.no_grad()
@@ -219,8 +231,8 @@ class Kandinsky3InpaintPipeline(DiffusionPipeline):
         pixels = self.image_processor.preprocess(image.convert("RGB")).to(device=device, dtype=torch.float32)
         repaint = torch.from_numpy(np.asarray(mask_image.convert("L").resize((width, height)), dtype=np.float32) / 255.0)
         keep = (1.0 - (repaint > 0.5).float())[None, None].to(device)
-        masked = (pixels * keep).to(self.movq.dtype)
-        masked_latent = self.movq.encode(masked)["latents"].float()
+        masked = (pixels * keep).to(device=_module_device(self.movq, device), dtype=self.movq.dtype)
+        masked_latent = self.movq.encode(masked)["latents"].to(device=device, dtype=torch.float32)
         keep_latent = F.interpolate(keep, size=masked_latent.shape[-2:])  # nearest, as the authors
         masked_latent, keep_latent = masked_latent.repeat(n, 1, 1, 1), keep_latent.repeat(n, 1, 1, 1)
 

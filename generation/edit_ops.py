@@ -23,7 +23,23 @@ from PIL import Image
 
 from generation import canvas
 from generation.backend import GenerationError, GenerationRequest, Mode, ModelId, ProgressFn
-from generation.k3 import _Progress, generators
+
+def generators(seed: int, n: int) -> list[torch.Generator]:
+    """One generator per image (seed + i): any image of a request can be redone alone."""
+    return [torch.Generator("cpu").manual_seed(seed + i) for i in range(n)]
+
+
+class _Progress:
+    """A ``callback_on_step_end`` reporting (step, total); ``progress`` may raise GenerationCancelled."""
+
+    def __init__(self, progress: ProgressFn, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+
+    def __call__(self, pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        self.done += 1
+        self.progress(self.done, self.total)
+        return kwargs
+
 
 EDIT_MODES = frozenset({Mode.ZOOM_OUT, Mode.EXPAND, Mode.ZOOM_IN, Mode.INPAINT, Mode.UPSCALE})
 ZOOM_IN_STRENGTH = 0.35

@@ -95,7 +95,7 @@ async def test_someone_elses_result_is_refused(harness):
 async def test_cancel_an_upscale_like_any_job(tmp_path):
     from generation.fake import FakeBackend
 
-    h = await start_harness(make_settings(tmp_path), FakeBackend(step_seconds=0.2))
+    h = await start_harness(make_settings(tmp_path), FakeBackend(step_seconds=0.05))
     try:
         job = await _result(h)
         await h.feed(callback_update(f"cnv:up2:{job.id}"))
@@ -149,7 +149,7 @@ async def test_a_zoom_out_interrupted_by_a_restart_is_done_after_it(tmp_path):
     from generation.fake import FakeBackend
 
     settings = make_settings(tmp_path)
-    first = await start_harness(settings, FakeBackend(step_seconds=0.05))
+    first = await start_harness(settings, FakeBackend(step_seconds=0.02))
     job = await _result(first)
     await first.feed(callback_update(f"cnv:zo15:{job.id}"))
     await first.wait_for(lambda: first.backend.calls[-1].mode == Mode.ZOOM_OUT and first.backend.steps_done > 0)
@@ -183,7 +183,7 @@ async def test_an_upscale_over_telegrams_document_limit_goes_as_jpeg(harness, mo
 async def test_canvas_jobs_count_against_the_users_limit(tmp_path):
     from generation.fake import FakeBackend
 
-    h = await start_harness(make_settings(tmp_path, max_pending_per_user=1), FakeBackend(step_seconds=0.1))
+    h = await start_harness(make_settings(tmp_path, max_pending_per_user=1), FakeBackend(step_seconds=0.04))
     try:
         job = await _result(h)
         await h.feed(callback_update(f"cnv:zo2:{job.id}"))

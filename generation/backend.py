@@ -40,6 +40,9 @@ class ModelId(StrEnum):
     SUPERRES = "kandisuperres"  # upscale x2 (Flash) and x4
 
 
+StageFn = Callable[[str], None]
+
+
 @dataclass
 class GenerationRequest:
     mode: Mode
@@ -58,6 +61,9 @@ class GenerationRequest:
     weights: list[float] = field(default_factory=list)
     strength: float = 0.6  # image-to-image strength: 0 keeps the photo, 1 ignores it
     extra: dict[str, Any] = field(default_factory=dict)
+    # Called (from the worker thread) when a multi-stage job enters a stage ("describing",
+    # "swapping", ...); the runner forwards it to the chat. Pipelines without stages ignore it.
+    on_stage: StageFn | None = None
 
 
 ProgressFn = Callable[[int, int], None]

@@ -19,14 +19,15 @@ from aiogram_i18n import I18nContext
 from bot.canvas_keyboard import CanvasCb, CanvasOp, inpaint_url, sign_source
 from generation import canvas
 from generation.backend import Mode, ModelId
-from generation.jobs import JobService
-from handlers.common import own_job, submit_job
+from generation.registry import model_for, spec
+from handlers.common import own_job
+from handlers.context import RequestContext
 from handlers.editing.inputs import InputPhoto, accept_inputs
+from jobs.params import JobParams, read_params
 from storage.models import Job, JobStatus, User
 from storage.repositories import Repositories
 
 MAX_UPSCALED_SIDE = 4096
-EDIT_MODELS = frozenset({ModelId.K31_INPAINT, ModelId.SUPERRES})
 
 # op -> (mode, extra options)
 OPS: dict[CanvasOp, tuple[Mode, dict[str, Any]]] = {
@@ -43,48 +44,48 @@ OPS: dict[CanvasOp, tuple[Mode, dict[str, Any]]] = {
 
 def source_prompt(job: Job) -> str:
     """The words the picture was made from: the beautified prompt when there was one."""
-    return str(job.params.get("used_prompt") or job.params.get("prompt") or "")
+    from jobs.params import read_outcome
+
+    return str(read_outcome(job).used_prompt or read_params(job).prompt or "")
 
 
 def canvas_params(
-    jobs: JobService, user: User, source: Job, file_id: str, mode: Mode, extra: dict[str, Any],
-    max_side: int, caption: str, prompt: str | None = None,
-) -> dict[str, Any]:
+    request: RequestContext, source: Job, file_id: str, mode: Mode, extra: dict[str, Any], caption: str,
+    prompt: str | None = None,
+) -> JobParams:
     """Job parameters of an edit of ``source``'s picture (``file_id``)."""
-    width, height = int(source.params["width"]), int(source.params["height"])
+    params = read_params(source)
+    width, height = params.width, params.height
     if mode == Mode.EXPAND:
-        width, height = canvas.expand(width, height, extra["ratio"], max_side).size
+        width, height = canvas.expand(width, height, extra["ratio"], request.max_side).size
     elif mode == Mode.UPSCALE:
         width, height = width * extra["scale"], height * extra["scale"]
-    params = jobs.params_from_settings(
-        user,
+    return request.params(
         source_prompt(source) if prompt is None else prompt,
+        mode,
         width=width,
         height=height,
+        aspect_ratio=f"{width}:{height}",
         num_images=1,
         input_file_ids=[file_id],
         extra=extra,
         beautify=False,  # already the words the picture was made from
-        style=source.params.get("style") or "DEFAULT",
-        negative_prompt=source.params.get("negative_prompt"),
+        style=params.style,
+        negative_prompt=params.negative_prompt,
         display_prompt=caption,
     )
-    params["aspect_ratio"] = f"{width}:{height}"
-    return params
 
 
 def job_model(mode: Mode, source: Job, user: User) -> ModelId:
-    if mode == Mode.UPSCALE:
-        return ModelId.SUPERRES
-    if mode == Mode.ZOOM_IN:  # redrawn by the model that drew it (the user's, for edits of edits)
-        model = ModelId(source.model)
-        return ModelId(user.settings.model) if model in EDIT_MODELS else model
-    return inpaint_model(user)
+    """The registry's model for ``mode``: zoom in redraws with the model that drew the picture."""
+    if mode == Mode.ZOOM_IN and spec(source.model).supports(Mode.ZOOM_IN):
+        return ModelId(source.model)
+    return model_for(mode, user.settings.model)[0]
 
 
 def inpaint_model(user: User) -> ModelId:
     """Kandinsky 2.2 users paint with its inpainting decoder, everyone else with Kandinsky 3.1's."""
-    return ModelId.K22 if user.settings.model == ModelId.K22 else ModelId.K31_INPAINT
+    return model_for(Mode.INPAINT, user.settings.model)[0]
 
 
 def caption_for(i18n: I18nContext, mode: Mode, extra: dict[str, Any], prompt: str) -> str:
@@ -101,14 +102,8 @@ def caption_for(i18n: I18nContext, mode: Mode, extra: dict[str, Any], prompt: st
 
 
 async def canvas_button(
-    query: CallbackQuery,
-    callback_data: CanvasCb,
-    bot: Bot,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-    max_image_side: int,
+    query: CallbackQuery, callback_data: CanvasCb, i18n: I18nContext, user: User, repos: Repositories,
+    request: RequestContext,
 ) -> None:
     source = await own_job(query, callback_data.job_id, user, repos, i18n)
     if source is None:
@@ -123,7 +118,8 @@ async def canvas_button(
     if source.kind == Mode.UPSCALE and mode != Mode.UPSCALE:  # an upscale has no such buttons (forged)
         await query.answer(i18n.get("callback-unknown"), show_alert=True)
         return
-    width, height = int(source.params["width"]), int(source.params["height"])
+    params = read_params(source)
+    width, height = params.width, params.height
     if mode == Mode.UPSCALE and max(width, height) * extra["scale"] > MAX_UPSCALED_SIDE:
         await query.answer(
             i18n.get("canvas-too-large", width=str(width), height=str(height), scale=str(extra["scale"]),
@@ -133,13 +129,8 @@ async def canvas_button(
         return
     await query.answer()
     prompt = source_prompt(source)
-    params = canvas_params(
-        jobs, user, source, file_ids[0], mode, dict(extra), max_image_side, caption_for(i18n, mode, extra, prompt)
-    )
-    await submit_job(
-        bot=bot, chat_id=source.chat_id, repos=repos, user=user, jobs=jobs, i18n=i18n,
-        params=params, kind=mode, model=job_model(mode, source, user),
-    )
+    job_params = canvas_params(request, source, file_ids[0], mode, dict(extra), caption_for(i18n, mode, extra, prompt))
+    await request.submit(job_params, mode, job_model(mode, source, user), chat_id=source.chat_id)
 
 
 def photo_source(secret: str, user_id: int, photo: InputPhoto) -> str:

@@ -30,11 +30,15 @@ from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 
 from bot.i18n import LOCALES, Translator
+from bot.notifier import TelegramNotifier
 from generation import canvas
 from generation.backend import Mode
-from generation.jobs import JobService
+from generation.styles import DEFAULT_STYLE, fit_size
 from handlers.canvas_edit import caption_for, canvas_params, inpaint_model, parse_photo_source, source_prompt
-from handlers.common import PromptError, submit_job, validate_prompt
+from handlers.common import PromptError, validate_prompt
+from handlers.context import RequestContext
+from jobs.params import JobParams, read_params
+from jobs.service import JobService
 from storage.models import Job, User
 from storage.repositories import Database, Repositories
 
@@ -51,7 +55,7 @@ PAGE_KEYS = (
 
 
 class _PageI18n:
-    """What :func:`handlers.common.submit_job` needs of aiogram-i18n's context, outside an update."""
+    """What :class:`handlers.context.RequestContext` needs of aiogram-i18n's context, outside an update."""
 
     def __init__(self, t: Translator, locale: str) -> None:
         self.t, self.locale = t, locale
@@ -65,6 +69,7 @@ class WebAppDeps:
     bot: Bot
     db: Database
     jobs: JobService
+    notifier: TelegramNotifier
     translator: Translator
     max_image_side: int
 
@@ -127,7 +132,8 @@ async def _source(deps: WebAppDeps, repos: Repositories, user: User, body: dict[
         file_ids = [f for f in job.result_file_ids or [] if f]
         if not file_ids:
             raise Refused(404, "not_found")
-        return Source(file_ids[0], int(job.params["width"]), int(job.params["height"]), job)
+        params = read_params(job)
+        return Source(file_ids[0], params.width, params.height, job)
     photo = parse_photo_source(deps.bot.token, user.id, str(body.get("src") or ""))
     if photo is None:
         raise Refused(404, "not_found")
@@ -183,12 +189,14 @@ def create_routes(deps: WebAppDeps) -> web.RouteTableDef:
                     except PromptError as exc:
                         raise Refused(400, exc.code) from exc
                 i18n = _PageI18n(deps.translator, user.language)
-                extra = {"mask": canvas.encode_mask(mask)}
-                params = _inpaint_params(deps, user, source, prompt, extra, caption_for(i18n, Mode.INPAINT, extra, prompt))  # type: ignore[arg-type]
-                job = await submit_job(
-                    bot=deps.bot, chat_id=user.id, repos=repos, user=user, jobs=deps.jobs, i18n=i18n,  # type: ignore[arg-type]
-                    params=params, kind=Mode.INPAINT, model=inpaint_model(user),
+                request_ctx = RequestContext(
+                    bot=deps.bot, chat_id=user.id, user=user, repos=repos, jobs=deps.jobs, notifier=deps.notifier,
+                    i18n=i18n, max_side=deps.max_image_side,  # type: ignore[arg-type]
                 )
+                extra = {"mask": canvas.encode_mask(mask)}
+                caption = caption_for(i18n, Mode.INPAINT, extra, prompt)  # type: ignore[arg-type]
+                params = _inpaint_params(request_ctx, source, prompt, extra, caption)
+                job = await request_ctx.submit(params, Mode.INPAINT, inpaint_model(user))
                 await session.commit()
         except Refused as exc:
             return _json_error(exc)
@@ -219,22 +227,17 @@ def _mask(data_url: str) -> Image.Image:
 
 
 def _inpaint_params(
-    deps: WebAppDeps, user: User, source: Source, prompt: str, extra: dict[str, Any], caption: str
-) -> dict[str, Any]:
+    request: RequestContext, source: Source, prompt: str, extra: dict[str, Any], caption: str
+) -> JobParams:
     if source.job is not None:
-        params = canvas_params(
-            deps.jobs, user, source.job, source.file_id, Mode.INPAINT, extra, deps.max_image_side, caption,
-            prompt=prompt,
-        )
+        params = canvas_params(request, source.job, source.file_id, Mode.INPAINT, extra, caption, prompt=prompt)
         if not prompt:  # erase: the picture's own words guide what fills the gap
-            params["prompt"] = source_prompt(source.job)
+            params = params.model_copy(update={"prompt": source_prompt(source.job)})
         return params
-    from generation.styles import fit_size
-
-    width, height = fit_size(source.width, source.height, deps.max_image_side)
-    return deps.jobs.params_from_settings(
-        user, prompt, width=width, height=height, aspect_ratio=f"{width}:{height}", num_images=1,
-        input_file_ids=[source.file_id], extra=extra, beautify=False, style="DEFAULT", display_prompt=caption,
+    width, height = fit_size(source.width, source.height, request.max_side)
+    return request.params(
+        prompt, Mode.INPAINT, width=width, height=height, aspect_ratio=f"{width}:{height}", num_images=1,
+        input_file_ids=[source.file_id], extra=extra, beautify=False, style=DEFAULT_STYLE, display_prompt=caption,
     )
 
 

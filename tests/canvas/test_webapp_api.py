@@ -44,7 +44,7 @@ def mask_url(size=(64, 64)) -> str:
 async def web(tmp_path):
     harness = await start_harness(make_settings(tmp_path, webapp_url="https://bot.example.com"))
     app = harness.app
-    deps = WebAppDeps(app.bot, app.db, app.jobs, translator(), app.settings.max_image_side)
+    deps = WebAppDeps(app.bot, app.db, app.jobs, app.notifier, translator(), app.settings.max_image_side)
     client = TestClient(TestServer(create_app(deps)))
     await client.start_server()
     try:

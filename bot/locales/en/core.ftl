@@ -13,6 +13,17 @@ help-text = What I can do:
     /forgetface — forget your face
     /inpaint — a photo with this caption: paint over what to change. Under every picture: zoom out, expand, zoom in, upscale to 4K
     Any other text is a prompt: I draw it.
+help-models = Models (pick one in /settings):
+help-model = • { $model }: { $modes }
+help-model-no-negative = { $line } (no negative prompt)
+mode-text2img = text to image
+mode-img2img = restyle
+mode-restyle_depth = keep the shapes
+mode-style = style
+mode-fuse = fuse
+mode-mix = mix
+mode-variations = variations
+mode-faceswap = @me
 language-choose = Choose the language:
 language-set = Language: English.
 

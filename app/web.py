@@ -18,8 +18,8 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import web
 from sqlalchemy import text
 
-from bot.app import App
-from bot.metrics import add_routes, gpu_memory, parse_listen, start_server
+from app.wiring import App
+from jobs.metrics import add_routes, gpu_memory, parse_listen, start_server
 
 if TYPE_CHECKING:
     from handlers.webapp import WebAppDeps
@@ -67,7 +67,7 @@ def webapp_deps(app: App) -> "WebAppDeps":
     from bot.i18n import translator
     from handlers.webapp import WebAppDeps
 
-    return WebAppDeps(app.bot, app.db, app.jobs, translator(), app.settings.max_image_side)
+    return WebAppDeps(app.bot, app.db, app.jobs, app.notifier, translator(), app.settings.max_image_side)
 
 
 def webhook_app(app: App) -> web.Application:

@@ -77,8 +77,10 @@ async def test_help_lists_the_models_of_the_registry(harness):
     text = harness.session.of(SendMessage)[-1].text
     lines = {line.split(":")[0]: line for line in text.splitlines() if line.startswith("• ")}
     assert set(lines) == {
-        "• Kandinsky 2.2", "• Kandinsky 3.1", "• Kandinsky 3.1 Flash", "• Kandinsky 3.1 + Flash refiner"
+        "• Kandinsky 2.2", "• Kandinsky 3.1", "• Kandinsky 3.1 Flash", "• Kandinsky 3.1 + Flash refiner",
+        "• Kandinsky 3.1 Inpainting", "• KandiSuperRes",  # the buttons under results (handlers.canvas_edit)
     }
+    assert "zoom out" in lines["• Kandinsky 3.1 Inpainting"] and "upscale" in lines["• KandiSuperRes"]
     assert "fuse" in lines["• Kandinsky 2.2"] and "fuse" not in lines["• Kandinsky 3.1"]
     assert "restyle" in lines["• Kandinsky 3.1 Flash"]  # Flash restyles photos
     assert "no negative prompt" in lines["• Kandinsky 3.1 Flash"]

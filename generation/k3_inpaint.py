@@ -5,7 +5,7 @@ text projection ``projection_inpainting.pt`` next to the Flan-UL2 encoder) is th
 an input convolution over 9 channels: the noisy latent (4), the mask (1: 1 keeps, 0 repaints) and the
 MoVQ latent of the picture with the area to repaint blacked out (4). It still predicts 4 channels of
 noise. It converts with the same key mapping as the other Kandinsky 3 UNets
-(:func:`generation.flash.to_diffusers`) into :class:`Kandinsky3InpaintUNet`, a diffusers
+(:func:`generation.k31_weights.unet_to_diffusers`) into :class:`Kandinsky3InpaintUNet`, a diffusers
 ``Kandinsky3UNet`` whose input convolution is wider; the checkpoint's learned ``null_embedding`` (the
 unconditional context) travels with it as a buffer.
 
@@ -19,10 +19,8 @@ estimate dynamically thresholded at the 95th percentile.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,7 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 INPAINT_UNET_FILE = "weights/kandinsky3_inpainting.pt"
-INPAINT_PROJECTION_FILES = ("weights/flan_ul2_encoder/projection_inpainting.pt", "weights/projection_inpainting.pt")
+INPAINT_PROJECTION_FILES = ("weights/flan_ul2_encoder/projection_inpainting.pt",)  # next to the encoder
 INPAINT_STEPS = 50
 INPAINT_GUIDANCE = 4.0
 PERCENTILE = 0.95
@@ -261,44 +259,45 @@ class Kandinsky3InpaintPipeline(DiffusionPipeline):
 # -- conversion ---------------------------------------------------------------------------------------
 
 
-def convert(unet_file: str, projection_file: str, unet_config: dict, out_dir: Path) -> Path:
-    """ai-forever's inpainting files -> a diffusers folder ``out_dir/unet`` (every weight used)."""
+def convert(unet_file: str, projection_file: str, unet_config: dict, target: Path, dtype: torch.dtype) -> Path:
+    """ai-forever's inpainting files -> a diffusers folder ``target`` (every weight used, none missing).
+
+    The key mapping is the one of every Kandinsky 3.1 UNet (:func:`generation.k31_weights.unet_to_diffusers`);
+    only the input convolution is wider, so the class is :class:`Kandinsky3InpaintUNet`."""
     from accelerate import init_empty_weights
 
-    from generation import flash
+    from generation import k31_weights
 
-    checkpoint = flash._load_pt(unet_file)
-    state = flash.to_diffusers(checkpoint["unet"], flash._load_pt(projection_file))
+    checkpoint = k31_weights.load_pt(unet_file)
+    if "unet" not in checkpoint or "null_embedding" not in checkpoint:
+        raise ValueError(f"{unet_file}: expected a dict with 'unet' and 'null_embedding'")
+    state = k31_weights.unet_to_diffusers(checkpoint["unet"], k31_weights.load_pt(projection_file))
     state["null_embedding"] = checkpoint["null_embedding"]
     config = {k: v for k, v in unet_config.items() if not k.startswith("_") and k != "in_channels"}
-    config.update(in_channels=checkpoint["unet"]["in_layer.weight"].shape[1], out_channels=checkpoint["unet"]["out_layer.2.weight"].shape[0])
+    config.update(
+        in_channels=checkpoint["unet"]["in_layer.weight"].shape[1],
+        out_channels=checkpoint["unet"]["out_layer.2.weight"].shape[0],
+    )
     with init_empty_weights():
         unet = Kandinsky3InpaintUNet(**config)
-    unet.load_state_dict(state, strict=True, assign=True)
-    target, tmp = out_dir / "unet", out_dir / "unet.partial"
-    unet.save_pretrained(tmp, safe_serialization=True)
-    if target.exists():
-        import shutil
-
-        shutil.rmtree(target)
-    tmp.rename(target)
+    unet.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
+    k31_weights._save_atomically(unet, target)
     return target
 
 
-def converted_unet_dir(source: str, unet_config: dict, cache_dir: Path) -> Path:
+def converted_unet_dir(source: str, cache_dir: Path, dtype: torch.dtype = torch.float32) -> Path:
     """The diffusers folder of the inpainting UNet of ``source``, converting it on first use."""
-    from generation import flash
+    from generation import k31_weights
 
-    unet_file = flash.fetch(source, INPAINT_UNET_FILE)
-    projection_file = flash._fetch_first(source, INPAINT_PROJECTION_FILES)
-    stats = [source] + [f"{os.path.getsize(p)}:{int(os.path.getmtime(p))}" for p in (unet_file, projection_file)]
-    key = hashlib.sha256("|".join(stats).encode()).hexdigest()[:16]
-    out_dir = Path(cache_dir) / f"kandinsky3.1-inpainting-{key}"
-    target = out_dir / "unet"
+    unet_file = k31_weights.fetch(source, INPAINT_UNET_FILE)
+    projection_file = k31_weights.fetch(source, INPAINT_PROJECTION_FILES[0])
+    config = k31_weights.local_config(source, k31_weights.UNET_CONFIG_FILE, "kandinsky3_unet.json")
+    key = k31_weights._cache_key(source, [unet_file, projection_file], config, dtype)
+    target = Path(cache_dir) / f"kandinsky3.1-inpainting-{key}" / "unet"
     if (target / "config.json").is_file():
         return target
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log.info("Converting Kandinsky 3.1 inpainting from %s into %s", source, out_dir)
-    convert(unet_file, projection_file, unet_config, out_dir)
-    (out_dir / "source.json").write_text(json.dumps({"source": source, "unet": unet_file}))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("Converting Kandinsky 3.1 inpainting from %s into %s", source, target)
+    convert(unet_file, projection_file, config, target, dtype)
+    (target.parent / "source.json").write_text(json.dumps({"source": source, "unet": unet_file}))
     return target

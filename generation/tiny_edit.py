@@ -18,7 +18,7 @@ TINY_SUPERRES = dict(init_channels=32, model_channels=32, time_embed_dim=32, dim
 
 
 def write_k31_inpainting(root: Path, seed: int = 3) -> Path:
-    from generation.flash import to_ai_forever
+    from generation.k31_weights import unet_to_ai_forever as to_ai_forever
     from generation.k3_inpaint import INPAINT_PROJECTION_FILES, INPAINT_UNET_FILE, Kandinsky3InpaintUNet
     from generation.tiny import TINY_K3_UNET, _randomize_zero_inits
 

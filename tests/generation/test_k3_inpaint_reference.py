@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -25,7 +26,8 @@ def _converted(tmp_path: Path) -> tuple[k3_inpaint.Kandinsky3InpaintUNet, dict]:
     projection = {k.removeprefix("projection."): v.float() for k, v in data.items() if k.startswith("projection.")}
     torch.save({"unet": unet, "null_embedding": data["null_embedding"].float()}, source / k3_inpaint.INPAINT_UNET_FILE)
     torch.save(projection, source / k3_inpaint.INPAINT_PROJECTION_FILES[0])
-    folder = k3_inpaint.converted_unet_dir(str(source), UNET_CONFIG, tmp_path / "cache")
+    (source / "weights" / "unet_config.json").write_text(json.dumps(UNET_CONFIG))  # a local copy's own config
+    folder = k3_inpaint.converted_unet_dir(str(source), tmp_path / "cache")
     model = k3_inpaint.Kandinsky3InpaintUNet.from_pretrained(folder).eval()
     return model, data
 
@@ -64,4 +66,5 @@ def test_a_wrong_checkpoint_is_refused(tmp_path):
     import pytest
 
     with pytest.raises(RuntimeError, match="extra"):
-        k3_inpaint.converted_unet_dir(str(bad), UNET_CONFIG, tmp_path / "cache2")
+        (bad / "weights" / "unet_config.json").write_text(json.dumps(UNET_CONFIG))
+        k3_inpaint.converted_unet_dir(str(bad), tmp_path / "cache2")

@@ -23,6 +23,7 @@ from PIL import Image
 
 from generation import canvas
 from generation.backend import GenerationError, GenerationRequest, Mode, ModelId, ProgressFn
+from generation.registry import CANVAS_MODES
 
 def generators(seed: int, n: int) -> list[torch.Generator]:
     """One generator per image (seed + i): any image of a request can be redone alone."""
@@ -41,7 +42,7 @@ class _Progress:
         return kwargs
 
 
-EDIT_MODES = frozenset({Mode.ZOOM_OUT, Mode.EXPAND, Mode.ZOOM_IN, Mode.INPAINT, Mode.UPSCALE})
+EDIT_MODES = CANVAS_MODES
 ZOOM_IN_STRENGTH = 0.35
 UPSCALE_SCALES = (2, 4)
 MAX_UPSCALED_SIDE = 4096

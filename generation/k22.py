@@ -49,7 +49,7 @@ from PIL import Image
 
 from generation.backend import GenerationRequest, Mode, ModelId, ModelUnavailable, ProgressFn
 from generation.prompts import fit_to_context
-from generation.registry import WRAPPED_MODES, spec
+from generation.registry import CANVAS_MODES, WRAPPED_MODES, spec
 from generation.sources import GenerationConfig
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,9 @@ EMB2EMB_STRENGTH = 0.85  # how far the Emb2Emb prior moves the photo's embedding
 # Default weights when the request carries none: STYLE [content, style], MIX [image, text].
 DEFAULT_WEIGHTS: dict[Mode, tuple[float, ...]] = {Mode.STYLE: (0.3, 0.7), Mode.MIX: (0.5, 0.5)}
 # The modes this pipeline runs itself: the registry's, less those a wrapper serves (face swap).
-MODES = tuple(m for m in Mode if spec(ModelId.K22).supports(m) and m not in WRAPPED_MODES)
+MODES = tuple(
+    m for m in Mode if spec(ModelId.K22).supports(m) and m not in WRAPPED_MODES and m not in CANVAS_MODES
+)
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 

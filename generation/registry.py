@@ -43,6 +43,8 @@ WRAPPED_MODES: dict[Mode, Mode] = {Mode.FACESWAP: Mode.TEXT2IMG}
 # Zoom out, expand and inpaint paint with an inpainting model: Kandinsky 2.2's own decoder, or the
 # Kandinsky 3.1 inpainting UNet for everyone else; zoom in redraws with the picture's own model.
 OUTPAINT_MODES = frozenset({Mode.ZOOM_OUT, Mode.EXPAND, Mode.INPAINT})
+# Served by generation.edit_ops on a model's pipelines (not by the model's own generate()).
+CANVAS_MODES = OUTPAINT_MODES | {Mode.ZOOM_IN, Mode.UPSCALE}
 K22_MODES = frozenset(
     {Mode.TEXT2IMG, Mode.IMG2IMG, Mode.RESTYLE_DEPTH, Mode.STYLE, Mode.FUSE, Mode.MIX, Mode.VARIATIONS, Mode.FACESWAP}
 ) | OUTPAINT_MODES | {Mode.ZOOM_IN}

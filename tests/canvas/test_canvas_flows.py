@@ -188,7 +188,7 @@ async def test_canvas_jobs_count_against_the_users_limit(tmp_path):
         job = await _result(h)
         await h.feed(callback_update(f"cnv:zo2:{job.id}"))
         await h.feed(callback_update(f"cnv:up4:{job.id}"))  # while the zoom-out is still in progress
-        assert h.session.of(SendMessage)[-1].text == "You already have 1 pictures in progress. Wait for them or /cancel."
+        assert h.session.of(SendMessage)[-1].text == "You already have 1 picture in progress. Wait for it or /cancel."
         jobs = await h.wait_jobs_settled()
         assert [j.kind for j in jobs] == [Mode.TEXT2IMG, Mode.ZOOM_OUT]
     finally:

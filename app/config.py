@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None  # checked against X-Telegram-Bot-Api-Secret-Token
     webhook_listen: str = "0.0.0.0:8080"  # host:port the webhook (and /healthz, /metrics) listen on
     metrics_port: int | None = None  # polling mode / workers: /healthz and /metrics on this port
+    # The inpainting Mini App (handlers.webapp): its public HTTPS base URL (Telegram opens Mini Apps over
+    # HTTPS only; http:// is accepted for 127.0.0.1 in tests). Unset: no Inpaint button. In webhook
+    # mode the pages share the webhook's server; in polling mode they listen on WEBAPP_LISTEN.
+    webapp_url: str | None = None
+    webapp_listen: str = "0.0.0.0:8081"
     worker_models: Annotated[list[str], NoDecode] = Field(default_factory=list)  # empty: all models
     worker_name: str | None = None  # default: <hostname>-<pid>
     # A message whose worker died is redelivered after this idle time; longer than the longest job.
@@ -118,6 +123,20 @@ class Settings(BaseSettings):
         if self.worker_heartbeat_seconds * 2 > self.job_lease_seconds:
             raise ValueError("WORKER_HEARTBEAT_SECONDS must be at most half of JOB_LEASE_SECONDS")
         return self
+
+    @field_validator("webapp_url")
+    @classmethod
+    def _webapp_url_https(cls, value: str | None) -> str | None:
+        # Telegram opens Mini Apps over HTTPS only; plain HTTP is fine on this machine (tests, a tunnel).
+        from urllib.parse import urlsplit
+
+        if not value:
+            return None
+        url = urlsplit(value)
+        local = url.hostname in ("127.0.0.1", "localhost", "::1")
+        if url.scheme != "https" and not (url.scheme == "http" and local):
+            raise ValueError("WEBAPP_URL must be an https:// URL (Telegram opens Mini Apps over HTTPS only)")
+        return value.rstrip("/")
 
     @field_validator("bot_token")
     @classmethod

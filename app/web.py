@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
@@ -20,6 +20,9 @@ from sqlalchemy import text
 
 from app.wiring import App
 from jobs.metrics import add_routes, gpu_memory, parse_listen, start_server
+
+if TYPE_CHECKING:
+    from handlers.webapp import WebAppDeps
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,13 @@ def monitoring_app(app: App) -> web.Application:
     return web_app
 
 
+def webapp_deps(app: App) -> "WebAppDeps":
+    from bot.i18n import translator
+    from handlers.webapp import WebAppDeps
+
+    return WebAppDeps(app.bot, app.db, app.jobs, app.notifier, translator(), app.settings.max_image_side)
+
+
 def webhook_app(app: App) -> web.Application:
     settings = app.settings
     assert settings.webhook_url
@@ -67,6 +77,10 @@ def webhook_app(app: App) -> web.Application:
     if secret is None:
         log.warning("WEBHOOK_SECRET is not set: anyone who finds the webhook URL can post updates to it")
     web_app = monitoring_app(app)
+    if settings.webapp_url:  # the inpainting Mini App on the same server
+        from handlers.webapp import add_routes as add_webapp_routes
+
+        add_webapp_routes(web_app, webapp_deps(app))
     SimpleRequestHandler(dispatcher=app.dispatcher, bot=app.bot, secret_token=secret).register(
         web_app, path=webhook_path(settings.webhook_url)
     )
@@ -109,6 +123,13 @@ async def run_polling(app: App) -> None:
     if app.settings.metrics_port:
         monitoring = await start_server(monitoring_app(app), "0.0.0.0", app.settings.metrics_port)
         log.info("/healthz and /metrics on port %s", app.settings.metrics_port)
+    webapp = None
+    if app.settings.webapp_url:
+        from handlers.webapp import create_app as create_webapp
+
+        host, port = parse_listen(app.settings.webapp_listen)
+        webapp = await start_server(create_webapp(webapp_deps(app)), host, port)
+        log.info("inpainting Mini App on %s:%s (public URL %s)", host, port, app.settings.webapp_url)
     # Telegram refuses getUpdates while a webhook is set (a bot that ran in webhook mode before).
     if (await app.bot.get_webhook_info()).url:
         log.info("removing the webhook: this bot now uses long polling")
@@ -121,4 +142,6 @@ async def run_polling(app: App) -> None:
     finally:
         if monitoring is not None:
             await monitoring.cleanup()
+        if webapp is not None:
+            await webapp.cleanup()
         await app.bot.session.close()

@@ -23,6 +23,8 @@ class Mode(StrEnum):
     MIX = "mix"  # a photo and a text (K2.2 prior interpolate over [image, text])
     VARIATIONS = "variations"  # N images from one photo's image embedding
     FACESWAP = "faceswap"  # the user's face in a generated scene
+    ANIMATE = "animate"  # Deforum-style scenes with camera moves (first frame by the user's model)
+    VIDEO = "video"  # text-to-video (Kandinsky 5.0 Video Lite)
 
 
 class ModelId(StrEnum):
@@ -30,6 +32,8 @@ class ModelId(StrEnum):
     K31 = "kandinsky-3.1"
     K31_FLASH = "kandinsky-3.1-flash"
     K31_REFINER = "kandinsky-3.1-refiner"  # Kandinsky 3.1, finished by the two last Flash steps
+    K5_VIDEO_5S = "kandinsky-5.0-video-lite-5s"  # text-to-video, one checkpoint per clip length
+    K5_VIDEO_10S = "kandinsky-5.0-video-lite-10s"
 
 
 @dataclass

@@ -21,10 +21,14 @@ HUB_IDS: dict[str, str] = {
     # ai-forever's own format: weights/kandinsky3_flash.pt, weights/projection_flash.pt, ...
     "k31": "ai-forever/Kandinsky3.1",
     "beautifier-llm": "Intel/neural-chat-7b-v3-1",
+    # Kandinsky 5.0 Video Lite: {variant} is GenerationConfig.video_variant (distilled16steps by default)
+    "k5-video-5s": "kandinskylab/Kandinsky-5.0-T2V-Lite-{variant}-5s-Diffusers",
+    "k5-video-10s": "kandinskylab/Kandinsky-5.0-T2V-Lite-{variant}-10s-Diffusers",
 }
 
 # name -> folder under KANDINSKY_MODELS_DIR (the hub repository's own name)
 FOLDERS: dict[str, str] = {name: hub_id.split("/", 1)[1] for name, hub_id in HUB_IDS.items()}
+DEFAULT_VIDEO_VARIANT = "distilled16steps"
 
 
 @dataclass
@@ -38,9 +42,13 @@ class GenerationConfig:
     max_image_side: int = 1024
     # Where converted checkpoints (Kandinsky 3.1 Flash in diffusers format) are cached.
     cache_dir: Path = Path("data/models")
+    video_variant: str = DEFAULT_VIDEO_VARIANT  # Kandinsky 5.0 Video Lite: distilled16steps | nocfg | sft | pretrain
+    video_fps: int = 24  # the frame rate the video model was trained at (tests use fewer frames)
+    video_short_side: int = 512  # Kandinsky 5.0 Video Lite: 512x512, 768x512, 512x768
+    animation_max_side: int = 768  # /animate frames; Flash repairs every k-th frame at this size
 
     def source(self, name: str) -> str:
         """A hub id, or the folder under ``models_dir`` when that is set."""
         if self.models_dir is not None:
-            return str(Path(self.models_dir) / FOLDERS[name])
-        return HUB_IDS[name]
+            return str(Path(self.models_dir) / FOLDERS[name].format(variant=self.video_variant))
+        return HUB_IDS[name].format(variant=self.video_variant)

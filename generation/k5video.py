@@ -1,0 +1,141 @@
+"""/video: Kandinsky 5.0 Video Lite text-to-video through diffusers' ``Kandinsky5T2VPipeline``.
+
+The hub has one checkpoint per length (``kandinskylab/Kandinsky-5.0-T2V-Lite-<variant>-{5s,10s}-Diffusers``);
+the distilled 16-step variant is the default (no classifier-free guidance, so one transformer pass a
+step). The model makes 24 frames a second; a clip of S seconds has 24 S + 1 frames (the video VAE
+compresses time 4x, so the count is 4k + 1).
+
+The pipeline's ``tokenizer`` component is a ``Qwen2VLProcessor``, whose video half needs torchvision.
+Prompts are text only, so the tokenizer folder is loaded as the plain Qwen2 tokenizer it holds and
+wrapped in :class:`QwenTextProcessor`, which takes the processor's call signature (``text``,
+``images=None``, ``videos=None``); everything else is loaded by ``from_pretrained`` as on the hub.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from generation.backend import GenerationError, ModelId, ProgressFn
+
+VIDEO_FPS = 24
+VIDEO_SECONDS = {ModelId.K5_VIDEO_5S: 5, ModelId.K5_VIDEO_10S: 10}
+# (steps, guidance) of each hub variant: the distilled one runs 16 steps without guidance.
+VARIANT_DEFAULTS: dict[str, tuple[int, float]] = {
+    "distilled16steps": (16, 1.0),
+    "nocfg": (50, 1.0),
+    "sft": (50, 5.0),
+    "pretrain": (50, 5.0),
+}
+DEFAULT_VARIANT = "distilled16steps"
+MAX_SEQUENCE_LENGTH = 256  # prompt tokens kept (users write up to 1000 characters)
+
+
+def _processor_base() -> type:
+    from transformers import ProcessorMixin
+
+    return ProcessorMixin
+
+
+class QwenTextProcessor(_processor_base()):  # type: ignore[misc]
+    """The text half of ``Qwen2VLProcessor``: what ``Kandinsky5T2VPipeline`` calls on its tokenizer.
+
+    A ``ProcessorMixin`` (diffusers checks a passed component's class against the model index), but
+    with the tokenizer only: ``ProcessorMixin.__init__``, which wants every sub-processor, is not run.
+    """
+
+    attributes = ["tokenizer"]
+
+    def __init__(self, tokenizer: Any) -> None:  # noqa: D107 - see the class docstring
+        self.tokenizer = tokenizer
+        self.chat_template = None
+
+    @classmethod
+    def from_pretrained(cls, source: str, subfolder: str = "tokenizer") -> QwenTextProcessor:
+        from transformers import AutoTokenizer
+
+        return cls(AutoTokenizer.from_pretrained(source, subfolder=subfolder))
+
+    def __call__(self, text: Any = None, images: Any = None, videos: Any = None, **kwargs: Any) -> Any:
+        if images is not None or videos is not None:
+            raise ValueError("text-to-video prompts are text only")
+        return self.tokenizer(text, **kwargs)
+
+    def decode(self, *args: Any, **kwargs: Any) -> str:
+        return self.tokenizer.decode(*args, **kwargs)
+
+
+def num_frames(seconds: int, fps: int) -> int:
+    return seconds * fps + 1
+
+
+def video_size(aspect_ratio: str, short_side: int = 512) -> tuple[int, int]:
+    """(width, height) the Lite model supports for a user's aspect ratio: 512x512, 768x512 or 512x768
+    at full size (``short_side`` scales it down for tests); sides multiples of 16."""
+    try:
+        w, h = (int(v) for v in aspect_ratio.split(":"))
+    except ValueError:
+        w, h = 1, 1
+    long_side = (short_side * 3 // 2) // 16 * 16
+    if w > h:
+        return long_side, short_side
+    if h > w:
+        return short_side, long_side
+    return short_side, short_side
+
+
+@dataclass
+class VideoRequest:
+    prompt: str
+    negative_prompt: str | None
+    seconds: int
+    fps: int
+    width: int
+    height: int
+    seed: int
+    steps: int
+    guidance_scale: float
+
+
+def load_pipeline(source: str, dtype: torch.dtype) -> Any:
+    from diffusers import Kandinsky5T2VPipeline
+
+    tokenizer = QwenTextProcessor.from_pretrained(source, subfolder="tokenizer")
+    pipe = Kandinsky5T2VPipeline.from_pretrained(source, tokenizer=tokenizer, dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@torch.no_grad()
+def generate(pipe: Any, request: VideoRequest, progress: ProgressFn) -> np.ndarray:
+    """The clip's frames as uint8 RGB, shape (frames, height, width, 3)."""
+    if request.width % 16 or request.height % 16:
+        raise GenerationError("bad_size", f"{request.width}x{request.height}: sides must be multiples of 16")
+    total = request.steps
+
+    def on_step(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        progress(step + 1, total)  # may raise GenerationCancelled: the loop stops here
+        return kwargs
+
+    out = pipe(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt or None,
+        height=request.height,
+        width=request.width,
+        num_frames=num_frames(request.seconds, request.fps),
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance_scale,
+        generator=torch.Generator("cpu").manual_seed(request.seed),
+        output_type="np",
+        callback_on_step_end=on_step,
+        max_sequence_length=MAX_SEQUENCE_LENGTH,
+    )
+    frames = np.asarray(out.frames[0], dtype=np.float32)
+    return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+ProgressCallback = Callable[[int, int], None]

@@ -7,6 +7,7 @@ with :class:`OutOfMemory` after the memory is freed, and the next request runs n
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ from PIL import Image
 from generation.backend import GenerationError, GenerationRequest, Mode, ModelId, OutOfMemory, ProgressFn
 from generation.manager import ModelManager
 from generation.sources import GenerationConfig
+from generation.video_io import VideoFile
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,19 @@ class DiffusersBackend:
             img2img = request.mode == Mode.IMG2IMG
             return k3.generate(self.manager.k3_pipelines(request.model, img2img), request, progress)
         raise GenerationError("unknown_model", str(request.model))
+
+    def render_video(self, request: GenerationRequest, progress: ProgressFn, path: Path) -> VideoFile:
+        """An ANIMATE or VIDEO request rendered into an MP4 at ``path``."""
+        from generation.video_render import render
+
+        with self.manager.lock, torch.no_grad():
+            try:
+                return render(self, request, progress, path)
+            except torch.OutOfMemoryError as exc:
+                del exc
+                self.manager.free_memory()
+                log.warning("out of memory: %s %s %dx%d", request.mode, request.model, request.width, request.height)
+                raise OutOfMemory(f"{request.mode} {request.model} {request.width}x{request.height}") from None
 
     def model_status(self) -> list[dict[str, Any]]:
         return self.manager.status()

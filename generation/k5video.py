@@ -110,6 +110,27 @@ def load_pipeline(source: str, dtype: torch.dtype) -> Any:
     return pipe
 
 
+class K5VideoModel:
+    """A loaded pipeline as one model-manager part: moved as a whole, counted as a whole."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+
+    @classmethod
+    def load(cls, source: str, dtype: torch.dtype) -> K5VideoModel:
+        return cls(load_pipeline(source, dtype))
+
+    def _modules(self) -> list[torch.nn.Module]:
+        return [m for m in self.pipe.components.values() if isinstance(m, torch.nn.Module)]
+
+    def to(self, device: str) -> None:
+        for module in self._modules():
+            module.to(device)
+
+    def memory_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for m in self._modules() for t in [*m.parameters(), *m.buffers()])
+
+
 @torch.no_grad()
 def generate(pipe: Any, request: VideoRequest, progress: ProgressFn) -> np.ndarray:
     """The clip's frames as uint8 RGB, shape (frames, height, width, 3)."""

@@ -36,12 +36,17 @@ MOVQ = "k3-movq"
 K3_UNET = "k3-unet"
 FLASH_UNET = "k31-flash-unet"
 K22 = "k22"
+DEPTH = "depth-estimator"  # /animate's monocular depth (the same model as the K2.2 depth ControlNet's)
+K5_VIDEO_5S = "k5-video-5s"
+K5_VIDEO_10S = "k5-video-10s"
 
 MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {
     ModelId.K31: (TEXT_ENCODER, MOVQ, K3_UNET),
     ModelId.K31_FLASH: (TEXT_ENCODER, MOVQ, FLASH_UNET),
     ModelId.K31_REFINER: (TEXT_ENCODER, MOVQ, K3_UNET, FLASH_UNET),
     ModelId.K22: (K22,),
+    ModelId.K5_VIDEO_5S: (K5_VIDEO_5S,),
+    ModelId.K5_VIDEO_10S: (K5_VIDEO_10S,),
 }
 
 _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
@@ -182,6 +187,8 @@ class ModelManager:
             return
         if name == K22:
             return self._load_k22()
+        if name in (DEPTH, K5_VIDEO_5S, K5_VIDEO_10S):
+            return self._load_video_part(name)
         from diffusers import DDPMScheduler, Kandinsky3UNet, VQModel
         from transformers import AutoTokenizer, T5EncoderModel
 
@@ -241,6 +248,32 @@ class ModelManager:
         if self.offload != "none":
             model.enable_offload(self.offload)
         self._add(K22, model)
+
+    def _load_video_part(self, name: str) -> None:
+        source = self.config.source(name)
+        if name == DEPTH:
+            from generation.animation_models import DepthEstimator
+
+            self._add(name, self._guard("depth estimator", source, lambda: DepthEstimator.load(source, self.dtype)))
+            return
+        from generation.k5video import K5VideoModel
+
+        label = f"Kandinsky 5.0 Video Lite ({name.rsplit('-', 1)[1]})"
+        model = self._guard(label, source, lambda: K5VideoModel.load(source, self.dtype))
+        if self.offload != "none":
+            model.pipe.enable_model_cpu_offload(device=self.device)
+        self._add(name, model)
+
+    def depth_estimator(self) -> Any:
+        with self.lock:
+            self._load_part(DEPTH)
+            self._place((DEPTH,))
+            return self.parts[DEPTH].obj
+
+    def k5_video(self, model: ModelId) -> Any:
+        """The ``Kandinsky5T2VPipeline`` of a clip length (loading it may move image models off the GPU)."""
+        self.load(model)
+        return self.parts[MODEL_PARTS[model][0]].obj.pipe
 
     # -- public -------------------------------------------------------------------------------
     def add_part(self, name: str, obj: Any, **extras: Any) -> None:

@@ -8,8 +8,10 @@ random-weight tiny checkpoints in exactly that layout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from generation.motion import AnimationSettings
 
 # name -> hub id
 HUB_IDS: dict[str, str] = {
@@ -46,6 +48,8 @@ class GenerationConfig:
     video_fps: int = 24  # the frame rate the video model was trained at (tests use fewer frames)
     video_short_side: int = 512  # Kandinsky 5.0 Video Lite: 512x512, 768x512, 512x768
     animation_max_side: int = 768  # /animate frames; Flash repairs every k-th frame at this size
+    animation_frame_model: str = "kandinsky-3.1-flash"  # the image-to-image of /animate's frames
+    animation: AnimationSettings = field(default_factory=AnimationSettings)
 
     def source(self, name: str) -> str:
         """A hub id, or the folder under ``models_dir`` when that is set."""

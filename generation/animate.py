@@ -18,6 +18,7 @@ that frame's camera, so the motion stays smooth between diffusion steps.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -70,7 +71,11 @@ def match_colours(frame: np.ndarray, reference: np.ndarray) -> np.ndarray:
     from skimage.exposure import match_histograms
 
     matched = match_histograms(rgb2lab(frame), rgb2lab(reference), channel_axis=-1)
-    return (np.clip(lab2rgb(matched), 0, 1) * 255.0 + 0.5).astype(np.uint8)
+    with warnings.catch_warnings():
+        # Matched Lab values can fall a little outside sRGB; they are clipped, as intended.
+        warnings.simplefilter("ignore", UserWarning)
+        rgb = lab2rgb(matched)
+    return (np.clip(rgb, 0, 1) * 255.0 + 0.5).astype(np.uint8)
 
 
 class Animation:
@@ -85,6 +90,7 @@ class Animation:
         frame_model: FrameModel | None,
         seed: int,
         progress: FrameProgress | None = None,
+        device: str = "cpu",
     ) -> None:
         if not scenes:
             raise ValueError("an animation needs at least one scene")
@@ -95,6 +101,7 @@ class Animation:
         self.frame_model = frame_model  # None: warps only (tests of the camera, previews)
         self.seed = seed
         self.progress = progress
+        self.device = device  # where the warps run (the GPU, when the models are there)
         self.poses: list[CameraPose] = camera_path([s.move for s in self.scenes], settings)
         self.total = len(self.poses)
         self._embeddings: list[Any] = []
@@ -126,7 +133,7 @@ class Animation:
     # -- frames ---------------------------------------------------------------------------------
     def _depth(self, frame: torch.Tensor) -> torch.Tensor:
         disparity = self.depth_model(Image.fromarray(to_uint8(frame)))
-        return depth_from_disparity(disparity, self.settings.z_near, self.settings.z_far)
+        return depth_from_disparity(disparity.to(self.device), self.settings.z_near, self.settings.z_far)
 
     def _warp(self, frame: torch.Tensor, depth: torch.Tensor, src: int, dst: int) -> torch.Tensor:
         return warp(frame, depth, self.poses[src], self.poses[dst], self.settings.fov_degrees)
@@ -142,7 +149,7 @@ class Animation:
         )
         if repaired.size != (picture.shape[1], picture.shape[0]):
             repaired = repaired.resize((picture.shape[1], picture.shape[0]), Image.Resampling.LANCZOS)
-        return to_tensor(repaired)
+        return to_tensor(repaired).to(self.device)
 
     def _done(self, count: int) -> None:
         if self.progress is not None:
@@ -152,7 +159,7 @@ class Animation:
         """The frames in order (uint8 RGB, the first frame's size)."""
         cadence = self.settings.cadence
         per_scene = self.settings.frames_per_scene
-        key = to_tensor(self.first)
+        key = to_tensor(self.first).to(self.device)
         key_index = 0
         key_depth = self._depth(key)
         reference = to_uint8(key)

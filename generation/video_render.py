@@ -63,6 +63,8 @@ def _video(backend: Any, request: GenerationRequest, progress: ProgressFn, path:
         steps=request.steps or steps,
         guidance_scale=guidance if request.guidance_scale is None else request.guidance_scale,
     )
+    if not backend.manager.loaded(ModelId(request.model)):
+        progress(0, video.steps)  # step 0: the status says the video model is being loaded
     frames = k5video.generate(backend.manager.k5_video(ModelId(request.model)), video, progress)
     return write_mp4(iter(frames), path, config.video_fps)
 
@@ -95,5 +97,6 @@ def _animation(backend: Any, request: GenerationRequest, progress: ProgressFn, p
         frame_model=frame_model,
         seed=request.seed,
         progress=progress,
+        device=backend.manager.device,
     )
     return write_mp4(animation.frames(), path, settings.fps)

@@ -22,16 +22,15 @@ import torch
 
 from generation.backend import GenerationError, ModelId, ProgressFn
 
-VIDEO_FPS = 24
-VIDEO_SECONDS = {ModelId.K5_VIDEO_5S: 5, ModelId.K5_VIDEO_10S: 10}
-# (steps, guidance) of each hub variant: the distilled one runs 16 steps without guidance.
-VARIANT_DEFAULTS: dict[str, tuple[int, float]] = {
-    "distilled16steps": (16, 1.0),
-    "nocfg": (50, 1.0),
-    "sft": (50, 5.0),
-    "pretrain": (50, 5.0),
-}
-DEFAULT_VARIANT = "distilled16steps"
+from generation.video_specs import (  # noqa: F401 - re-exported for the backend and tests
+    DEFAULT_VARIANT,
+    VARIANT_DEFAULTS,
+    VIDEO_FPS,
+    VIDEO_SECONDS,
+    num_frames,
+    video_size,
+)
+
 MAX_SEQUENCE_LENGTH = 256  # prompt tokens kept (users write up to 1000 characters)
 
 
@@ -67,25 +66,6 @@ class QwenTextProcessor(_processor_base()):  # type: ignore[misc]
 
     def decode(self, *args: Any, **kwargs: Any) -> str:
         return self.tokenizer.decode(*args, **kwargs)
-
-
-def num_frames(seconds: int, fps: int) -> int:
-    return seconds * fps + 1
-
-
-def video_size(aspect_ratio: str, short_side: int = 512) -> tuple[int, int]:
-    """(width, height) the Lite model supports for a user's aspect ratio: 512x512, 768x512 or 512x768
-    at full size (``short_side`` scales it down for tests); sides multiples of 16."""
-    try:
-        w, h = (int(v) for v in aspect_ratio.split(":"))
-    except ValueError:
-        w, h = 1, 1
-    long_side = (short_side * 3 // 2) // 16 * 16
-    if w > h:
-        return long_side, short_side
-    if h > w:
-        return short_side, long_side
-    return short_side, short_side
 
 
 @dataclass

@@ -68,6 +68,7 @@ TRAJECTORIES: dict[CameraMove, Trajectory] = {
 }
 
 MAX_SCENES = 4
+ANIMATION_MAX_SIDE = 768  # frames: the user's aspect ratio, the longest side at most this
 SCENE_SECONDS = 4.0  # each scene, the transition to the next included (Kandinsky 3 paper, appendix C)
 
 

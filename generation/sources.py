@@ -47,7 +47,6 @@ class GenerationConfig:
     video_variant: str = DEFAULT_VIDEO_VARIANT  # Kandinsky 5.0 Video Lite: distilled16steps | nocfg | sft | pretrain
     video_fps: int = 24  # the frame rate the video model was trained at (tests use fewer frames)
     video_short_side: int = 512  # Kandinsky 5.0 Video Lite: 512x512, 768x512, 512x768
-    animation_max_side: int = 768  # /animate frames; Flash repairs every k-th frame at this size
     animation_frame_model: str = "kandinsky-3.1-flash"  # the image-to-image of /animate's frames
     animation: AnimationSettings = field(default_factory=AnimationSettings)
 

@@ -12,7 +12,6 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
 from bot import albums
@@ -42,6 +41,7 @@ COMMANDS = (
     "start", "help", "settings", "language", "cancel",
     "restyle", "restyle_shapes", "style", "fuse", "mix", "variations",  # handlers.editing
     "face", "forgetface",  # handlers.faceswap
+    "animate", "video",  # handlers.animate, handlers.video
 )
 
 
@@ -103,14 +103,17 @@ def create_runner(
     )
 
 
-def create_fsm_storage(settings: Settings) -> tuple[BaseStorage, BaseEventIsolation | None]:
-    """FSM state in memory, or in Redis when REDIS_URL is set, so that any replica serves any user.
+def create_fsm_storage(settings: Settings, db: Database) -> tuple[BaseStorage, BaseEventIsolation | None]:
+    """FSM state in the bot's database (flows survive a restart), or in Redis when REDIS_URL is set,
+    so that any replica serves any user.
 
     Event isolation (a Redis lock per user and chat) keeps one user's updates in order when
     replicas handle them at the same time.
     """
     if not settings.redis_url:
-        return MemoryStorage(), None
+        from storage.fsm import SqlStorage
+
+        return SqlStorage(db), None
     from aiogram.fsm.storage.base import DefaultKeyBuilder
     from aiogram.fsm.storage.redis import RedisStorage
 
@@ -178,12 +181,13 @@ def build_app(
         settings.max_pending_total,
         daily_quota=settings.daily_quota,
         guard=guard,
+        max_pending_videos_per_user=settings.max_pending_videos_per_user,
     )
     broadcaster = Broadcaster(db, bot, translator(), rate=settings.broadcast_rate)
 
     events_isolation: BaseEventIsolation | None = None
     if storage is None:
-        storage, events_isolation = create_fsm_storage(settings)
+        storage, events_isolation = create_fsm_storage(settings, db)
     dispatcher = Dispatcher(
         storage=storage,
         events_isolation=events_isolation,

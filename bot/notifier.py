@@ -16,7 +16,9 @@ from bot.best_effort import best_effort
 from bot.i18n import Translator
 from bot.keyboards import again_keyboard, cancel_job_keyboard, model_name, result_keyboard, style_name
 from bot.retry import BestEffortChatActionSender
-from generation.runner import JobContext
+from bot.video_messages import is_video_job, send_video
+from bot.video_messages import progress_text as video_progress_text
+from generation.runner import VIDEO_THUMBNAIL, JobContext
 from storage.models import Job
 
 log = logging.getLogger(__name__)
@@ -115,7 +117,10 @@ class TelegramNotifier:
         await self.edit_status(ctx.job, self.t("job-starting", ctx.locale), self._cancel_markup(ctx))
 
     async def progress(self, ctx: JobContext, step: int, total: int) -> None:
-        text = self.t("job-progress", ctx.locale, step=step, total=total, bar=progress_bar(step, total))
+        if is_video_job(ctx.job):
+            text = video_progress_text(self.t, ctx.job, ctx.locale, step, total, progress_bar(step, total))
+        else:
+            text = self.t("job-progress", ctx.locale, step=step, total=total, bar=progress_bar(step, total))
         await self.edit_status(ctx.job, text, self._cancel_markup(ctx), throttle=True)
 
     async def face_stage(self, ctx: JobContext, stage: str) -> None:
@@ -130,6 +135,8 @@ class TelegramNotifier:
         return cancel_job_keyboard(self.t, ctx.locale, ctx.job.id)
 
     def working(self, ctx: JobContext) -> BestEffortChatActionSender:
+        if is_video_job(ctx.job):
+            return BestEffortChatActionSender.upload_video(bot=self.bot, chat_id=ctx.job.chat_id)
         return BestEffortChatActionSender.upload_photo(bot=self.bot, chat_id=ctx.job.chat_id)
 
     async def failed(self, ctx: JobContext, code: str) -> None:
@@ -178,6 +185,13 @@ class TelegramNotifier:
         job, locale = ctx.job, ctx.locale
         if not paths:
             raise FileNotFoundError(f"no stored images for job {job.id}")
+        if paths[0].suffix == ".mp4":
+            message = await send_video(
+                self.bot, self.t, job, locale, paths[0], paths[0].with_name(VIDEO_THUMBNAIL)
+            )
+            file_ids = [message.video.file_id if message.video else self._file_id(message)]
+            await self._drop_status(job)
+            return file_ids
         keyboard = result_keyboard(
             self.t, locale, job.id, variations=self.variations_enabled, plain=bool(job.params.get("used_prompt"))
         )
@@ -208,6 +222,10 @@ class TelegramNotifier:
                 )
             except TelegramAPIError as exc:
                 log.warning("job %s: album delivered, its buttons message failed: %s", job.id, exc)
+        await self._drop_status(job)
+        return file_ids
+
+    async def _drop_status(self, job: Job) -> None:
         if job.status_message_id is not None:
             try:
                 with best_effort():
@@ -215,7 +233,6 @@ class TelegramNotifier:
             except TelegramAPIError:
                 pass
         self._forget(job)
-        return file_ids
 
     async def _send_photo(self, job: Job, path: Path, caption: str, keyboard: InlineKeyboardMarkup) -> Message:
         try:

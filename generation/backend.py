@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 from PIL import Image
@@ -88,6 +89,12 @@ class ModelUnavailable(GenerationError):
 class Backend(Protocol):
     def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
         """Run one request; return ``request.num_images`` images of exactly width x height."""
+        ...
+
+    def render_video(self, request: GenerationRequest, progress: ProgressFn, path: Path) -> Any:
+        """An ANIMATE or VIDEO request as an H.264 MP4 at ``path``: a
+        :class:`generation.video_io.VideoFile`. ``progress`` gets (frame, frames) for animations,
+        (step, steps) for videos; step 0 means the first frame or the model is being prepared."""
         ...
 
     def model_status(self) -> list[dict[str, Any]]:

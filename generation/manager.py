@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from generation.backend import GenerationError, ModelId, ModelUnavailable
+from generation.motion import AnimationSettings
 from generation.sources import GenerationConfig
 
 log = logging.getLogger(__name__)
@@ -398,4 +399,13 @@ def config_from_env(environ: Any = os.environ) -> GenerationConfig:
         compile=environ.get("TORCH_COMPILE", "").lower() in ("1", "true", "yes", "on"),
         max_image_side=int(environ.get("MAX_IMAGE_SIDE", "1024")),
         cache_dir=Path(environ.get("MODELS_CACHE_DIR", "data/models")),
+        video_variant=environ.get("VIDEO_VARIANT", "distilled16steps"),
+        video_fps=int(environ.get("VIDEO_FPS", "24")),
+        video_short_side=int(environ.get("VIDEO_SHORT_SIDE", "512")),
+        animation_frame_model=environ.get("ANIMATION_FRAME_MODEL", "kandinsky-3.1-flash"),
+        animation=AnimationSettings(
+            fps=int(environ.get("ANIMATION_FPS", "12")),
+            cadence=int(environ.get("ANIMATION_CADENCE", "2")),
+            strength=float(environ.get("ANIMATION_STRENGTH", "0.35")),
+        ),
     )

@@ -75,6 +75,11 @@ class JobEvents(Protocol):
     async def fetch_file(self, file_id: str) -> bytes: ...
 
 
+VIDEO_MODES = frozenset({Mode.ANIMATE, Mode.VIDEO})
+VIDEO_FILE = "video.mp4"  # a video job's result; its thumbnail is VIDEO_THUMBNAIL beside it
+VIDEO_THUMBNAIL = "thumbnail.jpg"
+
+
 class JobCensored(Exception):
     """The NSFW check stopped the job: ``code`` is "image_censored" or "upload_censored"."""
 
@@ -172,7 +177,37 @@ class JobRunner:
         return list(self._cancel_events)
 
     def result_paths(self, job_id: int) -> list[Path]:
-        return sorted((self.results_dir / str(job_id)).glob("*.png"), key=lambda p: int(p.stem))
+        folder = self.results_dir / str(job_id)
+        if (folder / VIDEO_FILE).is_file():
+            return [folder / VIDEO_FILE]
+        return sorted(folder.glob("*.png"), key=lambda p: int(p.stem))
+
+    async def _render_video(
+        self, ctx: JobContext, request: GenerationRequest, progress: Callable[[int, int], None], cancel: threading.Event
+    ) -> None:
+        """ANIMATE / VIDEO: the backend writes the MP4 next to where results live; the safety check
+        looks at its sampled frames (the first, one a second, the last); one flagged frame withholds
+        the whole video."""
+        folder = self.results_dir / str(ctx.job.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / ("partial-" + VIDEO_FILE)
+        async with self.events.working(ctx):
+            video = await asyncio.to_thread(self.backend.render_video, request, progress, partial)  # type: ignore[attr-defined]
+        if cancel.is_set():
+            partial.unlink(missing_ok=True)
+            raise GenerationCancelled()
+        frames = [image for _, image in video.samples]
+        verdicts = (await self.guard.check_images(frames) if self.guard is not None and frames else None) or []
+        flagged = [v for v in verdicts if v.nsfw]
+        if flagged:
+            partial.unlink(missing_ok=True)
+            await self._record(ctx, ModerationKind.IMAGE_CENSORED, f"{max(v.score for v in flagged):.3f}")
+            worst = max(range(len(verdicts)), key=lambda i: verdicts[i].score)
+            preview = await asyncio.to_thread(self.guard.blurred_preview, frames[worst])
+            paths = await asyncio.to_thread(self._store_previews, ctx.job.id, [preview] if preview else [])
+            raise JobCensored("image_censored", paths)
+        (folder / VIDEO_THUMBNAIL).write_bytes(video.thumbnail)
+        partial.replace(folder / VIDEO_FILE)  # atomic: delivery never sees half a video
 
     # -- the job ----------------------------------------------------------------------------
     async def _load(self, job_id: int) -> JobContext | None:
@@ -248,11 +283,14 @@ class JobRunner:
             for hook in self.request_hooks:
                 request = await hook(ctx, request)
             await self.events.started(ctx)
-            async with self.events.working(ctx):
-                results = await asyncio.to_thread(self.backend.generate, request, progress)
-            if cancel_event.is_set():
-                raise GenerationCancelled()
-            await self._store_checked(ctx, results)
+            if request.mode in VIDEO_MODES:
+                await self._render_video(ctx, request, progress, cancel_event)
+            else:
+                async with self.events.working(ctx):
+                    results = await asyncio.to_thread(self.backend.generate, request, progress)
+                if cancel_event.is_set():
+                    raise GenerationCancelled()
+                await self._store_checked(ctx, results)
         except JobCensored as exc:
             if await self._transition(
                 job_id, [JobStatus.RUNNING], JobStatus.CENSORED, error=exc.code, finished_at=utcnow()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import admin, cancel, editing, errors, faceswap, fallback, generate, settings, start
+from handlers import admin, animate, cancel, editing, errors, faceswap, fallback, generate, settings, start, video
 
 
 def build_root_router() -> Router:
@@ -20,6 +20,8 @@ def build_root_router() -> Router:
         cancel.create_router(),  # before flows: /cancel leaves any of them
         settings.create_router(),
         admin.create_router(),  # behind its admin filter; everyone else falls through
+        animate.create_router(),  # /animate: its texts and buttons belong to the flow
+        video.create_router(),  # /video and the buttons under videos
         editing.create_router(),  # before generate: a text in the middle of an editing flow is the flow's
         faceswap.create_router(),  # /face, /forgetface, @me prompts
         generate.create_router(),  # any text is a prompt: feature routers go before it

@@ -5,31 +5,16 @@ from __future__ import annotations
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
-from aiogram.filters.callback_data import CallbackData
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
+from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
-from bot.i18n import Translator
+from bot.video_messages import VideoAction
 from generation.backend import Mode, ModelId
 from generation.jobs import JobService, new_seed
 from generation.video_specs import video_size
 from handlers.common import PromptError, own_job, submit_job, validate_prompt
 from storage.models import User
 from storage.repositories import Repositories
-
-
-class VideoAction(CallbackData, prefix="vid"):
-    action: str  # again | long
-    job_id: int
-
-
-def video_result_keyboard(t: Translator, locale: str, job_id: int, kind: str, model: str) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(text=t("btn-video-again", locale), callback_data=VideoAction(action="again", job_id=job_id))
-    if kind == Mode.VIDEO and model == ModelId.K5_VIDEO_5S:
-        builder.button(text=t("btn-video-10s", locale), callback_data=VideoAction(action="long", job_id=job_id))
-    return builder.as_markup()
 
 
 def video_params(jobs: JobService, user: User, prompt: str) -> dict:

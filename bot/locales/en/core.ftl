@@ -11,6 +11,7 @@ help-text = What I can do:
     /style — take the style of one photo for another; /fuse — fuse 2–4 photos; /mix — mix a photo with a text; /variations — variations of a photo
     /face — your face in the pictures: send a photo, then write @me in a prompt
     /forgetface — forget your face
+    /animate — animate up to 4 scenes with camera moves; /video a text — a 5-second video
     Any other text is a prompt: I draw it.
 language-choose = Choose the language:
 language-set = Language: English.

@@ -103,7 +103,7 @@ def create_runner(
     )
 
 
-def create_fsm_storage(settings: Settings, db: Database) -> tuple[BaseStorage, BaseEventIsolation | None]:
+def create_fsm_storage(settings: Settings) -> tuple[BaseStorage, BaseEventIsolation | None]:
     """FSM state in the bot's database (flows survive a restart), or in Redis when REDIS_URL is set,
     so that any replica serves any user.
 
@@ -111,9 +111,9 @@ def create_fsm_storage(settings: Settings, db: Database) -> tuple[BaseStorage, B
     replicas handle them at the same time.
     """
     if not settings.redis_url:
-        from storage.fsm import SqlStorage
+        from storage.fsm import SqlStorage, fsm_url
 
-        return SqlStorage(db), None
+        return SqlStorage(fsm_url(settings.db_url)), None
     from aiogram.fsm.storage.base import DefaultKeyBuilder
     from aiogram.fsm.storage.redis import RedisStorage
 
@@ -187,7 +187,7 @@ def build_app(
 
     events_isolation: BaseEventIsolation | None = None
     if storage is None:
-        storage, events_isolation = create_fsm_storage(settings, db)
+        storage, events_isolation = create_fsm_storage(settings)
     dispatcher = Dispatcher(
         storage=storage,
         events_isolation=events_isolation,

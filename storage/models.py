@@ -131,14 +131,3 @@ class ModerationEvent(Base):
     detail: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-
-class FsmRecord(Base):
-    """One chat flow's state and data (aiogram FSM), kept across restarts (storage.fsm.SqlStorage)."""
-
-    __tablename__ = "fsm_states"
-
-    # aiogram's DefaultKeyBuilder key: bot, chat, thread, business connection, user and destiny.
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    state: Mapped[str | None] = mapped_column(String(255))
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

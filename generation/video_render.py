@@ -52,13 +52,16 @@ def _video(backend: Any, request: GenerationRequest, progress: ProgressFn, path:
     if seconds is None:
         raise GenerationError("unknown_model", f"{request.model} makes no videos")
     steps, guidance = k5video.VARIANT_DEFAULTS.get(config.video_variant, k5video.VARIANT_DEFAULTS["sft"])
+    # The job holds the full-size frame of its orientation; the worker's short side decides the size.
+    orientation = "16:9" if request.width > request.height else "9:16" if request.height > request.width else "1:1"
+    width, height = k5video.video_size(orientation, config.video_short_side)
     video = k5video.VideoRequest(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,
         seconds=seconds,
         fps=config.video_fps,
-        width=request.width,
-        height=request.height,
+        width=width,
+        height=height,
         seed=request.seed,
         steps=request.steps or steps,
         guidance_scale=guidance if request.guidance_scale is None else request.guidance_scale,

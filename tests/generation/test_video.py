@@ -171,6 +171,54 @@ def test_sampled_frames_for_the_safety_check():
     assert sample_indices(1, 24) == [0]
 
 
+class RecordingFrameModel:
+    """Image-to-image that tints every frame it redraws (as a model drifting in colour would) and
+    records what it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, float, int]] = []
+
+    def encode(self, prompt: str) -> str:
+        return prompt
+
+    def blend(self, a: str, b: str, weight: float) -> tuple[str, str, float]:
+        return (a, b, round(weight, 3))
+
+    def img2img(self, image: Image.Image, embedding: object, strength: float, seed: int) -> Image.Image:
+        self.calls.append((embedding, strength, seed))
+        pixels = np.asarray(image).astype(int)
+        pixels[..., 0] += 12  # a red cast on every redraw
+        return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def red_drift(coherence: bool) -> tuple[float, RecordingFrameModel]:
+    settings = AnimationSettings(fps=4, scene_seconds=2.0, cadence=1, colour_coherence=coherence, transition_seconds=0)
+    model = RecordingFrameModel()
+    anim = Animation([Scene("a", CameraMove.ZOOM_IN)], astronaut(), settings, flat_depth, model, seed=5)
+    frames = list(anim.frames())
+    return float(frames[-1][..., 0].mean() - frames[0][..., 0].mean()), model
+
+
+def test_colours_do_not_drift_and_the_noise_is_the_same_every_frame():
+    drift_without, _ = red_drift(coherence=False)
+    drift_with, model = red_drift(coherence=True)
+    assert drift_without > 60  # 7 redraws x 12: the cast piles up
+    assert drift_with < 15  # matched back to the scene's first frame before each redraw
+    assert {seed for _, _, seed in model.calls} == {5}  # one seed: the same noise on every frame
+    assert {strength for _, strength, _ in model.calls} == {0.35}
+
+
+def test_transitions_blend_the_prompt_embeddings():
+    settings = AnimationSettings(fps=2, scene_seconds=2.0, cadence=1, transition_seconds=1.0)
+    model = RecordingFrameModel()
+    anim = Animation(
+        [Scene("a", CameraMove.PAN_LEFT), Scene("b", CameraMove.PAN_RIGHT)], astronaut(), settings, flat_depth, model, 0
+    )
+    list(anim.frames())
+    # Frames 1..7 are redrawn: scene 1 is t = 0.5, 1.0, 1.5 s (the last second blends toward "b").
+    assert [e for e, _, _ in model.calls] == ["a", "a", ("a", "b", 0.5), "b", "b", "b", "b"]
+
+
 # -- real MP4s from the tiny checkpoints ------------------------------------------------------------
 def probe(path: Path) -> tuple[int, float, float, str, tuple[int, int]]:
     """(decoded frames, frame rate, duration in seconds, codec, size) read back with PyAV."""
@@ -189,7 +237,8 @@ def video_backend(tiny_config):
         tiny_config,
         video_fps=4,
         video_short_side=32,
-        animation=AnimationSettings(fps=2, cadence=2, strength=0.3),
+        # A 2-second transition: keyframe 6 (t = 3 s) is drawn on a blend of the two scenes' prompts.
+        animation=AnimationSettings(fps=2, cadence=2, strength=0.3, transition_seconds=2.0),
     )
     return DiffusersBackend(config)
 

@@ -161,3 +161,18 @@ async def test_buttons_of_someone_elses_video_do_nothing(harness):
     await harness.feed(callback_update(f"vid:again:{job.id}", from_user=user(2002)))
     assert harness.session.calls[-1].text == "This button is no longer valid."
     assert len(await harness.jobs()) == 1
+
+
+async def test_cancel_stops_an_animation_between_frames(harness):
+    harness.backend.step_seconds = 0.05  # 32 frames: 1.6 s
+    await harness.feed(message_update("/animate a windmill"))
+    await harness.feed(callback_update("anim:move:pan_right"))
+    await harness.feed(callback_update("anim:make:"))
+    await harness.wait_for(lambda: harness.backend.steps_done >= 3)
+    await harness.feed(callback_update("cancel:1"))
+    [job] = await harness.wait_jobs_settled()
+    assert job.status == "cancelled"
+    assert 3 <= harness.backend.steps_done < 16
+    assert harness.session.of(SendVideo) == []
+    folder = harness.app.settings.results_dir / str(job.id)
+    assert not list(folder.glob("*.mp4")) if folder.exists() else True

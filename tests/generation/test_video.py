@@ -300,3 +300,17 @@ def test_text_to_video_is_a_5_second_h264_mp4(video_backend, tmp_path):
     assert duration == pytest.approx(5.0, abs=1 / fps + 1e-6)
     assert seen == [(0, 2), (1, 2), (2, 2)]  # 0: loading the model
     assert [m["model"] for m in video_backend.model_status() if m["loaded"]].count(str(ModelId.K5_VIDEO_5S)) == 1
+
+
+def test_a_video_over_the_upload_limit_is_re_encoded_smaller(tmp_path):
+    from generation.video_io import write_mp4
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(12)]  # noise: hard to compress
+    plain = write_mp4(iter(frames), tmp_path / "plain.mp4", fps=4)
+    limit = plain.path.stat().st_size * 2 // 3
+    smaller = write_mp4(iter(frames), tmp_path / "small.mp4", fps=4, max_bytes=limit)
+    assert smaller.path.stat().st_size <= limit < plain.path.stat().st_size
+    assert probe(smaller.path)[:2] == (12, 4.0)
+    with pytest.raises(ValueError, match="stays over"):
+        write_mp4(iter(frames), tmp_path / "tiny.mp4", fps=4, max_bytes=1000)

@@ -176,7 +176,8 @@ class Animation:
             new_key = self._keyframe(warped, nxt, reference if reference is not None else to_uint8(warped))
             if reference is None:
                 reference = to_uint8(new_key)
-            new_depth = self._depth(new_key) if nxt < self.total - 1 else key_depth
+            # The new keyframe's depth: the next warps start from it, and the frames between warp it back.
+            new_depth = self._depth(new_key) if nxt < self.total - 1 or nxt - key_index > 1 else key_depth
             for j in range(key_index + 1, nxt):
                 weight = (j - key_index) / (nxt - key_index)
                 forward = self._warp(key, key_depth, key_index, j)

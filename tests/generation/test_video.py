@@ -314,3 +314,23 @@ def test_a_video_over_the_upload_limit_is_re_encoded_smaller(tmp_path):
     assert probe(smaller.path)[:2] == (12, 4.0)
     with pytest.raises(ValueError, match="stays over"):
         write_mp4(iter(frames), tmp_path / "tiny.mp4", fps=4, max_bytes=1000)
+
+
+def test_tiny_video_checkpoints_are_laid_out_like_the_hub(tiny_models_dir):
+    import json
+
+    for seconds in ("5s", "10s"):
+        folder = tiny_models_dir / f"Kandinsky-5.0-T2V-Lite-distilled16steps-{seconds}-Diffusers"
+        index = json.loads((folder / "model_index.json").read_text())
+        assert index["_class_name"] == "Kandinsky5T2VPipeline"
+        assert {k: v[1] for k, v in index.items() if not k.startswith("_")} == {
+            "transformer": "Kandinsky5Transformer3DModel",
+            "vae": "AutoencoderKLHunyuanVideo",
+            "text_encoder": "Qwen2_5_VLForConditionalGeneration",
+            "tokenizer": "Qwen2VLProcessor",
+            "text_encoder_2": "CLIPTextModel",
+            "tokenizer_2": "CLIPTokenizer",
+            "scheduler": "FlowMatchEulerDiscreteScheduler",
+        }
+        assert (folder / "tokenizer" / "tokenizer.json").is_file() and (folder / "tokenizer" / "preprocessor_config.json").is_file()
+        assert (folder / "transformer" / "diffusion_pytorch_model.safetensors").is_file()

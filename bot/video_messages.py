@@ -4,6 +4,7 @@ with ``sendVideo`` (H.264 MP4, the first frame as the thumbnail, the prompts in 
 from __future__ import annotations
 
 import html
+from enum import StrEnum
 from pathlib import Path
 
 from aiogram import Bot
@@ -16,14 +17,20 @@ from bot.keyboards import model_name
 from generation.backend import Mode, ModelId
 from generation.motion import SCENE_SECONDS
 from generation.video_specs import VIDEO_SECONDS
+from jobs.params import AnimateParams, read_params
 from storage.models import Job
 
 CAPTION_LIMIT = 1024
 VIDEO_KINDS = frozenset({Mode.ANIMATE, Mode.VIDEO})
 
 
+class VideoStep(StrEnum):
+    AGAIN = "again"  # the same job, a new seed
+    LONG = "long"  # a 5-second /video as a 10-second one
+
+
 class VideoAction(CallbackData, prefix="vid"):
-    action: str  # again | long
+    action: VideoStep
     job_id: int
 
 
@@ -33,14 +40,15 @@ def is_video_job(job: Job) -> bool:
 
 def video_keyboard(t: Translator, locale: str, job: Job) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    builder.button(text=t("btn-video-again", locale), callback_data=VideoAction(action="again", job_id=job.id))
+    builder.button(text=t("btn-video-again", locale), callback_data=VideoAction(action=VideoStep.AGAIN, job_id=job.id))
     if job.kind == Mode.VIDEO and job.model == ModelId.K5_VIDEO_5S:
-        builder.button(text=t("btn-video-10s", locale), callback_data=VideoAction(action="long", job_id=job.id))
+        builder.button(text=t("btn-video-10s", locale), callback_data=VideoAction(action=VideoStep.LONG, job_id=job.id))
     return builder.as_markup()
 
 
 def scenes_of(job: Job) -> list[dict]:
-    return list((job.params.get("extra") or {}).get("scenes") or [])
+    params = read_params(job)
+    return [scene.model_dump(mode="json") for scene in params.scenes] if isinstance(params, AnimateParams) else []
 
 
 def progress_text(t: Translator, job: Job, locale: str, step: int, total: int, bar: str) -> str:
@@ -64,8 +72,8 @@ def _shorten(text: str, room: int) -> str:
 
 def video_caption(t: Translator, job: Job, locale: str) -> str:
     """The prompts (every scene's, with its camera move) shortened to fit Telegram's 1024 characters."""
-    params = job.params
-    fields = dict(model=model_name(t, job.model, locale), seed=str(params["seed"]))
+    params = read_params(job)
+    fields = dict(model=model_name(t, job.model, locale), seed=str(params.seed))
     if job.kind == Mode.ANIMATE:
         scenes = scenes_of(job)
         seconds = int(len(scenes) * SCENE_SECONDS)
@@ -84,7 +92,7 @@ def video_caption(t: Translator, job: Job, locale: str) -> str:
         return t("anim-caption", locale, scenes=lines, seconds=seconds, **fields)[:CAPTION_LIMIT]
     seconds = VIDEO_SECONDS.get(ModelId(job.model), 5)
     empty = t("video-caption", locale, prompt="", seconds=seconds, **fields)
-    prompt = html.escape(_shorten(params.get("prompt", ""), CAPTION_LIMIT - len(empty) - 16))
+    prompt = html.escape(_shorten(params.prompt, CAPTION_LIMIT - len(empty) - 16))
     return t("video-caption", locale, prompt=prompt, seconds=seconds, **fields)[:CAPTION_LIMIT]
 
 

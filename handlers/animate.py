@@ -10,9 +10,10 @@ stale buttons after /cancel are answered, never acted on.
 from __future__ import annotations
 
 import html
+from enum import StrEnum
 from typing import Any
 
-from aiogram import Bot, F, Router
+from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
@@ -22,12 +23,11 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
 from generation.backend import Mode
-from generation.jobs import JobService, PromptBlocked
 from generation.motion import ANIMATION_MAX_SIDE, MAX_SCENES, SCENE_SECONDS, CameraMove
 from generation.styles import image_size
-from handlers.common import PromptError, submit_job, validate_prompt
-from storage.models import User
-from storage.repositories import Repositories
+from handlers.common import PromptError, validate_prompt
+from handlers.context import RequestContext
+from jobs.service import PromptBlocked
 
 PLAIN_TEXT = F.text & ~F.text.startswith("/")
 # The order of the camera buttons: zooms, pans, rolls, drift.
@@ -46,8 +46,14 @@ class AnimateFlow(StatesGroup):
     ready = State()  # "Add a scene" / "Make the video"
 
 
+class AnimateStep(StrEnum):
+    MOVE = "move"  # a camera button (``move`` says which)
+    ADD = "add"  # "Add a scene"
+    MAKE = "make"  # "Make the video"
+
+
 class AnimateAction(CallbackData, prefix="anim"):
-    action: str  # move | add | make
+    action: AnimateStep
     move: CameraMove | None = None
 
 
@@ -55,7 +61,7 @@ def camera_keyboard(i18n: I18nContext) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for row in CAMERA_ROWS:
         for move in row:
-            builder.button(text=i18n.get(f"cam-{move.value}"), callback_data=AnimateAction(action="move", move=move))
+            builder.button(text=i18n.get(f"cam-{move.value}"), callback_data=AnimateAction(action=AnimateStep.MOVE, move=move))
     builder.adjust(*[len(row) for row in CAMERA_ROWS])
     return builder.as_markup()
 
@@ -63,8 +69,8 @@ def camera_keyboard(i18n: I18nContext) -> InlineKeyboardMarkup:
 def next_keyboard(i18n: I18nContext, scenes: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     if scenes < MAX_SCENES:
-        builder.button(text=i18n.get("anim-btn-add"), callback_data=AnimateAction(action="add"))
-    builder.button(text=i18n.get("anim-btn-make"), callback_data=AnimateAction(action="make"))
+        builder.button(text=i18n.get("anim-btn-add"), callback_data=AnimateAction(action=AnimateStep.ADD))
+    builder.button(text=i18n.get("anim-btn-make"), callback_data=AnimateAction(action=AnimateStep.MAKE))
     builder.adjust(1)
     return builder.as_markup()
 
@@ -84,11 +90,11 @@ async def _ask_text(message: Message, i18n: I18nContext, state: FSMContext, scen
 
 
 async def _take_text(
-    message: Message, text: str | None, state: FSMContext, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
+    message: Message, text: str | None, state: FSMContext, i18n: I18nContext, request: RequestContext
 ) -> None:
     try:
         prompt = validate_prompt(text)
-        await jobs.check_prompt(repos, user, {"prompt": prompt})  # the blocklist, per scene
+        await request.jobs.check_prompt(request.repos, request.user, request.params(prompt))  # blocklist, per scene
     except PromptError as exc:
         await message.answer(i18n.get(exc.code, **exc.kwargs))
         return
@@ -105,27 +111,19 @@ async def _take_text(
 
 
 async def animate_command(
-    message: Message,
-    command: CommandObject,
-    state: FSMContext,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    message: Message, command: CommandObject, state: FSMContext, i18n: I18nContext, request: RequestContext
 ) -> None:
     """Start afresh (any flow the user was in is dropped); text after the command is scene 1."""
     await state.clear()
     await state.set_data({"scenes": []})
     if command.args:
-        await _take_text(message, command.args, state, i18n, user, repos, jobs)
+        await _take_text(message, command.args, state, i18n, request)
         return
     await _ask_text(message, i18n, state, 1)
 
 
-async def scene_text(
-    message: Message, state: FSMContext, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
-) -> None:
-    await _take_text(message, message.text, state, i18n, user, repos, jobs)
+async def scene_text(message: Message, state: FSMContext, i18n: I18nContext, request: RequestContext) -> None:
+    await _take_text(message, message.text, state, i18n, request)
 
 
 async def text_expected(message: Message, i18n: I18nContext) -> None:
@@ -136,15 +134,13 @@ async def camera_expected(message: Message, i18n: I18nContext) -> None:
     await message.answer(i18n.get("anim-camera-expected"))
 
 
-async def next_scene_text(
-    message: Message, state: FSMContext, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
-) -> None:
+async def next_scene_text(message: Message, state: FSMContext, i18n: I18nContext, request: RequestContext) -> None:
     """A text where "Add a scene" / "Make the video" are offered: the next scene, if there is room."""
     scenes = (await state.get_data()).get("scenes") or []
     if len(scenes) >= MAX_SCENES:
         await message.answer(i18n.get("anim-full", max=MAX_SCENES), reply_markup=next_keyboard(i18n, len(scenes)))
         return
-    await _take_text(message, message.text, state, i18n, user, repos, jobs)
+    await _take_text(message, message.text, state, i18n, request)
 
 
 async def _drop_buttons(query: CallbackQuery) -> None:
@@ -194,36 +190,24 @@ async def add_scene(query: CallbackQuery, state: FSMContext, i18n: I18nContext) 
         await _ask_text(query.message, i18n, state, len(scenes) + 1)
 
 
-async def make_video(
-    query: CallbackQuery,
-    state: FSMContext,
-    bot: Bot,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-    max_image_side: int,
-) -> None:
+async def make_video(query: CallbackQuery, state: FSMContext, i18n: I18nContext, request: RequestContext) -> None:
     scenes = (await state.get_data()).get("scenes") or []
     if await state.get_state() != AnimateFlow.ready.state or not scenes:
         await query.answer(i18n.get("anim-expired"), show_alert=True)
         return
     await query.answer()
     await _drop_buttons(query)
-    width, height = image_size(user.settings.aspect_ratio, min(max_image_side, ANIMATION_MAX_SIDE))
-    params = jobs.params_from_settings(
-        user,
+    width, height = image_size(request.user.settings.aspect_ratio, min(request.max_side, ANIMATION_MAX_SIDE))
+    params = request.params(
         scenes[0]["prompt"],
+        Mode.ANIMATE,
         width=width,
         height=height,
         num_images=1,
         beautify=False,  # every scene is drawn as written (beautifying one of four would jar)
-        extra={"scenes": scenes},
+        scenes=scenes,
     )
-    job = await submit_job(
-        bot=bot, chat_id=query.from_user.id if query.message is None else query.message.chat.id,
-        repos=repos, user=user, jobs=jobs, i18n=i18n, params=params, kind=Mode.ANIMATE,
-    )
+    job = await request.submit(params, Mode.ANIMATE)
     if job is not None:
         await state.clear()  # refused (a limit): the scenes stay, so "Make the video" works later
 
@@ -239,8 +223,8 @@ def create_router() -> Router:
     router.message(AnimateFlow.text, ~F.text.startswith("/"))(text_expected)
     router.message(AnimateFlow.camera, ~F.text.startswith("/"))(camera_expected)
     router.message(AnimateFlow.ready, PLAIN_TEXT)(next_scene_text)
-    router.callback_query(AnimateAction.filter(F.action == "move"))(choose_move)
-    router.callback_query(AnimateAction.filter(F.action == "add"))(add_scene)
-    router.callback_query(AnimateAction.filter(F.action == "make"))(make_video)
+    router.callback_query(AnimateAction.filter(F.action == AnimateStep.MOVE))(choose_move)
+    router.callback_query(AnimateAction.filter(F.action == AnimateStep.ADD))(add_scene)
+    router.callback_query(AnimateAction.filter(F.action == AnimateStep.MAKE))(make_video)
     router.callback_query(AnimateAction.filter())(stale)
     return router

@@ -13,9 +13,9 @@ from aiogram_i18n import I18nContext
 
 from bot.i18n import translator
 from bot.keyboards import MAX_IMAGES_PER_REQUEST, SettingsCb, model_name, settings_menu, settings_section, style_name
-from generation.jobs import MAX_PROMPT_LENGTH
-from generation.styles import ASPECT_RATIOS, MODELS, STYLES, image_size
+from generation.styles import ASPECT_RATIOS, IMAGE_MODELS, STYLES, image_size
 from handlers.common import button
+from jobs.service import MAX_PROMPT_LENGTH
 from storage.models import User, UserSettings
 
 
@@ -48,7 +48,7 @@ async def open_settings(message: Message, i18n: I18nContext, user: User, max_ima
 
 def _apply(settings: UserSettings, section: str, value: str) -> bool:
     """Store a choice; False for a value that no button offers (forged or stale callback data)."""
-    if section == "model" and value in MODELS:
+    if section == "model" and value in IMAGE_MODELS:
         settings.model = value
     elif section == "ratio" and value.replace("x", ":") in ASPECT_RATIOS:
         settings.aspect_ratio = value.replace("x", ":")

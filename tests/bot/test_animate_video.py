@@ -42,7 +42,7 @@ async def test_two_scenes_become_one_video_with_the_prompts_in_the_caption(harne
 
     [job] = await harness.wait_jobs_settled()
     assert (job.status, job.kind, job.model) == ("done", Mode.ANIMATE, ModelId.K31)
-    assert job.params["extra"]["scenes"] == [
+    assert job.params["scenes"] == [
         {"prompt": "a lighthouse at dawn", "move": "zoom_in"},
         {"prompt": "the lighthouse at night, <storm>", "move": "pan_left"},
     ]
@@ -112,7 +112,7 @@ async def test_scenes_survive_a_restart(tmp_path):
         await second.feed(callback_update("anim:move:drift"))
         await second.feed(callback_update("anim:make:"))
         [job] = await second.wait_jobs_settled()
-        assert [s["move"] for s in job.params["extra"]["scenes"]] == ["rotate_cw", "drift"]
+        assert [s["move"] for s in job.params["scenes"]] == ["rotate_cw", "drift"]
     finally:
         await stop_harness(second)
 

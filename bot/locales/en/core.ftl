@@ -13,6 +13,19 @@ help-text = What I can do:
     /forgetface — forget your face
     /animate — animate up to 4 scenes with camera moves; /video a text — a 5-second video
     Any other text is a prompt: I draw it.
+help-models = Models (pick one in /settings):
+help-model = • { $model }: { $modes }
+help-model-no-negative = { $line } (no negative prompt)
+mode-text2img = text to image
+mode-img2img = restyle
+mode-restyle_depth = keep the shapes
+mode-style = style
+mode-fuse = fuse
+mode-mix = mix
+mode-variations = variations
+mode-faceswap = @me
+mode-animate = animation (first frame)
+mode-video = text to video
 language-choose = Choose the language:
 language-set = Language: English.
 

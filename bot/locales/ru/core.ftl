@@ -13,6 +13,19 @@ help-text = Что я умею:
     /forgetface — забыть ваше лицо
     /animate — анимация до 4 сцен с движением камеры; /video текст — видео на 5 секунд
     Любой другой текст — это промпт: я его нарисую.
+help-models = Модели (выбор в /settings):
+help-model = • { $model }: { $modes }
+help-model-no-negative = { $line } (без негативного промпта)
+mode-text2img = текст в картинку
+mode-img2img = перерисовка
+mode-restyle_depth = с сохранением форм
+mode-style = стиль
+mode-fuse = слияние
+mode-mix = смешивание
+mode-variations = вариации
+mode-faceswap = @me
+mode-animate = анимация (первый кадр)
+mode-video = видео по тексту
 language-choose = Выберите язык:
 language-set = Язык: русский.
 

@@ -11,13 +11,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from generation.backend import ModelId
-from generation.k3 import (
-    K3_DEFAULT_GUIDANCE,
-    K3_DEFAULT_STEPS,
-    K3Pipelines,
-    _encode_image,
-    flash_img2img_timesteps,
-)
+from generation.k3 import K3_DEFAULT_GUIDANCE, K3_DEFAULT_STEPS, K3Pipelines, flash_img2img_timesteps
+from generation.k31 import TextConditions, encode_text
 
 
 class DepthEstimator:
@@ -54,14 +49,29 @@ class DepthEstimator:
         return F.interpolate(predicted[:, None].float(), size=size, mode="bicubic", align_corners=False)[0, 0].cpu()
 
 
-@dataclass
-class PromptEmbedding:
-    embeds: torch.Tensor  # (1, 128, d): Kandinsky 3's full text length, padded rows zero
-    mask: torch.Tensor  # (1, 128)
+def _pad(t: torch.Tensor, length: int) -> torch.Tensor:
+    """Rows of zeros (masked out) up to ``length`` tokens."""
+    extra = length - t.shape[1]
+    if extra <= 0:
+        return t
+    return torch.cat([t, t.new_zeros((t.shape[0], extra, *t.shape[2:]))], dim=1)
+
+
+def blend_text(a: TextConditions, b: TextConditions, weight: float) -> TextConditions:
+    """``a`` moved ``weight`` of the way toward ``b``: the Flan-UL2 states (padded rows are zero, so
+    two prompts of different lengths line up token by token) and the union of their masks."""
+    length = max(a.context.shape[1], b.context.shape[1], a.uncond_context.shape[1], b.uncond_context.shape[1])
+    return TextConditions(
+        torch.lerp(_pad(a.context, length), _pad(b.context, length), weight),
+        torch.maximum(_pad(a.mask, length), _pad(b.mask, length)),
+        torch.lerp(_pad(a.uncond_context, length), _pad(b.uncond_context, length), weight),
+        torch.maximum(_pad(a.uncond_mask, length), _pad(b.uncond_mask, length)),
+    )
 
 
 class K3FrameModel:
-    """Kandinsky 3.1 (``Kandinsky3Img2ImgPipeline``) or Flash image-to-image for animation frames."""
+    """Kandinsky 3.1 or Flash image-to-image for animation frames, on the authors' sampling
+    (:mod:`generation.k31`); prompts are encoded once per scene and blended as text conditions."""
 
     def __init__(
         self,
@@ -73,42 +83,32 @@ class K3FrameModel:
     ) -> None:
         self.model = model
         self.flash = model == ModelId.K31_FLASH
-        self.pipe = pipes.ready(pipes.flash if self.flash else pipes.img2img)
-        self.negative_prompt = negative_prompt
+        self.pipe = pipes.ready(pipes.flash if self.flash else pipes.base)
+        self.negative_prompt = None if self.flash else negative_prompt  # Flash has no guidance
         self.steps = steps or K3_DEFAULT_STEPS
         self.guidance_scale = K3_DEFAULT_GUIDANCE if guidance_scale is None else guidance_scale
 
     @torch.no_grad()
-    def encode(self, prompt: str) -> PromptEmbedding:
-        # The full 128 tokens (no cut to the prompt's length), so that any two prompts blend.
-        embeds, _, mask, _ = self.pipe.encode_prompt(
-            prompt, do_classifier_free_guidance=False, device=self.pipe._execution_device, _cut_context=False
-        )
-        return PromptEmbedding(embeds, mask)
+    def encode(self, prompt: str) -> TextConditions:
+        return encode_text(self.pipe, prompt, self.negative_prompt, self.pipe._execution_device)
 
-    def blend(self, a: PromptEmbedding, b: PromptEmbedding, weight: float) -> PromptEmbedding:
-        return PromptEmbedding(torch.lerp(a.embeds, b.embeds, weight), torch.maximum(a.mask, b.mask))
+    def blend(self, a: TextConditions, b: TextConditions, weight: float) -> TextConditions:
+        return blend_text(a, b, weight)
 
     @torch.no_grad()
-    def img2img(self, image: Image.Image, embedding: PromptEmbedding, strength: float, seed: int) -> Image.Image:
+    def img2img(self, image: Image.Image, embedding: TextConditions, strength: float, seed: int) -> Image.Image:
         generator = torch.Generator("cpu").manual_seed(seed)
+        size = dict(height=image.height, width=image.width)
         if self.flash:
             return self.pipe(
-                prompt_embeds=embedding.embeds,
-                attention_mask=embedding.mask,
-                timesteps=flash_img2img_timesteps(strength),
-                generator=generator,
-                image_latents=_encode_image(self.pipe, image, 1),
-                height=image.height,
-                width=image.width,
+                text=embedding, timesteps=flash_img2img_timesteps(strength), generator=generator, image=image, **size
             ).images[0]
         return self.pipe(
-            prompt_embeds=embedding.embeds,
-            attention_mask=embedding.mask,
-            negative_prompt=self.negative_prompt or None,
-            image=image,
-            strength=min(1.0, max(strength, 1.0 / self.steps + 1e-6)),
+            text=embedding,
             num_inference_steps=self.steps,
             guidance_scale=self.guidance_scale,
             generator=generator,
+            image=image,
+            strength=strength,
+            **size,
         ).images[0]

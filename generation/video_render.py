@@ -88,7 +88,7 @@ def _animation(backend: Any, request: GenerationRequest, progress: ProgressFn, p
     first = backend.generate(first_request, first_frame_progress)[0]
     frame_model_id = ModelId(config.animation_frame_model)
     frame_model = K3FrameModel(
-        backend.manager.k3_pipelines(frame_model_id, img2img=True),
+        backend.manager.k3_pipelines(frame_model_id),
         frame_model_id,
         negative_prompt=request.negative_prompt,
     )

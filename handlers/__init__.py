@@ -8,7 +8,22 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import admin, animate, cancel, editing, errors, faceswap, fallback, generate, settings, start, video
+from handlers import (
+    admin,
+    animate,
+    cancel,
+    editing,
+    errors,
+    faceswap,
+    fallback,
+    generate,
+    history,
+    invite,
+    results,
+    settings,
+    start,
+    video,
+)
 
 
 def build_root_router() -> Router:
@@ -19,7 +34,10 @@ def build_root_router() -> Router:
         start.create_router(),
         cancel.create_router(),  # before flows: /cancel leaves any of them
         settings.create_router(),
-        admin.create_router(),  # behind its admin filter; everyone else falls through
+        history.create_router(),  # /history
+        results.create_router(),  # per-image buttons under albums, "Edit prompt"
+        admin.create_router(),
+        invite.create_router(),  # /invite, owners only  # behind its admin filter; everyone else falls through
         animate.create_router(),  # /animate: its texts and buttons belong to the flow
         video.create_router(),  # /video and the buttons under videos
         editing.create_router(),  # before generate: a text in the middle of an editing flow is the flow's

@@ -3,7 +3,6 @@ on prompt embeddings (so two scenes' prompts can be blended during a transition)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch

@@ -267,8 +267,11 @@ def test_two_scene_animation_is_an_8_second_h264_mp4(video_backend, tmp_path):
     # The first frame is the user's model's picture of the first prompt (Flash, seed 7).
     first = video_backend.generate(dataclasses.replace(request, mode=Mode.TEXT2IMG, extra={}), lambda *_: None)[0]
     decoded = next(iter(decode_frames(video.path)))
-    # Luma (4:2:0 keeps it at full resolution): only H.264's loss stands between them.
-    assert np.abs(gray(decoded) - gray(np.asarray(first))).mean() < 0.03
+    # Luma (4:2:0 keeps it at full resolution): only H.264's loss stands between them; a picture of
+    # another seed is far further away (the tiny models draw pixel noise, which H.264 smooths).
+    other = video_backend.generate(dataclasses.replace(request, mode=Mode.TEXT2IMG, extra={}, seed=8), lambda *_: None)[0]
+    same = np.abs(gray(decoded) - gray(np.asarray(first))).mean()
+    assert same < 0.08 and same < 0.5 * np.abs(gray(decoded) - gray(np.asarray(other))).mean()
 
 
 def test_animation_cancels_between_frames(video_backend, tmp_path):

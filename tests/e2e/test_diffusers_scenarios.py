@@ -107,7 +107,6 @@ async def test_animate_with_two_scenes_yields_a_video(world: World) -> None:
     video = await user.wait_for(lambda m: "video" in m, LOAD_WAIT)
     assert video["caption"].startswith("🎬 1. 🔍 Zoom in: a lighthouse on a cliff at dawn\n2. ⬅️ Pan left: the lighthouse")
     assert (video["video"]["width"], video["video"]["height"]) == (MAX_SIDE, MAX_SIDE)
-    assert video["video"]["thumbnail"]["width"] <= 320
     frames, fps, duration = video_facts(world, video)
     assert (frames, fps) == (16, 2.0)  # 2 scenes x 4 s x 2 fps
     assert abs(duration - 8.0) <= 1 / fps

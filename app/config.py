@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from faceswap.config import FaceSwapConfig
+from generation.motion import AnimationSettings
 from generation.sources import GenerationConfig
 from prompting.beautify import BeautifierSettings
 from prompting.safety import DEFAULT_NSFW_THRESHOLD, SafetySettings
@@ -55,6 +56,16 @@ class Settings(BaseSettings):
     vram_budget_gb: float | None = None
     torch_compile: bool = False
     tf32: bool = True  # TF32 for fp32 matrix products on CUDA
+
+    # /animate and /video (generation.animate, generation.k5video).
+    max_pending_videos_per_user: int = Field(default=1, ge=1)  # videos are expensive: their own limit
+    animation_fps: int = Field(default=12, ge=1, le=30)
+    animation_cadence: int = Field(default=2, ge=1, le=12)  # image-to-image on every k-th frame
+    animation_strength: float = Field(default=0.35, gt=0.0, le=1.0)
+    animation_frame_model: Literal["kandinsky-3.1-flash", "kandinsky-3.1"] = "kandinsky-3.1-flash"
+    video_variant: Literal["distilled16steps", "nocfg", "sft", "pretrain"] = "distilled16steps"
+    video_fps: int = Field(default=24, ge=1, le=60)  # the model's own; tests lower it
+    video_short_side: int = Field(default=512, ge=32)
 
     # Face swap (/face and @me prompts, faceswap/). Without GHOST files the classical swap is used;
     # without GFPGAN weights restoring is skipped; without OmniFusion "@me" becomes "a person".
@@ -188,6 +199,13 @@ class Settings(BaseSettings):
             tf32=self.tf32,
             max_image_side=self.max_image_side,
             cache_dir=self.data_dir / "models",
+            video_variant=self.video_variant,
+            video_fps=self.video_fps,
+            video_short_side=self.video_short_side,
+            animation_frame_model=self.animation_frame_model,
+            animation=AnimationSettings(
+                fps=self.animation_fps, cadence=self.animation_cadence, strength=self.animation_strength
+            ),
         )
 
     def faceswap_config(self) -> FaceSwapConfig:

@@ -53,6 +53,8 @@ MODEL_REPOS: dict[ModelId, tuple[str, ...]] = {
     ModelId.K31: ("k31",),
     ModelId.K31_FLASH: ("k31",),
     ModelId.K31_REFINER: ("k31",),
+    ModelId.K5_VIDEO_5S: ("k5-video-5s",),
+    ModelId.K5_VIDEO_10S: ("k5-video-10s",),
 }
 # The files (path prefixes) of each model that end up on the GPU.
 ENCODER = "k31/weights/flan_ul2_encoder/"
@@ -62,6 +64,8 @@ MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {
     ModelId.K31: (ENCODER, "k31/weights/kandinsky3.pt", MOVQ),
     ModelId.K31_FLASH: (ENCODER, "k31/weights/kandinsky3_flash.pt", MOVQ),
     ModelId.K31_REFINER: (ENCODER, "k31/weights/kandinsky3.pt", "k31/weights/kandinsky3_flash.pt", MOVQ),
+    ModelId.K5_VIDEO_5S: ("k5-video-5s/",),
+    ModelId.K5_VIDEO_10S: ("k5-video-10s/",),
 }
 # The UNet checkpoints of the Kandinsky 3 family each model needs (ai-forever's format).
 K31_UNETS: dict[ModelId, tuple[str, ...]] = {
@@ -74,6 +78,8 @@ MODEL_LABELS = {
     ModelId.K31: "Kandinsky 3.1",
     ModelId.K31_FLASH: "Kandinsky 3.1 Flash",
     ModelId.K31_REFINER: "Kandinsky 3.1 + Flash refiner",
+    ModelId.K5_VIDEO_5S: "Kandinsky 5.0 Video Lite, 5 s",
+    ModelId.K5_VIDEO_10S: "Kandinsky 5.0 Video Lite, 10 s",
 }
 FP16_VARIANT_REPOS: frozenset[str] = frozenset()
 
@@ -158,7 +164,12 @@ def plan_repos(settings: Settings, models: Iterable[ModelId] | None = None) -> l
         keys.append("beautifier-llm")
     models_dir = settings.kandinsky_models_dir
     plans = [
-        RepoPlan(key, HUB_IDS[key], Path(models_dir) / FOLDERS[key] if models_dir else None) for key in keys
+        RepoPlan(
+            key,
+            HUB_IDS[key].format(variant=settings.video_variant),  # the video repositories name their variant
+            Path(models_dir) / FOLDERS[key].format(variant=settings.video_variant) if models_dir else None,
+        )
+        for key in keys
     ]
     if settings.faceswap_describer and "/" in settings.omnifusion_source and not Path(settings.omnifusion_source).exists():
         plans.append(RepoPlan("omnifusion", settings.omnifusion_source, None))
@@ -168,7 +179,11 @@ def plan_repos(settings: Settings, models: Iterable[ModelId] | None = None) -> l
 
 def _configured_models(settings: Settings) -> list[ModelId]:
     if not settings.worker_models:
-        return list(ModelId)
+        # The image models; the video models (about 25 GB each) only when named (WORKER_MODELS, --models),
+        # else /video downloads its checkpoint on first use.
+        from generation.video_specs import VIDEO_MODELS
+
+        return [m for m in ModelId if m not in VIDEO_MODELS]
     from app.worker import parse_models  # the same short forms as the workers
 
     return list(parse_models(settings.worker_models))

@@ -13,7 +13,6 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
 from app.config import Settings
@@ -48,6 +47,7 @@ COMMANDS = (
     "face", "forgetface",  # handlers.faceswap
     "history",  # handlers.history
     "inpaint",  # handlers.canvas_edit
+    "animate", "video",  # handlers.animate, handlers.video
 )
 
 
@@ -109,13 +109,16 @@ def create_runner(
 
 
 def create_fsm_storage(settings: Settings) -> tuple[BaseStorage, BaseEventIsolation | None]:
-    """FSM state in memory, or in Redis when REDIS_URL is set, so that any replica serves any user.
+    """FSM state in the bot's database (flows survive a restart), or in Redis when REDIS_URL is set,
+    so that any replica serves any user.
 
     Event isolation (a Redis lock per user and chat) keeps one user's updates in order when
     replicas handle them at the same time.
     """
     if not settings.redis_url:
-        return MemoryStorage(), None
+        from storage.fsm import SqlStorage, fsm_url
+
+        return SqlStorage(fsm_url(settings.db_url)), None
     from aiogram.fsm.storage.base import DefaultKeyBuilder
     from aiogram.fsm.storage.redis import RedisStorage
 
@@ -183,6 +186,7 @@ def build_app(
         settings.max_pending_total,
         daily_quota=settings.daily_quota,
         guard=guard,
+        max_pending_videos_per_user=settings.max_pending_videos_per_user,
     )
     broadcaster = Broadcaster(db, bot, translator(), rate=settings.broadcast_rate)
 

@@ -9,7 +9,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, KeyboardBu
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import LOCALES, Translator
-from generation.styles import ASPECT_RATIOS, EDIT_STRENGTHS, MODELS, STYLES
+from generation.styles import ASPECT_RATIOS, EDIT_STRENGTHS, IMAGE_MODELS, STYLES
 from storage.models import UserSettings
 
 MAX_IMAGES_PER_REQUEST = 4
@@ -129,7 +129,7 @@ def settings_menu(t: Translator, locale: str, settings: UserSettings) -> InlineK
 def settings_section(t: Translator, locale: str, section: str, settings: UserSettings) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     if section == "model":
-        for model in MODELS:
+        for model in IMAGE_MODELS:
             builder.button(
                 text=_mark(model_name(t, model, locale), settings.model == model),
                 callback_data=SettingsCb(section="model", value=model),

@@ -31,9 +31,12 @@ from bot.keyboards import (
     weight_buttons,
 )
 from bot.retry import BestEffortChatActionSender
+from bot.video_messages import is_video_job, send_video
+from bot.video_messages import progress_text as video_progress_text
 from generation.registry import uses_negative_prompt
 from jobs.events import JobContext
 from jobs.params import read_outcome, read_params
+from jobs.results import VIDEO_THUMBNAIL
 from storage.models import Job
 
 log = logging.getLogger(__name__)
@@ -170,7 +173,10 @@ class TelegramNotifier:
         await self.edit_status(ctx.job, self._noted(ctx.job, self.t("job-starting", ctx.locale), ctx.locale), self._cancel_markup(ctx))
 
     async def progress(self, ctx: JobContext, step: int, total: int) -> None:
-        text = self.t("job-progress", ctx.locale, step=step, total=total, bar=progress_bar(step, total))
+        if is_video_job(ctx.job):
+            text = video_progress_text(self.t, ctx.job, ctx.locale, step, total, progress_bar(step, total))
+        else:
+            text = self.t("job-progress", ctx.locale, step=step, total=total, bar=progress_bar(step, total))
         await self.edit_status(ctx.job, self._noted(ctx.job, text, ctx.locale), self._cancel_markup(ctx), throttle=True)
 
     async def stage(self, ctx: JobContext, stage: str) -> None:
@@ -216,6 +222,8 @@ class TelegramNotifier:
         return cancel_job_keyboard(self.t, ctx.locale, ctx.job.id)
 
     def working(self, ctx: JobContext) -> BestEffortChatActionSender:
+        if is_video_job(ctx.job):
+            return BestEffortChatActionSender.upload_video(bot=self.bot, chat_id=ctx.job.chat_id)
         return BestEffortChatActionSender.upload_photo(bot=self.bot, chat_id=ctx.job.chat_id)
 
     async def failed(self, ctx: JobContext, code: str) -> None:
@@ -272,6 +280,13 @@ class TelegramNotifier:
         job, locale = ctx.job, ctx.locale
         if not paths:
             raise FileNotFoundError(f"no stored images for job {job.id}")
+        if paths[0].suffix == ".mp4":
+            message = await send_video(
+                self.bot, self.t, job, locale, paths[0], paths[0].with_name(VIDEO_THUMBNAIL)
+            )
+            file_ids = [message.video.file_id if message.video else self._file_id(message)]
+            await self._drop_status(job)
+            return file_ids
         if job.kind == "upscale":
             return await self._deliver_document(ctx, paths[0])
         plain = bool(read_outcome(job).used_prompt)
@@ -317,6 +332,10 @@ class TelegramNotifier:
                 )
             except TelegramAPIError as exc:
                 log.warning("job %s: album delivered, its buttons message failed: %s", job.id, exc)
+        await self._drop_status(job)
+        return file_ids
+
+    async def _drop_status(self, job: Job) -> None:
         if job.status_message_id is not None:
             try:
                 with best_effort():
@@ -324,7 +343,6 @@ class TelegramNotifier:
             except TelegramAPIError:
                 pass
         self._forget(job)
-        return file_ids
 
     async def _deliver_document(self, ctx: JobContext, path: Path) -> list[str]:
         """An upscaled picture: a document (Telegram would recompress and shrink a photo), its size in the caption."""

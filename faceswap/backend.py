@@ -63,6 +63,9 @@ class FaceSwapBackend:
             lambda: self.pipeline.run(request.images[0], FaceProfile.from_dict(face), request, progress, on_stage)
         )
 
+    def render_video(self, request: GenerationRequest, progress: ProgressFn, path: Any) -> Any:
+        return self.inner.render_video(request, progress, path)  # type: ignore[attr-defined]
+
     def model_status(self) -> list[dict[str, Any]]:
         return self.inner.model_status()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 from PIL import Image
@@ -29,6 +30,8 @@ class Mode(StrEnum):
     ZOOM_IN = "zoom_in"  # the middle redrawn at full size (upscale, then image-to-image)
     INPAINT = "inpaint"  # extra["mask"]: a base64 PNG, white = repaint
     UPSCALE = "upscale"  # extra["scale"]: 2 (KandiSuperRes Flash) or 4; width x height is the output
+    ANIMATE = "animate"  # Deforum-style scenes with camera moves (first frame by the user's model)
+    VIDEO = "video"  # text-to-video (Kandinsky 5.0 Video Lite)
 
 
 class ModelId(StrEnum):
@@ -38,6 +41,8 @@ class ModelId(StrEnum):
     K31_REFINER = "kandinsky-3.1-refiner"  # Kandinsky 3.1, finished by one Flash step at t=229
     K31_INPAINT = "kandinsky-3.1-inpainting"  # zoom out, expand, inpaint (not a model users pick)
     SUPERRES = "kandisuperres"  # upscale x2 (Flash) and x4
+    K5_VIDEO_5S = "kandinsky-5.0-video-lite-5s"  # text-to-video, one checkpoint per clip length
+    K5_VIDEO_10S = "kandinsky-5.0-video-lite-10s"
 
 
 StageFn = Callable[[str], None]
@@ -101,6 +106,12 @@ class ModelUnavailable(GenerationError):
 class Backend(Protocol):
     def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
         """Run one request; return ``request.num_images`` images of exactly width x height."""
+        ...
+
+    def render_video(self, request: GenerationRequest, progress: ProgressFn, path: Path) -> Any:
+        """An ANIMATE or VIDEO request as an H.264 MP4 at ``path``: a
+        :class:`generation.video_io.VideoFile`. ``progress`` gets (frame, frames) for animations,
+        (step, steps) for videos; step 0 means the first frame or the model is being prepared."""
         ...
 
     def model_status(self) -> list[dict[str, Any]]:

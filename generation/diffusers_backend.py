@@ -7,6 +7,7 @@ with :class:`OutOfMemory` after the memory is freed, and the next request runs n
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ from generation.backend import GenerationError, GenerationRequest, Mode, ModelId
 from generation.manager import ModelManager
 from generation.registry import Family, spec
 from generation.sources import GenerationConfig
+from generation.video_io import VideoFile
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,19 @@ class DiffusersBackend:
 
             return k3.generate(self.manager.k3_pipelines(request.model), request, progress)
         raise GenerationError("unknown_model", str(request.model))
+
+    def render_video(self, request: GenerationRequest, progress: ProgressFn, path: Path) -> VideoFile:
+        """An ANIMATE or VIDEO request rendered into an MP4 at ``path``."""
+        from generation.video_render import render
+
+        with self.manager.lock, torch.no_grad():
+            try:
+                return render(self, request, progress, path)
+            except torch.OutOfMemoryError as exc:
+                del exc
+                self.manager.free_memory()
+                log.warning("out of memory: %s %s %dx%d", request.mode, request.model, request.width, request.height)
+                raise OutOfMemory(f"{request.mode} {request.model} {request.width}x{request.height}") from None
 
     def model_status(self) -> list[dict[str, Any]]:
         return self.manager.status()

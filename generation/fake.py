@@ -12,13 +12,14 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from generation.backend import GenerationRequest, ModelId, ProgressFn
+from generation.backend import GenerationError, GenerationRequest, Mode, ModelId, ProgressFn
 from generation.registry import MODELS, spec
 
 
 class FakeBackend:
-    def __init__(self, step_seconds: float = 0.0) -> None:
+    def __init__(self, step_seconds: float = 0.0, video_fps: int = 4) -> None:
         self.step_seconds = step_seconds
+        self.video_fps = video_fps  # frames a second of fake videos (few: quick to encode in tests)
         self.calls: list[GenerationRequest] = []
         self.steps_done = 0  # steps run by the latest call (tests check where a cancel stopped it)
         self.resident: set[ModelId] = set(ModelId)  # every model counts as loaded until unloaded
@@ -53,6 +54,39 @@ class FakeBackend:
             source = request.images[0].convert("RGB").resize(image.size)
             image = Image.blend(image, source, 1.0 - request.strength / 2)
         return image
+
+    def render_video(self, request: GenerationRequest, progress: ProgressFn, path: Any) -> Any:
+        """A real H.264 MP4 of the right length: the request's picture sliding a pixel a frame.
+
+        Animations: 4 s a scene at ``video_fps``; videos: the model's seconds at ``video_fps`` + 1."""
+        import numpy as np
+
+        from generation.motion import AnimationSettings
+        from generation.video_io import write_mp4
+        from generation.video_specs import VIDEO_SECONDS, num_frames
+
+        self.calls.append(request)
+        if request.mode == Mode.ANIMATE:
+            scenes = len(request.extra.get("scenes") or [])
+            if not 1 <= scenes <= 4:
+                raise GenerationError("bad_scenes", f"{scenes} scenes")
+            total = AnimationSettings(fps=self.video_fps).total_frames(scenes)
+        elif request.mode == Mode.VIDEO:
+            total = num_frames(VIDEO_SECONDS[ModelId(request.model)], self.video_fps)
+        else:
+            raise GenerationError("unsupported_mode", str(request.mode))
+        base = np.asarray(self._draw(request, request.seed))
+        self.steps_done = 0
+
+        def frames():
+            for i in range(total):
+                if self.step_seconds:
+                    time.sleep(self.step_seconds)
+                self.steps_done = i + 1
+                progress(i + 1, total)
+                yield np.roll(base, i, axis=1)
+
+        return write_mp4(frames(), path, self.video_fps)
 
     def model_status(self) -> list[dict[str, Any]]:
         return [

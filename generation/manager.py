@@ -32,9 +32,12 @@ from safetensors.torch import load_file
 
 from generation.backend import GenerationError, ModelId, ModelUnavailable
 from generation.registry import (
+    DEPTH,
     FLASH_UNET,
     INPAINT_UNET,
     K3_UNET,
+    K5_VIDEO_5S_PART,
+    K5_VIDEO_10S_PART,
     K22_PARTS,
     MODELS,
     MOVQ,
@@ -47,6 +50,8 @@ from generation.sources import GenerationConfig
 log = logging.getLogger(__name__)
 
 K22 = K22_PARTS
+K5_VIDEO_5S = K5_VIDEO_5S_PART
+K5_VIDEO_10S = K5_VIDEO_10S_PART
 
 # What each model loads, from the registry (shared parts load once).
 MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {model: s.parts for model, s in MODELS.items()}
@@ -187,6 +192,8 @@ class ModelManager:
             return
         if name == K22:
             return self._load_k22()
+        if name in (DEPTH, K5_VIDEO_5S, K5_VIDEO_10S):
+            return self._load_video_part(name)
         from diffusers import Kandinsky3UNet, VQModel
         from transformers import AutoTokenizer, T5EncoderModel
 
@@ -259,6 +266,32 @@ class ModelManager:
         if self.offload != "none":
             model.enable_offload(self.offload)
         self._add(K22, model)
+
+    def _load_video_part(self, name: str) -> None:
+        source = self.config.source(name)
+        if name == DEPTH:
+            from generation.animation_models import DepthEstimator
+
+            self._add(name, self._guard("depth estimator", source, lambda: DepthEstimator.load(source, self.dtype)))
+            return
+        from generation.k5video import K5VideoModel
+
+        label = f"Kandinsky 5.0 Video Lite ({name.rsplit('-', 1)[1]})"
+        model = self._guard(label, source, lambda: K5VideoModel.load(source, self.dtype))
+        if self.offload != "none":
+            model.pipe.enable_model_cpu_offload(device=self.device)
+        self._add(name, model)
+
+    def depth_estimator(self) -> Any:
+        with self.lock:
+            self._load_part(DEPTH)
+            self._place((DEPTH,))
+            return self.parts[DEPTH].obj
+
+    def k5_video(self, model: ModelId) -> Any:
+        """The ``Kandinsky5T2VPipeline`` of a clip length (loading it may move image models off the GPU)."""
+        self.load(model)
+        return self.parts[MODEL_PARTS[model][0]].obj.pipe
 
     # -- public -------------------------------------------------------------------------------
     def add_part(self, name: str, obj: Any, **extras: Any) -> None:

@@ -18,6 +18,7 @@ class Family(StrEnum):
     K22 = "kandinsky-2.2"  # unCLIP: image prior (CLIP embeddings) + MoVQ decoder
     K3 = "kandinsky-3"  # Flan-UL2 text encoder + UNet + MoVQ; 3.1, Flash and the refiner share parts
     SUPERRES = "kandisuperres"  # pixel-space super-resolution UNets (generation.superres)
+    K5_VIDEO = "kandinsky-5-video"  # Qwen2.5-VL + CLIP text encoders, CrossDiT, HunyuanVideo VAE
 
 
 class MemoryClass(StrEnum):
@@ -36,19 +37,28 @@ K22_PARTS = "k22"
 INPAINT_UNET = "k31-inpaint-unet"
 SR_FLASH = "superres-flash-x2"
 SR_X4 = "superres-x4"
+DEPTH = "depth-estimator"  # /animate's monocular depth (the model of the K2.2 depth ControlNet's hints)
+K5_VIDEO_5S_PART = "k5-video-5s"  # one whole Kandinsky5T2VPipeline per clip length
+K5_VIDEO_10S_PART = "k5-video-10s"
 
 # Modes a wrapper backend serves on top of a model's own mode (face swap draws the scene as text2img).
-WRAPPED_MODES: dict[Mode, Mode] = {Mode.FACESWAP: Mode.TEXT2IMG}
+# /animate draws its first frame as text2img (the frames after it are image-to-image on Flash).
+WRAPPED_MODES: dict[Mode, Mode] = {Mode.FACESWAP: Mode.TEXT2IMG, Mode.ANIMATE: Mode.TEXT2IMG}
 
 # Zoom out, expand and inpaint paint with an inpainting model: Kandinsky 2.2's own decoder, or the
 # Kandinsky 3.1 inpainting UNet for everyone else; zoom in redraws with the picture's own model.
 OUTPAINT_MODES = frozenset({Mode.ZOOM_OUT, Mode.EXPAND, Mode.INPAINT})
 # Served by generation.edit_ops on a model's pipelines (not by the model's own generate()).
 CANVAS_MODES = OUTPAINT_MODES | {Mode.ZOOM_IN, Mode.UPSCALE}
+# ANIMATE: the model draws the first frame (the frames after it are Flash's, GenerationConfig).
 K22_MODES = frozenset(
-    {Mode.TEXT2IMG, Mode.IMG2IMG, Mode.RESTYLE_DEPTH, Mode.STYLE, Mode.FUSE, Mode.MIX, Mode.VARIATIONS, Mode.FACESWAP}
+    {
+        Mode.TEXT2IMG, Mode.IMG2IMG, Mode.RESTYLE_DEPTH, Mode.STYLE, Mode.FUSE, Mode.MIX, Mode.VARIATIONS,
+        Mode.FACESWAP, Mode.ANIMATE,
+    }
 ) | OUTPAINT_MODES | {Mode.ZOOM_IN}
-K3_MODES = frozenset({Mode.TEXT2IMG, Mode.IMG2IMG, Mode.FACESWAP, Mode.ZOOM_IN})
+K3_MODES = frozenset({Mode.TEXT2IMG, Mode.IMG2IMG, Mode.FACESWAP, Mode.ANIMATE, Mode.ZOOM_IN})
+VIDEO_MODES = frozenset({Mode.VIDEO})
 
 
 @dataclass(frozen=True)
@@ -111,8 +121,22 @@ MODELS: dict[ModelId, ModelSpec] = {
             negative_prompt=False, parts=(SR_FLASH, SR_X4), memory_class=MemoryClass.MEDIUM,
             steps_configurable=False, selectable=False,
         ),
+        # Text-to-video, one checkpoint per clip length; the distilled variant (the default) runs 16
+        # steps without guidance, so the negative prompt is not used (VIDEO_VARIANT=sft: 50 steps, 5.0).
+        ModelSpec(
+            ModelId.K5_VIDEO_5S, Family.K5_VIDEO, VIDEO_MODES, default_steps=16, default_guidance=None,
+            negative_prompt=False, parts=(K5_VIDEO_5S_PART,), memory_class=MemoryClass.LARGE, selectable=False,
+        ),
+        ModelSpec(
+            ModelId.K5_VIDEO_10S, Family.K5_VIDEO, VIDEO_MODES, default_steps=16, default_guidance=None,
+            negative_prompt=False, parts=(K5_VIDEO_10S_PART,), memory_class=MemoryClass.LARGE, selectable=False,
+        ),
     )
 }
+# The models a user picks in /settings: those that draw pictures.
+IMAGE_MODELS: tuple[ModelId, ...] = tuple(
+    m for m, s in MODELS.items() if s.selectable and s.supports(Mode.TEXT2IMG)
+)
 DEFAULT_MODEL = ModelId.K31
 
 # The model a job kind falls back to when the user's model does not serve it, best first.

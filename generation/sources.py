@@ -8,8 +8,10 @@ random-weight tiny checkpoints in exactly that layout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from generation.motion import AnimationSettings
 
 # name -> hub id
 HUB_IDS: dict[str, str] = {
@@ -24,10 +26,14 @@ HUB_IDS: dict[str, str] = {
     "beautifier-llm": "Intel/neural-chat-7b-v3-1",
     # KandiSuperRes.ckpt (x4), KandiSuperRes_flash_x2.pt: plain state dicts of ai-forever's SR UNet
     "superres": "ai-forever/KandiSuperRes",
+    # Kandinsky 5.0 Video Lite: {variant} is GenerationConfig.video_variant (distilled16steps by default)
+    "k5-video-5s": "kandinskylab/Kandinsky-5.0-T2V-Lite-{variant}-5s-Diffusers",
+    "k5-video-10s": "kandinskylab/Kandinsky-5.0-T2V-Lite-{variant}-10s-Diffusers",
 }
 
 # name -> folder under KANDINSKY_MODELS_DIR (the hub repository's own name)
 FOLDERS: dict[str, str] = {name: hub_id.split("/", 1)[1] for name, hub_id in HUB_IDS.items()}
+DEFAULT_VIDEO_VARIANT = "distilled16steps"
 
 
 @dataclass
@@ -43,9 +49,14 @@ class GenerationConfig:
     # Where converted checkpoints (the Kandinsky 3.1 UNets and MoVQ in diffusers format, in the serving
     # dtype) are cached.
     cache_dir: Path = Path("data/models")
+    video_variant: str = DEFAULT_VIDEO_VARIANT  # Kandinsky 5.0 Video Lite: distilled16steps | nocfg | sft | pretrain
+    video_fps: int = 24  # the frame rate the video model was trained at (tests use fewer frames)
+    video_short_side: int = 512  # Kandinsky 5.0 Video Lite: 512x512, 768x512, 512x768
+    animation_frame_model: str = "kandinsky-3.1-flash"  # the image-to-image of /animate's frames
+    animation: AnimationSettings = field(default_factory=AnimationSettings)
 
     def source(self, name: str) -> str:
         """A hub id, or the folder under ``models_dir`` when that is set."""
         if self.models_dir is not None:
-            return str(Path(self.models_dir) / FOLDERS[name])
-        return HUB_IDS[name]
+            return str(Path(self.models_dir) / FOLDERS[name].format(variant=self.video_variant))
+        return HUB_IDS[name].format(variant=self.video_variant)

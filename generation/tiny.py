@@ -7,6 +7,7 @@
   Flash UNets ``{"unet", "null_embedding"}``, ``movq.pt``, the encoder folder with its tokenizer and
   projections), plus the diffusers configs of the small UNet and MoVQ, so that the converter runs;
 - ``weights/kandinsky3_inpainting.pt`` and ``KandiSuperRes`` (``generation.tiny_edit``);
+- the Kandinsky 5.0 Video Lite folders (5 s and 10 s), written by ``generation.tiny_k5``;
 - the Kandinsky 2.2 folders, written by ``generation.tiny_k22`` when that module is present.
 
 The models keep the real downsampling (MoVQ 8x), so a requested 1024x576 comes out 1024x576. Nothing
@@ -123,6 +124,10 @@ def write_all(root: Path) -> None:
     from generation.tiny_edit import write_edit
 
     write_edit(root)  # Kandinsky 3.1 inpainting, KandiSuperRes
+
+    from generation.tiny_k5 import write_k5_video
+
+    write_k5_video(root)
     try:
         from generation.tiny_k22 import write_k22
     except ModuleNotFoundError as exc:

@@ -9,7 +9,21 @@ from __future__ import annotations
 from aiogram import Router
 
 from handlers import (
-    admin, cancel, canvas_edit, editing, errors, faceswap, fallback, generate, history, invite, results, settings, start,
+    admin,
+    animate,
+    cancel,
+    canvas_edit,
+    editing,
+    errors,
+    faceswap,
+    fallback,
+    generate,
+    history,
+    invite,
+    results,
+    settings,
+    start,
+    video,
 )
 
 
@@ -26,6 +40,8 @@ def build_root_router() -> Router:
         admin.create_router(),
         canvas_edit.create_router(),  # zoom / expand / upscale buttons, /inpaint (before editing's photo flows)
         invite.create_router(),  # /invite, owners only  # behind its admin filter; everyone else falls through
+        animate.create_router(),  # /animate: its texts and buttons belong to the flow
+        video.create_router(),  # /video and the buttons under videos
         editing.create_router(),  # before generate: a text in the middle of an editing flow is the flow's
         faceswap.create_router(),  # /face, /forgetface, @me prompts
         generate.create_router(),  # any text is a prompt: feature routers go before it

@@ -22,7 +22,7 @@ from bot.keyboards import (
     settings_section,
     style_name,
 )
-from generation.styles import ASPECT_RATIOS, MODELS, STYLES, image_size
+from generation.styles import ASPECT_RATIOS, IMAGE_MODELS, STYLES, image_size
 from handlers.common import button
 from jobs.service import MAX_PROMPT_LENGTH
 from storage.models import User, UserSettings
@@ -57,7 +57,7 @@ async def open_settings(message: Message, i18n: I18nContext, user: User, max_ima
 
 def _apply(settings: UserSettings, section: str, value: str) -> bool:
     """Store a choice; False for a value that no button offers (forged or stale callback data)."""
-    if section == "model" and value in MODELS:
+    if section == "model" and value in IMAGE_MODELS:
         settings.model = value
     elif section == "ratio" and value.replace("x", ":") in ASPECT_RATIOS:
         settings.aspect_ratio = value.replace("x", ":")

@@ -302,6 +302,9 @@ class RemoteBackend:
     def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Any]:
         raise GenerationError("internal", "the distributed mode generates in worker processes only")
 
+    def render_video(self, request: GenerationRequest, progress: ProgressFn, path: Any) -> Any:
+        raise GenerationError("internal", "the distributed mode renders videos in worker processes only")
+
     def model_status(self) -> list[dict[str, Any]]:
         return []
 

@@ -128,6 +128,13 @@ class TimedBackend:
         self.metrics.generation_seconds.labels(str(request.model)).observe(time.perf_counter() - started)
         return images
 
+    def render_video(self, request: GenerationRequest, progress: ProgressFn, path: Any) -> Any:
+        """/animate and /video (timed like an image, under the job's model)."""
+        started = time.perf_counter()
+        video = self.inner.render_video(request, progress, path)  # type: ignore[attr-defined]
+        self.metrics.generation_seconds.labels(str(request.model)).observe(time.perf_counter() - started)
+        return video
+
     def model_status(self) -> list[dict[str, Any]]:
         return self.inner.model_status()
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generation.backend import GenerationError, Mode
+from generation.motion import MAX_SCENES, CameraMove
 from generation.styles import DEFAULT_ASPECT_RATIO, DEFAULT_STYLE
 
 PARAMS_VERSION = 1
@@ -81,6 +82,19 @@ class CanvasParams(JobParams):
     ``ratio`` (expand), ``mask`` (inpaint: a base64 PNG, white = repaint), ``scale`` (upscale)."""
 
     input_file_ids: list[str] = Field(min_length=1, max_length=1)
+class AnimationScene(BaseModel):
+    """One scene of an /animate: its text and its camera move (4 seconds, the transition included)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1)
+    move: CameraMove
+
+
+class AnimateParams(JobParams):
+    """/animate: the first scene's text is also ``prompt`` (the first frame is drawn from it)."""
+
+    scenes: list[AnimationScene] = Field(min_length=1, max_length=MAX_SCENES)
 
 
 PARAMS_BY_KIND: dict[Mode, type[JobParams]] = {
@@ -97,6 +111,8 @@ PARAMS_BY_KIND: dict[Mode, type[JobParams]] = {
     Mode.ZOOM_IN: CanvasParams,
     Mode.INPAINT: CanvasParams,
     Mode.UPSCALE: CanvasParams,
+    Mode.ANIMATE: AnimateParams,
+    Mode.VIDEO: JobParams,  # the text alone; the model (5 s or 10 s checkpoint) is the clip's length
 }
 
 

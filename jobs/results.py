@@ -4,6 +4,10 @@
 safety check may leave gaps); ``preview-{i}.jpg`` are blurred stand-ins for withheld images, never
 taken for results. Images are written atomically, so a crash never leaves half a file and a result
 stored before a restart is delivered after it.
+
+A video job (/animate, /video) has one result, ``video.mp4`` (H.264), with ``thumbnail.jpg`` beside
+it; the backend writes ``partial-video.mp4`` and :meth:`ResultStore.save_video` renames it when the
+safety check passed, so delivery never sees half a video.
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ from pathlib import Path
 from PIL import Image
 
 
+VIDEO_FILE = "video.mp4"
+VIDEO_THUMBNAIL = "thumbnail.jpg"
+PARTIAL_VIDEO = "partial-video.mp4"
+
+
 class ResultStore:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
@@ -23,8 +32,23 @@ class ResultStore:
         return self.root / str(job_id)
 
     def paths(self, job_id: int) -> list[Path]:
-        """The stored images of a job, by index; empty when there are none."""
+        """The stored images of a job, by index (or its one video); empty when there are none."""
+        video = self.folder(job_id) / VIDEO_FILE
+        if video.is_file():
+            return [video]
         return sorted(self.folder(job_id).glob("*.png"), key=lambda p: int(p.stem))
+
+    def partial_video(self, job_id: int) -> Path:
+        """Where the backend writes a video job's MP4 before it is checked."""
+        folder = self.folder(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / PARTIAL_VIDEO
+
+    def save_video(self, job_id: int, partial: Path, thumbnail: bytes) -> Path:
+        folder = self.folder(job_id)
+        (folder / VIDEO_THUMBNAIL).write_bytes(thumbnail)
+        partial.replace(folder / VIDEO_FILE)  # atomic
+        return folder / VIDEO_FILE
 
     @staticmethod
     def index(path: Path) -> int:

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from PIL import Image
@@ -31,13 +32,16 @@ from generation.styles import DEFAULT_STYLE, STYLES
 from jobs.claims import lease
 from jobs.delivery import Delivery
 from jobs.events import JobContext, JobEvents
-from jobs.params import EditParams, JobOutcome, read_outcome, read_params, with_outcome
+from jobs.params import AnimateParams, EditParams, JobOutcome, read_outcome, read_params, with_outcome
 from jobs.results import ResultStore
 from prompting.guard import BlockStage, ContentGuard
 from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
+
+
+VIDEO_MODES = frozenset({Mode.ANIMATE, Mode.VIDEO})
 
 
 class JobCensored(Exception):
@@ -85,6 +89,8 @@ def build_request(job: Job, images: list[Image.Image] | None = None, prompt: str
     if isinstance(params, EditParams):
         request.weights = list(params.weights)
         request.strength = params.strength
+    if isinstance(params, AnimateParams):
+        request.extra["scenes"] = [scene.model_dump(mode="json") for scene in params.scenes]
     return request
 
 
@@ -137,6 +143,29 @@ class JobRunner:
 
     def result_paths(self, job_id: int) -> list[Path]:
         return self.results.paths(job_id)
+
+    async def _render_video(
+        self, ctx: JobContext, request: GenerationRequest, progress: Callable[[int, int], None], cancel: threading.Event
+    ) -> None:
+        """ANIMATE / VIDEO: the backend writes the MP4 beside the results; the safety check looks at
+        its sampled frames (the first, one a second, the last); one flagged frame withholds the video."""
+        partial = self.results.partial_video(ctx.job.id)
+        async with self.events.working(ctx):
+            video = await asyncio.to_thread(self.backend.render_video, request, progress, partial)
+        if cancel.is_set():
+            partial.unlink(missing_ok=True)
+            raise GenerationCancelled()
+        frames = [image for _, image in video.samples]
+        verdicts = (await self.guard.check_images(frames) if self.guard is not None and frames else None) or []
+        flagged = [v for v in verdicts if v.nsfw]
+        if flagged:
+            partial.unlink(missing_ok=True)
+            await self._record(ctx, ModerationKind.IMAGE_CENSORED, f"{max(v.score for v in flagged):.3f}")
+            worst = max(range(len(verdicts)), key=lambda i: verdicts[i].score)
+            preview = await asyncio.to_thread(self.guard.blurred_preview, frames[worst])
+            paths = await asyncio.to_thread(self._store_previews, ctx.job.id, [preview] if preview else [])
+            raise JobCensored("image_censored", paths)
+        await asyncio.to_thread(self.results.save_video, ctx.job.id, partial, video.thumbnail)
 
     # -- the job ----------------------------------------------------------------------------
     async def _load(self, job_id: int) -> JobContext | None:
@@ -242,11 +271,14 @@ class JobRunner:
                 await self.events.loading(ctx, self.load_seconds.get(model))
             else:
                 await self.events.started(ctx)
-            async with self.events.working(ctx):
-                results = await asyncio.to_thread(self.backend.generate, request, progress)
-            if cancel_event.is_set():
-                raise GenerationCancelled()
-            await self._store_checked(ctx, results)
+            if request.mode in VIDEO_MODES:
+                await self._render_video(ctx, request, progress, cancel_event)
+            else:
+                async with self.events.working(ctx):
+                    results = await asyncio.to_thread(self.backend.generate, request, progress)
+                if cancel_event.is_set():
+                    raise GenerationCancelled()
+                await self._store_checked(ctx, results)
         except JobCensored as exc:
             if await self._transition(
                 job_id, [JobStatus.RUNNING], JobStatus.CENSORED, error=exc.code, finished_at=utcnow()

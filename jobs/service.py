@@ -20,6 +20,7 @@ from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Repositories
 
 MAX_PROMPT_LENGTH = 1000
+VIDEO_KINDS = frozenset({Mode.ANIMATE, Mode.VIDEO})
 MAX_SEED = 2**31 - 1
 
 
@@ -64,8 +65,10 @@ class JobService:
         max_pending_total: int,
         daily_quota: int | None = None,
         guard: ContentGuard | None = None,
+        max_pending_videos_per_user: int = 1,
     ) -> None:
         self.queue = queue
+        self.max_pending_videos_per_user = max_pending_videos_per_user
         self.guard = guard
         self.max_image_side = max_image_side
         # Defaults from the environment; admins override them from the chat (stored in bot_settings).
@@ -142,6 +145,10 @@ class JobService:
         async with self._user_locks[user.id]:
             await self.check_prompt(repos, user, params)
             await self.check_admission(repos, user.id)
+            if kind in VIDEO_KINDS:
+                # Videos hold the GPU for minutes: one (by default) at a time per user.
+                if await repos.jobs.count_pending(user.id, VIDEO_KINDS) >= self.max_pending_videos_per_user:
+                    raise AdmissionError("limit-video", self.max_pending_videos_per_user)
             job = await repos.jobs.add(
                 Job(
                     user_id=user.id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -82,10 +82,12 @@ class JobRepository:
         await self.session.flush()
         return job
 
-    async def count_pending(self, user_id: int | None = None) -> int:
+    async def count_pending(self, user_id: int | None = None, kinds: Collection[str] | None = None) -> int:
         query = select(func.count(Job.id)).where(Job.status.in_(PENDING_STATUSES))
         if user_id is not None:
             query = query.where(Job.user_id == user_id)
+        if kinds is not None:
+            query = query.where(Job.kind.in_([str(k) for k in kinds]))
         return int((await self.session.execute(query)).scalar_one())
 
     async def pending_for_user(self, user_id: int) -> Sequence[Job]:

@@ -19,6 +19,7 @@ from aiogram.methods import (
     SendMediaGroup,
     SendMessage,
     SendPhoto,
+    SendVideo,
     TelegramMethod,
 )
 from aiogram.types import (
@@ -33,6 +34,7 @@ from aiogram.types import (
     Sticker,
     Update,
     User,
+    Video,
 )
 
 BOT_ID = 42
@@ -111,6 +113,13 @@ class RecordingSession(BaseSession):
                 document=Document(file_id=f"doc-{n}", file_unique_id=f"d{n}", file_name=filename),
                 caption=method.caption,
             )
+        if isinstance(method, SendVideo):
+            n = next(self._file_ids)
+            video = Video(
+                file_id=f"video-{n}", file_unique_id=f"v{n}", width=method.width or 0, height=method.height or 0,
+                duration=method.duration or 0,
+            )
+            return self._message(method.chat_id, video=video, caption=method.caption, reply_markup=method.reply_markup)
         if isinstance(method, SendMediaGroup):
             return [
                 self._message(method.chat_id, photo=self._photo(m.media), caption=m.caption) for m in method.media

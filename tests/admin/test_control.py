@@ -172,3 +172,15 @@ async def test_panel_reaches_every_view(harness):
     await say(h, "/admin", OWNER)
     assert "⏸ Paused" in h.session.texts()[-1]
     assert "▶️ Resume" in dict(buttons(h.session.of(SendMessage)[-1].reply_markup))
+
+
+async def test_videos_show_in_models_and_stats(harness):
+    h = harness
+    text = (await say(h, "/models", OWNER))[-1]
+    assert "kandinsky-5.0-video-lite-5s" in text and "kandinsky-5.0-video-lite-10s" in text
+    await press(h, "adm:mload:kandinsky-5.0-video-lite-10s", OWNER)
+    assert h.backend.loads[-1] == "kandinsky-5.0-video-lite-10s"
+    await say(h, "/video a kite over the sea", USER)
+    await h.wait_jobs_settled()
+    text = (await say(h, "/stats", OWNER))[-1]
+    assert "kandinsky-5.0-video-lite-5s 1" in text and "video 1" in text

@@ -68,6 +68,7 @@ async def test_command_menu_registered_in_both_languages(harness):
         "face", "forgetface",
         "history",
         "inpaint",  # zoom, expand, upscale, inpaint (handlers.canvas_edit)
+        "animate", "video",
     ]
     russian = next(c for c in calls if c.language_code == "ru")
     assert russian.commands[0].description == "Начало и приветствие"
@@ -80,8 +81,11 @@ async def test_help_lists_the_models_of_the_registry(harness):
     assert set(lines) == {
         "• Kandinsky 2.2", "• Kandinsky 3.1", "• Kandinsky 3.1 Flash", "• Kandinsky 3.1 + Flash refiner",
         "• Kandinsky 3.1 Inpainting", "• KandiSuperRes",  # the buttons under results (handlers.canvas_edit)
+        "• Kandinsky 5.0 Video Lite, 5 s", "• Kandinsky 5.0 Video Lite, 10 s",
     }
     assert "zoom out" in lines["• Kandinsky 3.1 Inpainting"] and "upscale" in lines["• KandiSuperRes"]
+    assert "text to video" in lines["• Kandinsky 5.0 Video Lite, 5 s"]
+    assert "animation" in lines["• Kandinsky 3.1"] and "text to video" not in lines["• Kandinsky 3.1"]
     assert "fuse" in lines["• Kandinsky 2.2"] and "fuse" not in lines["• Kandinsky 3.1"]
     assert "restyle" in lines["• Kandinsky 3.1 Flash"]  # Flash restyles photos
     assert "no negative prompt" in lines["• Kandinsky 3.1 Flash"]

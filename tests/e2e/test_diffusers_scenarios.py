@@ -34,6 +34,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
         "diffusers",
         request,
         MAX_IMAGE_SIDE=MAX_SIDE,
+        ANIMATION_FPS="2",  # /animate: 8 frames a scene; /video: 21 frames, 48x32
+        VIDEO_FPS="4",
+        VIDEO_SHORT_SIDE="32",
         SAFETY_IMAGE_FILTER="false",  # random weights draw noise; the safety check has its own tests
     ) as opened:
         yield opened
@@ -71,3 +74,49 @@ async def test_a_photo_with_a_caption_is_restyled_by_the_pipeline(world: World) 
     width, height = largest(result)
     assert max(width, height) == MAX_SIDE and width > height  # the photo's landscape shape, scaled to fit
     assert user.image(result).size == (width, height)
+
+
+def video_facts(world: World, message: dict) -> tuple[int, float, float]:
+    """(frames, frame rate, duration in seconds) of the MP4 the bot uploaded, decoded with PyAV."""
+    import io
+
+    import av
+
+    data = world.emulator.file_bytes(message["video"]["file_id"])
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(video=0))
+        return frames, float(stream.average_rate), float(stream.duration * stream.time_base)
+
+
+async def test_animate_with_two_scenes_yields_a_video(world: World) -> None:
+    user = world.user()
+    await user.send_command("animate")
+    await user.wait_for(has_text("scene 1 of up to 4, step 1 of 2"), WAIT)
+    await user.send_text("a lighthouse on a cliff at dawn")
+    camera = await user.wait_for(has_text("scene 1 of up to 4, step 2 of 2"), WAIT)
+    await user.press(camera, "Zoom in")
+    ready = await user.wait_for(has_text("1 of up to 4 scenes"), WAIT)
+    await user.press(ready, "Add a scene")
+    await user.wait_for(has_text("scene 2 of up to 4, step 1 of 2"), WAIT)
+    await user.send_text("the lighthouse in a storm at night")
+    camera = await user.wait_for(has_text("scene 2 of up to 4, step 2 of 2"), WAIT)
+    await user.press(camera, "Pan left")
+    ready = await user.wait_for(has_text("2 of up to 4 scenes"), WAIT)
+    await user.press(ready, "Make the video")
+    video = await user.wait_for(lambda m: "video" in m, LOAD_WAIT)
+    assert video["caption"].startswith("🎬 1. 🔍 Zoom in: a lighthouse on a cliff at dawn\n2. ⬅️ Pan left: the lighthouse")
+    assert (video["video"]["width"], video["video"]["height"]) == (MAX_SIDE, MAX_SIDE)
+    frames, fps, duration = video_facts(world, video)
+    assert (frames, fps) == (16, 2.0)  # 2 scenes x 4 s x 2 fps
+    assert abs(duration - 8.0) <= 1 / fps
+
+
+async def test_video_command_yields_a_five_second_clip(world: World) -> None:
+    user = world.user()
+    await user.send_command("video", "a red fox running through the snow")
+    video = await user.wait_for(lambda m: "video" in m, LOAD_WAIT)
+    assert video["caption"].startswith("🎞 a red fox running through the snow")
+    assert "🎞 10 seconds" in button_texts(video)
+    frames, fps, duration = video_facts(world, video)
+    assert (frames, fps) == (21, 4.0) and abs(duration - 5.0) <= 1 / fps + 1e-6

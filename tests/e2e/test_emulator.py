@@ -443,3 +443,27 @@ async def test_gateway_html_errors(emulator: TelegramEmulator, bot: Bot) -> None
     with pytest.raises(ClientDecodeError):  # what aiogram makes of nginx's HTML page
         await bot.send_message(user.chat_id, "x")
     assert emulator.calls_to("sendMessage")[0].status == 502
+
+
+async def test_send_video_reads_the_mp4(emulator: TelegramEmulator, bot: Bot, tmp_path) -> None:
+    import numpy as np
+
+    from generation.video_io import write_mp4
+
+    frames = [np.full((48, 64, 3), 20 * i, dtype=np.uint8) for i in range(9)]
+    video = write_mp4(iter(frames), tmp_path / "clip.mp4", fps=3)
+    chat = emulator.user().chat_id
+    sent = await bot.send_video(
+        chat,
+        BufferedInputFile(video.path.read_bytes(), "clip.mp4"),
+        caption="a clip",
+        thumbnail=BufferedInputFile(video.thumbnail, "thumb.jpg"),
+        width=video.width,
+        height=video.height,
+        duration=round(video.duration),
+    )
+    assert (sent.video.width, sent.video.height, sent.video.duration) == (64, 48, 3)
+    assert sent.caption == "a clip"
+    # The same video again by its file id.
+    again = await bot.send_video(chat, sent.video.file_id)
+    assert again.video.file_id == sent.video.file_id

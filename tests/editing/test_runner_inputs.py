@@ -34,6 +34,11 @@ async def test_face_swap_gets_its_photo_as_sent(harness):
     # The stored face landmarks were measured on the original photo: it must not be rescaled.
     harness.session.files["face"] = photo_bytes("coffee", "PNG")
     harness.app.runner.backend = harness.backend  # the fake itself, without the face-swap pipeline around it
+    async with harness.app.db.session() as session:  # jobs read the user's face when they run
+        repos = Repositories(session)
+        await repos.users.upsert_seen(1001, "ann", "Ann", "en")
+        await repos.faces.set(1001, "face", None, {"box": [1, 2, 3, 4]})
+        await repos.commit()
     await submit(harness, Mode.FACESWAP, "face")
     [job] = await harness.wait_jobs_settled()
     [request] = harness.backend.calls

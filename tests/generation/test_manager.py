@@ -179,12 +179,19 @@ def test_registry_matches_the_samplers():
     assert flash.total_steps == len(k3.FLASH_TIMESTEPS) and not flash.steps_configurable
     assert refiner.extra_steps == len(k3.REFINER_TIMESTEPS)
     assert Mode.IMG2IMG in flash.modes  # Flash restyles photos (tests/generation/test_k3_family.py)
-    # Kandinsky 2.2 runs its own modes; face swap wraps it, generation.edit_ops serves the canvas kinds.
+    # Kandinsky 2.2 runs its own modes; face swap and /animate wrap it, generation.edit_ops serves the canvas kinds.
     canvas = {Mode.ZOOM_OUT, Mode.EXPAND, Mode.INPAINT, Mode.ZOOM_IN}
-    assert set(k22.MODES) | {Mode.FACESWAP} | canvas == registry.spec(ModelId.K22).modes
+    assert set(k22.MODES) | set(registry.WRAPPED_MODES) | canvas == registry.spec(ModelId.K22).modes
     assert registry.model_for(Mode.ZOOM_OUT, ModelId.K31) == (ModelId.K31_INPAINT, True)
     assert registry.model_for(Mode.INPAINT, ModelId.K22) == (ModelId.K22, False)
     assert registry.model_for(Mode.UPSCALE, ModelId.K31_FLASH)[0] == ModelId.SUPERRES
+    # /animate: every image model draws the first frame; the video models do text-to-video only.
+    assert all(registry.spec(m).supports(Mode.ANIMATE) for m in registry.IMAGE_MODELS)
+    video = registry.spec(ModelId.K5_VIDEO_5S)
+    assert video.modes == {Mode.VIDEO} and ModelId.K5_VIDEO_5S not in registry.IMAGE_MODELS
+    from generation.video_specs import VARIANT_DEFAULTS
+
+    assert (video.default_steps, video.default_guidance or 1.0) == VARIANT_DEFAULTS["distilled16steps"]
     assert registry.model_for(Mode.FUSE, ModelId.K31) == (ModelId.K22, True)
     assert registry.model_for(Mode.IMG2IMG, ModelId.K31_FLASH) == (ModelId.K31_FLASH, False)
 

@@ -365,3 +365,51 @@ def test_blocklist_path_setting(tmp_path):
     guard = build_content_guard(settings.beautifier_settings(), settings.safety_settings())
     assert guard.check_text("a cherry") == "cherry"
     assert guard.check_text("porn") is None
+
+
+# -- videos: sampled frames ---------------------------------------------------------------------
+
+
+class CountingSafety(ScriptedSafety):
+    def __init__(self, scores: list[float]) -> None:
+        super().__init__(scores)
+        self.seen: list[tuple[int, int]] = []
+
+    def score(self, image) -> float:
+        self.seen.append(image.size)
+        return super().score(image)
+
+
+async def test_a_video_with_one_flagged_frame_is_withheld(make_harness):
+    # /video at the fake's 4 fps: 21 frames; sampled: 0, 4, 8, 12, 16, 20 (first, one a second, last).
+    safety = CountingSafety([0.01, 0.01, 0.97, 0.01, 0.01, 0.01])
+    h = await make_harness(ContentGuard(image_safety=safety))
+    await h.feed(message_update("/video a quiet lake"))
+    (job,) = await h.wait_jobs_settled()
+    assert (job.status, job.error) == ("censored", "image_censored")
+    assert len(safety.seen) == 6
+    from aiogram.methods import SendVideo
+
+    assert h.session.of(SendVideo) == []
+    results = Path(h.app.settings.results_dir) / str(job.id)
+    assert not list(results.glob("*.mp4"))  # nothing left to deliver
+    (photo,) = h.session.of(SendPhoto)
+    assert photo.has_spoiler  # the blurred preview of the flagged frame
+    (event,) = await events(h)
+    assert event.kind == "image_censored" and event.detail == "0.970"
+
+
+async def test_a_clean_video_is_sent(make_harness):
+    safety = CountingSafety([0.01] * 9)  # /animate, 2 scenes: 32 frames, sampled 0, 4, ..., 28, 31
+    h = await make_harness(ContentGuard(image_safety=safety))
+    await h.feed(message_update("/animate a lake"))
+    await h.feed(callback_update("anim:move:zoom_in"))
+    await h.feed(callback_update("anim:add:"))
+    await h.feed(message_update("a lake at night"))
+    await h.feed(callback_update("anim:move:drift"))
+    await h.feed(callback_update("anim:make:"))
+    (job,) = await h.wait_jobs_settled()
+    assert job.status == "done" and len(safety.seen) == 9
+    from aiogram.methods import SendVideo
+
+    assert len(h.session.of(SendVideo)) == 1

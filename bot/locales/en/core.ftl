@@ -13,6 +13,7 @@ help-text = What I can do:
     /forgetface — forget your face
     /history — your last pictures: see them again or draw them again
     /inpaint — a photo with this caption: paint over what to change. Under every picture: zoom out, expand, zoom in, upscale to 4K
+    /animate — animate up to 4 scenes with camera moves; /video a text — a 5-second video
     Any other text is a prompt: I draw it.
 help-models = Models (pick one in /settings):
 help-model = • { $model }: { $modes }
@@ -25,6 +26,8 @@ mode-fuse = fuse
 mode-mix = mix
 mode-variations = variations
 mode-faceswap = @me
+mode-animate = animation (first frame)
+mode-video = text to video
 language-choose = Choose the language:
 language-set = Language: English.
 

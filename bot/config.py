@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -166,6 +167,18 @@ class Settings(BaseSettings):
             gfpgan_path=self.gfpgan_path,
             device=self.generation_device,
         )
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the settings, for the log filter (bot.logging_setup)."""
+        token = self.bot_token.get_secret_value()
+        values = [token, token.partition(":")[2]]
+        for secret in (self.webhook_secret, self.metrics_token, self.beautify_openai_api_key):
+            if secret is not None:
+                values.append(secret.get_secret_value())
+        password = urlsplit(self.db_url).password if "://" in self.db_url else None
+        if password:
+            values.append(password)
+        return values
 
     def beautifier_settings(self) -> BeautifierSettings:
         key = self.beautify_openai_api_key

@@ -35,6 +35,7 @@ from taskiq.kicker import AsyncKicker
 from taskiq.receiver import Receiver
 
 from bot.config import Settings, describe_error
+from bot.logging_setup import configure_logging
 from bot.metrics import Metrics, MetricsRequestMiddleware, add_routes, gpu_memory, monitoring_application, start_server
 from generation.backend import Backend, ModelId
 from generation.distributed import (
@@ -445,7 +446,7 @@ def main(argv: list[str] | None = None) -> None:
     if not settings.redis_url:
         print("Configuration error: REDIS_URL is not set (workers take their jobs from Redis)", file=sys.stderr)
         raise SystemExit(2)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.secrets())
     port = args.metrics_port if args.metrics_port is not None else (settings.metrics_port or DEFAULT_METRICS_PORT)
     asyncio.run(serve(settings, models, args.name or settings.worker_name or default_name(), port))
 

@@ -541,6 +541,8 @@ class TelegramEmulator:
         self.files: dict[str, StoredFile] = {}
         self._files_by_path: dict[str, StoredFile] = {}
         self._file_counter = itertools.count(1)
+        self._slow_files: dict[str, float] = {}  # file id -> seconds its download takes
+        self._lost_files: set[str] = set()  # getFile answers, the download gets 404
         self._flood_until: dict[tuple[str, Any], tuple[float, float, int]] = {}
         self.webhook_retry_delay = webhook_retry_delay
         self.flood_grace = flood_grace
@@ -679,6 +681,14 @@ class TelegramEmulator:
         self._files_by_path[stored.file_path] = stored
         return stored
 
+    def slow_download(self, file_id: str, seconds: float) -> None:
+        """Downloading this file takes ``seconds`` (a slow link, a large file)."""
+        self._slow_files[file_id] = seconds
+
+    def lose_file(self, file_id: str) -> None:
+        """``getFile`` still answers, the download gets 404 (Telegram's links expire after an hour)."""
+        self._lost_files.add(file_id)
+
     def file_bytes(self, file_id: str) -> bytes:
         stored = self.files[file_id]
         if stored.data is None:  # a thumbnail, made the first time somebody asks
@@ -772,8 +782,10 @@ class TelegramEmulator:
         if token not in self.bots:
             return web.json_response(ApiError(401, "Unauthorized").payload(), status=401)
         stored = self._files_by_path.get(request.match_info["path"])
-        if stored is None:
+        if stored is None or stored.file_id in self._lost_files:
             return web.json_response(ApiError(404, "Not Found").payload(), status=404)
+        if stored.file_id in self._slow_files:
+            await asyncio.sleep(self._slow_files[stored.file_id])
         return web.Response(body=self.file_bytes(stored.file_id), content_type=stored.mime_type or "application/octet-stream")
 
     async def _read_params(self, request: web.Request) -> tuple[JSON, dict[str, Upload]]:

@@ -24,6 +24,7 @@ from bot.metrics import Metrics, MetricsRequestMiddleware, TimedBackend
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
 from bot.notifier import TelegramNotifier
 from bot.retry import RetryMiddleware
+from bot.unit_of_work import CommitBeforeTelegram
 from faceswap.backend import FaceSwapBackend, stage_hook
 from faceswap.service import FaceService
 from generation.backend import Backend
@@ -146,6 +147,8 @@ def build_app(
     bot = bot or create_bot(settings)
     metrics = Metrics("bot")
     bot.session.middleware(MetricsRequestMiddleware(metrics))
+    # Before any call, the calling handler's transaction is committed (bot/unit_of_work.py).
+    bot.session.middleware(CommitBeforeTelegram())
     engine = create_engine(settings.db_url)
     db = Database(create_sessionmaker(engine))
     notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)

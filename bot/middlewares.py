@@ -12,6 +12,7 @@ from aiogram.types import CallbackQuery, Message, TelegramObject
 from aiogram.types import User as TelegramUser
 
 from bot.i18n import translator
+from bot.unit_of_work import update_session
 from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,10 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
 class DatabaseMiddleware(BaseMiddleware):
-    """Gives handlers ``repos`` (one session per update) and commits when the handler succeeds."""
+    """Gives handlers ``repos`` (one session per update) and commits when the handler succeeds.
+
+    The session is committed before every Bot API call the handler makes (bot.unit_of_work), so
+    no transaction is open while Telegram answers."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -29,13 +33,17 @@ class DatabaseMiddleware(BaseMiddleware):
         async with self.db.session() as session:
             repos = Repositories(session)
             data["repos"] = repos
-            result = await handler(event, data)
+            with update_session(session):
+                result = await handler(event, data)
             await session.commit()
             return result
 
 
 class UserMiddleware(BaseMiddleware):
-    """Loads (or creates) the user row; a banned user gets one notice and is ignored after that."""
+    """Loads (or creates) the user row; a banned user gets one notice and is ignored after that.
+
+    The row is written only when something changed (or ``last_seen`` is a few minutes old) and is
+    committed at once: the handler starts without a transaction open."""
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         tg_user: TelegramUser | None = data.get("event_from_user")
@@ -43,6 +51,7 @@ class UserMiddleware(BaseMiddleware):
             return await handler(event, data)
         repos: Repositories = data["repos"]
         user = await repos.users.upsert_seen(tg_user.id, tg_user.username, tg_user.first_name, tg_user.language_code)
+        await repos.commit()
         data["user"] = user
         if user.banned:
             if not user.ban_notified:

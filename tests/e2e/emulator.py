@@ -119,18 +119,33 @@ class FaultRule:
     seed: int = 0
     status_5xx: int = 500
     html_5xx: bool = False  # answer 5xx with a gateway's HTML page, as nginx in front of Telegram does
+    chat_ids: frozenset[int] | None = None  # only calls to these chats (None: every chat)
+    limit: int | None = None  # at most this many faults drawn (None: no limit)
     _rng: random.Random = field(init=False, repr=False)
+    _drawn: int = field(init=False, repr=False, default=0)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         if self.methods is not None:
             self.methods = frozenset(self.methods)
+        if self.chat_ids is not None:
+            self.chat_ids = frozenset(int(c) for c in self.chat_ids)
 
-    def covers(self, method: str) -> bool:
+    def covers(self, method: str, chat_id: Any = None) -> bool:
+        if self.chat_ids is not None and (chat_id is None or str(chat_id) not in {str(c) for c in self.chat_ids}):
+            return False
         return method in (self.methods if self.methods is not None else CHAT_METHODS)
 
     def draw(self) -> str | None:
         """'429', '5xx' or None, from this rule's own seeded generator."""
+        if self.limit is not None and self._drawn >= self.limit:
+            return None
+        outcome = self._draw()
+        if outcome is not None:
+            self._drawn += 1
+        return outcome
+
+    def _draw(self) -> str | None:
         x = self._rng.random()
         if x < self.rate_429:
             return "429"
@@ -864,7 +879,7 @@ class TelegramEmulator:
     def _inject_faults(self, record: CallRecord) -> None:
         now = record.time
         for rule in self.faults:
-            if not rule.covers(record.method):
+            if not rule.covers(record.method, record.chat_id):
                 continue
             key = (record.token, str(record.chat_id))
             window = self._flood_until.get(key)

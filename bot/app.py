@@ -203,10 +203,11 @@ def build_app(
     )
     # Albums first: an album's later photos join its first update before any lock or database work.
     albums.install(dispatcher, settings.album_wait_seconds)
+    # Group messages not addressed to the bot are dropped before any database work.
+    dispatcher.update.outer_middleware(ChatScopeMiddleware())
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
     create_middleware().setup(dispatcher)
-    dispatcher.message.outer_middleware(ChatScopeMiddleware())
     dispatcher.include_router(build_root_router())
 
     app = App(

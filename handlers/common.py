@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import unicodedata
 from typing import Any
 
@@ -78,7 +79,9 @@ async def submit_job(
     try:
         return await jobs.submit(repos, user, chat_id, params, announce, kind=kind, model=model)
     except AdmissionError as exc:
-        await bot.send_message(chat_id, i18n.get(exc.code, limit=exc.limit, **exc.details))
+        # The messages are HTML: an admin's /pause reason is text, not markup.
+        details = {k: html.escape(v) if isinstance(v, str) else v for k, v in exc.details.items()}
+        await bot.send_message(chat_id, i18n.get(exc.code, limit=exc.limit, **details))
         return None
 
 

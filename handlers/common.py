@@ -15,6 +15,7 @@ from bot.i18n import translator
 from bot.keyboards import cancel_job_keyboard
 from generation.backend import Mode, ModelId
 from generation.jobs import MAX_PROMPT_LENGTH, AdmissionError, JobService
+from generation.safety import INVISIBLE, is_invisible_only
 from storage.models import Job, User
 from storage.repositories import Repositories
 
@@ -27,13 +28,13 @@ class PromptError(Exception):
 
 
 def _meaningful(char: str) -> bool:
-    return unicodedata.category(char)[0] in ("L", "N")
+    return unicodedata.category(char)[0] in ("L", "N") and not INVISIBLE.match(char)
 
 
 def validate_prompt(text: str | None, limit: int = MAX_PROMPT_LENGTH) -> str:
     """A prompt: any language, emoji welcome, but not empty, not emoji alone, not over the limit."""
     prompt = (text or "").strip()
-    if not prompt:
+    if not prompt or is_invisible_only(prompt):  # Hangul fillers and zero-width characters show nothing
         raise PromptError("prompt-empty")
     if len(prompt) > limit:
         raise PromptError("prompt-too-long", length=len(prompt), limit=limit)

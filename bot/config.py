@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from faceswap.config import FaceSwapConfig
+from faceswap.config import OMNIFUSION_REVISION, FaceSwapConfig
 from generation.beautify import BeautifierSettings
 from generation.safety import DEFAULT_NSFW_THRESHOLD, SafetySettings
 from generation.sources import GenerationConfig
@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     # without GFPGAN weights restoring is skipped; without OmniFusion "@me" becomes "a person".
     faceswap_describer: bool = True
     omnifusion_source: str = "AIRI-Institute/OmniFusion"  # hub id or a local copy of the repository
+    omnifusion_revision: str = OMNIFUSION_REVISION  # the hub commit its files are taken from
     omnifusion_clip_source: str = "openai/clip-vit-large-patch14-336"
     ghost_generator_path: Path | None = None  # ONNX export of GHOST's G_unet_2blocks generator
     ghost_arcface_path: Path | None = None  # ONNX export of GHOST's ArcFace (iresnet100)
@@ -160,6 +161,7 @@ class Settings(BaseSettings):
         return FaceSwapConfig(
             describer_enabled=self.faceswap_describer,
             omnifusion_source=self.omnifusion_source,
+            omnifusion_revision=self.omnifusion_revision,
             clip_source=self.omnifusion_clip_source,
             ghost_generator_path=self.ghost_generator_path,
             ghost_arcface_path=self.ghost_arcface_path,

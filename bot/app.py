@@ -172,7 +172,11 @@ def build_app(
             await refresh_queue_positions(db, notifier)
 
         queue = EmbeddedQueue(
-            db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
+            db,
+            runner,
+            delivery_retry_seconds=settings.delivery_retry_seconds,
+            on_queue_moved=refresh_positions,
+            max_attempts=settings.max_job_attempts,
         )
     jobs = JobService(
         queue,

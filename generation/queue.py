@@ -54,9 +54,11 @@ class EmbeddedQueue:
         runner: JobRunner,
         delivery_retry_seconds: float = 30.0,
         on_queue_moved: QueueMovedFn | None = None,
+        max_attempts: int = 3,
     ) -> None:
         self.db = db
         self.runner = runner
+        self.max_attempts = max_attempts  # a job started this often without finishing fails
         self.delivery_retry_seconds = delivery_retry_seconds
         self.on_queue_moved = on_queue_moved
         self._wake = asyncio.Event()
@@ -74,12 +76,18 @@ class EmbeddedQueue:
         self._wake.set()
 
     async def recover(self) -> None:
-        """After a restart: jobs left running are queued again; undelivered results are delivered."""
+        """After a restart: jobs left running are queued again, unless they were started
+        ``max_attempts`` times already (a job that crashes the process fails, with a message to its
+        user, instead of crashing it on every start); undelivered results are delivered."""
         async with self.db.session() as session:
+            crashed = await Repositories(session).jobs.fail_crash_looping(self.max_attempts)
             requeued = await Repositories(session).jobs.requeue_running()
             await session.commit()
         if requeued:
             log.info("returned %d interrupted job(s) to the queue", requeued)
+        for job in crashed:
+            log.error("job %s failed: the process stopped during it %d times", job.id, job.attempts)
+            await self.runner.notify_failed(job.id, "crashed")
 
     async def start(self) -> None:
         await self.recover()

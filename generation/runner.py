@@ -178,6 +178,16 @@ class JobRunner:
             user = await session.get(User, job.user_id)
             return JobContext(job=job, locale=user.language if user else "en")
 
+    async def notify_failed(self, job_id: int, code: str) -> None:
+        """Tell a failed job's chat why (best effort: the job has failed whatever Telegram says)."""
+        ctx = await self._load(job_id)
+        if ctx is None:
+            return
+        try:
+            await self.events.failed(ctx, code)
+        except Exception:
+            log.warning("could not tell job %s's chat that it failed", job_id, exc_info=True)
+
     async def _transition(self, job_id: int, from_: list[str], to: str, **values: Any) -> bool:
         async with self.db.session() as session:
             repos = Repositories(session)

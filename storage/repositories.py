@@ -190,6 +190,21 @@ class JobRepository:
         )
         return result.scalars().all()
 
+    async def fail_crash_looping(self, max_attempts: int) -> list[Job]:
+        """After a restart: jobs left running that were started ``max_attempts`` times already fail
+        (``error="crashed"``) instead of going back to the queue: a job that kills the process
+        must not kill it on every start."""
+        jobs = (
+            await self.session.execute(
+                select(Job).where(Job.status == JobStatus.RUNNING, Job.attempts >= max_attempts)
+            )
+        ).scalars().all()
+        failed = []
+        for job in jobs:
+            if await self.transition(job.id, [JobStatus.RUNNING], JobStatus.FAILED, error="crashed", finished_at=utcnow()):
+                failed.append(job)
+        return failed
+
     async def requeue_running(self) -> int:
         """After a restart: jobs left running go back to the queue."""
         result = await self.session.execute(

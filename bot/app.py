@@ -32,6 +32,7 @@ from generation.beautify import share_gpu_budget
 from generation.jobs import JobService
 from generation.moderation import ContentGuard, build_content_guard
 from generation.queue import EmbeddedQueue, JobQueue
+from generation.retention import ResultsJanitor
 from generation.runner import JobRunner
 from handlers import build_root_router
 from storage.db import create_engine, create_sessionmaker
@@ -187,6 +188,7 @@ def build_app(
         guard=guard,
     )
     broadcaster = Broadcaster(db, bot, translator(), rate=settings.broadcast_rate)
+    janitor = ResultsJanitor(db, settings.results_dir, settings.results_retention)  # RESULTS_RETENTION_DAYS
 
     events_isolation: BaseEventIsolation | None = None
     if storage is None:
@@ -223,8 +225,10 @@ def build_app(
         await show_admin_menus(bot, db, frozenset(settings.admin_ids), COMMANDS)
         await queue.start()
         await broadcaster.start()  # resumes a broadcast a restart interrupted
+        await janitor.start()
 
     async def on_shutdown() -> None:
+        await janitor.stop()
         await broadcaster.stop()
         await queue.stop()
         await guard.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Annotated, Literal
@@ -57,6 +58,9 @@ class Settings(BaseSettings):
     faceswap_restore: bool = True
     gfpgan_path: Path | None = None  # GFPGANv1.4.pth
 
+    # Result files (DATA_DIR/results) are deleted this long after their job finished; undelivered
+    # results are kept. 0: kept forever.
+    results_retention_days: float = Field(default=3.0, ge=0)
     # How long a delivery that Telegram refused waits before the next try.
     delivery_retry_seconds: float = 30.0
     progress_edit_interval: float = 2.0  # at most one status edit per chat this often
@@ -144,6 +148,10 @@ class Settings(BaseSettings):
     @property
     def results_dir(self) -> Path:
         return self.data_dir / "results"
+
+    @property
+    def results_retention(self) -> timedelta | None:
+        return timedelta(days=self.results_retention_days) if self.results_retention_days > 0 else None
 
     def generation_config(self) -> GenerationConfig:
         return GenerationConfig(

@@ -47,6 +47,7 @@ from generation.distributed import (
     stream_name,
     wait_closed,
 )
+from generation.retention import ResultsJanitor
 from generation.runner import JobContext, JobRunner
 from storage.admin_repositories import ControlRepository
 from storage.claims import JobClaims
@@ -418,6 +419,9 @@ async def serve(settings: Settings, models: list[ModelId], name: str, metrics_po
     add_routes(app, worker.metrics, worker.health, worker.refresh_metrics)
     http = await start_server(app, settings.metrics_host, metrics_port) if metrics_port else None
 
+    janitor = ResultsJanitor(worker.db, settings.results_dir, settings.results_retention)
+    await janitor.start()  # the results this host stores
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -426,6 +430,7 @@ async def serve(settings: Settings, models: list[ModelId], name: str, metrics_po
     try:
         await worker.run(stop)
     finally:
+        await janitor.stop()
         if http is not None:
             await http.cleanup()
         await close()

@@ -33,7 +33,7 @@ from generation.jobs import JobService
 from generation.moderation import ContentGuard, build_content_guard
 from generation.queue import EmbeddedQueue, JobQueue
 from generation.retention import ResultsJanitor
-from generation.runner import JobRunner
+from generation.runner import DeliveryRetry, JobRunner
 from handlers import build_root_router
 from storage.db import create_engine, create_sessionmaker
 from storage.repositories import Database, Repositories
@@ -101,6 +101,9 @@ def create_runner(
         settings.results_dir,
         request_hooks=[stage_hook(notifier.face_stage)],
         guard=guard,
+        delivery_retry=DeliveryRetry(
+            settings.delivery_retry_seconds, settings.delivery_retry_max_seconds, settings.delivery_max_attempts
+        ),
         **kwargs,
     )
 

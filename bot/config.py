@@ -61,8 +61,11 @@ class Settings(BaseSettings):
     # Result files (DATA_DIR/results) are deleted this long after their job finished; undelivered
     # results are kept. 0: kept forever.
     results_retention_days: float = Field(default=3.0, ge=0)
-    # How long a delivery that Telegram refused waits before the next try.
+    # A delivery Telegram refused for a passing reason is tried again after DELIVERY_RETRY_SECONDS,
+    # doubling up to DELIVERY_RETRY_MAX_SECONDS; after DELIVERY_MAX_ATTEMPTS failures the job fails.
     delivery_retry_seconds: float = 30.0
+    delivery_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    delivery_max_attempts: int = Field(default=10, ge=1)
     progress_edit_interval: float = 2.0  # at most one status edit per chat this often
 
     # Prompt beautification with an LLM (generation.beautify); users switch it on in /settings.

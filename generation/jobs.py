@@ -15,7 +15,7 @@ from generation.moderation import ContentGuard
 from generation.queue import JobQueue
 from generation.styles import image_size
 from storage.admin_repositories import ControlRepository, Limits, day_start
-from storage.models import Job, JobStatus, ModerationKind, User, utcnow
+from storage.models import UNFINISHED_STATUSES, Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Repositories
 
 MAX_PROMPT_LENGTH = 1000
@@ -80,7 +80,7 @@ class JobService:
         if pause.paused:
             raise AdmissionError("queue-paused-reason" if pause.reason else "queue-paused", 0, reason=pause.reason or "")
         limits = await control.limits(self.default_limits)
-        if await repos.jobs.count_pending(user_id) >= limits.max_pending_per_user:
+        if await repos.jobs.count_pending(user_id, UNFINISHED_STATUSES) >= limits.max_pending_per_user:
             raise AdmissionError("limit-user", limits.max_pending_per_user)
         if await repos.jobs.count_pending() >= limits.max_pending_total:
             raise AdmissionError("limit-total", limits.max_pending_total)

@@ -74,6 +74,36 @@ class JobEvents(Protocol):
     async def fetch_file(self, file_id: str) -> bytes: ...
 
 
+class DeliveryRefused(Exception):
+    """Telegram refused a result for good (raised by :meth:`JobEvents.deliver`): the user blocked
+    the bot (``blocked``), or the chat or the request can never be served ("chat not found", a
+    deleted account). The job ends; it is not sent again. Any other exception from ``deliver`` is
+    taken as passing, and the delivery is retried later."""
+
+    def __init__(self, reason: str, blocked: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.blocked = blocked
+
+
+@dataclass(frozen=True)
+class DeliveryRetry:
+    """When a passing failure is tried again: ``base`` seconds, doubling per failure up to ``cap``;
+    after ``max_attempts`` failures the job fails as undeliverable."""
+
+    base: float = 30.0
+    cap: float = 3600.0
+    max_attempts: int = 10
+
+    def delay(self, failures: int) -> float:
+        return min(self.base * 2 ** max(failures - 1, 0), self.cap)
+
+
+# The claim a job waiting out its delivery back-off carries (storage.claims): nobody may claim it
+# before ``claim_expires_at``.
+BACKOFF_HOLDER = "delivery-backoff"
+
+
 class JobCensored(Exception):
     """The NSFW check stopped the job: ``code`` is "image_censored" or "upload_censored"."""
 
@@ -129,8 +159,10 @@ class JobRunner:
         worker_id: str = "embedded",
         lease_seconds: float = 60.0,
         delivery_lease_seconds: float = 300.0,
+        delivery_retry: DeliveryRetry | None = None,
     ) -> None:
         self.db = db
+        self.delivery_retry = delivery_retry or DeliveryRetry()
         self.guard = guard  # beautification and the safety checks; None: neither
         # Claims let several worker processes share one database (storage.claims): a running job is
         # claimed for ``lease_seconds`` (renewed by its worker), one delivery attempt for
@@ -398,10 +430,36 @@ class JobRunner:
             await session.commit()
             return claimed
 
-    async def _release_delivery(self, job_id: int) -> None:
+    async def _back_off(self, job_id: int, failures: int, delay: float) -> None:
+        """Count the failure and hold the job's claim until the next try (no process takes it sooner)."""
         async with self.db.session() as session:
-            await JobClaims(session).release(job_id, self.worker_id)
+            await Repositories(session).jobs.set_values(
+                job_id, delivery_attempts=failures, claimed_by=BACKOFF_HOLDER, claim_expires_at=lease(delay)
+            )
             await session.commit()
+
+    async def _end_undeliverable(self, ctx: JobContext, reason: str, blocked: bool = False) -> None:
+        """The result cannot reach the chat: the job fails (it no longer counts toward the user's
+        limit); a user who blocked the bot is marked, and broadcasts skip them until they return."""
+        async with self.db.session() as session:
+            repos = Repositories(session)
+            moved = await repos.jobs.transition(
+                ctx.job.id,
+                [JobStatus.GENERATED],
+                JobStatus.FAILED,
+                error=reason,
+                finished_at=utcnow(),
+                claimed_by=None,
+                claim_expires_at=None,
+            )
+            if blocked:
+                await repos.users.mark_blocked(ctx.job.user_id)
+            await session.commit()
+        if moved and not blocked:
+            try:  # the chat may take a text where it refused the picture
+                await self.events.failed(ctx, "undeliverable")
+            except Exception:
+                log.info("job %s: could not tell the chat either", ctx.job.id)
 
     async def _deliver(self, job_id: int) -> bool:
         ctx = await self._load(job_id)
@@ -412,9 +470,19 @@ class JobRunner:
         paths = self.result_paths(job_id)
         try:
             file_ids = await self.events.deliver(ctx, paths)
+        except DeliveryRefused as exc:
+            log.warning("job %s: Telegram refused its result for good (%s); the job ends", job_id, exc.reason)
+            await self._end_undeliverable(ctx, exc.reason, blocked=exc.blocked)
+            return False
         except Exception:
-            log.warning("delivery of job %s failed; it will be retried", job_id, exc_info=True)
-            await self._release_delivery(job_id)
+            failures = ctx.job.delivery_attempts + 1
+            if failures >= self.delivery_retry.max_attempts:
+                log.warning("job %s: delivery failed %d times; giving up", job_id, failures, exc_info=True)
+                await self._end_undeliverable(ctx, "undeliverable")
+                return False
+            delay = self.delivery_retry.delay(failures)
+            log.warning("job %s: delivery failed (%d); next try in %.0f s", job_id, failures, delay, exc_info=True)
+            await self._back_off(job_id, failures, delay)
             return False
         return await self._transition(
             job_id,

@@ -79,6 +79,13 @@ class UserRepository:
             await self.session.flush()
         return user
 
+    async def mark_blocked(self, user_id: int) -> None:
+        """A send to the user got 403: they blocked the bot (cleared when they write again);
+        broadcasts skip them meanwhile."""
+        await self.session.execute(
+            update(User).where(User.id == user_id).values(blocked_bot=True).execution_options(synchronize_session=False)
+        )
+
 
 def _dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name if session.bind is not None else "sqlite"
@@ -115,8 +122,8 @@ class JobRepository:
         if _dialect(self.session) == "postgresql":
             await self.session.execute(select(func.pg_advisory_xact_lock(ADMISSION_LOCK_KEY)))
 
-    async def count_pending(self, user_id: int | None = None) -> int:
-        query = select(func.count(Job.id)).where(Job.status.in_(PENDING_STATUSES))
+    async def count_pending(self, user_id: int | None = None, statuses: Sequence[str] = PENDING_STATUSES) -> int:
+        query = select(func.count(Job.id)).where(Job.status.in_(list(statuses)))
         if user_id is not None:
             query = query.where(Job.user_id == user_id)
         return int((await self.session.execute(query)).scalar_one())

@@ -67,6 +67,7 @@ RELEASED_PARENTS = {
     "0004": "0006",
     "0007": "0004",
     "0008": "0007",
+    "0009": "0008",
 }
 
 # The histories databases were built with, oldest revision first: main as it was released, and

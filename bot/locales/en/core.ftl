@@ -112,6 +112,7 @@ job-cancelled = ✖️ Cancelled.
 job-failed = ❌ The job failed. Please try again later.
 job-error-oom = ❌ Not enough GPU memory for this request. Try a smaller aspect ratio or fewer images.
 job-error-crashed = ❌ This request stopped the generator several times in a row, so it was cancelled. Try a different prompt or other settings.
+job-error-undeliverable = ❌ Telegram would not take the picture for this chat, so it could not be sent.
 job-error-model_unavailable = ❌ This model is not available right now. Try another model in /settings.
 job-flash-no-negative = Note: Flash draws without a negative prompt, so yours is not used.
 btn-cancel-job = ✖️ Cancel

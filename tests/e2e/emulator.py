@@ -557,6 +557,7 @@ class TelegramEmulator:
         self._files_by_path: dict[str, StoredFile] = {}
         self._file_counter = itertools.count(1)
         self._slow_files: dict[str, float] = {}  # file id -> seconds its download takes
+        self._held_answers: dict[str, float] = {}  # method -> seconds its answer waits once done
         self._lost_files: set[str] = set()  # getFile answers, the download gets 404
         self._flood_until: dict[tuple[str, Any], tuple[float, float, int]] = {}
         self.webhook_retry_delay = webhook_retry_delay
@@ -695,6 +696,14 @@ class TelegramEmulator:
         self.files[stored.file_id] = stored
         self._files_by_path[stored.file_path] = stored
         return stored
+
+    def hold_answers(self, method: str, seconds: float) -> None:
+        """Calls of ``method`` take effect at once, their answers come ``seconds`` later: a bot
+        that dies meanwhile never learns that Telegram took the message (0: no more holding)."""
+        if seconds > 0:
+            self._held_answers[method.lower()] = seconds
+        else:
+            self._held_answers.pop(method.lower(), None)
 
     def slow_download(self, file_id: str, seconds: float) -> None:
         """Downloading this file takes ``seconds`` (a slow link, a large file)."""
@@ -860,6 +869,12 @@ class TelegramEmulator:
                 raise ApiError(404, "Not Found")
             self._inject_faults(record)
             result = await entry[1](bot, params, files)
+            held = self._held_answers.get(canonical.lower())
+            if held:
+                record.status, record.result = 200, result  # done: the message is in the chat
+                async with self.calls_changed:
+                    self.calls_changed.notify_all()
+                await asyncio.sleep(held)
         except ApiError as e:
             record.status = e.status
             record.description = e.description

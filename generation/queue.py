@@ -38,6 +38,7 @@ class JobQueue(Protocol):
 
 
 QueueMovedFn = Callable[[], Awaitable[None]]
+MAX_CONCURRENT_DELIVERIES = 8
 
 
 class EmbeddedQueue:
@@ -63,6 +64,10 @@ class EmbeddedQueue:
         self.on_queue_moved = on_queue_moved
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Results are sent beside the generation, not before the next job: a chat under flood
+        # control (up to minutes) holds up its own delivery only. At most a few at once.
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._delivery_slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
         self._stopping = False
         self.idle = asyncio.Event()  # set while there is nothing to do (tests wait on it)
 
@@ -110,6 +115,13 @@ class EmbeddedQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        # Deliveries still under way are dropped: their jobs stay "generated" and are delivered
+        # after the restart (at-least-once).
+        for task in list(self._deliveries):
+            task.cancel()
+        for task in list(self._deliveries):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _next_job_id(self) -> int | None:
         async with self.db.session() as session:
@@ -135,9 +147,22 @@ class EmbeddedQueue:
             try:
                 if self.on_queue_moved is not None:
                     asyncio.create_task(self._safe_queue_moved())
-                await self.runner.run(job_id)
+                await self.runner.run(job_id, deliver=False)
             except Exception:
                 log.exception("worker failed on job %s", job_id)
+            self._deliver_beside(job_id)
+
+    def _deliver_beside(self, job_id: int) -> None:
+        task = asyncio.create_task(self._deliver(job_id), name=f"deliver-{job_id}")
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, job_id: int) -> None:
+        async with self._delivery_slots:
+            try:
+                await self.runner.deliver(job_id)
+            except Exception:
+                log.exception("delivery of job %s failed", job_id)
 
     async def _safe_queue_moved(self) -> None:
         try:

@@ -239,8 +239,8 @@ class JobRunner:
             await Repositories(session).moderation.add(ctx.job.user_id, kind, detail, job_id=ctx.job.id)
             await session.commit()
 
-    async def run(self, job_id: int) -> None:
-        """Generate (if still queued) and deliver one job."""
+    async def run(self, job_id: int, deliver: bool = True) -> None:
+        """Generate (if still queued) and deliver one job (``deliver=False``: the caller delivers)."""
         cancel_event = threading.Event()
         self._cancel_events[job_id] = cancel_event
         try:
@@ -257,7 +257,8 @@ class JobRunner:
         finally:
             self._cancel_events.pop(job_id, None)
             self._requeue_on_cancel.discard(job_id)
-        await self.deliver(job_id)
+        if deliver:
+            await self.deliver(job_id)
 
     async def _generate(self, job_id: int, cancel_event: threading.Event) -> None:
         ctx = await self._load(job_id)

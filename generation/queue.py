@@ -68,6 +68,9 @@ class EmbeddedQueue:
         # control (up to minutes) holds up its own delivery only. At most a few at once.
         self._deliveries: set[asyncio.Task[None]] = set()
         self._delivery_slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
+        # One delivery at a time per chat: results arrive in order, and a chat's flood control
+        # is met by one send, not several at once.
+        self._chat_locks: dict[int, tuple[asyncio.Lock, int]] = {}  # chat -> (lock, deliveries using it)
         self._stopping = False
         self.idle = asyncio.Event()  # set while there is nothing to do (tests wait on it)
 
@@ -158,11 +161,22 @@ class EmbeddedQueue:
         task.add_done_callback(self._deliveries.discard)
 
     async def _deliver(self, job_id: int) -> None:
-        async with self._delivery_slots:
-            try:
+        async with self.db.session() as session:
+            job = await Repositories(session).jobs.get(job_id)
+            chat_id = job.chat_id if job is not None else 0
+        lock, users = self._chat_locks.get(chat_id, (asyncio.Lock(), 0))
+        self._chat_locks[chat_id] = (lock, users + 1)
+        try:
+            async with lock, self._delivery_slots:
                 await self.runner.deliver(job_id)
-            except Exception:
-                log.exception("delivery of job %s failed", job_id)
+        except Exception:
+            log.exception("delivery of job %s failed", job_id)
+        finally:
+            lock, users = self._chat_locks[chat_id]
+            if users == 1:
+                del self._chat_locks[chat_id]
+            else:
+                self._chat_locks[chat_id] = (lock, users - 1)
 
     async def _safe_queue_moved(self) -> None:
         try:
@@ -182,7 +196,4 @@ class EmbeddedQueue:
         for job_id in job_ids:
             if job_id in self.runner.running_ids:
                 continue
-            try:
-                await self.runner.deliver(job_id)
-            except Exception:
-                log.exception("redelivery of job %s failed", job_id)
+            await self._deliver(job_id)

@@ -12,7 +12,7 @@ from generation.images import decode_user_image
 
 
 def open_photo(data: bytes) -> Image.Image:
-    """The photo as the job worker will see it (generation.runner opens inputs the same way).
+    """The photo as the job worker will see it (jobs.runner opens inputs the same way).
     Raises generation.images.InputImageError for anything but a PNG, JPEG or WebP of sane size."""
     return decode_user_image(data)
 

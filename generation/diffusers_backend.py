@@ -14,11 +14,10 @@ from PIL import Image
 
 from generation.backend import GenerationError, GenerationRequest, Mode, ModelId, OutOfMemory, ProgressFn
 from generation.manager import ModelManager
+from generation.registry import Family, spec
 from generation.sources import GenerationConfig
 
 log = logging.getLogger(__name__)
-
-K3_FAMILY = (ModelId.K31, ModelId.K31_FLASH, ModelId.K31_REFINER)
 
 
 class DiffusersBackend:
@@ -53,9 +52,10 @@ class DiffusersBackend:
         return images
 
     def _run(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
-        if request.model == ModelId.K22:
+        family = spec(request.model).family
+        if family is Family.K22:
             return self.manager.k22().generate(request, progress)
-        if request.model in K3_FAMILY:
+        if family is Family.K3:
             from generation import k3
 
             img2img = request.mode == Mode.IMG2IMG

@@ -13,9 +13,9 @@ from aiogram_i18n import I18nContext
 
 from bot.i18n import translator
 from bot.keyboards import MAX_IMAGES_PER_REQUEST, SettingsCb, model_name, settings_menu, settings_section, style_name
-from generation.jobs import MAX_PROMPT_LENGTH
 from generation.styles import ASPECT_RATIOS, MODELS, STYLES, image_size
 from handlers.common import button
+from jobs.service import MAX_PROMPT_LENGTH
 from storage.models import User, UserSettings
 
 

@@ -118,7 +118,7 @@ class JobRepository:
         """Serialise admissions until this transaction ends (PostgreSQL: a transaction-level advisory
         lock, so replicas cannot both read "1 pending" and both add a job). Admission is a few
         milliseconds; one lock for all users keeps the total limit exact too. SQLite serves one
-        process, whose in-process lock (generation.jobs) does the same."""
+        process, whose in-process lock (jobs.service) does the same."""
         if _dialect(self.session) == "postgresql":
             await self.session.execute(select(func.pg_advisory_xact_lock(ADMISSION_LOCK_KEY)))
 
@@ -305,7 +305,7 @@ class UserFaceRepository:
 
 
 class ModerationRepository:
-    """Refusals by the safety checks (generation.moderation), counted for admins."""
+    """Refusals by the safety checks (prompting.guard), counted for admins."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session

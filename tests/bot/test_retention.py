@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from aiogram.methods import AnswerCallbackQuery
 
-from generation.retention import clean_results
+from jobs.retention import clean_results
 from storage.models import Job, JobStatus, utcnow
 from tests.fakes import callback_update, message_update
 

@@ -14,9 +14,9 @@ from aiogram.methods import SendMessage, SetWebhook
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
-from bot.app import build_app
-from bot.metrics import start_server
-from bot.web import start_monitoring, webhook_app
+from app.wiring import build_app
+from jobs.metrics import start_server
+from app.web import start_monitoring, webhook_app
 from generation.fake import FakeBackend
 from storage.admin_repositories import AdminRepositories
 from storage.migrate import upgrade_async
@@ -76,7 +76,7 @@ async def test_webhook_without_a_secret_setting_still_rejects_forged_updates(tmp
 
 
 def test_the_secret_is_the_same_on_every_replica_and_follows_the_setting(tmp_path: Path):
-    from bot.web import webhook_secret
+    from app.web import webhook_secret
 
     a = make_settings(tmp_path, webhook_url="https://x/y")
     b = make_settings(tmp_path / "other", webhook_url="https://x/y")

@@ -32,7 +32,7 @@ def _reset_peak() -> None:
 def _paths() -> dict[str, Callable[[bytes], Any]]:
     from faceswap.service import open_photo
     from generation.images import prepare_input_image
-    from generation.safety import ImageSafety
+    from prompting.safety import ImageSafety
 
     safety = ImageSafety()
     safety.warmup()  # the classifier's own memory is not the decode's

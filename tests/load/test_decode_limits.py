@@ -22,7 +22,7 @@ from PIL import Image, ImageFile
 from faceswap.service import open_photo
 from generation import images
 from generation.images import InputImageError, decode_user_image, prepare_input_image
-from generation.safety import ImageSafety
+from prompting.safety import ImageSafety
 from tests.editing.helpers import document_update
 from tests.load.bombs import EPS
 from tests.photos import photo_bytes

@@ -8,7 +8,7 @@ import random
 
 from sqlalchemy import func, select
 
-from generation.jobs import AdmissionError, JobService
+from jobs.service import AdmissionError, JobService
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Job, PENDING_STATUSES

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from generation.runner import DeliveryRetry, JobContext, JobRunner
-from storage.claims import JobClaims
+from jobs.claims import JobClaims
+from jobs.delivery import DeliveryRetry
+from jobs.events import JobContext
+from jobs.runner import JobRunner
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus, User, UserSettings, utcnow

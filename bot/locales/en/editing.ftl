@@ -91,6 +91,6 @@ edit-reject-too_many = Fusion takes at most { $max_photos } photos.
 edit-caption-style = Style from a photo ({ $percent }% style)
 edit-caption-fuse = Fusion of { $count } photos
 edit-caption-variations = Variations
-edit-note-img2img-fallback = Your model (Flash) cannot redraw photos, so Kandinsky 3.1 does it.
+edit-note-img2img-fallback = Your model cannot redraw photos, so { $model } does it.
 job-error-input_missing = ❌ I could not download the photo of this request any more. Please send it again.
 job-error-input_invalid = ❌ The photo of this request can no longer be read. Please send it again.

@@ -91,6 +91,6 @@ edit-reject-too_many = Для смешивания можно не больше 
 edit-caption-style = Стиль с фото (стиль { $percent }%)
 edit-caption-fuse = Смешивание { $count } фото
 edit-caption-variations = Вариации
-edit-note-img2img-fallback = Ваша модель (Flash) не умеет перерисовывать фото, поэтому это сделает Kandinsky 3.1.
+edit-note-img2img-fallback = Ваша модель не умеет перерисовывать фото, поэтому это сделает { $model }.
 job-error-input_missing = ❌ Не удалось снова скачать фото этого запроса. Пришлите его ещё раз.
 job-error-input_invalid = ❌ Фото этого запроса больше не читается. Пришлите его ещё раз.

@@ -8,6 +8,7 @@ import random
 
 from sqlalchemy import func, select
 
+from jobs.params import JobParams
 from jobs.service import AdmissionError, JobService
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade_async
@@ -34,7 +35,7 @@ async def _submit(db: Database, service: JobService, user_id: int) -> bool:
         repos = Repositories(session)
         user = await repos.users.upsert_seen(user_id, None, "Racer", "en")
         await repos.commit()
-        params = {"prompt": "a race", "width": 64, "height": 64, "seed": 1}
+        params = JobParams(prompt="a race", width=64, height=64, seed=1)
         try:
             await service.submit(repos, user, user_id, params, announce)
         except AdmissionError:

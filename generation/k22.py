@@ -11,7 +11,7 @@ TEXT2IMG       prior(prompt)                                            Kandinsk
 IMG2IMG        prior(prompt)                                            KandinskyV22Img2ImgPipeline
 RESTYLE_DEPTH  PriorEmb2Emb(prompt, photo)                              ControlnetImg2Img + depth hint
 STYLE          interpolate([content, style], weights)                   KandinskyV22Img2ImgPipeline
-FUSE           interpolate(2-4 photos, weights)                         KandinskyV22Pipeline
+FUSE           interpolate(2-4 photos [+ a text], weights)              KandinskyV22Pipeline
 MIX            interpolate([photo, prompt], [image w, text w])          KandinskyV22Pipeline
 VARIATIONS     interpolate([photo], [1.0]) (the photo's CLIP embedding) KandinskyV22Pipeline
 ============== ======================================================== =============================
@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -47,6 +48,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from generation.backend import GenerationRequest, Mode, ModelId, ModelUnavailable, ProgressFn
+from generation.prompts import fit_to_context
 from generation.registry import WRAPPED_MODES, spec
 from generation.sources import GenerationConfig
 
@@ -364,6 +366,11 @@ class Kandinsky22:
         }
         photos = [im.convert("RGB") for im in request.images]
         _check_inputs(mode, photos)
+        # CLIP reads 77 tokens: a long (beautified) prompt is shortened before its style, not the style.
+        tokenizer = self.prior.tokenizer
+        request = replace(
+            request, prompt=fit_to_context(tokenizer, request.prompt, request.style_suffix, tokenizer.model_max_length)
+        )
 
         if mode is Mode.TEXT2IMG:
             embeds = self.text_embeddings(request.prompt, negative, seeds, **prior)
@@ -381,7 +388,11 @@ class Kandinsky22:
             embeds = self.mixed_embeddings(photos[:2], weights, negative, seeds, **prior)
             return self._img2img(request, embeds, photos[0], seeds, progress)
         if mode is Mode.FUSE:
-            embeds = self.mixed_embeddings(photos, request.weights, negative, seeds, **prior)
+            # One weight more than photos: the prompt (an album's caption) is fused in with the last one.
+            items: list[str | Image.Image] = list(photos)
+            if request.prompt and len(request.weights) == len(photos) + 1:
+                items.append(request.prompt)
+            embeds = self.mixed_embeddings(items, request.weights, negative, seeds, **prior)
             return self._text2img(request, embeds, seeds, progress)
         if mode is Mode.MIX:
             weights = request.weights or DEFAULT_WEIGHTS[Mode.MIX]

@@ -32,6 +32,10 @@ class JobQueue(Protocol):
         """Taking jobs was resumed (/resume): look at the queue again now."""
         ...
 
+    async def forget_results(self, job_ids: list[int]) -> None:
+        """Delete these jobs' stored images wherever they are (/forgetface)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -82,6 +86,10 @@ class EmbeddedQueue:
 
     async def wake(self) -> None:
         self._wake.set()
+
+    async def forget_results(self, job_ids: list[int]) -> None:
+        # The embedded worker shares this process's result folder.
+        await asyncio.to_thread(self.runner.results.delete, job_ids)
 
     async def recover(self) -> None:
         """After a restart: jobs left running are queued again, unless they were started
@@ -177,6 +185,11 @@ class EmbeddedQueue:
                 del self._chat_locks[chat_id]
             else:
                 self._chat_locks[chat_id] = (lock, users - 1)
+
+    async def queue_moved(self) -> None:
+        """Called by the job service when queued jobs were cancelled (positions behind them move up)."""
+        if self.on_queue_moved is not None:
+            asyncio.create_task(self._safe_queue_moved())
 
     async def _safe_queue_moved(self) -> None:
         try:

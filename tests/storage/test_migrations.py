@@ -58,7 +58,7 @@ def test_models_match_the_newest_revision(tmp_path: Path):
 # -- databases built by earlier releases -------------------------------------------------------
 
 # The parent of every released revision. A released revision is never re-parented: a database
-# stamped at it would skip whatever is put before it (this happened to 0004, see 0008).
+# stamped at it would skip whatever is put before it (this happened to 0004, see 0010).
 RELEASED_PARENTS = {
     "0001": None,
     "0002": "0001",
@@ -68,12 +68,14 @@ RELEASED_PARENTS = {
     "0007": "0004",
     "0008": "0007",
     "0009": "0008",
+    "0010": "0009",
+    "0011": "0010",
 }
 
 # The histories databases were built with, oldest revision first: main as it was released, and
 # the editing branch, where 0004 followed 0002 and then 0005 before it landed after 0006.
 RELEASED_HISTORIES = [
-    ["0001", "0002", "0005", "0006", "0004", "0007"],  # main (every prefix was a release)
+    ["0001", "0002", "0005", "0006", "0004", "0007", "0008", "0009"],  # main (every prefix was a release)
     ["0001", "0002", "0004"],  # the editing branch, first merge of main
     ["0001", "0002", "0005", "0004"],  # the editing branch, second merge of main
 ]

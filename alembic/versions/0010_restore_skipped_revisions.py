@@ -1,7 +1,7 @@
 """restore what revisions 0005 and 0006 create where a database skipped them
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-02 03:10:00
 
 Revision 0004 (user_settings.edit_strength) followed 0002, then 0005, on the editing branch before
@@ -17,8 +17,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import context, op
 
-revision: str = "0008"
-down_revision: Union[str, None] = "0007"
+revision: str = "0010"
+down_revision: Union[str, None] = "0009"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -4,6 +4,7 @@ webhook when WEBHOOK_URL is set)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 from pydantic import ValidationError

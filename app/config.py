@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     metrics_port: int | None = None  # /healthz and /metrics on this port (bot in either mode, workers)
     metrics_host: str = "127.0.0.1"  # ... on this interface: not reachable from outside unless asked
     metrics_token: SecretStr | None = None  # set: /healthz and /metrics want "Authorization: Bearer <it>"
+    # The inpainting Mini App (handlers.webapp): its public HTTPS base URL (Telegram opens Mini Apps over
+    # HTTPS only; http:// is accepted for 127.0.0.1 in tests). Unset: no Inpaint button. In webhook
+    # mode the pages share the webhook's server; in polling mode they listen on WEBAPP_LISTEN.
+    webapp_url: str | None = None
+    webapp_listen: str = "0.0.0.0:8081"
     worker_models: Annotated[list[str], NoDecode] = Field(default_factory=list)  # empty: all models
     worker_name: str | None = None  # default: <hostname>-<pid>
     # A message whose worker died is redelivered after this idle time; longer than the longest job.
@@ -139,6 +144,20 @@ class Settings(BaseSettings):
         if value is not None and not _WEBHOOK_SECRET_RE.match(value.get_secret_value()):
             raise ValueError("WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
+
+    @field_validator("webapp_url")
+    @classmethod
+    def _webapp_url_https(cls, value: str | None) -> str | None:
+        # Telegram opens Mini Apps over HTTPS only; plain HTTP is fine on this machine (tests, a tunnel).
+        from urllib.parse import urlsplit
+
+        if not value:
+            return None
+        url = urlsplit(value)
+        local = url.hostname in ("127.0.0.1", "localhost", "::1")
+        if url.scheme != "https" and not (url.scheme == "http" and local):
+            raise ValueError("WEBAPP_URL must be an https:// URL (Telegram opens Mini Apps over HTTPS only)")
+        return value.rstrip("/")
 
     @field_validator("bot_token")
     @classmethod

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import logging
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
@@ -26,6 +26,9 @@ from sqlalchemy import text
 from app.config import Settings
 from app.wiring import App
 from jobs.metrics import add_routes, gpu_memory, monitoring_application, parse_listen, start_server
+
+if TYPE_CHECKING:
+    from handlers.webapp import WebAppDeps
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,13 @@ def webhook_secret(settings: Settings) -> str:
     return hmac.new(token, b"kandinsky-bot webhook secret", hashlib.sha256).hexdigest()
 
 
+def webapp_deps(app: App) -> "WebAppDeps":
+    from bot.i18n import translator
+    from handlers.webapp import WebAppDeps
+
+    return WebAppDeps(app.bot, app.db, app.jobs, app.notifier, translator(), app.settings.max_image_side)
+
+
 def webhook_app(app: App) -> web.Application:
     settings = app.settings
     assert settings.webhook_url
@@ -92,6 +102,10 @@ def webhook_app(app: App) -> web.Application:
     if settings.webhook_secret is None:
         log.info("WEBHOOK_SECRET is not set: using a secret derived from the bot token")
     web_app = web.Application()
+    if settings.webapp_url:  # the inpainting Mini App on the same server
+        from handlers.webapp import add_routes as add_webapp_routes
+
+        add_webapp_routes(web_app, webapp_deps(app))
     SimpleRequestHandler(dispatcher=app.dispatcher, bot=app.bot, secret_token=secret).register(
         web_app, path=webhook_path(settings.webhook_url)
     )
@@ -134,6 +148,17 @@ async def run_webhook(app: App) -> None:
 
 async def run_polling(app: App) -> None:
     monitoring = await start_monitoring(app)
+    monitoring = None
+    if app.settings.metrics_port:
+        monitoring = await start_server(monitoring_app(app), "0.0.0.0", app.settings.metrics_port)
+        log.info("/healthz and /metrics on port %s", app.settings.metrics_port)
+    webapp = None
+    if app.settings.webapp_url:
+        from handlers.webapp import create_app as create_webapp
+
+        host, port = parse_listen(app.settings.webapp_listen)
+        webapp = await start_server(create_webapp(webapp_deps(app)), host, port)
+        log.info("inpainting Mini App on %s:%s (public URL %s)", host, port, app.settings.webapp_url)
     # Telegram refuses getUpdates while a webhook is set (a bot that ran in webhook mode before).
     if (await app.bot.get_webhook_info()).url:
         log.info("removing the webhook: this bot now uses long polling")
@@ -146,4 +171,6 @@ async def run_polling(app: App) -> None:
     finally:
         if monitoring is not None:
             await monitoring.cleanup()
+        if webapp is not None:
+            await webapp.cleanup()
         await app.bot.session.close()

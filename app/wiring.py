@@ -50,6 +50,7 @@ COMMANDS = (
     "restyle", "restyle_shapes", "style", "fuse", "mix", "variations",  # handlers.editing
     "face", "forgetface",  # handlers.faceswap
     "history",  # handlers.history
+    "inpaint",  # handlers.canvas_edit
 )
 
 
@@ -216,7 +217,9 @@ def build_app(
         generation_backend=None if settings.redis_url else runner.backend,
         private_bot=settings.private,  # /invite says when invitations do not matter
         user_commands=COMMANDS,  # admin: the command menu of admin chats adds to these
+        webapp_url=settings.webapp_url,  # /inpaint: the Mini App's base URL (None: not set up)
     )
+    notifier.webapp_url = settings.webapp_url  # the Inpaint button under results
     # Albums first: an album's later photos join its first update before any lock or database work.
     albums.install(dispatcher, settings.album_wait_seconds)
     # Group messages not addressed to the bot are dropped before any database work.

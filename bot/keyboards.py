@@ -214,10 +214,12 @@ def weight_buttons(t: Translator, locale: str, job_id: int, kind: str, first_per
 def result_keyboard(
     t: Translator, locale: str, job_id: int, variations: bool = False, plain: bool = False, remix: bool = False,
     strength: float | None = None, shapes: bool = False, weights: list[InlineKeyboardButton] | None = None,
+    canvas: bool = False, webapp_url: str | None = None,
 ) -> InlineKeyboardMarkup:
     """``plain``: the job's prompt was beautified; offer it again in the user's own words.
     ``remix``: "Edit prompt" (a new text with the same settings and seed). ``strength``: a restyle's,
-    for Lighter / Stronger; ``shapes``: offer the same restyle keeping the shapes."""
+    for Lighter / Stronger; ``shapes``: offer the same restyle keeping the shapes.
+    ``canvas``: zoom / expand / upscale rows (bot.canvas_keyboard), and Inpaint with ``webapp_url``."""
     builder = InlineKeyboardBuilder()
     redo = redo_buttons(t, locale, job_id, strength, shapes) + list(weights or [])
     if redo:
@@ -236,6 +238,11 @@ def result_keyboard(
         rows = [redo] + [rest[i : i + 2] for i in range(0, len(rest), 2)]
         return InlineKeyboardMarkup(inline_keyboard=rows)
     builder.adjust(2)
+    if canvas:
+        from bot.canvas_keyboard import canvas_rows
+
+        for row in canvas_rows(t, locale, job_id, webapp_url):
+            builder.row(*row)
     return builder.as_markup()
 
 

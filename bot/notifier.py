@@ -98,6 +98,9 @@ def _shorten(text: str, room: int) -> str:
     return "".join(kept) + "…"
 
 
+DOCUMENT_LIMIT = 49 * 1024 * 1024  # Telegram's 50 MB for documents bots send, with room for the form
+
+
 def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None) -> str:
     """The caption: the prompt shortened so the whole caption fits Telegram's 1024 characters,
     counted as Telegram counts them (UTF-16 units; the template's markup is counted too, to be safe).
@@ -150,6 +153,8 @@ class TelegramNotifier:
         self._last_edit: dict[int, float] = {}  # chat id -> monotonic time of the last status edit
         self._last_text: dict[tuple[int, int], str] = {}  # (chat, status message) -> its text
         self.variations_enabled = True  # the "Variations" button (handlers.editing.variations)
+        self.canvas_enabled = True  # zoom / expand / upscale buttons (handlers.canvas_edit)
+        self.webapp_url: str | None = None  # the Mini App's public base URL: the Inpaint button (handlers.webapp)
 
     # -- status message ---------------------------------------------------------------------
     async def edit_status(
@@ -303,6 +308,8 @@ class TelegramNotifier:
         job, locale = ctx.job, ctx.locale
         if not paths:
             raise FileNotFoundError(f"no stored images for job {job.id}")
+        if job.kind == "upscale":
+            return await self._deliver_document(ctx, paths[0])
         plain = bool(read_outcome(job).used_prompt)
         remix = job.kind == "text2img"  # "Edit prompt": a new text, the same settings and seed
         restyled = job.kind in ("img2img", "restyle_depth")
@@ -312,6 +319,7 @@ class TelegramNotifier:
         keyboard = result_keyboard(
             self.t, locale, job.id, variations=self.variations_enabled, plain=plain, remix=remix, strength=strength,
             shapes=shapes, weights=weights,
+            canvas=self.canvas_enabled, webapp_url=self.webapp_url,
         )
         seed = read_params(job).seed
         if len(paths) == 1:
@@ -353,6 +361,32 @@ class TelegramNotifier:
                 pass
         self._forget(job)
         return file_ids
+
+    async def _deliver_document(self, ctx: JobContext, path: Path) -> list[str]:
+        """An upscaled picture: a document (Telegram would recompress and shrink a photo), its size in the caption."""
+        job, locale = ctx.job, ctx.locale
+        from PIL import Image
+
+        with Image.open(path) as image:
+            width, height = image.size
+            document = path
+            if path.stat().st_size > DOCUMENT_LIMIT:
+                # Bots may send documents up to 50 MB; a noisy 4096 px PNG can pass that. A JPEG at
+                # quality 95 is a fraction of it and looks the same.
+                document = path.with_suffix(".jpg")
+                if not document.exists():
+                    image.convert("RGB").save(document, format="JPEG", quality=95)
+        caption = self.t("canvas-upscaled-caption", locale, scale=str(read_params(job).extra.get("scale", 2)),
+                         width=str(width), height=str(height))
+        message = await self.bot.send_document(chat_id=job.chat_id, document=FSInputFile(document), caption=caption)
+        if job.status_message_id is not None:
+            try:
+                with best_effort():
+                    await self.bot.delete_message(chat_id=job.chat_id, message_id=job.status_message_id)
+            except TelegramAPIError:
+                pass
+        self._forget(job)
+        return [self._file_id(message)]
 
     async def _send_photo(self, job: Job, path: Path, caption: str, keyboard: InlineKeyboardMarkup) -> Message:
         try:

@@ -23,6 +23,12 @@ class Mode(StrEnum):
     MIX = "mix"  # a photo and a text (K2.2 prior interpolate over [image, text])
     VARIATIONS = "variations"  # N images from one photo's image embedding
     FACESWAP = "faceswap"  # the user's face in a generated scene
+    # Editing a picture (generation.edit_ops): the input is images[0], the options in ``extra``.
+    ZOOM_OUT = "zoom_out"  # extra["factor"]: the picture shrinks into the middle, the border is painted
+    EXPAND = "expand"  # outpaint to another ratio: width x height is the new canvas
+    ZOOM_IN = "zoom_in"  # the middle redrawn at full size (upscale, then image-to-image)
+    INPAINT = "inpaint"  # extra["mask"]: a base64 PNG, white = repaint
+    UPSCALE = "upscale"  # extra["scale"]: 2 (KandiSuperRes Flash) or 4; width x height is the output
 
 
 class ModelId(StrEnum):
@@ -30,6 +36,8 @@ class ModelId(StrEnum):
     K31 = "kandinsky-3.1"
     K31_FLASH = "kandinsky-3.1-flash"
     K31_REFINER = "kandinsky-3.1-refiner"  # Kandinsky 3.1, finished by one Flash step at t=229
+    K31_INPAINT = "kandinsky-3.1-inpainting"  # zoom out, expand, inpaint (not a model users pick)
+    SUPERRES = "kandisuperres"  # upscale x2 (Flash) and x4
 
 
 StageFn = Callable[[str], None]

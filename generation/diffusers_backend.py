@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from generation.backend import GenerationError, GenerationRequest, ModelId, OutOfMemory, ProgressFn
+from generation.backend import GenerationError, GenerationRequest, Mode, ModelId, OutOfMemory, ProgressFn
 from generation.manager import ModelManager
 from generation.registry import Family, spec
 from generation.sources import GenerationConfig
@@ -36,7 +36,13 @@ class DiffusersBackend:
             raise GenerationError("bad_count", f"{request.num_images} images")
 
     def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
-        self._check(request)
+        from generation import edit_ops
+
+        if request.mode == Mode.UPSCALE:  # the output is larger than MAX_IMAGE_SIDE by design
+            if request.num_images != 1:
+                raise GenerationError("bad_count", f"{request.num_images} images")
+        else:
+            self._check(request)
         with self.manager.lock, torch.no_grad():
             try:
                 images = self._run(request, progress)
@@ -46,12 +52,17 @@ class DiffusersBackend:
                 self.manager.free_memory()
                 log.warning("out of memory: %s %dx%d x%d", request.model, request.width, request.height, request.num_images)
                 raise OutOfMemory(f"{request.model} {request.width}x{request.height} x{request.num_images}") from None
-        wrong = [im.size for im in images if im.size != (request.width, request.height)]
+        size = edit_ops.expected_size(request) if request.mode in edit_ops.EDIT_MODES else (request.width, request.height)
+        wrong = [im.size for im in images if im.size != size]
         if len(images) != request.num_images or wrong:
-            raise GenerationError("bad_output", f"expected {request.num_images} of {request.width}x{request.height}")
+            raise GenerationError("bad_output", f"expected {request.num_images} of {size[0]}x{size[1]}, got {wrong}")
         return images
 
     def _run(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
+        from generation import edit_ops
+
+        if request.mode in edit_ops.EDIT_MODES:
+            return edit_ops.run(self.manager, request, progress, img2img=self._run)
         family = spec(request.model).family
         if family is Family.K22:
             return self.manager.k22().generate(request, progress)

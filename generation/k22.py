@@ -49,7 +49,7 @@ from PIL import Image
 
 from generation.backend import GenerationRequest, Mode, ModelId, ModelUnavailable, ProgressFn
 from generation.prompts import fit_to_context
-from generation.registry import WRAPPED_MODES, spec
+from generation.registry import CANVAS_MODES, WRAPPED_MODES, spec
 from generation.sources import GenerationConfig
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,9 @@ EMB2EMB_STRENGTH = 0.85  # how far the Emb2Emb prior moves the photo's embedding
 # Default weights when the request carries none: STYLE [content, style], MIX [image, text].
 DEFAULT_WEIGHTS: dict[Mode, tuple[float, ...]] = {Mode.STYLE: (0.3, 0.7), Mode.MIX: (0.5, 0.5)}
 # The modes this pipeline runs itself: the registry's, less those a wrapper serves (face swap).
-MODES = tuple(m for m in Mode if spec(ModelId.K22).supports(m) and m not in WRAPPED_MODES)
+MODES = tuple(
+    m for m in Mode if spec(ModelId.K22).supports(m) and m not in WRAPPED_MODES and m not in CANVAS_MODES
+)
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -122,6 +124,7 @@ class Kandinsky22:
         self.img2img = KandinskyV22Img2ImgPipeline(**decoder.components)
         self._fix_image_preprocessing(self.img2img)
         self._controlnet: Any | None = None  # KandinskyV22ControlnetImg2ImgPipeline, on first use
+        self._inpaint: Any | None = None  # KandinskyV22InpaintPipeline (zoom out, expand, inpaint), on first use
         self._depth: tuple[Any, Any] | None = None  # (DPTForDepthEstimation, its image processor)
         self._offload: str | None = None
         self._offload_device: str | None = None
@@ -166,7 +169,8 @@ class Kandinsky22:
 
     def _pipelines(self) -> list[Any]:
         pipes = [self.prior, self.prior_emb2emb, self.text2img, self.img2img]
-        return pipes + ([self._controlnet] if self._controlnet is not None else [])
+        pipes += [self._controlnet] if self._controlnet is not None else []
+        return pipes + ([self._inpaint] if self._inpaint is not None else [])
 
     def _place(self, pipe: Any) -> None:
         """Put a pipeline where the others are: on the device, or under the same offload mode."""
@@ -235,6 +239,40 @@ class Kandinsky22:
             self._place(pipe)
             self._controlnet = pipe
         return self._controlnet
+
+    def inpaint_pipeline(self) -> Any:
+        """The inpainting decoder (``kandinsky-2-2-decoder-inpaint``: a 9-channel UNet), loaded on first
+        use with the decoder's MoVQ."""
+        if self._inpaint is None:
+            from diffusers import KandinskyV22InpaintPipeline
+
+            source = self.config.source("k22-decoder-inpaint")
+            log.info("loading the Kandinsky 2.2 inpainting decoder from %s", source)
+            pipe = _load(
+                "k22-decoder-inpaint", source, KandinskyV22InpaintPipeline.from_pretrained,
+                movq=self.text2img.movq, dtype=self.dtype,
+            )
+            pipe.set_progress_bar_config(disable=True)
+            self._place(pipe)
+            self._inpaint = pipe
+        return self._inpaint
+
+    def inpaint(
+        self, request: GenerationRequest, image: Image.Image, mask: Image.Image, progress: ProgressFn
+    ) -> list[Image.Image]:
+        """Repaint the white area of ``mask`` in ``image`` from the prompt's image embedding."""
+        seeds = [request.seed + i for i in range(request.num_images)]
+        negative = (request.negative_prompt or "").strip() or None
+        embeds = self.text_embeddings(request.prompt, negative, seeds)
+        steps = request.steps or DECODER_STEPS
+        return self._run(
+            self.inpaint_pipeline(),
+            image=image,
+            mask_image=mask,  # diffusers: white repaints
+            num_inference_steps=steps,
+            callback_on_step_end=_step_end_callback(progress, steps),
+            **self._decoder_args(request, embeds, seeds),
+        )
 
     def depth_estimator(self) -> tuple[Any, Any]:
         """(model, image processor) of the depth estimator (DPT), loaded on first use."""

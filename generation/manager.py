@@ -31,7 +31,17 @@ import torch
 from safetensors.torch import load_file
 
 from generation.backend import GenerationError, ModelId, ModelUnavailable
-from generation.registry import FLASH_UNET, K3_UNET, K22_PARTS, MODELS, MOVQ, TEXT_ENCODER
+from generation.registry import (
+    FLASH_UNET,
+    INPAINT_UNET,
+    K3_UNET,
+    K22_PARTS,
+    MODELS,
+    MOVQ,
+    SR_FLASH,
+    SR_X4,
+    TEXT_ENCODER,
+)
 from generation.sources import GenerationConfig
 
 log = logging.getLogger(__name__)
@@ -218,6 +228,26 @@ class ModelManager:
                 return self._optimize(unet.eval(), unet=True)
 
             self._add(name, self._guard(label, f"{source}/{k31_weights.UNET_FILES[which][0]}", load))
+        elif name == INPAINT_UNET:
+            from generation.k3_inpaint import Kandinsky3InpaintUNet, converted_unet_dir as inpaint_dir
+
+            def load() -> Any:
+                folder = inpaint_dir(source, cache_dir)
+                unet = Kandinsky3InpaintUNet.from_pretrained(folder, dtype=self.dtype)
+                return self._optimize(unet.eval(), unet=True)
+
+            self._add(name, self._guard("Kandinsky 3.1 inpainting UNet", source, load))
+        elif name in (SR_FLASH, SR_X4):
+            from generation import superres
+
+            sr_source = self.config.source("superres")
+            filename = superres.SR_FLASH_X2_FILE if name == SR_FLASH else superres.SR_X4_FILE
+
+            def load() -> Any:
+                unet = superres.load_checkpoint(k31_weights.fetch(sr_source, filename))
+                return unet.to(self.dtype) if self.on_cuda else unet
+
+            self._add(name, self._guard("KandiSuperRes", f"{sr_source}/{filename}", load))
         else:
             raise KeyError(name)
 
@@ -313,6 +343,43 @@ class ModelManager:
             pipes.flash = self._pipeline(Kandinsky3FlashPipeline, unet=self.parts[FLASH_UNET].obj, **common)
         pipes.prepare = self._prepare
         return pipes
+
+    def _use(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            self._load_part(name)
+        self._place(names)
+
+    def inpaint_pipeline(self) -> Any:
+        """Kandinsky 3.1 inpainting on the shared text encoder and MoVQ."""
+        from diffusers import DDPMScheduler
+
+        from generation.k3_inpaint import Kandinsky3InpaintPipeline
+
+        self.load(ModelId.K31_INPAINT)
+        pipe = self._pipeline(
+            Kandinsky3InpaintPipeline,
+            unet=self.parts[INPAINT_UNET].obj,
+            tokenizer=self.extras["tokenizer"],
+            text_encoder=self.parts[TEXT_ENCODER].obj,
+            movq=self.parts[MOVQ].obj,
+            # the cosine schedule every Kandinsky 3 UNet was trained with (the sampler reads its alphas)
+            scheduler=DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2"),
+        )
+        self._prepare(pipe)
+        return pipe
+
+    def superres_pipeline(self, flash: bool) -> Any:
+        """KandiSuperRes: the Flash x2 network, or the x4 one (only the one asked for is loaded)."""
+        from generation.superres import KandiSuperResPipeline
+
+        name = SR_FLASH if flash else SR_X4
+        self._use((name,))
+        self.active.add(ModelId.SUPERRES)
+        scheduler = KandiSuperResPipeline.flash_scheduler() if flash else KandiSuperResPipeline.x4_scheduler()
+        pipe = KandiSuperResPipeline(unet=self.parts[name].obj, scheduler=scheduler)
+        pipe.set_progress_bar_config(disable=True)
+        self._prepare(pipe)
+        return pipe
 
     def _pipeline(self, cls: type, unet: Any, **components: Any) -> Any:
         key = (cls.__name__, id(unet))

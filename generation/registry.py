@@ -17,6 +17,7 @@ from generation.backend import Mode, ModelId
 class Family(StrEnum):
     K22 = "kandinsky-2.2"  # unCLIP: image prior (CLIP embeddings) + MoVQ decoder
     K3 = "kandinsky-3"  # Flan-UL2 text encoder + UNet + MoVQ; 3.1, Flash and the refiner share parts
+    SUPERRES = "kandisuperres"  # pixel-space super-resolution UNets (generation.superres)
 
 
 class MemoryClass(StrEnum):
@@ -32,14 +33,22 @@ MOVQ = "k3-movq"
 K3_UNET = "k3-unet"
 FLASH_UNET = "k31-flash-unet"
 K22_PARTS = "k22"
+INPAINT_UNET = "k31-inpaint-unet"
+SR_FLASH = "superres-flash-x2"
+SR_X4 = "superres-x4"
 
 # Modes a wrapper backend serves on top of a model's own mode (face swap draws the scene as text2img).
 WRAPPED_MODES: dict[Mode, Mode] = {Mode.FACESWAP: Mode.TEXT2IMG}
 
+# Zoom out, expand and inpaint paint with an inpainting model: Kandinsky 2.2's own decoder, or the
+# Kandinsky 3.1 inpainting UNet for everyone else; zoom in redraws with the picture's own model.
+OUTPAINT_MODES = frozenset({Mode.ZOOM_OUT, Mode.EXPAND, Mode.INPAINT})
+# Served by generation.edit_ops on a model's pipelines (not by the model's own generate()).
+CANVAS_MODES = OUTPAINT_MODES | {Mode.ZOOM_IN, Mode.UPSCALE}
 K22_MODES = frozenset(
     {Mode.TEXT2IMG, Mode.IMG2IMG, Mode.RESTYLE_DEPTH, Mode.STYLE, Mode.FUSE, Mode.MIX, Mode.VARIATIONS, Mode.FACESWAP}
-)
-K3_MODES = frozenset({Mode.TEXT2IMG, Mode.IMG2IMG, Mode.FACESWAP})
+) | OUTPAINT_MODES | {Mode.ZOOM_IN}
+K3_MODES = frozenset({Mode.TEXT2IMG, Mode.IMG2IMG, Mode.FACESWAP, Mode.ZOOM_IN})
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class ModelSpec:
     parts: tuple[str, ...]  # what the model manager loads for it
     memory_class: MemoryClass
     steps_configurable: bool = True  # False: a fixed distilled schedule (Flash's 4 steps)
+    selectable: bool = True  # False: not offered in /settings (it serves editing kinds only)
     extra_steps: int = 0  # steps after the main ones (the refiner's Flash step)
 
     @property
@@ -89,6 +99,18 @@ MODELS: dict[ModelId, ModelSpec] = {
             negative_prompt=True, parts=(TEXT_ENCODER, MOVQ, K3_UNET, FLASH_UNET), memory_class=MemoryClass.LARGE,
             extra_steps=1,
         ),
+        ModelSpec(
+            # ai-forever's 9-channel inpainting UNet on the shared encoder and MoVQ; the authors' 50 steps.
+            ModelId.K31_INPAINT, Family.K3, OUTPAINT_MODES, default_steps=50, default_guidance=4.0,
+            negative_prompt=True, parts=(TEXT_ENCODER, MOVQ, INPAINT_UNET), memory_class=MemoryClass.LARGE,
+            selectable=False,
+        ),
+        ModelSpec(
+            # Flash x2 (4 steps) and x4 (5 DPM-Solver++ steps); each loads only when asked for.
+            ModelId.SUPERRES, Family.SUPERRES, frozenset({Mode.UPSCALE}), default_steps=4, default_guidance=None,
+            negative_prompt=False, parts=(SR_FLASH, SR_X4), memory_class=MemoryClass.MEDIUM,
+            steps_configurable=False, selectable=False,
+        ),
     )
 }
 DEFAULT_MODEL = ModelId.K31
@@ -96,6 +118,9 @@ DEFAULT_MODEL = ModelId.K31
 # The model a job kind falls back to when the user's model does not serve it, best first.
 FALLBACKS: dict[Mode, tuple[ModelId, ...]] = {
     Mode.IMG2IMG: (ModelId.K31, ModelId.K22),
+    **{mode: (ModelId.K31_INPAINT,) for mode in OUTPAINT_MODES},
+    Mode.ZOOM_IN: (ModelId.K31,),
+    Mode.UPSCALE: (ModelId.SUPERRES,),
 }
 
 

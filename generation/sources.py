@@ -15,12 +15,15 @@ from pathlib import Path
 HUB_IDS: dict[str, str] = {
     "k22-prior": "kandinsky-community/kandinsky-2-2-prior",
     "k22-decoder": "kandinsky-community/kandinsky-2-2-decoder",
+    "k22-decoder-inpaint": "kandinsky-community/kandinsky-2-2-decoder-inpaint",
     "k22-controlnet-depth": "kandinsky-community/kandinsky-2-2-controlnet-depth",
     "depth-estimator": "Intel/dpt-hybrid-midas",
     # The whole Kandinsky 3 family, in the authors' own format: weights/kandinsky3.pt (base UNet),
     # weights/kandinsky3_flash.pt, weights/movq.pt, weights/flan_ul2_encoder/ (encoder, tokenizer, projections).
     "k31": "ai-forever/Kandinsky3.1",
     "beautifier-llm": "Intel/neural-chat-7b-v3-1",
+    # KandiSuperRes.ckpt (x4), KandiSuperRes_flash_x2.pt: plain state dicts of ai-forever's SR UNet
+    "superres": "ai-forever/KandiSuperRes",
 }
 
 # name -> folder under KANDINSKY_MODELS_DIR (the hub repository's own name)

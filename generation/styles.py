@@ -62,7 +62,7 @@ RATIO_TOLERANCE = 0.02
 EDIT_STRENGTHS: dict[str, float] = {"light": 0.3, "medium": 0.5, "strong": 0.75}
 DEFAULT_EDIT_STRENGTH = "medium"
 
-MODELS: tuple[ModelId, ...] = tuple(registry.MODELS)  # the registry's order
+MODELS: tuple[ModelId, ...] = tuple(m for m, s in registry.MODELS.items() if s.selectable)  # the registry's order
 DEFAULT_MODEL = registry.DEFAULT_MODEL
 
 

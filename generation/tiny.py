@@ -6,6 +6,7 @@
 - ``Kandinsky3.1``: ai-forever's format and layout, as ``ai-forever/Kandinsky3.1`` (the base and
   Flash UNets ``{"unet", "null_embedding"}``, ``movq.pt``, the encoder folder with its tokenizer and
   projections), plus the diffusers configs of the small UNet and MoVQ, so that the converter runs;
+- ``weights/kandinsky3_inpainting.pt`` and ``KandiSuperRes`` (``generation.tiny_edit``);
 - the Kandinsky 2.2 folders, written by ``generation.tiny_k22`` when that module is present.
 
 The models keep the real downsampling (MoVQ 8x), so a requested 1024x576 comes out 1024x576. Nothing
@@ -119,6 +120,9 @@ def write_all(root: Path) -> None:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     write_k31(root)
+    from generation.tiny_edit import write_edit
+
+    write_edit(root)  # Kandinsky 3.1 inpainting, KandiSuperRes
     try:
         from generation.tiny_k22 import write_k22
     except ModuleNotFoundError as exc:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import admin, cancel, editing, errors, faceswap, fallback, generate, history, invite, results, settings, start
+from handlers import (
+    admin, cancel, canvas_edit, editing, errors, faceswap, fallback, generate, history, invite, results, settings, start,
+)
 
 
 def build_root_router() -> Router:
@@ -22,6 +24,7 @@ def build_root_router() -> Router:
         history.create_router(),  # /history
         results.create_router(),  # per-image buttons under albums, "Edit prompt"
         admin.create_router(),
+        canvas_edit.create_router(),  # zoom / expand / upscale buttons, /inpaint (before editing's photo flows)
         invite.create_router(),  # /invite, owners only  # behind its admin filter; everyone else falls through
         editing.create_router(),  # before generate: a text in the middle of an editing flow is the flow's
         faceswap.create_router(),  # /face, /forgetface, @me prompts

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -53,6 +54,16 @@ def forgotten_ids(message: str) -> list[int]:
     if not message.startswith(FORGET):
         return []
     return [int(part) for part in message[len(FORGET):].split(",") if part.isdigit()]
+
+
+# Forgotten job ids stay listed this long, so a worker that was offline when /forgetface was sent
+# still deletes those pictures when it starts (longer than any result is kept).
+FORGOTTEN_KEEP_SECONDS = 30 * 24 * 3600
+
+
+def forgotten_key(prefix: str) -> str:
+    """Sorted set of forgotten job ids (score: when), read by every worker as it starts."""
+    return f"{prefix}:forgotten"
 
 
 def control_channel(prefix: str) -> str:
@@ -219,8 +230,12 @@ class DistributedQueue:
         await self.redis.publish(control_channel(self.prefix), WAKE)
 
     async def forget_results(self, job_ids: list[int]) -> None:
-        # /forgetface: each GPU worker deletes the images of these jobs from its own disk.
+        # /forgetface: each GPU worker deletes the images of these jobs from its own disk: the running
+        # ones at once (pub/sub), the ones offline now when they next start (the sorted set).
         if job_ids:
+            now = time.time()
+            await self.redis.zadd(forgotten_key(self.prefix), {str(int(job_id)): now for job_id in job_ids})
+            await self.redis.zremrangebyscore(forgotten_key(self.prefix), 0, now - FORGOTTEN_KEEP_SECONDS)
             await self.redis.publish(control_channel(self.prefix), forget_message(job_ids))
 
     async def start(self) -> None:

@@ -74,6 +74,15 @@ class FaceSwapParams(JobParams):
     input_file_ids: list[str] = Field(default_factory=list)
 
 
+class CanvasParams(JobParams):
+    """Zoom out, expand, zoom in, inpaint, upscale: one picture (a result's or a sent photo's file id).
+
+    The kind's option is in ``extra`` (the backend reads it from the request): ``factor`` (zoom out),
+    ``ratio`` (expand), ``mask`` (inpaint: a base64 PNG, white = repaint), ``scale`` (upscale)."""
+
+    input_file_ids: list[str] = Field(min_length=1, max_length=1)
+
+
 PARAMS_BY_KIND: dict[Mode, type[JobParams]] = {
     Mode.TEXT2IMG: JobParams,
     Mode.IMG2IMG: EditParams,
@@ -83,6 +92,11 @@ PARAMS_BY_KIND: dict[Mode, type[JobParams]] = {
     Mode.MIX: EditParams,
     Mode.VARIATIONS: EditParams,
     Mode.FACESWAP: FaceSwapParams,
+    Mode.ZOOM_OUT: CanvasParams,
+    Mode.EXPAND: CanvasParams,
+    Mode.ZOOM_IN: CanvasParams,
+    Mode.INPAINT: CanvasParams,
+    Mode.UPSCALE: CanvasParams,
 }
 
 

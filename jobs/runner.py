@@ -53,6 +53,7 @@ class JobCensored(Exception):
 # on the original photo, so that photo must reach it unchanged.
 PREPARED_INPUT_MODES = frozenset(
     {Mode.IMG2IMG, Mode.RESTYLE_DEPTH, Mode.STYLE, Mode.FUSE, Mode.MIX, Mode.VARIATIONS}
+    | {Mode.ZOOM_OUT, Mode.EXPAND, Mode.ZOOM_IN, Mode.INPAINT}  # upscale takes the picture as it is
 )
 
 

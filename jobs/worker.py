@@ -38,6 +38,7 @@ from jobs.distributed import (
     cancel_requested,
     control_channel,
     forgotten_ids,
+    forgotten_key,
     stream_name,
     wait_closed,
 )
@@ -202,6 +203,15 @@ class Worker:
                 self.runner.cancel(job_id)
 
     # -- background -------------------------------------------------------------------------------
+    async def delete_forgotten(self) -> int:
+        """Delete the stored images of every job /forgetface listed, also while this worker was offline."""
+        listed = await self.redis.zrange(forgotten_key(self.config.redis_prefix), 0, -1)
+        job_ids = [int(item) for item in listed if self.runner.results.folder(int(item)).exists()]
+        if job_ids:
+            await asyncio.to_thread(self.runner.results.delete, job_ids)
+            log.info("deleted the stored images of %d forgotten job(s)", len(job_ids))
+        return len(job_ids)
+
     async def _listen_control(self) -> None:
         """Cancellations (a job id), wake-ups after /resume and /forgetface's deletions from the bot."""
         while True:
@@ -273,6 +283,10 @@ class Worker:
             ack_type=AcknowledgeType.MANUAL,  # the task acknowledges once the job is finished with
             propagate_exceptions=False,
         )
+        try:
+            await self.delete_forgotten()
+        except Exception:
+            log.warning("could not read the forgotten jobs; they are deleted on the next start", exc_info=True)
         self._tasks = [
             asyncio.create_task(self._listen_control(), name="control"),
             asyncio.create_task(self._retry_deliveries(), name="delivery-retry"),

@@ -35,6 +35,10 @@ async def test_prompt_becomes_a_job_and_a_photo_with_caption_and_buttons(harness
         ("🎲 Variations", "res:variations:1"),  # image editing (handlers.editing.variations)
         ("📄 Original", "res:original:1"),
         ("📌 Reuse seed", "res:seed:1"),
+        # zoom, expand and upscale (handlers.canvas_edit, tests/canvas)
+        ("🔭 Zoom out 1.5x", "cnv:zo15:1"), ("🔭 Zoom out 2x", "cnv:zo2:1"),
+        ("↔️ 16:9", "cnv:ex169:1"), ("↕️ 9:16", "cnv:ex916:1"), ("⬜ 1:1", "cnv:ex11:1"),
+        ("🔍 Zoom in 2x", "cnv:zi:1"), ("⬆️ Upscale x2", "cnv:up2:1"), ("🖼 4K", "cnv:up4:1"),
     ]
     assert job.result_file_ids == ["photo-1"]
     [request] = harness.backend.calls

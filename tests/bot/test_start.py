@@ -67,6 +67,7 @@ async def test_command_menu_registered_in_both_languages(harness):
         "restyle", "restyle_shapes", "style", "fuse", "mix", "variations",  # image editing
         "face", "forgetface",
         "history",
+        "inpaint",  # zoom, expand, upscale, inpaint (handlers.canvas_edit)
     ]
     russian = next(c for c in calls if c.language_code == "ru")
     assert russian.commands[0].description == "Начало и приветствие"
@@ -77,8 +78,10 @@ async def test_help_lists_the_models_of_the_registry(harness):
     text = harness.session.of(SendMessage)[-1].text
     lines = {line.split(":")[0]: line for line in text.splitlines() if line.startswith("• ")}
     assert set(lines) == {
-        "• Kandinsky 2.2", "• Kandinsky 3.1", "• Kandinsky 3.1 Flash", "• Kandinsky 3.1 + Flash refiner"
+        "• Kandinsky 2.2", "• Kandinsky 3.1", "• Kandinsky 3.1 Flash", "• Kandinsky 3.1 + Flash refiner",
+        "• Kandinsky 3.1 Inpainting", "• KandiSuperRes",  # the buttons under results (handlers.canvas_edit)
     }
+    assert "zoom out" in lines["• Kandinsky 3.1 Inpainting"] and "upscale" in lines["• KandiSuperRes"]
     assert "fuse" in lines["• Kandinsky 2.2"] and "fuse" not in lines["• Kandinsky 3.1"]
     assert "restyle" in lines["• Kandinsky 3.1 Flash"]  # Flash restyles photos
     assert "no negative prompt" in lines["• Kandinsky 3.1 Flash"]

@@ -179,7 +179,12 @@ def test_registry_matches_the_samplers():
     assert flash.total_steps == len(k3.FLASH_TIMESTEPS) and not flash.steps_configurable
     assert refiner.extra_steps == len(k3.REFINER_TIMESTEPS)
     assert Mode.IMG2IMG in flash.modes  # Flash restyles photos (tests/generation/test_k3_family.py)
-    assert set(k22.MODES) | {Mode.FACESWAP} == registry.spec(ModelId.K22).modes
+    # Kandinsky 2.2 runs its own modes; face swap wraps it, generation.edit_ops serves the canvas kinds.
+    canvas = {Mode.ZOOM_OUT, Mode.EXPAND, Mode.INPAINT, Mode.ZOOM_IN}
+    assert set(k22.MODES) | {Mode.FACESWAP} | canvas == registry.spec(ModelId.K22).modes
+    assert registry.model_for(Mode.ZOOM_OUT, ModelId.K31) == (ModelId.K31_INPAINT, True)
+    assert registry.model_for(Mode.INPAINT, ModelId.K22) == (ModelId.K22, False)
+    assert registry.model_for(Mode.UPSCALE, ModelId.K31_FLASH)[0] == ModelId.SUPERRES
     assert registry.model_for(Mode.FUSE, ModelId.K31) == (ModelId.K22, True)
     assert registry.model_for(Mode.IMG2IMG, ModelId.K31_FLASH) == (ModelId.K31_FLASH, False)
 

@@ -12,6 +12,7 @@ help-text = What I can do:
     /face — your face in the pictures: send a photo, then write @me in a prompt
     /forgetface — forget your face
     /history — your last pictures: see them again or draw them again
+    /inpaint — a photo with this caption: paint over what to change. Under every picture: zoom out, expand, zoom in, upscale to 4K
     Any other text is a prompt: I draw it.
 help-models = Models (pick one in /settings):
 help-model = • { $model }: { $modes }

@@ -10,6 +10,7 @@ import sys
 from pydantic import ValidationError
 
 from app.config import Settings, describe_error
+from bot.logging_setup import configure_logging
 
 
 def main() -> None:
@@ -23,12 +24,7 @@ def main() -> None:
     except ValidationError as exc:
         print(describe_error(exc), file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # Request logs would print the bot token inside URLs.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    configure_logging(settings.log_level, settings.secrets())  # the bot token never reaches the log
     asyncio.run(run(settings))
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from faceswap.config import FaceSwapConfig
+from faceswap.config import OMNIFUSION_REVISION, FaceSwapConfig
 from generation.motion import AnimationSettings
 from generation.sources import GenerationConfig
 from prompting.beautify import BeautifierSettings
@@ -17,6 +19,7 @@ from prompting.safety import DEFAULT_NSFW_THRESHOLD, SafetySettings
 
 # Telegram tokens look like "123456789:AAH...": a numeric bot id, a colon and a 35-character secret.
 _TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{30,}$")
+_WEBHOOK_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 # What a newcomer needs when the token is missing or wrong (Telegram's own documentation example token).
 TOKEN_HELP = (
     "a token looks like 110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw (the bot's id, a colon, 35 letters, "
@@ -71,14 +74,21 @@ class Settings(BaseSettings):
     # without GFPGAN weights restoring is skipped; without OmniFusion "@me" becomes "a person".
     faceswap_describer: bool = True
     omnifusion_source: str = "AIRI-Institute/OmniFusion"  # hub id or a local copy of the repository
+    omnifusion_revision: str = OMNIFUSION_REVISION  # the hub commit its files are taken from
     omnifusion_clip_source: str = "openai/clip-vit-large-patch14-336"
     ghost_generator_path: Path | None = None  # GHOST's G_unet_2blocks.pth (its releases, sber-swap-v2.0)
     ghost_arcface_path: Path | None = None  # GHOST's arcface_model/backbone.pth (never glintr100.onnx)
     faceswap_restore: bool = True
     gfpgan_path: Path | None = None  # GFPGANv1.4.pth
 
-    # How long a delivery that Telegram refused waits before the next try.
+    # Result files (DATA_DIR/results) are deleted this long after their job finished; undelivered
+    # results are kept. 0: kept forever.
+    results_retention_days: float = Field(default=3.0, ge=0)
+    # A delivery Telegram refused for a passing reason is tried again after DELIVERY_RETRY_SECONDS,
+    # doubling up to DELIVERY_RETRY_MAX_SECONDS; after DELIVERY_MAX_ATTEMPTS failures the job fails.
     delivery_retry_seconds: float = 30.0
+    delivery_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    delivery_max_attempts: int = Field(default=10, ge=1)
     progress_edit_interval: float = 2.0  # at most one status edit per chat this often
 
     # Prompt beautification with an LLM (prompting.beautify); users switch it on in /settings.
@@ -105,9 +115,12 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = "kandinsky"  # namespace of every Redis key (streams, FSM, control channel)
     webhook_url: str | None = None  # public HTTPS URL Telegram posts updates to; unset: long polling
-    webhook_secret: SecretStr | None = None  # checked against X-Telegram-Bot-Api-Secret-Token
-    webhook_listen: str = "0.0.0.0:8080"  # host:port the webhook (and /healthz, /metrics) listen on
-    metrics_port: int | None = None  # polling mode / workers: /healthz and /metrics on this port
+    # Checked against X-Telegram-Bot-Api-Secret-Token; unset: derived from the bot token (app.web).
+    webhook_secret: SecretStr | None = None
+    webhook_listen: str = "0.0.0.0:8080"  # host:port the webhook listens on (the webhook only)
+    metrics_port: int | None = None  # /healthz and /metrics on this port (bot in either mode, workers)
+    metrics_host: str = "127.0.0.1"  # ... on this interface: not reachable from outside unless asked
+    metrics_token: SecretStr | None = None  # set: /healthz and /metrics want "Authorization: Bearer <it>"
     # The inpainting Mini App (handlers.webapp): its public HTTPS base URL (Telegram opens Mini Apps over
     # HTTPS only; http:// is accepted for 127.0.0.1 in tests). Unset: no Inpaint button. In webhook
     # mode the pages share the webhook's server; in polling mode they listen on WEBAPP_LISTEN.
@@ -134,6 +147,14 @@ class Settings(BaseSettings):
         if self.worker_heartbeat_seconds * 2 > self.job_lease_seconds:
             raise ValueError("WORKER_HEARTBEAT_SECONDS must be at most half of JOB_LEASE_SECONDS")
         return self
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_format(cls, value: SecretStr | None) -> SecretStr | None:
+        # What Telegram accepts as secret_token; anything else would fail setWebhook at start-up.
+        if value is not None and not _WEBHOOK_SECRET_RE.match(value.get_secret_value()):
+            raise ValueError("WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
 
     @field_validator("webapp_url")
     @classmethod
@@ -188,6 +209,10 @@ class Settings(BaseSettings):
     def results_dir(self) -> Path:
         return self.data_dir / "results"
 
+    @property
+    def results_retention(self) -> timedelta | None:
+        return timedelta(days=self.results_retention_days) if self.results_retention_days > 0 else None
+
     def generation_config(self) -> GenerationConfig:
         return GenerationConfig(
             models_dir=self.kandinsky_models_dir,
@@ -213,6 +238,7 @@ class Settings(BaseSettings):
             describer_enabled=self.faceswap_describer,
             describer_fake=self.generation_backend == "fake",
             omnifusion_source=self.omnifusion_source,
+            omnifusion_revision=self.omnifusion_revision,
             clip_source=self.omnifusion_clip_source,
             ghost_generator_path=self.ghost_generator_path,
             ghost_arcface_path=self.ghost_arcface_path,
@@ -220,6 +246,18 @@ class Settings(BaseSettings):
             gfpgan_path=self.gfpgan_path,
             device=self.generation_device,
         )
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the settings, for the log filter (bot.logging_setup)."""
+        token = self.bot_token.get_secret_value()
+        values = [token, token.partition(":")[2]]
+        for secret in (self.webhook_secret, self.metrics_token, self.beautify_openai_api_key):
+            if secret is not None:
+                values.append(secret.get_secret_value())
+        password = urlsplit(self.db_url).password if "://" in self.db_url else None
+        if password:
+            values.append(password)
+        return values
 
     def beautifier_settings(self) -> BeautifierSettings:
         key = self.beautify_openai_api_key

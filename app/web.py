@@ -1,14 +1,19 @@
 """The bot's HTTP side: the webhook (several replicas behind a load balancer), ``/healthz``, ``/metrics``.
 
 Webhook mode (``WEBHOOK_URL``): Telegram posts updates to the URL; every replica listens on
-``WEBHOOK_LISTEN`` at the URL's path, checks ``WEBHOOK_SECRET`` (aiogram's ``SimpleRequestHandler``)
-and serves ``/healthz`` and ``/metrics`` next to it. Polling mode (the default): ``/healthz`` and
-``/metrics`` on their own port when ``METRICS_PORT`` is set.
+``WEBHOOK_LISTEN`` at the URL's path and accepts only requests that carry the secret in
+``X-Telegram-Bot-Api-Secret-Token`` (aiogram's ``SimpleRequestHandler``; others get 401). The secret
+is ``WEBHOOK_SECRET``, or, when the operator sets none, one derived from the bot token: the same on
+every replica without coordination, unknown to anyone who does not hold the token, and registered
+with ``setWebhook`` at start-up. ``/healthz`` and ``/metrics`` have their own listener in either mode
+(``METRICS_HOST``, default 127.0.0.1, and ``METRICS_PORT``), behind ``METRICS_TOKEN`` when set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import signal
 from typing import TYPE_CHECKING, Any
@@ -18,8 +23,9 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import web
 from sqlalchemy import text
 
+from app.config import Settings
 from app.wiring import App
-from jobs.metrics import add_routes, gpu_memory, parse_listen, start_server
+from jobs.metrics import add_routes, gpu_memory, monitoring_application, parse_listen, start_server
 
 if TYPE_CHECKING:
     from handlers.webapp import WebAppDeps
@@ -57,10 +63,29 @@ def metrics_refresher(app: App) -> Any:
 
 
 def monitoring_app(app: App) -> web.Application:
-    web_app = web.Application()
+    token = app.settings.metrics_token
+    web_app = monitoring_application(token.get_secret_value() if token else None)
     assert app.metrics is not None
     add_routes(web_app, app.metrics, health_check(app), metrics_refresher(app))
     return web_app
+
+
+async def start_monitoring(app: App) -> web.AppRunner | None:
+    """``/healthz`` and ``/metrics`` on ``METRICS_HOST:METRICS_PORT``; None when no port is set."""
+    if not app.settings.metrics_port:
+        return None
+    runner = await start_server(monitoring_app(app), app.settings.metrics_host, app.settings.metrics_port)
+    log.info("/healthz and /metrics on %s:%s", app.settings.metrics_host, app.settings.metrics_port)
+    return runner
+
+
+def webhook_secret(settings: Settings) -> str:
+    """``WEBHOOK_SECRET``, or a secret derived from the bot token (HMAC-SHA256, hex: a form Telegram
+    accepts). Never none: a webhook without a secret would take updates from anyone."""
+    if settings.webhook_secret is not None:
+        return settings.webhook_secret.get_secret_value()
+    token = settings.bot_token.get_secret_value().encode()
+    return hmac.new(token, b"kandinsky-bot webhook secret", hashlib.sha256).hexdigest()
 
 
 def webapp_deps(app: App) -> "WebAppDeps":
@@ -73,10 +98,10 @@ def webapp_deps(app: App) -> "WebAppDeps":
 def webhook_app(app: App) -> web.Application:
     settings = app.settings
     assert settings.webhook_url
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    if secret is None:
-        log.warning("WEBHOOK_SECRET is not set: anyone who finds the webhook URL can post updates to it")
-    web_app = monitoring_app(app)
+    secret = webhook_secret(settings)
+    if settings.webhook_secret is None:
+        log.info("WEBHOOK_SECRET is not set: using a secret derived from the bot token")
+    web_app = web.Application()
     if settings.webapp_url:  # the inpainting Mini App on the same server
         from handlers.webapp import add_routes as add_webapp_routes
 
@@ -111,14 +136,18 @@ async def run_webhook(app: App) -> None:
     host, port = parse_listen(app.settings.webhook_listen)
     runner = await start_server(webhook_app(app), host, port)
     log.info("webhook mode: listening on %s:%s%s", host, port, webhook_path(app.settings.webhook_url or ""))
+    monitoring = await start_monitoring(app)
     try:
         await _wait_for_signal()
     finally:
+        if monitoring is not None:
+            await monitoring.cleanup()
         await runner.cleanup()  # runs the dispatcher's shutdown: the queue stops, the session closes
         await app.bot.session.close()
 
 
 async def run_polling(app: App) -> None:
+    monitoring = await start_monitoring(app)
     monitoring = None
     if app.settings.metrics_port:
         monitoring = await start_server(monitoring_app(app), "0.0.0.0", app.settings.metrics_port)

@@ -24,6 +24,7 @@ from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddlew
 from bot.access import PrivateAccessMiddleware
 from bot.notifier import TelegramNotifier
 from bot.retry import RetryMiddleware
+from bot.unit_of_work import CommitBeforeTelegram
 from faceswap.backend import FaceSwapBackend
 from faceswap.service import FaceService
 from generation.backend import Backend
@@ -31,6 +32,8 @@ from handlers import build_root_router
 from handlers.context import RequestContextMiddleware
 from jobs.metrics import Metrics, MetricsRequestMiddleware, TimedBackend
 from jobs.queue import EmbeddedQueue, JobQueue
+from jobs.retention import ResultsJanitor
+from jobs.delivery import DeliveryRetry
 from jobs.runner import JobRunner
 from jobs.service import JobService
 from prompting.beautify import share_gpu_budget
@@ -104,6 +107,9 @@ def create_runner(
         notifier,
         settings.results_dir,
         guard=guard,
+        delivery_retry=DeliveryRetry(
+            settings.delivery_retry_seconds, settings.delivery_retry_max_seconds, settings.delivery_max_attempts
+        ),
         **kwargs,
     )
 
@@ -154,6 +160,8 @@ def build_app(
     bot = bot or create_bot(settings)
     metrics = Metrics("bot")
     bot.session.middleware(MetricsRequestMiddleware(metrics))
+    # Before any call, the calling handler's transaction is committed (bot/unit_of_work.py).
+    bot.session.middleware(CommitBeforeTelegram())
     engine = create_engine(settings.db_url)
     db = Database(create_sessionmaker(engine))
     notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
@@ -177,7 +185,11 @@ def build_app(
             await refresh_queue_positions(db, notifier)
 
         queue = EmbeddedQueue(
-            db, runner, delivery_retry_seconds=settings.delivery_retry_seconds, on_queue_moved=refresh_positions
+            db,
+            runner,
+            delivery_retry_seconds=settings.delivery_retry_seconds,
+            on_queue_moved=refresh_positions,
+            max_attempts=settings.max_job_attempts,
         )
     jobs = JobService(
         queue,
@@ -189,6 +201,7 @@ def build_app(
         max_pending_videos_per_user=settings.max_pending_videos_per_user,
     )
     broadcaster = Broadcaster(db, bot, translator(), rate=settings.broadcast_rate)
+    janitor = ResultsJanitor(db, settings.results_dir, settings.results_retention)  # RESULTS_RETENTION_DAYS
 
     events_isolation: BaseEventIsolation | None = None
     if storage is None:
@@ -213,12 +226,13 @@ def build_app(
     notifier.webapp_url = settings.webapp_url  # the Inpaint button under results
     # Albums first: an album's later photos join its first update before any lock or database work.
     albums.install(dispatcher, settings.album_wait_seconds)
+    # Group messages not addressed to the bot are dropped before any database work.
+    dispatcher.update.outer_middleware(ChatScopeMiddleware())
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
     if settings.private:  # only allowed and invited users (bot.access)
         dispatcher.update.outer_middleware(PrivateAccessMiddleware(settings.allowed_users, frozenset(settings.admin_ids)))
     create_middleware().setup(dispatcher)
-    dispatcher.message.outer_middleware(ChatScopeMiddleware())
     # ``request`` (handlers.context.RequestContext) for every handler, after user and i18n are known.
     request_context = RequestContextMiddleware(notifier, settings.max_image_side)
     dispatcher.message.middleware(request_context)
@@ -237,8 +251,10 @@ def build_app(
         # instead of showing the last step of the previous process.
         await refresh_queue_positions(db, notifier)
         await broadcaster.start()  # resumes a broadcast a restart interrupted
+        await janitor.start()
 
     async def on_shutdown() -> None:
+        await janitor.stop()
         await broadcaster.stop()
         await queue.stop()
         await guard.close()

@@ -17,16 +17,17 @@ import time
 from typing import Any
 
 from aiogram import Bot
-from aiohttp import web
 from redis.asyncio import Redis
 
 from app.config import Settings, describe_error
 from app.wiring import create_backend, create_bot, create_guard, create_runner
 from bot.i18n import translator
+from bot.logging_setup import configure_logging
 from bot.notifier import TelegramNotifier
 from generation.backend import Backend, ModelId
 from jobs.distributed import TASK_NAME, JobStreamBroker, stream_name
-from jobs.metrics import Metrics, MetricsRequestMiddleware, add_routes, start_server
+from jobs.metrics import Metrics, MetricsRequestMiddleware, add_routes, monitoring_application, start_server
+from jobs.retention import ResultsJanitor
 from jobs.worker import Worker, WorkerConfig, generate_job
 from storage.db import create_engine, create_sessionmaker
 from storage.repositories import Database
@@ -149,18 +150,22 @@ async def serve(settings: Settings, models: list[ModelId], name: str, metrics_po
     worker, close = build_worker(settings, models, name)
     for model in models:  # keep the served models resident: the first job does not pay the load
         await asyncio.to_thread(worker.runner.backend.load, model)
-    app = web.Application()
+    token = settings.metrics_token
+    app = monitoring_application(token.get_secret_value() if token else None)
     add_routes(app, worker.metrics, worker.health, worker.refresh_metrics)
-    http = await start_server(app, "0.0.0.0", metrics_port) if metrics_port else None
+    http = await start_server(app, settings.metrics_host, metrics_port) if metrics_port else None
+    janitor = ResultsJanitor(worker.db, settings.results_dir, settings.results_retention)
+    await janitor.start()  # the results this host stores
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker %s serving %s; /metrics on port %s", name, ", ".join(models), metrics_port or "-")
+    log.info("worker %s serving %s; /metrics on %s:%s", name, ", ".join(models), settings.metrics_host, metrics_port or "-")
     try:
         await worker.run(stop)
     finally:
+        await janitor.stop()
         if http is not None:
             await http.cleanup()
         await close()
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     if not settings.redis_url:
         print("Configuration error: REDIS_URL is not set (workers take their jobs from Redis)", file=sys.stderr)
         raise SystemExit(2)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.secrets())  # the bot token never reaches the log
     port = args.metrics_port if args.metrics_port is not None else (settings.metrics_port or DEFAULT_METRICS_PORT)
     asyncio.run(serve(settings, models, args.name or settings.worker_name or default_name(), port))
 

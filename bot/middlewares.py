@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.enums import ChatType
-from aiogram.types import CallbackQuery, Message, TelegramObject
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import Message, TelegramObject, Update
 from aiogram.types import User as TelegramUser
 
 from bot.i18n import translator
+from bot.unit_of_work import update_session
 from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
@@ -20,7 +23,10 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
 class DatabaseMiddleware(BaseMiddleware):
-    """Gives handlers ``repos`` (one session per update) and commits when the handler succeeds."""
+    """Gives handlers ``repos`` (one session per update) and commits when the handler succeeds.
+
+    The session is committed before every Bot API call the handler makes (bot.unit_of_work), so
+    no transaction is open while Telegram answers."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -29,20 +35,32 @@ class DatabaseMiddleware(BaseMiddleware):
         async with self.db.session() as session:
             repos = Repositories(session)
             data["repos"] = repos
-            result = await handler(event, data)
+            with update_session(session):
+                result = await handler(event, data)
             await session.commit()
             return result
 
 
 class UserMiddleware(BaseMiddleware):
-    """Loads (or creates) the user row; a banned user gets one notice and is ignored after that."""
+    """Loads (or creates) the user row; a banned user gets one notice and is ignored after that.
+
+    The row is written only when something changed (or ``last_seen`` is a few minutes old) and is
+    committed at once: the handler starts without a transaction open."""
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         tg_user: TelegramUser | None = data.get("event_from_user")
-        if tg_user is None or tg_user.is_bot:
+        if tg_user is None:
             return await handler(event, data)
+        if tg_user.is_bot:
+            # Other bots, and anonymous group admins (Telegram sends them as "GroupAnonymousBot"):
+            # nobody to keep a row for or to check rights of. A button press is acknowledged.
+            if isinstance(event, Update) and event.callback_query is not None:
+                with contextlib.suppress(TelegramAPIError):
+                    await event.callback_query.answer()
+            return None
         repos: Repositories = data["repos"]
         user = await repos.users.upsert_seen(tg_user.id, tg_user.username, tg_user.first_name, tg_user.language_code)
+        await repos.commit()
         data["user"] = user
         if user.banned:
             if not user.ban_notified:
@@ -59,26 +77,36 @@ class UserMiddleware(BaseMiddleware):
 class ChatScopeMiddleware(BaseMiddleware):
     """Private chats only, unless the bot is mentioned (or a command is addressed to it) in a group.
 
-    In a group the mention is cut out, so ``@bot a red fox`` reads as the prompt ``a red fox``.
+    An update outer middleware, ahead of the database: a group message (new or edited) that is not
+    addressed to the bot is dropped before anything is read or written, so group members who
+    never talk to the bot get no user row. In a group the mention is cut out, so
+    ``@bot a red fox`` reads as the prompt ``a red fox``.
     """
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        if isinstance(event, CallbackQuery):
+        if not isinstance(event, Update):
             return await handler(event, data)
-        if not isinstance(event, Message) or event.chat.type == ChatType.PRIVATE:
-            return await handler(event, data)
-        bot: Bot = data["bot"]
+        for field in ("message", "edited_message"):
+            message: Message | None = getattr(event, field)
+            if message is None or message.chat.type == ChatType.PRIVATE:
+                continue
+            addressed = await self._addressed(message, data["bot"])
+            if addressed is None:
+                return None
+            event = event.model_copy(update={field: addressed})
+        return await handler(event, data)
+
+    @staticmethod
+    async def _addressed(message: Message, bot: Bot) -> Message | None:
+        """The message with the bot's mention cut out; None when it does not mention the bot."""
         me = await bot.me()
         mention = f"@{me.username}".lower() if me.username else None
-        text = event.text or event.caption or ""
+        text = message.text or message.caption or ""
         if mention is None or mention not in text.lower():
             return None
-        if event.text is not None:
-            start = text.lower().index(mention)
-            stripped = (text[:start] + text[start + len(mention) :]).strip()
-            event = event.model_copy(update={"text": stripped, "entities": None})
-        elif event.caption is not None:  # a photo to restyle: "@bot a watercolour" reads "a watercolour"
-            start = text.lower().index(mention)
-            stripped = (text[:start] + text[start + len(mention) :]).strip()
-            event = event.model_copy(update={"caption": stripped, "caption_entities": None})
-        return await handler(event, data)
+        start = text.lower().index(mention)
+        stripped = (text[:start] + text[start + len(mention) :]).strip()
+        if message.text is not None:
+            return message.model_copy(update={"text": stripped, "entities": None})
+        # a photo to restyle: "@bot a watercolour" reads "a watercolour"
+        return message.model_copy(update={"caption": stripped, "caption_entities": None})

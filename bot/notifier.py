@@ -16,7 +16,13 @@ from io import BytesIO
 from pathlib import Path
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+    TelegramNotFound,
+)
 from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaPhoto, Message
 
 from bot.best_effort import best_effort
@@ -34,7 +40,7 @@ from bot.retry import BestEffortChatActionSender
 from bot.video_messages import is_video_job, send_video
 from bot.video_messages import progress_text as video_progress_text
 from generation.registry import uses_negative_prompt
-from jobs.events import JobContext
+from jobs.events import DeliveryRefused, JobContext
 from jobs.params import read_outcome, read_params
 from jobs.results import VIDEO_THUMBNAIL
 from storage.models import Job
@@ -50,6 +56,11 @@ BAR_WIDTH = 10
 def progress_bar(step: int, total: int) -> str:
     filled = round(BAR_WIDTH * step / max(total, 1))
     return "▓" * filled + "░" * (BAR_WIDTH - filled)
+
+
+def utf16_len(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji outside the BMP is two)."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 def first_weight_percent(job: Job) -> int | None:
@@ -78,14 +89,24 @@ def queued_line(t: Translator, locale: str, position: int, eta: int | None) -> s
 
 
 def _shorten(text: str, room: int) -> str:
-    return text if len(text) <= room else text[: max(room - 1, 0)] + "…"
+    """``text`` cut to ``room`` UTF-16 units, "…" included; never in the middle of a surrogate pair."""
+    if utf16_len(text) <= room:
+        return text
+    kept, used = [], 1  # the ellipsis
+    for char in text:
+        used += utf16_len(char)
+        if used > room:
+            break
+        kept.append(char)
+    return "".join(kept) + "…"
 
 
 DOCUMENT_LIMIT = 49 * 1024 * 1024  # Telegram's 50 MB for documents bots send, with room for the form
 
 
 def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None) -> str:
-    """The caption: the prompt shortened so the whole caption fits Telegram's 1024 characters.
+    """The caption: the prompt shortened so the whole caption fits Telegram's 1024 characters,
+    counted as Telegram counts them (UTF-16 units; the template's markup is counted too, to be safe).
 
     A beautified job shows the prompt that was used with the user's own beside it; a line says when
     beautification fell back to the user's words, and when the safety check withheld some images.
@@ -108,14 +129,16 @@ def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None
     prompt = params.display_prompt or params.prompt
     used = outcome.used_prompt
     if used:
-        room = CAPTION_LIMIT - len(tail) - len(t("result-caption-beautified", locale, prompt="", original="", **fields))
+        room = CAPTION_LIMIT - utf16_len(tail) - utf16_len(
+            t("result-caption-beautified", locale, prompt="", original="", **fields)
+        )
         original = _shorten(prompt, max(room // 3, 1))
-        used = _shorten(used, room - len(original))
+        used = _shorten(used, room - utf16_len(original))
         caption = t(
             "result-caption-beautified", locale, prompt=html.escape(used), original=html.escape(original), **fields
         )
         return caption + tail
-    room = CAPTION_LIMIT - len(tail) - len(t("result-caption", locale, prompt="", **fields))
+    room = CAPTION_LIMIT - utf16_len(tail) - utf16_len(t("result-caption", locale, prompt="", **fields))
     prompt = _shorten(prompt, room)
     return t("result-caption", locale, prompt=html.escape(prompt), **fields) + tail
 
@@ -277,6 +300,19 @@ class TelegramNotifier:
 
     # -- results ------------------------------------------------------------------------------
     async def deliver(self, ctx: JobContext, paths: list[Path]) -> list[str]:
+        """Send the result. Telegram's refusals for good become :class:`DeliveryRefused` (403: the
+        user blocked the bot or the bot left the group; 400/404/413: this request can never be
+        served); anything else (network, 5xx, flood control past the session's retries) is raised
+        as it is, and the runner tries again later."""
+        try:
+            return await self._deliver(ctx, paths)
+        except TelegramForbiddenError as exc:
+            # In a private chat the user blocked the bot; in a group, the bot was removed.
+            raise DeliveryRefused("blocked", blocked=ctx.job.chat_id == ctx.job.user_id) from exc
+        except (TelegramBadRequest, TelegramNotFound, TelegramEntityTooLarge) as exc:
+            raise DeliveryRefused(f"refused: {exc.message}"[:200]) from exc
+
+    async def _deliver(self, ctx: JobContext, paths: list[Path]) -> list[str]:
         job, locale = ctx.job, ctx.locale
         if not paths:
             raise FileNotFoundError(f"no stored images for job {job.id}")

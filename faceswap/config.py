@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# AIRI-Institute/OmniFusion on the hub, the commit "Update README.md" after the 1.1 weights.
+OMNIFUSION_REVISION = "1c29548c7fc9135baa609f6e15acd7b8a93e5125"
+
 
 @dataclass
 class FaceSwapConfig:
@@ -15,6 +18,8 @@ class FaceSwapConfig:
     describer_fake: bool = False  # GENERATION_BACKEND=fake: a fixed description, nothing downloaded
     omnifusion_source: str = "AIRI-Institute/OmniFusion"
     omnifusion_variant: str = "OmniMistral-v1_1"
+    # The hub commit the files are taken from (ignored for a local folder).
+    omnifusion_revision: str | None = OMNIFUSION_REVISION
     clip_source: str = "openai/clip-vit-large-patch14-336"
     describer_max_new_tokens: int = 32  # a noun phrase, not a paragraph
     # Swap: GHOST's published PyTorch checkpoints: the generator ``G_unet_2blocks.pth`` and its own

@@ -13,9 +13,7 @@ The description never goes to the logs: it is a description of a user's face.
 from __future__ import annotations
 
 import logging
-import pickle
 import re
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -101,30 +99,39 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-class _ProjectionUnpickler(pickle.Unpickler):
-    """Resolves OmniFusion's ``VisualToGPTMapping`` (pickled from its ``models`` module) to ours."""
+def _projection_globals() -> list[Any]:
+    """What ``projection.pt`` is made of, and nothing else: the only globals its unpickling may use."""
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
-    def find_class(self, module: str, name: str) -> Any:
-        if name == "VisualToGPTMapping":
-            return visual_to_gpt_mapping()
-        return super().find_class(module, name)
-
-
-_projection_pickle = types.SimpleNamespace(
-    __name__="pickle", Unpickler=_ProjectionUnpickler, load=pickle.load, loads=pickle.loads
-)
+    mapping = visual_to_gpt_mapping()
+    return [
+        (mapping, "models.VisualToGPTMapping"),  # as OmniFusion's models.py pickled it
+        mapping,
+        nn.TransformerEncoderLayer,
+        nn.MultiheadAttention,
+        NonDynamicallyQuantizableLinear,
+        nn.Linear,
+        nn.Dropout,
+        nn.LayerNorm,
+        F.relu,
+    ]
 
 
 def load_projection(path: Path | str, device: str = "cpu"):
-    """``projection.pt`` is a whole pickled module, so it needs ``weights_only=False``; only load it
-    from the publisher's repository or a folder the operator controls."""
+    """``projection.pt`` is a whole pickled module. It is loaded with ``weights_only=True``: torch's
+    restricted unpickler, allowed only the module classes a projection is made of, so a tampered
+    file cannot run code."""
     import torch
 
-    return torch.load(path, map_location=device, weights_only=False, pickle_module=_projection_pickle)
+    with torch.serialization.safe_globals(_projection_globals()):
+        return torch.load(path, map_location=device, weights_only=True)
 
 
-def _file(source: str, filename: str) -> str:
-    """A file of the OmniFusion repository: from a local folder, or downloaded from the hub."""
+def _file(source: str, filename: str, revision: str | None = None) -> str:
+    """A file of the OmniFusion repository: from a local folder, or downloaded from the hub at
+    ``revision`` (a pinned commit: what the hub serves under a name may change)."""
     if Path(source).is_dir():
         path = Path(source) / filename
         if not path.is_file():
@@ -132,7 +139,7 @@ def _file(source: str, filename: str) -> str:
         return str(path)
     from huggingface_hub import hf_hub_download
 
-    return hf_hub_download(repo_id=source, filename=filename)
+    return hf_hub_download(repo_id=source, filename=filename, revision=revision)
 
 
 @dataclass
@@ -174,10 +181,17 @@ def load_omnifusion(config: FaceSwapConfig, device: str = "cpu") -> _OmniFusion:
         runs_on = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if runs_on.startswith("cuda") else torch.float32
     source, variant = config.omnifusion_source, config.omnifusion_variant
-    tokenizer = AutoTokenizer.from_pretrained(source, subfolder=f"{variant}/tokenizer", use_fast=False)
-    model = AutoModelForCausalLM.from_pretrained(source, subfolder=f"{variant}/tuned-model", dtype=dtype)
-    projection = load_projection(_file(source, f"{variant}/projection.pt"), device)
-    special = torch.load(_file(source, f"{variant}/special_embeddings.pt"), map_location=device, weights_only=True)
+    revision = None if Path(source).is_dir() else config.omnifusion_revision
+    tokenizer = AutoTokenizer.from_pretrained(
+        source, subfolder=f"{variant}/tokenizer", use_fast=False, revision=revision
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        source, subfolder=f"{variant}/tuned-model", dtype=dtype, revision=revision
+    )
+    projection = load_projection(_file(source, f"{variant}/projection.pt", revision), device)
+    special = torch.load(
+        _file(source, f"{variant}/special_embeddings.pt", revision), map_location=device, weights_only=True
+    )
     image_processor = CLIPImageProcessor.from_pretrained(config.clip_source)
     vision_tower = CLIPVisionModel.from_pretrained(config.clip_source, dtype=dtype)
     return _OmniFusion(

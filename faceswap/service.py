@@ -3,17 +3,18 @@ with dlib on the CPU (no torch, no model download)."""
 
 from __future__ import annotations
 
-import io
 import threading
 
 from PIL import Image
 
 from faceswap.profile import FaceProfile
+from generation.images import decode_user_image
 
 
 def open_photo(data: bytes) -> Image.Image:
-    """The photo as the job worker will see it (jobs.runner opens inputs the same way)."""
-    return Image.open(io.BytesIO(data)).convert("RGB")
+    """The photo as the job worker will see it (jobs.runner opens inputs the same way).
+    Raises generation.images.InputImageError for anything but a PNG, JPEG or WebP of sane size."""
+    return decode_user_image(data)
 
 
 class FaceService:

@@ -14,6 +14,7 @@ from aiogram_i18n import I18nContext
 
 from bot.i18n import translator
 from jobs.service import MAX_PROMPT_LENGTH
+from prompting.safety import INVISIBLE, is_invisible_only
 from storage.models import Job, User
 from storage.repositories import Repositories
 
@@ -26,13 +27,13 @@ class PromptError(Exception):
 
 
 def _meaningful(char: str) -> bool:
-    return unicodedata.category(char)[0] in ("L", "N")
+    return unicodedata.category(char)[0] in ("L", "N") and not INVISIBLE.match(char)
 
 
 def validate_prompt(text: str | None, limit: int = MAX_PROMPT_LENGTH) -> str:
     """A prompt: any language, emoji welcome, but not empty, not emoji alone, not over the limit."""
     prompt = (text or "").strip()
-    if not prompt:
+    if not prompt or is_invisible_only(prompt):  # Hangul fillers and zero-width characters show nothing
         raise PromptError("prompt-empty")
     if len(prompt) > limit:
         raise PromptError("prompt-too-long", length=len(prompt), limit=limit)

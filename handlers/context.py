@@ -12,6 +12,7 @@ Refusals (limits, pause, blocked prompt) are answered by :meth:`RequestContext.s
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -72,7 +73,9 @@ class RequestContext:
         try:
             return await self.jobs.submit(self.repos, self.user, chat, params, announce, kind=kind, model=model)
         except AdmissionError as exc:
-            await self.bot.send_message(chat, self.i18n.get(exc.code, limit=exc.limit, **exc.details))
+            # The messages are HTML: an admin's /pause reason is text, not markup.
+            details = {k: html.escape(v) if isinstance(v, str) else v for k, v in exc.details.items()}
+            await self.bot.send_message(chat, self.i18n.get(exc.code, limit=exc.limit, **details))
             return None
 
     async def resubmit(self, job: Job, **changes: Any) -> Job | None:

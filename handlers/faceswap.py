@@ -22,6 +22,7 @@ from PIL import UnidentifiedImageError
 from faceswap.profile import FaceSwapError, has_me
 from faceswap.service import FaceService
 from generation.backend import Mode
+from generation.images import InputImageError
 from handlers.common import PromptError, validate_prompt
 from handlers.context import RequestContext
 from handlers.filters import PromptFilter
@@ -107,17 +108,17 @@ async def face_photo(
     photo = message.photo[-1]  # the largest size Telegram made
     buffer = io.BytesIO()
     await bot.download(photo.file_id, destination=buffer)
-    verdict = await guard.check_upload(buffer.getvalue()) if guard is not None else None
-    if verdict is not None and verdict.nsfw:
-        await repos.moderation.add(user.id, ModerationKind.UPLOAD_CENSORED, f"{verdict.score:.3f}")
-        await message.answer(i18n.get("upload-censored"))  # still waiting for a photo
-        return
     try:
+        verdict = await guard.check_upload(buffer.getvalue()) if guard is not None else None
+        if verdict is not None and verdict.nsfw:
+            await repos.moderation.add(user.id, ModerationKind.UPLOAD_CENSORED, f"{verdict.score:.3f}")
+            await message.answer(i18n.get("upload-censored"))  # still waiting for a photo
+            return
         profile = await asyncio.to_thread(faces.prepare, buffer.getvalue())
     except FaceSwapError as exc:
         await message.answer(i18n.get(PHOTO_PROBLEMS.get(exc.code, "face-none")))  # still waiting for a photo
         return
-    except UnidentifiedImageError:
+    except (UnidentifiedImageError, InputImageError):  # only PNG, JPEG, WebP of sane size
         await message.answer(i18n.get("face-bad-photo"))
         return
     face = await repos.faces.set(user.id, photo.file_id, photo.file_unique_id, profile.to_dict())

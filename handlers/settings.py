@@ -63,7 +63,7 @@ def _apply(settings: UserSettings, section: str, value: str) -> bool:
         settings.aspect_ratio = value.replace("x", ":")
     elif section == "style" and value in STYLES:
         settings.style = value
-    elif section == "count" and value.isdigit() and 1 <= int(value) <= MAX_IMAGES_PER_REQUEST:
+    elif section == "count" and value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_IMAGES_PER_REQUEST:
         settings.num_images = int(value)
     elif section == "beautify" and value in ("on", "off"):
         settings.beautify = value == "on"

@@ -1,5 +1,5 @@
 """The job lifecycle: admission (``service``), typed parameters (``params``), the queue (``queue``,
-``distributed``), the runner (``runner``), stored results (``results``), ``delivery``, ``claims``,
+``distributed``), the runner (``runner``), stored results (``results``) and their clean-up (``retention``), ``delivery``, ``claims``,
 the GPU worker loop (``worker``) and ``metrics``.
 
 Nothing here knows Telegram: the runner talks to the chat through :class:`jobs.events.JobEvents`

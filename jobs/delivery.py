@@ -1,18 +1,23 @@
-"""Delivery: a generated job's stored images to the chat, once.
+"""Delivery: a generated job's stored images to the chat, at least once.
 
 Images are stored before delivery (:class:`jobs.results.ResultStore`), so a send Telegram refused
-is retried later without generating again (the embedded queue's and the workers' retry loops call
-:meth:`Delivery.deliver` again). Several processes may deliver: a delivery claim in the database
-(:mod:`jobs.claims`) lets one of them send; ``generated -> done`` is a conditional update.
+for a passing reason is retried later without generating again (the embedded queue's and the
+workers' retry loops call :meth:`Delivery.deliver` again), after a growing wait
+(:class:`DeliveryRetry`), a bounded number of times. A refusal for good
+(:class:`jobs.events.DeliveryRefused`) ends the job at once. Several processes may deliver: a
+delivery claim in the database (:mod:`jobs.claims`) lets one of them send; ``generated -> done`` is
+a conditional update. A crash after Telegram took the photo and before that update sends it again
+after the restart: delivery is at-least-once (README "Security and limits").
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from jobs.claims import JobClaims
-from jobs.events import JobContext, JobEvents
+from jobs.claims import JobClaims, lease
+from jobs.events import DeliveryRefused, JobContext, JobEvents
 from jobs.results import ResultStore
 from storage.models import JobStatus, User, utcnow
 from storage.repositories import Database, Repositories
@@ -20,11 +25,36 @@ from storage.repositories import Database, Repositories
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class DeliveryRetry:
+    """When a passing failure is tried again: ``base`` seconds, doubling per failure up to ``cap``;
+    after ``max_attempts`` failures the job fails as undeliverable."""
+
+    base: float = 30.0
+    cap: float = 3600.0
+    max_attempts: int = 10
+
+    def delay(self, failures: int) -> float:
+        return min(self.base * 2 ** max(failures - 1, 0), self.cap)
+
+
+# The claim a job waiting out its delivery back-off carries (jobs.claims): nobody may claim it
+# before ``claim_expires_at``.
+BACKOFF_HOLDER = "delivery-backoff"
+
+
 class Delivery:
     def __init__(
-        self, db: Database, events: JobEvents, results: ResultStore, worker_id: str, lease_seconds: float
+        self,
+        db: Database,
+        events: JobEvents,
+        results: ResultStore,
+        worker_id: str,
+        lease_seconds: float,
+        retry: DeliveryRetry | None = None,
     ) -> None:
         self.db = db
+        self.retry = retry or DeliveryRetry()
         self.events = events
         self.results = results
         self.worker_id = worker_id
@@ -63,10 +93,36 @@ class Delivery:
             await session.commit()
             return claimed
 
-    async def _release_delivery(self, job_id: int) -> None:
+    async def _back_off(self, job_id: int, failures: int, delay: float) -> None:
+        """Count the failure and hold the job's claim until the next try (no process takes it sooner)."""
         async with self.db.session() as session:
-            await JobClaims(session).release(job_id, self.worker_id)
+            await Repositories(session).jobs.set_values(
+                job_id, delivery_attempts=failures, claimed_by=BACKOFF_HOLDER, claim_expires_at=lease(delay)
+            )
             await session.commit()
+
+    async def _end_undeliverable(self, ctx: JobContext, reason: str, blocked: bool = False) -> None:
+        """The result cannot reach the chat: the job fails (it no longer counts toward the user's
+        limit); a user who blocked the bot is marked, and broadcasts skip them until they return."""
+        async with self.db.session() as session:
+            repos = Repositories(session)
+            moved = await repos.jobs.transition(
+                ctx.job.id,
+                [JobStatus.GENERATED],
+                JobStatus.FAILED,
+                error=reason,
+                finished_at=utcnow(),
+                claimed_by=None,
+                claim_expires_at=None,
+            )
+            if blocked:
+                await repos.users.mark_blocked(ctx.job.user_id)
+            await session.commit()
+        if moved and not blocked:
+            try:  # the chat may take a text where it refused the picture
+                await self.events.failed(ctx, "undeliverable")
+            except Exception:
+                log.info("job %s: could not tell the chat either", ctx.job.id)
 
     async def _deliver(self, job_id: int) -> bool:
         ctx = await self._load(job_id)
@@ -77,9 +133,19 @@ class Delivery:
         paths = self.results.paths(job_id)
         try:
             file_ids = await self.events.deliver(ctx, paths)
+        except DeliveryRefused as exc:
+            log.warning("job %s: Telegram refused its result for good (%s); the job ends", job_id, exc.reason)
+            await self._end_undeliverable(ctx, exc.reason, blocked=exc.blocked)
+            return False
         except Exception:
-            log.warning("delivery of job %s failed; it will be retried", job_id, exc_info=True)
-            await self._release_delivery(job_id)
+            failures = ctx.job.delivery_attempts + 1
+            if failures >= self.retry.max_attempts:
+                log.warning("job %s: delivery failed %d times; giving up", job_id, failures, exc_info=True)
+                await self._end_undeliverable(ctx, "undeliverable")
+                return False
+            delay = self.retry.delay(failures)
+            log.warning("job %s: delivery failed (%d); next try in %.0f s", job_id, failures, delay, exc_info=True)
+            await self._back_off(job_id, failures, delay)
             return False
         return await self._transition(
             job_id,

@@ -54,3 +54,15 @@ class JobEvents(Protocol):
         ...
 
     async def fetch_file(self, file_id: str) -> bytes: ...
+
+
+class DeliveryRefused(Exception):
+    """Telegram refused a result for good (raised by :meth:`JobEvents.deliver`): the user blocked
+    the bot (``blocked``), or the chat or the request can never be served ("chat not found", a
+    deleted account). The job ends; it is not sent again. Any other exception from ``deliver`` is
+    taken as passing, and the delivery is retried later (:class:`jobs.delivery.DeliveryRetry`)."""
+
+    def __init__(self, reason: str, blocked: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.blocked = blocked

@@ -7,6 +7,7 @@ reports the same queue; generation times and Telegram errors are per process.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import sys
 import time
@@ -183,21 +184,38 @@ class MetricsRequestMiddleware(BaseRequestMiddleware):
             raise
 
 
+def bearer_guard(token: str | None) -> Any:
+    """An aiohttp middleware: with ``token``, every request needs ``Authorization: Bearer <token>``."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        if token is not None:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return web.json_response({"status": "unauthorized"}, status=401)
+        return await handler(request)
+
+    return guard
+
+
 def add_routes(
     app: web.Application,
     metrics: Metrics,
     health: HealthFn,
     refresh: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """``GET /healthz`` (200 with JSON while healthy, 503 otherwise) and ``GET /metrics``."""
+    """``GET /healthz`` (200 with JSON while healthy, 503 otherwise) and ``GET /metrics``.
+
+    A failed check answers ``{"status": "error"}`` and nothing else: driver errors (host names,
+    user names, paths) go to the log, not to whoever asks."""
 
     async def healthz(request: web.Request) -> web.Response:
         started = time.monotonic()
         try:
             body = await health()
-        except Exception as exc:
-            log.warning("health check failed: %s", exc)
-            return web.json_response({"status": "error", "role": metrics.role, "error": str(exc)}, status=503)
+        except Exception:
+            log.warning("health check failed", exc_info=True)
+            return web.json_response({"status": "error", "role": metrics.role}, status=503)
         body.setdefault("status", "ok")
         body.setdefault("role", metrics.role)
         body["check_seconds"] = round(time.monotonic() - started, 4)
@@ -213,6 +231,11 @@ def add_routes(
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
+
+
+def monitoring_application(token: str | None = None) -> web.Application:
+    """An empty application for :func:`add_routes`, behind the bearer token when one is set."""
+    return web.Application(middlewares=[bearer_guard(token)])
 
 
 async def start_server(app: web.Application, host: str, port: int) -> web.AppRunner:

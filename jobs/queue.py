@@ -42,6 +42,7 @@ class JobQueue(Protocol):
 
 
 QueueMovedFn = Callable[[], Awaitable[None]]
+MAX_CONCURRENT_DELIVERIES = 8
 
 
 class EmbeddedQueue:
@@ -58,13 +59,22 @@ class EmbeddedQueue:
         runner: JobRunner,
         delivery_retry_seconds: float = 30.0,
         on_queue_moved: QueueMovedFn | None = None,
+        max_attempts: int = 3,
     ) -> None:
         self.db = db
         self.runner = runner
+        self.max_attempts = max_attempts  # a job started this often without finishing fails
         self.delivery_retry_seconds = delivery_retry_seconds
         self.on_queue_moved = on_queue_moved
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Results are sent beside the generation, not before the next job: a chat under flood
+        # control (up to minutes) holds up its own delivery only. At most a few at once.
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._delivery_slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
+        # One delivery at a time per chat: results arrive in order, and a chat's flood control
+        # is met by one send, not several at once.
+        self._chat_locks: dict[int, tuple[asyncio.Lock, int]] = {}  # chat -> (lock, deliveries using it)
         self._stopping = False
         self.idle = asyncio.Event()  # set while there is nothing to do (tests wait on it)
 
@@ -82,12 +92,18 @@ class EmbeddedQueue:
         await asyncio.to_thread(self.runner.results.delete, job_ids)
 
     async def recover(self) -> None:
-        """After a restart: jobs left running are queued again; undelivered results are delivered."""
+        """After a restart: jobs left running are queued again, unless they were started
+        ``max_attempts`` times already (a job that crashes the process fails, with a message to its
+        user, instead of crashing it on every start); undelivered results are delivered."""
         async with self.db.session() as session:
+            crashed = await Repositories(session).jobs.fail_crash_looping(self.max_attempts)
             requeued = await Repositories(session).jobs.requeue_running()
             await session.commit()
         if requeued:
             log.info("returned %d interrupted job(s) to the queue", requeued)
+        for job in crashed:
+            log.error("job %s failed: the process stopped during it %d times", job.id, job.attempts)
+            await self.runner.notify_failed(job.id, "crashed")
 
     async def start(self) -> None:
         await self.recover()
@@ -110,6 +126,13 @@ class EmbeddedQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        # Deliveries still under way are dropped: their jobs stay "generated" and are delivered
+        # after the restart (at-least-once).
+        for task in list(self._deliveries):
+            task.cancel()
+        for task in list(self._deliveries):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _next_job_id(self) -> int | None:
         async with self.db.session() as session:
@@ -135,9 +158,33 @@ class EmbeddedQueue:
             try:
                 if self.on_queue_moved is not None:
                     asyncio.create_task(self._safe_queue_moved())
-                await self.runner.run(job_id)
+                await self.runner.run(job_id, deliver=False)
             except Exception:
                 log.exception("worker failed on job %s", job_id)
+            self._deliver_beside(job_id)
+
+    def _deliver_beside(self, job_id: int) -> None:
+        task = asyncio.create_task(self._deliver(job_id), name=f"deliver-{job_id}")
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, job_id: int) -> None:
+        async with self.db.session() as session:
+            job = await Repositories(session).jobs.get(job_id)
+            chat_id = job.chat_id if job is not None else 0
+        lock, users = self._chat_locks.get(chat_id, (asyncio.Lock(), 0))
+        self._chat_locks[chat_id] = (lock, users + 1)
+        try:
+            async with lock, self._delivery_slots:
+                await self.runner.deliver(job_id)
+        except Exception:
+            log.exception("delivery of job %s failed", job_id)
+        finally:
+            lock, users = self._chat_locks[chat_id]
+            if users == 1:
+                del self._chat_locks[chat_id]
+            else:
+                self._chat_locks[chat_id] = (lock, users - 1)
 
     async def queue_moved(self) -> None:
         """Called by the job service when queued jobs were cancelled (positions behind them move up)."""
@@ -162,7 +209,4 @@ class EmbeddedQueue:
         for job_id in job_ids:
             if job_id in self.runner.running_ids:
                 continue
-            try:
-                await self.runner.deliver(job_id)
-            except Exception:
-                log.exception("redelivery of job %s failed", job_id)
+            await self._deliver(job_id)

@@ -9,7 +9,6 @@ a failed send is retried later without generating again.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import threading
 import time
@@ -27,10 +26,10 @@ from generation.backend import (
     ModelId,
     Mode,
 )
-from generation.images import InputImageError, prepare_input_image
+from generation.images import InputImageError, decode_user_image, prepare_input_image
 from generation.styles import DEFAULT_STYLE, STYLES
 from jobs.claims import lease
-from jobs.delivery import Delivery
+from jobs.delivery import Delivery, DeliveryRetry
 from jobs.events import JobContext, JobEvents
 from jobs.params import AnimateParams, EditParams, JobOutcome, read_outcome, read_params, with_outcome
 from jobs.results import ResultStore
@@ -62,9 +61,6 @@ PREPARED_INPUT_MODES = frozenset(
 )
 
 
-def _decode_rgb(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.convert("RGB")
 
 
 def build_request(job: Job, images: list[Image.Image] | None = None, prompt: str | None = None) -> GenerationRequest:
@@ -105,6 +101,7 @@ class JobRunner:
         worker_id: str = "embedded",
         lease_seconds: float = 60.0,
         delivery_lease_seconds: float = 300.0,
+        delivery_retry: DeliveryRetry | None = None,
     ) -> None:
         self.db = db
         self.guard = guard  # beautification and the safety checks; None: neither
@@ -118,7 +115,7 @@ class JobRunner:
         self.events = events
         self.load_seconds: dict[str, float] = {}  # model -> how long its last load took (estimates)
         self.results = ResultStore(results_dir)
-        self.delivery = Delivery(db, events, self.results, worker_id, delivery_lease_seconds)
+        self.delivery = Delivery(db, events, self.results, worker_id, delivery_lease_seconds, delivery_retry)
         self._cancel_events: dict[int, threading.Event] = {}
         self._requeue_on_cancel: set[int] = set()
 
@@ -177,6 +174,16 @@ class JobRunner:
             user = await session.get(User, job.user_id)
             return JobContext(job=job, locale=user.language if user else "en")
 
+    async def notify_failed(self, job_id: int, code: str) -> None:
+        """Tell a failed job's chat why (best effort: the job has failed whatever Telegram says)."""
+        ctx = await self._load(job_id)
+        if ctx is None:
+            return
+        try:
+            await self.events.failed(ctx, code)
+        except Exception:
+            log.warning("could not tell job %s's chat that it failed", job_id, exc_info=True)
+
     async def _transition(self, job_id: int, from_: list[str], to: str, **values: Any) -> bool:
         async with self.db.session() as session:
             repos = Repositories(session)
@@ -211,8 +218,8 @@ class JobRunner:
             await Repositories(session).moderation.add(ctx.job.user_id, kind, detail, job_id=ctx.job.id)
             await session.commit()
 
-    async def run(self, job_id: int) -> None:
-        """Generate (if still queued) and deliver one job."""
+    async def run(self, job_id: int, deliver: bool = True) -> None:
+        """Generate (if still queued) and deliver one job (``deliver=False``: the caller delivers)."""
         cancel_event = threading.Event()
         self._cancel_events[job_id] = cancel_event
         try:
@@ -229,7 +236,8 @@ class JobRunner:
         finally:
             self._cancel_events.pop(job_id, None)
             self._requeue_on_cancel.discard(job_id)
-        await self.deliver(job_id)
+        if deliver:
+            await self.deliver(job_id)
 
     async def _generate(self, job_id: int, cancel_event: threading.Event) -> None:
         ctx = await self._load(job_id)
@@ -386,7 +394,7 @@ class JobRunner:
             raise GenerationError("input_missing", f"{file_id}: {exc}") from exc
         try:
             if max_side is None:
-                return await asyncio.to_thread(_decode_rgb, data)
+                return await asyncio.to_thread(decode_user_image, data)
             return await asyncio.to_thread(prepare_input_image, data, max_side)
         except (InputImageError, OSError, ValueError) as exc:  # OSError: what Pillow raises on bad data
             raise GenerationError("input_invalid", f"{file_id}: {exc}") from exc

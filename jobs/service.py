@@ -16,7 +16,7 @@ from jobs.params import JobParams, params_class
 from jobs.queue import JobQueue
 from prompting.guard import ContentGuard
 from storage.control import Limits, QueueControlRepository, day_start
-from storage.models import Job, JobStatus, ModerationKind, User, utcnow
+from storage.models import UNFINISHED_STATUSES, Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Repositories
 
 MAX_PROMPT_LENGTH = 1000
@@ -74,6 +74,7 @@ class JobService:
         # Defaults from the environment; admins override them from the chat (stored in bot_settings).
         self.default_limits = Limits(max_pending_per_user, max_pending_total, daily_quota)
         self._user_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._admission_lock = asyncio.Lock()  # the total limit is shared by all users
 
     async def check_admission(self, repos: Repositories, user_id: int) -> None:
         # Read from the database on every request, so a change from the chat applies at once,
@@ -83,7 +84,7 @@ class JobService:
         if pause.paused:
             raise AdmissionError("queue-paused-reason" if pause.reason else "queue-paused", 0, reason=pause.reason or "")
         limits = await control.limits(self.default_limits)
-        if await repos.jobs.count_pending(user_id) >= limits.max_pending_per_user:
+        if await repos.jobs.count_pending(user_id, UNFINISHED_STATUSES) >= limits.max_pending_per_user:
             raise AdmissionError("limit-user", limits.max_pending_per_user)
         if await repos.jobs.count_pending() >= limits.max_pending_total:
             raise AdmissionError("limit-total", limits.max_pending_total)
@@ -139,28 +140,36 @@ class JobService:
 
         Raises AdmissionError (and creates nothing) when the user or the queue is over its limit, and
         PromptBlocked (an AdmissionError) when the prompt matches the blocklist.
-        One user's requests are admitted one at a time, so simultaneous messages cannot slip past
-        the per-user limit.
+        Requests are admitted one at a time (in this process by a lock, across processes on
+        PostgreSQL by an advisory lock), so simultaneous messages cannot slip past the per-user or
+        the total limit.
         """
         async with self._user_locks[user.id]:
             await self.check_prompt(repos, user, params)
-            await self.check_admission(repos, user.id)
-            if kind in VIDEO_KINDS:
-                # Videos hold the GPU for minutes: one (by default) at a time per user.
-                if await repos.jobs.count_pending(user.id, VIDEO_KINDS) >= self.max_pending_videos_per_user:
-                    raise AdmissionError("limit-video", self.max_pending_videos_per_user)
-            job = await repos.jobs.add(
-                Job(
-                    user_id=user.id,
-                    chat_id=chat_id,
-                    kind=str(kind),
-                    model=str(ModelId(model or user.settings.model)),
-                    params=params_class(kind).model_validate(params.model_dump()).to_row(),
-                    status=JobStatus.QUEUED,
+            # Admission is one short transaction: the limits read and the row written under a
+            # lock (in this process, and on PostgreSQL across replicas), committed before the status
+            # message goes out, so no lock is held while Telegram answers.
+            async with self._admission_lock:
+                await repos.jobs.lock_admission()
+                await self.check_admission(repos, user.id)
+                if kind in VIDEO_KINDS:
+                    # Videos hold the GPU for minutes: one (by default) at a time per user.
+                    if await repos.jobs.count_pending(user.id, kinds=VIDEO_KINDS) >= self.max_pending_videos_per_user:
+                        raise AdmissionError("limit-video", self.max_pending_videos_per_user)
+                job = await repos.jobs.add(
+                    Job(
+                        user_id=user.id,
+                        chat_id=chat_id,
+                        kind=str(kind),
+                        model=str(ModelId(model or user.settings.model)),
+                        params=params_class(kind).model_validate(params.model_dump()).to_row(),
+                        status=JobStatus.QUEUED,
+                    )
                 )
-            )
-            position = await repos.jobs.queue_position(job)
+                position = await repos.jobs.queue_position(job)
+                await repos.commit()
             job.status_message_id = await announce(job, position)
+            await repos.jobs.set_values(job.id, status_message_id=job.status_message_id)
             await repos.commit()
         await self.queue.submit(job.id)
         return job

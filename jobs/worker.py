@@ -128,12 +128,12 @@ class Worker:
         async with self.db.session() as session:
             claims = JobClaims(session)
             if attempts >= self.config.max_job_attempts:
-                if await claims.fail_expired(job_id, "internal"):
+                if await claims.fail_expired(job_id, "crashed"):
                     await session.commit()
                     log.error("job %s failed: its workers died %d times", job_id, attempts)
                     ctx = await self._context(job_id)
                     if ctx is not None:
-                        await self.runner.events.failed(ctx, "internal")
+                        await self.runner.events.failed(ctx, "crashed")
                     return True
                 return False
             # A claim of this worker's own name is from an earlier life of it (one job at a time).

@@ -119,18 +119,33 @@ class FaultRule:
     seed: int = 0
     status_5xx: int = 500
     html_5xx: bool = False  # answer 5xx with a gateway's HTML page, as nginx in front of Telegram does
+    chat_ids: frozenset[int] | None = None  # only calls to these chats (None: every chat)
+    limit: int | None = None  # at most this many faults drawn (None: no limit)
     _rng: random.Random = field(init=False, repr=False)
+    _drawn: int = field(init=False, repr=False, default=0)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         if self.methods is not None:
             self.methods = frozenset(self.methods)
+        if self.chat_ids is not None:
+            self.chat_ids = frozenset(int(c) for c in self.chat_ids)
 
-    def covers(self, method: str) -> bool:
+    def covers(self, method: str, chat_id: Any = None) -> bool:
+        if self.chat_ids is not None and (chat_id is None or str(chat_id) not in {str(c) for c in self.chat_ids}):
+            return False
         return method in (self.methods if self.methods is not None else CHAT_METHODS)
 
     def draw(self) -> str | None:
         """'429', '5xx' or None, from this rule's own seeded generator."""
+        if self.limit is not None and self._drawn >= self.limit:
+            return None
+        outcome = self._draw()
+        if outcome is not None:
+            self._drawn += 1
+        return outcome
+
+    def _draw(self) -> str | None:
         x = self._rng.random()
         if x < self.rate_429:
             return "429"
@@ -543,6 +558,9 @@ class TelegramEmulator:
         self.files: dict[str, StoredFile] = {}
         self._files_by_path: dict[str, StoredFile] = {}
         self._file_counter = itertools.count(1)
+        self._slow_files: dict[str, float] = {}  # file id -> seconds its download takes
+        self._lost_files: set[str] = set()  # getFile answers, the download gets 404
+        self._held_answers: dict[str, float] = {}  # method -> seconds its answer waits once done
         self._flood_until: dict[tuple[str, Any], tuple[float, float, int]] = {}
         self.webhook_retry_delay = webhook_retry_delay
         self.flood_grace = flood_grace
@@ -683,6 +701,22 @@ class TelegramEmulator:
         self._files_by_path[stored.file_path] = stored
         return stored
 
+    def hold_answers(self, method: str, seconds: float) -> None:
+        """Calls of ``method`` take effect at once, their answers come ``seconds`` later: a bot
+        that dies meanwhile never learns that Telegram took the message (0: no more holding)."""
+        if seconds > 0:
+            self._held_answers[method.lower()] = seconds
+        else:
+            self._held_answers.pop(method.lower(), None)
+
+    def slow_download(self, file_id: str, seconds: float) -> None:
+        """Downloading this file takes ``seconds`` (a slow link, a large file)."""
+        self._slow_files[file_id] = seconds
+
+    def lose_file(self, file_id: str) -> None:
+        """``getFile`` still answers, the download gets 404 (Telegram's links expire after an hour)."""
+        self._lost_files.add(file_id)
+
     def file_bytes(self, file_id: str) -> bytes:
         stored = self.files[file_id]
         if stored.data is None:  # a thumbnail, made the first time somebody asks
@@ -776,8 +810,10 @@ class TelegramEmulator:
         if token not in self.bots:
             return web.json_response(ApiError(401, "Unauthorized").payload(), status=401)
         stored = self._files_by_path.get(request.match_info["path"])
-        if stored is None:
+        if stored is None or stored.file_id in self._lost_files:
             return web.json_response(ApiError(404, "Not Found").payload(), status=404)
+        if stored.file_id in self._slow_files:
+            await asyncio.sleep(self._slow_files[stored.file_id])
         return web.Response(body=self.file_bytes(stored.file_id), content_type=stored.mime_type or "application/octet-stream")
 
     async def _read_params(self, request: web.Request) -> tuple[JSON, dict[str, Upload]]:
@@ -837,6 +873,12 @@ class TelegramEmulator:
                 raise ApiError(404, "Not Found")
             self._inject_faults(record)
             result = await entry[1](bot, params, files)
+            held = self._held_answers.get(canonical.lower())
+            if held:
+                record.status, record.result = 200, result  # done: the message is in the chat
+                async with self.calls_changed:
+                    self.calls_changed.notify_all()
+                await asyncio.sleep(held)
         except ApiError as e:
             record.status = e.status
             record.description = e.description
@@ -856,7 +898,7 @@ class TelegramEmulator:
     def _inject_faults(self, record: CallRecord) -> None:
         now = record.time
         for rule in self.faults:
-            if not rule.covers(record.method):
+            if not rule.covers(record.method, record.chat_id):
                 continue
             key = (record.token, str(record.chat_id))
             window = self._flood_until.get(key)

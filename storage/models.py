@@ -29,6 +29,9 @@ class JobStatus(StrEnum):
 
 
 PENDING_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+# What counts toward a user's limit of unfinished jobs: results not yet delivered count too, or a
+# user whose results Telegram refuses could pile up jobs without end.
+UNFINISHED_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.GENERATED)
 
 
 class User(Base):
@@ -89,6 +92,9 @@ class Job(Base):
     status_message_id: Mapped[int | None] = mapped_column(BigInteger)
     result_file_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Deliveries Telegram refused for a passing reason (network, 5xx, flood control past the
+    # session's retries); the next waits longer, and after DELIVERY_MAX_ATTEMPTS the job fails.
+    delivery_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     generated_at: Mapped[datetime | None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -12,6 +12,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import PENDING_STATUSES, Job, JobStatus, ModerationEvent, User, UserFace, UserSettings, utcnow
+
+
+# ``users.last_seen`` is written at most this often per user (a write per update would be one
+# more write transaction for every message, on SQLite the database's single write lock).
+SEEN_WRITE_INTERVAL = timedelta(minutes=5)
 
 
 class UserRepository:
@@ -32,42 +37,69 @@ class UserRepository:
     ) -> User:
         """The user row for an incoming update, created on first contact, with its settings.
 
-        INSERT ... ON CONFLICT DO NOTHING: a user's first updates may arrive at the same time.
+        Nothing is written for a known user unless their name changed, they had blocked the bot, or
+        ``last_seen`` is older than :data:`SEEN_WRITE_INTERVAL`: most updates only read. A first
+        contact is INSERT ... ON CONFLICT DO NOTHING: a user's first updates may arrive at once.
         """
-        insert = _insert_for(self.session)
-        language = "ru" if (language_code or "").lower().startswith("ru") else "en"
-        await self.session.execute(
-            insert(User)
-            .values(
-                id=user_id,
-                username=username,
-                first_name=first_name,
-                language=language,
-                banned=False,
-                ban_notified=False,
-                created_at=utcnow(),
-                last_seen=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["id"])
-        )
-        await self.session.execute(
-            insert(UserSettings).values(user_id=user_id).on_conflict_do_nothing(index_elements=["user_id"])
-        )
         user = await self.session.get(User, user_id)
-        assert user is not None
-        user.username = username
-        user.first_name = first_name
-        user.last_seen = utcnow()
-        user.blocked_bot = False  # they write to the bot, so they have not blocked it
-        await self.session.flush()
+        now = utcnow()
+        if user is None:
+            insert = _insert_for(self.session)
+            language = "ru" if (language_code or "").lower().startswith("ru") else "en"
+            await self.session.execute(
+                insert(User)
+                .values(
+                    id=user_id,
+                    username=username,
+                    first_name=first_name,
+                    language=language,
+                    banned=False,
+                    ban_notified=False,
+                    created_at=now,
+                    last_seen=now,
+                )
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+            await self.session.execute(
+                insert(UserSettings).values(user_id=user_id).on_conflict_do_nothing(index_elements=["user_id"])
+            )
+            user = await self.session.get(User, user_id)
+            assert user is not None
+        last_seen = user.last_seen if user.last_seen.tzinfo else user.last_seen.replace(tzinfo=timezone.utc)
+        if (
+            user.username != username
+            or user.first_name != first_name
+            or user.blocked_bot
+            or now - last_seen >= SEEN_WRITE_INTERVAL
+        ):
+            user.username = username
+            user.first_name = first_name
+            user.last_seen = now
+            user.blocked_bot = False  # they write to the bot, so they have not blocked it
+            await self.session.flush()
         return user
+
+    async def mark_blocked(self, user_id: int) -> None:
+        """A send to the user got 403: they blocked the bot (cleared when they write again);
+        broadcasts skip them meanwhile."""
+        await self.session.execute(
+            update(User).where(User.id == user_id).values(blocked_bot=True).execution_options(synchronize_session=False)
+        )
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
 
 
 def _insert_for(session: AsyncSession) -> Any:
     """The dialect's INSERT, which has ``on_conflict_do_nothing`` (SQLite and PostgreSQL)."""
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if _dialect(session) == "postgresql":
         return postgresql.insert
     return sqlite.insert
+
+
+# pg_advisory_xact_lock key of job admission (any constant no other code of ours uses).
+ADMISSION_LOCK_KEY = 0x4B414E44  # "KAND"
 
 
 class JobRepository:
@@ -82,8 +114,21 @@ class JobRepository:
         await self.session.flush()
         return job
 
-    async def count_pending(self, user_id: int | None = None, kinds: Collection[str] | None = None) -> int:
-        query = select(func.count(Job.id)).where(Job.status.in_(PENDING_STATUSES))
+    async def lock_admission(self) -> None:
+        """Serialise admissions until this transaction ends (PostgreSQL: a transaction-level advisory
+        lock, so replicas cannot both read "1 pending" and both add a job). Admission is a few
+        milliseconds; one lock for all users keeps the total limit exact too. SQLite serves one
+        process, whose in-process lock (jobs.service) does the same."""
+        if _dialect(self.session) == "postgresql":
+            await self.session.execute(select(func.pg_advisory_xact_lock(ADMISSION_LOCK_KEY)))
+
+    async def count_pending(
+        self,
+        user_id: int | None = None,
+        statuses: Sequence[str] = PENDING_STATUSES,
+        kinds: Collection[str] | None = None,
+    ) -> int:
+        query = select(func.count(Job.id)).where(Job.status.in_(list(statuses)))
         if user_id is not None:
             query = query.where(Job.user_id == user_id)
         if kinds is not None:
@@ -176,6 +221,21 @@ class JobRepository:
             select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.id).limit(limit)
         )
         return result.scalars().all()
+
+    async def fail_crash_looping(self, max_attempts: int) -> list[Job]:
+        """After a restart: jobs left running that were started ``max_attempts`` times already fail
+        (``error="crashed"``) instead of going back to the queue: a job that kills the process
+        must not kill it on every start."""
+        jobs = (
+            await self.session.execute(
+                select(Job).where(Job.status == JobStatus.RUNNING, Job.attempts >= max_attempts)
+            )
+        ).scalars().all()
+        failed = []
+        for job in jobs:
+            if await self.transition(job.id, [JobStatus.RUNNING], JobStatus.FAILED, error="crashed", finished_at=utcnow()):
+                failed.append(job)
+        return failed
 
     async def requeue_running(self) -> int:
         """After a restart: jobs left running go back to the queue."""

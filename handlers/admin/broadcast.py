@@ -11,7 +11,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
 from bot.broadcast import Broadcaster
-from handlers.admin.common import AdminCb, AdminStates, admin_repos
+from handlers.admin.common import AdminCb, AdminStates, admin_repos, parse_id
 from storage.admin_models import Broadcast
 from storage.models import User
 from storage.repositories import Repositories
@@ -79,20 +79,20 @@ async def broadcast_button(
     repos: Repositories,
     broadcaster: Broadcaster,
 ) -> None:
-    if not callback_data.arg.isdigit():
+    broadcast_id = parse_id(callback_data.arg)
+    if broadcast_id is None:
         await query.answer(i18n.get("callback-unknown"), show_alert=True)
         return
-    broadcast_id = int(callback_data.arg)
     repo = admin_repos(repos).broadcasts
     if callback_data.action == "bcancel":
-        if not await repo.cancel_draft(broadcast_id):
+        if not await repo.cancel_draft(broadcast_id, user.id):  # the author's draft only
             await query.answer(i18n.get("admin-broadcast-not-draft"), show_alert=True)
             return
         await admin_repos(repos).admins.audit(user.id, "broadcast_cancel", broadcast_id)
         await query.answer(i18n.get("admin-broadcast-cancelled"))
     else:
         # Draft -> sending is one conditional update: a second press or a replayed button does nothing.
-        recipients = await repo.start(broadcast_id)
+        recipients = await repo.start(broadcast_id, user.id)  # the author's draft only
         if recipients is None:
             await query.answer(i18n.get("admin-broadcast-not-draft"), show_alert=True)
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -116,10 +117,32 @@ class Target:
     error: str | None = None  # an i18n key when no user could be found
 
 
+# Ids as admins type them and as buttons carry them: ASCII digits only ("²" and "٣" are digits to
+# str.isdigit, and int() takes "1_000"), within a signed 64-bit column.
+_ID_RE = re.compile(r"-?[0-9]{1,19}")
+MAX_DB_INT = 2**63 - 1
+
+
+def parse_int(text: str | None, low: int = -MAX_DB_INT, high: int = MAX_DB_INT) -> int | None:
+    """The integer ``text`` spells in ASCII digits (an optional leading minus), if within
+    ``low``..``high``; None for anything else (every admin argument and button goes through this)."""
+    text = (text or "").strip()
+    if not _ID_RE.fullmatch(text):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
+
+
+def parse_id(text: str | None) -> int | None:
+    """A Telegram user id, a job id, a broadcast id: a positive 64-bit integer."""
+    return parse_int(text, 1, MAX_DB_INT)
+
+
 async def find_user(repos: Repositories, token: str) -> User | None:
     token = token.strip()
-    if token.lstrip("-").isdigit():
-        return await repos.users.get(int(token))
+    if token[:1].isdigit() or token[:1] == "-":
+        user_id = parse_id(token)
+        return await repos.users.get(user_id) if user_id is not None else None
     if token.startswith("@") and len(token) > 1:
         return await repos.users.get_by_username(token)
     return None

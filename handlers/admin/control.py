@@ -24,6 +24,8 @@ from handlers.admin.common import (
     esc,
     fmt_bytes,
     fmt_duration,
+    parse_id,
+    parse_int,
     user_label,
 )
 from storage.admin_repositories import JobCounts, Limits, day_start
@@ -158,7 +160,8 @@ async def cancel_job(
     jobs: JobService,
     notifier: TelegramNotifier,
 ) -> None:
-    job = await repos.jobs.get(int(callback_data.arg)) if callback_data.arg.isdigit() else None
+    job_id = parse_id(callback_data.arg)
+    job = await repos.jobs.get(job_id) if job_id is not None else None
     if job is None or not await jobs.cancel_one(repos, job):
         await query.answer(i18n.get("admin-job-not-pending"), show_alert=True)
     else:
@@ -242,9 +245,8 @@ def parse_limit(name: str, raw: str) -> tuple[str, int | None] | None:
     raw = raw.strip().lower()
     if name == "daily" and raw in ("off", "0", "none", "unlimited"):
         return key, None
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        return None
-    return key, int(raw)
+    value = parse_int(raw, low, high)
+    return None if value is None else (key, value)
 
 
 async def limits_view(i18n: I18nContext, repos: Repositories, jobs: JobService) -> tuple[str, InlineKeyboardMarkup]:

@@ -33,7 +33,7 @@ MIN_FUSE_PHOTOS = 2
 async def chosen_weight(query: CallbackQuery, value: str, offered: tuple[int, ...], i18n: I18nContext) -> float | None:
     """The weight a button stands for (a fraction), or None after refusing a value no button offers
     (forged or stale callback data) or a message too old to answer under."""
-    if not value.isdigit() or int(value) not in offered or not isinstance(query.message, Message):
+    if not (value.isascii() and value.isdigit()) or int(value) not in offered or not isinstance(query.message, Message):
         await query.answer(i18n.get("callback-unknown"), show_alert=True)
         return None
     return int(value) / 100

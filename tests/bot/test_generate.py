@@ -163,17 +163,18 @@ async def test_queue_is_round_robin_across_users(tmp_path):
     from generation.fake import FakeBackend
 
     settings = make_settings(tmp_path, max_pending_per_user=5)
-    backend = FakeBackend(step_seconds=0.01)
+    backend = FakeBackend(step_seconds=0.2)
     h = await start_harness(settings, backend)
     try:
         from tests.fakes import user
 
         heavy, light = user(user_id=1), user(user_id=2)
-        # Hold the worker on a first job while the queue fills up.
+        # Hold the worker on a first job while the queue fills up (then draw fast).
         await h.feed(message_update("heavy 0", from_user=heavy))
         await h.feed(message_update("heavy 1", from_user=heavy))
         await h.feed(message_update("heavy 2", from_user=heavy))
         await h.feed(message_update("light 0", from_user=light))
+        backend.step_seconds = 0.01
         await h.wait_jobs_settled()
         order = [r.prompt for r in backend.calls]
         assert order == ["heavy 0", "light 0", "heavy 1", "heavy 2"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,3 +130,48 @@ def test_clean_description():
         "a middle-aged man with a grey beard"
     )
     assert clean_description("This is an elderly woman with glasses") == "an elderly woman with glasses"
+
+
+
+class _Payload:
+    """What a tampered projection.pt could hold: unpickling it would create a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_tampered_projection_runs_no_code(tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+    torch.save({"projection": _Payload(marker)}, tmp_path / "projection.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        describe.load_projection(tmp_path / "projection.pt")
+    assert not marker.exists()
+
+
+def test_hub_files_come_from_the_pinned_commit(monkeypatch):
+    import huggingface_hub
+    import transformers
+
+    from faceswap.config import OMNIFUSION_REVISION, FaceSwapConfig
+
+    asked: list[tuple[str, object]] = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **kw: asked.append(("file", kw["revision"])) or "x")
+
+    class Stop(Exception):
+        pass
+
+    def from_pretrained(source, **kwargs):
+        asked.append(("model", kwargs.get("revision")))
+        raise Stop
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
+    assert describe._file("AIRI-Institute/OmniFusion", "OmniMistral-v1_1/projection.pt", OMNIFUSION_REVISION) == "x"
+    with pytest.raises(Stop):
+        describe.load_omnifusion(FaceSwapConfig(device="cpu"))
+    assert asked == [("file", OMNIFUSION_REVISION), ("model", OMNIFUSION_REVISION)]
+    assert len(OMNIFUSION_REVISION) == 40

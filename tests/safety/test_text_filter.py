@@ -182,3 +182,47 @@ def test_shipped_blocklist_blocks(shipped, prompt):
 )
 def test_shipped_blocklist_passes_ordinary_prompts(shipped, prompt):
     assert shipped.check(prompt) is None
+
+
+@pytest.mark.parametrize(
+    ("prompt", "entry"),
+    [
+        # Look-alikes from other scripts, read through Unicode's confusables data (issue 14)
+        ("bαnαnα", "banana"),  # Greek small alpha
+        ("ΒΑΝΑΝΑ", "banana"),  # Greek capitals
+        ("ցrass", "grass"),  # Armenian co
+        ("a pink ɢʀᴀꜱꜱ field", "grass"),  # small capitals
+        ("ʙᴀɴᴀɴᴀ split", "banana"),
+        ("ᴀᴘᴘʟᴇ pie", "apple*"),
+        ("rеd pαndα", "red panda"),  # Cyrillic е, Greek α
+        ("κοτ", "кот"),  # Greek kappa, omicron, tau read as Cyrillic
+        ("օгурец", "огур*"),  # Armenian oh in a Russian word
+        ("ϲat and a bαnαnα", "banana"),  # lunate sigma (NFKC would make it a sigma)
+        # Invisible characters that are letters to Python: the Hangul fillers
+        ("banㅤana", "banana"),
+        ("ba\u115fna\u1160na", "banana"),
+        ("gr\uffa0ass", "grass"),
+    ],
+)
+def test_other_scripts_and_fillers_are_seen_through(text_filter, prompt, entry):
+    assert text_filter.check(prompt) == entry
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["Ελλάδα, the Aegean sea at noon", "Հայաստան, mount Ararat", "café crème, ñandú, straße", "ʜᴇʟʟᴏ ᴡᴏʀʟᴅ"],
+)
+def test_other_scripts_pass_when_clean(text_filter, prompt):
+    assert text_filter.check(prompt) is None
+
+
+@pytest.mark.parametrize("prompt", ["ㅤ", "\u3164\u3164", "\u200b\u2800", " \u115f\u1160 ", "\ufe0f\u2060"])
+def test_invisible_only_prompts_are_empty(prompt):
+    from handlers.common import PromptError, validate_prompt
+
+    with pytest.raises(PromptError) as err:
+        validate_prompt(prompt)
+    assert err.value.code == "prompt-empty"
+    with pytest.raises(PromptError):
+        validate_prompt("ㅤ🙂ㅤ")  # nothing but an emoji
+    assert validate_prompt("ㅤa fox ㅤ") == "ㅤa fox ㅤ".strip()

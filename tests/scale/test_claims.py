@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from jobs.claims import JobClaims
+from jobs.delivery import DeliveryRetry
 from jobs.events import JobContext
 from jobs.runner import JobRunner
 from storage.db import create_engine, create_sessionmaker
@@ -113,15 +114,18 @@ async def test_two_workers_deliver_a_result_once(db, tmp_path):
     assert sum(len(e.delivered) for e in events) == 1
 
 
-async def test_a_refused_delivery_is_released_for_anyone_to_retry(db, tmp_path):
+async def test_a_refused_delivery_waits_its_back_off_then_anyone_may_retry(db, tmp_path):
     job_id = await add_job(db)
     store_result(tmp_path, job_id)
-    failing = JobRunner(db, None, RecordingEvents(fail=True), tmp_path, worker_id="w1")  # type: ignore[arg-type]
+    retry = DeliveryRetry(base=0.3)
+    failing = JobRunner(db, None, RecordingEvents(fail=True), tmp_path, worker_id="w1", delivery_retry=retry)  # type: ignore[arg-type]
     other_events = RecordingEvents()
-    other = JobRunner(db, None, other_events, tmp_path, worker_id="w2")  # type: ignore[arg-type]
+    other = JobRunner(db, None, other_events, tmp_path, worker_id="w2", delivery_retry=retry)  # type: ignore[arg-type]
 
     assert not await failing.deliver(job_id)
     assert (await job_row(db, job_id)).status == JobStatus.GENERATED
+    assert not await other.deliver(job_id)  # still within the back-off
+    await asyncio.sleep(0.35)
     assert await other.deliver(job_id)
     assert other_events.delivered == [job_id]
 

@@ -248,9 +248,16 @@ async def test_two_webhook_replicas_keep_one_users_fsm_flow(tmp_path: Path):
         public_url = f"http://127.0.0.1:{ports[0]}/telegram/webhook"  # what a load balancer would expose
         secret = secrets.token_urlsafe(24)
         env = stack_env(pg.url, prefix, emulator, tmp_path / "data", WEBHOOK_URL=public_url, WEBHOOK_SECRET=secret)
+        monitoring = [free_port(), free_port()]  # /healthz and /metrics listen apart from the webhook
         replicas = [
-            Process(f"replica-{i}", ["-m", "app"], {**env, "WEBHOOK_LISTEN": f"127.0.0.1:{port}"}, tmp_path, port)
-            for i, port in enumerate(ports)
+            Process(
+                f"replica-{i}",
+                ["-m", "app"],
+                {**env, "WEBHOOK_LISTEN": f"127.0.0.1:{port}", "METRICS_PORT": str(metrics_port)},
+                tmp_path,
+                metrics_port,
+            )
+            for i, (port, metrics_port) in enumerate(zip(ports, monitoring))
         ]
         try:
             for replica in replicas:

@@ -84,6 +84,7 @@ edit-reject-sticker = Stickers cannot be edited. Send a photo.
 edit-reject-too_small = The picture is too small: each side must be at least { $min_side } px.
 edit-reject-bad_ratio = The picture is too long and narrow: the sides may differ at most { $ratio } times (1:{ $ratio }).
 edit-reject-too_big = The file is over { $limit_mb } MB, the most a bot can download. Send a smaller one (or as a photo).
+edit-reject-too_many_pixels = The picture is too large: at most { $max_mp } megapixels ({ $max_jpeg_mp } for a JPEG). Send a smaller one (or as a photo).
 edit-reject-one_photo = One photo here, please, not an album.
 edit-reject-too_many = Fusion takes at most { $max_photos } photos.
 

@@ -119,3 +119,35 @@ def test_strict_loading_rejects_missing_and_unknown_keys(ip_reference):
 def test_unsupported_config_is_refused():
     with pytest.raises(ValueError, match="init_channels"):
         k3_image.unet_config_from_kandi3({"model_channels": 8, "init_channels": 8, "time_embed_dim": 8})
+
+
+def test_ip_adapter_pipeline_fusion_matches_the_authors_pipeline(ip_reference):
+    """Our pipeline's fusion of two photos (0.3 / 0.7, no text) = the authors' pipeline's latents."""
+    from diffusers import DDPMScheduler
+    from PIL import Image
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from generation.k3_image_pipelines import Kandinsky3IPAdapterPipeline
+    from generation.tiny import CONFIGS, k3_components
+
+    unet, t, meta = ip_reference
+    clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**json.loads(meta["clip_config"]))).eval()
+    clip.load_state_dict(_weights(t, "image_encoder", meta["_scale"]), strict=True)
+    size = clip.config.image_size
+    processor = CLIPImageProcessor(
+        crop_size=size, size=size, do_center_crop=True, do_normalize=True, do_resize=True,
+        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711], resample=3,
+    )
+    scheduler = DDPMScheduler.from_config(json.loads((CONFIGS / "kandinsky3_scheduler.json").read_text()))
+    k3 = k3_components()
+    pipe = Kandinsky3IPAdapterPipeline(
+        tokenizer=k3["tokenizer"], text_encoder=k3["text_encoder"], unet=unet, scheduler=scheduler,
+        movq=None, image_encoder=clip, image_processor=processor,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    run = json.loads(meta["pipeline"])
+    images = [Image.fromarray(t["pipe.img1"].numpy()), Image.fromarray(t["pipe.img2"].numpy())]
+    latents = pipe("", images, run["weights"], num_inference_steps=run["steps"], guidance_scale=run["guidance"],
+                   height=run["size"], width=run["size"], generator=[torch.Generator().manual_seed(run["seed"])],
+                   output_type="latent").images
+    torch.testing.assert_close(latents, t["pipe.fuse_latents"], atol=1e-4, rtol=0)

@@ -5,13 +5,17 @@ from __future__ import annotations
 from generation.backend import Mode, ModelId
 
 # Flash is distilled without classifier-free guidance: it has no negative prompt (tell the user).
-NEGATIVE_PROMPT_MODELS: frozenset[ModelId] = frozenset({ModelId.K22, ModelId.K31, ModelId.K31_REFINER})
+NEGATIVE_PROMPT_MODELS: frozenset[ModelId] = frozenset(
+    {ModelId.K22, ModelId.K31, ModelId.K31_REFINER, ModelId.K31_IP_ADAPTER, ModelId.K31_CONTROLNET_HED}
+)
 
 MODES: dict[ModelId, frozenset[Mode]] = {
     ModelId.K22: frozenset(Mode),
     ModelId.K31: frozenset({Mode.TEXT2IMG, Mode.IMG2IMG, Mode.FACESWAP}),
     ModelId.K31_FLASH: frozenset({Mode.TEXT2IMG, Mode.IMG2IMG, Mode.FACESWAP}),
     ModelId.K31_REFINER: frozenset({Mode.TEXT2IMG, Mode.IMG2IMG, Mode.FACESWAP}),
+    ModelId.K31_IP_ADAPTER: frozenset({Mode.FUSE, Mode.MIX, Mode.VARIATIONS, Mode.STYLE}),
+    ModelId.K31_CONTROLNET_HED: frozenset({Mode.RESTYLE_DEPTH}),
 }
 
 # (steps, guidance scale); None: fixed by the model (Flash's 4 distilled steps, no guidance)
@@ -20,6 +24,8 @@ DEFAULTS: dict[ModelId, tuple[int | None, float | None]] = {
     ModelId.K31: (25, 3.0),
     ModelId.K31_FLASH: (None, None),
     ModelId.K31_REFINER: (25, 3.0),  # Kandinsky 3's steps, then the two last Flash steps
+    ModelId.K31_IP_ADAPTER: (25, 3.0),
+    ModelId.K31_CONTROLNET_HED: (25, 3.0),
 }
 
 

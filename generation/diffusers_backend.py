@@ -1,4 +1,5 @@
-"""The real backend: Kandinsky 2.2, 3.1, 3.1 Flash and the refiner on diffusers, one GPU per worker.
+"""The real backend: Kandinsky 2.2, 3.1, 3.1 Flash, the refiner and Kandinsky 3.1's image-prompt models
+(IP-Adapter, HED ControlNet) on diffusers, one GPU per worker.
 
 A worker thread calls :meth:`DiffusersBackend.generate`; a CUDA out-of-memory error fails that request
 with :class:`OutOfMemory` after the memory is freed, and the next request runs normally.
@@ -19,6 +20,7 @@ from generation.sources import GenerationConfig
 log = logging.getLogger(__name__)
 
 K3_FAMILY = (ModelId.K31, ModelId.K31_FLASH, ModelId.K31_REFINER)
+K3_IMAGE_PROMPTS = (ModelId.K31_IP_ADAPTER, ModelId.K31_CONTROLNET_HED)
 
 
 class DiffusersBackend:
@@ -55,6 +57,10 @@ class DiffusersBackend:
     def _run(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
         if request.model == ModelId.K22:
             return self.manager.k22().generate(request, progress)
+        if request.model in K3_IMAGE_PROMPTS:
+            from generation import k3_image_pipelines
+
+            return k3_image_pipelines.generate(self.manager.k3_image_pipelines(request.model), request, progress)
         if request.model in K3_FAMILY:
             from generation import k3
 

@@ -36,12 +36,21 @@ MOVQ = "k3-movq"
 K3_UNET = "k3-unet"
 FLASH_UNET = "k31-flash-unet"
 K22 = "k22"
+IP_UNET = "k31-ip-adapter-unet"
+IMAGE_ENCODER = "k31-image-encoder"
+HED_UNET = "k31-hed-unet"
+HED_CONTROLNET = "k31-hed-controlnet"
+EDGE_DETECTOR = "hed-detector"
 
 MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {
     ModelId.K31: (TEXT_ENCODER, MOVQ, K3_UNET),
     ModelId.K31_FLASH: (TEXT_ENCODER, MOVQ, FLASH_UNET),
     ModelId.K31_REFINER: (TEXT_ENCODER, MOVQ, K3_UNET, FLASH_UNET),
     ModelId.K22: (K22,),
+    # The image-prompt models share Kandinsky 3.1's Flan-UL2 encoder and MoVQ (their hub folders carry
+    # their own copies, which are never loaded).
+    ModelId.K31_IP_ADAPTER: (TEXT_ENCODER, MOVQ, IP_UNET, IMAGE_ENCODER),
+    ModelId.K31_CONTROLNET_HED: (TEXT_ENCODER, MOVQ, HED_UNET, HED_CONTROLNET, EDGE_DETECTOR),
 }
 
 _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
@@ -182,6 +191,8 @@ class ModelManager:
             return
         if name == K22:
             return self._load_k22()
+        if name in (IP_UNET, IMAGE_ENCODER, HED_UNET, HED_CONTROLNET, EDGE_DETECTOR):
+            return self._load_image_prompt_part(name)
         from diffusers import DDPMScheduler, Kandinsky3UNet, VQModel
         from transformers import AutoTokenizer, T5EncoderModel
 
@@ -241,6 +252,60 @@ class ModelManager:
         if self.offload != "none":
             model.enable_offload(self.offload)
         self._add(K22, model)
+
+    def _load_image_prompt_part(self, name: str) -> None:
+        """The parts of Kandinsky 3.1's IP-Adapter and HED ControlNet (generation.k3_image)."""
+        from diffusers import DDPMScheduler
+
+        from generation import k3_image
+
+        if name in (IP_UNET, IMAGE_ENCODER):
+            source, label = self.config.source("k31-ip-adapter"), "Kandinsky 3.1 IP-Adapter"
+        else:
+            source, label = self.config.source("k31-controlnet-hed"), "Kandinsky 3.1 HED ControlNet"
+
+        def scheduler(key: str) -> None:
+            self.extras[key] = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
+
+        if name == IP_UNET:
+
+            def load() -> Any:
+                scheduler("ip_scheduler")
+                unet = k3_image.load_from_authors(k3_image.Kandinsky3IPAdapterUNet, source, "unet", self.dtype)
+                # unet=False: its attention processors carry the image branch and already use SDPA.
+                return self._optimize(unet, unet=False)
+
+            self._add(name, self._guard(f"{label} UNet", f"{source}/unet", load))
+        elif name == IMAGE_ENCODER:
+            from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+            def load() -> Any:
+                self.extras["clip_processor"] = CLIPImageProcessor.from_pretrained(source, subfolder="image_processor")
+                return CLIPVisionModelWithProjection.from_pretrained(
+                    source, subfolder="image_encoder", dtype=self.dtype
+                ).eval()
+
+            self._add(name, self._guard(f"{label} image encoder", f"{source}/image_encoder", load))
+        elif name == HED_UNET:
+
+            def load() -> Any:
+                scheduler("hed_scheduler")
+                unet = k3_image.load_from_authors(k3_image.Kandinsky3ControlledUNet, source, "unet", self.dtype)
+                return self._optimize(unet, unet=True)
+
+            self._add(name, self._guard(f"{label} UNet", f"{source}/unet", load))
+        elif name == HED_CONTROLNET:
+
+            def load() -> Any:
+                controlnet = k3_image.load_from_authors(k3_image.Kandinsky3ControlNet, source, "unet_controlnet", self.dtype)
+                return self._optimize(controlnet, unet=False)
+
+            self._add(name, self._guard(f"{label}", f"{source}/unet_controlnet", load))
+        else:
+            from generation.edges import EdgeDetector
+
+            hed = self.config.source("hed-annotator")
+            self._add(name, self._guard("HED edge detector", hed, lambda: EdgeDetector.load(hed, "cpu", self.dtype)))
 
     # -- public -------------------------------------------------------------------------------
     def add_part(self, name: str, obj: Any, **extras: Any) -> None:
@@ -334,6 +399,38 @@ class ModelManager:
             )
         pipes.prepare = self._prepare
         return pipes
+
+    def k3_image_pipelines(self, model: ModelId) -> Any:
+        """The IP-Adapter or HED ControlNet pipeline, on the shared Flan-UL2 encoder and MoVQ."""
+        from generation.k3_image_pipelines import (
+            K3ImagePipelines,
+            Kandinsky3ControlNetImg2ImgPipeline,
+            Kandinsky3IPAdapterPipeline,
+        )
+
+        self.load(model)
+        common = dict(tokenizer=self.extras["tokenizer"], text_encoder=self.parts[TEXT_ENCODER].obj,
+                      movq=self.parts[MOVQ].obj)
+        pipes = K3ImagePipelines(prepare=self._prepare)
+        if model == ModelId.K31_IP_ADAPTER:
+            pipes.ip_adapter = self._pipeline(
+                Kandinsky3IPAdapterPipeline, unet=self.parts[IP_UNET].obj, scheduler=self.extras["ip_scheduler"],
+                image_encoder=self.parts[IMAGE_ENCODER].obj, image_processor=self.extras["clip_processor"], **common,
+            )
+        elif model == ModelId.K31_CONTROLNET_HED:
+            pipes.controlnet = self._pipeline(
+                Kandinsky3ControlNetImg2ImgPipeline, unet=self.parts[HED_UNET].obj,
+                controlnet=self.parts[HED_CONTROLNET].obj, scheduler=self.extras["hed_scheduler"], **common,
+            )
+            pipes.edges = self.parts[EDGE_DETECTOR].obj
+        else:
+            raise GenerationError("unsupported_mode", f"{model} has no image-prompt pipeline")
+        return pipes
+
+    def edge_detector_kind(self) -> str | None:
+        """"hed" or "canny" once the HED ControlNet's edge detector is loaded, else None."""
+        part = self.parts.get(EDGE_DETECTOR)
+        return part.obj.kind if part is not None else None
 
     def _pipeline(self, cls: type, unet: Any, **components: Any) -> Any:
         key = (cls.__name__, id(unet))

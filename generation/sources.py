@@ -21,6 +21,11 @@ HUB_IDS: dict[str, str] = {
     # ai-forever's own format: weights/kandinsky3_flash.pt, weights/projection_flash.pt, ...
     "k31": "ai-forever/Kandinsky3.1",
     "beautifier-llm": "Intel/neural-chat-7b-v3-1",
+    # Kandinsky 3.1 image prompts (ai-forever's diffusers-style folders; their own UNet classes,
+    # read by generation.k3_image) and the HED annotator weights (ControlNetHED.pth).
+    "k31-ip-adapter": "ai-forever/kandinsky3_ip_adapter",
+    "k31-controlnet-hed": "ai-forever/kandinsky3_controlnet_hed",
+    "hed-annotator": "lllyasviel/Annotators",
 }
 
 # name -> folder under KANDINSKY_MODELS_DIR (the hub repository's own name)

@@ -7,6 +7,8 @@
   tokenizer, text_encoder, unet, movq, scheduler), weights saved as the ``fp16`` variant as on the hub;
 - ``Kandinsky3.1``: ai-forever's format, ``weights/kandinsky3_flash.pt`` (``{"unet", "null_embedding"}``)
   and ``weights/flan_ul2_encoder/projection_flash.pt``, so that the Flash conversion runs;
+- ``kandinsky3_ip_adapter``, ``kandinsky3_controlnet_hed`` (ai-forever's own UNet classes) and
+  ``Annotators/ControlNetHED.pth``, written by ``generation.tiny_k3_image``;
 - the Kandinsky 2.2 folders, written by ``generation.tiny_k22`` when that module is present.
 
 The models keep the real downsampling (MoVQ 8x), so a requested 1024x576 comes out 1024x576. Nothing
@@ -134,6 +136,9 @@ def write_all(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     write_k3(root)
     write_k31(root)
+    from generation.tiny_k3_image import write_k3_image
+
+    write_k3_image(root)
     try:
         from generation.tiny_k22 import write_k22
     except ModuleNotFoundError as exc:

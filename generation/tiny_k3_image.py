@@ -45,3 +45,114 @@ TINY_CLIP_VISION: dict = dict(
     num_hidden_layers=2,
     num_channels=3,
 )
+TINY_HED_WIDTHS = (4, 4, 8, 8, 8)  # full size: 64, 128, 256, 512, 512
+
+
+def key_to_authors(key: str) -> str:
+    """Our key -> ai-forever's (the tiny writer saves the authors' names, as the hub files have)."""
+    import re
+
+    from generation.flash import unet_key_to_ai_forever
+
+    key = unet_key_to_ai_forever(key)
+    for ours, theirs in (
+        ("encoder_hid_proj.projection_linear", "projection_lin"),
+        ("encoder_hid_proj.projection_norm", "projection_ln"),
+        ("to_k_ip", "to_key_ip"),
+        ("zero_convs", "convs"),
+    ):
+        key = re.sub(rf"(^|\.){re.escape(ours)}(?=\.)", lambda m: m.group(1) + theirs, key)
+    return key
+
+
+def _randomize(module: torch.nn.Module) -> torch.nn.Module:
+    # The authors zero-initialise the time conditioning of the norms and the adapters' output layers;
+    # random values there make timestep, image and hint actually change a tiny model's output.
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if "context_mlp" in name or "to_out_ip" in name or "zero_convs" in name or "input_hint_block.out" in name:
+                param.normal_(0.0, 0.2)
+    return module.eval()
+
+
+def _write_authors_component(folder: Path, class_name: str, config: dict, model: torch.nn.Module) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"_class_name": class_name, **config}, indent=2) + "\n")
+    state = {key_to_authors(k): v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, folder / "diffusion_pytorch_model.safetensors")
+
+
+def _write_index(folder: Path, components: dict[str, list[str | None]]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    index = {"_class_name": "KandinskyV3Pipeline", "_diffusers_version": "0.21.0.dev0", **components}
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
+def write_k3_image(root: Path) -> None:
+    """``kandinsky3_ip_adapter``, ``kandinsky3_controlnet_hed`` and ``Annotators`` (ControlNetHED.pth).
+
+    The hub folders also hold a text encoder, a tokenizer and a MoVQ; the bot never reads those (it
+    shares Kandinsky 3.1's), so the tiny folders leave them out."""
+    from diffusers import DDPMScheduler
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from generation import k3_image
+    from generation.edges import HED_FILE, HEDNetwork
+    from generation.sources import FOLDERS
+    from generation.tiny import CONFIGS
+
+    root = Path(root)
+    scheduler = DDPMScheduler.from_config(json.loads((CONFIGS / "kandinsky3_scheduler.json").read_text()))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(19)
+        ip = root / FOLDERS["k31-ip-adapter"]
+        _write_index(ip, {
+            "unet": ["kandinsky3_diffusers", "UNetKandi3IpAdapter"],
+            "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+            "image_processor": ["transformers", "CLIPImageProcessor"],
+            "scheduler": ["diffusers", "DDPMScheduler"],
+            "text_encoder": ["transformers", "T5EncoderModel"],
+            "tokenizer": ["transformers", "T5Tokenizer"],
+            "movq": ["diffusers", "VQModel"],
+        })
+        config = k3_image.unet_config_from_kandi3(TINY_IP_ADAPTER_UNET)
+        config.update(num_image_tokens=TINY_IP_ADAPTER_UNET["num_image_tokens"],
+                      image_embedding_dim=TINY_IP_ADAPTER_UNET["image_embedding_dim"])
+        unet = _randomize(k3_image.Kandinsky3IPAdapterUNet(**config))
+        _write_authors_component(ip / "unet", "UNetKandi3IpAdapter", TINY_IP_ADAPTER_UNET, unet)
+        CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_CLIP_VISION)).eval().save_pretrained(
+            ip / "image_encoder", safe_serialization=True
+        )
+        size = TINY_CLIP_VISION["image_size"]
+        CLIPImageProcessor(
+            crop_size=size, size=size, do_center_crop=True, do_normalize=True, do_resize=True, resample=3,
+            image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+        ).save_pretrained(ip / "image_processor")
+        scheduler.save_pretrained(ip / "scheduler")
+
+        hed = root / FOLDERS["k31-controlnet-hed"]
+        _write_index(hed, {
+            "unet": ["kandinsky3_diffusers", "UNetKandi3"],
+            "unet_controlnet": ["kandinsky3_diffusers", "UNetKandi3Controlnet"],
+            "scheduler": ["diffusers", "DDPMScheduler"],
+            "text_encoder": ["transformers", "T5EncoderModel"],
+            "tokenizer": ["transformers", "T5Tokenizer"],
+            "movq": ["diffusers", "VQModel"],
+        })
+        unet = _randomize(k3_image.Kandinsky3ControlledUNet(**k3_image.unet_config_from_kandi3(TINY_KANDI3_UNET)))
+        _write_authors_component(hed / "unet", "UNetKandi3", TINY_KANDI3_UNET, unet)
+        controlnet = k3_image.Kandinsky3ControlNet(
+            **k3_image.unet_config_from_kandi3(TINY_CONTROLNET), hint_channels=TINY_CONTROLNET["hint_channels"]
+        )
+        _write_authors_component(hed / "unet_controlnet", "UNetKandi3Controlnet", TINY_CONTROLNET,
+                                 _randomize(controlnet))
+        scheduler.save_pretrained(hed / "scheduler")
+
+        annotators = root / FOLDERS["hed-annotator"]
+        annotators.mkdir(parents=True, exist_ok=True)
+        network = HEDNetwork(TINY_HED_WIDTHS)
+        with torch.no_grad():
+            network.norm.copy_(torch.tensor([122.7, 116.7, 104.0]).view(1, 3, 1, 1))
+        torch.save(network.state_dict(), annotators / HED_FILE)

@@ -60,6 +60,9 @@ class UserSettings(Base):
     fixed_seed: Mapped[int | None] = mapped_column(BigInteger)  # "Reuse seed": every next image uses it
     # Image editing: how far a restyle moves from the photo (light | medium | strong), remembered.
     edit_strength: Mapped[str] = mapped_column(String(8), default="medium", server_default="medium")
+    # The model of /fuse, /mix, /variations, /style and "keep the shapes": "kandinsky-2.2" (its image
+    # prior and depth ControlNet) or "kandinsky-3.1" (the IP-Adapter and the HED ControlNet).
+    editing_model: Mapped[str] = mapped_column(String(32), default="kandinsky-2.2", server_default="kandinsky-2.2")
 
     user: Mapped[User] = relationship(back_populates="settings")
 

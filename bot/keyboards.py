@@ -7,6 +7,7 @@ from aiogram.types import InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMar
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import LOCALES, Translator
+from generation.capabilities import EDITING_MODELS
 from generation.styles import ASPECT_RATIOS, MODELS, STYLES
 from storage.models import UserSettings
 
@@ -14,7 +15,7 @@ MAX_IMAGES_PER_REQUEST = 4
 
 
 class SettingsCb(CallbackData, prefix="set"):
-    section: str  # menu | model | ratio | style | neg | beautify | count | seed | close
+    section: str  # menu | model | ratio | style | neg | beautify | count | seed | editing | close
     value: str = ""  # empty: open the section; otherwise: set it (ratios as "16x9": ":" separates fields)
 
 
@@ -33,6 +34,10 @@ class LanguageCb(CallbackData, prefix="lang"):
 
 def model_name(t: Translator, model: str, locale: str) -> str:
     return t("model-" + model.replace(".", "_"), locale)
+
+
+def editing_model_name(t: Translator, model: str, locale: str) -> str:
+    return t("editing-model-" + model.replace(".", "_"), locale)
 
 
 def style_name(t: Translator, style: str, locale: str) -> str:
@@ -74,6 +79,7 @@ def settings_menu(t: Translator, locale: str, settings: UserSettings) -> InlineK
         callback_data=SettingsCb(section="beautify", value="off" if settings.beautify else "on"),
     )
     builder.button(text=t("settings-count", locale), callback_data=SettingsCb(section="count"))
+    builder.button(text=t("settings-editing", locale), callback_data=SettingsCb(section="editing"))
     if settings.fixed_seed is not None:
         builder.button(text=t("settings-seed-clear", locale), callback_data=SettingsCb(section="seed", value="clear"))
     builder.button(text=t("settings-close", locale), callback_data=SettingsCb(section="close"))
@@ -88,6 +94,13 @@ def settings_section(t: Translator, locale: str, section: str, settings: UserSet
             builder.button(
                 text=_mark(model_name(t, model, locale), settings.model == model),
                 callback_data=SettingsCb(section="model", value=model),
+            )
+        builder.adjust(1)
+    elif section == "editing":
+        for model in EDITING_MODELS:
+            builder.button(
+                text=_mark(editing_model_name(t, model, locale), settings.editing_model == model),
+                callback_data=SettingsCb(section="editing", value=model),
             )
         builder.adjust(1)
     elif section == "ratio":

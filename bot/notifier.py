@@ -54,6 +54,7 @@ def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None
         notes.append(t("beautify-fell-back", locale))
     if params.get("censored"):
         notes.append(t("result-censored-some", locale, count=len(params["censored"])))
+    notes.extend(t(f"result-note-{note}", locale) for note in params.get("notes") or ())
     tail = "".join("\n" + note for note in notes)
     prompt = params.get("display_prompt") or params.get("prompt", "")
     used = params.get("used_prompt")

@@ -29,5 +29,25 @@ DEFAULTS: dict[ModelId, tuple[int | None, float | None]] = {
 }
 
 
+# The "Editing model" setting: Kandinsky 2.2 (its image prior and depth ControlNet) or Kandinsky 3.1
+# (the IP-Adapter and the HED ControlNet).
+EDITING_MODELS: tuple[ModelId, ...] = (ModelId.K22, ModelId.K31)
+DEFAULT_EDITING_MODEL = ModelId.K22
+K31_EDITING: dict[Mode, ModelId] = {
+    Mode.FUSE: ModelId.K31_IP_ADAPTER,
+    Mode.MIX: ModelId.K31_IP_ADAPTER,
+    Mode.VARIATIONS: ModelId.K31_IP_ADAPTER,
+    Mode.STYLE: ModelId.K31_IP_ADAPTER,
+    Mode.RESTYLE_DEPTH: ModelId.K31_CONTROLNET_HED,
+}
+
+
+def editing_model_for(mode: Mode, editing_model: str | None) -> ModelId:
+    """The model that runs an image-prompt mode for a user whose editing model is ``editing_model``."""
+    if editing_model == ModelId.K31 and mode in K31_EDITING:
+        return K31_EDITING[mode]
+    return ModelId.K22
+
+
 def uses_negative_prompt(model: ModelId) -> bool:
     return model in NEGATIVE_PROMPT_MODELS

@@ -378,6 +378,8 @@ def generate(pipes: K3ImagePipelines, request: GenerationRequest, progress: Prog
         ).images
         for image in images:
             image.info["edges"] = detector
+            if detector == "canny":
+                image.info["note"] = "edges-canny"  # the caption says the edges are not HED's
         return images
     if mode not in IP_MODES:
         raise GenerationError("unsupported_mode", f"Kandinsky 3.1 image prompts do not do {mode}")

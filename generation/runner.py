@@ -252,6 +252,9 @@ class JobRunner:
                 results = await asyncio.to_thread(self.backend.generate, request, progress)
             if cancel_event.is_set():
                 raise GenerationCancelled()
+            notes = sorted({str(image.info["note"]) for image in results if "note" in image.info})
+            if notes or ctx.job.params.get("notes"):  # e.g. "edges-canny": the caption says how it was made
+                await self._update_params(ctx, notes=notes)
             await self._store_checked(ctx, results)
         except JobCensored as exc:
             if await self._transition(

@@ -12,7 +12,16 @@ from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
 from bot.i18n import translator
-from bot.keyboards import MAX_IMAGES_PER_REQUEST, SettingsCb, model_name, settings_menu, settings_section, style_name
+from bot.keyboards import (
+    MAX_IMAGES_PER_REQUEST,
+    SettingsCb,
+    editing_model_name,
+    model_name,
+    settings_menu,
+    settings_section,
+    style_name,
+)
+from generation.capabilities import EDITING_MODELS
 from generation.jobs import MAX_PROMPT_LENGTH
 from generation.styles import ASPECT_RATIOS, MODELS, STYLES, image_size
 from handlers.common import button
@@ -36,6 +45,7 @@ def settings_text(i18n: I18nContext, settings: UserSettings, max_side: int) -> s
         beautify=i18n.get("settings-on" if settings.beautify else "settings-off"),
         count=settings.num_images,
         seed=str(settings.fixed_seed) if settings.fixed_seed is not None else i18n.get("settings-seed-random"),
+        editing=editing_model_name(t, settings.editing_model, locale),
     )
 
 
@@ -50,6 +60,8 @@ def _apply(settings: UserSettings, section: str, value: str) -> bool:
     """Store a choice; False for a value that no button offers (forged or stale callback data)."""
     if section == "model" and value in MODELS:
         settings.model = value
+    elif section == "editing" and value in EDITING_MODELS:
+        settings.editing_model = value
     elif section == "ratio" and value.replace("x", ":") in ASPECT_RATIOS:
         settings.aspect_ratio = value.replace("x", ":")
     elif section == "style" and value in STYLES:
@@ -100,7 +112,7 @@ async def settings_callback(
         )
         await query.answer()
         return
-    if section in ("model", "ratio", "style", "count") and not value:
+    if section in ("model", "ratio", "style", "count", "editing") and not value:
         await message.edit_text(
             i18n.get(f"settings-choose-{section}"), reply_markup=settings_section(t, locale, section, settings)
         )

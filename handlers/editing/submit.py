@@ -4,8 +4,9 @@ Model choice:
 * restyle by text (IMG2IMG) runs on the user's model when it has image-to-image: Kandinsky 2.2
   (``KandinskyV22Img2ImgPipeline``) or Kandinsky 3.1 (``Kandinsky3Img2ImgPipeline``). Kandinsky 3.1
   Flash and the Flash refiner have none, so those users get Kandinsky 3.1 (the status message says so);
-* the other modes need Kandinsky 2.2's image prior (CLIP image embeddings) or its depth ControlNet,
-  so they always run on Kandinsky 2.2.
+* the other modes run on the user's "Editing model": Kandinsky 2.2 (its image prior's CLIP image
+  embeddings, its depth ControlNet) or Kandinsky 3.1 (the IP-Adapter for fuse, mix, variations and
+  style; the HED ControlNet for "keep the shapes").
 
 The output follows the first photo's aspect ratio, fitted to MAX_IMAGE_SIDE in multiples of 64.
 Inputs are stored as Telegram file ids (never bytes): the worker downloads them, so a job, or
@@ -22,6 +23,7 @@ from aiogram import Bot
 from aiogram_i18n import I18nContext
 
 from generation.backend import Mode, ModelId
+from generation.capabilities import editing_model_for
 from generation.jobs import JobService
 from generation.styles import DEFAULT_STYLE, fit_size
 from handlers.common import submit_job
@@ -34,14 +36,16 @@ IMG2IMG_MODELS = frozenset({ModelId.K22, ModelId.K31})
 TEXT_MODES = frozenset({Mode.IMG2IMG, Mode.RESTYLE_DEPTH, Mode.MIX})  # the user's text (and style) count
 
 
-def edit_model(mode: Mode, user_model: str) -> tuple[ModelId, bool]:
-    """(the model that runs ``mode``, whether it differs from the user's choice because it must)."""
+def edit_model(mode: Mode, user_model: str, editing_model: str | None = None) -> tuple[ModelId, bool]:
+    """(the model that runs ``mode``, whether it differs from the user's choice because it must).
+
+    The image-prompt modes follow the "Editing model" setting (:func:`editing_model_for`)."""
     if mode is Mode.IMG2IMG:
         model = ModelId(user_model)
         if model in IMG2IMG_MODELS:
             return model, False
         return ModelId.K31, True
-    return ModelId.K22, False
+    return editing_model_for(mode, editing_model), False
 
 
 def ratio_label(width: int, height: int) -> str:
@@ -99,7 +103,7 @@ async def submit_edit(
     strength: float | None = None,
     display_prompt: str | None = None,
 ) -> Job | None:
-    model, fell_back = edit_model(mode, user.settings.model)
+    model, fell_back = edit_model(mode, user.settings.model, user.settings.editing_model)
     params = edit_params(jobs, user, mode, photos, max_side, prompt, weights, strength, display_prompt)
     note = i18n.get("edit-note-img2img-fallback") if fell_back else None
     return await submit_job(

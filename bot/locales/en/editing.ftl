@@ -93,3 +93,4 @@ edit-caption-variations = Variations
 edit-note-img2img-fallback = Your model (Flash) cannot redraw photos, so Kandinsky 3.1 does it.
 job-error-input_missing = ❌ I could not download the photo of this request any more. Please send it again.
 job-error-input_invalid = ❌ The photo of this request can no longer be read. Please send it again.
+result-note-edges-canny = ℹ️ The outlines were traced with a simple edge filter (Canny): the HED edge detector is not installed on this server.

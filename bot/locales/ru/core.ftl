@@ -47,6 +47,7 @@ settings-title = <b>Настройки</b>
     Улучшение промпта: { $beautify }
     Картинок за раз: { $count }
     Сид: { $seed }
+    Модель для редактирования: { $editing }
 settings-none = нет
 settings-on = вкл
 settings-off = выкл
@@ -58,6 +59,10 @@ settings-negative = Негативный промпт
 settings-beautify = Улучшение: { $state }
 settings-count = Картинок за раз
 settings-seed-clear = Снова случайный сид
+settings-editing = Модель для редактирования
+settings-choose-editing = Какая модель редактирует ваши фото (/fuse, /mix, /variations, /style и «Сохранить формы»)?
+editing-model-kandinsky-2_2 = Kandinsky 2.2 (легче)
+editing-model-kandinsky-3_1 = Kandinsky 3.1 (IP-Adapter, HED ControlNet)
 settings-back = « Назад
 settings-close = Закрыть
 settings-choose-model = Выберите модель:
@@ -80,6 +85,8 @@ model-kandinsky-2_2 = Kandinsky 2.2
 model-kandinsky-3_1 = Kandinsky 3.1
 model-kandinsky-3_1-flash = Kandinsky 3.1 Flash
 model-kandinsky-3_1-refiner = Kandinsky 3.1 + Flash-рефайнер
+model-kandinsky-3_1-ip-adapter = Kandinsky 3.1 IP-Adapter
+model-kandinsky-3_1-controlnet-hed = Kandinsky 3.1 HED ControlNet
 
 ## Styles
 style-DEFAULT = Без стиля

@@ -93,3 +93,4 @@ edit-caption-variations = Вариации
 edit-note-img2img-fallback = Ваша модель (Flash) не умеет перерисовывать фото, поэтому это сделает Kandinsky 3.1.
 job-error-input_missing = ❌ Не удалось снова скачать фото этого запроса. Пришлите его ещё раз.
 job-error-input_invalid = ❌ Фото этого запроса больше не читается. Пришлите его ещё раз.
+result-note-edges-canny = ℹ️ Контуры найдены простым фильтром (Canny): детектор контуров HED на этом сервере не установлен.

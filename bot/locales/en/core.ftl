@@ -4,7 +4,7 @@ start-greeting = Hi, { $name }! I draw pictures with the Kandinsky models.
 help-text = What I can do:
     /start — greeting and the main keyboard
     /help — this list
-    /settings — model, aspect ratio, style, negative prompt, beautification, images per request
+    /settings — model, aspect ratio, style, negative prompt, beautification, images per request, editing model (Kandinsky 2.2 or 3.1)
     /language — English or Russian
     /cancel — cancel your queued jobs and stop the running one
     A photo with a caption — I redraw it as the caption says (or /restyle, /restyle_shapes to keep the shapes)

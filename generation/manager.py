@@ -305,7 +305,8 @@ class ModelManager:
             from generation.edges import EdgeDetector
 
             hed = self.config.source("hed-annotator")
-            self._add(name, self._guard("HED edge detector", hed, lambda: EdgeDetector.load(hed, "cpu", self.dtype)))
+            # float32: a small network (15M parameters) that also runs on the CPU under offload.
+            self._add(name, self._guard("HED edge detector", hed, lambda: EdgeDetector.load(hed, "cpu")))
 
     # -- public -------------------------------------------------------------------------------
     def add_part(self, name: str, obj: Any, **extras: Any) -> None:

@@ -9,11 +9,14 @@ Two pipelines, both on the Flan-UL2 encoder, tokenizer and MoVQ the Kandinsky 3 
   an edge map as the hint.
 
 Both follow the authors' pipelines (ai-forever/kandinsky3-diffusers): prompts padded to 128 tokens,
-the T5 output multiplied by the mask and then projected; no prompt means a zero context with a zero
+the T5 output multiplied by the mask and then projected; classifier-free guidance
+``(g + 1) * cond - g * uncond``; DDPM steps with the caller's generators. The two differ in the
+unconditional branch, as the authors' do. IP-Adapter: no prompt means a zero context with a zero
 mask (after the projection); the unconditional context is zeros with a zero mask, or the projected
-negative prompt cut to the prompt's length; classifier-free guidance ``(g + 1) * cond - g * uncond``;
-DDPM steps with the caller's generators. For the IP-Adapter the unconditional branch sees the CLIP
-embedding of an all-zero image and the conditional one the weighted sum of the images' embeddings.
+negative prompt cut to the prompt's length and then masked; the unconditional branch sees the CLIP
+embedding of an all-zero image, the conditional one the weighted sum of the images' embeddings.
+ControlNet: the unconditional context is the encoded negative prompt, or the encoded empty text,
+masked and then projected like the prompt.
 
 The modes (see :func:`generate`):
 
@@ -114,6 +117,26 @@ class _Kandinsky3Conditioning:
             mask = torch.zeros(shape[:2], device=device, dtype=torch.long)
         if guidance and negative is None:
             negative, negative_mask = torch.zeros_like(context), torch.zeros_like(mask)
+        return context, mask, negative, negative_mask
+
+    @torch.no_grad()
+    def encode_texts(
+        self, prompt: str, negative_prompt: str | None, device: torch.device, guidance: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The ControlNet pipelines' encoding: prompt and negative (or empty) text alike, T5 output
+        masked, then projected. (context, mask, negative context, negative mask), batch 1."""
+        unet_projection = self.unet.encoder_hid_proj
+        weight_device = unet_projection.projection_linear.weight.device
+
+        def encoded(text: str) -> tuple[torch.Tensor, torch.Tensor]:
+            hidden, mask = self._encode(text, device)
+            projected = unet_projection((hidden * mask[..., None]).to(device=weight_device, dtype=self.unet.dtype))
+            return projected.to(device), mask
+
+        context, mask = encoded(prompt)
+        if not guidance:
+            return context, mask, None, None
+        negative, negative_mask = encoded(negative_prompt or "")
         return context, mask, negative, negative_mask
 
     def _batch(self, cond: torch.Tensor, uncond: torch.Tensor | None, n: int) -> torch.Tensor:
@@ -267,7 +290,7 @@ class Kandinsky3ControlNetImg2ImgPipeline(DiffusionPipeline, _Kandinsky3Conditio
         device = self._execution_device
         n = num_images_per_prompt
         guided = guidance_scale > 1.0
-        context, mask, negative, negative_mask = self.encode_context(prompt, negative_prompt, device, guided)
+        context, mask, negative, negative_mask = self.encode_texts(prompt, negative_prompt, device, guided)
         context, mask = self._batch(context, negative, n), self._batch(mask, negative_mask, n)
         hint = hint.to(device=device, dtype=context.dtype).repeat(context.shape[0], 1, 1, 1)
 

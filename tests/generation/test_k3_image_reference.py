@@ -151,3 +151,83 @@ def test_ip_adapter_pipeline_fusion_matches_the_authors_pipeline(ip_reference):
                    height=run["size"], width=run["size"], generator=[torch.Generator().manual_seed(run["seed"])],
                    output_type="latent").images
     torch.testing.assert_close(latents, t["pipe.fuse_latents"], atol=1e-4, rtol=0)
+
+
+class _StandInMovq(torch.nn.Module):
+    """The MoVQ stand-in the golden pipeline runs used: encode = 8x average pooling plus the channel mean."""
+
+    dtype = torch.float32
+    device = torch.device("cpu")
+
+    def encode(self, image):
+        pooled = torch.nn.functional.avg_pool2d(image, 8)
+        return {"latents": torch.cat([pooled, pooled.mean(1, keepdim=True)], 1)}
+
+
+@pytest.fixture(scope="module")
+def text_reference():
+    from transformers import T5Config, T5EncoderModel
+
+    t, meta = _load("k3_pipelines_text.safetensors")
+    text_encoder = T5EncoderModel(T5Config(**json.loads(meta["t5_config"]))).eval()
+    missing, unexpected = text_encoder.load_state_dict(_weights(t, "text_encoder", meta["_scale"]), strict=False)
+    assert not unexpected and all("embed_tokens" in k for k in missing)  # tied to the shared embedding
+    return text_encoder, t, meta
+
+
+def test_ip_adapter_pipeline_photo_and_text_with_a_negative_prompt(ip_reference, text_reference):
+    from diffusers import DDPMScheduler
+    from PIL import Image
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from generation.k3_image_pipelines import Kandinsky3IPAdapterPipeline
+    from generation.tiny import CONFIGS, t5_tokenizer
+
+    unet, ipt, ipmeta = ip_reference
+    text_encoder, t, meta = text_reference
+    clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**json.loads(ipmeta["clip_config"]))).eval()
+    clip.load_state_dict(_weights(ipt, "image_encoder", ipmeta["_scale"]), strict=True)
+    size = clip.config.image_size
+    processor = CLIPImageProcessor(
+        crop_size=size, size=size, do_center_crop=True, do_normalize=True, do_resize=True,
+        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711], resample=3,
+    )
+    scheduler = DDPMScheduler.from_config(json.loads((CONFIGS / "kandinsky3_scheduler.json").read_text()))
+    pipe = Kandinsky3IPAdapterPipeline(tokenizer=t5_tokenizer(), text_encoder=text_encoder, unet=unet,
+                                       scheduler=scheduler, movq=None, image_encoder=clip, image_processor=processor)
+    pipe.set_progress_bar_config(disable=True)
+    run = json.loads(meta["mix"])
+    latents = pipe(run["prompt"], [Image.fromarray(t["in.photo"].numpy())], run["weights"],
+                   image_scale=run["img_weight"], negative_prompt=run["negative_prompt"],
+                   num_inference_steps=run["steps"], guidance_scale=run["guidance"], height=run["size"],
+                   width=run["size"], generator=[torch.Generator().manual_seed(run["seed"])],
+                   output_type="latent").images
+    torch.testing.assert_close(latents, t["out.ip_mix_latents"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("key", ["cn_latents", "cn_negative_latents"])
+def test_controlnet_img2img_pipeline_matches_the_authors_pipeline(text_reference, key):
+    from diffusers import DDPMScheduler
+    from PIL import Image
+
+    from generation.k3_image_pipelines import Kandinsky3ControlNetImg2ImgPipeline
+    from generation.tiny import CONFIGS, t5_tokenizer
+
+    text_encoder, t, meta = text_reference
+    c, cmeta = _load("k3_controlnet_hed.safetensors")
+    unet_config = k3_image.unet_config_from_kandi3(json.loads(cmeta["unet_config"]))
+    cn_authors = json.loads(cmeta["controlnet_config"])
+    cn_config = k3_image.unet_config_from_kandi3(cn_authors) | {"hint_channels": cn_authors["hint_channels"]}
+    unet = k3_image.build(Kandinsky3ControlledUNet, unet_config, _weights(c, "unet", cmeta["_scale"]))
+    controlnet = k3_image.build(Kandinsky3ControlNet, cn_config, _weights(c, "controlnet", cmeta["_scale"]))
+    scheduler = DDPMScheduler.from_config(json.loads((CONFIGS / "kandinsky3_scheduler.json").read_text()))
+    pipe = Kandinsky3ControlNetImg2ImgPipeline(tokenizer=t5_tokenizer(), text_encoder=text_encoder, unet=unet,
+                                               controlnet=controlnet, scheduler=scheduler, movq=_StandInMovq())
+    pipe.set_progress_bar_config(disable=True)
+    run = json.loads(meta["controlnet"])[key]
+    latents = pipe(run["prompt"], Image.fromarray(t["in.photo"].numpy()), t["in.hint_u8"].float() / 255,
+                   strength=run["strength"], negative_prompt=run["negative_prompt"],
+                   num_inference_steps=run["steps"], guidance_scale=run["guidance"], height=run["size"],
+                   width=run["size"], generator=[torch.Generator().manual_seed(run["seed"])],
+                   output_type="latent").images
+    torch.testing.assert_close(latents, t[f"out.{key}"], atol=1e-4, rtol=0)

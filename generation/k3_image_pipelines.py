@@ -148,9 +148,12 @@ class _Kandinsky3Conditioning:
         timesteps = self.scheduler.timesteps
         if strength is not None:
             keep = min(int(steps * strength), steps)
-            timesteps = timesteps[steps - keep:]
+            start = (steps - keep) * self.scheduler.order
+            timesteps = timesteps[start:]
             if len(timesteps) == 0:
                 raise ValueError(f"strength {strength} leaves no step of {steps}")
+            if hasattr(self.scheduler, "set_begin_index"):  # multistep schedulers count their steps
+                self.scheduler.set_begin_index(start)
         return timesteps
 
     def _initial_latents(self, shape: tuple[int, ...], generator: Any, device: torch.device, dtype: torch.dtype,
@@ -245,6 +248,7 @@ class Kandinsky3IPAdapterPipeline(DiffusionPipeline, _Kandinsky3Conditioning):
         self._num_timesteps = len(timesteps)
         for i, t in enumerate(self.progress_bar(timesteps)):
             model_input = torch.cat([latents] * 2) if guided else latents
+            model_input = self.scheduler.scale_model_input(model_input, t)
             noise = self.unet(model_input, t, context, mask, image_embeds=image_embeds, image_weight=image_scale,
                               return_dict=False)[0]
             noise = _guide(noise, guidance_scale, guided)
@@ -301,6 +305,7 @@ class Kandinsky3ControlNetImg2ImgPipeline(DiffusionPipeline, _Kandinsky3Conditio
         self._num_timesteps = len(timesteps)
         for i, t in enumerate(self.progress_bar(timesteps)):
             model_input = torch.cat([latents] * 2) if guided else latents
+            model_input = self.scheduler.scale_model_input(model_input, t)
             residuals = self.controlnet(model_input, t, context, mask, hint)
             residuals = [r * control_scale for r in residuals]
             noise = self.unet(model_input, t, context, mask, control=residuals, return_dict=False)[0]

@@ -265,7 +265,12 @@ class ModelManager:
             source, label = self.config.source("k31-controlnet-hed"), "Kandinsky 3.1 HED ControlNet"
 
         def scheduler(key: str) -> None:
-            self.extras[key] = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
+            # The class the folder names (the authors' ControlNet pipelines also accept DPM-Solver).
+            import diffusers
+
+            config = DDPMScheduler.load_config(source, subfolder="scheduler")
+            cls = getattr(diffusers, str(config.get("_class_name", "DDPMScheduler")), DDPMScheduler)
+            self.extras[key] = cls.from_config(config)
 
         if name == IP_UNET:
 

@@ -47,6 +47,10 @@ def test_fuse_two_photos_shares_the_text_encoder_and_movq(backend, photos):
     pipes = backend.manager.k3_image_pipelines(IP)
     assert pipes.ip_adapter.text_encoder is parts[TEXT_ENCODER].obj
     assert pipes.ip_adapter.movq is parts[MOVQ].obj
+    encoder = parts[TEXT_ENCODER].obj
+    backend.load(ModelId.K31)  # Kandinsky 3.1's own UNet joins; the encoder is not loaded twice
+    assert backend.manager.parts[TEXT_ENCODER].obj is encoder
+    assert backend.manager.k3_pipelines(ModelId.K31, img2img=False).text2img.text_encoder is encoder
     # the images differ from one another (seed + i) and the same request gives the same pixels
     assert np.abs(pixels(images)[0] - pixels(images)[1]).max() > 0
     again = run(backend, request(IP, Mode.FUSE, photos[:2], weights=[0.5, 0.5]))

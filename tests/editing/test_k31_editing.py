@@ -122,3 +122,24 @@ def test_the_caption_says_when_the_edges_came_from_canny():
     assert "Canny" in result_caption(translator(), job, "ru")
     job.params = dict(params, notes=[])
     assert "Canny" not in result_caption(translator(), job, "en")
+
+
+async def test_a_note_of_the_pipeline_reaches_the_caption(harness):
+    """The HED ControlNet marks Canny-traced results; the runner keeps the note for the caption."""
+    await choose_k31(harness)
+    generate = harness.backend.generate
+
+    def canny(request, progress):
+        images = generate(request, progress)
+        for image in images:
+            image.info["note"] = "edges-canny"
+        return images
+
+    harness.backend.generate = canny
+    put(harness, ph="astronaut")
+    await harness.feed(photo_update("ph", 512, 512, caption="a robot"))
+    await harness.feed(callback_update("edit:shapes:medium"))
+    [job] = await harness.wait_jobs_settled()
+    assert job.params["notes"] == ["edges-canny"]
+    caption = harness.session.of(SendPhoto)[-1].caption
+    assert caption.startswith("a robot") and "Canny" in caption

@@ -132,3 +132,24 @@ def test_canny_when_the_hed_weights_are_absent(tiny_models_dir, tmp_path, photos
     images = run(backend, request(HED, Mode.RESTYLE_DEPTH, photos[:1], prompt="ink", num_images=1, strength=0.8))
     assert images[0].size == (64, 64) and images[0].info["edges"] == "canny"
     assert backend.manager.edge_detector_kind() == "canny"
+
+
+def test_image_prompt_parts_share_the_vram_budget():
+    """The IP-Adapter's UNet and image encoder, and the HED parts, take turns on the GPU with Kandinsky
+    3.1's UNet under the budget (least recently used to the CPU); the encoder and MoVQ stay shared."""
+    from tests.generation.test_manager import GB, GpuManager
+
+    manager = GpuManager(budget_gb=10)
+    sizes = ((TEXT_ENCODER, 5), (MOVQ, 0.5), ("k3-unet", 3), (IP_UNET, 3), (IMAGE_ENCODER, 0.5),
+             (HED_UNET, 3), (HED_CONTROLNET, 1), (EDGE_DETECTOR, 0.1))
+    for name, gb in sizes:
+        manager.add(name, gb)
+    manager.load(ModelId.K31)
+    manager.load(IP)
+    on_gpu = {n for n, p in manager.parts.items() if p.device == "cuda"}
+    assert on_gpu == {TEXT_ENCODER, MOVQ, IP_UNET, IMAGE_ENCODER}  # Kandinsky 3.1's UNet made room
+    manager.load(HED)
+    on_gpu = {n for n, p in manager.parts.items() if p.device == "cuda"}
+    assert {TEXT_ENCODER, MOVQ, HED_UNET, HED_CONTROLNET, EDGE_DETECTOR} <= on_gpu
+    assert sum(manager.parts[n].nbytes for n in on_gpu) <= 10 * GB
+    assert (TEXT_ENCODER, "cpu") not in manager.moves

@@ -166,7 +166,7 @@ class _BenchEvents:
 
 async def queued_job_to_bytes(backend: DiffusersBackend, model: ModelId, size: int, images: int) -> dict:
     """Queue a job row, run it with the queue's JobRunner, stop when the PNG bytes are read back."""
-    from generation.runner import JobRunner
+    from jobs.runner import JobRunner
     from storage.db import create_engine, create_sessionmaker
     from storage.migrate import upgrade_async
     from storage.models import Job, User

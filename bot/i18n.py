@@ -40,8 +40,23 @@ class UserLocaleManager(BaseManager):
             user.language = locale
 
 
-def create_core() -> FluentRuntimeCore:
-    core = FluentRuntimeCore(path=LOCALES_PATH, default_locale=DEFAULT_LOCALE)
+class ParsedOnceCore(FluentRuntimeCore):
+    """The Fluent files parsed once per process, shared by every dispatcher and :func:`translator`.
+
+    aiogram-i18n parses the files again on each dispatcher start-up and forgets them on shutdown; the
+    texts never change while the process runs, so both are no-ops here."""
+
+    async def startup(self) -> None:
+        if not self.locales:
+            self.locales.update(self.find_locales())
+
+    async def shutdown(self) -> None:
+        pass
+
+
+@lru_cache(maxsize=1)
+def create_core() -> ParsedOnceCore:
+    core = ParsedOnceCore(path=LOCALES_PATH, default_locale=DEFAULT_LOCALE)
     core.locales.update(core.find_locales())
     return core
 

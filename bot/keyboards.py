@@ -2,25 +2,49 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import LOCALES, Translator
-from generation.capabilities import EDITING_MODELS
+from generation.registry import EDITING_MODELS
 from generation.styles import ASPECT_RATIOS, MODELS, STYLES
 from storage.models import UserSettings
 
 MAX_IMAGES_PER_REQUEST = 4
 
 
+class SettingsSection(StrEnum):
+    MENU = "menu"
+    MODEL = "model"
+    RATIO = "ratio"
+    STYLE = "style"
+    NEGATIVE = "neg"
+    BEAUTIFY = "beautify"
+    COUNT = "count"
+    SEED = "seed"
+    EDITING = "editing"  # the editing model
+    CLOSE = "close"
+
+
+class ResultAction(StrEnum):
+    AGAIN = "again"
+    PLAIN = "plain"  # without beautification
+    VARIATIONS = "variations"
+    ORIGINAL = "original"
+    SEED = "seed"  # reuse the seed
+
+
+# Typed fields: aiogram rejects data whose enum value or int does not parse before any handler runs.
 class SettingsCb(CallbackData, prefix="set"):
-    section: str  # menu | model | ratio | style | neg | beautify | count | seed | editing | close
+    section: SettingsSection
     value: str = ""  # empty: open the section; otherwise: set it (ratios as "16x9": ":" separates fields)
 
 
 class ResultCb(CallbackData, prefix="res"):
-    action: str  # again | plain | variations | original | seed
+    action: ResultAction
     job_id: int
 
 

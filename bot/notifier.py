@@ -1,4 +1,11 @@
-"""The chat side of a job: status message, progress, chat action, delivery of results."""
+"""The chat side of a job: status message, progress, chat action, delivery of results.
+
+:class:`TelegramNotifier` is the only writer of a job's status message: it sends it
+(:meth:`~TelegramNotifier.announce`), edits it (queue position, progress, stages, failures,
+cancellations, also those by admins) and deletes it when the result arrives, so its de-duplication
+and throttling see every edit, and the notes under "queued" (Flash ignores the negative prompt, the
+model an edit moved to) are part of every queued text instead of being overwritten by refreshes.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +23,9 @@ from bot.best_effort import best_effort
 from bot.i18n import Translator
 from bot.keyboards import again_keyboard, cancel_job_keyboard, model_name, result_keyboard, style_name
 from bot.retry import BestEffortChatActionSender
-from generation.runner import JobContext
+from generation.registry import uses_negative_prompt
+from jobs.events import JobContext
+from jobs.params import read_outcome, read_params
 from storage.models import Job
 
 log = logging.getLogger(__name__)
@@ -42,22 +51,22 @@ def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None
     A beautified job shows the prompt that was used with the user's own beside it; a line says when
     beautification fell back to the user's words, and when the safety check withheld some images.
     """
-    params = job.params
+    params, outcome = read_params(job), read_outcome(job)
     fields = dict(
         model=model_name(t, job.model, locale),
-        style=style_name(t, params.get("style", "DEFAULT"), locale),
-        size=f"{params['width']}×{params['height']}",
-        seed=str(params["seed"] if seed is None else seed),  # a str: Fluent would group digits
+        style=style_name(t, params.style, locale),
+        size=f"{params.width}×{params.height}",
+        seed=str(params.seed if seed is None else seed),  # a str: Fluent would group digits
     )
     notes = []
-    if params.get("beautify_outcome") == "fell_back":
+    if outcome.beautify_outcome == "fell_back":
         notes.append(t("beautify-fell-back", locale))
-    if params.get("censored"):
-        notes.append(t("result-censored-some", locale, count=len(params["censored"])))
-    notes.extend(t(f"result-note-{note}", locale) for note in params.get("notes") or ())
+    if outcome.censored:
+        notes.append(t("result-censored-some", locale, count=len(outcome.censored)))
+    notes.extend(t(f"result-note-{note}", locale) for note in outcome.notes)
     tail = "".join("\n" + note for note in notes)
-    prompt = params.get("display_prompt") or params.get("prompt", "")
-    used = params.get("used_prompt")
+    prompt = params.display_prompt or params.prompt
+    used = outcome.used_prompt
     if used:
         room = CAPTION_LIMIT - len(tail) - len(t("result-caption-beautified", locale, prompt="", original="", **fields))
         original = _shorten(prompt, max(room // 3, 1))
@@ -119,13 +128,38 @@ class TelegramNotifier:
         text = self.t("job-progress", ctx.locale, step=step, total=total, bar=progress_bar(step, total))
         await self.edit_status(ctx.job, text, self._cancel_markup(ctx), throttle=True)
 
-    async def face_stage(self, ctx: JobContext, stage: str) -> None:
+    async def stage(self, ctx: JobContext, stage: str) -> None:
         """A face-swap job's stage: describing, drawing, swapping, restoring."""
         await self.edit_status(ctx.job, self.t(f"face-stage-{stage}", ctx.locale), self._cancel_markup(ctx))
 
+    def queued_text(self, job: Job, locale: str, position: int) -> str:
+        """"Queued, position N" and the job's notes (they stay readable through every refresh)."""
+        lines = [self.t("job-queued", locale, position=position)]
+        params = read_params(job)
+        requested = getattr(params, "requested_model", None)
+        if requested and requested != job.model:
+            lines.append(self.t("edit-note-img2img-fallback", locale, model=model_name(self.t, job.model, locale)))
+        if params.negative_prompt and not uses_negative_prompt(job.model):
+            lines.append(self.t("job-flash-no-negative", locale))
+        return "\n".join(lines)
+
+    async def announce(self, job: Job, locale: str, position: int) -> int:
+        """Send the job's status message (queued, position N); returns its id. Not best effort:
+        a job whose user cannot be reached is not created (the caller's transaction rolls back)."""
+        text = self.queued_text(job, locale, position)
+        message = await self.bot.send_message(job.chat_id, text, reply_markup=cancel_job_keyboard(self.t, locale, job.id))
+        self._last_text[(job.chat_id, message.message_id)] = text
+        return message.message_id
+
     async def queued(self, job: Job, locale: str, position: int) -> None:
-        text = self.t("job-queued", locale, position=position)
+        """The queue moved: the new position (throttled)."""
+        text = self.queued_text(job, locale, position)
         await self.edit_status(job, text, cancel_job_keyboard(self.t, locale, job.id), throttle=True)
+
+    async def withdrawn(self, job: Job, locale: str, key: str = "job-cancelled") -> None:
+        """A queued job cancelled outside the runner (/cancel, a button, an admin, a ban)."""
+        await self.edit_status(job, self.t(key, locale))
+        self._forget(job)
 
     def _cancel_markup(self, ctx: JobContext) -> InlineKeyboardMarkup:
         return cancel_job_keyboard(self.t, ctx.locale, ctx.job.id)
@@ -180,15 +214,15 @@ class TelegramNotifier:
         if not paths:
             raise FileNotFoundError(f"no stored images for job {job.id}")
         keyboard = result_keyboard(
-            self.t, locale, job.id, variations=self.variations_enabled, plain=bool(job.params.get("used_prompt"))
+            self.t, locale, job.id, variations=self.variations_enabled, plain=bool(read_outcome(job).used_prompt)
         )
+        seed = read_params(job).seed
         if len(paths) == 1:
-            single_seed = int(job.params["seed"]) + int(paths[0].stem)
+            single_seed = seed + int(paths[0].stem)
             message = await self._send_photo(job, paths[0], result_caption(self.t, job, locale, single_seed), keyboard)
             file_ids = [self._file_id(message)]
         else:
             # Image i was generated with seed + i; the file name keeps i when the safety check left some out.
-            seed = int(job.params["seed"])
             seeds_of = [seed + int(path.stem) for path in paths]
             media = [
                 InputMediaPhoto(

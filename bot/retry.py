@@ -9,8 +9,8 @@ Both are bounded: after ``max_attempts`` tries, or when Telegram asks for a wait
 ``max_retry_after``, the error goes to the caller (a result delivery is then retried later by the
 delivery loop, without generating the image again).
 
-Cosmetic calls are best-effort: progress edits run inside :func:`bot.best_effort.best_effort` (or
-through :func:`best_effort_call`) and chat actions always are. They are never retried, and a best-effort call to
+Cosmetic calls are best-effort: progress edits run inside :func:`bot.best_effort.best_effort`, and
+chat actions always are. They are never retried, and a best-effort call to
 a chat under flood control is dropped at once (:class:`DroppedUnderFloodControl`) instead of being sent,
 so a progress bar never delays the result or provokes a longer ban.
 
@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import (
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 # Methods that are cosmetic whatever the context: losing one changes nothing the user needs.
 BEST_EFFORT_METHODS: tuple[type, ...] = (SendChatAction,)
@@ -56,17 +55,6 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (TelegramNetworkError, TelegramS
 
 class DroppedUnderFloodControl(TelegramRetryAfter):
     """A best-effort call that was not sent because its chat is under Telegram's flood control."""
-
-
-async def best_effort_call(call: Awaitable[T]) -> T | None:
-    """Await a Bot API call (``bot.edit_message_text(...)``) as best-effort; None if it was throttled,
-    dropped or failed transiently. Other errors (a bad request) still raise."""
-    with best_effort():
-        try:
-            return await call
-        except (TelegramRetryAfter, *TRANSIENT_ERRORS) as e:
-            log.debug("best-effort call dropped: %s", e)
-            return None
 
 
 def is_best_effort(method: TelegramMethod[Any]) -> bool:

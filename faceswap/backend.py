@@ -2,15 +2,14 @@
 
 :class:`FaceSwapBackend` wraps the backend the worker already has: ``Mode.FACESWAP`` requests run the
 face-swap pipeline (which draws through the wrapped backend), every other request goes straight
-to it. :func:`stage_hook` is a job-runner request hook that lets the pipeline report its stages
-(describing, drawing, swapping, restoring) to the chat.
+to it. The pipeline reports its stages (describing, drawing, swapping, restoring) through the
+request's ``on_stage`` callback, which the job runner connects to the chat: face swap knows nothing
+of the runner.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +20,9 @@ from generation.backend import Backend, GenerationRequest, ModelId, Mode, Progre
 
 if TYPE_CHECKING:
     from faceswap.pipeline import FaceSwapPipeline
-    from generation.runner import JobContext, RequestHook
 
 # Keys of GenerationRequest.extra for a FACESWAP request.
 FACE_KEY = "face"  # the stored FaceProfile as a dict
-STAGE_KEY = "on_stage"  # a callable(stage), set by stage_hook in the worker
 
 
 class FaceSwapBackend:
@@ -53,7 +50,7 @@ class FaceSwapBackend:
 
         extra = dict(request.extra)
         face = extra.pop(FACE_KEY, None)
-        on_stage = extra.pop(STAGE_KEY, None) or (lambda stage: None)
+        on_stage = request.on_stage or (lambda stage: None)
         if not face or not request.images:
             raise FaceSwapError("no_face", "the job carries no face")
         request = replace(request, extra=extra)
@@ -67,20 +64,3 @@ class FaceSwapBackend:
 
     def unload(self, model: ModelId) -> None:
         self.inner.unload(model)
-
-
-def stage_hook(notify: Callable[[JobContext, str], Awaitable[None]]) -> RequestHook:
-    """A runner hook: FACESWAP requests get an ``on_stage`` callback that tells the chat (the
-    pipeline calls it from the worker thread; the message is sent on the event loop)."""
-
-    async def hook(ctx: JobContext, request: GenerationRequest) -> GenerationRequest:
-        if request.mode != Mode.FACESWAP:
-            return request
-        loop = asyncio.get_running_loop()
-
-        def on_stage(stage: str) -> None:
-            asyncio.run_coroutine_threadsafe(notify(ctx, stage), loop)
-
-        return replace(request, extra={**request.extra, STAGE_KEY: on_stage})
-
-    return hook

@@ -12,7 +12,7 @@ from faceswap.profile import FaceProfile
 
 
 def open_photo(data: bytes) -> Image.Image:
-    """The photo as the job worker will see it (generation.runner opens inputs the same way)."""
+    """The photo as the job worker will see it (jobs.runner opens inputs the same way)."""
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 

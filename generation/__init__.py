@@ -1,5 +1,6 @@
-"""Jobs, the queue and its workers, the model registry, the pipelines, beautification, safety.
+"""The models: the model registry (``registry``), the backend contract (``backend``), the diffusers
+pipelines and the model manager.
 
-Modules in this package that handlers import (``backend``, ``styles``, ``jobs``) never import torch;
-the diffusers code is imported lazily by the worker.
+Modules that handlers import (``backend``, ``registry``, ``styles``, ``images``) never import torch;
+the diffusers code is imported lazily by the worker. Imports nothing of ours but itself.
 """

@@ -36,6 +36,9 @@ class ModelId(StrEnum):
     K31_CONTROLNET_HED = "kandinsky-3.1-controlnet-hed"
 
 
+StageFn = Callable[[str], None]
+
+
 @dataclass
 class GenerationRequest:
     mode: Mode
@@ -54,6 +57,9 @@ class GenerationRequest:
     weights: list[float] = field(default_factory=list)
     strength: float = 0.6  # image-to-image strength: 0 keeps the photo, 1 ignores it
     extra: dict[str, Any] = field(default_factory=dict)
+    # Called (from the worker thread) when a multi-stage job enters a stage ("describing",
+    # "swapping", ...); the runner forwards it to the chat. Pipelines without stages ignore it.
+    on_stage: StageFn | None = None
 
 
 ProgressFn = Callable[[int, int], None]

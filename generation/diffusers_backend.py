@@ -15,12 +15,10 @@ from PIL import Image
 
 from generation.backend import GenerationError, GenerationRequest, Mode, ModelId, OutOfMemory, ProgressFn
 from generation.manager import ModelManager
+from generation.registry import Family, spec
 from generation.sources import GenerationConfig
 
 log = logging.getLogger(__name__)
-
-K3_FAMILY = (ModelId.K31, ModelId.K31_FLASH, ModelId.K31_REFINER)
-K3_IMAGE_PROMPTS = (ModelId.K31_IP_ADAPTER, ModelId.K31_CONTROLNET_HED)
 
 
 class DiffusersBackend:
@@ -55,13 +53,14 @@ class DiffusersBackend:
         return images
 
     def _run(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
-        if request.model == ModelId.K22:
+        family = spec(request.model).family
+        if family is Family.K22:
             return self.manager.k22().generate(request, progress)
-        if request.model in K3_IMAGE_PROMPTS:
+        if family is Family.K3_IMAGE:
             from generation import k3_image_pipelines
 
             return k3_image_pipelines.generate(self.manager.k3_image_pipelines(request.model), request, progress)
-        if request.model in K3_FAMILY:
+        if family is Family.K3:
             from generation import k3
 
             img2img = request.mode == Mode.IMG2IMG

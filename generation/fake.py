@@ -13,8 +13,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from generation.backend import GenerationRequest, ModelId, ProgressFn
-
-DEFAULT_STEPS = {ModelId.K22: 50, ModelId.K31: 25, ModelId.K31_FLASH: 4, ModelId.K31_REFINER: 27}
+from generation.registry import MODELS, spec
 
 
 class FakeBackend:
@@ -28,7 +27,7 @@ class FakeBackend:
 
     def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
         self.calls.append(request)
-        total = request.steps or DEFAULT_STEPS.get(request.model, 25)
+        total = request.steps or spec(request.model).total_steps
         self.steps_done = 0
         for step in range(1, total + 1):
             if self.step_seconds:
@@ -57,7 +56,7 @@ class FakeBackend:
 
     def model_status(self) -> list[dict[str, Any]]:
         return [
-            {"model": str(m), "loaded": m in self.resident, "device": "cpu", "memory_bytes": 0} for m in ModelId
+            {"model": str(m), "loaded": m in self.resident, "device": "cpu", "memory_bytes": 0} for m in MODELS
         ]
 
     def load(self, model: ModelId) -> None:

@@ -46,27 +46,21 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from generation.backend import GenerationRequest, Mode, ModelUnavailable, ProgressFn
+from generation.backend import GenerationRequest, Mode, ModelId, ModelUnavailable, ProgressFn
+from generation.registry import WRAPPED_MODES, spec
 from generation.sources import GenerationConfig
 
 log = logging.getLogger(__name__)
 
 PRIOR_STEPS = 25
 PRIOR_GUIDANCE = 4.0
-DECODER_STEPS = 50
-DECODER_GUIDANCE = 4.0
+DECODER_STEPS = spec(ModelId.K22).default_steps  # the registry's defaults (50, 4.0)
+DECODER_GUIDANCE = spec(ModelId.K22).default_guidance or 4.0
 EMB2EMB_STRENGTH = 0.85  # how far the Emb2Emb prior moves the photo's embedding towards the prompt
 # Default weights when the request carries none: STYLE [content, style], MIX [image, text].
 DEFAULT_WEIGHTS: dict[Mode, tuple[float, ...]] = {Mode.STYLE: (0.3, 0.7), Mode.MIX: (0.5, 0.5)}
-MODES = (
-    Mode.TEXT2IMG,
-    Mode.IMG2IMG,
-    Mode.RESTYLE_DEPTH,
-    Mode.STYLE,
-    Mode.FUSE,
-    Mode.MIX,
-    Mode.VARIATIONS,
-)
+# The modes this pipeline runs itself: the registry's, less those a wrapper serves (face swap).
+MODES = tuple(m for m in Mode if spec(ModelId.K22).supports(m) and m not in WRAPPED_MODES)
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 

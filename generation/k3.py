@@ -29,11 +29,12 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from generation.backend import GenerationError, GenerationRequest, Mode, ModelId, ProgressFn
+from generation.registry import spec
 
 FLASH_TIMESTEPS: tuple[int, ...] = (979, 729, 479, 229)
 REFINER_TIMESTEPS: tuple[int, ...] = (479, 229)
-K3_DEFAULT_STEPS = 25
-K3_DEFAULT_GUIDANCE = 3.0
+K3_DEFAULT_STEPS = spec(ModelId.K31).default_steps  # the registry's defaults
+K3_DEFAULT_GUIDANCE = spec(ModelId.K31).default_guidance or 3.0
 
 
 def flash_scheduler() -> DDPMScheduler:

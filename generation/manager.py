@@ -5,18 +5,21 @@
 - CUDA runs fp16 (or bf16); CPU runs fp32. ``device="auto"`` picks CUDA when there is one.
 - The Kandinsky 3 family is made of *parts*: the Flan-UL2 text encoder and the MoVQ are loaded once and
   shared by Kandinsky 3.1, Flash and the refiner; only the UNets differ.
+- What each model loads is the registry's ``ModelSpec.parts`` (:mod:`generation.registry`).
 - Parts stay on the GPU while they fit ``vram_budget_gb``; when a request needs room, the parts used
-  least recently (and not needed now) move to the CPU.
+  least recently (and not needed now) move to the CPU. Models of other packages share the budget
+  through :meth:`ModelManager.use_external` (the local beautifier LLM, ``prompting.beautify``).
 - ``offload="model" | "sequential"`` hands placement to diffusers' CPU offload (small GPUs).
 - UNets use PyTorch SDPA attention, channels_last on CUDA, and ``torch.compile`` when enabled.
 - A missing or corrupt checkpoint raises :class:`ModelUnavailable` naming the model and the path.
+
+The worker's settings come from ``app.config.Settings.generation_config()``.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,31 +30,27 @@ from typing import Any
 import torch
 
 from generation.backend import GenerationError, ModelId, ModelUnavailable
+from generation.registry import (
+    EDGE_DETECTOR,
+    FLASH_UNET,
+    HED_CONTROLNET,
+    HED_UNET,
+    IMAGE_ENCODER,
+    IP_UNET,
+    K3_UNET,
+    K22_PARTS,
+    MODELS,
+    MOVQ,
+    TEXT_ENCODER,
+)
 from generation.sources import GenerationConfig
 
 log = logging.getLogger(__name__)
 
-TEXT_ENCODER = "k3-text-encoder"
-MOVQ = "k3-movq"
-K3_UNET = "k3-unet"
-FLASH_UNET = "k31-flash-unet"
-K22 = "k22"
-IP_UNET = "k31-ip-adapter-unet"
-IMAGE_ENCODER = "k31-image-encoder"
-HED_UNET = "k31-hed-unet"
-HED_CONTROLNET = "k31-hed-controlnet"
-EDGE_DETECTOR = "hed-detector"
+K22 = K22_PARTS
 
-MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {
-    ModelId.K31: (TEXT_ENCODER, MOVQ, K3_UNET),
-    ModelId.K31_FLASH: (TEXT_ENCODER, MOVQ, FLASH_UNET),
-    ModelId.K31_REFINER: (TEXT_ENCODER, MOVQ, K3_UNET, FLASH_UNET),
-    ModelId.K22: (K22,),
-    # The image-prompt models share Kandinsky 3.1's Flan-UL2 encoder and MoVQ (their hub folders carry
-    # their own copies, which are never loaded).
-    ModelId.K31_IP_ADAPTER: (TEXT_ENCODER, MOVQ, IP_UNET, IMAGE_ENCODER),
-    ModelId.K31_CONTROLNET_HED: (TEXT_ENCODER, MOVQ, HED_UNET, HED_CONTROLNET, EDGE_DETECTOR),
-}
+# What each model loads, from the registry (shared parts load once).
+MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {model: s.parts for model, s in MODELS.items()}
 
 _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 OFFLOAD_MODES = ("none", "model", "sequential")
@@ -453,19 +452,3 @@ class ModelManager:
         elif self.offload == "sequential" and id(pipe) not in self._sequential_offloaded:
             pipe.enable_sequential_cpu_offload(device=self.device)
             self._sequential_offloaded.add(id(pipe))
-
-
-def config_from_env(environ: Any = os.environ) -> GenerationConfig:
-    """A GenerationConfig from the worker's environment (the bot's settings map the same names)."""
-    models_dir = environ.get("KANDINSKY_MODELS_DIR") or None
-    budget = environ.get("VRAM_BUDGET_GB") or None
-    return GenerationConfig(
-        models_dir=Path(models_dir) if models_dir else None,
-        device=environ.get("GENERATION_DEVICE", "auto"),
-        dtype=environ.get("GENERATION_DTYPE", "fp16"),
-        offload=environ.get("OFFLOAD", "none"),
-        vram_budget_gb=float(budget) if budget else None,
-        compile=environ.get("TORCH_COMPILE", "").lower() in ("1", "true", "yes", "on"),
-        max_image_side=int(environ.get("MAX_IMAGE_SIDE", "1024")),
-        cache_dir=Path(environ.get("MODELS_CACHE_DIR", "data/models")),
-    )

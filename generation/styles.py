@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from generation import registry
 from generation.backend import ModelId
 
 
@@ -49,8 +50,8 @@ ASPECT_RATIOS: tuple[str, ...] = ("1:1", "16:9", "9:16", "3:2", "2:3", "4:3", "3
 DEFAULT_ASPECT_RATIO = "1:1"
 BASE_SIDE = 1024
 
-MODELS: tuple[ModelId, ...] = (ModelId.K22, ModelId.K31, ModelId.K31_FLASH, ModelId.K31_REFINER)
-DEFAULT_MODEL = ModelId.K31
+MODELS: tuple[ModelId, ...] = registry.SELECTABLE_MODELS  # the registry's order
+DEFAULT_MODEL = registry.DEFAULT_MODEL
 
 
 def _round64(value: float) -> int:

@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-from aiogram import Bot, Router
-from aiogram.exceptions import TelegramAPIError
+from aiogram import Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
-from bot.best_effort import best_effort
 from bot.keyboards import CancelJobCb
-from generation.jobs import JobService
+from bot.notifier import TelegramNotifier
 from handlers.common import button, own_job
-from storage.models import Job, User
+from jobs.service import JobService
+from storage.models import User
 from storage.repositories import Repositories
 
 
-async def _mark_cancelled(bot: Bot, job: Job, text: str) -> None:
-    if job.status_message_id is None:
-        return
-    try:
-        with best_effort():
-            await bot.edit_message_text(chat_id=job.chat_id, message_id=job.status_message_id, text=text)
-    except TelegramAPIError:
-        pass
-
-
 async def cancel(
-    message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService, state: FSMContext
+    message: Message,
+    i18n: I18nContext,
+    user: User,
+    repos: Repositories,
+    jobs: JobService,
+    notifier: TelegramNotifier,
+    state: FSMContext,
 ) -> None:
     if await state.get_state() is not None:  # leave the current multi-step flow first
         await state.clear()
@@ -39,18 +34,18 @@ async def cancel(
         await message.answer(i18n.get("cancel-nothing"))
         return
     for job in result.queued:
-        await _mark_cancelled(bot, job, i18n.get("job-cancelled"))
+        await notifier.withdrawn(job, i18n.locale)
     await message.answer(i18n.get("cancel-done", queued=len(result.queued), running=len(result.running)))
 
 
 async def cancel_job(
     query: CallbackQuery,
     callback_data: CancelJobCb,
-    bot: Bot,
     i18n: I18nContext,
     user: User,
     repos: Repositories,
     jobs: JobService,
+    notifier: TelegramNotifier,
 ) -> None:
     job = await own_job(query, callback_data.job_id, user, repos, i18n)
     if job is None:
@@ -60,7 +55,7 @@ async def cancel_job(
         return
     await query.answer(i18n.get("job-cancelled"))
     if job.status == "queued":
-        await _mark_cancelled(bot, job, i18n.get("job-cancelled"))
+        await notifier.withdrawn(job, i18n.locale)
 
 
 def create_router() -> Router:

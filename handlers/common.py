@@ -1,19 +1,19 @@
-"""Small pieces shared by the routers: prompt validation, button-text filters, job submission."""
+"""Small pieces shared by the routers: prompt validation, button-text filters, job ownership.
+
+Job submission is :class:`handlers.context.RequestContext`'s."""
 
 from __future__ import annotations
 
 import unicodedata
 from typing import Any
 
-from aiogram import Bot, F
+from aiogram import F
 from aiogram.types import CallbackQuery
 from aiogram.utils.magic_filter import MagicFilter
 from aiogram_i18n import I18nContext
 
 from bot.i18n import translator
-from bot.keyboards import cancel_job_keyboard
-from generation.backend import Mode, ModelId
-from generation.jobs import MAX_PROMPT_LENGTH, AdmissionError, JobService
+from jobs.service import MAX_PROMPT_LENGTH
 from storage.models import Job, User
 from storage.repositories import Repositories
 
@@ -44,42 +44,6 @@ def validate_prompt(text: str | None, limit: int = MAX_PROMPT_LENGTH) -> str:
 def button(key: str) -> MagicFilter:
     """Matches a reply-keyboard button's text in any of the bot's languages."""
     return F.text.in_(translator().all_locales(key))
-
-
-async def submit_job(
-    *,
-    bot: Bot,
-    chat_id: int,
-    repos: Repositories,
-    user: User,
-    jobs: JobService,
-    i18n: I18nContext,
-    params: dict[str, Any],
-    kind: Mode = Mode.TEXT2IMG,
-    model: str | None = None,
-    note: str | None = None,
-) -> Job | None:
-    """Create a job with a status message, or tell the user why not. Returns the job or None.
-
-    ``note``: an extra line for the status message (e.g. which model an edit falls back to).
-    """
-
-    async def announce(job: Job, position: int) -> int:
-        text = i18n.get("job-queued", position=position)
-        if note:
-            text += "\n" + note
-        if job.model == ModelId.K31_FLASH and params.get("negative_prompt"):
-            text += "\n" + i18n.get("job-flash-no-negative")
-        message = await bot.send_message(
-            chat_id, text, reply_markup=cancel_job_keyboard(translator(), i18n.locale, job.id)
-        )
-        return message.message_id
-
-    try:
-        return await jobs.submit(repos, user, chat_id, params, announce, kind=kind, model=model)
-    except AdmissionError as exc:
-        await bot.send_message(chat_id, i18n.get(exc.code, limit=exc.limit, **exc.details))
-        return None
 
 
 async def own_job(

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import shutil
-from pathlib import Path
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
@@ -24,9 +22,12 @@ from PIL import UnidentifiedImageError
 from faceswap.profile import FaceSwapError, has_me
 from faceswap.service import FaceService
 from generation.backend import Mode
-from generation.jobs import JobService
-from generation.moderation import ContentGuard
-from handlers.common import PromptError, submit_job, validate_prompt
+from handlers.common import PromptError, validate_prompt
+from handlers.context import RequestContext
+from handlers.filters import PromptFilter
+from jobs.results import ResultStore
+from jobs.service import JobService
+from prompting.guard import ContentGuard
 from storage.models import PENDING_STATUSES, ModerationKind, User, UserFace
 from storage.repositories import Repositories
 
@@ -44,20 +45,9 @@ def scene_prompt(text: str) -> str:
     return text if has_me(text) else f"@me, {text}"
 
 
-async def _submit(
-    message: Message,
-    bot: Bot,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-    face: UserFace,
-    prompt: str,
-) -> None:
-    params = jobs.params_from_settings(user, prompt, input_file_ids=[face.file_id], extra={"face": face.profile})
-    await submit_job(
-        bot=bot, chat_id=message.chat.id, repos=repos, user=user, jobs=jobs, i18n=i18n, params=params, kind=Mode.FACESWAP
-    )
+async def _submit(request: RequestContext, face: UserFace, prompt: str) -> None:
+    params = request.params(prompt, Mode.FACESWAP, input_file_ids=[face.file_id], extra={"face": face.profile})
+    await request.submit(params, Mode.FACESWAP)
 
 
 async def face_command(
@@ -69,6 +59,7 @@ async def face_command(
     user: User,
     repos: Repositories,
     jobs: JobService,
+    request: RequestContext,
 ) -> None:
     if command.args and command.args.strip():
         try:
@@ -78,7 +69,7 @@ async def face_command(
             return
         face = await repos.faces.get(user.id)
         if face is not None:
-            await _submit(message, bot, i18n, user, repos, jobs, face, prompt)
+            await _submit(request, face, prompt)
             return
         # No face yet: ask for it, and draw the prompt once it is there.
         await state.set_state(FaceFlow.photo)
@@ -98,6 +89,7 @@ async def face_photo(
     user: User,
     repos: Repositories,
     jobs: JobService,
+    request: RequestContext,
     faces: FaceService,
     guard: ContentGuard | None = None,
 ) -> None:
@@ -125,7 +117,7 @@ async def face_photo(
         await message.answer(i18n.get("face-several"))
     await message.answer(i18n.get("face-saved"))
     if pending:
-        await _submit(message, bot, i18n, user, repos, jobs, face, pending)
+        await _submit(request, face, pending)
 
 
 async def face_waiting(message: Message, i18n: I18nContext) -> None:
@@ -134,18 +126,15 @@ async def face_waiting(message: Message, i18n: I18nContext) -> None:
 
 
 async def me_prompt(
-    message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
+    message: Message, i18n: I18nContext, user: User, repos: Repositories, request: RequestContext, prompt: str | None
 ) -> None:
-    try:
-        prompt = validate_prompt(message.text)
-    except PromptError as exc:
-        await message.answer(i18n.get(exc.code, **exc.kwargs))
-        return
+    if prompt is None:
+        return  # refused: answered by PromptFilter
     face = await repos.faces.get(user.id)
     if face is None:
         await message.answer(i18n.get("face-needed"))
         return
-    await _submit(message, bot, i18n, user, repos, jobs, face, prompt)
+    await _submit(request, face, prompt)
 
 
 async def forget_face(
@@ -155,7 +144,7 @@ async def forget_face(
     user: User,
     repos: Repositories,
     jobs: JobService,
-    results_dir: str,
+    results: ResultStore,
 ) -> None:
     """Delete everything stored about the face: the face row, the photo's file id and face data in
     the face-swap jobs, their pictures on disk (they show the face), and stop the pending ones."""
@@ -166,16 +155,11 @@ async def forget_face(
     for job in face_jobs:
         if job.status in PENDING_STATUSES:
             await jobs.cancel_one(repos, job)
-    await asyncio.to_thread(_delete_results, Path(results_dir), [job.id for job in face_jobs])
+    await asyncio.to_thread(results.delete, [job.id for job in face_jobs])
     if deleted:
         await message.answer(i18n.get("face-forgotten"))
     else:
         await message.answer(i18n.get("face-nothing-to-forget"))
-
-
-def _delete_results(results_dir: Path, job_ids: list[int]) -> None:
-    for job_id in job_ids:
-        shutil.rmtree(results_dir / str(job_id), ignore_errors=True)
 
 
 def create_router() -> Router:
@@ -184,5 +168,5 @@ def create_router() -> Router:
     router.message(Command("forgetface"))(forget_face)
     router.message(FaceFlow.photo, F.photo)(face_photo)
     router.message(FaceFlow.photo, ~F.text.startswith("/"))(face_waiting)
-    router.message(F.text.regexp(ME_PATTERN), ~F.text.startswith("/"))(me_prompt)
+    router.message(F.text.regexp(ME_PATTERN), ~F.text.startswith("/"), PromptFilter())(me_prompt)
     return router

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from aiogram import Bot, F, Router
 from aiogram.types import CallbackQuery, FSInputFile, Message
 from aiogram_i18n import I18nContext
 
 from bot.keyboards import ResultCb
-from generation.backend import Mode
-from generation.jobs import JobService, new_seed
-from handlers.common import PromptError, own_job, submit_job, validate_prompt
+from handlers.common import own_job
+from handlers.context import RequestContext
+from handlers.filters import PromptFilter
+from jobs.params import read_params
+from jobs.results import ResultStore
+from jobs.service import new_seed
 from storage.models import User
 from storage.repositories import Repositories
 
@@ -20,77 +22,33 @@ async def unknown_command(message: Message, i18n: I18nContext) -> None:
     await message.answer(i18n.get("command-unknown"))
 
 
-async def prompt(
-    message: Message, bot: Bot, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
-) -> None:
-    try:
-        text = validate_prompt(message.text)
-    except PromptError as exc:
-        await message.answer(i18n.get(exc.code, **exc.kwargs))
-        return
-    await submit_job(
-        bot=bot,
-        chat_id=message.chat.id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        params=jobs.params_from_settings(user, text),
-    )
+async def prompt(message: Message, prompt: str | None, request: RequestContext) -> None:
+    if prompt is None:
+        return  # refused: answered by PromptFilter
+    await request.submit(request.params(prompt))
 
 
 async def _resubmit(
-    query: CallbackQuery,
-    callback_data: ResultCb,
-    bot: Bot,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-    changes: dict[str, object],
+    query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, request: RequestContext, **changes: object
 ) -> None:
     """The user's own job again, as a new job, with some parameters changed."""
-    job = await own_job(query, callback_data.job_id, user, repos, i18n)
+    job = await own_job(query, callback_data.job_id, request.user, request.repos, i18n)
     if job is None:
         return
     await query.answer()
-    await submit_job(
-        bot=bot,
-        chat_id=job.chat_id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        params=dict(job.params, **changes),
-        kind=Mode(job.kind),
-        model=job.model,
-    )
+    await request.resubmit(job, **changes)
 
 
-async def again(
-    query: CallbackQuery,
-    callback_data: ResultCb,
-    bot: Bot,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-) -> None:
+async def again(query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, request: RequestContext) -> None:
     """The same job with a new seed."""
-    await _resubmit(query, callback_data, bot, i18n, user, repos, jobs, {"seed": new_seed()})
+    await _resubmit(query, callback_data, i18n, request, seed=new_seed())
 
 
 async def without_beautification(
-    query: CallbackQuery,
-    callback_data: ResultCb,
-    bot: Bot,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, request: RequestContext
 ) -> None:
     """A beautified job again in the user's own words, with the same seed to compare."""
-    await _resubmit(query, callback_data, bot, i18n, user, repos, jobs, {"beautify": False})
+    await _resubmit(query, callback_data, i18n, request, beautify=False)
 
 
 async def original(
@@ -100,22 +58,21 @@ async def original(
     i18n: I18nContext,
     user: User,
     repos: Repositories,
-    results_dir: str,
+    results: ResultStore,
 ) -> None:
     """The lossless PNGs as documents (Telegram recompresses photos)."""
     job = await own_job(query, callback_data.job_id, user, repos, i18n)
     if job is None:
         return
-    folder = Path(results_dir) / str(job.id)
-    paths = sorted(folder.glob("*.png"), key=lambda p: int(p.stem))
+    paths = results.paths(job.id)
     if not paths:
         await query.answer(i18n.get("original-missing"), show_alert=True)
         return
     await query.answer()
-    seed = int(job.params["seed"])
-    for path in paths:  # "{i}.png" was generated with seed + i
+    seed = read_params(job).seed
+    for path in paths:  # image i was generated with seed + i
         await bot.send_document(
-            job.chat_id, FSInputFile(path, filename=f"kandinsky-{job.id}-{seed + int(path.stem)}.png")
+            job.chat_id, FSInputFile(path, filename=f"kandinsky-{job.id}-{seed + results.index(path)}.png")
         )
 
 
@@ -126,7 +83,7 @@ async def reuse_seed(
     job = await own_job(query, callback_data.job_id, user, repos, i18n)
     if job is None:
         return
-    seed = int(job.params["seed"])
+    seed = read_params(job).seed
     user.settings.fixed_seed = seed
     await query.answer(i18n.get("seed-reused", seed=str(seed)), show_alert=True)
 
@@ -134,7 +91,7 @@ async def reuse_seed(
 def create_router() -> Router:
     router = Router(name="generate")
     router.message(F.text.startswith("/"))(unknown_command)
-    router.message(F.text)(prompt)
+    router.message(F.text, PromptFilter())(prompt)
     router.callback_query(ResultCb.filter(F.action == "again"))(again)
     router.callback_query(ResultCb.filter(F.action == "plain"))(without_beautification)
     router.callback_query(ResultCb.filter(F.action == "original"))(original)

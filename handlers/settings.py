@@ -21,10 +21,10 @@ from bot.keyboards import (
     settings_section,
     style_name,
 )
-from generation.capabilities import EDITING_MODELS
-from generation.jobs import MAX_PROMPT_LENGTH
+from generation.registry import EDITING_MODELS
 from generation.styles import ASPECT_RATIOS, MODELS, STYLES, image_size
 from handlers.common import button
+from jobs.service import MAX_PROMPT_LENGTH
 from storage.models import User, UserSettings
 
 

@@ -10,7 +10,9 @@ from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
 from bot.i18n import LOCALES, translator
-from bot.keyboards import LanguageCb, language_keyboard, main_keyboard
+from bot.keyboards import LanguageCb, language_keyboard, main_keyboard, model_name
+from generation.backend import Mode
+from generation.registry import MODELS
 from handlers.common import button
 from storage.models import User
 
@@ -22,8 +24,22 @@ async def start(message: Message, i18n: I18nContext) -> None:
     )
 
 
+def models_help(i18n: I18nContext) -> str:
+    """One line per model of the registry the user can choose: what it does (and that Flash ignores a
+    negative prompt). The editing models' parts (IP-Adapter, HED ControlNet) are not listed: the
+    help text's /settings line names the editing model."""
+    lines = [i18n.get("help-models")]
+    for model, spec in MODELS.items():
+        if not spec.selectable:
+            continue
+        modes = ", ".join(i18n.get(f"mode-{mode}") for mode in Mode if spec.supports(mode))
+        line = i18n.get("help-model", model=model_name(translator(), model, i18n.locale), modes=modes)
+        lines.append(line if spec.negative_prompt else i18n.get("help-model-no-negative", line=line))
+    return "\n".join(lines)
+
+
 async def help_(message: Message, i18n: I18nContext) -> None:
-    await message.answer(i18n.get("help-text"))
+    await message.answer(i18n.get("help-text") + "\n\n" + models_help(i18n))
 
 
 async def language(message: Message, i18n: I18nContext) -> None:

@@ -21,19 +21,16 @@ from storage.admin_models import (
     BroadcastStatus,
     RecipientStatus,
 )
+from storage.control import LIMIT_KEYS, Limits, PauseState, QueueControlRepository, day_start
 from storage.models import PENDING_STATUSES, Job, JobStatus, User, utcnow
 from storage.repositories import _insert_for
+
+__all__ = ["Limits", "PauseState", "day_start", "ControlRepository"]  # also importable from here
 
 
 class AdminRole(StrEnum):
     OWNER = "owner"  # listed in ADMIN_IDS; grants and revokes admin rights
     ADMIN = "admin"  # granted by an owner, stored in admin_grants
-
-
-def day_start(now: datetime | None = None) -> datetime:
-    """Midnight UTC of the current day: daily quotas and "today" statistics count from it."""
-    now = now or utcnow()
-    return now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,29 +81,9 @@ class AdminRepository:
 # ---------------------------------------------------------------------------------------------
 # Runtime settings: limits and pause, stored in bot_settings and read on every admission
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Limits:
-    max_pending_per_user: int
-    max_pending_total: int
-    daily_quota: int | None = None  # jobs per user per UTC day; None: unlimited
-
-
-LIMIT_KEYS = ("max_pending_per_user", "max_pending_total", "daily_quota")
-
-
-@dataclass(frozen=True)
-class PauseState:
-    paused: bool
-    reason: str | None = None
-
-
-class ControlRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def _values(self, keys: Sequence[str]) -> dict[str, Any]:
-        rows = await self.session.execute(select(BotSetting.key, BotSetting.value).where(BotSetting.key.in_(keys)))
-        return dict(rows.tuples().all())
+class ControlRepository(QueueControlRepository):
+    """The admins' side of the runtime settings: the job system only reads them
+    (:class:`storage.control.QueueControlRepository`)."""
 
     async def _set(self, key: str, value: Any, updated_by: int | None) -> None:
         # An upsert: two admins changing the same setting at once cannot collide on the key.
@@ -115,41 +92,13 @@ class ControlRepository:
         statement = insert_(BotSetting).values(key=key, **values)
         await self.session.execute(statement.on_conflict_do_update(index_elements=["key"], set_=values))
 
-    async def limits(self, defaults: Limits) -> Limits:
-        """The stored limits, falling back to the defaults from the environment for unset ones."""
-        stored = await self._values(LIMIT_KEYS)
-        return Limits(
-            max_pending_per_user=int(stored.get("max_pending_per_user") or defaults.max_pending_per_user),
-            max_pending_total=int(stored.get("max_pending_total") or defaults.max_pending_total),
-            daily_quota=stored["daily_quota"] if "daily_quota" in stored else defaults.daily_quota,
-        )
-
     async def set_limit(self, key: str, value: int | None, updated_by: int) -> None:
         if key not in LIMIT_KEYS:
             raise KeyError(key)
         await self._set(key, value, updated_by)
 
-    async def pause_state(self) -> PauseState:
-        stored = await self._values(("paused",))
-        value = stored.get("paused")
-        if not value:
-            return PauseState(False)
-        return PauseState(True, value.get("reason") if isinstance(value, dict) else None)
-
     async def set_pause(self, paused: bool, reason: str | None, updated_by: int) -> None:
         await self._set("paused", {"reason": reason} if paused else None, updated_by)
-
-    async def jobs_since(self, user_id: int, since: datetime) -> int:
-        """Jobs that count against the daily quota: created since ``since`` and not withdrawn.
-
-        Cancelled jobs (no picture came of them) and jobs that failed on our side do not count.
-        """
-        query = select(func.count(Job.id)).where(
-            Job.user_id == user_id,
-            Job.created_at >= since,
-            Job.status.not_in([JobStatus.FAILED, JobStatus.CANCELLED]),
-        )
-        return int((await self.session.execute(query)).scalar_one())
 
 
 # ---------------------------------------------------------------------------------------------

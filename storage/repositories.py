@@ -250,7 +250,7 @@ class UserFaceRepository:
 
 
 class ModerationRepository:
-    """Refusals by the safety checks (generation.moderation), counted for admins."""
+    """Refusals by the safety checks (prompting.guard), counted for admins."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session

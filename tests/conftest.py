@@ -13,12 +13,24 @@ from aiogram import Bot
 from aiogram.types import Update
 from sqlalchemy import select
 
-from bot.app import App, build_app
-from bot.config import Settings
+from app.config import Settings
+from app.wiring import App, build_app
 from generation.fake import FakeBackend
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus
 from tests.fakes import TOKEN, RecordingSession
+
+
+# Folders whose tests are all slow, and the marker each also gets (pyproject.toml registers them).
+FOLDER_MARKERS = {"e2e": ("slow", "e2e"), "scale": ("slow", "scale"), "generation": ("slow",), "faceswap": ("slow",)}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).parent
+    for item in items:
+        parts = Path(str(item.path)).relative_to(tests_dir).parts
+        for name in FOLDER_MARKERS.get(parts[0], ()) if len(parts) > 1 else ():
+            item.add_marker(getattr(pytest.mark, name))
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -15,7 +15,7 @@ from aiogram.exceptions import (
 from aiogram.methods import EditMessageText, GetUpdates, SendChatAction, SendMessage
 
 from bot.best_effort import best_effort
-from bot.retry import DroppedUnderFloodControl, RetryMiddleware, best_effort_call
+from bot.retry import DroppedUnderFloodControl, RetryMiddleware
 
 
 class FakeTime:
@@ -93,18 +93,6 @@ async def test_best_effort_calls_are_not_retried() -> None:
     with best_effort(), pytest.raises(TelegramServerError):
         await middleware(clock)(telegram, None, EDIT)
     assert clock.sleeps == []
-
-
-async def test_best_effort_call_swallows_throttling_but_not_bad_requests() -> None:
-    async def throttled() -> None:
-        raise retry_after(1, EDIT)
-
-    async def bad() -> None:
-        raise TelegramBadRequest(method=EDIT, message="Bad Request: message to edit not found")
-
-    assert await best_effort_call(throttled()) is None
-    with pytest.raises(TelegramBadRequest):
-        await best_effort_call(bad())
 
 
 @pytest.mark.parametrize(

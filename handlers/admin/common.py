@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.state import State, StatesGroup
@@ -16,11 +17,34 @@ from storage.models import User, utcnow
 from storage.repositories import Repositories
 
 
+class AdminAction(StrEnum):
+    PANEL = "panel"
+    STATS = "stats"
+    QUEUE = "queue"
+    QUEUE_CANCEL = "qcancel"
+    LIMITS = "limits"
+    LIMIT = "limit"
+    MODELS = "models"
+    MODEL_LOAD = "mload"
+    MODEL_UNLOAD = "munload"
+    AUDIT = "audit"
+    PAUSE = "pause"
+    RESUME = "resume"
+    BROADCAST = "broadcast"
+    BROADCAST_SEND = "bsend"
+    BROADCAST_CANCEL = "bcancel"
+    USER = "user"
+    BAN = "ban"
+    UNBAN = "unban"
+    GRANT = "grant"
+    REVOKE = "revoke"
+
+
 class AdminCb(CallbackData, prefix="adm"):
     """Every admin button. The admin router's filter checks the presser again on each press."""
 
-    action: str
-    arg: str = ""
+    action: AdminAction
+    arg: str = ""  # a user or job id, a model, a limit
 
 
 class AdminStates(StatesGroup):

@@ -6,17 +6,16 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from aiogram import Bot, F, Router
+from aiogram import F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
-from bot.best_effort import best_effort
-from bot.i18n import translator
+from bot.notifier import TelegramNotifier
 from generation.backend import Backend, ModelId
-from generation.jobs import JobService
+from jobs.service import JobService
 from handlers.admin.common import (
     AdminCb,
     admin_repos,
@@ -153,11 +152,11 @@ async def queue_command(message: Message, i18n: I18nContext, repos: Repositories
 async def cancel_job(
     query: CallbackQuery,
     callback_data: AdminCb,
-    bot: Bot,
     i18n: I18nContext,
     user: User,
     repos: Repositories,
     jobs: JobService,
+    notifier: TelegramNotifier,
 ) -> None:
     job = await repos.jobs.get(int(callback_data.arg)) if callback_data.arg.isdigit() else None
     if job is None or not await jobs.cancel_one(repos, job):
@@ -165,17 +164,9 @@ async def cancel_job(
     else:
         await admin_repos(repos).admins.audit(user.id, "cancel_job", job.id, f"user {job.user_id}")
         await query.answer(i18n.get("admin-job-cancelled", id=job.id))
-        if job.status == JobStatus.QUEUED and job.status_message_id is not None:
+        if job.status == JobStatus.QUEUED:
             owner = await repos.users.get(job.user_id)
-            try:
-                with best_effort():
-                    await bot.edit_message_text(
-                        chat_id=job.chat_id,
-                        message_id=job.status_message_id,
-                        text=translator()("admin-job-cancelled-owner", owner.language if owner else "en"),
-                    )
-            except TelegramAPIError:
-                pass
+            await notifier.withdrawn(job, owner.language if owner else "en", "admin-job-cancelled-owner")
     await _refresh(query, *(await queue_view(i18n, repos)))
 
 

@@ -11,11 +11,11 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
 from generation.backend import Backend
-from generation.jobs import JobService
 from handlers.admin import control
 from handlers.admin.broadcast import ask_broadcast
 from handlers.admin.common import AdminCb, AdminStates, admin_repos, esc, user_label
 from handlers.admin.users import audit_view
+from jobs.service import JobService
 from storage.admin_repositories import AdminRole
 from storage.repositories import Repositories
 

@@ -13,9 +13,10 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
 from bot.admin_menu import hide_admin_menu, show_admin_menu
-from bot.best_effort import best_effort
 from bot.i18n import translator
-from generation.jobs import JobService
+from bot.notifier import TelegramNotifier
+from jobs.params import shown_prompt
+from jobs.service import JobService
 from handlers.admin.common import (
     AdminCb,
     AdminStates,
@@ -38,7 +39,14 @@ Reply = tuple[str, dict[str, Any]]  # an i18n key and its arguments
 
 # -- the actions, shared by commands and buttons ---------------------------------------------
 async def ban(
-    bot: Bot, repos: Repositories, jobs: JobService, admin_ids: frozenset[int], admin: User, target: User, reason: str
+    bot: Bot,
+    repos: Repositories,
+    jobs: JobService,
+    notifier: TelegramNotifier,
+    admin_ids: frozenset[int],
+    admin: User,
+    target: User,
+    reason: str,
 ) -> Reply:
     if await admin_repos(repos).admins.role(admin_ids, target.id) is not None:
         return "admin-ban-admin", {}
@@ -49,15 +57,7 @@ async def ban(
     cancelled = await jobs.cancel_all(repos, target.id)  # commits: the worker must not start them
     t = translator()
     for job in cancelled.queued:
-        if job.status_message_id is None:
-            continue
-        try:
-            with best_effort():
-                await bot.edit_message_text(
-                    chat_id=job.chat_id, message_id=job.status_message_id, text=t("job-cancelled", target.language)
-                )
-        except TelegramAPIError:
-            pass
+        await notifier.withdrawn(job, target.language)
     # The one notice now, so the user knows why the pictures stopped; if it cannot be sent, the
     # middleware sends it on the user's next message.
     try:
@@ -163,7 +163,7 @@ async def user_card(
     if last:
         lines.append(i18n.get("admin-user-last-jobs"))
         for job in last:
-            prompt = str(job.params.get("display_prompt") or job.params.get("prompt") or "")
+            prompt = shown_prompt(job)
             lines.append(
                 f"#{job.id} · {esc(job.kind)} · {esc(job.model)} · {esc(job.status)} · {fmt_time(job.created_at)}"
                 + (f"\n   <i>{esc(prompt[:80])}</i>" if prompt else "")
@@ -195,13 +195,14 @@ async def ban_command(
     user: User,
     repos: Repositories,
     jobs: JobService,
+    notifier: TelegramNotifier,
     admin_ids: frozenset[int],
 ) -> None:
     target = await resolve_target(message, command.args, repos)
     if target.user is None:
         await message.answer(i18n.get(target.error or "admin-user-not-found", command="ban"))
         return
-    key, kwargs = await ban(bot, repos, jobs, admin_ids, user, target.user, target.rest)
+    key, kwargs = await ban(bot, repos, jobs, notifier, admin_ids, user, target.user, target.rest)
     await message.answer(i18n.get(key, **kwargs))
 
 
@@ -311,6 +312,7 @@ async def user_button(
     user: User,
     repos: Repositories,
     jobs: JobService,
+    notifier: TelegramNotifier,
     admin_ids: frozenset[int],
     admin_role: str,
     user_commands: tuple[str, ...] = (),
@@ -321,7 +323,7 @@ async def user_button(
         return
     action = callback_data.action
     if action == "ban":
-        key, kwargs = await ban(bot, repos, jobs, admin_ids, user, target, "")
+        key, kwargs = await ban(bot, repos, jobs, notifier, admin_ids, user, target, "")
     elif action == "unban":
         key, kwargs = await unban(bot, repos, user, target)
     elif action == "grant":

@@ -16,12 +16,10 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
-from generation.jobs import JobService
+from handlers.context import RequestContext
 from handlers.editing import fuse, restyle
 from handlers.editing.flow import EDIT_STATES, EditCb, FuseFlow, RestyleFlow, start_flow, step_text
 from handlers.editing.inputs import accept_inputs, caption_of, has_media
-from storage.models import User
-from storage.repositories import Repositories
 
 
 async def picture_outside_flows(
@@ -29,16 +27,14 @@ async def picture_outside_flows(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
     album: list[Message] | None = None,
 ) -> None:
     messages = album or [message]
     if len(messages) > 1:
         await start_flow(state, FuseFlow.photos, photos=[])
-        await fuse.add_photos(message, messages, bot, state, i18n, user, repos, jobs, max_image_side)
+        await fuse.add_photos(message, messages, bot, state, i18n, request, max_image_side)
         if not (await state.get_data()).get("photos"):  # refused: no flow was asked for
             await state.clear()
         return
@@ -46,7 +42,7 @@ async def picture_outside_flows(
     if photos is None:
         return
     await start_flow(state, RestyleFlow.photo, shapes=False)
-    await restyle.take_photo(message, photos[0], caption_of(messages), state, i18n, user)
+    await restyle.take_photo(message, photos[0], caption_of(messages), state, i18n, request.user)
 
 
 async def unexpected_in_flow(message: Message, state: FSMContext, i18n: I18nContext, raw_state: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -68,9 +69,19 @@ FLOWS = (RestyleFlow, StyleFlow, FuseFlow, MixFlow, VariationsFlow)
 EDIT_STATES: frozenset[str] = frozenset(s.state for group in FLOWS for s in group.__states__)
 
 
+class EditAction(StrEnum):
+    RESTYLE = "restyle"
+    SHAPES = "shapes"  # restyle keeping the shapes
+    STYLE = "style"
+    FUSE = "fuse"
+    FUSE_DONE = "fuse_done"
+    MIX = "mix"
+    VARIATIONS = "variations"
+
+
 class EditCb(CallbackData, prefix="edit"):
-    action: str  # restyle | shapes | style | fuse | fuse_done | mix | variations
-    value: str = ""
+    action: EditAction
+    value: str = ""  # a strength level or a weight in percent
 
 
 async def start_flow(state: FSMContext, step: State, **data: Any) -> None:

@@ -17,7 +17,7 @@ from aiogram_i18n import I18nContext
 
 from bot.i18n import translator
 from generation.backend import Mode
-from generation.jobs import JobService
+from handlers.context import RequestContext
 from handlers.editing.flow import (
     MAX_FUSE_PHOTOS,
     MIN_FUSE_PHOTOS,
@@ -32,9 +32,6 @@ from handlers.editing.flow import (
     step_text,
 )
 from handlers.editing.inputs import InputPhoto, accept_inputs, has_media, rejection_text
-from handlers.editing.submit import submit_edit
-from storage.models import User
-from storage.repositories import Repositories
 
 
 async def fuse_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
@@ -48,9 +45,7 @@ async def add_photos(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
 ) -> None:
     """Photos for the fusion (in the FuseFlow.photos state). An album sent first needs no "Done"."""
@@ -66,7 +61,7 @@ async def add_photos(
     collected += photos
     await state.update_data(photos=[p.to_dict() for p in collected])
     if first_is_album or len(collected) == MAX_FUSE_PHOTOS:
-        await fuse_done(message, state, i18n, user, repos, jobs, max_image_side, bot)
+        await fuse_done(message, state, i18n, request, max_image_side, bot)
         return
     await message.answer(
         i18n.get("edit-fuse-got", count=len(collected), max=MAX_FUSE_PHOTOS),
@@ -78,9 +73,7 @@ async def fuse_done(
     message: Message,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
     bot: Bot,
 ) -> None:
@@ -96,33 +89,16 @@ async def fuse_done(
         )
         return
     await finish_flow(state)
-    await _submit(message.chat.id, photos, [1.0] * len(photos), bot, i18n, user, repos, jobs, max_image_side)
+    await _submit(request, photos, [1.0] * len(photos))
 
 
-async def _submit(
-    chat_id: int,
-    photos: list[InputPhoto],
-    weights: list[float],
-    bot: Bot,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-    max_image_side: int,
-) -> None:
+async def _submit(request: RequestContext, photos: list[InputPhoto], weights: list[float]) -> None:
     total = sum(weights)
-    await submit_edit(
-        bot=bot,
-        chat_id=chat_id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        max_side=max_image_side,
+    await request.submit_edit(
         mode=Mode.FUSE,
         photos=photos,
         weights=[w / total for w in weights],
-        display_prompt=i18n.get("edit-caption-fuse", count=len(photos)),
+        display_prompt=request.i18n.get("edit-caption-fuse", count=len(photos)),
     )
 
 
@@ -131,13 +107,11 @@ async def fuse_photo(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
     album: list[Message] | None = None,
 ) -> None:
-    await add_photos(message, album or [message], bot, state, i18n, user, repos, jobs, max_image_side)
+    await add_photos(message, album or [message], bot, state, i18n, request, max_image_side)
 
 
 async def fuse_done_command(
@@ -145,12 +119,10 @@ async def fuse_done_command(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
 ) -> None:
-    await fuse_done(message, state, i18n, user, repos, jobs, max_image_side, bot)
+    await fuse_done(message, state, i18n, request, max_image_side, bot)
 
 
 async def fuse_done_button(
@@ -158,28 +130,22 @@ async def fuse_done_button(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
 ) -> None:
     if not isinstance(query.message, Message):
         await query.answer(i18n.get("callback-unknown"), show_alert=True)
         return
     await query.answer()
-    await fuse_done(query.message, state, i18n, user, repos, jobs, max_image_side, bot)
+    await fuse_done(query.message, state, i18n, request, max_image_side, bot)
 
 
 async def fuse_weight(
     query: CallbackQuery,
     callback_data: EditCb,
-    bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-    max_image_side: int,
+    request: RequestContext,
 ) -> None:
     first = await chosen_weight(query, callback_data.value, PAIR_WEIGHTS, i18n)
     if first is None or not isinstance(query.message, Message):
@@ -187,7 +153,7 @@ async def fuse_weight(
     photos = [InputPhoto.from_dict(p) for p in (await state.get_data())["photos"]]
     await query.answer()
     await finish_flow(state, query.message)
-    await _submit(query.message.chat.id, photos, [first, 1.0 - first], bot, i18n, user, repos, jobs, max_image_side)
+    await _submit(request, photos, [first, 1.0 - first])
 
 
 def create_router() -> Router:

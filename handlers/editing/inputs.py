@@ -17,6 +17,7 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Filter
 from aiogram.types import Message
 from aiogram_i18n import I18nContext
 
@@ -159,3 +160,22 @@ async def accept_inputs(
     except InputImageError as exc:
         await messages[0].answer(rejection_text(i18n, exc.code))
         return None
+
+
+class PhotosFilter(Filter):
+    """Adds ``photos`` (a refusal is answered here and ``photos`` is None; see :mod:`handlers.filters`): the message's (or its album's) pictures as checked
+    :class:`InputPhoto` s, at most ``at_most`` of them."""
+
+    def __init__(self, at_most: int | None = None) -> None:
+        self.at_most = at_most
+
+    async def __call__(
+        self,
+        message: Message,
+        bot: Bot,
+        i18n: I18nContext,
+        max_image_side: int,
+        album: list[Message] | None = None,
+    ) -> dict[str, Any]:
+        messages = album or [message]
+        return {"photos": await accept_inputs(messages, bot, i18n, max_image_side, at_most=self.at_most)}

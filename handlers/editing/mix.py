@@ -11,8 +11,8 @@ from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
 from generation.backend import Mode
-from generation.jobs import JobService
 from handlers.common import PromptError, validate_prompt
+from handlers.context import RequestContext
 from handlers.editing.flow import (
     PAIR_WEIGHTS,
     chosen_weight,
@@ -23,10 +23,7 @@ from handlers.editing.flow import (
     start_flow,
     step_text,
 )
-from handlers.editing.inputs import InputPhoto, accept_inputs, caption_of, has_media
-from handlers.editing.submit import submit_edit
-from storage.models import User
-from storage.repositories import Repositories
+from handlers.editing.inputs import InputPhoto, PhotosFilter, caption_of, has_media
 
 
 PLAIN_TEXT = F.text & ~F.text.startswith("/")
@@ -57,12 +54,12 @@ async def mix_photo(
     state: FSMContext,
     i18n: I18nContext,
     max_image_side: int,
+    photos: list[InputPhoto] | None,
     album: list[Message] | None = None,
 ) -> None:
     messages = album or [message]
-    photos = await accept_inputs(messages, bot, i18n, max_image_side, at_most=1)
     if photos is None:
-        return
+        return  # refused: answered by PhotosFilter
     await state.update_data(photo=photos[0].to_dict())
     caption = caption_of(messages)
     data = await state.get_data()
@@ -87,9 +84,7 @@ async def mix_go(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
 ) -> None:
     image_weight = await chosen_weight(query, callback_data.value, PAIR_WEIGHTS, i18n)
@@ -98,14 +93,7 @@ async def mix_go(
     data = await state.get_data()
     await query.answer()
     await finish_flow(state, query.message)
-    await submit_edit(
-        bot=bot,
-        chat_id=query.message.chat.id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        max_side=max_image_side,
+    await request.submit_edit(
         mode=Mode.MIX,
         photos=[InputPhoto.from_dict(data["photo"])],
         prompt=data["prompt"],
@@ -116,9 +104,9 @@ async def mix_go(
 def create_router() -> Router:
     router = Router(name="editing-mix")
     router.message(Command("mix"))(mix_command)
-    router.message(MixFlow.photo, F.func(has_media))(mix_photo)
-    router.message(MixFlow.text, F.func(has_media))(mix_photo)
-    router.message(MixFlow.weight, F.func(has_media))(mix_photo)
+    router.message(MixFlow.photo, F.func(has_media), PhotosFilter(at_most=1))(mix_photo)
+    router.message(MixFlow.text, F.func(has_media), PhotosFilter(at_most=1))(mix_photo)
+    router.message(MixFlow.weight, F.func(has_media), PhotosFilter(at_most=1))(mix_photo)
     router.message(MixFlow.text, PLAIN_TEXT)(mix_text)
     router.message(MixFlow.weight, PLAIN_TEXT)(mix_text)
     router.callback_query(MixFlow.weight, EditCb.filter(F.action == "mix"))(mix_go)

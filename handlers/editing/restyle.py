@@ -16,8 +16,8 @@ from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
 from generation.backend import Mode
-from generation.jobs import JobService
 from handlers.common import PromptError, validate_prompt
+from handlers.context import RequestContext
 from handlers.editing.flow import (
     STRENGTHS,
     EditCb,
@@ -28,10 +28,9 @@ from handlers.editing.flow import (
     step_text,
     strength_keyboard,
 )
-from handlers.editing.inputs import InputPhoto, accept_inputs, caption_of, has_media
-from handlers.editing.submit import strength_value, submit_edit
+from handlers.editing.inputs import InputPhoto, PhotosFilter, caption_of, has_media
+from handlers.editing.submit import strength_value
 from storage.models import User
-from storage.repositories import Repositories
 
 
 PLAIN_TEXT = F.text & ~F.text.startswith("/")
@@ -93,13 +92,13 @@ async def restyle_photo(
     i18n: I18nContext,
     user: User,
     max_image_side: int,
+    photos: list[InputPhoto] | None,
     album: list[Message] | None = None,
 ) -> None:
     """The photo (a new one replaces the previous one at any step)."""
     messages = album or [message]
-    photos = await accept_inputs(messages, bot, i18n, max_image_side, at_most=1)
     if photos is None:
-        return
+        return  # refused: answered by PhotosFilter
     await take_photo(message, photos[0], caption_of(messages), state, i18n, user)
 
 
@@ -114,9 +113,7 @@ async def restyle_go(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
 ) -> None:
     level = callback_data.value
@@ -124,17 +121,10 @@ async def restyle_go(
         await query.answer(i18n.get("callback-unknown"), show_alert=True)
         return
     data = await state.get_data()
-    user.settings.edit_strength = level  # remembered for the next restyle
+    request.user.settings.edit_strength = level  # remembered for the next restyle
     await query.answer()
     await finish_flow(state, query.message)
-    await submit_edit(
-        bot=bot,
-        chat_id=query.message.chat.id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        max_side=max_image_side,
+    await request.submit_edit(
         mode=Mode.RESTYLE_DEPTH if callback_data.action == "shapes" else Mode.IMG2IMG,
         photos=[InputPhoto.from_dict(data["photo"])],
         prompt=data["prompt"],
@@ -146,9 +136,9 @@ def create_router() -> Router:
     router = Router(name="editing-restyle")
     router.message(Command("restyle"))(restyle_command)
     router.message(Command("restyle_shapes"))(restyle_shapes_command)
-    router.message(RestyleFlow.photo, F.func(has_media))(restyle_photo)
-    router.message(RestyleFlow.text, F.func(has_media))(restyle_photo)
-    router.message(RestyleFlow.strength, F.func(has_media))(restyle_photo)
+    router.message(RestyleFlow.photo, F.func(has_media), PhotosFilter(at_most=1))(restyle_photo)
+    router.message(RestyleFlow.text, F.func(has_media), PhotosFilter(at_most=1))(restyle_photo)
+    router.message(RestyleFlow.strength, F.func(has_media), PhotosFilter(at_most=1))(restyle_photo)
     router.message(RestyleFlow.text, PLAIN_TEXT)(restyle_text)
     router.message(RestyleFlow.strength, PLAIN_TEXT)(restyle_text)
     router.callback_query(RestyleFlow.strength, EditCb.filter(F.action.in_({"restyle", "shapes"})))(restyle_go)

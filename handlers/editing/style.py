@@ -13,7 +13,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
 from generation.backend import Mode
-from generation.jobs import JobService
+from handlers.context import RequestContext
 from handlers.editing.flow import (
     STYLE_WEIGHTS,
     chosen_weight,
@@ -24,10 +24,8 @@ from handlers.editing.flow import (
     step_text,
     style_weight_keyboard,
 )
-from handlers.editing.inputs import InputPhoto, accept_inputs, has_media
-from handlers.editing.submit import strength_value, submit_edit
-from storage.models import User
-from storage.repositories import Repositories
+from handlers.editing.inputs import InputPhoto, PhotosFilter, has_media
+from handlers.editing.submit import strength_value
 
 
 async def style_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
@@ -48,13 +46,12 @@ async def content_photo(
     state: FSMContext,
     i18n: I18nContext,
     max_image_side: int,
+    photos: list[InputPhoto] | None,
     album: list[Message] | None = None,
 ) -> None:
     """The content photo; an album of two is taken as content and style at once."""
-    messages = album or [message]
-    photos = await accept_inputs(messages, bot, i18n, max_image_side, at_most=2)
     if photos is None:
-        return
+        return  # refused: answered by PhotosFilter
     await state.update_data(content=photos[0].to_dict())
     if len(photos) == 2:
         await state.update_data(style=photos[1].to_dict())
@@ -70,12 +67,11 @@ async def style_photo(
     state: FSMContext,
     i18n: I18nContext,
     max_image_side: int,
+    photos: list[InputPhoto] | None,
     album: list[Message] | None = None,
 ) -> None:
-    messages = album or [message]
-    photos = await accept_inputs(messages, bot, i18n, max_image_side, at_most=1)
     if photos is None:
-        return
+        return  # refused: answered by PhotosFilter
     await state.update_data(style=photos[0].to_dict())
     await _ask_weight(message, state, i18n)
 
@@ -86,9 +82,7 @@ async def style_go(
     bot: Bot,
     state: FSMContext,
     i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
+    request: RequestContext,
     max_image_side: int,
 ) -> None:
     style_weight = await chosen_weight(query, callback_data.value, STYLE_WEIGHTS, i18n)
@@ -97,18 +91,11 @@ async def style_go(
     data = await state.get_data()
     await query.answer()
     await finish_flow(state, query.message)
-    await submit_edit(
-        bot=bot,
-        chat_id=query.message.chat.id,
-        repos=repos,
-        user=user,
-        jobs=jobs,
-        i18n=i18n,
-        max_side=max_image_side,
+    await request.submit_edit(
         mode=Mode.STYLE,
         photos=[InputPhoto.from_dict(data["content"]), InputPhoto.from_dict(data["style"])],
         weights=[1.0 - style_weight, style_weight],
-        strength=strength_value(user.settings.edit_strength),
+        strength=strength_value(request.user.settings.edit_strength),
         display_prompt=i18n.get("edit-caption-style", percent=int(callback_data.value)),
     )
 
@@ -116,7 +103,7 @@ async def style_go(
 def create_router() -> Router:
     router = Router(name="editing-style")
     router.message(Command("style"))(style_command)
-    router.message(StyleFlow.content, F.func(has_media))(content_photo)
-    router.message(StyleFlow.style, F.func(has_media))(style_photo)
+    router.message(StyleFlow.content, F.func(has_media), PhotosFilter(at_most=2))(content_photo)
+    router.message(StyleFlow.style, F.func(has_media), PhotosFilter(at_most=1))(style_photo)
     router.callback_query(StyleFlow.weight, EditCb.filter(F.action == "style"))(style_go)
     return router

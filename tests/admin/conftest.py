@@ -9,7 +9,7 @@ import pytest
 from aiogram.methods import AnswerCallbackQuery, SendMessage
 from sqlalchemy import select
 
-from bot.config import Settings
+from app.config import Settings
 from storage.admin_models import AuditEntry
 from storage.models import User
 from tests.conftest import BotHarness, make_settings

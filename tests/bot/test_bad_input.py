@@ -99,7 +99,7 @@ async def test_banned_user_gets_one_notice_then_silence(harness):
 
 
 async def test_unexpected_handler_error_is_logged_and_the_user_told(harness, caplog, monkeypatch):
-    from generation.jobs import JobService
+    from jobs.service import JobService
 
     async def broken(*args, **kwargs):
         raise RuntimeError("database on fire")

@@ -69,3 +69,16 @@ async def test_command_menu_registered_in_both_languages(harness):
     ]
     russian = next(c for c in calls if c.language_code == "ru")
     assert russian.commands[0].description == "Начало и приветствие"
+
+
+async def test_help_lists_the_models_of_the_registry(harness):
+    await harness.feed(message_update("/help"))
+    text = harness.session.of(SendMessage)[-1].text
+    lines = {line.split(":")[0]: line for line in text.splitlines() if line.startswith("• ")}
+    assert set(lines) == {
+        "• Kandinsky 2.2", "• Kandinsky 3.1", "• Kandinsky 3.1 Flash", "• Kandinsky 3.1 + Flash refiner"
+    }
+    assert "fuse" in lines["• Kandinsky 2.2"] and "fuse" not in lines["• Kandinsky 3.1"]
+    assert "restyle" in lines["• Kandinsky 3.1 Flash"]  # Flash restyles photos
+    assert "no negative prompt" in lines["• Kandinsky 3.1 Flash"]
+    assert "no negative prompt" not in lines["• Kandinsky 3.1"]

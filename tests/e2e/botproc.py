@@ -1,4 +1,4 @@
-"""The real bot process (``python -m bot``) pointed at the emulator, as an operator would run it."""
+"""The real bot process (``python -m app``) pointed at the emulator, as an operator would run it."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def bot_env(
 
 
 class BotProcess:
-    """One ``python -m bot`` process; its output goes to ``log_path``."""
+    """One ``python -m app`` process; its output goes to ``log_path``."""
 
     def __init__(self, emulator: TelegramEmulator, token: str, env: Mapping[str, str], log_path: Path) -> None:
         self.emulator = emulator
@@ -59,13 +59,13 @@ class BotProcess:
         self.started_at = 0.0
 
     async def start(self, ready_timeout: float = 60.0, argv: list[str] | None = None) -> None:
-        """Start the process (``python -m bot`` unless ``argv`` says otherwise) and wait until it
+        """Start the process (``python -m app`` unless ``argv`` says otherwise) and wait until it
         long-polls the emulator."""
         self.started_at = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
-                *(argv or ["-m", "bot"]),
+                *(argv or ["-m", "app"]),
                 env=self.env,
                 cwd=str(self.log_path.parent),  # no stray .env file is read
                 stdin=asyncio.subprocess.DEVNULL,

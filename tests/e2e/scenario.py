@@ -56,7 +56,7 @@ def models_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
 async def open_world(
     tmp: Path, backend: str, request: pytest.FixtureRequest, **settings: object
 ) -> AsyncIterator[World]:
-    """The emulator and a started ``python -m bot``; the logs are printed (shown for a failed test)."""
+    """The emulator and a started ``python -m app``; the logs are printed (shown for a failed test)."""
     emulator = TelegramEmulator()
     emulator.add_bot(TOKEN)
     await emulator.start()

@@ -1,4 +1,4 @@
-"""The bot as a user meets it: the real ``python -m bot`` process, over HTTP, against the emulator.
+"""The bot as a user meets it: the real ``python -m app`` process, over HTTP, against the emulator.
 
 One emulator and one bot process serve the whole module (starting Python with aiogram takes seconds);
 every test talks as its own user, so tests do not see each other's chats.

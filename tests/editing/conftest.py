@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
+from app.config import Settings
 from tests.conftest import make_settings
 
 

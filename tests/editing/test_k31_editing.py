@@ -113,14 +113,16 @@ async def test_back_to_kandinsky_22(harness):
 def test_the_caption_says_when_the_edges_came_from_canny():
     from bot.i18n import translator
     from bot.notifier import result_caption
+    from jobs.params import JobOutcome, with_outcome
     from storage.models import Job
 
-    params = dict(prompt="a robot", width=256, height=256, seed=5, style="DEFAULT", notes=["edges-canny"])
-    job = Job(kind="restyle_depth", model=HED.value, params=params)
+    params = dict(prompt="a robot", width=256, height=256, seed=5, input_file_ids=["ph"])
+    job = Job(kind="restyle_depth", model=HED.value,
+              params=with_outcome("restyle_depth", params, JobOutcome(notes=["edges-canny"])))
     english = result_caption(translator(), job, "en")
     assert "Kandinsky 3.1 HED ControlNet" in english and "Canny" in english and "HED" in english
     assert "Canny" in result_caption(translator(), job, "ru")
-    job.params = dict(params, notes=[])
+    job.params = with_outcome("restyle_depth", params, JobOutcome())
     assert "Canny" not in result_caption(translator(), job, "en")
 
 
@@ -140,6 +142,6 @@ async def test_a_note_of_the_pipeline_reaches_the_caption(harness):
     await harness.feed(photo_update("ph", 512, 512, caption="a robot"))
     await harness.feed(callback_update("edit:shapes:medium"))
     [job] = await harness.wait_jobs_settled()
-    assert job.params["notes"] == ["edges-canny"]
+    assert job.params["outcome"]["notes"] == ["edges-canny"]
     caption = harness.session.of(SendPhoto)[-1].caption
     assert caption.startswith("a robot") and "Canny" in caption

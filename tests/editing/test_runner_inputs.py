@@ -12,7 +12,7 @@ async def submit(harness, kind, file_id, width=256, height=192):
         repos = Repositories(session)
         user = await repos.users.upsert_seen(1001, "ann", "Ann", "en")
         params = harness.app.jobs.params_from_settings(
-            user, "a portrait", width=width, height=height, input_file_ids=[file_id]
+            user, "a portrait", kind, width=width, height=height, input_file_ids=[file_id]
         )
 
         async def announce(job, position):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +18,6 @@ from generation.manager import (
     TEXT_ENCODER,
     ModelManager,
     Part,
-    config_from_env,
     resolve_dtype,
 )
 from generation.sources import GenerationConfig
@@ -44,24 +42,6 @@ def test_auto_device_on_a_machine_without_gpu(monkeypatch):
         ModelManager(GenerationConfig(device="tpu"))
     with pytest.raises(ValueError):
         ModelManager(GenerationConfig(offload="disk"))
-
-
-def test_config_from_env():
-    config = config_from_env(
-        {
-            "KANDINSKY_MODELS_DIR": "/models",
-            "GENERATION_DEVICE": "cpu",
-            "GENERATION_DTYPE": "bf16",
-            "OFFLOAD": "sequential",
-            "VRAM_BUDGET_GB": "20.5",
-            "TORCH_COMPILE": "true",
-            "MAX_IMAGE_SIDE": "768",
-        }
-    )
-    assert config.models_dir == Path("/models") and config.device == "cpu" and config.dtype == "bf16"
-    assert config.offload == "sequential" and config.vram_budget_gb == 20.5 and config.compile
-    assert config.max_image_side == 768
-    assert config_from_env({}).source("k3") == "kandinsky-community/kandinsky-3"
 
 
 class GpuManager(ModelManager):
@@ -186,14 +166,22 @@ def test_kandinsky22_requests_go_to_the_k22_module(monkeypatch, tmp_path):
     assert status["kandinsky-2.2"] == {"model": "kandinsky-2.2", "loaded": True, "device": "cpu", "memory_bytes": 123}
 
 
-def test_capabilities_match_the_samplers():
-    from generation import capabilities, k3
+def test_registry_matches_the_samplers():
+    from generation import k3, k22, registry
 
-    assert not capabilities.uses_negative_prompt(ModelId.K31_FLASH)
-    assert capabilities.uses_negative_prompt(ModelId.K31) and capabilities.uses_negative_prompt(ModelId.K22)
-    assert capabilities.DEFAULTS[ModelId.K31] == (k3.K3_DEFAULT_STEPS, k3.K3_DEFAULT_GUIDANCE) == (25, 3.0)
+    assert not registry.uses_negative_prompt(ModelId.K31_FLASH)
+    assert registry.uses_negative_prompt(ModelId.K31) and registry.uses_negative_prompt(ModelId.K22)
+    k31 = registry.spec(ModelId.K31)
+    assert (k31.default_steps, k31.default_guidance) == (k3.K3_DEFAULT_STEPS, k3.K3_DEFAULT_GUIDANCE) == (25, 3.0)
+    assert (k22.DECODER_STEPS, k22.DECODER_GUIDANCE) == (50, 4.0)  # diffusers' Kandinsky 2.2 defaults
     assert k3.FLASH_TIMESTEPS == (979, 729, 479, 229) and k3.REFINER_TIMESTEPS == (479, 229)
-    assert Mode.IMG2IMG in capabilities.MODES[ModelId.K31_FLASH]
+    flash, refiner = registry.spec(ModelId.K31_FLASH), registry.spec(ModelId.K31_REFINER)
+    assert flash.total_steps == len(k3.FLASH_TIMESTEPS) and not flash.steps_configurable
+    assert refiner.extra_steps == len(k3.REFINER_TIMESTEPS)
+    assert Mode.IMG2IMG in flash.modes  # Flash restyles photos (tests/generation/test_k3_family.py)
+    assert set(k22.MODES) | {Mode.FACESWAP} == registry.spec(ModelId.K22).modes
+    assert registry.model_for(Mode.FUSE, ModelId.K31) == (ModelId.K22, True)
+    assert registry.model_for(Mode.IMG2IMG, ModelId.K31_FLASH) == (ModelId.K31_FLASH, False)
 
 
 def test_kandinsky22_through_the_backend_on_tiny_checkpoints(backend):
@@ -243,7 +231,7 @@ def test_the_beautifier_llm_shares_the_budget_with_the_image_models():
 
 
 def test_share_gpu_budget_wires_only_a_local_llm(tmp_path):
-    from generation.beautify import LocalLLMBeautifier, NoBeautifier, share_gpu_budget
+    from prompting.beautify import LocalLLMBeautifier, NoBeautifier, share_gpu_budget
     from generation.diffusers_backend import DiffusersBackend
 
     backend = DiffusersBackend(GenerationConfig(device="cpu"))

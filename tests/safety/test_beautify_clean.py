@@ -2,7 +2,7 @@
 
 import pytest
 
-from generation.beautify import (
+from prompting.beautify import (
     INSTRUCTION_TEMPLATE,
     MAX_PROMPT_CHARS,
     BeautifierSettings,

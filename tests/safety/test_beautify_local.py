@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from generation.beautify import INSTRUCTION_TEMPLATE, BeautifierSettings, LocalLLMBeautifier, build_beautifier, build_instruction
 from generation.sources import GenerationConfig
-from generation.tiny_llm import write_tiny_beautifier
+from prompting.beautify import INSTRUCTION_TEMPLATE, BeautifierSettings, LocalLLMBeautifier, build_beautifier, build_instruction
+from prompting.tiny_llm import write_tiny_beautifier
 
 # What the wired model answers: a label, curly quotes around the prompt, and chatter after it.
 WIRED_ANSWER = "Prompt: “A red fox in snowy forest, digital art” I hope this helps!"
@@ -100,7 +100,7 @@ async def test_random_weights(models):
     raw = b.generate_text("a fox")
     assert raw  # random words from the tiny vocabulary
     result = await b.beautify("a fox")
-    from generation.beautify import clean_answer
+    from prompting.beautify import clean_answer
 
     # Greedy decoding: the same raw answer, cleaned.
     if clean_answer(raw):

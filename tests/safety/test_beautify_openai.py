@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from generation.beautify import SYSTEM_INSTRUCTION, OpenAIBeautifier
+from prompting.beautify import SYSTEM_INSTRUCTION, OpenAIBeautifier
 
 API_KEY = "sk-test-SECRET-123"
 

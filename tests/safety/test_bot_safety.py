@@ -18,15 +18,15 @@ from PIL import Image
 from skimage import data
 from sqlalchemy import select
 
-from bot.app import build_app
-from bot.config import Settings
+from app.config import Settings
+from app.wiring import build_app
 from bot.keyboards import ResultCb, SettingsCb
 from generation.backend import Mode
-from generation.beautify import BeautifyResult, LocalLLMBeautifier, OpenAIBeautifier
 from generation.fake import FakeBackend
-from generation.moderation import ContentGuard, build_content_guard
-from generation.safety import ImageSafety, TextFilter
-from generation.tiny_llm import write_tiny_beautifier
+from prompting.beautify import BeautifyResult, LocalLLMBeautifier, OpenAIBeautifier
+from prompting.guard import ContentGuard, build_content_guard
+from prompting.safety import ImageSafety, TextFilter
+from prompting.tiny_llm import write_tiny_beautifier
 from storage.migrate import upgrade_async
 from storage.models import Job, ModerationEvent, User
 from storage.repositories import Repositories
@@ -154,8 +154,8 @@ async def test_beautified_with_the_local_llm(make_harness, wired_llm):
     # The model drew the LLM's prompt; the job keeps both.
     assert h.backend.calls[0].prompt == BEAUTIFIED
     assert job.params["prompt"] == "рыжая лиса"
-    assert job.params["used_prompt"] == BEAUTIFIED
-    assert job.params["beautify_outcome"] == "beautified"
+    assert job.params["outcome"]["used_prompt"] == BEAUTIFIED
+    assert job.params["outcome"]["beautify_outcome"] == "beautified"
     # The status message said so while the LLM worked.
     assert "✨ Improving the prompt…" in h.session.texts()
     # The caption shows the prompt used, the user's words beside it; the button offers them alone.
@@ -172,7 +172,7 @@ async def test_beautified_with_the_local_llm(make_harness, wired_llm):
     assert second.status == "done"
     assert second.params["beautify"] is False and second.params["seed"] == first.params["seed"]
     assert h.backend.calls[1].prompt == "рыжая лиса"
-    assert second.params["used_prompt"] is None
+    assert second.params["outcome"]["used_prompt"] is None
     (photo,) = h.session.of(SendPhoto)
     assert photo.caption.startswith("рыжая лиса") and "Your words" not in photo.caption
     assert all(data != plain.replace(str(first.id), str(second.id)) for _, data in buttons(photo.reply_markup))
@@ -195,7 +195,7 @@ async def test_users_setting_off_skips_the_llm(make_harness):
     await h.feed(message_update("a cat"))
     (job,) = await h.wait_jobs_settled()
     assert beautifier.calls == [] and h.backend.calls[0].prompt == "a cat"
-    assert job.params["beautify_outcome"] is None
+    assert job.params["outcome"]["beautify_outcome"] is None
     (photo,) = h.session.of(SendPhoto)
     assert all("plain" not in data for _, data in buttons(photo.reply_markup))
 
@@ -206,7 +206,7 @@ async def test_fallback_is_told_in_one_line(make_harness):
     await beautify_on(h, ru)
     await h.feed(message_update("кот", from_user=ru))
     (job,) = await h.wait_jobs_settled()
-    assert job.status == "done" and job.params["beautify_outcome"] == "fell_back"
+    assert job.status == "done" and job.params["outcome"]["beautify_outcome"] == "fell_back"
     assert h.backend.calls[0].prompt == "кот"
     (photo,) = h.session.of(SendPhoto)
     assert photo.caption.startswith("кот")
@@ -248,7 +248,7 @@ async def test_censored_job_sends_a_blurred_preview(make_harness):
     await h.feed(message_update("a red fox"))
     (job,) = await h.wait_jobs_settled()
     assert (job.status, job.error) == ("censored", "image_censored")
-    assert job.params["censored"] == [0]
+    assert job.params["outcome"]["censored"] == [0]
     (photo,) = h.session.of(SendPhoto)
     assert photo.has_spoiler
     assert photo.caption.startswith("🙈 The picture did not pass the content check")
@@ -276,7 +276,7 @@ async def test_part_of_an_album_censored(make_harness):
     await h.feed(callback_update(SettingsCb(section="count", value="2").pack()))
     await h.feed(message_update("two foxes"))
     (job,) = await h.wait_jobs_settled()
-    assert job.status == "done" and job.params["censored"] == [0]
+    assert job.status == "done" and job.params["outcome"]["censored"] == [0]
     results = Path(h.app.settings.results_dir) / str(job.id)
     assert sorted(p.name for p in results.glob("*.png")) == ["1.png"]
     (photo,) = h.session.of(SendPhoto)  # the one image left goes as a photo
@@ -298,7 +298,7 @@ async def test_real_photos_pass_and_uploads_are_checked(make_harness):
         async with h.app.db.session() as session:
             repos = Repositories(session)
             owner = await session.get(User, 1001)
-            params = h.app.jobs.params_from_settings(owner, "in watercolour", input_file_ids=["upload-1"])
+            params = h.app.jobs.params_from_settings(owner, "in watercolour", Mode.IMG2IMG, input_file_ids=["upload-1"])
 
             async def announce(job, position):
                 message = await h.bot.send_message(job.chat_id, "queued")

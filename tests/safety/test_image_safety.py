@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from generation.safety import DEFAULT_NSFW_THRESHOLD, ImageSafety, SafetySettings, bundled_model_path, build_image_safety
+from prompting.safety import DEFAULT_NSFW_THRESHOLD, ImageSafety, SafetySettings, bundled_model_path, build_image_safety
 
 PHOTOS = ("astronaut", "coffee", "chelsea")
 

@@ -4,9 +4,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from generation.beautify import BeautifyResult
-from generation.moderation import BlockStage, ContentGuard
-from generation.safety import ImageSafety, TextFilter
+from prompting.beautify import BeautifyResult
+from prompting.guard import BlockStage, ContentGuard
+from prompting.safety import ImageSafety, TextFilter
 
 
 class ScriptedBeautifier:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from generation.safety import DEFAULT_BLOCKLIST, TextFilter, load_blocklist, normalised_forms
+from prompting.safety import DEFAULT_BLOCKLIST, TextFilter, load_blocklist, normalised_forms
 
 TEST_BLOCKLIST = """\
 # neutral stand-ins for abusive words

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from generation.runner import JobContext, JobRunner
-from storage.claims import JobClaims
+from jobs.claims import JobClaims
+from jobs.events import JobContext
+from jobs.runner import JobRunner
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus, User, UserSettings, utcnow

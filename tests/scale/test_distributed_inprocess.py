@@ -17,11 +17,12 @@ from aiogram import Bot
 from aiogram.methods import EditMessageText, SendMediaGroup, SendPhoto
 from sqlalchemy import select
 
-from bot.app import App, build_app
-from bot.metrics import add_routes, start_server
-from generation.distributed import CONSUMER_GROUP, DistributedQueue, stream_name
+from app.wiring import App, build_app
+from app.worker import build_worker
 from generation.fake import FakeBackend
-from generation.worker import Worker, build_worker
+from jobs.distributed import CONSUMER_GROUP, DistributedQueue, stream_name
+from jobs.metrics import add_routes, start_server
+from jobs.worker import Worker
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus
 from tests.conftest import make_settings

@@ -121,11 +121,11 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         engine = create_engine(pg.url)
         env = stack_env(pg.url, prefix, emulator, tmp / "data")
         bot_port = free_port()
-        bot = Process("bot", ["-m", "bot"], {**env, "METRICS_PORT": str(bot_port)}, tmp, bot_port)
+        bot = Process("bot", ["-m", "app"], {**env, "METRICS_PORT": str(bot_port)}, tmp, bot_port)
         workers = {}
         for name, models in (WORKER_A, WORKER_B):
             port = free_port()
-            args = ["-m", "generation.worker", "--name", name, "--models", models, "--metrics-port", str(port)]
+            args = ["-m", "app.worker", "--name", name, "--models", models, "--metrics-port", str(port)]
             workers[name] = Process(name, args, env, tmp, port)
         s = Stack(emulator, Database(create_sessionmaker(engine)), bot, workers, env)
         try:
@@ -249,7 +249,7 @@ async def test_two_webhook_replicas_keep_one_users_fsm_flow(tmp_path: Path):
         secret = secrets.token_urlsafe(24)
         env = stack_env(pg.url, prefix, emulator, tmp_path / "data", WEBHOOK_URL=public_url, WEBHOOK_SECRET=secret)
         replicas = [
-            Process(f"replica-{i}", ["-m", "bot"], {**env, "WEBHOOK_LISTEN": f"127.0.0.1:{port}"}, tmp_path, port)
+            Process(f"replica-{i}", ["-m", "app"], {**env, "WEBHOOK_LISTEN": f"127.0.0.1:{port}"}, tmp_path, port)
             for i, port in enumerate(ports)
         ]
         try:

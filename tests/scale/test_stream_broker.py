@@ -10,7 +10,7 @@ import pytest
 from taskiq import AckableMessage
 from taskiq.kicker import AsyncKicker
 
-from generation.distributed import CONSUMER_GROUP, TASK_NAME, JobStreamBroker, stream_name
+from jobs.distributed import CONSUMER_GROUP, TASK_NAME, JobStreamBroker, stream_name
 from tests.scale.conftest import REDIS_URL
 
 K31, FLASH, K22 = "kandinsky-3.1", "kandinsky-3.1-flash", "kandinsky-2.2"

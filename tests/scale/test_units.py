@@ -7,10 +7,10 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from aiogram.methods import SendMessage
 
-from bot.metrics import Metrics, MetricsRequestMiddleware, gpu_memory, parse_listen
+from app.worker import main, parse_models
 from generation.backend import ModelId
-from generation.distributed import stream_name
-from generation.worker import main, parse_models
+from jobs.distributed import stream_name
+from jobs.metrics import Metrics, MetricsRequestMiddleware, gpu_memory, parse_listen
 from tests.conftest import make_settings
 from tests.fakes import TOKEN, RecordingSession
 
@@ -104,8 +104,8 @@ async def test_embedded_bot_serves_health_and_metrics(harness):
     """The embedded mode (no Redis) has /healthz and /metrics too (METRICS_PORT), generation times included."""
     import aiohttp
 
-    from bot.metrics import start_server
-    from bot.web import monitoring_app
+    from jobs.metrics import start_server
+    from app.web import monitoring_app
     from tests.fakes import message_update
 
     await harness.feed(message_update("/start"))

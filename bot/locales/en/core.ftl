@@ -12,6 +12,17 @@ help-text = What I can do:
     /face — your face in the pictures: send a photo, then write @me in a prompt
     /forgetface — forget your face
     Any other text is a prompt: I draw it.
+help-models = Models (pick one in /settings):
+help-model = • { $model }: { $modes }
+help-model-no-negative = { $line } (no negative prompt)
+mode-text2img = text to image
+mode-img2img = restyle
+mode-restyle_depth = keep the shapes
+mode-style = style
+mode-fuse = fuse
+mode-mix = mix
+mode-variations = variations
+mode-faceswap = @me
 language-choose = Choose the language:
 language-set = Language: English.
 

@@ -12,6 +12,17 @@ help-text = Что я умею:
     /face — ваше лицо на картинках: пришлите фото, затем пишите @me в промпте
     /forgetface — забыть ваше лицо
     Любой другой текст — это промпт: я его нарисую.
+help-models = Модели (выбор в /settings):
+help-model = • { $model }: { $modes }
+help-model-no-negative = { $line } (без негативного промпта)
+mode-text2img = текст в картинку
+mode-img2img = перерисовка
+mode-restyle_depth = с сохранением форм
+mode-style = стиль
+mode-fuse = слияние
+mode-mix = смешивание
+mode-variations = вариации
+mode-faceswap = @me
 language-choose = Выберите язык:
 language-set = Язык: русский.
 

@@ -9,7 +9,7 @@ import sys
 
 from pydantic import ValidationError
 
-from bot.config import Settings, describe_error
+from app.config import Settings, describe_error
 
 
 def main() -> None:
@@ -28,13 +28,13 @@ def main() -> None:
 
 
 async def run(settings: Settings) -> None:
-    from bot.app import build_app
+    from app.wiring import build_app
     from storage.migrate import upgrade_async
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     await upgrade_async(settings.db_url)
     app = build_app(settings)
-    from bot.web import run_polling, run_webhook
+    from app.web import run_polling, run_webhook
 
     if settings.webhook_url:
         await run_webhook(app)  # several replicas behind a load balancer (README "Scaling out")

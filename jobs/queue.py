@@ -12,8 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from generation.runner import JobRunner
-from storage.admin_repositories import ControlRepository
+from jobs.runner import JobRunner
+from storage.control import QueueControlRepository
 from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class EmbeddedQueue:
 
     async def _next_job_id(self) -> int | None:
         async with self.db.session() as session:
-            if (await ControlRepository(session).pause_state()).paused:  # /pause: queued jobs wait
+            if (await QueueControlRepository(session).pause_state()).paused:  # /pause: queued jobs wait
                 return None
             job = await Repositories(session).jobs.next_round_robin()
             return job.id if job else None

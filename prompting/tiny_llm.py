@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from generation.beautify import INSTRUCTION_TEMPLATE
+from prompting.beautify import INSTRUCTION_TEMPLATE
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
 _BASE_WORDS = (
@@ -101,5 +101,5 @@ def write_tiny_beautifier(folder: str | Path, answer: str | None = None, seed: i
 
 
 if __name__ == "__main__":
-    # python -m generation.tiny_llm FOLDER ["wired answer"]
+    # python -m prompting.tiny_llm FOLDER ["wired answer"]
     print(write_tiny_beautifier(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))

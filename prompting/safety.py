@@ -317,7 +317,7 @@ class ImageSafety:
 @dataclass
 class SafetySettings:
     text_filter: bool = True
-    blocklist_path: Path | None = None  # None: generation/data/blocklist.txt
+    blocklist_path: Path | None = None  # None: prompting/data/blocklist.txt
     image_filter: bool = True
     nsfw_threshold: float = DEFAULT_NSFW_THRESHOLD
     blurred_preview: bool = True  # send a heavily blurred preview with the notice

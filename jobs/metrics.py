@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from generation.backend import Backend, GenerationRequest, ModelId, ProgressFn
 from generation.styles import MODELS
-from storage.claims import JobClaims
+from jobs.claims import JobClaims
 from storage.repositories import Database
 
 if TYPE_CHECKING:

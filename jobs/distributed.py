@@ -2,10 +2,10 @@
 
 The bot writes the job row (as in the embedded mode) and sends only its id, as a taskiq message to the
 stream of the job's model (``<prefix>:jobs:<model>``), so a worker started for some models only ever
-reads their streams and never swaps models in and out. Workers (``generation.worker``) read one
+reads their streams and never swaps models in and out. Workers (``app.worker``) read one
 message at a time and acknowledge it when the job is finished; a message whose worker died stays
 pending in the consumer group and is claimed by another worker after ``idle_timeout``. The job row
-decides what is left to do (storage.claims, generation.runner), so a message delivered twice never
+decides what is left to do (jobs.claims, jobs.runner), so a message delivered twice never
 generates a finished job again nor sends its result twice.
 """
 
@@ -174,7 +174,7 @@ def create_kicker_broker(redis_url: str, prefix: str) -> JobStreamBroker:
 
 
 class DistributedQueue:
-    """:class:`generation.queue.JobQueue` for the distributed mode: the bot side."""
+    """:class:`jobs.queue.JobQueue` for the distributed mode: the bot side."""
 
     def __init__(
         self, db: Database, broker: JobStreamBroker, redis: Redis, prefix: str, sweep_seconds: float = 60.0

@@ -1,8 +1,8 @@
-"""A GPU worker process of the distributed mode: ``python -m generation.worker`` / ``kandinsky-worker``.
+"""The GPU worker loop of the distributed mode (the process: ``python -m app.worker`` / ``kandinsky-worker``).
 
 One process per GPU (``CUDA_VISIBLE_DEVICES``). It takes job ids from the Redis streams of the models
 it serves (``--models`` / ``WORKER_MODELS``; all models by default), keeps those models loaded, runs
-one job at a time with the same :class:`generation.runner.JobRunner` as the embedded mode, reports
+one job at a time with the same :class:`jobs.runner.JobRunner` as the embedded mode, reports
 progress to the job's status message and sends the result itself through its own aiogram ``Bot`` (no
 dispatcher). ``/healthz`` and ``/metrics`` are served on ``--metrics-port`` / ``METRICS_PORT``.
 
@@ -15,19 +15,13 @@ once its claim has expired (``JOB_LEASE_SECONDS``).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
-import os
-import signal
-import socket
-import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from aiogram import Bot
-from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy import text
 from taskiq import Context, TaskiqDepends
@@ -35,10 +29,9 @@ from taskiq.acks import AcknowledgeType
 from taskiq.kicker import AsyncKicker
 from taskiq.receiver import Receiver
 
-from bot.config import Settings, describe_error
-from bot.metrics import Metrics, MetricsRequestMiddleware, add_routes, gpu_memory, start_server
-from generation.backend import Backend, ModelId
-from generation.distributed import (
+from generation.backend import ModelId
+from jobs.claims import JobClaims
+from jobs.distributed import (
     TASK_NAME,
     WAKE,
     JobStreamBroker,
@@ -47,73 +40,32 @@ from generation.distributed import (
     stream_name,
     wait_closed,
 )
-from generation.runner import JobContext, JobRunner
-from storage.admin_repositories import ControlRepository
-from storage.claims import JobClaims
+from jobs.events import JobContext
+from jobs.metrics import Metrics, gpu_memory
+from jobs.runner import JobRunner
+from storage.control import QueueControlRepository
 from storage.models import Job, JobStatus, User
 from storage.repositories import Database
 
-log = logging.getLogger("generation.worker")
-
-DEFAULT_METRICS_PORT = 9100
+log = logging.getLogger("jobs.worker")
 
 
-def default_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
 
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What the worker loop needs of the operator's settings (``app.config.Settings`` fills it)."""
 
-def parse_models(values: list[str]) -> list[ModelId]:
-    """Model ids (``kandinsky-3.1``) or short forms (``3.1``, ``3.1-flash``, ``flash``); empty: all."""
-    if not values:
-        return list(ModelId)
-    aliases = {str(m): m for m in ModelId}
-    aliases.update({str(m).removeprefix("kandinsky-"): m for m in ModelId})
-    aliases.update({"flash": ModelId.K31_FLASH, "refiner": ModelId.K31_REFINER})
-    models: list[ModelId] = []
-    for value in values:
-        model = aliases.get(value.strip().lower())
-        if model is None:
-            raise ValueError(f"unknown model {value!r}; known: {', '.join(str(m) for m in ModelId)}")
-        if model not in models:
-            models.append(model)
-    return models
-
-
-async def wait_for_head(url: str, timeout: float = 120.0) -> None:
-    """Wait until the bot has migrated the database (workers never migrate: two processes running
-    the same migration at once would collide)."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-    from sqlalchemy.pool import NullPool
-
-    from storage.db import create_engine
-    from storage.migrate import alembic_config
-
-    heads = set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
-    engine = create_engine(url, poolclass=NullPool)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            problem = "is not migrated"
-            try:
-                async with engine.connect() as conn:
-                    current = await conn.run_sync(lambda c: set(MigrationContext.configure(c).get_current_heads()))
-                if current == heads:
-                    return
-            except Exception as exc:  # not reachable yet
-                problem = f"is unreachable ({exc})"
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the database {problem}: start the bot first (it migrates the database)")
-            log.info("waiting for the database: it %s", problem)
-            await asyncio.sleep(1.0)
-    finally:
-        await engine.dispose()
+    redis_prefix: str = "kandinsky"
+    heartbeat_seconds: float = 10.0  # claim renewal and cancel check of the running job
+    lease_seconds: float = 60.0  # a running job's claim (must fit the heartbeat twice)
+    max_job_attempts: int = 3  # workers that died on one job before it fails
+    delivery_retry_seconds: float = 30.0
 
 
 class Worker:
     def __init__(
         self,
-        settings: Settings,
+        config: WorkerConfig,
         models: list[ModelId],
         db: Database,
         runner: JobRunner,
@@ -122,7 +74,7 @@ class Worker:
         metrics: Metrics,
         name: str,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.models = models
         self.db = db
         self.runner = runner
@@ -137,7 +89,7 @@ class Worker:
         self._tasks: list[asyncio.Task[Any]] = []
         self._wake = asyncio.Event()  # /resume was announced
         # While paused, the pause flag is read this often; /resume also wakes the worker at once.
-        self.pause_poll_seconds = max(settings.worker_heartbeat_seconds, 5.0)
+        self.pause_poll_seconds = max(config.heartbeat_seconds, 5.0)
 
     # -- one message ------------------------------------------------------------------------------
     async def process(self, job_id: int) -> bool:
@@ -173,7 +125,7 @@ class Worker:
         """A running job whose message came back: take it over if its worker is gone."""
         async with self.db.session() as session:
             claims = JobClaims(session)
-            if attempts >= self.settings.max_job_attempts:
+            if attempts >= self.config.max_job_attempts:
                 if await claims.fail_expired(job_id, "internal"):
                     await session.commit()
                     log.error("job %s failed: its workers died %d times", job_id, attempts)
@@ -195,7 +147,7 @@ class Worker:
         logged = False
         while not self.stopping:
             async with self.db.session() as session:
-                if not (await ControlRepository(session).pause_state()).paused:
+                if not (await QueueControlRepository(session).pause_state()).paused:
                     return True
             if not logged:
                 log.info("the queue is paused; waiting for /resume")
@@ -208,7 +160,7 @@ class Worker:
     async def _send_again(self, job_id: int, model: str) -> None:
         """A fresh message for the job, so that another worker starts it at once."""
         kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self.broker, {})
-        await kicker.with_labels(queue_name=stream_name(self.settings.redis_prefix, model)).kiq(job_id)
+        await kicker.with_labels(queue_name=stream_name(self.config.redis_prefix, model)).kiq(job_id)
 
     async def _context(self, job_id: int) -> JobContext | None:
         async with self.db.session() as session:
@@ -233,12 +185,12 @@ class Worker:
 
     async def _keep_claim(self, job_id: int) -> None:
         """Renew the claim on the running job and stop it if its user cancelled it."""
-        interval = self.settings.worker_heartbeat_seconds
+        interval = self.config.heartbeat_seconds
         while True:
             await asyncio.sleep(interval)
             try:
                 async with self.db.session() as session:
-                    cancel = await JobClaims(session).renew(job_id, self.name, self.settings.job_lease_seconds)
+                    cancel = await JobClaims(session).renew(job_id, self.name, self.config.lease_seconds)
                     await session.commit()
             except Exception:
                 if cancel_requested():
@@ -254,7 +206,7 @@ class Worker:
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(control_channel(self.settings.redis_prefix))
+                    await pubsub.subscribe(control_channel(self.config.redis_prefix))
                     async for message in pubsub.listen():
                         if message.get("type") != "message":
                             continue
@@ -274,7 +226,7 @@ class Worker:
     async def _retry_deliveries(self) -> None:
         """Results Telegram refused are sent again later (only those whose images are on this disk)."""
         while True:
-            await asyncio.sleep(self.settings.delivery_retry_seconds)
+            await asyncio.sleep(self.config.delivery_retry_seconds)
             try:
                 async with self.db.session() as session:
                     job_ids = await JobClaims(session).deliverable_ids(self.name)
@@ -355,100 +307,3 @@ async def generate_job(job_id: int, context: Context = TaskiqDepends()) -> None:
     worker: Worker = context.state.worker
     if await worker.process(int(job_id)):
         await context.ack()
-
-
-def build_worker(
-    settings: Settings,
-    models: list[ModelId],
-    name: str,
-    backend: Backend | None = None,
-    bot: Bot | None = None,
-) -> tuple[Worker, Any]:
-    """The worker and a coroutine function that closes what it opened (tests pass a bot and backend)."""
-    from bot.app import create_backend, create_bot, create_guard, create_runner
-    from bot.i18n import translator
-    from bot.notifier import TelegramNotifier
-    from storage.db import create_engine, create_sessionmaker
-
-    if not settings.redis_url:
-        raise ValueError("REDIS_URL is not set: workers take their jobs from Redis")
-    metrics = Metrics("worker")
-    bot = bot or create_bot(settings)
-    bot.session.middleware(MetricsRequestMiddleware(metrics))
-    engine = create_engine(settings.db_url, pool_pre_ping=True)
-    db = Database(create_sessionmaker(engine))
-    notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
-    runner = create_runner(
-        settings,
-        db,
-        backend or create_backend(settings),
-        notifier,
-        create_guard(settings),  # beautification and the safety checks run where the images are made
-        metrics,
-        worker_id=name,
-        lease_seconds=settings.job_lease_seconds,
-    )
-    broker = JobStreamBroker(
-        settings.redis_url,
-        [stream_name(settings.redis_prefix, str(m)) for m in models],
-        idle_timeout=settings.worker_idle_timeout,
-        consumer_name=name,
-    )
-    broker.register_task(generate_job, task_name=TASK_NAME)
-    redis = Redis.from_url(settings.redis_url)
-    worker = Worker(settings, models, db, runner, broker, redis, metrics, name)
-
-    async def close() -> None:
-        if runner.guard is not None:
-            await runner.guard.close()
-        await redis.aclose()
-        await bot.session.close()
-        await engine.dispose()
-
-    return worker, close
-
-
-async def serve(settings: Settings, models: list[ModelId], name: str, metrics_port: int) -> None:
-    await wait_for_head(settings.db_url)
-    worker, close = build_worker(settings, models, name)
-    for model in models:  # keep the served models resident: the first job does not pay the load
-        await asyncio.to_thread(worker.runner.backend.load, model)
-    app = web.Application()
-    add_routes(app, worker.metrics, worker.health, worker.refresh_metrics)
-    http = await start_server(app, "0.0.0.0", metrics_port) if metrics_port else None
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("worker %s serving %s; /metrics on port %s", name, ", ".join(models), metrics_port or "-")
-    try:
-        await worker.run(stop)
-    finally:
-        if http is not None:
-            await http.cleanup()
-        await close()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="kandinsky-worker", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", help="comma-separated models to serve (default: WORKER_MODELS, else all)")
-    parser.add_argument("--name", help="worker name in the queue and the database (default: WORKER_NAME or host-pid)")
-    parser.add_argument("--metrics-port", type=int, help=f"/healthz and /metrics port (default: METRICS_PORT or {DEFAULT_METRICS_PORT}; 0: off)")
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings()
-        models = parse_models(args.models.split(",") if args.models else settings.worker_models)
-    except Exception as exc:
-        print(describe_error(exc), file=sys.stderr)
-        raise SystemExit(2) from None
-    if not settings.redis_url:
-        print("Configuration error: REDIS_URL is not set (workers take their jobs from Redis)", file=sys.stderr)
-        raise SystemExit(2)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    port = args.metrics_port if args.metrics_port is not None else (settings.metrics_port or DEFAULT_METRICS_PORT)
-    asyncio.run(serve(settings, models, args.name or settings.worker_name or default_name(), port))
-
-
-if __name__ == "__main__":
-    main()

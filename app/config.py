@@ -10,9 +10,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from faceswap.config import FaceSwapConfig
-from generation.beautify import BeautifierSettings
-from generation.safety import DEFAULT_NSFW_THRESHOLD, SafetySettings
 from generation.sources import GenerationConfig
+from prompting.beautify import BeautifierSettings
+from prompting.safety import DEFAULT_NSFW_THRESHOLD, SafetySettings
 
 # Telegram tokens look like "123456789:AAH...": a numeric bot id, a colon and a 35-character secret.
 _TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{30,}$")
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     delivery_retry_seconds: float = 30.0
     progress_edit_interval: float = 2.0  # at most one status edit per chat this often
 
-    # Prompt beautification with an LLM (generation.beautify); users switch it on in /settings.
+    # Prompt beautification with an LLM (prompting.beautify); users switch it on in /settings.
     beautify_backend: Literal["local", "openai", "off"] = "local"
     beautify_timeout: float = Field(default=30.0, gt=0)  # seconds for the answer (not the model load)
     beautify_local_model: str | None = None  # hub id or folder; default Intel/neural-chat-7b-v3-1
@@ -66,9 +66,9 @@ class Settings(BaseSettings):
     beautify_openai_url: str = "http://127.0.0.1:8000/v1"  # vLLM, llama.cpp server, Ollama (.../v1)
     beautify_openai_model: str = "Intel/neural-chat-7b-v3-1"
     beautify_openai_api_key: SecretStr | None = None
-    # Content safety (generation.safety): the prompt blocklist and the OpenNSFW image check.
+    # Content safety (prompting.safety): the prompt blocklist and the OpenNSFW image check.
     safety_text_filter: bool = True
-    safety_blocklist_path: Path | None = None  # default: generation/data/blocklist.txt
+    safety_blocklist_path: Path | None = None  # default: prompting/data/blocklist.txt
     safety_image_filter: bool = True
     safety_nsfw_threshold: float = Field(default=DEFAULT_NSFW_THRESHOLD, ge=0.0, le=1.0)
     safety_blurred_preview: bool = True  # send a heavily blurred preview with the notice
@@ -78,7 +78,7 @@ class Settings(BaseSettings):
 
     # -- Scaling out (README "Scaling out"): Redis-backed queue and FSM, webhook replicas, metrics. --
     # REDIS_URL switches the distributed mode on: jobs go to GPU worker processes
-    # (`python -m generation.worker`) through taskiq Redis streams, FSM state lives in Redis.
+    # (`python -m app.worker`) through taskiq Redis streams, FSM state lives in Redis.
     redis_url: str | None = None
     redis_prefix: str = "kandinsky"  # namespace of every Redis key (streams, FSM, control channel)
     webhook_url: str | None = None  # public HTTPS URL Telegram posts updates to; unset: long polling

@@ -11,10 +11,11 @@ from datetime import timedelta
 from typing import Any
 
 from generation.backend import Mode, ModelId
-from generation.moderation import ContentGuard
-from generation.queue import JobQueue
 from generation.styles import image_size
-from storage.admin_repositories import ControlRepository, Limits, day_start
+from jobs.params import JobParams, params_class
+from jobs.queue import JobQueue
+from prompting.guard import ContentGuard
+from storage.control import Limits, QueueControlRepository, day_start
 from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Repositories
 
@@ -74,7 +75,7 @@ class JobService:
     async def check_admission(self, repos: Repositories, user_id: int) -> None:
         # Read from the database on every request, so a change from the chat applies at once,
         # in every process.
-        control = ControlRepository(repos.session)
+        control = QueueControlRepository(repos.session)
         pause = await control.pause_state()
         if pause.paused:
             raise AdmissionError("queue-paused-reason" if pause.reason else "queue-paused", 0, reason=pause.reason or "")
@@ -90,20 +91,24 @@ class JobService:
                 left = int((since + timedelta(days=1) - now).total_seconds()) // 60
                 raise AdmissionError("limit-daily", limits.daily_quota, hours=left // 60, minutes=left % 60)
 
-    async def check_prompt(self, repos: Repositories, user: User, params: dict[str, Any]) -> None:
+    async def check_prompt(self, repos: Repositories, user: User, params: JobParams) -> None:
         """The text filter on the prompt before a job exists; a refusal is counted for admins."""
         if self.guard is None:
             return
-        entry = self.guard.check_text(params.get("prompt"))
+        entry = self.guard.check_text(params.prompt)
         if entry is not None:
             await repos.moderation.add(user.id, ModerationKind.PROMPT_BLOCKED, entry)
             await repos.commit()
             raise PromptBlocked(entry)
 
-    def params_from_settings(self, user: User, prompt: str, **overrides: Any) -> dict[str, Any]:
+    def params_from_settings(
+        self, user: User, prompt: str, kind: Mode = Mode.TEXT2IMG, **overrides: Any
+    ) -> JobParams:
+        """The parameters of a ``kind`` job from the user's settings; ``overrides`` are fields of the
+        kind's parameters class (:data:`jobs.params.PARAMS_BY_KIND`), validated here."""
         settings = user.settings
         width, height = image_size(settings.aspect_ratio, self.max_image_side)
-        params: dict[str, Any] = {
+        values: dict[str, Any] = {
             "prompt": prompt,
             "style": settings.style,
             "negative_prompt": settings.negative_prompt,
@@ -114,15 +119,15 @@ class JobService:
             "seed": settings.fixed_seed if settings.fixed_seed is not None else new_seed(),
             "beautify": settings.beautify,
         }
-        params.update(overrides)
-        return params
+        values.update(overrides)
+        return params_class(kind).model_validate(values)
 
     async def submit(
         self,
         repos: Repositories,
         user: User,
         chat_id: int,
-        params: dict[str, Any],
+        params: JobParams,
         announce: Announce,
         kind: Mode = Mode.TEXT2IMG,
         model: str | None = None,
@@ -143,7 +148,7 @@ class JobService:
                     chat_id=chat_id,
                     kind=str(kind),
                     model=str(ModelId(model or user.settings.model)),
-                    params=params,
+                    params=params_class(kind).model_validate(params.model_dump()).to_row(),
                     status=JobStatus.QUEUED,
                 )
             )

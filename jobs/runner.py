@@ -9,14 +9,11 @@ a failed send is retried later without generating again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 import threading
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from PIL import Image
 
@@ -29,50 +26,17 @@ from generation.backend import (
     Mode,
 )
 from generation.images import InputImageError, prepare_input_image
-from generation.moderation import BlockStage, ContentGuard
 from generation.styles import DEFAULT_STYLE, STYLES
-from storage.claims import JobClaims, lease
+from jobs.claims import lease
+from jobs.delivery import Delivery
+from jobs.events import JobContext, JobEvents
+from jobs.params import EditParams, JobOutcome, read_outcome, read_params, with_outcome
+from jobs.results import ResultStore
+from prompting.guard import BlockStage, ContentGuard
 from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class JobContext:
-    """What the notifier needs to talk to the job's chat."""
-
-    job: Job
-    locale: str
-
-
-class JobEvents(Protocol):
-    """The chat side of a job (implemented with aiogram in bot.notifier)."""
-
-    async def started(self, ctx: JobContext) -> None: ...
-
-    async def progress(self, ctx: JobContext, step: int, total: int) -> None: ...
-
-    def working(self, ctx: JobContext) -> contextlib.AbstractAsyncContextManager[Any]: ...
-
-    async def deliver(self, ctx: JobContext, paths: list[Path]) -> list[str]:
-        """Send the stored images; return their Telegram file ids. Raises if Telegram refused."""
-        ...
-
-    async def failed(self, ctx: JobContext, code: str) -> None: ...
-
-    async def cancelled(self, ctx: JobContext) -> None: ...
-
-    async def beautifying(self, ctx: JobContext) -> None:
-        """The prompt is with the LLM (status message)."""
-        ...
-
-    async def censored(self, ctx: JobContext, previews: list[Path], upload: bool = False) -> None:
-        """Nothing is sent: every image (or the user's photo, ``upload``) failed the NSFW check.
-        ``previews``: heavily blurred stand-ins, when the operator allows them."""
-        ...
-
-    async def fetch_file(self, file_id: str) -> bytes: ...
 
 
 class JobCensored(Exception):
@@ -97,30 +61,28 @@ def _decode_rgb(data: bytes) -> Image.Image:
         return image.convert("RGB")
 
 
-# Hooks that later stages plug in (beautification, safety) without the runner knowing them.
-RequestHook = Callable[[JobContext, GenerationRequest], Awaitable[GenerationRequest]]
-
-
 def build_request(job: Job, images: list[Image.Image] | None = None, prompt: str | None = None) -> GenerationRequest:
     """``prompt``: the prompt to use instead of the user's (the beautified one); the style applies to it."""
-    params = job.params
-    style = STYLES.get(params.get("style") or DEFAULT_STYLE, STYLES[DEFAULT_STYLE])
-    return GenerationRequest(
+    params = read_params(job)
+    style = STYLES.get(params.style or DEFAULT_STYLE, STYLES[DEFAULT_STYLE])
+    request = GenerationRequest(
         mode=Mode(job.kind),
         model=ModelId(job.model),
-        prompt=style.apply(params.get("prompt", "") if prompt is None else prompt),
-        negative_prompt=params.get("negative_prompt") or None,
-        width=int(params["width"]),
-        height=int(params["height"]),
-        num_images=int(params.get("num_images", 1)),
-        seed=int(params["seed"]),
-        steps=params.get("steps"),
-        guidance_scale=params.get("guidance_scale"),
+        prompt=style.apply(params.prompt if prompt is None else prompt),
+        negative_prompt=params.negative_prompt or None,
+        width=params.width,
+        height=params.height,
+        num_images=params.num_images,
+        seed=params.seed,
+        steps=params.steps,
+        guidance_scale=params.guidance_scale,
         images=images or [],
-        weights=list(params.get("weights") or []),
-        strength=float(params.get("strength", 0.6)),
-        extra=dict(params.get("extra") or {}),
+        extra=dict(params.extra),
     )
+    if isinstance(params, EditParams):
+        request.weights = list(params.weights)
+        request.strength = params.strength
+    return request
 
 
 class JobRunner:
@@ -130,7 +92,6 @@ class JobRunner:
         backend: Backend,
         events: JobEvents,
         results_dir: Path,
-        request_hooks: list[RequestHook] | None = None,
         guard: ContentGuard | None = None,
         worker_id: str = "embedded",
         lease_seconds: float = 60.0,
@@ -138,7 +99,7 @@ class JobRunner:
     ) -> None:
         self.db = db
         self.guard = guard  # beautification and the safety checks; None: neither
-        # Claims let several worker processes share one database (storage.claims): a running job is
+        # Claims let several worker processes share one database (jobs.claims): a running job is
         # claimed for ``lease_seconds`` (renewed by its worker), one delivery attempt for
         # ``delivery_lease_seconds`` (longer than a send can take, flood-control waits included).
         self.worker_id = worker_id
@@ -146,11 +107,10 @@ class JobRunner:
         self.delivery_lease_seconds = delivery_lease_seconds
         self.backend = backend
         self.events = events
-        self.results_dir = results_dir
-        self.request_hooks = request_hooks or []
+        self.results = ResultStore(results_dir)
+        self.delivery = Delivery(db, events, self.results, worker_id, delivery_lease_seconds)
         self._cancel_events: dict[int, threading.Event] = {}
         self._requeue_on_cancel: set[int] = set()
-        self._delivering: set[int] = set()  # one delivery at a time per job in this process
 
     # -- control --------------------------------------------------------------------------
     def cancel(self, job_id: int) -> bool:
@@ -172,7 +132,7 @@ class JobRunner:
         return list(self._cancel_events)
 
     def result_paths(self, job_id: int) -> list[Path]:
-        return sorted((self.results_dir / str(job_id)).glob("*.png"), key=lambda p: int(p.stem))
+        return self.results.paths(job_id)
 
     # -- the job ----------------------------------------------------------------------------
     async def _load(self, job_id: int) -> JobContext | None:
@@ -191,12 +151,14 @@ class JobRunner:
             await session.commit()
             return moved
 
-    async def _update_params(self, ctx: JobContext, **values: Any) -> None:
-        params = dict(ctx.job.params, **values)
+    async def _update_outcome(self, ctx: JobContext, **values: Any) -> None:
+        """Write what this run learnt (:class:`jobs.params.JobOutcome`) next to the parameters."""
+        outcome = read_outcome(ctx.job).model_copy(update=values)
+        row = with_outcome(ctx.job.kind, ctx.job.params, JobOutcome.model_validate(outcome.model_dump()))
         async with self.db.session() as session:
-            await Repositories(session).jobs.set_values(ctx.job.id, params=params)
+            await Repositories(session).jobs.set_values(ctx.job.id, params=row)
             await session.commit()
-        ctx.job.params = params
+        ctx.job.params = row
 
     async def _record(self, ctx: JobContext, kind: ModerationKind, detail: str | None = None) -> None:
         async with self.db.session() as session:
@@ -237,24 +199,29 @@ class JobRunner:
             asyncio.run_coroutine_threadsafe(self.events.progress(ctx, step, total), loop)
 
         try:
-            max_side = max(int(ctx.job.params["width"]), int(ctx.job.params["height"]))
+            params = read_params(ctx.job)
+            max_side = max(params.width, params.height)
             prepare = Mode(ctx.job.kind) in PREPARED_INPUT_MODES
             images = [
                 await self._open_input(file_id, max_side if prepare else None)
-                for file_id in ctx.job.params.get("input_file_ids") or []
+                for file_id in getattr(params, "input_file_ids", [])
             ]
             await self._check_inputs(ctx, images)
             request = build_request(ctx.job, images, await self._prepare_prompt(ctx))
-            for hook in self.request_hooks:
-                request = await hook(ctx, request)
+
+            def on_stage(stage: str) -> None:  # runs in the worker thread
+                asyncio.run_coroutine_threadsafe(self.events.stage(ctx, stage), loop)
+
+            request.on_stage = on_stage
             await self.events.started(ctx)
             async with self.events.working(ctx):
                 results = await asyncio.to_thread(self.backend.generate, request, progress)
             if cancel_event.is_set():
                 raise GenerationCancelled()
+            # e.g. "edges-canny": the caption says how the images were made (rewritten on every run)
             notes = sorted({str(image.info["note"]) for image in results if "note" in image.info})
-            if notes or ctx.job.params.get("notes"):  # e.g. "edges-canny": the caption says how it was made
-                await self._update_params(ctx, notes=notes)
+            if notes or read_outcome(ctx.job).notes:
+                await self._update_outcome(ctx, notes=notes)
             await self._store_checked(ctx, results)
         except JobCensored as exc:
             if await self._transition(
@@ -301,22 +268,21 @@ class JobRunner:
         The text filter runs again here, on the LLM's prompt too; a blocked prompt fails the job with
         the "prompt_blocked" message.
         """
-        params = ctx.job.params
-        if self.guard is None or not params.get("prompt"):
+        params = read_params(ctx.job)
+        if self.guard is None or not params.prompt:
             return None
-        wants = bool(params.get("beautify")) and self.guard.beautification_available
+        wants = params.beautify and self.guard.beautification_available
         if wants:
             await self.events.beautifying(ctx)
-        prepared = await self.guard.prepare_prompt(params["prompt"], beautify=wants)
+        prepared = await self.guard.prepare_prompt(params.prompt, beautify=wants)
         if prepared.blocked:
             beautified = prepared.blocked_stage is BlockStage.BEAUTIFIED
             kind = ModerationKind.BEAUTIFIED_BLOCKED if beautified else ModerationKind.PROMPT_BLOCKED
             await self._record(ctx, kind, prepared.blocked_entry)
             raise GenerationError("prompt_blocked")
-        # Stored for the caption and the "Without beautification" button; every run rewrites them
-        # (a job resubmitted by "Again" carries the old values).
+        # Stored for the caption and the "Without beautification" button; every run rewrites them.
         outcome = "beautified" if prepared.beautified else "fell_back" if prepared.fell_back else None
-        await self._update_params(
+        await self._update_outcome(
             ctx, used_prompt=prepared.prompt if prepared.beautified else None, beautify_outcome=outcome
         )
         return prepared.prompt
@@ -330,7 +296,7 @@ class JobRunner:
         censored = [i for i, verdict in enumerate(verdicts) if verdict.nsfw]
         for i in censored:
             await self._record(ctx, ModerationKind.IMAGE_CENSORED, f"{verdicts[i].score:.3f}")
-        await self._update_params(ctx, censored=censored)
+        await self._update_outcome(ctx, censored=censored)
         kept = {i: image for i, image in enumerate(results) if i not in censored}
         if kept:
             await asyncio.to_thread(self._store, ctx.job.id, kept)
@@ -341,14 +307,7 @@ class JobRunner:
         raise JobCensored("image_censored", paths)
 
     def _store_previews(self, job_id: int, previews: list[Image.Image]) -> list[Path]:
-        folder = self.results_dir / str(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for index, preview in enumerate(previews):
-            path = folder / f"preview-{index}.jpg"  # not *.png: never taken for a result
-            preview.save(path, format="JPEG", quality=70)
-            paths.append(path)
-        return paths
+        return self.results.save_previews(job_id, previews)
 
     async def _open_input(self, file_id: str, max_side: int | None) -> Image.Image:
         """Download an input photo by its Telegram file id: upright RGB fitted to ``max_side`` in
@@ -369,59 +328,10 @@ class JobRunner:
             raise GenerationError("input_invalid", f"{file_id}: {exc}") from exc
 
     def _store(self, job_id: int, images: list[Image.Image] | dict[int, Image.Image]) -> None:
-        """Images as ``{index}.png``; a dict keeps the indices of images the safety check left out,
-        so image ``i`` keeps its seed ``seed + i``."""
-        folder = self.results_dir / str(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        items = images.items() if isinstance(images, dict) else enumerate(images)
-        for index, image in items:
-            tmp = folder / f"{index}.png.tmp"
-            image.save(tmp, format="PNG")
-            tmp.replace(folder / f"{index}.png")  # atomic: a crash never leaves half a file
+        """A dict keeps the indices of images the safety check left out, so image ``i`` keeps its
+        seed ``seed + i``."""
+        self.results.save(job_id, images if isinstance(images, dict) else dict(enumerate(images)))
 
     async def deliver(self, job_id: int) -> bool:
-        """Send a generated job's stored images; on success mark it done. Safe to call again."""
-        if job_id in self._delivering:
-            return False
-        self._delivering.add(job_id)
-        try:
-            return await self._deliver(job_id)
-        finally:
-            self._delivering.discard(job_id)
-
-    async def _claim_delivery(self, job_id: int) -> bool:
-        # The in-process guard above is not enough when several processes deliver: claim the
-        # delivery in the database, so that only one of them sends the result.
-        async with self.db.session() as session:
-            claimed = await JobClaims(session).claim_delivery(job_id, self.worker_id, self.delivery_lease_seconds)
-            await session.commit()
-            return claimed
-
-    async def _release_delivery(self, job_id: int) -> None:
-        async with self.db.session() as session:
-            await JobClaims(session).release(job_id, self.worker_id)
-            await session.commit()
-
-    async def _deliver(self, job_id: int) -> bool:
-        ctx = await self._load(job_id)
-        if ctx is None or ctx.job.status != JobStatus.GENERATED:
-            return False
-        if not await self._claim_delivery(job_id):
-            return False
-        paths = self.result_paths(job_id)
-        try:
-            file_ids = await self.events.deliver(ctx, paths)
-        except Exception:
-            log.warning("delivery of job %s failed; it will be retried", job_id, exc_info=True)
-            await self._release_delivery(job_id)
-            return False
-        return await self._transition(
-            job_id,
-            [JobStatus.GENERATED],
-            JobStatus.DONE,
-            result_file_ids=file_ids,
-            finished_at=utcnow(),
-            claimed_by=None,
-            claim_expires_at=None,
-        )
-
+        """Send a generated job's stored images (:class:`jobs.delivery.Delivery`)."""
+        return await self.delivery.deliver(job_id)

@@ -16,9 +16,9 @@ from enum import StrEnum
 
 from PIL import Image
 
-from generation.beautify import Beautifier, BeautifierSettings, BeautifyResult, NoBeautifier, build_beautifier
-from generation.safety import ImageSafety, ImageVerdict, SafetySettings, TextFilter, build_image_safety, build_text_filter
 from generation.sources import GenerationConfig
+from prompting.beautify import Beautifier, BeautifierSettings, BeautifyResult, NoBeautifier, build_beautifier
+from prompting.safety import ImageSafety, ImageVerdict, SafetySettings, TextFilter, build_image_safety, build_text_filter
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class ContentGuard:
 def build_content_guard(
     beautifier: BeautifierSettings, safety: SafetySettings, config: GenerationConfig | None = None
 ) -> ContentGuard:
-    """The guard the operator's settings describe (``bot.config.Settings`` builds both settings)."""
+    """The guard the operator's settings describe (``app.config.Settings`` builds both settings)."""
     return ContentGuard(
         text_filter=build_text_filter(safety),
         image_safety=build_image_safety(safety),

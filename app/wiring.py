@@ -1,4 +1,5 @@
-"""Wiring: Bot, Dispatcher, middlewares, routers, the queue and its worker."""
+"""Wiring of the bot process (polling or webhook) and the parts a GPU worker shares with it:
+settings -> database, backend, guard, runner, queue, job service, Bot, Dispatcher, routers."""
 
 from __future__ import annotations
 
@@ -15,24 +16,25 @@ from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
+from app.config import Settings
 from bot import albums
 from bot.admin_menu import show_admin_menus
 from bot.broadcast import Broadcaster
-from bot.config import Settings
 from bot.i18n import LOCALES, create_middleware, translator
-from bot.metrics import Metrics, MetricsRequestMiddleware, TimedBackend
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
 from bot.notifier import TelegramNotifier
 from bot.retry import RetryMiddleware
-from faceswap.backend import FaceSwapBackend, stage_hook
+from faceswap.backend import FaceSwapBackend
 from faceswap.service import FaceService
 from generation.backend import Backend
-from generation.beautify import share_gpu_budget
-from generation.jobs import JobService
-from generation.moderation import ContentGuard, build_content_guard
-from generation.queue import EmbeddedQueue, JobQueue
-from generation.runner import JobRunner
 from handlers import build_root_router
+from handlers.context import RequestContextMiddleware
+from jobs.metrics import Metrics, MetricsRequestMiddleware, TimedBackend
+from jobs.queue import EmbeddedQueue, JobQueue
+from jobs.runner import JobRunner
+from jobs.service import JobService
+from prompting.beautify import share_gpu_budget
+from prompting.guard import ContentGuard, build_content_guard
 from storage.db import create_engine, create_sessionmaker
 from storage.repositories import Database, Repositories
 
@@ -97,7 +99,6 @@ def create_runner(
         TimedBackend(backend, metrics) if metrics is not None else backend,
         notifier,
         settings.results_dir,
-        request_hooks=[stage_hook(notifier.face_stage)],
         guard=guard,
         **kwargs,
     )
@@ -153,10 +154,10 @@ def build_app(
     guard = guard or create_guard(settings)
     queue: JobQueue
     if settings.redis_url:
-        # The distributed mode: GPU worker processes generate and deliver (generation.worker).
+        # The distributed mode: GPU worker processes generate and deliver (jobs.worker).
         from redis.asyncio import Redis
 
-        from generation.distributed import DistributedQueue, RemoteBackend, create_kicker_broker
+        from jobs.distributed import DistributedQueue, RemoteBackend, create_kicker_broker
 
         runner = create_runner(settings, db, backend or RemoteBackend(), notifier, guard)
         queue = DistributedQueue(
@@ -189,9 +190,10 @@ def build_app(
         events_isolation=events_isolation,
         jobs=jobs,
         max_image_side=settings.max_image_side,
-        results_dir=str(settings.results_dir),
+        results=runner.results,  # the stored images ("Original", /forgetface)
         admin_ids=frozenset(settings.admin_ids),
         faces=FaceService(),
+        notifier=notifier,  # the only writer of jobs' status messages (handlers: cancellations)
         guard=guard,  # upload handlers: ``await guard.check_upload(photo)`` for an early answer
         broadcaster=broadcaster,  # admin: /broadcast
         # admin: /models (in the distributed mode the workers hold the models: --models per worker)
@@ -204,6 +206,10 @@ def build_app(
     dispatcher.update.outer_middleware(UserMiddleware())
     create_middleware().setup(dispatcher)
     dispatcher.message.outer_middleware(ChatScopeMiddleware())
+    # ``request`` (handlers.context.RequestContext) for every handler, after user and i18n are known.
+    request_context = RequestContextMiddleware(notifier, settings.max_image_side)
+    dispatcher.message.middleware(request_context)
+    dispatcher.callback_query.middleware(request_context)
     dispatcher.include_router(build_root_router())
 
     app = App(

@@ -18,8 +18,8 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import web
 from sqlalchemy import text
 
-from bot.app import App
-from bot.metrics import add_routes, gpu_memory, parse_listen, start_server
+from app.wiring import App
+from jobs.metrics import add_routes, gpu_memory, parse_listen, start_server
 
 log = logging.getLogger(__name__)
 

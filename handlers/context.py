@@ -1,0 +1,163 @@
+"""The request-scoped object handlers declare as ``request: RequestContext``.
+
+:class:`RequestContextMiddleware` (installed by ``app.wiring``) builds one per update from what the
+outer middlewares and the dispatcher already hold (bot, chat, user, repositories, job service,
+notifier, translations), so a handler that submits a job names one argument instead of seven:
+
+    async def prompt(message: Message, request: RequestContext) -> None:
+        await request.submit(request.params(text))
+
+Refusals (limits, pause, blocked prompt) are answered by :meth:`RequestContext.submit` itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiogram import BaseMiddleware, Bot
+from aiogram.types import TelegramObject
+from aiogram_i18n import I18nContext
+
+from bot.notifier import TelegramNotifier
+from generation.backend import Mode
+from generation.registry import editing_model_for, model_for
+from generation.styles import DEFAULT_STYLE, fit_size
+from jobs.params import EditParams, JobParams, read_params
+from jobs.service import AdmissionError, JobService
+from storage.models import Job, User
+from storage.repositories import Repositories
+
+if TYPE_CHECKING:  # a runtime import would load handlers.editing, which imports this module
+    from handlers.editing.inputs import InputPhoto
+
+# Edit modes whose job carries the user's text (and style); the others are photos only.
+TEXT_MODES = frozenset({Mode.IMG2IMG, Mode.RESTYLE_DEPTH, Mode.MIX})
+
+
+def ratio_label(width: int, height: int) -> str:
+    divisor = math.gcd(width, height)
+    return f"{width // divisor}:{height // divisor}"
+
+
+@dataclass
+class RequestContext:
+    bot: Bot
+    chat_id: int
+    user: User
+    repos: Repositories
+    jobs: JobService
+    notifier: TelegramNotifier
+    i18n: I18nContext
+    max_side: int
+
+    def params(self, prompt: str, kind: Mode = Mode.TEXT2IMG, **overrides: Any) -> JobParams:
+        """Parameters of a ``kind`` job from the user's settings (validated)."""
+        return self.jobs.params_from_settings(self.user, prompt, kind, **overrides)
+
+    async def submit(
+        self, params: JobParams, kind: Mode = Mode.TEXT2IMG, model: str | None = None, chat_id: int | None = None
+    ) -> Job | None:
+        """Create the job and its status message, or answer why not. Returns the job or None."""
+        chat = self.chat_id if chat_id is None else chat_id
+
+        async def announce(job: Job, position: int) -> int:
+            return await self.notifier.announce(job, self.i18n.locale, position)
+
+        try:
+            return await self.jobs.submit(self.repos, self.user, chat, params, announce, kind=kind, model=model)
+        except AdmissionError as exc:
+            await self.bot.send_message(chat, self.i18n.get(exc.code, limit=exc.limit, **exc.details))
+            return None
+
+    async def resubmit(self, job: Job, **changes: Any) -> Job | None:
+        """One of the user's jobs again, as a new job on the same model, with some fields changed."""
+        params = read_params(job).model_copy(update=changes)
+        return await self.submit(params, Mode(job.kind), job.model, chat_id=job.chat_id)
+
+    def edit_params(
+        self,
+        mode: Mode,
+        photos: Sequence[InputPhoto],
+        prompt: str = "",
+        weights: Sequence[float] = (),
+        strength: float | None = None,
+        display_prompt: str | None = None,
+        requested_model: str | None = None,
+    ) -> EditParams:
+        """An edit job's parameters: the output follows the first photo's aspect ratio, fitted to
+        MAX_IMAGE_SIDE in multiples of 64; inputs are Telegram file ids (never bytes), so the job,
+        or "Again" on it, still works after a restart."""
+        width, height = fit_size(photos[0].width, photos[0].height, self.max_side)
+        overrides: dict[str, Any] = dict(
+            width=width,
+            height=height,
+            aspect_ratio=ratio_label(width, height),
+            input_file_ids=[photo.file_id for photo in photos],
+            weights=[float(w) for w in weights],
+            requested_model=requested_model,
+        )
+        if strength is not None:
+            overrides["strength"] = strength
+        if mode not in TEXT_MODES:  # no text: a style template or a beautified prompt would be the whole prompt
+            overrides.update(style=DEFAULT_STYLE, beautify=False)
+        if display_prompt:
+            overrides["display_prompt"] = display_prompt
+        params = self.params(prompt, mode, **overrides)
+        assert isinstance(params, EditParams)
+        return params
+
+    async def submit_edit(
+        self,
+        mode: Mode,
+        photos: Sequence[InputPhoto],
+        prompt: str = "",
+        weights: Sequence[float] = (),
+        strength: float | None = None,
+        display_prompt: str | None = None,
+    ) -> Job | None:
+        """An edit job on the model the registry picks (:func:`edit_model`)."""
+        model, moved = edit_model(mode, self.user.settings.model, self.user.settings.editing_model)
+        requested = self.user.settings.model if moved else None
+        params = self.edit_params(mode, photos, prompt, weights, strength, display_prompt, requested)
+        return await self.submit(params, mode, model)
+
+
+def edit_model(mode: Mode, user_model: str, editing_model: str | None = None) -> tuple[str, bool]:
+    """(the model that runs ``mode``, whether the user should be told it is not their model).
+
+    Restyling is the user's model's job when the registry says it restyles; the other edit modes run
+    on the user's editing model (:func:`generation.registry.editing_model_for`: Kandinsky 2.2, or
+    Kandinsky 3.1's IP-Adapter and HED ControlNet), which the user chose, so it is not announced."""
+    if mode is not Mode.IMG2IMG:
+        return str(editing_model_for(mode, editing_model)), False
+    model, fell_back = model_for(mode, user_model)
+    return str(model), fell_back
+
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class RequestContextMiddleware(BaseMiddleware):
+    """Puts ``request`` into the handler data (after the database, user and i18n middlewares)."""
+
+    def __init__(self, notifier: TelegramNotifier, max_side: int) -> None:
+        self.notifier = notifier
+        self.max_side = max_side
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        user, chat, i18n = data.get("user"), data.get("event_chat"), data.get("i18n")
+        if user is not None and chat is not None and i18n is not None and "repos" in data:
+            data["request"] = RequestContext(
+                bot=data["bot"],
+                chat_id=chat.id,
+                user=user,
+                repos=data["repos"],
+                jobs=data["jobs"],
+                notifier=self.notifier,
+                i18n=i18n,
+                max_side=self.max_side,
+            )
+        return await handler(event, data)

@@ -1,0 +1,35 @@
+"""Filters that add context to a handler's arguments (aiogram's context-from-filter pattern):
+:class:`PromptFilter` here, :class:`handlers.editing.inputs.PhotosFilter` next to the photo checks.
+
+Each returns a dict that aiogram merges into the handler's data, and answers a refusal itself: the
+handler then gets ``None`` and only returns (the user already has the reason). Never returning
+False on a refusal keeps the update from falling through to another router that would answer again.
+
+    router.message(F.text, PromptFilter())(prompt)
+    router.message(RestyleFlow.photo, F.func(has_media), PhotosFilter(at_most=1))(restyle_photo)
+
+    async def prompt(message: Message, prompt: str | None, request: RequestContext) -> None:
+        if prompt is None:
+            return  # refused: answered by PromptFilter
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram.filters import Filter
+from aiogram.types import Message
+from aiogram_i18n import I18nContext
+
+from handlers.common import PromptError, validate_prompt
+
+
+class PromptFilter(Filter):
+    """Adds ``prompt``: the message's text, validated (:func:`handlers.common.validate_prompt`)."""
+
+    async def __call__(self, message: Message, i18n: I18nContext) -> dict[str, Any]:
+        try:
+            return {"prompt": validate_prompt(message.text)}
+        except PromptError as exc:
+            await message.answer(i18n.get(exc.code, **exc.kwargs))
+            return {"prompt": None}

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     offload: Literal["none", "model", "sequential"] = "none"
     vram_budget_gb: float | None = None
     torch_compile: bool = False
+    tf32: bool = True  # TF32 for fp32 matrix products on CUDA
 
     # Face swap (/face and @me prompts, faceswap/). Without GHOST files the classical swap is used;
     # without GFPGAN weights restoring is skipped; without OmniFusion "@me" becomes "a person".
@@ -139,6 +140,7 @@ class Settings(BaseSettings):
             offload=self.offload,
             vram_budget_gb=self.vram_budget_gb,
             compile=self.torch_compile,
+            tf32=self.tf32,
             max_image_side=self.max_image_side,
             cache_dir=self.data_dir / "models",
         )

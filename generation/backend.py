@@ -29,7 +29,7 @@ class ModelId(StrEnum):
     K22 = "kandinsky-2.2"
     K31 = "kandinsky-3.1"
     K31_FLASH = "kandinsky-3.1-flash"
-    K31_REFINER = "kandinsky-3.1-refiner"  # Kandinsky 3.1, finished by the two last Flash steps
+    K31_REFINER = "kandinsky-3.1-refiner"  # Kandinsky 3.1, finished by one Flash step at t=229
     # Kandinsky 3.1's image-prompt models (the "Kandinsky 3.1" editing model): fuse, mix, variations
     # and style on the IP-Adapter; "keep the shapes" on the HED ControlNet.
     K31_IP_ADAPTER = "kandinsky-3.1-ip-adapter"
@@ -56,6 +56,9 @@ class GenerationRequest:
     # Fusion / mix / style weights, one per entry of ``images`` (MIX: [image weight, text weight]).
     weights: list[float] = field(default_factory=list)
     strength: float = 0.6  # image-to-image strength: 0 keeps the photo, 1 ignores it
+    # The style's text at the end of ``prompt``: the models shorten the prompt before it, never it,
+    # when the whole is longer than their text context (generation.prompts.fit_to_context).
+    style_suffix: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     # Called (from the worker thread) when a multi-stage job enters a stage ("describing",
     # "swapping", ...); the runner forwards it to the chat. Pipelines without stages ignore it.

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from generation.backend import GenerationError, GenerationRequest, Mode, ModelId, OutOfMemory, ProgressFn
+from generation.backend import GenerationError, GenerationRequest, ModelId, OutOfMemory, ProgressFn
 from generation.manager import ModelManager
 from generation.registry import Family, spec
 from generation.sources import GenerationConfig
@@ -63,8 +63,7 @@ class DiffusersBackend:
         if family is Family.K3:
             from generation import k3
 
-            img2img = request.mode == Mode.IMG2IMG
-            return k3.generate(self.manager.k3_pipelines(request.model, img2img), request, progress)
+            return k3.generate(self.manager.k3_pipelines(request.model), request, progress)
         raise GenerationError("unknown_model", str(request.model))
 
     def model_status(self) -> list[dict[str, Any]]:

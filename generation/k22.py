@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -47,6 +48,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from generation.backend import GenerationRequest, Mode, ModelId, ModelUnavailable, ProgressFn
+from generation.prompts import fit_to_context
 from generation.registry import WRAPPED_MODES, spec
 from generation.sources import GenerationConfig
 
@@ -364,6 +366,11 @@ class Kandinsky22:
         }
         photos = [im.convert("RGB") for im in request.images]
         _check_inputs(mode, photos)
+        # CLIP reads 77 tokens: a long (beautified) prompt is shortened before its style, not the style.
+        tokenizer = self.prior.tokenizer
+        request = replace(
+            request, prompt=fit_to_context(tokenizer, request.prompt, request.style_suffix, tokenizer.model_max_length)
+        )
 
         if mode is Mode.TEXT2IMG:
             embeds = self.text_embeddings(request.prompt, negative, seeds, **prior)

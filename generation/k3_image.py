@@ -21,7 +21,7 @@ ai-forever published both as diffusers-style folders whose UNets are their own c
   the four-level UNet).
 
 Their weights keep ai-forever's key names (the same names as the Kandinsky 3 checkpoints, which
-:mod:`generation.flash` maps onto diffusers' ``Kandinsky3UNet``), and their ``config.json`` files hold
+:mod:`generation.k31_weights` maps onto diffusers' ``Kandinsky3UNet``), and their ``config.json`` files hold
 their own constructor arguments. This module builds the models on diffusers' ``Kandinsky3UNet``
 blocks, converts those configs and keys, and loads the weights strictly: every key of the checkpoint
 lands in the model and no parameter of the model is left unset.
@@ -55,7 +55,7 @@ from diffusers.models.unets.unet_kandinsky3 import (
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
-from generation.flash import unet_key_to_diffusers
+from generation.k31_weights import unet_key_to_diffusers
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from generation.backend import GenerationError, ModelId, ModelUnavailable
 from generation.registry import (
@@ -99,6 +100,11 @@ class ModelManager:
         self.on_cuda = self.device.startswith("cuda")
         # Offload only means something with a GPU; on CPU everything simply lives on the CPU.
         self.offload = config.offload if self.on_cuda else "none"
+        if self.on_cuda and config.tf32:
+            # fp32 matmuls (Flan-UL2 keeps its wo layers in fp32; everything when serving fp32) on TF32
+            # cores: a 10-bit mantissa, as fp16's, so no less precise than the fp16 layers around them.
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         self.lock = threading.RLock()
         self.parts: dict[str, Part] = {}
         self.active: set[ModelId] = set()  # the models asked for (load / a request) and not unloaded
@@ -146,13 +152,6 @@ class ModelManager:
             self._move(self.parts[name], self.device)
 
     # -- loading ------------------------------------------------------------------------------
-    def _variant(self, source: str, subfolder: str) -> str | None:
-        """``fp16`` when the checkpoint has fp16 variant files (the hub's kandinsky-3 has)."""
-        folder = Path(source) / subfolder
-        if folder.is_dir():
-            return "fp16" if any(".fp16." in p.name for p in folder.iterdir()) else None
-        return "fp16"
-
     def _optimize(self, module: torch.nn.Module, unet: bool) -> torch.nn.Module:
         if unet:
             from diffusers.models.attention_processor import AttnProcessor2_0
@@ -192,54 +191,47 @@ class ModelManager:
             return self._load_k22()
         if name in (IP_UNET, IMAGE_ENCODER, HED_UNET, HED_CONTROLNET, EDGE_DETECTOR):
             return self._load_image_prompt_part(name)
-        from diffusers import DDPMScheduler, Kandinsky3UNet, VQModel
+        from diffusers import Kandinsky3UNet, VQModel
         from transformers import AutoTokenizer, T5EncoderModel
 
-        source = self.config.source("k3")
-        label = "Kandinsky 3.1"
+        from generation import k31_weights
+        from generation.k31 import Kandinsky3AuthorsScheduler, install_text_projection
+
+        # Everything of the Kandinsky 3 family comes from ai-forever/Kandinsky3.1, in the authors' format.
+        source = self.config.source("k31")
+        cache_dir = Path(self.config.cache_dir)
         if name == TEXT_ENCODER:
+            folder = k31_weights.ENCODER_FOLDER
 
             def load() -> Any:
-                self.extras["tokenizer"] = AutoTokenizer.from_pretrained(source, subfolder="tokenizer")
-                self.extras["scheduler"] = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
-                return T5EncoderModel.from_pretrained(
-                    source, subfolder="text_encoder", variant=self._variant(source, "text_encoder"), dtype=self.dtype
-                ).eval()
+                self.extras["tokenizer"] = AutoTokenizer.from_pretrained(source, subfolder=folder)
+                self.extras["scheduler"] = Kandinsky3AuthorsScheduler()
+                # As from_pretrained builds it: Flan-UL2 keeps its feed-forward output projections (wo)
+                # in fp32 (T5's _keep_in_fp32_modules), which is why the encoder takes ~21.7 GB in fp16.
+                return T5EncoderModel.from_pretrained(source, subfolder=folder, dtype=self.dtype).eval()
 
-            self._add(name, self._guard(f"{label} text encoder", f"{source}/text_encoder", load))
+            self._add(name, self._guard("Kandinsky 3.1 text encoder", f"{source}/{folder}", load))
         elif name == MOVQ:
 
             def load() -> Any:
-                movq = VQModel.from_pretrained(
-                    source, subfolder="movq", variant=self._variant(source, "movq"), dtype=self.dtype
-                )
+                # fp32 even on CUDA, as the authors run it (their dtype_map: movq float32): 0.27B
+                # parameters, and a decoder in fp16 risks overflow in its large activations.
+                movq = VQModel.from_pretrained(k31_weights.converted_movq_dir(source, cache_dir, torch.float32))
                 return self._optimize(movq.eval(), unet=False)
 
-            self._add(name, self._guard(f"{label} MoVQ", f"{source}/movq", load))
-        elif name == K3_UNET:
+            self._add(name, self._guard("Kandinsky 3.1 MoVQ", f"{source}/{k31_weights.MOVQ_FILE}", load))
+        elif name in (K3_UNET, FLASH_UNET):
+            which = "base" if name == K3_UNET else "flash"
+            label = "Kandinsky 3.1 UNet" if which == "base" else "Kandinsky 3.1 Flash UNet"
 
             def load() -> Any:
-                unet = Kandinsky3UNet.from_pretrained(
-                    source, subfolder="unet", variant=self._variant(source, "unet"), dtype=self.dtype
-                )
+                folder = k31_weights.converted_unet_dir(source, which, cache_dir, self.dtype)
+                unet = Kandinsky3UNet.from_pretrained(folder)
+                null_embedding = load_file(str(folder / k31_weights.NULL_EMBEDDING_FILE))["null_embedding"]
+                install_text_projection(unet, null_embedding)
                 return self._optimize(unet.eval(), unet=True)
 
-            self._add(name, self._guard(f"{label} UNet", f"{source}/unet", load))
-        elif name == FLASH_UNET:
-            from generation.flash import converted_unet_dir
-            from generation.k3 import flash_scheduler
-
-            flash_source = self.config.source("k31")
-
-            def load() -> Any:
-                # Flash has Kandinsky 3's UNet architecture; the config comes from the Kandinsky 3 checkpoint.
-                config = Kandinsky3UNet.load_config(source, subfolder="unet")
-                folder = converted_unet_dir(flash_source, config, Path(self.config.cache_dir))
-                self.extras["flash_scheduler"] = flash_scheduler()
-                unet = Kandinsky3UNet.from_pretrained(folder, dtype=self.dtype)
-                return self._optimize(unet.eval(), unet=True)
-
-            self._add(name, self._guard("Kandinsky 3.1 Flash UNet", flash_source, load))
+            self._add(name, self._guard(label, f"{source}/{k31_weights.UNET_FILES[which][0]}", load))
         else:
             raise KeyError(name)
 
@@ -376,32 +368,23 @@ class ModelManager:
         self.load(ModelId.K22)
         return self.parts[K22].obj
 
-    def k3_pipelines(self, model: ModelId, img2img: bool) -> Any:
+    def k3_pipelines(self, model: ModelId) -> Any:
         """The pipelines a Kandinsky 3 family request needs, on the shared components."""
-        from diffusers import Kandinsky3Img2ImgPipeline, Kandinsky3Pipeline
-
-        from generation.k3 import K3Pipelines, Kandinsky3FlashPipeline
+        from generation.k3 import K3Pipelines
+        from generation.k31 import Kandinsky3FlashPipeline, Kandinsky31Pipeline
 
         self.load(model)
         common = dict(
             tokenizer=self.extras["tokenizer"],
             text_encoder=self.parts[TEXT_ENCODER].obj,
             movq=self.parts[MOVQ].obj,
+            scheduler=self.extras["scheduler"],
         )
         pipes = K3Pipelines()
         if model in (ModelId.K31, ModelId.K31_REFINER):
-            unet = self.parts[K3_UNET].obj
-            if img2img:
-                pipes.img2img = self._pipeline(Kandinsky3Img2ImgPipeline, unet=unet, scheduler=self.extras["scheduler"], **common)
-            else:
-                pipes.text2img = self._pipeline(Kandinsky3Pipeline, unet=unet, scheduler=self.extras["scheduler"], **common)
+            pipes.base = self._pipeline(Kandinsky31Pipeline, unet=self.parts[K3_UNET].obj, **common)
         if model in (ModelId.K31_FLASH, ModelId.K31_REFINER):
-            pipes.flash = self._pipeline(
-                Kandinsky3FlashPipeline,
-                unet=self.parts[FLASH_UNET].obj,
-                scheduler=self.extras["flash_scheduler"],
-                **common,
-            )
+            pipes.flash = self._pipeline(Kandinsky3FlashPipeline, unet=self.parts[FLASH_UNET].obj, **common)
         pipes.prepare = self._prepare
         return pipes
 

@@ -61,7 +61,7 @@ class ModelSpec:
     parts: tuple[str, ...]  # what the model manager loads for it
     memory_class: MemoryClass
     steps_configurable: bool = True  # False: a fixed distilled schedule (Flash's 4 steps)
-    extra_steps: int = 0  # steps after the main ones (the refiner's two Flash steps)
+    extra_steps: int = 0  # steps after the main ones (the refiner's Flash step)
     selectable: bool = True  # False: not a "Model" choice of /settings (the editing models' parts)
 
     @property
@@ -82,7 +82,8 @@ MODELS: dict[ModelId, ModelSpec] = {
             negative_prompt=True, parts=(K22_PARTS,), memory_class=MemoryClass.MEDIUM,
         ),
         ModelSpec(
-            ModelId.K31, Family.K3, K3_MODES, default_steps=25, default_guidance=3.0,
+            # The authors' defaults (ai-forever/Kandinsky-3, Kandinsky3T2IPipeline.__call__).
+            ModelId.K31, Family.K3, K3_MODES, default_steps=50, default_guidance=3.0,
             negative_prompt=True, parts=(TEXT_ENCODER, MOVQ, K3_UNET), memory_class=MemoryClass.LARGE,
         ),
         ModelSpec(
@@ -92,10 +93,10 @@ MODELS: dict[ModelId, ModelSpec] = {
             steps_configurable=False,
         ),
         ModelSpec(
-            # Kandinsky 3.1's steps, then the two last Flash steps on its latent.
-            ModelId.K31_REFINER, Family.K3, K3_MODES, default_steps=25, default_guidance=3.0,
+            # Kandinsky 3.1's steps, then one Flash step at t=229 on its latent (as KandiSuperRes refines).
+            ModelId.K31_REFINER, Family.K3, K3_MODES, default_steps=50, default_guidance=3.0,
             negative_prompt=True, parts=(TEXT_ENCODER, MOVQ, K3_UNET, FLASH_UNET), memory_class=MemoryClass.LARGE,
-            extra_steps=2,
+            extra_steps=1,
         ),
         ModelSpec(
             # The "Kandinsky 3.1" editing model's image prompts (see EDITING_MODELS).

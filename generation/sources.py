@@ -17,8 +17,8 @@ HUB_IDS: dict[str, str] = {
     "k22-decoder": "kandinsky-community/kandinsky-2-2-decoder",
     "k22-controlnet-depth": "kandinsky-community/kandinsky-2-2-controlnet-depth",
     "depth-estimator": "Intel/dpt-hybrid-midas",
-    "k3": "kandinsky-community/kandinsky-3",
-    # ai-forever's own format: weights/kandinsky3_flash.pt, weights/projection_flash.pt, ...
+    # The whole Kandinsky 3 family, in the authors' own format: weights/kandinsky3.pt (base UNet),
+    # weights/kandinsky3_flash.pt, weights/movq.pt, weights/flan_ul2_encoder/ (encoder, tokenizer, projections).
     "k31": "ai-forever/Kandinsky3.1",
     "beautifier-llm": "Intel/neural-chat-7b-v3-1",
     # Kandinsky 3.1 image prompts (ai-forever's diffusers-style folders; their own UNet classes,
@@ -40,8 +40,10 @@ class GenerationConfig:
     offload: str = "none"  # none | model | sequential (diffusers' CPU offload, for small GPUs)
     vram_budget_gb: float | None = None  # None: what the GPU has
     compile: bool = False  # torch.compile the UNets
+    tf32: bool = True  # TF32 for fp32 matrix products on CUDA (the encoder's fp32 wo layers, fp32 serving)
     max_image_side: int = 1024
-    # Where converted checkpoints (Kandinsky 3.1 Flash in diffusers format) are cached.
+    # Where converted checkpoints (the Kandinsky 3.1 UNets and MoVQ in diffusers format, in the serving
+    # dtype) are cached.
     cache_dir: Path = Path("data/models")
 
     def source(self, name: str) -> str:

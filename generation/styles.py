@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from generation import registry
 from generation.backend import ModelId
@@ -16,6 +16,11 @@ class Style:
 
     def apply(self, prompt: str) -> str:
         return self.template.replace("{prompt}", prompt)
+
+    @property
+    def suffix(self) -> str:
+        """What the style adds after the prompt (every template is ``"{prompt}<suffix>"``)."""
+        return self.template.split("{prompt}", 1)[1]
 
 
 # The FusionBrain set (DEFAULT, KANDINSKY, UHD, ANIME) and the web editor's styles.
@@ -44,11 +49,14 @@ STYLES: dict[str, Style] = {
 }
 DEFAULT_STYLE = "DEFAULT"
 
-# Aspect ratio -> (width, height) at the base size: 1:1 is 1024x1024, the others keep about the
-# same pixel count and are multiples of 64.
+# Aspect ratios of the settings menu. Each preset is the largest image of about one megapixel (the
+# resolutions Kandinsky 3 was fine-tuned at: at most 1024 x 1024 pixels) whose sides are multiples of 64,
+# fit MAX_IMAGE_SIDE and give the ratio within RATIO_TOLERANCE (1:1 1024x1024, 16:9 1024x576, 3:2 960x640,
+# 4:3 1024x768 at the default 1024 side; 16:9 1344x768, 3:2 1152x768 when the side may reach 1344).
 ASPECT_RATIOS: tuple[str, ...] = ("1:1", "16:9", "9:16", "3:2", "2:3", "4:3", "3:4")
 DEFAULT_ASPECT_RATIO = "1:1"
-BASE_SIDE = 1024
+MAX_PIXELS = 1024 * 1024
+RATIO_TOLERANCE = 0.02
 
 MODELS: tuple[ModelId, ...] = registry.SELECTABLE_MODELS  # the registry's order
 DEFAULT_MODEL = registry.DEFAULT_MODEL
@@ -58,9 +66,22 @@ def _round64(value: float) -> int:
     return max(64, int(round(value / 64)) * 64)
 
 
-def base_size(aspect_ratio: str) -> tuple[int, int]:
+def ratio_error(width: int, height: int, aspect_ratio: str) -> float:
     a, b = (int(x) for x in aspect_ratio.split(":"))
-    return _round64(BASE_SIDE * math.sqrt(a / b)), _round64(BASE_SIDE * math.sqrt(b / a))
+    return abs(width / height - a / b) / (a / b)
+
+
+@lru_cache(maxsize=256)
+def image_size(aspect_ratio: str, max_side: int) -> tuple[int, int]:
+    """The preset (width, height) of an aspect ratio: sides multiples of 64 and at most ``max_side``,
+    at most MAX_PIXELS, ratio within RATIO_TOLERANCE, as large as possible. When no size is that close
+    (a very small ``max_side``), the closest ratio wins."""
+    sides = range(64, max(64, max_side // 64 * 64) + 1, 64)
+    sizes = [(w, h) for w in sides for h in sides if w * h <= MAX_PIXELS]
+    close = [s for s in sizes if ratio_error(*s, aspect_ratio) <= RATIO_TOLERANCE]
+    if close:
+        return max(close, key=lambda s: (s[0] * s[1], -ratio_error(*s, aspect_ratio)))
+    return min(sizes, key=lambda s: (ratio_error(*s, aspect_ratio), -s[0] * s[1]))
 
 
 def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -70,7 +91,3 @@ def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     # Rounding may push a side over the limit; the limit itself is rounded down to 64.
     limit = max(64, max_side // 64 * 64)
     return min(w, limit), min(h, limit)
-
-
-def image_size(aspect_ratio: str, max_side: int) -> tuple[int, int]:
-    return fit_size(*base_size(aspect_ratio), max_side=max_side)

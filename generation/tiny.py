@@ -3,10 +3,9 @@
 ``python -m generation.tiny DIR`` writes, under DIR, one folder per entry of
 :data:`generation.sources.FOLDERS` that the generation layer reads:
 
-- ``kandinsky-3``: a diffusers folder like ``kandinsky-community/kandinsky-3`` (model_index.json,
-  tokenizer, text_encoder, unet, movq, scheduler), weights saved as the ``fp16`` variant as on the hub;
-- ``Kandinsky3.1``: ai-forever's format, ``weights/kandinsky3_flash.pt`` (``{"unet", "null_embedding"}``)
-  and ``weights/flan_ul2_encoder/projection_flash.pt``, so that the Flash conversion runs;
+- ``Kandinsky3.1``: ai-forever's format and layout, as ``ai-forever/Kandinsky3.1`` (the base and
+  Flash UNets ``{"unet", "null_embedding"}``, ``movq.pt``, the encoder folder with its tokenizer and
+  projections), plus the diffusers configs of the small UNet and MoVQ, so that the converter runs;
 - ``kandinsky3_ip_adapter``, ``kandinsky3_controlnet_hed`` (ai-forever's own UNet classes) and
   ``Annotators/ControlNetHED.pth``, written by ``generation.tiny_k3_image``;
 - the Kandinsky 2.2 folders, written by ``generation.tiny_k22`` when that module is present.
@@ -27,16 +26,17 @@ import torch
 
 from generation.sources import FOLDERS
 
-CONFIGS = Path(__file__).with_name("configs")
 
-# Small, but the same architectures and downsampling factors as the real ones.
+# Small, but the same architectures and downsampling factors as the real ones. Four levels, as the real
+# UNet: diffusers' Kandinsky3UNet reverses a fixed four-level attention layout for its up blocks, so a
+# UNet with fewer levels is not the authors' architecture (its up blocks get attention the authors' lack).
 TINY_K3_UNET = dict(
     in_channels=4,
     time_embedding_dim=4,
     groups=2,
     attention_head_dim=4,
     layers_per_block=3,
-    block_out_channels=(32, 64),
+    block_out_channels=(16, 16, 16, 16),
     cross_attention_dim=4,
     encoder_hid_dim=32,
 )
@@ -49,7 +49,7 @@ TINY_MOVQ = dict(
     block_out_channels=[32, 32, 32, 32],  # SpatialNorm needs multiples of 32
     layers_per_block=1,
     latent_channels=4,
-    norm_num_groups=8,
+    norm_num_groups=32,  # the authors' MoVQ normalises in 32 groups
     norm_type="spatial",
     num_vq_embeddings=12,
     vq_embed_dim=4,
@@ -79,20 +79,6 @@ def t5_tokenizer(max_length: int = TOKENS):
     )
 
 
-def k3_components(seed: int = 0) -> dict:
-    from diffusers import DDPMScheduler, Kandinsky3UNet, VQModel
-    from transformers import T5Config, T5EncoderModel
-
-    torch.manual_seed(seed)
-    unet = Kandinsky3UNet(**TINY_K3_UNET)
-    _randomize_zero_inits(unet)
-    text_encoder = T5EncoderModel(T5Config(**TINY_T5)).eval()
-    movq = VQModel(**TINY_MOVQ)
-    scheduler_config = json.loads((CONFIGS / "kandinsky3_scheduler.json").read_text())
-    scheduler = DDPMScheduler.from_config(scheduler_config)
-    return dict(tokenizer=t5_tokenizer(), text_encoder=text_encoder, unet=unet, scheduler=scheduler, movq=movq)
-
-
 def _randomize_zero_inits(unet: torch.nn.Module) -> None:
     # Kandinsky 3 zero-initialises the time conditioning of its norms; random values there make the
     # timestep (and so the sampler's schedule) actually change the output of a tiny model.
@@ -102,39 +88,38 @@ def _randomize_zero_inits(unet: torch.nn.Module) -> None:
                 param.normal_(0.0, 0.2)
 
 
-def write_k3(root: Path, seed: int = 0) -> Path:
-    from diffusers import Kandinsky3Pipeline
+def write_k31(root: Path, seed: int = 0) -> Path:
+    """ai-forever/Kandinsky3.1's layout and key format: both UNets with their null embeddings, the MoVQ,
+    and the encoder folder (Flan-UL2 stand-in, tokenizer, one projection per UNet)."""
+    from diffusers import Kandinsky3UNet, VQModel
+    from transformers import T5Config, T5EncoderModel
 
-    pipe = Kandinsky3Pipeline(**k3_components(seed)).to(torch.float16)
-    out = root / FOLDERS["k3"]
-    pipe.save_pretrained(out, variant="fp16", safe_serialization=True)
-    return out
+    from generation import k31_weights as w
 
-
-def write_k31(root: Path, seed: int = 1) -> Path:
-    """ai-forever's Kandinsky3.1 layout: the Flash UNet and its own text projection."""
-    from diffusers import Kandinsky3UNet
-
-    from generation.flash import FLASH_PROJECTION_FILES, FLASH_UNET_FILE, to_ai_forever
-
-    torch.manual_seed(seed)
-    unet = Kandinsky3UNet(**TINY_K3_UNET)
-    _randomize_zero_inits(unet)
-    unet_state, projection_state = to_ai_forever(unet.state_dict())
     out = root / FOLDERS["k31"]
-    unet_file = out / FLASH_UNET_FILE
-    projection_file = out / FLASH_PROJECTION_FILES[0]
-    projection_file.parent.mkdir(parents=True, exist_ok=True)
-    null_embedding = torch.randn(TINY_K3_UNET["cross_attention_dim"])
-    torch.save({"unet": unet_state, "null_embedding": null_embedding}, unet_file)
-    torch.save(projection_state, projection_file)
+    encoder_dir = out / w.ENCODER_FOLDER
+    encoder_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    T5EncoderModel(T5Config(**TINY_T5)).save_pretrained(encoder_dir, safe_serialization=True)
+    t5_tokenizer().save_pretrained(encoder_dir)
+    for which, (unet_name, projection_name) in w.UNET_FILES.items():
+        unet = Kandinsky3UNet(**TINY_K3_UNET)
+        _randomize_zero_inits(unet)
+        unet_state, projection_state = w.unet_to_ai_forever(unet.state_dict())
+        null_embedding = torch.randn(TINY_K3_UNET["cross_attention_dim"])
+        torch.save({"unet": unet_state, "null_embedding": null_embedding}, out / unet_name)
+        torch.save(projection_state, out / projection_name)
+    movq = VQModel(**TINY_MOVQ)
+    torch.save(w.movq_to_ai_forever(movq.state_dict(), len(TINY_MOVQ["block_out_channels"])), out / w.MOVQ_FILE)
+    # Not in the real repository: the diffusers configs of these small architectures.
+    (out / w.UNET_CONFIG_FILE).write_text(json.dumps(dict(TINY_K3_UNET, _class_name="Kandinsky3UNet")))
+    (out / w.MOVQ_CONFIG_FILE).write_text(json.dumps(dict(TINY_MOVQ, _class_name="VQModel", norm_type="spatial")))
     return out
 
 
 def write_all(root: Path) -> None:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    write_k3(root)
     write_k31(root)
     from generation.tiny_k3_image import write_k3_image
 

@@ -46,13 +46,27 @@ TINY_CLIP_VISION: dict = dict(
     num_channels=3,
 )
 TINY_HED_WIDTHS = (4, 4, 8, 8, 8)  # full size: 64, 128, 256, 512, 512
+# The scheduler of the authors' diffusers-style folders (Kandinsky 3's DDPM on the cosine schedule).
+K3_DDPM_SCHEDULER: dict = dict(
+    num_train_timesteps=1000,
+    beta_schedule="squaredcos_cap_v2",
+    beta_start=0.0001,
+    beta_end=0.02,
+    clip_sample=True,
+    clip_sample_range=1.0,
+    prediction_type="epsilon",
+    thresholding=False,
+    timestep_spacing="leading",
+    steps_offset=1,
+    variance_type="fixed_small",
+)
 
 
 def key_to_authors(key: str) -> str:
     """Our key -> ai-forever's (the tiny writer saves the authors' names, as the hub files have)."""
     import re
 
-    from generation.flash import unet_key_to_ai_forever
+    from generation.k31_weights import unet_key_to_ai_forever
 
     key = unet_key_to_ai_forever(key)
     for ours, theirs in (
@@ -101,10 +115,9 @@ def write_k3_image(root: Path) -> None:
     from generation import k3_image
     from generation.edges import HED_FILE, HEDNetwork
     from generation.sources import FOLDERS
-    from generation.tiny import CONFIGS
 
     root = Path(root)
-    scheduler = DDPMScheduler.from_config(json.loads((CONFIGS / "kandinsky3_scheduler.json").read_text()))
+    scheduler = DDPMScheduler.from_config(K3_DDPM_SCHEDULER)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(19)
         ip = root / FOLDERS["k31-ip-adapter"]

@@ -78,6 +78,7 @@ def build_request(job: Job, images: list[Image.Image] | None = None, prompt: str
         guidance_scale=params.guidance_scale,
         images=images or [],
         extra=dict(params.extra),
+        style_suffix=style.suffix,
     )
     if isinstance(params, EditParams):
         request.weights = list(params.weights)

@@ -43,7 +43,7 @@ async def test_prompt_becomes_a_job_and_a_photo_with_caption_and_buttons(harness
     # Progress edits of the status message, the upload_photo action, and the status message removed.
     edits = [c.text for c in harness.session.of(EditMessageText)]
     assert "🎨 Generating…" in edits
-    assert any(t.startswith("🎨 Generating: step 25/25") for t in edits)
+    assert any(t.startswith("🎨 Generating: step 50/50") for t in edits)  # the registry's default steps
     assert any(c.action == "upload_photo" for c in harness.session.of(SendChatAction))
 
 

@@ -94,7 +94,7 @@ async def test_model_choice_for_restyle(harness):
     expected = {
         "kandinsky-2.2": ModelId.K22,
         # The registry: every model restyles (Flash on its distilled schedule; the refiner finishes
-        # Kandinsky 3.1's image-to-image with two Flash steps), so nobody is moved to another model.
+        # Kandinsky 3.1's image-to-image with one Flash step), so nobody is moved to another model.
         "kandinsky-3.1-flash": ModelId.K31_FLASH,
         "kandinsky-3.1-refiner": ModelId.K31_REFINER,
         "kandinsky-3.1": ModelId.K31,

@@ -50,7 +50,7 @@ def test_fuse_two_photos_shares_the_text_encoder_and_movq(backend, photos):
     encoder = parts[TEXT_ENCODER].obj
     backend.load(ModelId.K31)  # Kandinsky 3.1's own UNet joins; the encoder is not loaded twice
     assert backend.manager.parts[TEXT_ENCODER].obj is encoder
-    assert backend.manager.k3_pipelines(ModelId.K31, img2img=False).text2img.text_encoder is encoder
+    assert backend.manager.k3_pipelines(ModelId.K31).base.text_encoder is encoder
     # the images differ from one another (seed + i) and the same request gives the same pixels
     assert np.abs(pixels(images)[0] - pixels(images)[1]).max() > 0
     again = run(backend, request(IP, Mode.FUSE, photos[:2], weights=[0.5, 0.5]))
@@ -126,7 +126,7 @@ def test_canny_when_the_hed_weights_are_absent(tiny_models_dir, tmp_path, photos
     from generation.sources import FOLDERS, GenerationConfig
 
     models = tmp_path / "models"
-    for name in ("k3", "k31-controlnet-hed"):
+    for name in ("k31", "k31-controlnet-hed"):
         shutil.copytree(tiny_models_dir / FOLDERS[name], models / FOLDERS[name])
     backend = DiffusersBackend(GenerationConfig(models_dir=models, device="cpu", cache_dir=tmp_path / "cache"))
     images = run(backend, request(HED, Mode.RESTYLE_DEPTH, photos[:1], prompt="ink", num_images=1, strength=0.8))

@@ -128,7 +128,10 @@ def test_ip_adapter_pipeline_fusion_matches_the_authors_pipeline(ip_reference):
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from generation.k3_image_pipelines import Kandinsky3IPAdapterPipeline
-    from generation.tiny import CONFIGS, k3_components
+    from transformers import T5Config, T5EncoderModel
+
+    from generation.tiny import TINY_T5, t5_tokenizer
+    from generation.tiny_k3_image import K3_DDPM_SCHEDULER
 
     unet, t, meta = ip_reference
     clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**json.loads(meta["clip_config"]))).eval()
@@ -138,10 +141,9 @@ def test_ip_adapter_pipeline_fusion_matches_the_authors_pipeline(ip_reference):
         crop_size=size, size=size, do_center_crop=True, do_normalize=True, do_resize=True,
         image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711], resample=3,
     )
-    scheduler = DDPMScheduler.from_config(json.loads((CONFIGS / "kandinsky3_scheduler.json").read_text()))
-    k3 = k3_components()
+    scheduler = DDPMScheduler.from_config(K3_DDPM_SCHEDULER)
     pipe = Kandinsky3IPAdapterPipeline(
-        tokenizer=k3["tokenizer"], text_encoder=k3["text_encoder"], unet=unet, scheduler=scheduler,
+        tokenizer=t5_tokenizer(), text_encoder=T5EncoderModel(T5Config(**TINY_T5)).eval(), unet=unet, scheduler=scheduler,
         movq=None, image_encoder=clip, image_processor=processor,
     )
     pipe.set_progress_bar_config(disable=True)
@@ -181,7 +183,8 @@ def test_ip_adapter_pipeline_photo_and_text_with_a_negative_prompt(ip_reference,
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from generation.k3_image_pipelines import Kandinsky3IPAdapterPipeline
-    from generation.tiny import CONFIGS, t5_tokenizer
+    from generation.tiny import t5_tokenizer
+    from generation.tiny_k3_image import K3_DDPM_SCHEDULER
 
     unet, ipt, ipmeta = ip_reference
     text_encoder, t, meta = text_reference
@@ -192,7 +195,7 @@ def test_ip_adapter_pipeline_photo_and_text_with_a_negative_prompt(ip_reference,
         crop_size=size, size=size, do_center_crop=True, do_normalize=True, do_resize=True,
         image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711], resample=3,
     )
-    scheduler = DDPMScheduler.from_config(json.loads((CONFIGS / "kandinsky3_scheduler.json").read_text()))
+    scheduler = DDPMScheduler.from_config(K3_DDPM_SCHEDULER)
     pipe = Kandinsky3IPAdapterPipeline(tokenizer=t5_tokenizer(), text_encoder=text_encoder, unet=unet,
                                        scheduler=scheduler, movq=None, image_encoder=clip, image_processor=processor)
     pipe.set_progress_bar_config(disable=True)
@@ -211,7 +214,8 @@ def test_controlnet_img2img_pipeline_matches_the_authors_pipeline(text_reference
     from PIL import Image
 
     from generation.k3_image_pipelines import Kandinsky3ControlNetImg2ImgPipeline
-    from generation.tiny import CONFIGS, t5_tokenizer
+    from generation.tiny import t5_tokenizer
+    from generation.tiny_k3_image import K3_DDPM_SCHEDULER
 
     text_encoder, t, meta = text_reference
     c, cmeta = _load("k3_controlnet_hed.safetensors")
@@ -220,7 +224,7 @@ def test_controlnet_img2img_pipeline_matches_the_authors_pipeline(text_reference
     cn_config = k3_image.unet_config_from_kandi3(cn_authors) | {"hint_channels": cn_authors["hint_channels"]}
     unet = k3_image.build(Kandinsky3ControlledUNet, unet_config, _weights(c, "unet", cmeta["_scale"]))
     controlnet = k3_image.build(Kandinsky3ControlNet, cn_config, _weights(c, "controlnet", cmeta["_scale"]))
-    scheduler = DDPMScheduler.from_config(json.loads((CONFIGS / "kandinsky3_scheduler.json").read_text()))
+    scheduler = DDPMScheduler.from_config(K3_DDPM_SCHEDULER)
     pipe = Kandinsky3ControlNetImg2ImgPipeline(tokenizer=t5_tokenizer(), text_encoder=text_encoder, unet=unet,
                                                controlnet=controlnet, scheduler=scheduler, movq=_StandInMovq())
     pipe.set_progress_bar_config(disable=True)

@@ -172,9 +172,9 @@ def test_registry_matches_the_samplers():
     assert not registry.uses_negative_prompt(ModelId.K31_FLASH)
     assert registry.uses_negative_prompt(ModelId.K31) and registry.uses_negative_prompt(ModelId.K22)
     k31 = registry.spec(ModelId.K31)
-    assert (k31.default_steps, k31.default_guidance) == (k3.K3_DEFAULT_STEPS, k3.K3_DEFAULT_GUIDANCE) == (25, 3.0)
+    assert (k31.default_steps, k31.default_guidance) == (k3.K3_DEFAULT_STEPS, k3.K3_DEFAULT_GUIDANCE) == (50, 3.0)  # the authors' defaults
     assert (k22.DECODER_STEPS, k22.DECODER_GUIDANCE) == (50, 4.0)  # diffusers' Kandinsky 2.2 defaults
-    assert k3.FLASH_TIMESTEPS == (979, 729, 479, 229) and k3.REFINER_TIMESTEPS == (479, 229)
+    assert k3.FLASH_TIMESTEPS == (979, 729, 479, 229) and k3.REFINER_TIMESTEPS == (229,)
     flash, refiner = registry.spec(ModelId.K31_FLASH), registry.spec(ModelId.K31_REFINER)
     assert flash.total_steps == len(k3.FLASH_TIMESTEPS) and not flash.steps_configurable
     assert refiner.extra_steps == len(k3.REFINER_TIMESTEPS)
@@ -244,3 +244,18 @@ def test_share_gpu_budget_wires_only_a_local_llm(tmp_path):
     off = NoBeautifier()
     share_gpu_budget(off, backend)  # nothing to wire, nothing breaks
     share_gpu_budget(LocalLLMBeautifier("x", device="cpu"), object())  # a backend without a manager
+
+
+def test_tf32_for_fp32_matmuls_on_cuda():
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = False
+    try:
+        ModelManager(GenerationConfig(device="cpu"))
+        assert not matmul.allow_tf32  # CPU: nothing to change
+        ModelManager(GenerationConfig(device="cuda", tf32=False))
+        assert not matmul.allow_tf32
+        ModelManager(GenerationConfig(device="cuda"))
+        assert matmul.allow_tf32 and cudnn.allow_tf32
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved

@@ -13,6 +13,11 @@ from app.config import Settings, describe_error
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["fetch"]:  # `kandinsky-bot fetch`: download and convert the models first
+        from app.fetch import main as fetch_main
+
+        fetch_main(sys.argv[2:])
+        return
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -34,7 +39,20 @@ async def run(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     await upgrade_async(settings.db_url)
     app = build_app(settings)
+    from bot.connect import TokenRejected, wait_for_telegram
     from app.web import run_polling, run_webhook
+
+    try:
+        me = await wait_for_telegram(app.bot)
+    except TokenRejected:
+        await app.bot.session.close()
+        print(
+            "Telegram refused BOT_TOKEN (Unauthorized): the bot was deleted or the token revoked; "
+            "@BotFather gives the current token (/mybots -> API Token)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+    logging.getLogger(__name__).info("connected to Telegram as @%s", me.username)
 
     if settings.webhook_url:
         await run_webhook(app)  # several replicas behind a load balancer (README "Scaling out")

@@ -16,6 +16,12 @@ from prompting.safety import DEFAULT_NSFW_THRESHOLD, SafetySettings
 
 # Telegram tokens look like "123456789:AAH...": a numeric bot id, a colon and a 35-character secret.
 _TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{30,}$")
+# What a newcomer needs when the token is missing or wrong (Telegram's own documentation example token).
+TOKEN_HELP = (
+    "a token looks like 110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw (the bot's id, a colon, 35 letters, "
+    "digits, - or _); get one from @BotFather in Telegram (/newbot) and put it in .env as BOT_TOKEN=...; "
+    "to try the bot without a token, run scripts/try.sh (the playground)"
+)
 
 
 class Settings(BaseSettings):
@@ -26,6 +32,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str = ""  # default: sqlite+aiosqlite:///{data_dir}/bot.db
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    # Private-bot mode (bot.access): only these users (ids or @usernames), the owners and admins, and
+    # whoever redeemed an owner's /invite link may use the bot. PRIVATE_BOT=true with an empty list:
+    # invites only.
+    allowed_users: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    private_bot: bool = False
     log_level: str = "INFO"
 
     generation_backend: Literal["diffusers", "fake"] = "diffusers"
@@ -50,8 +61,8 @@ class Settings(BaseSettings):
     faceswap_describer: bool = True
     omnifusion_source: str = "AIRI-Institute/OmniFusion"  # hub id or a local copy of the repository
     omnifusion_clip_source: str = "openai/clip-vit-large-patch14-336"
-    ghost_generator_path: Path | None = None  # ONNX export of GHOST's G_unet_2blocks generator
-    ghost_arcface_path: Path | None = None  # ONNX export of GHOST's ArcFace (iresnet100)
+    ghost_generator_path: Path | None = None  # GHOST's G_unet_2blocks.pth (its releases, sber-swap-v2.0)
+    ghost_arcface_path: Path | None = None  # GHOST's arcface_model/backbone.pth (never glintr100.onnx)
     faceswap_restore: bool = True
     gfpgan_path: Path | None = None  # GFPGANv1.4.pth
 
@@ -112,8 +123,23 @@ class Settings(BaseSettings):
     @classmethod
     def _token_format(cls, value: SecretStr) -> SecretStr:
         if not _TOKEN_RE.match(value.get_secret_value()):
-            raise ValueError("BOT_TOKEN is malformed: expected '<bot id>:<secret>' as given by @BotFather")
+            raise ValueError("BOT_TOKEN is malformed")
         return value
+
+    @field_validator("allowed_users", mode="before")
+    @classmethod
+    def _split_allowed(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in re.split(r"[,\s]+", value.strip()) if part]
+        if isinstance(value, list):
+            for entry in value:
+                if not re.fullmatch(r"\d{1,20}|@?[A-Za-z][A-Za-z0-9_]{3,31}", str(entry)):
+                    raise ValueError(f"ALLOWED_USERS: {entry!r} is neither a numeric user id nor a @username")
+        return value
+
+    @property
+    def private(self) -> bool:
+        return self.private_bot or bool(self.allowed_users)
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -148,6 +174,7 @@ class Settings(BaseSettings):
     def faceswap_config(self) -> FaceSwapConfig:
         return FaceSwapConfig(
             describer_enabled=self.faceswap_describer,
+            describer_fake=self.generation_backend == "fake",
             omnifusion_source=self.omnifusion_source,
             clip_source=self.omnifusion_clip_source,
             ghost_generator_path=self.ghost_generator_path,
@@ -159,8 +186,10 @@ class Settings(BaseSettings):
 
     def beautifier_settings(self) -> BeautifierSettings:
         key = self.beautify_openai_api_key
+        # The fake backend downloads nothing: the local LLM (a hub download) is replaced by a stand-in.
+        fake = self.generation_backend == "fake" and self.beautify_backend == "local"
         return BeautifierSettings(
-            backend=self.beautify_backend,
+            backend="fake" if fake else self.beautify_backend,
             timeout_s=self.beautify_timeout,
             local_model=self.beautify_local_model,
             local_max_new_tokens=self.beautify_max_new_tokens,
@@ -188,6 +217,8 @@ def describe_error(exc: Exception) -> str:
             name = ".".join(str(p) for p in err.get("loc", ())).upper() or "settings"
             msg = "is not set" if err.get("type") == "missing" else err.get("msg", "is invalid")
             msg = msg.removeprefix("Value error, ")
+            if name == "BOT_TOKEN":
+                msg = f"{msg}: {TOKEN_HELP}"
             parts.append(msg if msg.startswith(name) else f"{name} {msg}")
         return "Configuration error: " + "; ".join(parts)
     return f"Configuration error: {exc}"

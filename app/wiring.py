@@ -22,6 +22,7 @@ from bot.admin_menu import show_admin_menus
 from bot.broadcast import Broadcaster
 from bot.i18n import LOCALES, create_middleware, translator
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
+from bot.access import PrivateAccessMiddleware
 from bot.notifier import TelegramNotifier
 from bot.retry import RetryMiddleware
 from faceswap.backend import FaceSwapBackend
@@ -36,6 +37,7 @@ from jobs.service import JobService
 from prompting.beautify import share_gpu_budget
 from prompting.guard import ContentGuard, build_content_guard
 from storage.db import create_engine, create_sessionmaker
+from storage.estimates import average_run_seconds, wait_estimate
 from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ COMMANDS = (
     "start", "help", "settings", "language", "cancel",
     "restyle", "restyle_shapes", "style", "fuse", "mix", "variations",  # handlers.editing
     "face", "forgetface",  # handlers.faceswap
+    "history",  # handlers.history
 )
 
 
@@ -198,12 +201,15 @@ def build_app(
         broadcaster=broadcaster,  # admin: /broadcast
         # admin: /models (in the distributed mode the workers hold the models: --models per worker)
         generation_backend=None if settings.redis_url else runner.backend,
+        private_bot=settings.private,  # /invite says when invitations do not matter
         user_commands=COMMANDS,  # admin: the command menu of admin chats adds to these
     )
     # Albums first: an album's later photos join its first update before any lock or database work.
     albums.install(dispatcher, settings.album_wait_seconds)
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
+    if settings.private:  # only allowed and invited users (bot.access)
+        dispatcher.update.outer_middleware(PrivateAccessMiddleware(settings.allowed_users, frozenset(settings.admin_ids)))
     create_middleware().setup(dispatcher)
     dispatcher.message.outer_middleware(ChatScopeMiddleware())
     # ``request`` (handlers.context.RequestContext) for every handler, after user and i18n are known.
@@ -220,6 +226,9 @@ def build_app(
         await set_commands(bot)
         await show_admin_menus(bot, db, frozenset(settings.admin_ids), COMMANDS)
         await queue.start()
+        # Jobs recovered from before a restart: their status messages say where they are now,
+        # instead of showing the last step of the previous process.
+        await refresh_queue_positions(db, notifier)
         await broadcaster.start()  # resumes a broadcast a restart interrupted
 
     async def on_shutdown() -> None:
@@ -237,9 +246,13 @@ async def refresh_queue_positions(db: Database, notifier: TelegramNotifier) -> N
     """After a job starts, the jobs behind it move up: edit their status messages (best effort)."""
     async with db.session() as session:
         repos = Repositories(session)
+        averages: dict[str, float | None] = {}
         for position, job in enumerate(await repos.jobs.queued(limit=50), start=1):
             user = await repos.users.get(job.user_id)
-            await notifier.queued(job, user.language if user else "en", position)
+            if job.model not in averages:
+                averages[job.model] = await average_run_seconds(session, job.model)
+            eta = wait_estimate(position, averages[job.model])
+            await notifier.queued(job, user.language if user else "en", position, eta)
 
 
 async def set_commands(bot: Bot) -> None:

@@ -31,9 +31,9 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from tests.e2e.botproc import BotProcess, bot_env  # noqa: E402
+from playground.botproc import BotProcess, bot_env  # noqa: E402
 from storage.models import Job  # noqa: E402
-from tests.e2e.emulator import TelegramEmulator  # noqa: E402
+from playground.emulator import TelegramEmulator  # noqa: E402
 
 BOT_TOKEN = "123456:BENCHabcdefghijklmnopqrstuvwxyz0123"
 ECHO_TOKEN = "654321:ECHOabcdefghijklmnopqrstuvwxyz01234"

@@ -1,9 +1,11 @@
-"""Face-swap quality and speed on real photos, measured with dlib's face-recognition embedding.
+"""Face-swap quality on real photos: identity, pose kept, expression kept, seam (faceswap/quality.py).
 
-The astronaut's face (scikit-image) is swapped onto every face of the insightface wheel's group
-photo (t1.jpg) and onto its portrait (Tom_Hanks_54745.png) with the classical swap. For each
-target it prints the dlib distance between the astronaut and the target face before the swap
-and the face found at the same place after it (same person: < 0.6), and the time of the swap.
+Two source faces: scikit-image's astronaut, and the frontal man in the middle of the insightface
+wheel's t1.jpg (its face 4). Targets: the other faces of t1.jpg, Tom_Hanks_54745.png, and the
+astronaut for the second source. Methods: the classical swap, GHOST when its checkpoints are given
+(GHOST_GENERATOR=.../G_unet_2blocks.pth GHOST_ARCFACE=.../backbone.pth), and a hard rectangle paste
+as the control that must fail a bar. A refused pair (heads turned too differently, or a result
+whose head pose drifted) is listed as such: the bot says so instead of sending it.
 
     PYTHONPATH=. python benchmarks/faceswap_quality.py
 """
@@ -11,6 +13,7 @@ and the face found at the same place after it (same person: < 0.6), and the time
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from pathlib import Path
 
@@ -18,8 +21,19 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from faceswap.detect import SAME_PERSON, DlibFaceDetector, DlibFaceEmbedder, face_distance
-from faceswap.swap import ClassicalFaceSwapper
+from faceswap.detect import DlibFaceDetector, DlibFaceEmbedder
+from faceswap.quality import (
+    MAX_EYE_CHANGE,
+    MAX_IDENTITY,
+    MAX_MOUTH_CHANGE,
+    MAX_POSE_ERROR,
+    MAX_SEAM,
+    RectanglePaste,
+    measure,
+)
+from faceswap.swap import ClassicalFaceSwapper, SwapRefused
+
+SECOND_SOURCE = 4  # t1.jpg's face 4 (largest first): frontal, a man
 
 
 def insightface_image(name: str) -> np.ndarray:
@@ -28,43 +42,60 @@ def insightface_image(name: str) -> np.ndarray:
     return np.asarray(Image.open(folder / name).convert("RGB"))
 
 
-def nearest(faces, box):
-    centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
-    return min(
-        faces,
-        key=lambda f: np.linalg.norm(np.array([(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2]) - centre),
-        default=None,
-    )
+def cases(detector):
+    """(source name, source image, source face, [(target name, target image, target face)])."""
+    astronaut, t1, hanks = data.astronaut(), insightface_image("t1.jpg"), insightface_image("Tom_Hanks_54745.png")
+    astronaut_face = detector.detect(astronaut)[0]
+    t1_faces = detector.detect(t1)
+    hanks_face = detector.detect(hanks)[0]
+    t1_targets = [(f"t1[{i}]", t1, face) for i, face in enumerate(t1_faces)]
+    yield "astronaut", astronaut, astronaut_face, t1_targets + [("hanks", hanks, hanks_face)]
+    others = [t for i, t in enumerate(t1_targets) if i != SECOND_SOURCE]
+    yield f"t1[{SECOND_SOURCE}]", t1, t1_faces[SECOND_SOURCE], others + [("hanks", hanks, hanks_face), ("astronaut", astronaut, astronaut_face)]
+
+
+def methods(detector):
+    found = [ClassicalFaceSwapper(detector=detector)]
+    generator, arcface = os.environ.get("GHOST_GENERATOR"), os.environ.get("GHOST_ARCFACE")
+    if generator and arcface:
+        from faceswap.ghost import GhostFaceSwapper
+
+        found.append(GhostFaceSwapper(Path(generator), Path(arcface)))
+    found.append(RectanglePaste())
+    return found
 
 
 def main() -> None:
-    detector, embedder, swapper = DlibFaceDetector(), DlibFaceEmbedder(), ClassicalFaceSwapper()
-    source = data.astronaut()
-    t = time.perf_counter()
-    source_face = detector.detect(source)[0]
-    print(f"detect astronaut (512x512): {time.perf_counter() - t:.2f} s")
-    identity = embedder.embed(source, source_face)
-    print(f"{'target':<22} {'face px':>7} {'before':>7} {'after':>7} {'swap s':>7}")
-    afters = []
-    for name in ("t1.jpg", "Tom_Hanks_54745.png"):
-        target = insightface_image(name)
-        t = time.perf_counter()
-        faces = detector.detect(target)
-        detect_s = time.perf_counter() - t
-        print(f"detect {name} ({target.shape[1]}x{target.shape[0]}): {len(faces)} faces, {detect_s:.2f} s")
-        for index, face in enumerate(faces):
-            before = face_distance(identity, embedder.embed(target, face))
-            t = time.perf_counter()
-            out = swapper.swap(source, source_face, target, face)
-            swap_s = time.perf_counter() - t
-            found = nearest(detector.detect(out), face.box)
-            after = face_distance(identity, embedder.embed(out, found)) if found else float("nan")
-            afters.append(after)
-            width = face.box[2] - face.box[0]
-            print(f"{name + f'[{index}]':<22} {width:>7} {before:>7.3f} {after:>7.3f} {swap_s:>7.2f}")
-    afters = np.array(afters)
-    print(f"after the swap: mean {np.nanmean(afters):.3f}, max {np.nanmax(afters):.3f}, "
-          f"{int((afters < SAME_PERSON).sum())}/{len(afters)} under {SAME_PERSON}")
+    detector, embedder = DlibFaceDetector(), DlibFaceEmbedder()
+    print(
+        f"bars: identity < {MAX_IDENTITY}, pose error < {MAX_POSE_ERROR} deg, mouth change < {MAX_MOUTH_CHANGE}, "
+        f"eye change < {MAX_EYE_CHANGE}, seam < {MAX_SEAM}\n"
+    )
+    print("| method | source | target | identity | pose err ° | mouth Δ | eye Δ | seam | swap s | fails |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    summary: dict[str, list[int]] = {}
+    for source_name, source, source_face, targets in cases(detector):
+        identity = embedder.embed(source, source_face)
+        for method in methods(detector):
+            for target_name, target, target_face in targets:
+                t = time.perf_counter()
+                try:
+                    result = method.swap(source, source_face, target, target_face)
+                except SwapRefused as exc:
+                    print(f"| {method.name} | {source_name} | {target_name} | refused: {exc} | | | | | | |")
+                    continue
+                seconds = time.perf_counter() - t
+                q = measure(result, target, target_face, identity, detector, embedder)
+                fails = q.failures()
+                passed, total = summary.setdefault(method.name, [0, 0])
+                summary[method.name] = [passed + (not fails), total + 1]
+                print(
+                    f"| {method.name} | {source_name} | {target_name} | {q.identity:.3f} | {q.pose_error:.1f} | "
+                    f"{q.mouth_change:.3f} | {q.eye_change:.3f} | {q.seam:.2f} | {seconds:.2f} | {', '.join(fails) or '-'} |"
+                )
+    print()
+    for name, (passed, total) in summary.items():
+        print(f"{name}: {passed}/{total} swaps pass all four bars")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ ADMIN_COMMANDS = (
     "models",
     "audit",
 )
-OWNER_COMMANDS = ("grant", "revoke")
+OWNER_COMMANDS = ("grant", "revoke", "invite")
 
 
 async def show_admin_menu(bot: Bot, chat_id: int, role: str, locale: str, user_commands: tuple[str, ...]) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import LOCALES, Translator
 from generation.registry import EDITING_MODELS
-from generation.styles import ASPECT_RATIOS, MODELS, STYLES
+from generation.styles import ASPECT_RATIOS, EDIT_STRENGTHS, MODELS, STYLES
 from storage.models import UserSettings
 
 MAX_IMAGES_PER_REQUEST = 4
@@ -26,6 +26,7 @@ class SettingsSection(StrEnum):
     COUNT = "count"
     SEED = "seed"
     EDITING = "editing"  # the editing model
+    LANGUAGE = "lang"
     CLOSE = "close"
 
 
@@ -35,6 +36,12 @@ class ResultAction(StrEnum):
     VARIATIONS = "variations"
     ORIGINAL = "original"
     SEED = "seed"  # reuse the seed
+    REMIX = "remix"  # "Edit prompt": a new text, the same settings and seed
+    LIGHTER = "lighter"  # a restyle at the next lower strength
+    STRONGER = "stronger"
+    SHAPES = "shapes"  # the same restyle keeping the shapes
+    MORE_FIRST = "wmore"  # mix / fusion of two: more of the photo (of photo 1)
+    LESS_FIRST = "wless"
 
 
 # Typed fields: aiogram rejects data whose enum value or int does not parse before any handler runs.
@@ -46,6 +53,20 @@ class SettingsCb(CallbackData, prefix="set"):
 class ResultCb(CallbackData, prefix="res"):
     action: ResultAction
     job_id: int
+
+
+class ImageAction(StrEnum):
+    VARIATIONS = "variations"
+    ORIGINAL = "original"
+    SEED = "seed"
+
+
+class ImageCb(CallbackData, prefix="img"):
+    """A button for one image of an album result: ``index`` counts from 1, as the buttons show it."""
+
+    action: ImageAction
+    job_id: int
+    index: int
 
 
 class CancelJobCb(CallbackData, prefix="cancel"):
@@ -104,6 +125,7 @@ def settings_menu(t: Translator, locale: str, settings: UserSettings) -> InlineK
     )
     builder.button(text=t("settings-count", locale), callback_data=SettingsCb(section="count"))
     builder.button(text=t("settings-editing", locale), callback_data=SettingsCb(section="editing"))
+    builder.button(text=t("settings-language", locale), callback_data=SettingsCb(section="lang"))
     if settings.fixed_seed is not None:
         builder.button(text=t("settings-seed-clear", locale), callback_data=SettingsCb(section="seed", value="clear"))
     builder.button(text=t("settings-close", locale), callback_data=SettingsCb(section="close"))
@@ -148,6 +170,11 @@ def settings_section(t: Translator, locale: str, section: str, settings: UserSet
                 callback_data=SettingsCb(section="count", value=str(count)),
             )
         builder.adjust(4)
+    elif section == "lang":
+        names = {"en": "🇬🇧 English", "ru": "🇷🇺 Русский"}
+        for code in LOCALES:
+            builder.button(text=_mark(names[code], locale == code), callback_data=SettingsCb(section="lang", value=code))
+        builder.adjust(2)
     elif section == "neg":
         builder.button(text=t("settings-negative-set", locale), callback_data=SettingsCb(section="neg", value="set"))
         if settings.negative_prompt:
@@ -155,8 +182,9 @@ def settings_section(t: Translator, locale: str, section: str, settings: UserSet
                 text=t("settings-negative-clear", locale), callback_data=SettingsCb(section="neg", value="clear")
             )
         builder.adjust(2)
-    builder.row()
-    builder.button(text=t("settings-back", locale), callback_data=SettingsCb(section="menu"))
+    # « Back on a row of its own, under the choices (InlineKeyboardBuilder.button would append it
+    # to the last row of choices).
+    builder.row(InlineKeyboardButton(text=t("settings-back", locale), callback_data=SettingsCb(section="menu").pack()))
     return builder.as_markup()
 
 
@@ -166,20 +194,89 @@ def cancel_job_keyboard(t: Translator, locale: str, job_id: int) -> InlineKeyboa
     return builder.as_markup()
 
 
+def redo_buttons(t: Translator, locale: str, job_id: int, strength: float | None, shapes: bool) -> list[InlineKeyboardButton]:
+    """Under a restyled photo: 🔅 Lighter / 🔆 Stronger (the neighbouring strengths) and 🧱 Keep the shapes."""
+    if strength is None:
+        return []
+    levels = sorted(EDIT_STRENGTHS.values())
+    out = []
+    if any(v < strength - 1e-6 for v in levels):
+        out.append(InlineKeyboardButton(text=t("btn-lighter", locale), callback_data=ResultCb(action="lighter", job_id=job_id).pack()))
+    if any(v > strength + 1e-6 for v in levels):
+        out.append(InlineKeyboardButton(text=t("btn-stronger", locale), callback_data=ResultCb(action="stronger", job_id=job_id).pack()))
+    if shapes:
+        out.append(InlineKeyboardButton(text=t("btn-keep-shapes", locale), callback_data=ResultCb(action="shapes", job_id=job_id).pack()))
+    return out
+
+
+PAIR_PERCENTS = (25, 50, 75)  # the weight buttons of /mix and of a fusion of two (handlers.editing.flow)
+
+
+def weight_buttons(t: Translator, locale: str, job_id: int, kind: str, first_percent: int | None) -> list[InlineKeyboardButton]:
+    """Under a mix or a fusion of two: more of the photo / of the text (of photo 1 / photo 2)."""
+    if first_percent is None:
+        return []
+    names = ("btn-more-photo", "btn-more-text") if kind == "mix" else ("btn-more-first", "btn-more-second")
+    out = []
+    if first_percent < max(PAIR_PERCENTS):
+        out.append(InlineKeyboardButton(text=t(names[0], locale), callback_data=ResultCb(action="wmore", job_id=job_id).pack()))
+    if first_percent > min(PAIR_PERCENTS):
+        out.append(InlineKeyboardButton(text=t(names[1], locale), callback_data=ResultCb(action="wless", job_id=job_id).pack()))
+    return out
+
+
 def result_keyboard(
-    t: Translator, locale: str, job_id: int, variations: bool = False, plain: bool = False
+    t: Translator, locale: str, job_id: int, variations: bool = False, plain: bool = False, remix: bool = False,
+    strength: float | None = None, shapes: bool = False, weights: list[InlineKeyboardButton] | None = None,
 ) -> InlineKeyboardMarkup:
-    """``plain``: the job's prompt was beautified; offer it again in the user's own words."""
+    """``plain``: the job's prompt was beautified; offer it again in the user's own words.
+    ``remix``: "Edit prompt" (a new text with the same settings and seed). ``strength``: a restyle's,
+    for Lighter / Stronger; ``shapes``: offer the same restyle keeping the shapes."""
     builder = InlineKeyboardBuilder()
+    redo = redo_buttons(t, locale, job_id, strength, shapes) + list(weights or [])
+    if redo:
+        builder.row(*redo)
     builder.button(text=t("btn-again", locale), callback_data=ResultCb(action="again", job_id=job_id))
     if plain:
         builder.button(text=t("btn-plain", locale), callback_data=ResultCb(action="plain", job_id=job_id))
+    if remix:
+        builder.button(text=t("btn-remix", locale), callback_data=ResultCb(action="remix", job_id=job_id))
     if variations:
         builder.button(text=t("btn-variations", locale), callback_data=ResultCb(action="variations", job_id=job_id))
     builder.button(text=t("btn-original", locale), callback_data=ResultCb(action="original", job_id=job_id))
     builder.button(text=t("btn-reuse-seed", locale), callback_data=ResultCb(action="seed", job_id=job_id))
+    if redo:  # the redo row stays a row of its own; the usual buttons two by two below it
+        rest = [b for row in builder.export()[1:] for b in row]
+        rows = [redo] + [rest[i : i + 2] for i in range(0, len(rest), 2)]
+        return InlineKeyboardMarkup(inline_keyboard=rows)
     builder.adjust(2)
     return builder.as_markup()
+
+
+def album_keyboard(
+    t: Translator, locale: str, job_id: int, count: int, variations: bool = False, plain: bool = False,
+    remix: bool = False, strength: float | None = None, shapes: bool = False,
+    weights: list[InlineKeyboardButton] | None = None,
+) -> InlineKeyboardMarkup:
+    """Under an album of ``count`` images: the job's own buttons, then a row per action with one
+    button per image (🎲 1 … 🎲 4 variations, 📄 originals, 📌 seeds), like U1–U4 / V1–V4."""
+    rows = [[InlineKeyboardButton(text=t("btn-again", locale), callback_data=ResultCb(action="again", job_id=job_id).pack())]]
+    if plain:
+        rows[0].append(InlineKeyboardButton(text=t("btn-plain", locale), callback_data=ResultCb(action="plain", job_id=job_id).pack()))
+    if remix:
+        rows[0].append(InlineKeyboardButton(text=t("btn-remix", locale), callback_data=ResultCb(action="remix", job_id=job_id).pack()))
+    redo = redo_buttons(t, locale, job_id, strength, shapes) + list(weights or [])
+    if redo:
+        rows.append(redo)
+    actions = (["variations"] if variations else []) + ["original", "seed"]
+    for action in actions:
+        rows.append([
+            InlineKeyboardButton(
+                text=t(f"btn-image-{action}", locale, n=n), callback_data=ImageCb(action=action, job_id=job_id, index=n).pack()
+            )
+            for n in range(1, count + 1)
+        ])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def again_keyboard(t: Translator, locale: str, job_id: int) -> InlineKeyboardMarkup:

@@ -21,7 +21,15 @@ from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaPhoto, Me
 
 from bot.best_effort import best_effort
 from bot.i18n import Translator
-from bot.keyboards import again_keyboard, cancel_job_keyboard, model_name, result_keyboard, style_name
+from bot.keyboards import (
+    again_keyboard,
+    album_keyboard,
+    cancel_job_keyboard,
+    model_name,
+    result_keyboard,
+    style_name,
+    weight_buttons,
+)
 from bot.retry import BestEffortChatActionSender
 from generation.registry import uses_negative_prompt
 from jobs.events import JobContext
@@ -32,13 +40,38 @@ log = logging.getLogger(__name__)
 
 CAPTION_LIMIT = 1024
 # Failures worth another try with a new seed: the status message gets an "Again" button.
-RETRY_WITH_NEW_SEED = frozenset({"no_face_in_result"})
+RETRY_WITH_NEW_SEED = frozenset({"no_face_in_result", "face_pose_mismatch"})
 BAR_WIDTH = 10
 
 
 def progress_bar(step: int, total: int) -> str:
     filled = round(BAR_WIDTH * step / max(total, 1))
     return "▓" * filled + "░" * (BAR_WIDTH - filled)
+
+
+def first_weight_percent(job: Job) -> int | None:
+    """A mix's photo share, or the first photo's share of a fusion of two (its caption's part aside)."""
+    params = read_params(job)
+    weights = list(getattr(params, "weights", []) or [])
+    photos = len(getattr(params, "input_file_ids", []) or [])
+    if job.kind == "mix" and len(weights) == 2:
+        return round(100 * weights[0] / (weights[0] + weights[1]))
+    if job.kind == "fuse" and photos == 2 and len(weights) >= 2 and weights[0] + weights[1] > 0:
+        return round(100 * weights[0] / (weights[0] + weights[1]))
+    return None
+
+
+def _duration(t: Translator, locale: str, seconds: float) -> str:
+    if seconds < 90:
+        return t("eta-seconds", locale, n=max(5, round(seconds / 5) * 5))
+    return t("eta-minutes", locale, n=round(seconds / 60))
+
+
+def queued_line(t: Translator, locale: str, position: int, eta: int | None) -> str:
+    """"Queued, position N", with the estimated wait when the model has finished jobs to go by."""
+    if eta is None:
+        return t("job-queued", locale, position=position)
+    return t("job-queued-eta", locale, position=position, eta=_duration(t, locale, eta))
 
 
 def _shorten(text: str, room: int) -> str:
@@ -59,6 +92,8 @@ def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None
         seed=str(params.seed if seed is None else seed),  # a str: Fluent would group digits
     )
     notes = []
+    if params.inline:  # the parameters typed into the prompt (--ar 16:9 --seed 42 ...)
+        notes.append(t("result-params", locale, params=html.escape(params.inline)))
     if outcome.beautify_outcome == "fell_back":
         notes.append(t("beautify-fell-back", locale))
     if outcome.censored:
@@ -121,39 +156,51 @@ class TelegramNotifier:
         except TelegramAPIError as exc:  # "message is not modified", deleted, throttled: never fatal
             log.debug("status edit for job %s dropped: %s", job.id, exc)
 
+    def _noted(self, job: Job, text: str, locale: str | None = None) -> str:
+        """An in-progress status with the job's notes (the Flash negative-prompt note, a model
+        fallback) kept under it, so that they stay readable through the progress."""
+        notes = self.notes(job, locale or "en")
+        return "\n".join([text, *notes])
+
     async def started(self, ctx: JobContext) -> None:
-        await self.edit_status(ctx.job, self.t("job-starting", ctx.locale), self._cancel_markup(ctx))
+        await self.edit_status(ctx.job, self._noted(ctx.job, self.t("job-starting", ctx.locale), ctx.locale), self._cancel_markup(ctx))
 
     async def progress(self, ctx: JobContext, step: int, total: int) -> None:
         text = self.t("job-progress", ctx.locale, step=step, total=total, bar=progress_bar(step, total))
-        await self.edit_status(ctx.job, text, self._cancel_markup(ctx), throttle=True)
+        await self.edit_status(ctx.job, self._noted(ctx.job, text, ctx.locale), self._cancel_markup(ctx), throttle=True)
 
     async def stage(self, ctx: JobContext, stage: str) -> None:
         """A face-swap job's stage: describing, drawing, swapping, restoring."""
-        await self.edit_status(ctx.job, self.t(f"face-stage-{stage}", ctx.locale), self._cancel_markup(ctx))
+        text = self._noted(ctx.job, self.t(f"face-stage-{stage}", ctx.locale), ctx.locale)
+        await self.edit_status(ctx.job, text, self._cancel_markup(ctx))
 
-    def queued_text(self, job: Job, locale: str, position: int) -> str:
-        """"Queued, position N" and the job's notes (they stay readable through every refresh)."""
-        lines = [self.t("job-queued", locale, position=position)]
+    def queued_text(self, job: Job, locale: str, position: int, eta: int | None = None) -> str:
+        """"Queued, position N" (with the estimated wait when the model has finished jobs to go by)
+        and the job's notes (they stay readable through every refresh)."""
+        return "\n".join([queued_line(self.t, locale, position, eta), *self.notes(job, locale)])
+
+    def notes(self, job: Job, locale: str) -> list[str]:
+        """The job's notes: the model an edit moved to, Flash ignoring the negative prompt."""
+        lines = []
         params = read_params(job)
         requested = getattr(params, "requested_model", None)
         if requested and requested != job.model:
             lines.append(self.t("edit-note-img2img-fallback", locale, model=model_name(self.t, job.model, locale)))
         if params.negative_prompt and not uses_negative_prompt(job.model):
             lines.append(self.t("job-flash-no-negative", locale))
-        return "\n".join(lines)
+        return lines
 
-    async def announce(self, job: Job, locale: str, position: int) -> int:
+    async def announce(self, job: Job, locale: str, position: int, eta: int | None = None) -> int:
         """Send the job's status message (queued, position N); returns its id. Not best effort:
         a job whose user cannot be reached is not created (the caller's transaction rolls back)."""
-        text = self.queued_text(job, locale, position)
+        text = self.queued_text(job, locale, position, eta)
         message = await self.bot.send_message(job.chat_id, text, reply_markup=cancel_job_keyboard(self.t, locale, job.id))
         self._last_text[(job.chat_id, message.message_id)] = text
         return message.message_id
 
-    async def queued(self, job: Job, locale: str, position: int) -> None:
+    async def queued(self, job: Job, locale: str, position: int, eta: int | None = None) -> None:
         """The queue moved: the new position (throttled)."""
-        text = self.queued_text(job, locale, position)
+        text = self.queued_text(job, locale, position, eta)
         await self.edit_status(job, text, cancel_job_keyboard(self.t, locale, job.id), throttle=True)
 
     async def withdrawn(self, job: Job, locale: str, key: str = "job-cancelled") -> None:
@@ -183,8 +230,16 @@ class TelegramNotifier:
         if job.status_message_id is not None:
             self._last_text.pop((job.chat_id, job.status_message_id), None)
 
+    async def loading(self, ctx: JobContext, seconds: float | None) -> None:
+        model = model_name(self.t, ctx.job.model, ctx.locale)
+        if seconds is None:
+            text = self.t("job-loading-first", ctx.locale, model=model)
+        else:
+            text = self.t("job-loading", ctx.locale, model=model, eta=_duration(self.t, ctx.locale, seconds))
+        await self.edit_status(ctx.job, self._noted(ctx.job, text, ctx.locale), self._cancel_markup(ctx))
+
     async def beautifying(self, ctx: JobContext) -> None:
-        await self.edit_status(ctx.job, self.t("job-beautifying", ctx.locale), self._cancel_markup(ctx))
+        await self.edit_status(ctx.job, self._noted(ctx.job, self.t("job-beautifying", ctx.locale), ctx.locale), self._cancel_markup(ctx))
 
     async def censored(self, ctx: JobContext, previews: list[Path], upload: bool = False) -> None:
         """The notice instead of the pictures; with a blurred preview (under a spoiler) when there is one."""
@@ -213,8 +268,15 @@ class TelegramNotifier:
         job, locale = ctx.job, ctx.locale
         if not paths:
             raise FileNotFoundError(f"no stored images for job {job.id}")
+        plain = bool(read_outcome(job).used_prompt)
+        remix = job.kind == "text2img"  # "Edit prompt": a new text, the same settings and seed
+        restyled = job.kind in ("img2img", "restyle_depth")
+        strength = float(getattr(read_params(job), "strength", 0.0)) if restyled else None
+        shapes = job.kind == "img2img"
+        weights = weight_buttons(self.t, locale, job.id, job.kind, first_weight_percent(job))
         keyboard = result_keyboard(
-            self.t, locale, job.id, variations=self.variations_enabled, plain=bool(read_outcome(job).used_prompt)
+            self.t, locale, job.id, variations=self.variations_enabled, plain=plain, remix=remix, strength=strength,
+            shapes=shapes, weights=weights,
         )
         seed = read_params(job).seed
         if len(paths) == 1:
@@ -238,8 +300,13 @@ class TelegramNotifier:
             try:
                 await self.bot.send_message(
                     chat_id=job.chat_id,
-                    text=self.t("result-album-buttons", locale, count=len(paths), seeds=seeds),
-                    reply_markup=keyboard,
+                    text=self.t("result-album-buttons", locale, count=len(paths), seeds=seeds)
+                    + "\n"
+                    + self.t("result-album-legend", locale, variations="yes" if self.variations_enabled else "no"),
+                    reply_markup=album_keyboard(
+                        self.t, locale, job.id, len(paths), variations=self.variations_enabled, plain=plain, remix=remix,
+                        strength=strength, shapes=shapes, weights=weights,
+                    ),
                 )
             except TelegramAPIError as exc:
                 log.warning("job %s: album delivered, its buttons message failed: %s", job.id, exc)

@@ -10,13 +10,14 @@ of the runner.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from faceswap.config import FaceSwapConfig
-from generation.backend import Backend, GenerationRequest, ModelId, Mode, ProgressFn
+from generation.backend import Backend, GenerationError, GenerationRequest, ModelId, Mode, OutOfMemory, ProgressFn
 
 if TYPE_CHECKING:
     from faceswap.pipeline import FaceSwapPipeline
@@ -40,7 +41,11 @@ class FaceSwapBackend:
             if self._pipeline is None:
                 from faceswap.pipeline import FaceSwapPipeline
 
-                self._pipeline = FaceSwapPipeline.from_config(self.config, self.inner)
+                # The face models share the image models' VRAM budget when the backend has a
+                # model manager (the diffusers backend).
+                manager = getattr(self.inner, "manager", None)
+                on_use = (lambda model: manager.use_external(model.name, model)) if manager is not None else None
+                self._pipeline = FaceSwapPipeline.from_config(self.config, self.inner, on_use=on_use)
             return self._pipeline
 
     def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
@@ -54,7 +59,9 @@ class FaceSwapBackend:
         if not face or not request.images:
             raise FaceSwapError("no_face", "the job carries no face")
         request = replace(request, extra=extra)
-        return self.pipeline.run(request.images[0], FaceProfile.from_dict(face), request, progress, on_stage)
+        return run_face_models(
+            lambda: self.pipeline.run(request.images[0], FaceProfile.from_dict(face), request, progress, on_stage)
+        )
 
     def model_status(self) -> list[dict[str, Any]]:
         return self.inner.model_status()
@@ -64,3 +71,26 @@ class FaceSwapBackend:
 
     def unload(self, model: ModelId) -> None:
         self.inner.unload(model)
+
+
+def run_face_models(run: Callable[[], list[Image.Image]]) -> list[Image.Image]:
+    """Turn the face models' failures into job errors the user understands: a CUDA out-of-memory
+    (after freeing the cache) and a missing or broken checkpoint each fail this job only; the
+    models that did load stay loaded, and a broken file is not read again for the next job."""
+    from faceswap.ghost import GhostWeightsError
+    from faceswap.loading import FaceModelUnavailable
+
+    try:
+        return run()
+    except (GhostWeightsError, FaceModelUnavailable) as exc:
+        raise GenerationError("face_model_unavailable", str(exc)) from exc
+    except Exception as exc:
+        if type(exc).__name__ != "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+            raise
+        import gc
+
+        import torch
+
+        gc.collect()
+        torch.cuda.empty_cache()
+        raise OutOfMemory("face-swap models") from None

@@ -30,10 +30,19 @@ log = logging.getLogger(__name__)
 
 DIALOG_PROMPT = "This is a dialog with AI assistant.\n"  # OmniFusion's own system line
 DESCRIBE_QUESTION = (
-    "Describe the appearance of the person in this photo in one short phrase: "
-    "gender, approximate age, hair, facial hair, glasses."
+    "Describe the person in this photo as one short noun phrase for an image caption, like "
+    "'a young woman with long red hair and glasses': gender, approximate age, hair, facial hair, glasses."
 )
-MAX_DESCRIPTION_CHARS = 200
+# The description stands in for "@me" inside the user's prompt: a noun phrase, short enough to
+# leave the scene most of the text encoder's tokens.
+MAX_DESCRIPTION_CHARS = 100
+# Openings a chatty answer starts with, dropped so that the noun phrase is left.
+_LEAD_INS = re.compile(
+    r"^(?:(?:in|on) (?:this|the) (?:photo|image|picture),?\s*)?"
+    r"(?:(?:the|this) (?:person|man|woman|image|photo|picture)(?: in (?:the|this) (?:photo|image|picture))? "
+    r"(?:is|shows|depicts)|(?:this|it) is|(?:i|we) see|there is) ",
+    re.IGNORECASE,
+)
 
 
 class FaceDescriber(Protocol):
@@ -136,18 +145,36 @@ class _OmniFusion:
     special_embeddings: dict[str, Any]
     device: str
     dtype: Any
+    name: str = "omnifusion"
+
+    # The model manager places it (use_external): ``to``, ``memory_bytes``, ``device``, ``name``.
+    def to(self, device: str) -> _OmniFusion:
+        self.model.to(device)
+        self.vision_tower.to(device)
+        self.projection.to(device)
+        self.special_embeddings = {k: v.to(device) for k, v in self.special_embeddings.items()}
+        self.device = str(device)
+        return self
+
+    def memory_bytes(self) -> int:
+        modules = (self.model, self.vision_tower, self.projection)
+        tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())] + list(self.special_embeddings.values())
+        return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def load_omnifusion(config: FaceSwapConfig) -> _OmniFusion:
+def load_omnifusion(config: FaceSwapConfig, device: str = "cpu") -> _OmniFusion:
+    """OmniFusion as its publishers load it (the slow-tokenizer setting included), on ``device``
+    (the CPU by default: the model manager then places it under the VRAM budget), in bf16 when it
+    will run on CUDA."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPImageProcessor, CLIPVisionModel
 
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    runs_on = config.device
+    if runs_on == "auto":
+        runs_on = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if runs_on.startswith("cuda") else torch.float32
     source, variant = config.omnifusion_source, config.omnifusion_variant
-    tokenizer = AutoTokenizer.from_pretrained(source, subfolder=f"{variant}/tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(source, subfolder=f"{variant}/tokenizer", use_fast=False)
     model = AutoModelForCausalLM.from_pretrained(source, subfolder=f"{variant}/tuned-model", dtype=dtype)
     projection = load_projection(_file(source, f"{variant}/projection.pt"), device)
     special = torch.load(_file(source, f"{variant}/special_embeddings.pt"), map_location=device, weights_only=True)
@@ -180,6 +207,7 @@ def clean_description(text: str) -> str | None:
     """One short phrase fit to stand in for ``@me`` in a prompt."""
     text = re.sub(r"\s+", " ", text).strip()
     text = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].strip().rstrip(".!?,;: ")
+    text = _LEAD_INS.sub("", text).strip(" \"'")
     if len(text) > MAX_DESCRIPTION_CHARS:
         text = text[:MAX_DESCRIPTION_CHARS].rsplit(" ", 1)[0]
     return text or None
@@ -189,9 +217,10 @@ class OmniFusionDescriber:
     """Loads OmniFusion on first use; when that fails (no weights, no network) it switches itself
     off, logs that once, and answers None."""
 
-    def __init__(self, config: FaceSwapConfig, question: str = DESCRIBE_QUESTION) -> None:
+    def __init__(self, config: FaceSwapConfig, question: str = DESCRIBE_QUESTION, on_use=None) -> None:
         self.config = config
         self.question = question
+        self.on_use = on_use  # the model manager's placement; without one it goes to config.device
         self._vlm: _OmniFusion | None = None
         self.off = not config.describer_enabled
         if self.off:
@@ -202,12 +231,19 @@ class OmniFusionDescriber:
             from huggingface_hub.errors import EntryNotFoundError
 
             try:
-                self._vlm = load_omnifusion(self.config)
+                if self.on_use is not None:
+                    self._vlm = load_omnifusion(self.config, "cpu")
+                else:
+                    from faceswap.restore import torch_device
+
+                    self._vlm = load_omnifusion(self.config, torch_device(self.config.device))
             except (OSError, ValueError, KeyError, EntryNotFoundError) as error:
                 # OSError covers missing files and most hub errors (HfHubHTTPError,
                 # LocalEntryNotFoundError); EntryNotFoundError is a file missing from the repository.
                 self.off = True
                 log.warning("face describer is off: OmniFusion weights are not available (%s)", type(error).__name__)
+        if self._vlm is not None and self.on_use is not None:
+            self.on_use(self._vlm)  # an out-of-memory here fails this job; the model stays loaded
         return self._vlm
 
     def describe(self, image: Image.Image | np.ndarray, face: Face) -> str | None:
@@ -272,5 +308,16 @@ class OmniFusionDescriber:
         return tokenizer.batch_decode(out[:, 1:], skip_special_tokens=True)[0]
 
 
-def make_describer(config: FaceSwapConfig) -> OmniFusionDescriber:
-    return OmniFusionDescriber(config)
+class FakeFaceDescriber:
+    """The stand-in of ``GENERATION_BACKEND=fake``: the same short description for every face, at once."""
+
+    DESCRIPTION = "a smiling person with short dark hair"
+
+    def describe(self, image: Image.Image | np.ndarray, face: Face) -> str | None:
+        return self.DESCRIPTION
+
+
+def make_describer(config: FaceSwapConfig, on_use=None) -> FaceDescriber:
+    if config.describer_fake and config.describer_enabled:
+        return FakeFaceDescriber()
+    return OmniFusionDescriber(config, on_use=on_use)

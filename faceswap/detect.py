@@ -159,6 +159,10 @@ class DlibFaceDetector:
             landmarks5=_shape_to_array(self._predictor5(image, rect)),
         )
 
+    def landmarks68(self, image: Image.Image | np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """The 68 landmarks inside a given face box (for a face whose position is already known)."""
+        return _shape_to_array(self._predictor68(to_rgb_array(image), dlib.rectangle(*(int(v) for v in box))))
+
     def _confirmed(self, rgb: np.ndarray, rect: dlib.rectangle, face_px: int = 120) -> bool:
         """Whether the CNN detector also finds a face in a crop twice the proposal's size."""
         height, width = rgb.shape[:2]

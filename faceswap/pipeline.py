@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -23,7 +24,7 @@ from faceswap.describe import FaceDescriber
 from faceswap.detect import Face, FaceDetector, largest_face, to_rgb_array
 from faceswap.profile import NO_DESCRIPTION, FaceProfile, FaceSwapError, fill_me, has_me
 from faceswap.restore import FaceRestorer
-from faceswap.swap import FaceSwapper
+from faceswap.swap import FaceSwapper, SwapRefused
 from generation.backend import Backend, GenerationRequest, Mode, ProgressFn
 
 __all__ = ["FaceProfile", "FaceSwapError", "FaceSwapPipeline", "fill_me", "has_me", "prepare_face"]
@@ -42,15 +43,33 @@ def _no_stage(stage: str) -> None:
     pass
 
 
+MIN_FACE_PX = 80  # the face box's width: smaller faces carry too little detail to move
+MAX_SELFIE_YAW = 25.0  # degrees: a turned head shows one side only
+MAX_SELFIE_ROLL = 25.0
+MAX_SELFIE_PITCH = 35.0  # the generic head model reads frontal faces as pitched by about 15
+
+
 def prepare_face(detector: FaceDetector, photo: Image.Image | np.ndarray) -> FaceProfile:
-    """Find the user's face: ``FaceSwapError("no_face")`` without one; with several, the largest,
-    flagged. Needs only the detector (dlib, CPU): the bot process runs it when a photo arrives."""
+    """Check the user's photo and find their face. Needs only the detector (dlib, CPU): the bot
+    process runs it when a photo arrives. ``FaceSwapError`` codes, each with its own answer:
+    ``no_face``, ``several_faces`` (only one's own face may be used: a photo with one person),
+    ``face_too_small`` (under :data:`MIN_FACE_PX`), ``face_turned`` (not roughly frontal)."""
+    from faceswap.geometry import head_pose
+
     rgb = to_rgb_array(photo)
     faces = detector.detect(rgb)
-    face = largest_face(faces)
-    if face is None:
+    if not faces:
         raise FaceSwapError("no_face")
-    return FaceProfile.from_face(face, (rgb.shape[1], rgb.shape[0]), several_faces=len(faces) > 1)
+    if len(faces) > 1:
+        raise FaceSwapError("several_faces", f"{len(faces)} faces")
+    face = faces[0]
+    left, top, right, bottom = face.box
+    if min(right - left, bottom - top) < MIN_FACE_PX:
+        raise FaceSwapError("face_too_small", f"{right - left} px")
+    pose = head_pose(face.landmarks, (rgb.shape[1], rgb.shape[0]))
+    if abs(pose.yaw) > MAX_SELFIE_YAW or abs(pose.roll) > MAX_SELFIE_ROLL or abs(pose.pitch) > MAX_SELFIE_PITCH:
+        raise FaceSwapError("face_turned", f"yaw {pose.yaw:.0f}, pitch {pose.pitch:.0f}, roll {pose.roll:.0f}")
+    return FaceProfile.from_face(face, (rgb.shape[1], rgb.shape[0]), several_faces=False)
 
 
 @dataclass
@@ -62,18 +81,24 @@ class FaceSwapPipeline:
     restorer: FaceRestorer | None = None
 
     @classmethod
-    def from_config(cls, config: FaceSwapConfig, draw: Backend | DrawFn) -> FaceSwapPipeline:
+    def from_config(
+        cls, config: FaceSwapConfig, draw: Backend | DrawFn, on_use: Callable[[Any], None] | None = None
+    ) -> FaceSwapPipeline:
+        """``on_use(model)`` brings a face model (OmniFusion, GHOST, GFPGAN) to the GPU before it
+        runs: the worker passes its model manager's ``use_external``, so the face models share the
+        image models' VRAM budget (least-recently-used models move to the CPU to make room)."""
         from faceswap.describe import make_describer
         from faceswap.detect import DlibFaceDetector
         from faceswap.restore import make_restorer
         from faceswap.swap import make_swapper
 
+        detector = DlibFaceDetector()
         return cls(
-            detector=DlibFaceDetector(),
-            describer=make_describer(config),
+            detector=detector,
+            describer=make_describer(config, on_use=on_use),
             draw=draw.generate if hasattr(draw, "generate") else draw,  # type: ignore[union-attr]
-            swapper=make_swapper(config),
-            restorer=make_restorer(config),
+            swapper=make_swapper(config, detector=detector, on_use=on_use),
+            restorer=make_restorer(config, on_use=on_use),
         )
 
     # -- /face ------------------------------------------------------------------------------
@@ -120,6 +145,7 @@ class FaceSwapPipeline:
         on_stage("swapping")
         source_face = profile.face
         swapped: list[tuple[np.ndarray, Face]] = []
+        refused = 0
         for image in drawn:
             target = to_rgb_array(image)
             target_face = largest_face(self.detector.detect(target))
@@ -127,12 +153,16 @@ class FaceSwapPipeline:
                 continue
             try:
                 result = self.swapper.swap(source, source_face, target, target_face)
+            except SwapRefused as error:  # the heads are turned too differently: not sent
+                log.info("face swap: refused for one picture (%s)", error)
+                refused += 1
+                continue
             except ValueError as error:  # a face too small or too distorted to swap: like no face
                 log.info("face swap: a drawn face could not be used (%s)", error)
                 continue
             swapped.append((result, target_face))
         if not swapped:
-            raise FaceSwapError("no_face_in_result")
+            raise FaceSwapError("face_pose_mismatch" if refused else "no_face_in_result")
         if len(swapped) < len(drawn):
             log.info("face swap: %d of %d pictures had no face and were dropped", len(drawn) - len(swapped), len(drawn))
 

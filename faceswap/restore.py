@@ -4,14 +4,13 @@ Does what ``gfpgan.GFPGANer.enhance(img, has_aligned=False, paste_back=True)`` d
 faces the pipeline already found instead of facexlib's RetinaFace (whose weights facexlib would
 download at run time): align each face to the FFHQ 5-point template at 512 px, run
 GFPGANv1Clean, and paste the restored crop back through the inverse transform with a feathered
-mask. The architecture is vendored in :mod:`faceswap.gfpgan_arch` (the ``gfpgan`` package cannot
-be imported without torchvision); the checkpoint is the publisher's ``GFPGANv1.4.pth``.
+mask. The network is our own :mod:`faceswap.gfpgan_net` (checked against the gfpgan package's); the
+checkpoint is the publisher's ``GFPGANv1.4.pth``.
 """
 
 from __future__ import annotations
 
 import logging
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from faceswap.config import FaceSwapConfig
 from faceswap.detect import Face
+from faceswap.loading import LoadOnce
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +28,9 @@ FFHQ_TEMPLATE_512 = np.array(
     [[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935], [201.26117, 371.41043], [313.08905, 371.15118]],
     dtype=np.float32,
 )
-# GFPGANer(arch="clean", channel_multiplier=2): the v1.3 / v1.4 generator.
+# GFPGANer(arch="clean", channel_multiplier=2): the v1.3 / v1.4 generator (GFPGANClean's arguments).
 GFPGAN_V14_ARCH: dict[str, Any] = dict(
-    out_size=512,
-    num_style_feat=512,
-    channel_multiplier=2,
-    decoder_load_path=None,
-    fix_decoder=False,
-    num_mlp=8,
-    input_is_latent=True,
-    different_w=True,
-    narrow=1,
-    sft_half=True,
+    out_size=512, num_style_feat=512, channel_multiplier=2, num_mlp=8, narrow=1, sft_half=True
 )
 
 
@@ -58,16 +49,38 @@ def torch_device(device: str = "auto") -> str:
 
 
 def load_gfpgan(model_path: Path, arch: dict[str, Any] | None = None, device: str = "cpu"):
-    """GFPGANv1Clean with the checkpoint's ``params_ema`` (or ``params``) loaded strictly."""
+    """:class:`faceswap.gfpgan_net.GFPGANClean` with the checkpoint's ``params_ema`` (or ``params``)
+    loaded strictly."""
     import torch
 
-    from faceswap.gfpgan_arch import GFPGANv1Clean
+    from faceswap.gfpgan_net import GFPGANClean
 
-    net = GFPGANv1Clean(**(arch or GFPGAN_V14_ARCH))
+    with torch.device("meta"):
+        net = GFPGANClean(**(arch or GFPGAN_V14_ARCH))
     checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or not ({"params_ema", "params"} & set(checkpoint)):
+        raise ValueError(f"{model_path} is not a GFPGAN checkpoint (no params_ema / params)")
     key = "params_ema" if "params_ema" in checkpoint else "params"
-    net.load_state_dict(checkpoint[key], strict=True)
+    net.load_state_dict(checkpoint[key], strict=True, assign=True)
     return net.eval().requires_grad_(False).to(device)
+
+
+class PlacedModule:
+    """One network as a model the model manager can place (``name``, ``device``, ``to``, ``memory_bytes``)."""
+
+    def __init__(self, name: str, module, device: str = "cpu") -> None:
+        self.name = name
+        self.module = module
+        self.device = device
+
+    def to(self, device: str) -> PlacedModule:
+        self.module.to(device)
+        self.device = str(device)
+        return self
+
+    def memory_bytes(self) -> int:
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
 
 class GfpganRestorer:
@@ -75,18 +88,24 @@ class GfpganRestorer:
         self,
         model_path: Path,
         device: str = "auto",
-        weight: float = 0.5,
         arch: dict[str, Any] | None = None,
+        on_use=None,
     ) -> None:
         self.model_path = Path(model_path)
         self.device = device
-        self.weight = weight
         self.arch = dict(arch or GFPGAN_V14_ARCH)
         self.size = int(self.arch["out_size"])
+        # Loaded on the CPU once; a bad file is remembered (LoadOnce). Without a model manager the
+        # network goes straight to the configured device.
+        place = on_use or (lambda model: model.to(torch_device(self.device)))
+        self._model = LoadOnce(f"GFPGAN ({self.model_path})", self._load, place)
 
-    @cached_property
+    def _load(self) -> PlacedModule:
+        return PlacedModule("gfpgan", load_gfpgan(self.model_path, self.arch, "cpu"))
+
+    @property
     def net(self):
-        return load_gfpgan(self.model_path, self.arch, torch_device(self.device))
+        return self._model.get().module
 
     def restore(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         result = image
@@ -108,9 +127,8 @@ class GfpganRestorer:
         parameter = next(net.parameters())
         x = torch.from_numpy(crop.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
         with torch.inference_mode():
-            # GFPGANer feeds RGB in [-1, 1] and reads RGB in [-1, 1] (return_rgb=False only skips
-            # the intermediate RGB outputs).
-            out = net(x.to(parameter.device, parameter.dtype), return_rgb=False, weight=self.weight)[0]
+            # GFPGANer feeds RGB in [-1, 1] and reads RGB in [-1, 1].
+            out = net(x.to(parameter.device, parameter.dtype))
         restored = ((out[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
         # Paste back: the inverse transform, and a mask that fades out over the crop's border.
@@ -126,11 +144,11 @@ class GfpganRestorer:
         return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
-def make_restorer(config: FaceSwapConfig) -> FaceRestorer | None:
+def make_restorer(config: FaceSwapConfig, on_use=None) -> FaceRestorer | None:
     if not config.restore_enabled:
         log.info("face restore: switched off, skipped")
         return None
     if not config.gfpgan_path or not Path(config.gfpgan_path).is_file():
         log.info("face restore: GFPGAN weights not found, skipped")
         return None
-    return GfpganRestorer(config.gfpgan_path, device=config.device, weight=config.gfpgan_weight)
+    return GfpganRestorer(config.gfpgan_path, device=config.device, on_use=on_use)

@@ -2,10 +2,10 @@
 
 Two implementations behind :class:`FaceSwapper`:
 
-- :class:`GhostFaceSwapper`: GHOST (ai-forever/ghost), its AEI-Net generator and ArcFace identity
-  encoder exported to ONNX and run with onnxruntime, with GHOST's own 224 px alignment;
-- :class:`ClassicalFaceSwapper`: no learned weights at all: a piecewise-affine warp over the
-  Delaunay triangulation of the 68 landmarks, colour transfer in Lab, and Poisson blending.
+- :class:`faceswap.ghost.GhostFaceSwapper`: GHOST (ai-forever/ghost) in PyTorch, from its published
+  checkpoints;
+- :class:`ClassicalFaceSwapper`: no learned weights: the source's skin and features warped onto the
+  target's face geometry, relit with the target's light, feathered in.
 
 :func:`make_swapper` picks GHOST when both of its files are present, the classical one otherwise.
 """
@@ -13,7 +13,6 @@ Two implementations behind :class:`FaceSwapper`:
 from __future__ import annotations
 
 import logging
-from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -22,31 +21,9 @@ import numpy as np
 from skimage.transform import PiecewiseAffineTransform, SimilarityTransform, warp
 
 from faceswap.config import FaceSwapConfig
-from faceswap.detect import Face
+from faceswap.detect import Face, FaceDetector
 
 log = logging.getLogger(__name__)
-
-# insightface's ArcFace template: eye centres, nose tip, mouth corners in a 112 x 112 crop.
-ARCFACE_TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float32,
-)
-# insightface 0.2.1's five pose templates (left profile .. right profile) at 112 px. GHOST crops
-# with ``norm_crop(img, kps, 224, mode="None")``: these doubled, the best-fitting one wins.
-GHOST_TEMPLATES = np.array(
-    [
-        [[51.642, 50.115], [57.617, 49.990], [35.740, 69.007], [51.157, 89.050], [57.025, 89.702]],
-        [[45.031, 50.118], [65.568, 50.872], [39.677, 68.111], [45.177, 86.190], [64.246, 86.758]],
-        [[39.730, 51.138], [72.270, 51.138], [56.000, 68.493], [42.463, 87.010], [69.537, 87.010]],
-        [[46.845, 50.872], [67.382, 50.118], [72.737, 68.111], [48.167, 86.758], [67.236, 86.190]],
-        [[54.796, 49.990], [60.771, 50.115], [76.673, 69.007], [55.388, 89.702], [61.257, 89.050]],
-    ],
-    dtype=np.float32,
-)
-GHOST_CROP = 224  # GHOST's alignment size
-GHOST_INPUT = 256  # the generator's input size (the 224 crop resized)
-ARCFACE_INPUT = 112  # the identity encoder's input size (the 224 crop halved)
-
 
 class FaceSwapper(Protocol):
     name: str
@@ -56,223 +33,228 @@ class FaceSwapper(Protocol):
         ...
 
 
-def estimate_norm(points5: np.ndarray, image_size: int, templates: np.ndarray) -> tuple[np.ndarray, int]:
-    """The similarity transform (2 x 3) that best maps the five points onto one of ``templates``.
-
-    insightface's ``estimate_norm`` (0.2.1, which GHOST pins): a least-squares similarity to each
-    template scaled to ``image_size``; the one with the smallest summed point error wins.
-    """
-    points5 = np.asarray(points5, dtype=np.float64)
-    best, best_index, best_error = None, 0, np.inf
-    for index, template in enumerate(np.asarray(templates, dtype=np.float64) * (image_size / 112.0)):
-        tform = SimilarityTransform.from_estimate(points5, template)
-        if not tform:
-            continue
-        error = np.linalg.norm(tform(points5) - template, axis=1).sum()
-        if error < best_error:
-            best, best_index, best_error = tform.params[:2], index, error
-    if best is None:
-        raise ValueError("degenerate face landmarks")
-    return best.astype(np.float32), best_index
+class SwapRefused(ValueError):
+    """The swap would not give a face worth sending; the pipeline tells the user why."""
 
 
-def norm_crop(image: np.ndarray, points5: np.ndarray, size: int, templates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    matrix, _ = estimate_norm(points5, size, templates)
-    return cv2.warpAffine(image, matrix, (size, size), borderValue=0.0), matrix
+class PoseMismatch(SwapRefused):
+    """The source and target faces are turned too differently for the classical swap."""
+
+    def __init__(self, yaw: float, pitch: float) -> None:
+        super().__init__(f"the faces are turned too differently (yaw {yaw:.0f}, pitch {pitch:.0f} degrees apart)")
+        self.yaw = yaw
+        self.pitch = pitch
 
 
-def face_mask(shape: tuple[int, int], landmarks: np.ndarray, erode: float = 0.04, blur: float = 0.08) -> np.ndarray:
-    """A soft float mask (0..1) over the convex hull of the landmarks, shrunk and feathered."""
-    mask = np.zeros(shape, dtype=np.uint8)
-    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(landmarks).astype(np.int32)), 255)
-    x, y, w, h = cv2.boundingRect(mask)
-    size = max(w, h, 1)
-    erode_px = max(1, int(size * erode))
-    mask = cv2.erode(mask, np.ones((erode_px, erode_px), np.uint8))
-    blur_px = max(1, int(size * blur)) | 1
-    return cv2.GaussianBlur(mask, (blur_px, blur_px), 0).astype(np.float32) / 255.0
+class ResultDistorted(SwapRefused):
+    """The swapped face no longer has the target's pose (the texture did not fit the geometry)."""
 
 
-def paste_back(target: np.ndarray, crop: np.ndarray, matrix: np.ndarray, crop_mask: np.ndarray) -> np.ndarray:
-    """Warp a face crop (made with ``matrix``) back into the target and blend it with the mask."""
-    height, width = target.shape[:2]
-    inverse = cv2.invertAffineTransform(matrix)
-    face = cv2.warpAffine(crop, inverse, (width, height), borderMode=cv2.BORDER_REPLICATE)
-    mask = cv2.warpAffine(crop_mask, inverse, (width, height))[..., None]
-    blended = mask * face.astype(np.float32) + (1 - mask) * target.astype(np.float32)
-    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+def masked_blur(image: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of ``image`` that only averages pixels under ``mask`` (normalised convolution)."""
+    weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigma)
+    values = cv2.GaussianBlur(image.astype(np.float32) * mask[..., None], (0, 0), sigma)
+    return values / np.maximum(weight[..., None], 1e-3)
 
 
-def transfer_colour(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Reinhard colour transfer in Lab: give ``source`` the target's mean and spread under ``mask``."""
-    src_lab = cv2.cvtColor(source, cv2.COLOR_RGB2LAB).astype(np.float32)
-    dst_lab = cv2.cvtColor(target, cv2.COLOR_RGB2LAB).astype(np.float32)
-    inside = mask > 0
-    src_mean, src_std = src_lab[inside].mean(axis=0), src_lab[inside].std(axis=0) + 1e-6
-    dst_mean, dst_std = dst_lab[inside].mean(axis=0), dst_lab[inside].std(axis=0) + 1e-6
-    out = (src_lab - src_mean) * (dst_std / src_std) + dst_mean
-    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+def feather(mask: np.ndarray, width: float) -> np.ndarray:
+    """A hard 0/1 mask -> 0..1, rising smoothly over ``width`` pixels inwards from its edge."""
+    inside = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    t = np.clip(inside / max(width, 1.0), 0.0, 1.0)
+    return (t * t * (3 - 2 * t)).astype(np.float32)
 
 
-def with_forehead(landmarks: np.ndarray, amount: float) -> np.ndarray:
-    """The 68 landmarks plus the ten eyebrow points moved up the face by ``amount``."""
-    points = np.asarray(landmarks, dtype=np.float64)
-    if amount <= 0:
-        return points
-    brows = points[17:27]
-    up = brows.mean(axis=0) - points[8]  # chin -> brows
-    return np.vstack([points, brows + amount * up])
+# dlib's 68 points: the face outline (jaw, then the brows' upper edge, outer to outer).
+OUTLINE = list(range(17)) + list(range(26, 16, -1))
+FEATURES = [list(range(17, 22)), list(range(22, 27)), list(range(27, 36)), list(range(36, 42)), list(range(42, 48)), list(range(48, 68))]
+# Upper and lower lid / lip points that face each other: the opening of the eyes and the mouth.
+OPENINGS = ((37, 41), (38, 40), (43, 47), (44, 46), (61, 67), (62, 66), (63, 65))
+# For each inner-lip point (60-67), the outer-lip points around it (averaged), as pairs.
+OUTER_FOR_INNER = [48, 48, 49, 50, 51, 51, 52, 53, 54, 54, 55, 56, 57, 57, 58, 59]
 
 
 class ClassicalFaceSwapper:
-    """Landmark warp + colour correction + Poisson blending (OpenCV's ``seamlessClone``)."""
+    """The source face's skin and features, moved onto the target face's geometry.
+
+    - Geometry: a piecewise-affine warp over the Delaunay triangles of the 68 landmarks maps the
+      source face onto the target's geometry, so the result keeps the target's head pose, face
+      outline and expression: the destination is the target's generic head in its pose plus
+      ``face_shape`` of the source's own shape (:meth:`destination`), with the target's mouth and eye
+      opening kept.
+    - Region: the target's face outline up to the brows; the forehead and hairline stay the target's,
+      and so does the inside of the mouth.
+    - Light and skin tone: in Lab, the target's low frequencies (measured on skin only) plus the
+      source's detail, its colour detail no stronger than the scene's own.
+    - Blend: a mask feathered inwards from the outline; no Poisson step, whose boundary conditions
+      pulled colour casts from the background into the face.
+    - Check: with a ``detector``, the result's head pose must stay within ``max_pose_drift`` degrees of
+      the target's, else :class:`ResultDistorted`.
+    - Refusal: when the heads are turned too differently (yaw or pitch apart by more than
+      ``max_yaw`` / ``max_pitch`` degrees) the source cannot cover the target's visible side:
+      :class:`PoseMismatch`.
+    """
 
     name = "classical"
 
-    def __init__(self, shape_weight: float = 1.0, forehead: float = 0.2, margin: float = 0.15) -> None:
-        # How much of the source face's shape the result takes (0: the target's landmarks, 1: the
-        # source's landmarks moved onto the target by one similarity transform). Identity lives
-        # largely in the geometry (eye distance, nose and mouth proportions): a pure warp onto the
-        # target's landmarks would carry the skin and leave the target's face shape.
-        self.shape_weight = shape_weight
-        self.margin = margin  # context kept around the face box while warping
-        # dlib's 68 points stop at the eyebrows; the brows are also raised by this fraction of
-        # the chin-to-brow height so the swapped region covers the lower forehead.
-        self.forehead = forehead
+    def __init__(
+        self,
+        face_shape: float = 1.0,
+        margin: float = 0.15,
+        max_yaw: float = 40.0,
+        max_pitch: float = 30.0,
+        light_sigma: float = 0.15,
+        feather_width: float = 0.04,
+        colour_detail: float = 1.0,
+        target_mouth: float = 0.0,
+        detector: FaceDetector | None = None,
+        max_pose_drift: float = 5.0,
+    ) -> None:
+        # With a detector, each result is checked: the face found on it must have the target's head
+        # pose within ``max_pose_drift`` degrees, or the swap is refused (ResultDistorted).
+        self.detector = detector
+        self.max_pose_drift = max_pose_drift
+        self.colour_detail = colour_detail
+        self.target_mouth = target_mouth
+        self.face_shape = face_shape
+        self.margin = margin
+        self.max_yaw = max_yaw
+        self.max_pitch = max_pitch
+        self.light_sigma = light_sigma  # of the face size: what counts as light rather than detail
+        self.feather_width = feather_width  # of the face size
+
+    def check_pose(self, source: np.ndarray, source_face: Face, target: np.ndarray, target_face: Face) -> None:
+        from faceswap.geometry import head_pose
+
+        a = head_pose(source_face.landmarks, (source.shape[1], source.shape[0]))
+        b = head_pose(target_face.landmarks, (target.shape[1], target.shape[0]))
+        yaw, pitch = abs(a.yaw - b.yaw), abs(a.pitch - b.pitch)
+        if yaw > self.max_yaw or pitch > self.max_pitch:
+            raise PoseMismatch(yaw, pitch)
+
+    def verify(self, result: np.ndarray, target: np.ndarray, target_face: Face) -> None:
+        from faceswap.geometry import head_pose
+        from faceswap.quality import face_near
+
+        found = face_near(self.detector, result, target_face.box)
+        if found is None:
+            raise ResultDistorted("no face is found on the swapped picture")
+        size = (target.shape[1], target.shape[0])
+        drift = head_pose(found.landmarks, size).distance(head_pose(target_face.landmarks, size))
+        if drift > self.max_pose_drift:
+            raise ResultDistorted(f"the swapped face turned by {drift:.0f} degrees")
+
+    def destination(
+        self, source_points: np.ndarray, source_size: tuple[int, int], target_points: np.ndarray, target_size: tuple[int, int]
+    ) -> np.ndarray:
+        """Where the source's features go: the target's pose and expression, the source's shape.
+
+        Each face is split into a generic head seen in its pose (:func:`generic_projection`) and its
+        own remainder, the shape of this person. The result takes the target's generic head (its
+        pose) plus ``face_shape`` of the source's remainder, turned and scaled like the target's
+        head; the lids and the inner lips then keep the target's opening (its expression).
+        """
+        from faceswap.geometry import generic_projection
+
+        dst = np.asarray(target_points, dtype=np.float64).copy()
+        if self.face_shape > 0:
+            source_generic = generic_projection(source_points, source_size)
+            target_generic = generic_projection(dst, target_size)
+            fit = SimilarityTransform.from_estimate(source_generic, target_generic)
+            if fit:
+                linear = fit.params[:2, :2]
+                source_own = (source_points - source_generic) @ linear.T
+                target_own = dst - target_generic
+                dst += self.face_shape * (source_own - target_own)
+        for upper, lower in OPENINGS:
+            centre = (dst[upper] + dst[lower]) / 2
+            half = (target_points[lower] - target_points[upper]) / 2
+            dst[upper], dst[lower] = centre - half, centre + half
+        return dst
 
     def swap(self, source: np.ndarray, source_face: Face, target: np.ndarray, target_face: Face) -> np.ndarray:
+        self.check_pose(source, source_face, target, target_face)
         height, width = target.shape[:2]
-        source_points = with_forehead(source_face.landmarks, self.forehead)
-        target_points = with_forehead(target_face.landmarks, self.forehead)
-        aligned = SimilarityTransform.from_estimate(source_points, target_points)
-        if not aligned:
-            raise ValueError("degenerate face landmarks")
-        dst_points = (1 - self.shape_weight) * target_points + self.shape_weight * aligned(source_points)
+        source_points = np.asarray(source_face.landmarks, dtype=np.float64)
+        target_points = np.asarray(target_face.landmarks, dtype=np.float64)
+        dst_points = self.destination(
+            source_points, (source.shape[1], source.shape[0]), target_points, (target.shape[1], target.shape[0])
+        )
         dst_points[:, 0] = dst_points[:, 0].clip(0, width - 1)
         dst_points[:, 1] = dst_points[:, 1].clip(0, height - 1)
-        # Work inside the target face's bounding box (plus a margin): warping the whole picture
-        # would cost seconds for nothing.
-        x, y, w, h = cv2.boundingRect(np.round(np.vstack([dst_points, target_points])).astype(np.int32))
-        pad = int(max(w, h) * self.margin) + 2
+
+        # Work inside the target face's box plus a margin.
+        x, y, w, h = cv2.boundingRect(np.round(target_points).astype(np.int32))
+        size = max(w, h)
+        pad = int(size * self.margin) + 2
         x0, y0 = max(0, x - pad), max(0, y - pad)
         x1, y1 = min(width, x + w + pad), min(height, y + h + pad)
-        local_points = dst_points - (x0, y0)
+        local = dst_points - (x0, y0)
 
-        # skimage triangulates the landmarks (Delaunay) and fits one affine map per triangle;
-        # ``warp`` wants the inverse map, output coordinates -> source coordinates.
-        tform = PiecewiseAffineTransform.from_estimate(local_points, source_points)
+        # ``warp`` wants the inverse map: output coordinates -> source coordinates.
+        tform = PiecewiseAffineTransform.from_estimate(local, source_points)
         if not tform:
             raise ValueError("could not triangulate the face landmarks")
-        warped = warp(source, tform, output_shape=(y1 - y0, x1 - x0), order=1, preserve_range=True)
-        warped = np.clip(warped, 0, 255).astype(np.uint8)
+        warped = warp(source, tform, output_shape=(y1 - y0, x1 - x0), order=1, preserve_range=True).astype(np.float32)
+        covered = warp(np.ones(source.shape[:2]), tform, output_shape=(y1 - y0, x1 - x0), order=0) > 0.5
 
-        region = np.ascontiguousarray(target[y0:y1, x0:x1])
-        # Paint only where both the moved source face and the target's own face are: outside the
-        # target's face the Poisson boundary would fall on hair or background and bleed.
-        mask = np.zeros(region.shape[:2], dtype=np.uint8)
-        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(local_points).astype(np.int32)), 255)
-        target_hull = np.zeros_like(mask)
-        cv2.fillConvexPoly(target_hull, cv2.convexHull(np.round(target_points - (x0, y0)).astype(np.int32)), 255)
-        mask = cv2.bitwise_and(mask, target_hull)
-        erode_px = max(1, int(max(w, h) * 0.03))
-        mask = cv2.erode(mask, np.ones((erode_px, erode_px), np.uint8))
-        if not mask.any():
+        region = target[y0:y1, x0:x1].astype(np.float32)
+        hard = np.zeros(region.shape[:2], np.uint8)
+        cv2.fillPoly(hard, [np.round(target_points[OUTLINE] - (x0, y0)).astype(np.int32)], 1)
+        hard &= covered.astype(np.uint8)
+        if hard.sum() < 64:
             raise ValueError("the target face is too small to swap")
-        warped = transfer_colour(warped, region, mask)
 
-        # Poisson blending keeps the warped face's gradients and takes the boundary colours from
-        # the target, so lighting seams disappear.
-        full_face = np.zeros_like(target)
-        full_face[y0:y1, x0:x1] = warped
-        full_mask = np.zeros(target.shape[:2], dtype=np.uint8)
-        full_mask[y0:y1, x0:x1] = mask
-        # seamlessClone needs a one-pixel frame around the mask inside the picture.
-        full_mask[[0, -1], :] = 0
-        full_mask[:, [0, -1]] = 0
-        mx, my, mw, mh = cv2.boundingRect(full_mask)
-        if mw == 0 or mh == 0:
-            raise ValueError("the target face is too small to swap")
-        centre = (mx + mw // 2, my + mh // 2)
-        return cv2.seamlessClone(full_face, np.ascontiguousarray(target), full_mask, centre, cv2.NORMAL_CLONE)
+        # Relight: the source's detail over the target's light and skin tone, measured on skin only
+        # (eyes, brows and lips would print the target's features into the ratio).
+        skin = hard.copy()
+        for group in (*FEATURES[:2], FEATURES[3], FEATURES[4], FEATURES[5]):
+            for points in (target_points[group], dst_points[group]):
+                cv2.fillConvexPoly(skin, cv2.convexHull(np.round(points - (x0, y0)).astype(np.int32)), 0)
+        skin = cv2.erode(skin, np.ones((3, 3), np.uint8)).astype(np.float32)
+        # In Lab: the target's low frequencies plus the source's detail; the source's colour detail
+        # at half strength, so its make-up and colour cast do not fight the scene's light.
+        sigma = max(1.0, self.light_sigma * size)
+        source_lab = cv2.cvtColor(np.clip(warped, 0, 255).astype(np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
+        target_lab = cv2.cvtColor(region.astype(np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
+        detail = source_lab - masked_blur(source_lab, skin, sigma)
+        target_detail = target_lab - masked_blur(target_lab, skin, sigma)
+        # The source's colour detail no stronger than the target's own: a grey or pale scene gets
+        # no pink or blue casts from the source's make-up and light.
+        on_skin = skin > 0
+        for channel in (1, 2):
+            spread = float(detail[..., channel][on_skin].std()) if on_skin.any() else 0.0
+            own = float(target_detail[..., channel][on_skin].std()) if on_skin.any() else 0.0
+            detail[..., channel] *= self.colour_detail * min(1.0, own / max(spread, 1e-3))
+        relit_lab = np.clip(masked_blur(target_lab, skin, sigma) + detail, 0, 255).astype(np.uint8)
+        relit = cv2.cvtColor(relit_lab, cv2.COLOR_LAB2RGB).astype(np.float32)
 
-
-def onnx_providers(device: str = "auto") -> list[str]:
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if device != "cpu" and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-def to_blob(rgb: np.ndarray, size: int) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> float32 (1, 3, size, size) in [-1, 1], as GHOST normalises."""
-    if rgb.shape[0] != size or rgb.shape[1] != size:
-        rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR)
-    blob = rgb.astype(np.float32) / 127.5 - 1.0
-    return np.ascontiguousarray(blob.transpose(2, 0, 1)[None])
-
-
-def from_blob(blob: np.ndarray) -> np.ndarray:
-    image = (np.asarray(blob[0], dtype=np.float32).transpose(1, 2, 0) + 1.0) * 127.5
-    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
-
-
-class GhostFaceSwapper:
-    """GHOST's AEI-Net generator and ArcFace encoder, as ONNX files run by onnxruntime.
-
-    Signatures (those of ai-forever/ghost's ``G(target, source_embed)`` and ``iresnet100``):
-    the ArcFace encoder takes RGB (1, 3, 112, 112) in [-1, 1] and returns the (1, 512) identity;
-    the generator takes the target face (1, 3, 256, 256) in [-1, 1] and the identity (1, 512) and
-    returns the swapped face (1, 3, 256, 256) in [-1, 1] as its first output. Inputs are matched by
-    rank, not by name, since exports name them differently.
-    """
-
-    name = "ghost"
-
-    def __init__(self, generator_path: Path, arcface_path: Path, device: str = "auto") -> None:
-        self.generator_path = Path(generator_path)
-        self.arcface_path = Path(arcface_path)
-        self.device = device
-
-    def _session(self, path: Path):
-        import onnxruntime as ort
-
-        return ort.InferenceSession(str(path), providers=onnx_providers(self.device))
-
-    @cached_property
-    def _generator(self):
-        return self._session(self.generator_path)
-
-    @cached_property
-    def _arcface(self):
-        return self._session(self.arcface_path)
-
-    def identity(self, source: np.ndarray, source_face: Face) -> np.ndarray:
-        crop, _ = norm_crop(source, source_face.five_points, GHOST_CROP, GHOST_TEMPLATES)
-        session = self._arcface
-        (embedding,) = session.run(None, {session.get_inputs()[0].name: to_blob(crop, ARCFACE_INPUT)})[:1]
-        return np.asarray(embedding, dtype=np.float32).reshape(1, -1)
-
-    def swap(self, source: np.ndarray, source_face: Face, target: np.ndarray, target_face: Face) -> np.ndarray:
-        embedding = self.identity(source, source_face)
-        crop, matrix = norm_crop(target, target_face.five_points, GHOST_CROP, GHOST_TEMPLATES)
-        session = self._generator
-        feeds = {}
-        for node in session.get_inputs():
-            feeds[node.name] = to_blob(crop, GHOST_INPUT) if len(node.shape) == 4 else embedding
-        swapped = from_blob(session.run(None, feeds)[0])
-        swapped = cv2.resize(swapped, (GHOST_CROP, GHOST_CROP), interpolation=cv2.INTER_AREA)
-        # Blend inside the target's landmark hull (GHOST masks by landmarks as well).
-        crop_landmarks = cv2.transform(target_face.landmarks[None].astype(np.float32), matrix)[0]
-        mask = face_mask((GHOST_CROP, GHOST_CROP), crop_landmarks)
-        return paste_back(target, swapped, matrix, mask)
+        # The mouth stays the target's: its opening is the target's expression, and the source's teeth
+        # squeezed into another opening would not look like teeth.
+        paint = hard.copy()
+        inner = target_points[60:68]
+        outer = target_points[OUTER_FOR_INNER].reshape(8, -1, 2).mean(axis=1)
+        mouth = inner + self.target_mouth * (outer - inner)
+        cv2.fillPoly(paint, [np.round(mouth - (x0, y0)).astype(np.int32)], 0)
+        alpha = feather(hard, self.feather_width * size)
+        alpha = np.minimum(alpha, cv2.GaussianBlur(paint.astype(np.float32), (0, 0), max(1.0, 0.01 * size)))[..., None]
+        out = target.copy()
+        out[y0:y1, x0:x1] = np.clip(alpha * relit + (1 - alpha) * region + 0.5, 0, 255).astype(np.uint8)
+        if self.detector is not None:
+            self.verify(out, target, target_face)
+        return out
 
 
-def make_swapper(config: FaceSwapConfig) -> FaceSwapper:
+def make_swapper(config: FaceSwapConfig, detector: FaceDetector | None = None, on_use=None) -> FaceSwapper:
+    """GHOST when both of its checkpoints are configured and present, the classical swap otherwise."""
     generator, arcface = config.ghost_generator_path, config.ghost_arcface_path
     if generator and arcface and Path(generator).is_file() and Path(arcface).is_file():
-        log.info("face swap: GHOST (onnxruntime)")
-        return GhostFaceSwapper(generator, arcface, device=config.device)
-    log.info("face swap: GHOST files not configured or absent, using the classical swap")
-    return ClassicalFaceSwapper()
+        from faceswap.ghost import GhostFaceSwapper
+
+        log.info("face swap: GHOST (PyTorch, %s + %s)", Path(generator).name, Path(arcface).name)
+        landmarks = getattr(detector, "landmarks68", None)
+        return GhostFaceSwapper(generator, arcface, device=config.device, landmarks=landmarks, on_use=on_use)
+    if generator or arcface:
+        log.warning("face swap: GHOST files not found (%s, %s): using the classical swap", generator, arcface)
+    else:
+        log.info("face swap: GHOST not configured, using the classical swap")
+    return ClassicalFaceSwapper(detector=detector)

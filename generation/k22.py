@@ -11,7 +11,7 @@ TEXT2IMG       prior(prompt)                                            Kandinsk
 IMG2IMG        prior(prompt)                                            KandinskyV22Img2ImgPipeline
 RESTYLE_DEPTH  PriorEmb2Emb(prompt, photo)                              ControlnetImg2Img + depth hint
 STYLE          interpolate([content, style], weights)                   KandinskyV22Img2ImgPipeline
-FUSE           interpolate(2-4 photos, weights)                         KandinskyV22Pipeline
+FUSE           interpolate(2-4 photos [+ a text], weights)              KandinskyV22Pipeline
 MIX            interpolate([photo, prompt], [image w, text w])          KandinskyV22Pipeline
 VARIATIONS     interpolate([photo], [1.0]) (the photo's CLIP embedding) KandinskyV22Pipeline
 ============== ======================================================== =============================
@@ -388,7 +388,11 @@ class Kandinsky22:
             embeds = self.mixed_embeddings(photos[:2], weights, negative, seeds, **prior)
             return self._img2img(request, embeds, photos[0], seeds, progress)
         if mode is Mode.FUSE:
-            embeds = self.mixed_embeddings(photos, request.weights, negative, seeds, **prior)
+            # One weight more than photos: the prompt (an album's caption) is fused in with the last one.
+            items: list[str | Image.Image] = list(photos)
+            if request.prompt and len(request.weights) == len(photos) + 1:
+                items.append(request.prompt)
+            embeds = self.mixed_embeddings(items, request.weights, negative, seeds, **prior)
             return self._text2img(request, embeds, seeds, progress)
         if mode is Mode.MIX:
             weights = request.weights or DEFAULT_WEIGHTS[Mode.MIX]

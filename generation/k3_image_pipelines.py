@@ -21,7 +21,7 @@ masked and then projected like the prompt.
 The modes (see :func:`generate`):
 
 ============== ============================================================================
-FUSE           IP-Adapter, no text, the weighted sum of 2-4 photos' embeddings
+FUSE           IP-Adapter, the weighted sum of 2-4 photos' embeddings (and the album's caption, if any)
 MIX            IP-Adapter, the prompt and one photo, image attention scaled by the weights
 VARIATIONS     IP-Adapter, no text, the photo's embedding alone
 STYLE          IP-Adapter image to image: the content photo, re-drawn towards the weighted sum
@@ -414,7 +414,9 @@ def generate(pipes: K3ImagePipelines, request: GenerationRequest, progress: Prog
     pipe = pipes.ready(pipes.ip_adapter)
     steps = request.steps or DEFAULT_STEPS
     if mode is Mode.FUSE:
-        return pipe("", photos, _normalized(request.weights, len(photos)), num_inference_steps=steps, **common).images
+        # An album's caption, when there is one, joins the photos (summed cross-attention, as in MIX).
+        return pipe(request.prompt, photos, _normalized(request.weights, len(photos)), num_inference_steps=steps,
+                    **common).images
     if mode is Mode.VARIATIONS:
         return pipe("", photos[:1], [1.0], num_inference_steps=steps, **common).images
     if mode is Mode.MIX:

@@ -58,6 +58,10 @@ DEFAULT_ASPECT_RATIO = "1:1"
 MAX_PIXELS = 1024 * 1024
 RATIO_TOLERANCE = 0.02
 
+# How far a restyle moves from the photo (img2img strength), by the names the buttons show.
+EDIT_STRENGTHS: dict[str, float] = {"light": 0.3, "medium": 0.5, "strong": 0.75}
+DEFAULT_EDIT_STRENGTH = "medium"
+
 MODELS: tuple[ModelId, ...] = registry.SELECTABLE_MODELS  # the registry's order
 DEFAULT_MODEL = registry.DEFAULT_MODEL
 

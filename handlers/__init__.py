@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import admin, cancel, editing, errors, faceswap, fallback, generate, settings, start
+from handlers import admin, cancel, editing, errors, faceswap, fallback, generate, history, invite, results, settings, start
 
 
 def build_root_router() -> Router:
@@ -19,7 +19,10 @@ def build_root_router() -> Router:
         start.create_router(),
         cancel.create_router(),  # before flows: /cancel leaves any of them
         settings.create_router(),
-        admin.create_router(),  # behind its admin filter; everyone else falls through
+        history.create_router(),  # /history
+        results.create_router(),  # per-image buttons under albums, "Edit prompt"
+        admin.create_router(),
+        invite.create_router(),  # /invite, owners only  # behind its admin filter; everyone else falls through
         editing.create_router(),  # before generate: a text in the middle of an editing flow is the flow's
         faceswap.create_router(),  # /face, /forgetface, @me prompts
         generate.create_router(),  # any text is a prompt: feature routers go before it

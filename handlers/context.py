@@ -27,6 +27,7 @@ from generation.registry import editing_model_for, model_for
 from generation.styles import DEFAULT_STYLE, fit_size
 from jobs.params import EditParams, JobParams, read_params
 from jobs.service import AdmissionError, JobService
+from storage.estimates import average_run_seconds, wait_estimate
 from storage.models import Job, User
 from storage.repositories import Repositories
 
@@ -64,7 +65,9 @@ class RequestContext:
         chat = self.chat_id if chat_id is None else chat_id
 
         async def announce(job: Job, position: int) -> int:
-            return await self.notifier.announce(job, self.i18n.locale, position)
+            # The estimated wait: the position times the model's recent average (none without a history).
+            eta = wait_estimate(position, await average_run_seconds(self.repos.session, job.model))
+            return await self.notifier.announce(job, self.i18n.locale, position, eta)
 
         try:
             return await self.jobs.submit(self.repos, self.user, chat, params, announce, kind=kind, model=model)

@@ -28,12 +28,21 @@ from handlers.filters import PromptFilter
 from jobs.results import ResultStore
 from jobs.service import JobService
 from prompting.guard import ContentGuard
-from storage.models import PENDING_STATUSES, ModerationKind, User, UserFace
+from storage.models import PENDING_STATUSES, JobStatus, ModerationKind, User, UserFace, utcnow
 from storage.repositories import Repositories
 
 log = logging.getLogger(__name__)
 
 ME_PATTERN = r"(?i)@me\b"
+
+
+# What is wrong with a /face photo (faceswap.pipeline.prepare_face) -> what to send instead.
+PHOTO_PROBLEMS = {
+    "no_face": "face-none",
+    "several_faces": "face-several",
+    "face_too_small": "face-small",
+    "face_turned": "face-turned",
+}
 
 
 class FaceFlow(StatesGroup):
@@ -46,7 +55,9 @@ def scene_prompt(text: str) -> str:
 
 
 async def _submit(request: RequestContext, face: UserFace, prompt: str) -> None:
-    params = request.params(prompt, Mode.FACESWAP, input_file_ids=[face.file_id], extra={"face": face.profile})
+    # The job carries no copy of the face: the runner looks it up by user when the job runs, so
+    # "Again" uses the face the user has then, and /forgetface leaves nothing behind in the row.
+    params = request.params(prompt, Mode.FACESWAP)
     await request.submit(params, Mode.FACESWAP)
 
 
@@ -103,8 +114,8 @@ async def face_photo(
         return
     try:
         profile = await asyncio.to_thread(faces.prepare, buffer.getvalue())
-    except FaceSwapError:
-        await message.answer(i18n.get("face-none"))  # still waiting for a photo
+    except FaceSwapError as exc:
+        await message.answer(i18n.get(PHOTO_PROBLEMS.get(exc.code, "face-none")))  # still waiting for a photo
         return
     except UnidentifiedImageError:
         await message.answer(i18n.get("face-bad-photo"))
@@ -113,8 +124,6 @@ async def face_photo(
     await repos.commit()
     pending = (await state.get_data()).get("prompt")
     await state.clear()
-    if profile.several_faces:
-        await message.answer(i18n.get("face-several"))
     await message.answer(i18n.get("face-saved"))
     if pending:
         await _submit(request, face, pending)
@@ -146,16 +155,22 @@ async def forget_face(
     jobs: JobService,
     results: ResultStore,
 ) -> None:
-    """Delete everything stored about the face: the face row, the photo's file id and face data in
-    the face-swap jobs, their pictures on disk (they show the face), and stop the pending ones."""
+    """Delete everything stored about the face: the face row; from the face-swap jobs and the
+    Variations made from their pictures, the photo's file id, the face data and the result file ids;
+    their pictures on disk; pending ones are stopped, generated but undelivered ones withdrawn."""
     if await state.get_state() == FaceFlow.photo.state:
         await state.clear()
-    deleted, face_jobs = await repos.faces.forget(user.id, str(Mode.FACESWAP))
+    deleted, face_jobs = await repos.faces.forget(user.id, str(Mode.FACESWAP), derived_kinds=[str(Mode.VARIATIONS)])
+    for job in face_jobs:
+        if job.status == JobStatus.GENERATED:  # not delivered yet: it never will be
+            await repos.jobs.transition(job.id, [JobStatus.GENERATED], JobStatus.CANCELLED, finished_at=utcnow())
     await repos.commit()
     for job in face_jobs:
         if job.status in PENDING_STATUSES:
             await jobs.cancel_one(repos, job)
-    await asyncio.to_thread(results.delete, [job.id for job in face_jobs])
+    job_ids = [job.id for job in face_jobs]
+    await asyncio.to_thread(results.delete, job_ids)  # this process's copies
+    await jobs.forget_results(job_ids)  # and the GPU workers' (distributed mode)
     if deleted:
         await message.answer(i18n.get("face-forgotten"))
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiogram import Router
+from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
@@ -12,8 +12,12 @@ async def edited(message: Message, i18n: I18nContext) -> None:
 
 
 async def unsupported(message: Message, i18n: I18nContext) -> None:
-    """Stickers, voice, video, files, locations...: only text prompts are understood here."""
+    """Voice, locations, contacts...: what the bot does understand, as /help says it."""
     await message.answer(i18n.get("input-unsupported"))
+
+
+async def sticker(message: Message, i18n: I18nContext) -> None:
+    await message.answer(i18n.get("input-sticker"))
 
 
 async def unknown_callback(query: CallbackQuery, i18n: I18nContext) -> None:
@@ -24,6 +28,7 @@ async def unknown_callback(query: CallbackQuery, i18n: I18nContext) -> None:
 def create_router() -> Router:
     router = Router(name="fallback")
     router.edited_message()(edited)
+    router.message(F.sticker)(sticker)
     router.message()(unsupported)
     router.callback_query()(unknown_callback)
     return router

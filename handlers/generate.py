@@ -14,6 +14,9 @@ from handlers.filters import PromptFilter
 from jobs.params import read_params
 from jobs.results import ResultStore
 from jobs.service import new_seed
+from generation import inline_params
+from generation.styles import image_size
+from handlers.common import PromptError, validate_prompt
 from storage.models import User
 from storage.repositories import Repositories
 
@@ -22,10 +25,37 @@ async def unknown_command(message: Message, i18n: I18nContext) -> None:
     await message.answer(i18n.get("command-unknown"))
 
 
-async def prompt(message: Message, prompt: str | None, request: RequestContext) -> None:
+async def prompt(message: Message, prompt: str | None, i18n: I18nContext, request: RequestContext) -> None:
     if prompt is None:
         return  # refused: answered by PromptFilter
-    await request.submit(request.params(prompt))
+    try:
+        inline = inline_params.parse(prompt)
+        if inline.any and not inline.prompt:
+            raise PromptError("param-prompt-missing")
+        text = validate_prompt(inline.prompt) if inline.any else prompt
+    except (PromptError, inline_params.InlineParamError) as exc:
+        await message.answer(i18n.get(exc.code, **exc.kwargs))
+        return
+    await request.submit(request.params(text, **inline_overrides(inline, request.max_side)), model=inline.model)
+
+
+def inline_overrides(inline: inline_params.InlineParams, max_image_side: int) -> dict[str, object]:
+    """The job parameters that the prompt's own ``--ar``, ``--seed``, ... set for this request."""
+    overrides: dict[str, object] = {}
+    if inline.aspect_ratio is not None:
+        width, height = image_size(inline.aspect_ratio, max_image_side)
+        overrides.update(aspect_ratio=inline.aspect_ratio, width=width, height=height)
+    if inline.seed is not None:
+        overrides["seed"] = inline.seed
+    if inline.negative_prompt is not None:
+        overrides["negative_prompt"] = inline.negative_prompt
+    if inline.style is not None:
+        overrides["style"] = inline.style
+    if inline.count is not None:
+        overrides["num_images"] = inline.count
+    if inline.any:
+        overrides["inline"] = inline.summary()  # shown in the caption
+    return overrides
 
 
 async def _resubmit(

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import html
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
-from bot.i18n import translator
+from bot.i18n import LOCALES, translator
 from bot.keyboards import (
     MAX_IMAGES_PER_REQUEST,
     SettingsCb,
     editing_model_name,
+    main_keyboard,
     model_name,
     settings_menu,
     settings_section,
@@ -101,6 +103,8 @@ async def settings_callback(
         return
     if section == "neg" and value == "set":
         await state.set_state(NegativePrompt.waiting)
+        # The menu is refreshed in place once the text arrives.
+        await state.update_data(settings_message_id=message.message_id)
         await query.answer()
         await message.answer(i18n.get("negative-ask", limit=MAX_PROMPT_LENGTH))
         return
@@ -112,7 +116,15 @@ async def settings_callback(
         )
         await query.answer()
         return
-    if section in ("model", "ratio", "style", "count", "editing") and not value:
+    if section == "lang" and value in LOCALES:
+        await i18n.set_locale(value, user=user)
+        locale = value
+        await message.edit_text(settings_text(i18n, settings, max_image_side), reply_markup=settings_menu(t, locale, settings))
+        await query.answer()
+        # The reply keyboard under the input field speaks the new language too.
+        await message.answer(i18n.get("language-set"), reply_markup=main_keyboard(t, locale))
+        return
+    if section in ("model", "ratio", "style", "count", "lang", "editing") and not value:
         await message.edit_text(
             i18n.get(f"settings-choose-{section}"), reply_markup=settings_section(t, locale, section, settings)
         )
@@ -126,7 +138,9 @@ async def settings_callback(
     await query.answer(i18n.get("settings-saved") if section != "menu" else None)
 
 
-async def negative_prompt_text(message: Message, i18n: I18nContext, user: User, state: FSMContext) -> None:
+async def negative_prompt_text(
+    message: Message, bot: Bot, i18n: I18nContext, user: User, state: FSMContext, max_image_side: int
+) -> None:
     text = (message.text or "").strip()
     if len(text) > MAX_PROMPT_LENGTH:
         await message.answer(i18n.get("negative-too-long", length=len(text), limit=MAX_PROMPT_LENGTH))
@@ -135,8 +149,19 @@ async def negative_prompt_text(message: Message, i18n: I18nContext, user: User, 
         await message.answer(i18n.get("negative-empty"))
         return
     user.settings.negative_prompt = text
+    menu_id = (await state.get_data()).get("settings_message_id")
     await state.clear()
     await message.answer(i18n.get("negative-saved", negative=html.escape(text)))
+    if menu_id:  # the /settings message shows the new negative prompt (best effort: it may be gone)
+        try:
+            await bot.edit_message_text(
+                settings_text(i18n, user.settings, max_image_side),
+                chat_id=message.chat.id,
+                message_id=int(menu_id),
+                reply_markup=settings_menu(translator(), i18n.locale, user.settings),
+            )
+        except TelegramAPIError:
+            pass
 
 
 async def negative_prompt_not_text(message: Message, i18n: I18nContext) -> None:

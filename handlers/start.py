@@ -14,6 +14,7 @@ from bot.keyboards import LanguageCb, language_keyboard, main_keyboard, model_na
 from generation.backend import Mode
 from generation.registry import MODELS
 from handlers.common import button
+from generation.styles import ASPECT_RATIOS
 from storage.models import User
 
 
@@ -39,7 +40,8 @@ def models_help(i18n: I18nContext) -> str:
 
 
 async def help_(message: Message, i18n: I18nContext) -> None:
-    await message.answer(i18n.get("help-text") + "\n\n" + models_help(i18n))
+    params = i18n.get("help-params", ratios=", ".join(ASPECT_RATIOS))
+    await message.answer(i18n.get("help-text") + "\n\n" + models_help(i18n) + "\n\n" + params)
 
 
 async def language(message: Message, i18n: I18nContext) -> None:

@@ -41,6 +41,20 @@ def stream_name(prefix: str, model: str) -> str:
     return f"{prefix}:jobs:{model}"
 
 
+FORGET = "forget:"  # control message: "forget:1,2,3", delete these jobs' stored images
+
+
+def forget_message(job_ids: list[int]) -> str:
+    return FORGET + ",".join(str(int(job_id)) for job_id in job_ids)
+
+
+def forgotten_ids(message: str) -> list[int]:
+    """The job ids of a :func:`forget_message` (empty for any other message)."""
+    if not message.startswith(FORGET):
+        return []
+    return [int(part) for part in message[len(FORGET):].split(",") if part.isdigit()]
+
+
 def control_channel(prefix: str) -> str:
     """Pub/sub channel from the bot to the workers: a cancelled job's id, or ``wake`` after /resume."""
     return f"{prefix}:control"
@@ -203,6 +217,11 @@ class DistributedQueue:
     async def wake(self) -> None:
         # /resume: workers waiting out a /pause (it lives in the database) look again at once.
         await self.redis.publish(control_channel(self.prefix), WAKE)
+
+    async def forget_results(self, job_ids: list[int]) -> None:
+        # /forgetface: each GPU worker deletes the images of these jobs from its own disk.
+        if job_ids:
+            await self.redis.publish(control_channel(self.prefix), forget_message(job_ids))
 
     async def start(self) -> None:
         await self.broker.startup()

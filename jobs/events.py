@@ -44,6 +44,10 @@ class JobEvents(Protocol):
         """The prompt is with the LLM (status message)."""
         ...
 
+    async def loading(self, ctx: JobContext, seconds: float | None) -> None:
+        """The job's model is not in memory: it loads first (``seconds``: how long it took last time)."""
+        ...
+
     async def censored(self, ctx: JobContext, previews: list[Path], upload: bool = False) -> None:
         """Nothing is sent: every image (or the user's photo, ``upload``) failed the NSFW check.
         ``previews``: heavily blurred stand-ins, when the operator allows them."""

@@ -48,6 +48,7 @@ class JobParams(BaseModel):
     steps: int | None = Field(default=None, ge=1)  # None: the model's default (generation.registry)
     guidance_scale: float | None = None
     extra: dict[str, Any] = Field(default_factory=dict)  # backend options (face swap: the face profile)
+    inline: str | None = None  # the parameters typed into the prompt (--ar 16:9 ...), for the caption
 
     def to_row(self) -> dict[str, Any]:
         """What goes into the JSON column."""
@@ -65,10 +66,10 @@ class EditParams(JobParams):
 
 
 class FaceSwapParams(JobParams):
-    """A scene with the user's face: the face photo's file id and ``extra["face"]`` (its profile).
-
-    ``/forgetface`` removes both from the user's old jobs (storage.repositories), so they may be
-    missing in a job that has finished."""
+    """A scene with the user's face. New jobs carry no copy of the face: the runner looks up the
+    user's face (photo file id and profile) when the job runs. Rows written before that carried
+    ``input_file_ids`` and ``extra["face"]``; ``/forgetface`` removes both (storage.repositories),
+    and the runner ignores them."""
 
     input_file_ids: list[str] = Field(default_factory=list)
 

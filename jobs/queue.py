@@ -32,6 +32,10 @@ class JobQueue(Protocol):
         """Taking jobs was resumed (/resume): look at the queue again now."""
         ...
 
+    async def forget_results(self, job_ids: list[int]) -> None:
+        """Delete these jobs' stored images wherever they are (/forgetface)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -72,6 +76,10 @@ class EmbeddedQueue:
 
     async def wake(self) -> None:
         self._wake.set()
+
+    async def forget_results(self, job_ids: list[int]) -> None:
+        # The embedded worker shares this process's result folder.
+        await asyncio.to_thread(self.runner.results.delete, job_ids)
 
     async def recover(self) -> None:
         """After a restart: jobs left running are queued again; undelivered results are delivered."""
@@ -130,6 +138,11 @@ class EmbeddedQueue:
                 await self.runner.run(job_id)
             except Exception:
                 log.exception("worker failed on job %s", job_id)
+
+    async def queue_moved(self) -> None:
+        """Called by the job service when queued jobs were cancelled (positions behind them move up)."""
+        if self.on_queue_moved is not None:
+            asyncio.create_task(self._safe_queue_moved())
 
     async def _safe_queue_moved(self) -> None:
         try:

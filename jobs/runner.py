@@ -12,6 +12,7 @@ import asyncio
 import io
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,7 @@ class JobRunner:
         self.delivery_lease_seconds = delivery_lease_seconds
         self.backend = backend
         self.events = events
+        self.load_seconds: dict[str, float] = {}  # model -> how long its last load took (estimates)
         self.results = ResultStore(results_dir)
         self.delivery = Delivery(db, events, self.results, worker_id, delivery_lease_seconds)
         self._cancel_events: dict[int, threading.Event] = {}
@@ -153,13 +155,26 @@ class JobRunner:
             return moved
 
     async def _update_outcome(self, ctx: JobContext, **values: Any) -> None:
-        """Write what this run learnt (:class:`jobs.params.JobOutcome`) next to the parameters."""
-        outcome = read_outcome(ctx.job).model_copy(update=values)
-        row = with_outcome(ctx.job.kind, ctx.job.params, JobOutcome.model_validate(outcome.model_dump()))
+        """Write what this run learnt (:class:`jobs.params.JobOutcome`) next to the parameters, on
+        the row as it is now: the copy read when the job started may hold what /forgetface has
+        removed since."""
+        outcome = JobOutcome.model_validate(read_outcome(ctx.job).model_copy(update=values).model_dump())
         async with self.db.session() as session:
-            await Repositories(session).jobs.set_values(ctx.job.id, params=row)
+            row = await Repositories(session).jobs.rewrite_params(
+                ctx.job.id, lambda current: with_outcome(ctx.job.kind, current, outcome)
+            )
             await session.commit()
-        ctx.job.params = row
+        if row is not None:
+            ctx.job.params = row
+
+    async def _face_inputs(self, ctx: JobContext) -> tuple[list[str], dict[str, Any]]:
+        """A face-swap job's photo and face, looked up by user when it runs (never copied into the
+        job): "Again" after a new /face uses the new face, and after /forgetface there is none."""
+        async with self.db.session() as session:
+            face = await Repositories(session).faces.get(ctx.job.user_id)
+        if face is None:
+            raise GenerationError("no_face", "the user has no face stored")
+        return [face.file_id], {"face": face.profile}  # faceswap.backend.FACE_KEY
 
     async def _record(self, ctx: JobContext, kind: ModerationKind, detail: str | None = None) -> None:
         async with self.db.session() as session:
@@ -193,28 +208,39 @@ class JobRunner:
         if ctx.job.cancel_requested:
             cancel_event.set()
         loop = asyncio.get_running_loop()
+        loading: dict[str, float] = {}  # model -> when its load began, while it loads
 
         def progress(step: int, total: int) -> None:  # runs in the worker thread
             if cancel_event.is_set():
                 raise GenerationCancelled()
+            for model, began in list(loading.items()):  # the first step: the model is in memory
+                self.load_seconds[model] = time.monotonic() - began
+                loading.pop(model, None)
             asyncio.run_coroutine_threadsafe(self.events.progress(ctx, step, total), loop)
 
         try:
             params = read_params(ctx.job)
             max_side = max(params.width, params.height)
             prepare = Mode(ctx.job.kind) in PREPARED_INPUT_MODES
-            images = [
-                await self._open_input(file_id, max_side if prepare else None)
-                for file_id in getattr(params, "input_file_ids", [])
-            ]
+            file_ids, face_extra = list(getattr(params, "input_file_ids", [])), {}
+            if Mode(ctx.job.kind) == Mode.FACESWAP:
+                file_ids, face_extra = await self._face_inputs(ctx)
+            images = [await self._open_input(file_id, max_side if prepare else None) for file_id in file_ids]
             await self._check_inputs(ctx, images)
             request = build_request(ctx.job, images, await self._prepare_prompt(ctx))
+            request.extra.update(face_extra)
 
             def on_stage(stage: str) -> None:  # runs in the worker thread
                 asyncio.run_coroutine_threadsafe(self.events.stage(ctx, stage), loop)
 
             request.on_stage = on_stage
-            await self.events.started(ctx)
+            model = str(request.model)
+            if await asyncio.to_thread(self._is_cold, model):
+                # Say so instead of a silent wait: the first use loads gigabytes (estimate: the last load).
+                loading[model] = time.monotonic()
+                await self.events.loading(ctx, self.load_seconds.get(model))
+            else:
+                await self.events.started(ctx)
             async with self.events.working(ctx):
                 results = await asyncio.to_thread(self.backend.generate, request, progress)
             if cancel_event.is_set():
@@ -287,6 +313,14 @@ class JobRunner:
             ctx, used_prompt=prepared.prompt if prepared.beautified else None, beautify_outcome=outcome
         )
         return prepared.prompt
+
+    def _is_cold(self, model: str) -> bool:
+        """True when the backend reports the model as not loaded (then its first step waits for it)."""
+        try:
+            status = self.backend.model_status()
+        except Exception:  # noqa: BLE001 - a backend that cannot tell: no loading message
+            return False
+        return any(entry.get("model") == model and not entry.get("loaded", True) for entry in status)
 
     async def _store_checked(self, ctx: JobContext, results: list[Image.Image]) -> None:
         """Store the images that pass the NSFW check; raise JobCensored when none did."""

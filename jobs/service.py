@@ -164,11 +164,24 @@ class JobService:
         await repos.commit()
         for job in running:
             await self.queue.cancel(job.id)
+        if queued:
+            await self._queue_moved()
         return CancelResult(queued=queued, running=running)
+
+    async def forget_results(self, job_ids: list[int]) -> None:
+        """Delete these jobs' stored images wherever the queue's workers keep them."""
+        await self.queue.forget_results(job_ids)
+
+    async def _queue_moved(self) -> None:
+        """Jobs left the queue: the status messages of those behind them show their new positions."""
+        moved = getattr(self.queue, "queue_moved", None)
+        if moved is not None:
+            await moved()
 
     async def cancel_one(self, repos: Repositories, job: Job) -> bool:
         if await repos.jobs.transition(job.id, [JobStatus.QUEUED], JobStatus.CANCELLED):
             await repos.commit()
+            await self._queue_moved()
             return True
         if job.status == JobStatus.RUNNING:
             await repos.jobs.set_values(job.id, cancel_requested=True)

@@ -37,6 +37,7 @@ from jobs.distributed import (
     JobStreamBroker,
     cancel_requested,
     control_channel,
+    forgotten_ids,
     stream_name,
     wait_closed,
 )
@@ -202,7 +203,7 @@ class Worker:
 
     # -- background -------------------------------------------------------------------------------
     async def _listen_control(self) -> None:
-        """Cancellations (a job id) and wake-ups after /resume from the bot."""
+        """Cancellations (a job id), wake-ups after /resume and /forgetface's deletions from the bot."""
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
@@ -213,6 +214,9 @@ class Worker:
                         data = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
                         if data == WAKE:
                             self._wake.set()
+                        elif forgotten := forgotten_ids(data):  # /forgetface: images made from a face
+                            await asyncio.to_thread(self.runner.results.delete, forgotten)
+                            log.info("deleted the stored images of %d forgotten job(s)", len(forgotten))
                         elif data.isdigit() and self.runner.cancel(int(data)):
                             log.info("job %s cancelled by its user", data)
             except asyncio.CancelledError:

@@ -170,6 +170,18 @@ class NoBeautifier:
         return BeautifyResult(prompt=prompt, original=prompt, fell_back=False, reason=REASON_OFF)
 
 
+class FakeBeautifier:
+    """The stand-in of ``GENERATION_BACKEND=fake``: a fixed, visible expansion of the prompt at once,
+    so the whole beautification path (caption, "Without beautification") is tried without an LLM."""
+
+    SUFFIX = "highly detailed, soft natural light, rich colours, sharp focus"
+
+    async def beautify(self, prompt: str) -> BeautifyResult:
+        if not prompt.strip():
+            return BeautifyResult(prompt=prompt, original=prompt, fell_back=True, reason=REASON_EMPTY)
+        return BeautifyResult(prompt=f"{prompt.strip()}, {self.SUFFIX}", original=prompt, fell_back=False, reason=None)
+
+
 class _AnswerBeautifier:
     """Shared fallback logic: subclasses only produce the raw answer."""
 
@@ -500,7 +512,7 @@ class LocalLLMBeautifier(_AnswerBeautifier):
 # Settings and the factory
 # --------------------------------------------------------------------------------------------
 
-BackendName = Literal["local", "openai", "off"]
+BackendName = Literal["local", "openai", "off", "fake"]
 
 
 @dataclass
@@ -524,6 +536,8 @@ def build_beautifier(settings: BeautifierSettings, config: GenerationConfig | No
     """The backend the settings name. ``config`` gives the local model's source, device and dtype."""
     if settings.backend == "off":
         return NoBeautifier()
+    if settings.backend == "fake":
+        return FakeBeautifier()
     if settings.backend == "openai":
         return OpenAIBeautifier(
             settings.openai_base_url,

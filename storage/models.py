@@ -41,6 +41,8 @@ class User(Base):
     banned: Mapped[bool] = mapped_column(Boolean, default=False)
     ban_notified: Mapped[bool] = mapped_column(Boolean, default=False)
     blocked_bot: Mapped[bool] = mapped_column(Boolean, default=False)  # a send got 403; cleared when seen again
+    # Private-bot mode: the user was told once that the bot is private (bot.access).
+    private_refused: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -60,6 +62,10 @@ class UserSettings(Base):
     fixed_seed: Mapped[int | None] = mapped_column(BigInteger)  # "Reuse seed": every next image uses it
     # Image editing: how far a restyle moves from the photo (light | medium | strong), remembered.
     edit_strength: Mapped[str] = mapped_column(String(8), default="medium", server_default="medium")
+    # The last answers to /mix's and /fuse's last question (percent of the photo / of the first photo);
+    # None until the user chose once: then that question is skipped.
+    mix_weight: Mapped[int | None] = mapped_column(Integer)
+    fuse_weight: Mapped[int | None] = mapped_column(Integer)
     # The model of /fuse, /mix, /variations, /style and "keep the shapes": "kandinsky-2.2" (its image
     # prior and depth ControlNet) or "kandinsky-3.1" (the IP-Adapter and the HED ControlNet).
     editing_model: Mapped[str] = mapped_column(String(32), default="kandinsky-2.2", server_default="kandinsky-2.2")
@@ -133,3 +139,15 @@ class ModerationEvent(Base):
     # The blocklist entry that matched, or the NSFW score: never the prompt or the image itself.
     detail: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InviteCode(Base):
+    """An invitation to a private bot (``/invite``): a code in a t.me deep link, good for one user."""
+
+    __tablename__ = "invite_codes"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_by: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_by: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    used_at: Mapped[datetime | None]

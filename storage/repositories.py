@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -108,6 +108,24 @@ class JobRepository:
             .execution_options(synchronize_session=False)
         )
         return result.rowcount == 1
+
+    async def update_params(self, job_id: int, changes: dict[str, Any]) -> dict[str, Any] | None:
+        """Write only ``changes`` into a job's parameters, on the row as it is now.
+
+        A worker must never write back a whole copy of the parameters it read when the job started:
+        ``/forgetface`` may have stripped the face from the row meanwhile. Returns the new parameters
+        (None: no such job)."""
+        return await self.rewrite_params(job_id, lambda row: {**row, **changes})
+
+    async def rewrite_params(self, job_id: int, rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any] | None:
+        """``rewrite`` applied to the job's parameters as they are in the database now (see
+        :meth:`update_params`)."""
+        job = await self.session.get(Job, job_id, populate_existing=True)
+        if job is None:
+            return None
+        job.params = rewrite(dict(job.params or {}))  # a new dict: JSON columns do not track changes inside
+        await self.session.flush()
+        return job.params
 
     async def set_values(self, job_id: int, **values: Any) -> None:
         await self.session.execute(
@@ -232,19 +250,40 @@ class UserFaceRepository:
         await self.session.flush()
         return True
 
-    async def forget(self, user_id: int, kind: str) -> tuple[bool, list[Job]]:
-        """/forgetface: delete the face and strip it from the user's jobs of ``kind`` (their photo's
-        file id and face data). Returns whether a face was stored, and those jobs."""
+    async def forget(self, user_id: int, kind: str, derived_kinds: Iterable[str] = ()) -> tuple[bool, list[Job]]:
+        """/forgetface: delete the face, and strip everything derived from it from the user's jobs.
+
+        The jobs are the user's jobs of ``kind`` (face swap) and, transitively, jobs of
+        ``derived_kinds`` (variations) whose input photos are results of those jobs. From each: the
+        input photos' file ids, the face profile, and the Telegram file ids of its results (a
+        Variations button on an old face picture then finds nothing to vary). Returns whether a face
+        was stored, and the jobs (the caller cancels, withdraws and deletes their pictures)."""
         deleted = await self.delete(user_id)
         result = await self.session.execute(select(Job).where(Job.user_id == user_id, Job.kind == kind))
         jobs = list(result.scalars().all())
+        derived_kinds = [str(k) for k in derived_kinds]
+        if derived_kinds:
+            result = await self.session.execute(
+                select(Job).where(Job.user_id == user_id, Job.kind.in_(derived_kinds)).order_by(Job.id)
+            )
+            candidates = list(result.scalars().all())
+            made = {file_id for job in jobs for file_id in (job.result_file_ids or [])}
+            grew = True
+            while grew:  # variations of variations of a face picture show the face too
+                grew = False
+                for job in candidates:
+                    if job not in jobs and made & set((job.params or {}).get("input_file_ids") or []):
+                        jobs.append(job)
+                        made |= set(job.result_file_ids or [])
+                        grew = True
         for job in jobs:
-            params = dict(job.params)
+            params = dict(job.params or {})
             params.pop("input_file_ids", None)
             extra = dict(params.get("extra") or {})
             extra.pop("face", None)
             params["extra"] = extra
             job.params = params  # a new dict: JSON columns do not track changes inside
+            job.result_file_ids = []
         await self.session.flush()
         return deleted, jobs
 

@@ -42,7 +42,7 @@ async def picture_outside_flows(
     if photos is None:
         return
     await start_flow(state, RestyleFlow.photo, shapes=False)
-    await restyle.take_photo(message, photos[0], caption_of(messages), state, i18n, request.user)
+    await restyle.take_photo(message, photos[0], caption_of(messages), state, i18n, request.user, request)
 
 
 async def unexpected_in_flow(message: Message, state: FSMContext, i18n: I18nContext, raw_state: str | None) -> None:

@@ -17,12 +17,13 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
 from bot.best_effort import best_effort
+from generation.styles import DEFAULT_EDIT_STRENGTH, EDIT_STRENGTHS
 
 FLOW_TIMEOUT_SECONDS = 600.0  # a flow left alone this long starts over
 
 # Restyle strength: how much of the photo is redrawn (diffusers' img2img ``strength``).
-STRENGTHS: dict[str, float] = {"light": 0.3, "medium": 0.5, "strong": 0.75}
-DEFAULT_STRENGTH = "medium"
+STRENGTHS = EDIT_STRENGTHS  # generation.styles: the result's Lighter / Stronger buttons use them too
+DEFAULT_STRENGTH = DEFAULT_EDIT_STRENGTH
 STYLE_WEIGHTS = (30, 50, 70)  # percent of the style photo in the mix (the content photo has the rest)
 PAIR_WEIGHTS = (25, 50, 75)  # percent of the first photo (fusion of two) or of the photo (photo + text)
 MAX_FUSE_PHOTOS = 4

@@ -31,7 +31,8 @@ from handlers.editing.flow import (
     start_flow,
     step_text,
 )
-from handlers.editing.inputs import InputPhoto, accept_inputs, has_media, rejection_text
+from handlers.common import PromptError, validate_prompt
+from handlers.editing.inputs import InputPhoto, accept_inputs, caption_of, has_media, rejection_text
 
 
 async def fuse_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
@@ -54,18 +55,29 @@ async def add_photos(
     if len(collected) + len(messages) > MAX_FUSE_PHOTOS:
         await message.answer(rejection_text(i18n, "too_many"))
         return
+    caption = caption_of(messages)
+    if caption:  # an album's caption is the fusion's text (validated like any prompt)
+        try:
+            caption = validate_prompt(caption)
+        except PromptError as exc:
+            await message.answer(i18n.get(exc.code, **exc.kwargs))
+            return
     photos = await accept_inputs(messages, bot, i18n, max_image_side)
     if photos is None:
         return
+    if caption:
+        await state.update_data(prompt=caption)
     first_is_album = not collected and len(photos) >= MIN_FUSE_PHOTOS
     collected += photos
     await state.update_data(photos=[p.to_dict() for p in collected])
     if first_is_album or len(collected) == MAX_FUSE_PHOTOS:
         await fuse_done(message, state, i18n, request, max_image_side, bot)
         return
+    if len(collected) < MIN_FUSE_PHOTOS:  # no "Done" yet: the text does not mention it either
+        await message.answer(i18n.get("edit-fuse-got-more", count=len(collected), max=MAX_FUSE_PHOTOS))
+        return
     await message.answer(
-        i18n.get("edit-fuse-got", count=len(collected), max=MAX_FUSE_PHOTOS),
-        reply_markup=fuse_done_keyboard(i18n) if len(collected) >= MIN_FUSE_PHOTOS else None,
+        i18n.get("edit-fuse-got", count=len(collected), max=MAX_FUSE_PHOTOS), reply_markup=fuse_done_keyboard(i18n)
     )
 
 
@@ -77,9 +89,16 @@ async def fuse_done(
     max_image_side: int,
     bot: Bot,
 ) -> None:
-    photos = [InputPhoto.from_dict(p) for p in (await state.get_data()).get("photos") or []]
+    data = await state.get_data()
+    photos = [InputPhoto.from_dict(p) for p in data.get("photos") or []]
+    prompt = data.get("prompt") or ""
     if len(photos) < MIN_FUSE_PHOTOS:
         await message.answer(i18n.get("edit-fuse-need-more", count=len(photos), min=MIN_FUSE_PHOTOS))
+        return
+    remembered = request.user.settings.fuse_weight
+    if len(photos) == 2 and remembered in PAIR_WEIGHTS:  # answered before: not asked again
+        await finish_flow(state)
+        await _submit(request, photos, [remembered / 100, 1.0 - remembered / 100], prompt)
         return
     if len(photos) == 2:
         await state.set_state(FuseFlow.weight)
@@ -89,16 +108,24 @@ async def fuse_done(
         )
         return
     await finish_flow(state)
-    await _submit(request, photos, [1.0] * len(photos))
+    await _submit(request, photos, [1.0] * len(photos), prompt)
 
 
-async def _submit(request: RequestContext, photos: list[InputPhoto], weights: list[float]) -> None:
+async def _submit(request: RequestContext, photos: list[InputPhoto], weights: list[float], prompt: str = "") -> None:
+    """``prompt``: an album's caption, fused in as one more part, as much as one photo on average."""
     total = sum(weights)
+    weights = [w / total for w in weights]
+    display = request.i18n.get("edit-caption-fuse", count=len(photos))
+    if prompt:
+        n = len(photos)
+        weights = [w * n / (n + 1) for w in weights] + [1.0 / (n + 1)]
+        display = request.i18n.get("edit-caption-fuse-text", count=len(photos), prompt=prompt)
     await request.submit_edit(
         mode=Mode.FUSE,
         photos=photos,
-        weights=[w / total for w in weights],
-        display_prompt=request.i18n.get("edit-caption-fuse", count=len(photos)),
+        prompt=prompt,
+        weights=weights,
+        display_prompt=display,
     )
 
 
@@ -150,10 +177,12 @@ async def fuse_weight(
     first = await chosen_weight(query, callback_data.value, PAIR_WEIGHTS, i18n)
     if first is None or not isinstance(query.message, Message):
         return
-    photos = [InputPhoto.from_dict(p) for p in (await state.get_data())["photos"]]
+    data = await state.get_data()
+    photos = [InputPhoto.from_dict(p) for p in data["photos"]]
+    request.user.settings.fuse_weight = round(first * 100)  # remembered: the next fusion of two does not ask
     await query.answer()
     await finish_flow(state, query.message)
-    await _submit(request, photos, [first, 1.0 - first])
+    await _submit(request, photos, [first, 1.0 - first], data.get("prompt") or "")
 
 
 def create_router() -> Router:

@@ -34,13 +34,23 @@ async def mix_command(message: Message, state: FSMContext, i18n: I18nContext) ->
     await message.answer(step_text(i18n, MixFlow.photo.state, {}))
 
 
-async def _take_text(message: Message, text: str, state: FSMContext, i18n: I18nContext) -> None:
+async def _take_text(
+    message: Message, text: str, state: FSMContext, i18n: I18nContext, request: RequestContext | None = None
+) -> None:
     try:
         prompt = validate_prompt(text)
     except PromptError as exc:
         await message.answer(i18n.get(exc.code, **exc.kwargs))
         return
     await state.update_data(prompt=prompt)
+    remembered = request.user.settings.mix_weight if request is not None else None
+    if request is not None and remembered in PAIR_WEIGHTS:  # answered before: not asked again
+        photo = InputPhoto.from_dict((await state.get_data())["photo"])
+        await finish_flow(state)
+        await request.submit_edit(
+            mode=Mode.MIX, photos=[photo], prompt=prompt, weights=[remembered / 100, 1.0 - remembered / 100]
+        )
+        return
     await state.set_state(MixFlow.weight)
     await message.answer(
         i18n.get("edit-mix-choose", prompt=html.escape(prompt), step=step_text(i18n, MixFlow.weight.state, {})),
@@ -55,6 +65,7 @@ async def mix_photo(
     i18n: I18nContext,
     max_image_side: int,
     photos: list[InputPhoto] | None,
+    request: RequestContext,
     album: list[Message] | None = None,
 ) -> None:
     messages = album or [message]
@@ -66,16 +77,16 @@ async def mix_photo(
     if not data.get("prompt"):
         await state.set_state(MixFlow.text)  # a caption that is no usable text leaves us asking for one
     if caption:
-        await _take_text(message, caption, state, i18n)
+        await _take_text(message, caption, state, i18n, request)
     elif data.get("prompt"):  # a new photo for the text already given
-        await _take_text(message, data["prompt"], state, i18n)
+        await _take_text(message, data["prompt"], state, i18n, request)
     else:
         await state.set_state(MixFlow.text)
         await message.answer(step_text(i18n, MixFlow.text.state, data))
 
 
-async def mix_text(message: Message, state: FSMContext, i18n: I18nContext) -> None:
-    await _take_text(message, message.text or "", state, i18n)
+async def mix_text(message: Message, state: FSMContext, i18n: I18nContext, request: RequestContext) -> None:
+    await _take_text(message, message.text or "", state, i18n, request)
 
 
 async def mix_go(
@@ -91,6 +102,7 @@ async def mix_go(
     if image_weight is None or not isinstance(query.message, Message):
         return
     data = await state.get_data()
+    request.user.settings.mix_weight = round(image_weight * 100)  # remembered: the next /mix does not ask
     await query.answer()
     await finish_flow(state, query.message)
     await request.submit_edit(

@@ -19,6 +19,7 @@ from generation.backend import Mode
 from handlers.common import PromptError, validate_prompt
 from handlers.context import RequestContext
 from handlers.editing.flow import (
+    DEFAULT_STRENGTH,
     STRENGTHS,
     EditCb,
     RestyleFlow,
@@ -53,10 +54,26 @@ async def take_photo(
     state: FSMContext,
     i18n: I18nContext,
     user: User,
+    request: RequestContext | None = None,
 ) -> None:
-    """A photo for the restyle: with a caption straight to the strength buttons, else ask for the text."""
+    """A photo for the restyle: with a caption it is restyled at once at the remembered strength
+    (🔅 Lighter / 🔆 Stronger / 🧱 Keep the shapes under the result redo it); else ask for the text."""
     await state.update_data(photo=photo.to_dict())
     await state.set_state(RestyleFlow.text)  # a caption that is no usable prompt leaves us asking for one
+    if caption and request is not None:
+        try:
+            prompt = validate_prompt(caption)
+        except PromptError as exc:
+            await message.answer(i18n.get(exc.code, **exc.kwargs))
+            return
+        shapes = bool((await state.get_data()).get("shapes"))
+        await finish_flow(state)
+        level = user.settings.edit_strength if user.settings.edit_strength in STRENGTHS else DEFAULT_STRENGTH
+        await request.submit_edit(
+            mode=Mode.RESTYLE_DEPTH if shapes else Mode.IMG2IMG, photos=[photo], prompt=prompt,
+            strength=strength_value(level),
+        )
+        return
     if caption:
         await take_text(message, caption, state, i18n, user)
         return
@@ -93,13 +110,14 @@ async def restyle_photo(
     user: User,
     max_image_side: int,
     photos: list[InputPhoto] | None,
+    request: RequestContext,
     album: list[Message] | None = None,
 ) -> None:
     """The photo (a new one replaces the previous one at any step)."""
     messages = album or [message]
     if photos is None:
         return  # refused: answered by PhotosFilter
-    await take_photo(message, photos[0], caption_of(messages), state, i18n, user)
+    await take_photo(message, photos[0], caption_of(messages), state, i18n, user, request)
 
 
 async def restyle_text(message: Message, state: FSMContext, i18n: I18nContext, user: User) -> None:

@@ -59,8 +59,9 @@ async def variations_of_result(
         await query.answer(i18n.get("original-missing"), show_alert=True)
         return
     await query.answer()
-    photo = InputPhoto(file_ids[0], read_params(job).width, read_params(job).height)
-    await _submit(request, photo)
+    from handlers.results import variations_of  # the same as 🎲 1 under an album
+
+    await variations_of(job, 1, request)
 
 
 async def variations_of_sent_photo(

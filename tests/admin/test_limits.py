@@ -45,7 +45,7 @@ async def test_pending_and_queue_caps_from_the_chat(harness):
     await say(h, "/limits user 1", OWNER)
     await say(h, "one fox", USER)
     texts = await say(h, "two foxes", USER)
-    assert texts[-1] == "You already have 1 pictures in progress. Wait for them or /cancel."
+    assert texts[-1] == "You already have 1 picture in progress. Wait for it or /cancel."
     await say(h, "/limits user 3", OWNER)
     await say(h, "/limits queue 2", OWNER)
     await say(h, "two foxes", USER)

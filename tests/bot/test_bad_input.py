@@ -43,9 +43,15 @@ async def test_emoji_with_words_in_any_language(harness):
 
 async def test_sticker_voice_and_file(harness):
     await harness.feed(sticker_update())
-    assert last_text(harness) == "I understand text prompts only. Send me a description of the picture."
+    # The answers agree with /help: photos are understood too.
+    assert last_text(harness) == (
+        "Nice sticker! I draw from words and photos, not stickers: send me a description of a picture, "
+        "or a photo with a caption to redraw it. /help lists everything."
+    )
+    await harness.feed(message_update("/help"))
+    assert "A photo with a caption — I redraw it" in last_text(harness)
     await harness.feed(message_update(None, voice=Voice(file_id="v", file_unique_id="v", duration=3)))
-    assert last_text(harness).startswith("I understand text prompts only")
+    assert last_text(harness).startswith("I understand text and photos: send me a description of a picture")
     await harness.feed(message_update(None, document=Document(file_id="d", file_unique_id="d", file_name="a.zip")))
     # Files are taken as photos to edit (handlers.editing): a non-image file is refused as such.
     assert last_text(harness).startswith("This is not a picture I can edit")

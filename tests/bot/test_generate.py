@@ -31,6 +31,7 @@ async def test_prompt_becomes_a_job_and_a_photo_with_caption_and_buttons(harness
     assert photo.caption == f"a red fox in the snow 🦊\n\nKandinsky 3.1 · No style · 1024×1024 · seed {seed}"
     assert buttons(photo.reply_markup) == [
         ("🔁 Again", "res:again:1"),
+        ("✏️ Edit prompt", "res:remix:1"),  # handlers.results: a new text, the same settings and seed
         ("🎲 Variations", "res:variations:1"),  # image editing (handlers.editing.variations)
         ("📄 Original", "res:original:1"),
         ("📌 Reuse seed", "res:seed:1"),
@@ -70,7 +71,10 @@ async def test_four_images_arrive_as_one_album(harness):
     assert album.media[0].caption.endswith(f"seed {seed}") and album.media[1].caption is None
     assert len(harness.backend.calls) == 1 and harness.backend.calls[0].num_images == 4
     follow_up = harness.session.of(SendMessage)[-1]
-    assert follow_up.text == f"⬆️ 4 images, seeds {seed}, {seed + 1}, {seed + 2}, {seed + 3}"
+    assert follow_up.text.splitlines() == [
+        f"⬆️ 4 images, seeds {seed}, {seed + 1}, {seed + 2}, {seed + 3}",
+        "🎲 variations · 📄 original · 📌 reuse the seed — of image 1, 2, …",
+    ]
     assert ("🔁 Again", f"res:again:{job.id}") in buttons(follow_up.reply_markup)
     assert len(job.result_file_ids) == 4
 

@@ -21,7 +21,8 @@ async def test_settings_menu_shows_current_values(harness):
     assert "Aspect ratio: 1:1 (1024×1024)" in menu.text
     data = [d for _, d in buttons(menu.reply_markup)]
     assert data == [
-        "set:model:", "set:ratio:", "set:style:", "set:neg:", "set:beautify:on", "set:count:", "set:editing:", "set:close:"
+        "set:model:", "set:ratio:", "set:style:", "set:neg:", "set:beautify:on", "set:count:", "set:editing:", "set:lang:",
+        "set:close:",
     ]
 
 
@@ -107,3 +108,35 @@ async def test_back_and_close(harness):
     assert "Settings" in harness.session.of(EditMessageText)[-1].text
     await press(harness, "set:close:")
     assert harness.session.calls[-2].__class__.__name__ == "DeleteMessage"
+
+
+async def test_the_settings_message_shows_the_new_negative_prompt(harness):
+    from aiogram.methods import EditMessageText, SendMessage
+
+    from tests.fakes import callback_update, message_update
+
+    await harness.feed(message_update("/settings"))
+    menu = harness.session.of(SendMessage)[-1]
+    menu_message = harness.session._message(menu.chat_id, text=menu.text)  # noqa: SLF001 - the message the bot sent
+    await harness.feed(callback_update("set:neg:set", message=menu_message))
+    await harness.feed(message_update("blur, text"))
+    edit = harness.session.of(EditMessageText)[-1]
+    assert edit.message_id == menu_message.message_id and "Negative prompt: blur, text" in edit.text
+    assert harness.session.of(SendMessage)[-1].text == "Negative prompt saved: blur, text"
+
+
+async def test_language_inside_settings(harness):
+    from aiogram.methods import EditMessageText, SendMessage
+
+    from tests.fakes import buttons, callback_update, message_update
+
+    await harness.feed(message_update("/settings"))
+    assert ("🌐 Language", "set:lang:") in buttons(harness.session.of(SendMessage)[-1].reply_markup)
+    await harness.feed(callback_update("set:lang:"))
+    choices = buttons(harness.session.of(EditMessageText)[-1].reply_markup)
+    assert choices == [("✅ 🇬🇧 English", "set:lang:en"), ("🇷🇺 Русский", "set:lang:ru"), ("« Back", "set:menu:")]
+    await harness.feed(callback_update("set:lang:ru"))
+    menu = harness.session.of(EditMessageText)[-1]
+    assert menu.text.startswith("<b>Настройки</b>") and ("🌐 Язык", "set:lang:") in buttons(menu.reply_markup)
+    said = harness.session.of(SendMessage)[-1]
+    assert said.text == "Язык: русский." and said.reply_markup.keyboard[0][0].text == "⚙️ Настройки"

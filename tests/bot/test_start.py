@@ -66,6 +66,7 @@ async def test_command_menu_registered_in_both_languages(harness):
         "start", "help", "settings", "language", "cancel",
         "restyle", "restyle_shapes", "style", "fuse", "mix", "variations",  # image editing
         "face", "forgetface",
+        "history",
     ]
     russian = next(c for c in calls if c.language_code == "ru")
     assert russian.commands[0].description == "Начало и приветствие"

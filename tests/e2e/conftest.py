@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.e2e.emulator import TelegramEmulator
+from playground.emulator import TelegramEmulator
 from tests.fixtures_models import tiny_models_dir  # noqa: F401 - a session fixture, for the diffusers backend
 
 # <digits>:<35 characters>, the shape of a real token (aiogram checks it).

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.botproc import BotProcess, bot_env
+from playground.botproc import BotProcess, bot_env
 from tests.e2e.conftest import E2E_BACKEND, TOKEN
-from tests.e2e.emulator import TelegramEmulator
-from tests.e2e.users import ScriptedUser, button_texts, has_text
+from playground.emulator import TelegramEmulator
+from playground.users import ScriptedUser, button_texts, has_text
 
 # Generous: the machine running the suite may be busy; tiny diffusers models on a CPU are slower still.
 WAIT = 30.0 if E2E_BACKEND == "fake" else 180.0

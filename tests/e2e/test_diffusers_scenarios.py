@@ -18,7 +18,7 @@ import pytest_asyncio
 
 from generation.styles import image_size
 from tests.e2e.scenario import WAIT, World, choose, is_photo, largest, open_settings, open_world
-from tests.e2e.users import button_texts, has_text
+from playground.users import button_texts, has_text
 from tests.photos import photo
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -65,9 +65,7 @@ async def test_four_images_of_the_default_model_come_as_one_album(world: World) 
 
 async def test_a_photo_with_a_caption_is_restyled_by_the_pipeline(world: World) -> None:
     user = world.user()
-    await user.send_photo(photo("coffee"), caption="a pencil drawing")  # 600x400
-    choice = await user.wait_for(has_text("a pencil drawing"), WAIT)
-    await user.press(choice, "Strong")
+    await user.send_photo(photo("coffee"), caption="a pencil drawing")  # 600x400, restyled at once
     result = await user.wait_for(is_photo, LOAD_WAIT)
     assert result["caption"].startswith("a pencil drawing")
     width, height = largest(result)

@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from tests.e2e.conftest import E2E_BACKEND
 from tests.e2e.scenario import WAIT, World, is_photo, open_world, wait_idle
-from tests.e2e.users import button_texts, has_text
+from playground.users import button_texts, has_text
 from tests.photos import photo, photo_bytes, random_bytes
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -44,21 +44,25 @@ async def test_an_album_is_fused_into_one_picture(world: World) -> None:
 
 async def test_a_photo_with_a_caption_is_restyled(world: World) -> None:
     user = world.user(first_name="Bob")
-    await user.send_photo(photo("coffee"), caption="a pencil drawing")
-    choice = await user.wait_for(has_text("a pencil drawing"), WAIT)
-    assert button_texts(choice)[:3] == ["Light", "✅ Medium", "Strong"]
-    await user.press(choice, "Strong")
+    await user.send_photo(photo("coffee"), caption="a pencil drawing")  # restyled at once, medium
     result = await user.wait_for(is_photo, WAIT)
     assert result["caption"].startswith("a pencil drawing")
+    assert button_texts(result)[:3] == ["🔅 Lighter", "🔆 Stronger", "🧱 Keep the shapes"]
+    await user.press(result, "Stronger")
+    stronger = await user.wait_for(is_photo, WAIT)
+    assert button_texts(stronger)[:2] == ["🔅 Lighter", "🧱 Keep the shapes"]
     await wait_idle(world)
-    [job] = user_jobs(world, user.id)
-    assert job["params"]["strength"] == 0.75 and job["params"]["width"] == 256
+    first, second = user_jobs(world, user.id)
+    assert (first["params"]["strength"], second["params"]["strength"]) == (0.5, 0.75)
+    assert first["params"]["width"] == 256 and second["params"]["seed"] == first["params"]["seed"]
 
 
 async def test_a_file_that_is_no_picture_is_refused(world: World) -> None:
     user = world.user(first_name="Eve")
     await user.send_document(random_bytes(), "cat.png", "image/png")
     await user.wait_for(has_text("not a picture I can edit"), WAIT)
-    await user.send_document(photo_bytes("astronaut", "PNG"), "astronaut.png", "image/png", caption="a statue")
-    await user.wait_for(has_text("a statue"), WAIT)
     assert user_jobs(world, user.id) == []
+    # A real picture as a file is taken (and, with a caption, restyled at once).
+    await user.send_document(photo_bytes("astronaut", "PNG"), "astronaut.png", "image/png", caption="a statue")
+    result = await user.wait_for(is_photo, WAIT)
+    assert result["caption"].startswith("a statue")

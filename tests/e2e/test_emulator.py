@@ -31,8 +31,8 @@ from aiohttp import web
 from PIL import Image
 
 from tests.e2e.conftest import TOKEN
-from tests.e2e.emulator import FaultRule, TelegramEmulator
-from tests.e2e.users import button_texts, has_text, image_bytes
+from playground.emulator import FaultRule, TelegramEmulator
+from playground.users import button_texts, has_text, image_bytes
 
 
 @pytest.fixture

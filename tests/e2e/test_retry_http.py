@@ -13,7 +13,7 @@ from aiogram.exceptions import TelegramAPIError
 from bot.best_effort import best_effort
 from bot.retry import RetryMiddleware
 from tests.e2e.conftest import TOKEN
-from tests.e2e.emulator import FaultRule, TelegramEmulator
+from playground.emulator import FaultRule, TelegramEmulator
 
 
 async def progress_edit(call) -> None:

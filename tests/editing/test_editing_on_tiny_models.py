@@ -57,8 +57,7 @@ def stored_sizes(harness, job) -> list[tuple[int, int]]:
 async def test_restyle_on_kandinsky_3_and_fusion_on_kandinsky_22(real_harness):
     harness = real_harness
     # Restyle by text: the default model, Kandinsky 3.1 image-to-image.
-    await harness.feed(photo_update("coffee", 600, 400, caption="a watercolour"))
-    await harness.feed(callback_update("edit:restyle:medium"))
+    await harness.feed(photo_update("coffee", 600, 400, caption="a watercolour"))  # at once, medium
     [restyle] = await harness.wait_jobs_settled(timeout=300)
     assert (restyle.status, restyle.model) == ("done", "kandinsky-3.1"), restyle.error
     assert stored_sizes(harness, restyle) == [(128, 64)]  # 600x400 fitted to 128: the photo's ratio, 64s
@@ -79,8 +78,8 @@ async def test_every_other_mode_on_kandinsky_22(real_harness):
     harness = real_harness
     await harness.feed(callback_update("set:model:kandinsky-2.2"))
     steps = [
-        [photo_update("coffee", 600, 400, caption="a watercolour"), callback_update("edit:restyle:strong")],
-        [photo_update("astronaut", 512, 512, caption="a robot"), callback_update("edit:shapes:light")],
+        [photo_update("coffee", 600, 400, caption="a watercolour")],  # restyled at once
+        [message_update("/restyle_shapes"), photo_update("astronaut", 512, 512, caption="a robot")],
         [
             message_update("/style"),
             photo_update("astronaut", 512, 512),

@@ -75,7 +75,9 @@ async def test_again_on_an_edit_job_after_a_restart(settings):
     harness = await start_harness(settings)
     try:
         harness.session.files["p"] = photo_bytes("coffee")
-        await harness.feed(photo_update("p", 600, 400, caption="a mosaic"))
+        await harness.feed(callback_update("set:model:kandinsky-3.1"))
+        await harness.feed(photo_update("p", 600, 400))
+        await harness.feed(message_update("a mosaic"))
         await harness.feed(callback_update("edit:restyle:strong"))
         [job] = await harness.wait_jobs_settled()
         files = dict(harness.session.files)
@@ -101,8 +103,7 @@ async def test_again_on_an_edit_job_after_a_restart(settings):
 
 async def test_an_input_telegram_no_longer_serves_fails_the_job_with_a_message(harness):
     # The photo's metadata is fine, but the file cannot be downloaded when the worker runs.
-    await harness.feed(photo_update("gone", 512, 512, caption="a statue"))
-    await harness.feed(callback_update("edit:restyle:medium"))
+    await harness.feed(photo_update("gone", 512, 512, caption="a statue"))  # restyled at once
     [job] = await harness.wait_jobs_settled()
     assert (job.status, job.error) == ("failed", "input_missing")
     assert harness.backend.calls == []
@@ -117,8 +118,13 @@ async def test_russian_user_sees_russian_steps(harness):
     harness.session.files["p"] = photo_bytes("astronaut")
     await harness.feed(photo_update("p", 512, 512, caption="мраморная статуя", from_user=ivan))
     await harness.feed(message_update("/restyle", from_user=ivan))
-    await harness.feed(photo_update("p", 512, 512, caption="мраморная статуя", from_user=ivan))
+    await harness.feed(photo_update("p", 512, 512, from_user=ivan))
+    await harness.feed(message_update("мраморная статуя", from_user=ivan))
     assert last_buttons(harness)[1] == ("✅ Средне", "edit:restyle:medium")
+    await harness.feed(message_update("/cancel", from_user=ivan))
+    await harness.feed(photo_update("p", 512, 512, caption="мраморная статуя", from_user=ivan))  # at once
+    [job] = await harness.wait_jobs_settled()
+    assert job.params["strength"] == 0.5 and job.params["prompt"] == "мраморная статуя"
 
 
 async def test_edits_share_the_queue_limits(tmp_path):
@@ -128,7 +134,6 @@ async def test_edits_share_the_queue_limits(tmp_path):
         harness.session.files["p"] = photo_bytes("astronaut")
         for _ in range(3):
             await harness.feed(photo_update("p", 512, 512, caption="a statue"))
-            await harness.feed(callback_update("edit:restyle:medium"))
         assert last_text(harness) == "You already have 2 pictures in progress. Wait for them or /cancel."
         jobs = await harness.wait_jobs_settled()
         assert [j.status for j in jobs] == ["done", "done"]
@@ -155,5 +160,5 @@ async def test_flows_and_the_face_feature_stay_apart(harness):
     assert "@me as a knight" in last_text(harness) and await harness.jobs() == []
     # /face in the middle of a flow starts the face flow; a photo then is the face, not an edit.
     await harness.feed(message_update("/face"))
-    assert "one clear face" in last_text(harness)
+    assert "only your own face" in last_text(harness)
     assert await fsm(harness).get_state() not in EDIT_STATES

@@ -86,18 +86,25 @@ async def test_mix_variations_and_style_run_on_the_ip_adapter(harness):
 async def test_keep_the_shapes_runs_on_the_hed_controlnet_and_restyle_stays_on_the_users_model(harness):
     await choose_k31(harness)
     put(harness, ph="astronaut")
+    # A captioned photo restyles at once: restyling by text is the main model's job (Kandinsky 3.1 by
+    # default), not the editing model's.
     await harness.feed(photo_update("ph", 512, 512, caption="a robot"))
+    [job] = await harness.wait_jobs_settled()
+    restyle = harness.backend.calls[-1]
+    assert (restyle.mode, restyle.model) == (Mode.IMG2IMG, ModelId.K31)
+    # "Keep the shapes" under the result: the HED ControlNet, at the same strength.
+    await harness.feed(callback_update(f"res:shapes:{job.id}"))
+    await harness.wait_jobs_settled()
+    shapes = harness.backend.calls[-1]
+    assert (shapes.mode, shapes.model, shapes.prompt, shapes.strength) == (Mode.RESTYLE_DEPTH, HED, "a robot", 0.5)
+    # /restyle_shapes, the text next, the strong button: the HED ControlNet too.
+    await harness.feed(message_update("/restyle_shapes"))
+    await harness.feed(photo_update("ph", 512, 512))
+    await harness.feed(message_update("a robot"))
     await harness.feed(callback_update("edit:shapes:strong"))
     await harness.wait_jobs_settled()
     shapes = harness.backend.calls[-1]
-    assert (shapes.mode, shapes.model, shapes.prompt, shapes.strength) == (Mode.RESTYLE_DEPTH, HED, "a robot", 0.75)
-
-    # Restyling by text is the main model's job (Kandinsky 3.1 by default), not the editing model's.
-    await harness.feed(photo_update("ph", 512, 512, caption="a robot"))
-    await harness.feed(callback_update("edit:restyle:light"))
-    await harness.wait_jobs_settled()
-    restyle = harness.backend.calls[-1]
-    assert (restyle.mode, restyle.model) == (Mode.IMG2IMG, ModelId.K31)
+    assert (shapes.mode, shapes.model, shapes.strength) == (Mode.RESTYLE_DEPTH, HED, 0.75)
 
 
 async def test_back_to_kandinsky_22(harness):
@@ -139,9 +146,9 @@ async def test_a_note_of_the_pipeline_reaches_the_caption(harness):
 
     harness.backend.generate = canny
     put(harness, ph="astronaut")
+    await harness.feed(message_update("/restyle_shapes"))
     await harness.feed(photo_update("ph", 512, 512, caption="a robot"))
-    await harness.feed(callback_update("edit:shapes:medium"))
     [job] = await harness.wait_jobs_settled()
-    assert job.params["outcome"]["notes"] == ["edges-canny"]
+    assert job.kind == "restyle_depth" and job.params["outcome"]["notes"] == ["edges-canny"]
     caption = harness.session.of(SendPhoto)[-1].caption
     assert caption.startswith("a robot") and "Canny" in caption

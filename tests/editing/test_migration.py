@@ -32,11 +32,11 @@ def test_edit_strength_column(tmp_path: Path):
 
 
 def test_editing_model_column(tmp_path: Path):
-    """Revision 0008_editing_model: existing users keep Kandinsky 2.2 for editing; down removes it."""
+    """Revision 0010_editing_model: existing users keep Kandinsky 2.2 for editing; down removes it."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
     engine = sa.create_engine(url.replace("+aiosqlite", ""))
     try:
-        migrate.upgrade(url, "0007")
+        migrate.upgrade(url, "0009")
         with engine.begin() as connection:
             connection.execute(sa.text(
                 "INSERT INTO users (id, language, banned, ban_notified, created_at, last_seen) "
@@ -46,11 +46,11 @@ def test_editing_model_column(tmp_path: Path):
                 "INSERT INTO user_settings (user_id, model, aspect_ratio, style, beautify, num_images) "
                 "VALUES (1, 'kandinsky-3.1', '1:1', 'DEFAULT', 0, 1)"
             ))
-        migrate.upgrade(url, "0008_editing_model")
+        migrate.upgrade(url, "0010_editing_model")
         with engine.connect() as connection:
             value = connection.execute(sa.text("SELECT editing_model FROM user_settings")).scalar_one()
             assert value == "kandinsky-2.2"
-        migrate.downgrade(url, "0007")
+        migrate.downgrade(url, "0009")
         columns = {c["name"] for c in sa.inspect(engine).get_columns("user_settings")}
         assert "editing_model" not in columns and "edit_strength" in columns
     finally:

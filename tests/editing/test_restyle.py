@@ -9,37 +9,41 @@ from tests.fakes import callback_update, message_update
 from tests.photos import photo_bytes
 
 
-async def test_photo_with_caption_restyles_at_the_chosen_strength(harness):
+async def test_photo_with_caption_restyles_at_once_then_lighter_and_stronger(harness):
     harness.session.files["ph-1"] = photo_bytes("astronaut")
     await harness.feed(photo_update("ph-1", 512, 512, caption="a marble statue"))
-
-    assert "a marble statue" in last_text(harness) and "/cancel" in last_text(harness)
-    assert last_buttons(harness) == [
-        ("Light", "edit:restyle:light"),
-        ("✅ Medium", "edit:restyle:medium"),  # the default until the user picks another
-        ("Strong", "edit:restyle:strong"),
-        ("🧱 Keep the shapes", "edit:shapes:medium"),
-    ]
-    assert await harness.jobs() == []  # nothing queued before the choice
-
-    await harness.feed(callback_update("edit:restyle:strong"))
+    # No question: the remembered strength (medium until the user picks another) is used at once.
     [job] = await harness.wait_jobs_settled()
     assert (job.status, job.kind, job.model) == ("done", "img2img", "kandinsky-3.1")
-    assert job.params["input_file_ids"] == ["ph-1"] and job.params["strength"] == 0.75
+    assert job.params["input_file_ids"] == ["ph-1"] and job.params["strength"] == 0.5
     [request] = harness.backend.calls
     assert (request.mode, request.model, request.prompt, request.strength) == (
-        Mode.IMG2IMG, ModelId.K31, "a marble statue", 0.75
+        Mode.IMG2IMG, ModelId.K31, "a marble statue", 0.5
     )
     assert (request.width, request.height) == (256, 256)  # the photo's ratio, fitted to MAX_IMAGE_SIDE
     assert [im.size for im in request.images] == [(256, 256)] and request.images[0].mode == "RGB"
-    # The buttons are gone from the choice message; the result has the usual caption and buttons.
-    assert harness.session.of(EditMessageReplyMarkup)[-1].reply_markup is None
     photo = harness.session.of(SendPhoto)[-1]
     assert photo.caption.startswith("a marble statue\n\nKandinsky 3.1")
+    rows = [[b.text for b in row] for row in photo.reply_markup.inline_keyboard]
+    assert rows[0] == ["🔅 Lighter", "🔆 Stronger", "🧱 Keep the shapes"]
 
-    # The strength is remembered.
+    # 🔆 Stronger: the same photo, text and seed at the next strength, remembered.
+    await harness.feed(callback_update(f"res:stronger:{job.id}"))
+    first, stronger = await harness.wait_jobs_settled()
+    assert stronger.params["strength"] == 0.75 and stronger.params["seed"] == first.params["seed"]
+    assert stronger.params["input_file_ids"] == ["ph-1"] and stronger.params["prompt"] == "a marble statue"
+    assert [[b.text for b in row] for row in harness.session.of(SendPhoto)[-1].reply_markup.inline_keyboard][0] == [
+        "🔅 Lighter", "🧱 Keep the shapes"  # nothing stronger than strong
+    ]
     await harness.feed(photo_update("ph-1", 512, 512, caption="a bronze statue"))
-    assert ("✅ Strong", "edit:restyle:strong") in last_buttons(harness)
+    jobs = await harness.wait_jobs_settled()
+    assert jobs[-1].params["strength"] == 0.75  # the strength is remembered
+    # 🔅 Lighter twice: strong -> medium -> light.
+    await harness.feed(callback_update(f"res:lighter:{jobs[-1].id}"))
+    jobs = await harness.wait_jobs_settled()
+    await harness.feed(callback_update(f"res:lighter:{jobs[-1].id}"))
+    jobs = await harness.wait_jobs_settled()
+    assert [j.params["strength"] for j in jobs[-2:]] == [0.5, 0.3]
 
 
 async def test_restyle_command_then_photo_then_text(harness):
@@ -102,7 +106,6 @@ async def test_model_choice_for_restyle(harness):
     for index, (model, runs_on) in enumerate(expected.items()):
         await harness.feed(callback_update(f"set:model:{model}"))
         await harness.feed(photo_update("ph-4", 512, 512, caption="a statue"))
-        await harness.feed(callback_update("edit:restyle:medium"))
         jobs = await harness.wait_jobs_settled()
         assert harness.backend.calls[index].model == runs_on
         assert jobs[index].model == runs_on
@@ -112,19 +115,26 @@ async def test_model_choice_for_restyle(harness):
 
 async def test_restyle_keeping_the_shapes(harness):
     harness.session.files["ph-5"] = photo_bytes("astronaut")
-    # From the restyle buttons: "keep the shapes" at the remembered strength.
+    # Under a restyle's result: "keep the shapes" at the same strength.
     await harness.feed(photo_update("ph-5", 512, 512, caption="a robot"))
-    await harness.feed(callback_update("edit:shapes:medium"))
+    [job] = await harness.wait_jobs_settled()
+    await harness.feed(callback_update(f"res:shapes:{job.id}"))
     await harness.wait_jobs_settled()
     request = harness.backend.calls[-1]
     assert (request.mode, request.model, request.prompt, request.strength) == (
         Mode.RESTYLE_DEPTH, ModelId.K22, "a robot", 0.5
     )
 
-    # /restyle_shapes: the three strength buttons all keep the shapes.
+    # /restyle_shapes with a captioned photo: at once, keeping the shapes.
     await harness.feed(message_update("/restyle_shapes"))
     assert "keeping the shapes" in last_text(harness) and "step 1 of 2" in last_text(harness)
     await harness.feed(photo_update("ph-5", 512, 512, caption="a robot"))
+    jobs = await harness.wait_jobs_settled()
+    assert (harness.backend.calls[-1].mode, harness.backend.calls[-1].model) == (Mode.RESTYLE_DEPTH, ModelId.K22)
+    # Without a caption, the text comes next and the three strength buttons all keep the shapes.
+    await harness.feed(message_update("/restyle_shapes"))
+    await harness.feed(photo_update("ph-5", 512, 512))
+    await harness.feed(message_update("a robot"))
     assert last_buttons(harness) == [
         ("Light", "edit:shapes:light"), ("✅ Medium", "edit:shapes:medium"), ("Strong", "edit:shapes:strong")
     ]
@@ -132,7 +142,7 @@ async def test_restyle_keeping_the_shapes(harness):
     jobs = await harness.wait_jobs_settled()
     request = harness.backend.calls[-1]
     assert (request.mode, request.model, request.strength) == (Mode.RESTYLE_DEPTH, ModelId.K22, 0.75)
-    assert [j.kind for j in jobs] == ["restyle_depth", "restyle_depth"]
+    assert [j.kind for j in jobs] == ["img2img", "restyle_depth", "restyle_depth", "restyle_depth"]
 
 
 async def test_photo_with_a_mention_in_a_group(harness):
@@ -142,12 +152,6 @@ async def test_photo_with_a_mention_in_a_group(harness):
     await harness.feed(
         photo_update("g", 512, 512, caption="@kandinsky_test_bot a marble statue", chat_type="group", chat_id=-100)
     )
-    assert "a marble statue" in last_text(harness) and "@kandinsky" not in last_text(harness)
-    choice = harness.session.of(SendMessage)[-1]
-    buttons_message = Message(
-        message_id=5000, date=datetime.now(timezone.utc), chat=Chat(id=-100, type="group"), text=choice.text
-    )
-    await harness.feed(callback_update("edit:restyle:medium", message=buttons_message))
     [job] = await harness.wait_jobs_settled()
     assert (job.chat_id, job.params["prompt"], job.kind) == (-100, "a marble statue", "img2img")
 

@@ -85,13 +85,15 @@ def faces_of(detector):
 
 @pytest.fixture(scope="session")
 def tiny_gfpgan(tmp_path_factory):
-    """A random-weight GFPGANv1Clean saved like GFPGANv1.4.pth ({"params_ema": state_dict})."""
+    """A seeded tiny GFPGAN saved like GFPGANv1.4.pth ({"params_ema": state_dict})."""
     import torch
 
-    from faceswap.gfpgan_arch import GFPGANv1Clean
+    from faceswap.gfpgan_net import GFPGANClean
 
-    torch.manual_seed(0)
-    net = GFPGANv1Clean(**TINY_GFPGAN_ARCH)
+    from .seeded_weights import seeded_state_dict
+
+    net = GFPGANClean(**TINY_GFPGAN_ARCH)
+    net.load_state_dict(seeded_state_dict({k: v.shape for k, v in net.state_dict().items()}, 0))
     path = tmp_path_factory.mktemp("gfpgan") / "GFPGANv1.4.pth"
     torch.save({"params_ema": net.state_dict()}, path)
     return path, TINY_GFPGAN_ARCH

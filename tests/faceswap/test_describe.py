@@ -123,4 +123,9 @@ def test_describer_switched_off(caplog, faces_of, astronaut):
 def test_clean_description():
     assert clean_description("  a young woman with short dark hair. She smiles.") == "a young woman with short dark hair"
     assert clean_description("   ") is None
-    assert len(clean_description("word " * 100)) <= 200
+    assert len(clean_description("word " * 100)) <= 100
+    # A chatty answer is cut down to the noun phrase the prompt needs.
+    assert clean_description("The person in the photo is a middle-aged man with a grey beard.") == (
+        "a middle-aged man with a grey beard"
+    )
+    assert clean_description("This is an elderly woman with glasses") == "an elderly woman with glasses"

@@ -80,9 +80,16 @@ def test_prompt_placeholder():
 def test_prepare_face_one_several_none(pipeline, astronaut, group_photo, coffee):
     one = pipeline.prepare_face(astronaut)
     assert not one.several_faces and one.description is None and (one.width, one.height) == (512, 512)
-    several = pipeline.prepare_face(group_photo)
-    assert several.several_faces
-    assert several.box == largest_face(pipeline.detector.detect(group_photo)).box
+    with pytest.raises(FaceSwapError) as several:
+        pipeline.prepare_face(group_photo)
+    assert several.value.code == "several_faces"
+    with pytest.raises(FaceSwapError) as turned:  # the man on the right, three-quarter view
+        pipeline.prepare_face(np.ascontiguousarray(group_photo[0:300, 800:1100]))
+    assert turned.value.code == "face_turned"
+    small = np.asarray(Image.fromarray(astronaut).resize((300, 300)))
+    with pytest.raises(FaceSwapError) as too_small:
+        pipeline.prepare_face(small)
+    assert too_small.value.code == "face_too_small"
     with pytest.raises(FaceSwapError) as error:
         pipeline.prepare_face(coffee)
     assert error.value.code == "no_face"
@@ -162,3 +169,15 @@ def test_pictures_without_a_face_are_dropped(detector, astronaut, group_photo, c
     images = pipeline.run(astronaut, pipeline.prepare_face(astronaut), request(num_images=2), lambda s, t: None)
     assert len(images) == 1 and images[0].size == (512, 512)
     assert np.abs(np.asarray(images[0]).astype(int) - np.asarray(face_picture).astype(int)).sum() > 0
+
+
+def test_a_drawn_face_turned_too_far_is_refused_with_its_own_error(detector, astronaut, group_photo):
+    """The classical swap cannot put a frontal face on a three-quarter one: the job fails with
+    "face_pose_mismatch" (its own message) instead of sending a broken face."""
+    turned = Image.fromarray(np.ascontiguousarray(group_photo[0:300, 800:1100])).resize((512, 512))
+    pipeline = FaceSwapPipeline(
+        detector=detector, describer=None, draw=lambda request, progress: [turned], swapper=ClassicalFaceSwapper(detector=detector)
+    )
+    with pytest.raises(FaceSwapError) as error:
+        pipeline.run(astronaut, pipeline.prepare_face(astronaut), request(), lambda s, t: None)
+    assert error.value.code == "face_pose_mismatch"

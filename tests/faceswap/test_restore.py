@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-import types
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from faceswap import gfpgan_arch
 from faceswap.config import FaceSwapConfig
+from faceswap.loading import FaceModelUnavailable
 from faceswap.restore import GFPGAN_V14_ARCH, GfpganRestorer, make_restorer
 
 from .conftest import TINY_GFPGAN_ARCH as TINY_ARCH
+from .seeded_weights import seeded_state_dict
+
+REFERENCE = Path(__file__).parents[1] / "reference"
 
 
 @pytest.fixture(scope="module")
@@ -55,50 +55,46 @@ def test_strict_loading_rejects_a_foreign_checkpoint(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"params": {"conv.weight": torch.zeros(1)}}, path)
     restorer = GfpganRestorer(path, device="cpu", arch=TINY_ARCH)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(FaceModelUnavailable, match="other.pth"):
         restorer.net
+    reads = []
+    real = torch.load
+    torch.load = lambda *a, **k: reads.append(a) or real(*a, **k)
+    try:
+        with pytest.raises(FaceModelUnavailable):  # remembered: the file is not read again
+            restorer.net
+    finally:
+        torch.load = real
+    assert reads == []
 
 
-def _upstream_gfpgan_archs(monkeypatch):
-    """The installed gfpgan package's two architecture files, imported without running
-    gfpgan/__init__ or basicsr/__init__ (which need torchvision): basicsr's registry and init
-    helper are stood in for, inside this test only."""
-    spec = importlib.util.find_spec("gfpgan")
-    assert spec is not None, "gfpgan (installed with --no-deps) is needed for this conformance check"
-    archs = Path(next(iter(spec.submodule_search_locations))) / "archs"
-    registry = types.ModuleType("basicsr.utils.registry")
-    registry.ARCH_REGISTRY = types.SimpleNamespace(register=lambda: (lambda cls: cls))
-    arch_util = types.ModuleType("basicsr.archs.arch_util")
-    arch_util.default_init_weights = gfpgan_arch.default_init_weights
-    package = types.ModuleType("upstream_gfpgan_archs")
-    package.__path__ = [str(archs)]
-    modules = {
-        "basicsr": types.ModuleType("basicsr"),
-        "basicsr.utils": types.ModuleType("basicsr.utils"),
-        "basicsr.utils.registry": registry,
-        "basicsr.archs": types.ModuleType("basicsr.archs"),
-        "basicsr.archs.arch_util": arch_util,
-        "upstream_gfpgan_archs": package,
-    }
-    for name, module in modules.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    module = importlib.import_module("upstream_gfpgan_archs.gfpganv1_clean_arch")
-    for name in ("upstream_gfpgan_archs.gfpganv1_clean_arch", "upstream_gfpgan_archs.stylegan2_clean_arch"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    return module
+def test_our_gfpgan_reproduces_the_gfpgan_package():
+    """Against tests/reference/gfpgan.npz: the gfpgan package's GFPGANv1Clean (v1.4 settings, tiny
+    widths) on seeded weights, called as GFPGANer calls it (stored noise)."""
+    from faceswap.gfpgan_net import GFPGANClean
+
+    with np.load(REFERENCE / "gfpgan.npz") as golden:
+        arch = json.loads(str(golden["tiny_arch"]))
+        net = GFPGANClean(
+            out_size=arch["out_size"],
+            num_style_feat=arch["num_style_feat"],
+            channel_multiplier=arch["channel_multiplier"],
+            num_mlp=arch["num_mlp"],
+            narrow=arch["narrow"],
+            sft_half=arch["sft_half"],
+        ).eval()
+        net.load_state_dict(seeded_state_dict({k: v.shape for k, v in net.state_dict().items()}, int(golden["seed"])), strict=True)
+        x = torch.from_numpy(golden["input_rgb"].astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            out = net(x)[0].numpy()
+        np.testing.assert_allclose(out, golden["output"], atol=1e-5)
+        assert golden["output"].std() > 0.05
 
 
-def test_vendored_architecture_matches_the_gfpgan_package(monkeypatch):
-    upstream = _upstream_gfpgan_archs(monkeypatch)
-    ours = gfpgan_arch.GFPGANv1Clean(**TINY_ARCH)
-    theirs = upstream.GFPGANv1Clean(**TINY_ARCH)
-    ours_sd, theirs_sd = ours.state_dict(), theirs.state_dict()
-    assert list(ours_sd) == list(theirs_sd)
-    assert all(ours_sd[k].shape == theirs_sd[k].shape for k in ours_sd)
-    theirs.load_state_dict(ours_sd, strict=True)
-    x = torch.rand(1, 3, 64, 64) * 2 - 1
-    torch.manual_seed(1)
-    a = ours(x, return_rgb=False)[0]
-    torch.manual_seed(1)
-    b = theirs(x, return_rgb=False)[0]
-    assert torch.allclose(a, b)
+def test_the_published_v14_checkpoint_layout_loads_strictly():
+    """Every key and shape of GFPGANv1.4.pth's params_ema (the gfpgan package's v1.4 network)."""
+    from faceswap.gfpgan_net import GFPGANClean
+
+    with torch.device("meta"):
+        ours = {k: list(v.shape) for k, v in GFPGANClean(**GFPGAN_V14_ARCH).state_dict().items()}
+    assert ours == json.loads((REFERENCE / "gfpgan_v14_keys.json").read_text())

@@ -181,3 +181,28 @@ def test_mix_equals_interpolate_of_image_and_text(k22, reference, photos):
         generator=_generators([7]),
     ).images
     _assert_same(ours, theirs)
+
+
+def test_fuse_with_a_caption_interpolates_the_text_too(k22, reference, photos):
+    """An album's caption is one more item of the interpolation (weights: one per photo, then the text)."""
+    prior, decoder, _ = reference
+    images = [photos["astronaut"], photos["coffee"]]
+    request = k22_request(
+        Mode.FUSE, images=images, prompt="a blue robot", weights=[0.4, 0.3, 0.3], width=64, height=128, num_images=1
+    )
+    ours = k22.generate(request, no_progress)
+
+    seeds = [7]
+    out = prior.interpolate(
+        [*images, "a blue robot"], [0.4, 0.3, 0.3], num_images_per_prompt=1, num_inference_steps=2,
+        generator=_generators(seeds),
+    )
+    theirs = decoder(
+        image_embeds=out.image_embeds,
+        negative_image_embeds=out.negative_image_embeds,
+        width=64,
+        height=128,
+        num_inference_steps=3,
+        generator=_generators(seeds),
+    ).images
+    _assert_same(ours, theirs)

@@ -129,7 +129,7 @@ async def test_blocked_message_in_russian(make_harness):
     ru = user(2002, language_code="ru", first_name="Иван")
     await h.feed(message_update("большой apбуз", from_user=ru))  # Latin a and p
     assert await h.jobs() == []
-    assert h.session.of(SendMessage)[-1].text == "Я не могу нарисовать такой запрос. Пожалуйста, опишите что-нибудь другое."
+    assert h.session.of(SendMessage)[-1].text == "Я не могу нарисовать такой промпт. Пожалуйста, опишите что-нибудь другое."
     assert await counts(h) == {"prompt_blocked": 1}
 
 
@@ -210,7 +210,7 @@ async def test_fallback_is_told_in_one_line(make_harness):
     assert h.backend.calls[0].prompt == "кот"
     (photo,) = h.session.of(SendPhoto)
     assert photo.caption.startswith("кот")
-    assert photo.caption.endswith("\nℹ️ Улучшение запроса сейчас недоступно, поэтому использован ваш текст.")
+    assert photo.caption.endswith("\nℹ️ Улучшение промпта сейчас недоступно, поэтому использован ваш текст.")
     assert all("plain" not in data for _, data in buttons(photo.reply_markup))
 
 

@@ -25,8 +25,8 @@ from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus, UserSettings
 from storage.repositories import Database
-from tests.e2e.emulator import TelegramEmulator
-from tests.e2e.users import ScriptedUser, has_text
+from playground.emulator import TelegramEmulator
+from playground.users import ScriptedUser, has_text
 from tests.scale.conftest import REDIS_URL, fresh_pg_database, redis_namespace
 from tests.scale.processes import Process, base_env, free_port, metric_value
 

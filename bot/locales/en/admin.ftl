@@ -132,9 +132,15 @@ admin-model-failed = ❌ { $model }: { $error }
 ## Broadcast
 admin-broadcast-ask = Send the message to broadcast: text, or a photo with a caption. I will show it to you first. /cancel to stop.
 admin-broadcast-unsupported = A broadcast is a text or a photo with a caption. Send one, or /cancel.
-admin-btn-broadcast-send = 📣 Send to { $count } users
+admin-btn-broadcast-send = 📣 Send to { $count ->
+    [one] { $count } user
+   *[other] { $count } users
+}
 admin-btn-broadcast-cancel = ✖️ Cancel
-admin-broadcast-started = 📣 Broadcast #{ $id } is being sent to { $count } users in the background. I will report when it is done.
+admin-broadcast-started = 📣 Broadcast #{ $id } is being sent to { $count ->
+    [one] { $count } user
+   *[other] { $count } users
+} in the background. I will report when it is done.
 admin-broadcast-cancelled = Broadcast cancelled.
 admin-broadcast-not-draft = This broadcast was already sent or cancelled.
 admin-broadcast-report = 📣 Broadcast #{ $id } finished: { $delivered } delivered, { $blocked } blocked the bot, { $failed } failed (of { $total }).

@@ -11,6 +11,7 @@ help-text = What I can do:
     /style — take the style of one photo for another; /fuse — fuse 2–4 photos; /mix — mix a photo with a text; /variations — variations of a photo
     /face — your face in the pictures: send a photo, then write @me in a prompt
     /forgetface — forget your face
+    /history — your last pictures: see them again or draw them again
     Any other text is a prompt: I draw it.
 help-models = Models (pick one in /settings):
 help-model = • { $model }: { $modes }
@@ -41,8 +42,12 @@ cmd-cancel = Cancel your jobs
 ## Bad input
 prompt-empty = Send me a description of the picture in words.
 prompt-only-emoji = Emoji alone are hard to draw: add a few words to describe the picture.
-prompt-too-long = That prompt is { $length } characters long; the limit is { $limit }. Please shorten it.
-input-unsupported = I understand text prompts only. Send me a description of the picture.
+prompt-too-long = That prompt is { $length ->
+    [one] { $length } character
+   *[other] { $length } characters
+} long; the limit is { $limit }. Please shorten it.
+input-unsupported = I understand text and photos: send me a description of a picture, or a photo with a caption to redraw it. /help lists everything.
+input-sticker = Nice sticker! I draw from words and photos, not stickers: send me a description of a picture, or a photo with a caption to redraw it. /help lists everything.
 input-edited = I don't follow edits: send the new prompt as a new message.
 callback-unknown = This button is no longer valid.
 callback-not-yours = This button is not yours.
@@ -85,10 +90,16 @@ settings-negative-menu = Negative prompt: { $negative }
 settings-negative-set = ✏️ Set
 settings-negative-clear = 🗑 Clear
 settings-saved = Saved.
-negative-ask = Send the negative prompt (what the picture must not have), up to { $limit } characters. /cancel to leave it as it is.
+negative-ask = Send the negative prompt (what the picture must not have), up to { $limit ->
+    [one] { $limit } character
+   *[other] { $limit } characters
+}. /cancel to leave it as it is.
 negative-saved = Negative prompt saved: { $negative }
 negative-cleared = Negative prompt cleared.
-negative-too-long = That is { $length } characters; the limit is { $limit }. Send a shorter one.
+negative-too-long = That is { $length ->
+    [one] { $length } character
+   *[other] { $length } characters
+}; the limit is { $limit }. Send a shorter one.
 negative-empty = Send the negative prompt as text, or /cancel.
 
 ## Models
@@ -121,6 +132,15 @@ style-PICASSO = Picasso
 
 ## Jobs
 job-queued = ⏳ Queued, position { $position }.
+job-queued-eta = ⏳ Queued, position { $position }: ready in about { $eta }.
+eta-seconds = { $n ->
+    [one] { $n } second
+   *[other] { $n } seconds
+}
+eta-minutes = { $n ->
+    [one] { $n } minute
+   *[other] { $n } minutes
+}
 job-starting = 🎨 Generating…
 job-progress = 🎨 Generating: step { $step }/{ $total }
     { $bar }
@@ -132,14 +152,23 @@ job-error-oom = ❌ Not enough GPU memory for this request. Try a smaller aspect
 job-error-model_unavailable = ❌ This model is not available right now. Try another model in /settings.
 job-flash-no-negative = Note: Flash draws without a negative prompt, so yours is not used.
 btn-cancel-job = ✖️ Cancel
-limit-user = You already have { $limit } pictures in progress. Wait for them or /cancel.
+limit-user = You already have { $limit ->
+    [one] { $limit } picture
+   *[other] { $limit } pictures
+} in progress. Wait for { $limit ->
+    [one] it
+   *[other] them
+} or /cancel.
 limit-total = The queue is full right now. Please try again in a few minutes.
 
 ## Results
 result-caption = { $prompt }
     
     { $model } · { $style } · { $size } · seed { $seed }
-result-album-buttons = ⬆️ { $count } images, seeds { $seeds }
+result-album-buttons = ⬆️ { $count ->
+    [one] { $count } image, seed
+   *[other] { $count } images, seeds
+} { $seeds }
 btn-again = 🔁 Again
 btn-variations = 🎲 Variations
 btn-original = 📄 Original
@@ -152,3 +181,22 @@ cancel-done = Cancelled: { $queued } queued, { $running } running.
 cancel-nothing = You have nothing to cancel.
 cancel-flow = Left the current step.
 command-unknown = I don't know this command. /help lists what I can do.
+
+## Per-image buttons and remix (handlers.results)
+btn-remix = ✏️ Edit prompt
+btn-image-variations = 🎲 { $n }
+btn-image-original = 📄 { $n }
+btn-image-seed = 📌 { $n }
+result-album-legend = { $variations ->
+    [yes] 🎲 variations · 📄 original · 📌 reuse the seed — of image 1, 2, …
+   *[no] 📄 original · 📌 reuse the seed — of image 1, 2, …
+}
+remix-ask = ✏️ Send the new prompt: I'll draw it with the same model, settings and seed { $seed }. /cancel to leave it.
+remix-expired = That result is gone; send a new prompt instead.
+variations-caption = Variations of image { $n }
+variations-note-style = Variations come from Kandinsky 2.2's picture embedding, so your style is not used for them.
+variations-note-model = Variations of this picture run on { $model }: the picture's own model cannot draw them.
+settings-language = 🌐 Language
+settings-choose-lang = Choose the language:
+job-loading-first = ⏳ Loading { $model } into memory (its first use since the bot started: this can take a few minutes)…
+job-loading = ⏳ Loading { $model } into memory (about { $eta })…

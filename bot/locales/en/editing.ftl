@@ -57,6 +57,7 @@ edit-shapes-choose = { $step }
     Light keeps most of the photo, strong redraws more. A new text or photo replaces this one.
 edit-mix-choose = { $step }
     Text: <i>{ $prompt }</i>
+edit-fuse-got-more = 🧬 Photos: { $count } of { $max }. Send at least one more.
 edit-fuse-got = 🧬 Photos: { $count } of { $max }. Send more or press “Done”.
 edit-fuse-need-more = Fusion needs at least { $min } photos; I have { $count }. Send another one.
 edit-unexpected = I am waiting for something else here.
@@ -93,4 +94,15 @@ edit-caption-variations = Variations
 edit-note-img2img-fallback = Your model cannot redraw photos, so { $model } does it.
 job-error-input_missing = ❌ I could not download the photo of this request any more. Please send it again.
 job-error-input_invalid = ❌ The photo of this request can no longer be read. Please send it again.
+btn-lighter = 🔅 Lighter
+btn-stronger = 🔆 Stronger
+btn-keep-shapes = 🧱 Keep the shapes
+edit-note-strength = Strength: { $strength } (remembered). 🔅 Lighter and 🔆 Stronger under the result redo it.
+edit-caption-fuse-text = Fusion of { $count } photos and “{ $prompt }”
+btn-more-photo = 🖼 More photo
+btn-more-text = 📝 More text
+btn-more-first = ◀️ More of photo 1
+btn-more-second = More of photo 2 ▶️
+edit-note-mix-remembered = Photo { $image }% · text { $text }% (your last choice); the buttons under the result change it.
+edit-note-fuse-remembered = Photo 1: { $first }% · photo 2: { $second }% (your last choice); the buttons under the result change it.
 result-note-edges-canny = ℹ️ The outlines were traced with a simple edge filter (Canny): the HED edge detector is not installed on this server.

@@ -134,9 +134,15 @@ admin-model-failed = ❌ { $model }: { $error }
 ## Рассылка
 admin-broadcast-ask = Пришлите сообщение для рассылки: текст или фото с подписью. Сначала я покажу его вам. /cancel — отменить.
 admin-broadcast-unsupported = Рассылка — это текст или фото с подписью. Пришлите его или /cancel.
-admin-btn-broadcast-send = 📣 Отправить { $count } пользователям
+admin-btn-broadcast-send = 📣 Отправить { $count ->
+    [one] { $count } пользователю
+   *[other] { $count } пользователям
+}
 admin-btn-broadcast-cancel = ✖️ Отмена
-admin-broadcast-started = 📣 Рассылка #{ $id } отправляется { $count } пользователям в фоне. Я сообщу, когда закончу.
+admin-broadcast-started = 📣 Рассылка #{ $id } отправляется { $count ->
+    [one] { $count } пользователю
+   *[other] { $count } пользователям
+} в фоне. Я сообщу, когда закончу.
 admin-broadcast-cancelled = Рассылка отменена.
 admin-broadcast-not-draft = Эта рассылка уже отправлена или отменена.
 admin-broadcast-report = 📣 Рассылка #{ $id } завершена: доставлено { $delivered }, заблокировали бота { $blocked }, ошибок { $failed } (из { $total }).

@@ -11,6 +11,7 @@ help-text = Что я умею:
     /style — перенести стиль одного фото на другое; /fuse — смешать 2–4 фото; /mix — смешать фото с текстом; /variations — вариации фото
     /face — ваше лицо на картинках: пришлите фото, затем пишите @me в промпте
     /forgetface — забыть ваше лицо
+    /history — ваши последние картинки: посмотреть или нарисовать снова
     Любой другой текст — это промпт: я его нарисую.
 help-models = Модели (выбор в /settings):
 help-model = • { $model }: { $modes }
@@ -41,8 +42,13 @@ cmd-cancel = Отменить задания
 ## Bad input
 prompt-empty = Пришлите описание картинки словами.
 prompt-only-emoji = Одни эмодзи нарисовать трудно: добавьте несколько слов.
-prompt-too-long = В промпте { $length } символов, а можно не больше { $limit }. Сократите его, пожалуйста.
-input-unsupported = Я понимаю только текстовые промпты. Пришлите описание картинки.
+prompt-too-long = В промпте { $length ->
+    [one] { $length } символ
+    [few] { $length } символа
+   *[many] { $length } символов
+}, а можно не больше { $limit }. Сократите его, пожалуйста.
+input-unsupported = Я понимаю текст и фото: пришлите описание картинки или фото с подписью, чтобы его перерисовать. /help — всё, что я умею.
+input-sticker = Классный стикер! Но я рисую по словам и фото, а не по стикерам: пришлите описание картинки или фото с подписью, чтобы его перерисовать. /help — всё, что я умею.
 input-edited = Я не слежу за правками: пришлите новый промпт новым сообщением.
 callback-unknown = Эта кнопка больше не действует.
 callback-not-yours = Это не ваша кнопка.
@@ -85,10 +91,17 @@ settings-negative-menu = Негативный промпт: { $negative }
 settings-negative-set = ✏️ Задать
 settings-negative-clear = 🗑 Очистить
 settings-saved = Сохранено.
-negative-ask = Пришлите негативный промпт (чего не должно быть на картинке), до { $limit } символов. /cancel — оставить как есть.
+negative-ask = Пришлите негативный промпт (чего не должно быть на картинке), до { $limit ->
+    [one] { $limit } символа
+   *[other] { $limit } символов
+}. /cancel — оставить как есть.
 negative-saved = Негативный промпт сохранён: { $negative }
 negative-cleared = Негативный промпт очищен.
-negative-too-long = Здесь { $length } символов, а можно не больше { $limit }. Пришлите покороче.
+negative-too-long = Здесь { $length ->
+    [one] { $length } символ
+    [few] { $length } символа
+   *[many] { $length } символов
+}, а можно не больше { $limit }. Пришлите покороче.
 negative-empty = Пришлите негативный промпт текстом или /cancel.
 
 ## Models
@@ -121,6 +134,17 @@ style-PICASSO = Пикассо
 
 ## Jobs
 job-queued = ⏳ В очереди, место { $position }.
+job-queued-eta = ⏳ В очереди, место { $position }: будет готово примерно через { $eta }.
+eta-seconds = { $n ->
+    [one] { $n } секунду
+    [few] { $n } секунды
+   *[many] { $n } секунд
+}
+eta-minutes = { $n ->
+    [one] { $n } минуту
+    [few] { $n } минуты
+   *[many] { $n } минут
+}
 job-starting = 🎨 Рисую…
 job-progress = 🎨 Рисую: шаг { $step }/{ $total }
     { $bar }
@@ -132,14 +156,25 @@ job-error-oom = ❌ Не хватило памяти GPU. Выберите фо�
 job-error-model_unavailable = ❌ Эта модель сейчас недоступна. Выберите другую в /settings.
 job-flash-no-negative = Заметка: Flash рисует без негативного промпта, ваш не используется.
 btn-cancel-job = ✖️ Отменить
-limit-user = У вас уже { $limit } картинки в работе. Дождитесь их или нажмите /cancel.
+limit-user = У вас уже { $limit ->
+    [one] { $limit } картинка
+    [few] { $limit } картинки
+   *[many] { $limit } картинок
+} в работе. Дождитесь { $limit ->
+    [1] её
+   *[other] их
+} или нажмите /cancel.
 limit-total = Очередь сейчас переполнена. Попробуйте через несколько минут.
 
 ## Results
 result-caption = { $prompt }
     
     { $model } · { $style } · { $size } · сид { $seed }
-result-album-buttons = ⬆️ Картинок: { $count }, сиды { $seeds }
+result-album-buttons = ⬆️ { $count ->
+    [one] { $count } картинка, сид
+    [few] { $count } картинки, сиды
+   *[many] { $count } картинок, сиды
+} { $seeds }
 btn-again = 🔁 Ещё раз
 btn-variations = 🎲 Вариации
 btn-original = 📄 Оригинал
@@ -152,3 +187,22 @@ cancel-done = Отменено: в очереди — { $queued }, в работ
 cancel-nothing = Отменять нечего.
 cancel-flow = Вышли из текущего шага.
 command-unknown = Такой команды я не знаю. Список команд — /help.
+
+## Кнопки для каждой картинки и ремикс (handlers.results)
+btn-remix = ✏️ Изменить промпт
+btn-image-variations = 🎲 { $n }
+btn-image-original = 📄 { $n }
+btn-image-seed = 📌 { $n }
+result-album-legend = { $variations ->
+    [yes] 🎲 вариации · 📄 оригинал · 📌 этот сид — для картинки 1, 2, …
+   *[no] 📄 оригинал · 📌 этот сид — для картинки 1, 2, …
+}
+remix-ask = ✏️ Пришлите новый промпт: нарисую его той же моделью, с теми же настройками и сидом { $seed }. /cancel — оставить как есть.
+remix-expired = Этого результата больше нет; пришлите новый промпт.
+variations-caption = Вариации картинки { $n }
+variations-note-style = Вариации строятся по эмбеддингу картинки в Kandinsky 2.2, поэтому ваш стиль для них не используется.
+variations-note-model = Вариации этой картинки рисует { $model }: её собственная модель так не умеет.
+settings-language = 🌐 Язык
+settings-choose-lang = Выберите язык:
+job-loading-first = ⏳ Загружаю { $model } в память (первый раз после запуска бота: это может занять несколько минут)…
+job-loading = ⏳ Загружаю { $model } в память (примерно { $eta })…

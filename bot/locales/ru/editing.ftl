@@ -57,6 +57,7 @@ edit-shapes-choose = { $step }
     «Слабо» сохраняет большую часть фото, «сильно» перерисовывает больше. Новый текст или фото заменят этот.
 edit-mix-choose = { $step }
     Текст: <i>{ $prompt }</i>
+edit-fuse-got-more = 🧬 Фото: { $count } из { $max }. Пришлите ещё хотя бы одно.
 edit-fuse-got = 🧬 Фото: { $count } из { $max }. Пришлите ещё или нажмите «Готово».
 edit-fuse-need-more = Для смешивания нужно не меньше { $min } фото; сейчас { $count }. Пришлите ещё одно.
 edit-unexpected = Здесь я жду другого.
@@ -93,4 +94,15 @@ edit-caption-variations = Вариации
 edit-note-img2img-fallback = Ваша модель не умеет перерисовывать фото, поэтому это сделает { $model }.
 job-error-input_missing = ❌ Не удалось снова скачать фото этого запроса. Пришлите его ещё раз.
 job-error-input_invalid = ❌ Фото этого запроса больше не читается. Пришлите его ещё раз.
+btn-lighter = 🔅 Слабее
+btn-stronger = 🔆 Сильнее
+btn-keep-shapes = 🧱 Сохранить формы
+edit-note-strength = Сила: { $strength } (запомнена). 🔅 Слабее и 🔆 Сильнее под результатом переделают.
+edit-caption-fuse-text = Смешивание { $count } фото и «{ $prompt }»
+btn-more-photo = 🖼 Больше фото
+btn-more-text = 📝 Больше текста
+btn-more-first = ◀️ Больше фото 1
+btn-more-second = Больше фото 2 ▶️
+edit-note-mix-remembered = Фото { $image }% · текст { $text }% (ваш прошлый выбор); кнопки под результатом его меняют.
+edit-note-fuse-remembered = Фото 1: { $first }% · фото 2: { $second }% (ваш прошлый выбор); кнопки под результатом его меняют.
 result-note-edges-canny = ℹ️ Контуры найдены простым фильтром (Canny): детектор контуров HED на этом сервере не установлен.

@@ -1,7 +1,7 @@
 """user_settings.editing_model: the model of the image-editing modes (Kandinsky 2.2 or 3.1)
 
-Revision ID: 0008_editing_model
-Revises: 0007
+Revision ID: 0010_editing_model
+Revises: 0009
 Create Date: 2026-12-02 02:35:00
 """
 from typing import Sequence, Union
@@ -10,8 +10,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision: str = "0008_editing_model"
-down_revision: Union[str, None] = "0007"
+revision: str = "0010_editing_model"
+down_revision: Union[str, None] = "0009"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

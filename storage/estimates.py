@@ -1,0 +1,38 @@
+"""How long jobs take, from the jobs table: the basis of the estimated wait in the queue."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Job, JobStatus
+
+RECENT_JOBS = 20
+
+
+async def average_run_seconds(session: AsyncSession, model: str, recent: int = RECENT_JOBS) -> float | None:
+    """The mean time from start to finish of the model's last ``recent`` finished jobs; None when it
+    has none yet (no estimate is better than a made-up one)."""
+    rows = (
+        await session.execute(
+            select(Job.started_at, Job.finished_at)
+            .where(
+                Job.model == model,
+                Job.status == JobStatus.DONE,
+                Job.started_at.is_not(None),
+                Job.finished_at.is_not(None),
+            )
+            .order_by(Job.id.desc())
+            .limit(recent)
+        )
+    ).all()
+    durations = [(finished - started).total_seconds() for started, finished in rows]
+    durations = [d for d in durations if d >= 0]
+    return sum(durations) / len(durations) if durations else None
+
+
+def wait_estimate(position: int, average: float | None) -> int | None:
+    """Seconds until a job at ``position`` (1 = next) is done: the jobs ahead and its own run."""
+    if average is None:
+        return None
+    return max(1, round(position * average))

@@ -53,6 +53,9 @@ MODEL_REPOS: dict[ModelId, tuple[str, ...]] = {
     ModelId.K31: ("k3",),
     ModelId.K31_FLASH: ("k3", "k31"),
     ModelId.K31_REFINER: ("k3", "k31"),
+    # Kandinsky 3.1's image prompts share its text encoder and MoVQ (from ai-forever/Kandinsky3.1).
+    ModelId.K31_IP_ADAPTER: ("k31", "k31-ip-adapter"),
+    ModelId.K31_CONTROLNET_HED: ("k31", "k31-controlnet-hed", "hed-annotator"),
 }
 # The parts of the Kandinsky 3 repository each model keeps on the GPU (the unet of "k31" is Flash's).
 MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {
@@ -60,13 +63,19 @@ MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {
     ModelId.K31: ("k3/text_encoder", "k3/unet", "k3/movq"),
     ModelId.K31_FLASH: ("k3/text_encoder", "flash-unet", "k3/movq"),
     ModelId.K31_REFINER: ("k3/text_encoder", "k3/unet", "flash-unet", "k3/movq"),
+    ModelId.K31_IP_ADAPTER: ("k31-ip-adapter/unet", "k31-ip-adapter/image_encoder"),
+    ModelId.K31_CONTROLNET_HED: ("k31-controlnet-hed/unet", "k31-controlnet-hed/unet_controlnet"),
 }
 MODEL_LABELS = {
     ModelId.K22: "Kandinsky 2.2 (+ depth ControlNet)",
     ModelId.K31: "Kandinsky 3.1",
     ModelId.K31_FLASH: "Kandinsky 3.1 Flash",
     ModelId.K31_REFINER: "Kandinsky 3.1 + Flash refiner",
+    ModelId.K31_IP_ADAPTER: "Kandinsky 3.1 IP-Adapter (editing)",
+    ModelId.K31_CONTROLNET_HED: "Kandinsky 3.1 HED ControlNet (editing)",
 }
+# The folders of ai-forever's image-prompt repositories the bot reads (not their 35 GB text encoder).
+IMAGE_PROMPT_FOLDERS = ("unet/", "unet_controlnet/", "image_encoder/", "image_processor/", "scheduler/")
 # Repositories loaded in fp16 variant files (``variant="fp16"`` in generation.manager).
 FP16_VARIANT_REPOS = frozenset({"k3"})
 
@@ -116,6 +125,10 @@ def select_files(key: str, files: Iterable[RepoFile]) -> list[RepoFile]:
     files = list(files)
     if key == "k31":
         return [f for f in files if f.path in FLASH_FILES]
+    if key == "hed-annotator":
+        return [f for f in files if f.path == "ControlNetHED.pth"]
+    if key in ("k31-ip-adapter", "k31-controlnet-hed"):
+        files = [f for f in files if f.path.startswith(IMAGE_PROMPT_FOLDERS) or f.path == "model_index.json"]
     by_folder: defaultdict[str, list[RepoFile]] = defaultdict(list)
     chosen: list[RepoFile] = []
     for f in files:

@@ -47,24 +47,34 @@ WEIGHT_EXTENSIONS = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack",
 SMALL_EXTENSIONS = (".json", ".txt", ".model", ".tiktoken", ".py")  # configs, tokenizers, vocabularies
 FLASH_FILES = ("weights/kandinsky3_flash.pt", "weights/flan_ul2_encoder/projection_flash.pt", "weights/projection_flash.pt")
 
-# Which repositories each model loads (generation.manager, generation.k22, generation.flash).
+# Which repositories each model loads (generation.manager, generation.k22, generation.k31_weights).
 MODEL_REPOS: dict[ModelId, tuple[str, ...]] = {
     ModelId.K22: ("k22-prior", "k22-decoder", "k22-controlnet-depth", "depth-estimator"),
-    ModelId.K31: ("k3",),
-    ModelId.K31_FLASH: ("k3", "k31"),
-    ModelId.K31_REFINER: ("k3", "k31"),
-    # Kandinsky 3.1's image prompts share its text encoder and MoVQ (from ai-forever/Kandinsky3.1).
+    ModelId.K31: ("k31",),
+    ModelId.K31_FLASH: ("k31",),
+    ModelId.K31_REFINER: ("k31",),
+    # Kandinsky 3.1's image prompts share its text encoder and MoVQ.
     ModelId.K31_IP_ADAPTER: ("k31", "k31-ip-adapter"),
     ModelId.K31_CONTROLNET_HED: ("k31", "k31-controlnet-hed", "hed-annotator"),
 }
-# The parts of the Kandinsky 3 repository each model keeps on the GPU (the unet of "k31" is Flash's).
+# The files (path prefixes) of each model that end up on the GPU.
+ENCODER = "k31/weights/flan_ul2_encoder/"
+MOVQ = "k31/weights/movq.pt"
 MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {
-    ModelId.K22: ("k22-prior", "k22-decoder", "k22-controlnet-depth/unet", "depth-estimator"),
-    ModelId.K31: ("k3/text_encoder", "k3/unet", "k3/movq"),
-    ModelId.K31_FLASH: ("k3/text_encoder", "flash-unet", "k3/movq"),
-    ModelId.K31_REFINER: ("k3/text_encoder", "k3/unet", "flash-unet", "k3/movq"),
-    ModelId.K31_IP_ADAPTER: ("k31-ip-adapter/unet", "k31-ip-adapter/image_encoder"),
-    ModelId.K31_CONTROLNET_HED: ("k31-controlnet-hed/unet", "k31-controlnet-hed/unet_controlnet"),
+    ModelId.K22: ("k22-prior/", "k22-decoder/", "k22-controlnet-depth/unet/", "depth-estimator/"),
+    ModelId.K31: (ENCODER, "k31/weights/kandinsky3.pt", MOVQ),
+    ModelId.K31_FLASH: (ENCODER, "k31/weights/kandinsky3_flash.pt", MOVQ),
+    ModelId.K31_REFINER: (ENCODER, "k31/weights/kandinsky3.pt", "k31/weights/kandinsky3_flash.pt", MOVQ),
+    # The image-prompt models' own UNets are not counted yet (their safetensors headers would be read
+    # before the disk-space check): the table shows the shared encoder and MoVQ only.
+    ModelId.K31_IP_ADAPTER: (ENCODER, MOVQ),
+    ModelId.K31_CONTROLNET_HED: (ENCODER, MOVQ),
+}
+# The UNet checkpoints of the Kandinsky 3 family each model needs (ai-forever's format).
+K31_UNETS: dict[ModelId, tuple[str, ...]] = {
+    ModelId.K31: ("weights/kandinsky3.pt",),
+    ModelId.K31_FLASH: ("weights/kandinsky3_flash.pt",),
+    ModelId.K31_REFINER: ("weights/kandinsky3.pt", "weights/kandinsky3_flash.pt"),
 }
 MODEL_LABELS = {
     ModelId.K22: "Kandinsky 2.2 (+ depth ControlNet)",
@@ -76,8 +86,7 @@ MODEL_LABELS = {
 }
 # The folders of ai-forever's image-prompt repositories the bot reads (not their 35 GB text encoder).
 IMAGE_PROMPT_FOLDERS = ("unet/", "unet_controlnet/", "image_encoder/", "image_processor/", "scheduler/")
-# Repositories loaded in fp16 variant files (``variant="fp16"`` in generation.manager).
-FP16_VARIANT_REPOS = frozenset({"k3"})
+FP16_VARIANT_REPOS: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,7 @@ class RepoPlan:
     local_dir: Path | None  # None: the huggingface_hub cache
     files: list[RepoFile] = field(default_factory=list)
     missing: list[RepoFile] = field(default_factory=list)
-    params: dict[str, int] = field(default_factory=dict)  # top folder ("" for the root) -> parameters
+    params: dict[str, int] = field(default_factory=dict)  # file path -> parameters
 
     @property
     def size(self) -> int:
@@ -114,7 +123,7 @@ def _ext(path: str) -> str:
     return ""
 
 
-def select_files(key: str, files: Iterable[RepoFile]) -> list[RepoFile]:
+def select_files(key: str, files: Iterable[RepoFile], models: Iterable[ModelId] = tuple(ModelId)) -> list[RepoFile]:
     """The files of a repository that the loaders read.
 
     Configs and tokenizers always; weights: for the fp16-variant repositories only ``*.fp16.*``
@@ -123,12 +132,20 @@ def select_files(key: str, files: Iterable[RepoFile]) -> list[RepoFile]:
     UNet and its projection only.
     """
     files = list(files)
-    if key == "k31":
-        return [f for f in files if f.path in FLASH_FILES]
     if key == "hed-annotator":
         return [f for f in files if f.path == "ControlNetHED.pth"]
     if key in ("k31-ip-adapter", "k31-controlnet-hed"):
         files = [f for f in files if f.path.startswith(IMAGE_PROMPT_FOLDERS) or f.path == "model_index.json"]
+    if key == "k31":  # ai-forever's format: the encoder folder, the MoVQ, configs, the UNets needed
+        unets = {u for m in models for u in K31_UNETS.get(m, ())}
+        return sorted(
+            (
+                f for f in files
+                if f.path.startswith("weights/flan_ul2_encoder/") or f.path == "weights/movq.pt"
+                or (f.path.startswith("weights/") and f.path.endswith("_config.json")) or f.path in unets
+            ),
+            key=lambda f: f.path,
+        )
     by_folder: defaultdict[str, list[RepoFile]] = defaultdict(list)
     chosen: list[RepoFile] = []
     for f in files:
@@ -166,7 +183,10 @@ def plan_repos(settings: Settings, models: Iterable[ModelId] | None = None) -> l
 
 def _configured_models(settings: Settings) -> list[ModelId]:
     if not settings.worker_models:
-        return list(ModelId)
+        # The image-prompt models (the "Kandinsky 3.1" editing model) only when asked for by name
+        # (--models kandinsky-3.1-ip-adapter,kandinsky-3.1-controlnet-hed): their headers are not
+        # inspected the way the others' are yet.
+        return [m for m in ModelId if m not in (ModelId.K31_IP_ADAPTER, ModelId.K31_CONTROLNET_HED)]
     from app.worker import parse_models  # the same short forms as the workers
 
     return list(parse_models(settings.worker_models))
@@ -213,28 +233,28 @@ def _top_folder(path: str) -> str:
     return path.split("/", 1)[0] if "/" in path else ""
 
 
-def inspect(plans: list[RepoPlan], hub: Hub) -> None:
-    """Fill in each plan's files, what is missing, and parameter counts per top folder."""
+def inspect(plans: list[RepoPlan], hub: Hub, models: Iterable[ModelId] = tuple(ModelId)) -> None:
+    """Fill in each plan's files, what is missing, and parameter counts per file."""
+    models = list(models)
     for plan in plans:
-        plan.files = select_files(plan.key, hub.list_files(plan.repo_id))
+        plan.files = select_files(plan.key, hub.list_files(plan.repo_id), models)
         plan.missing = [f for f in plan.files if not hub.is_present(plan, f)]
         for f in plan.files:
-            folder = _top_folder(f.path)
             if f.path.endswith(".safetensors"):
                 count = hub.parameters(plan.repo_id, f.path)
             elif _ext(f.path) in (".bin", ".pt", ".pth"):
                 count = f.size // 4  # pickles of these repositories hold fp32 weights
             else:
                 continue
-            plan.params[folder] = plan.params.get(folder, 0) + count
+            plan.params[f.path] = count
 
 
 def conversion_size(plans: list[RepoPlan], cache_dir: Path) -> int:
-    """Disk the Flash conversion will take (a diffusers copy of the Flash UNet), unless done."""
+    """Disk the conversions into diffusers folders will take (the UNets and the MoVQ), unless done."""
     k31 = next((p for p in plans if p.key == "k31"), None)
-    if k31 is None or any(cache_dir.glob("kandinsky3.1-flash-*/unet/config.json")):
+    if k31 is None or (cache_dir.is_dir() and any(cache_dir.iterdir())):
         return 0
-    return sum(f.size for f in k31.files if f.path.endswith("kandinsky3_flash.pt"))
+    return sum(f.size for f in k31.files if f.path.endswith(".pt") and "flan_ul2_encoder" not in f.path)
 
 
 def free_space(path: Path) -> int:
@@ -244,16 +264,16 @@ def free_space(path: Path) -> int:
 
 
 def part_parameters(plans: list[RepoPlan], part: str) -> int:
-    by_key = {p.key: p for p in plans}
-    if part == "flash-unet":  # Flash has Kandinsky 3's UNet architecture
-        return part_parameters(plans, "k3/unet")
-    key, _, folder = part.partition("/")
-    plan = by_key.get(key)
-    if plan is None:
-        return 0
-    if folder:
-        return plan.params.get(folder, 0)
-    return sum(plan.params.values())
+    """Parameters of the files under ``part`` ("<repo key>/<path prefix>")."""
+    key, _, prefix = part.partition("/")
+    return sum(
+        count for plan in plans if plan.key == key for path, count in plan.params.items() if path.startswith(prefix)
+    )
+
+
+def part_size(plans: list[RepoPlan], part: str) -> int:
+    key, _, prefix = part.partition("/")
+    return sum(f.size for plan in plans if plan.key == key for f in plan.files if f.path.startswith(prefix))
 
 
 def summary_rows(plans: list[RepoPlan], models: Iterable[ModelId], bytes_per_param: int) -> list[tuple[str, float, float]]:
@@ -261,7 +281,7 @@ def summary_rows(plans: list[RepoPlan], models: Iterable[ModelId], bytes_per_par
     by_key = {p.key: p for p in plans}
     rows = []
     for model in models:
-        disk = sum(by_key[k].size for k in MODEL_REPOS[model] if k in by_key)
+        disk = sum(part_size(plans, part) for part in MODEL_PARTS[model])
         vram = sum(part_parameters(plans, part) for part in MODEL_PARTS[model]) * bytes_per_param
         rows.append((MODEL_LABELS[model], disk / GB, vram / GB))
     extras = {"beautifier-llm": "Prompt beautifier LLM", "omnifusion": "Face describer (OmniFusion + CLIP)"}
@@ -294,7 +314,7 @@ def run(settings: Settings, *, endpoint: str | None = None, hf_cache: Path | Non
     plans = plan_repos(settings, models)
     hub = Hub(endpoint, hf_cache)
     say(f"Checking {len(plans)} repositories on the hub…")
-    inspect(plans, hub)
+    inspect(plans, hub, models)
     cache_dir = settings.data_dir / "models"
     download = sum(p.missing_size for p in plans)
     conversion = conversion_size(plans, cache_dir) if convert else 0
@@ -317,8 +337,8 @@ def run(settings: Settings, *, endpoint: str | None = None, hf_cache: Path | Non
                 "Run the command again: it continues where it stopped.")
             return 1
     if convert and any(p.key == "k31" for p in plans):
-        say("Converting Kandinsky 3.1 Flash into a diffusers UNet (once)…")
-        _convert_flash(settings)
+        say("Converting the Kandinsky 3.1 checkpoints into diffusers folders (once)…")
+        _convert_flash(settings, models)
     say("")
     say(format_table(summary_rows(plans, models, 2 if settings.generation_dtype in ("fp16", "bf16") else 4)))
     say("")
@@ -333,14 +353,22 @@ def _hf_cache_root() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def _convert_flash(settings: Settings) -> Path:
-    from diffusers import Kandinsky3UNet
+def _convert_flash(settings: Settings, models: Iterable[ModelId]) -> None:
+    """The Kandinsky 3 family's UNets and MoVQ converted into diffusers folders, as the bot caches them."""
+    import torch
 
-    from generation.flash import converted_unet_dir
+    from generation import k31_weights
 
     config = settings.generation_config()
-    unet_config = Kandinsky3UNet.load_config(config.source("k3"), subfolder="unet")
-    return converted_unet_dir(config.source("k31"), unet_config, Path(config.cache_dir))
+    dtype = torch.float32 if settings.generation_device == "cpu" else (
+        torch.bfloat16 if settings.generation_dtype == "bf16" else torch.float16
+    )
+    source, cache_dir = config.source("k31"), Path(config.cache_dir)
+    unets = {u for m in models for u in K31_UNETS.get(m, ())}
+    for which, (unet_file, _) in k31_weights.UNET_FILES.items():
+        if unet_file in unets:
+            k31_weights.converted_unet_dir(source, which, cache_dir, dtype)
+    k31_weights.converted_movq_dir(source, cache_dir, dtype)
 
 
 def main(argv: list[str] | None = None) -> None:

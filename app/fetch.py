@@ -49,12 +49,17 @@ FLASH_FILES = ("weights/kandinsky3_flash.pt", "weights/flan_ul2_encoder/projecti
 
 # Which repositories each model loads (generation.manager, generation.k22, generation.k31_weights).
 MODEL_REPOS: dict[ModelId, tuple[str, ...]] = {
-    ModelId.K22: ("k22-prior", "k22-decoder", "k22-controlnet-depth", "depth-estimator"),
+    ModelId.K22: ("k22-prior", "k22-decoder", "k22-controlnet-depth", "depth-estimator", "k22-decoder-inpaint"),
     ModelId.K31: ("k31",),
     ModelId.K31_FLASH: ("k31",),
     ModelId.K31_REFINER: ("k31",),
+    ModelId.K31_INPAINT: ("k31",),
+    ModelId.SUPERRES: ("superres",),
     ModelId.K5_VIDEO_5S: ("k5-video-5s",),
     ModelId.K5_VIDEO_10S: ("k5-video-10s",),
+    # Kandinsky 3.1's image prompts share its text encoder and MoVQ.
+    ModelId.K31_IP_ADAPTER: ("k31", "k31-ip-adapter"),
+    ModelId.K31_CONTROLNET_HED: ("k31", "k31-controlnet-hed", "hed-annotator"),
 }
 # The files (path prefixes) of each model that end up on the GPU.
 ENCODER = "k31/weights/flan_ul2_encoder/"
@@ -64,23 +69,36 @@ MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {
     ModelId.K31: (ENCODER, "k31/weights/kandinsky3.pt", MOVQ),
     ModelId.K31_FLASH: (ENCODER, "k31/weights/kandinsky3_flash.pt", MOVQ),
     ModelId.K31_REFINER: (ENCODER, "k31/weights/kandinsky3.pt", "k31/weights/kandinsky3_flash.pt", MOVQ),
+    ModelId.K31_INPAINT: (ENCODER, "k31/weights/kandinsky3_inpainting.pt", MOVQ),
+    ModelId.SUPERRES: ("superres/KandiSuperRes_flash_x2.pt", "superres/KandiSuperRes.ckpt"),
     ModelId.K5_VIDEO_5S: ("k5-video-5s/",),
     ModelId.K5_VIDEO_10S: ("k5-video-10s/",),
+    # The image-prompt models' own UNets are not counted yet (their safetensors headers would be read
+    # before the disk-space check): the table shows the shared encoder and MoVQ only.
+    ModelId.K31_IP_ADAPTER: (ENCODER, MOVQ),
+    ModelId.K31_CONTROLNET_HED: (ENCODER, MOVQ),
 }
 # The UNet checkpoints of the Kandinsky 3 family each model needs (ai-forever's format).
 K31_UNETS: dict[ModelId, tuple[str, ...]] = {
     ModelId.K31: ("weights/kandinsky3.pt",),
     ModelId.K31_FLASH: ("weights/kandinsky3_flash.pt",),
     ModelId.K31_REFINER: ("weights/kandinsky3.pt", "weights/kandinsky3_flash.pt"),
+    ModelId.K31_INPAINT: ("weights/kandinsky3_inpainting.pt",),
 }
 MODEL_LABELS = {
     ModelId.K22: "Kandinsky 2.2 (+ depth ControlNet)",
     ModelId.K31: "Kandinsky 3.1",
     ModelId.K31_FLASH: "Kandinsky 3.1 Flash",
     ModelId.K31_REFINER: "Kandinsky 3.1 + Flash refiner",
+    ModelId.K31_INPAINT: "Kandinsky 3.1 inpainting (zoom out, expand, inpaint)",
+    ModelId.SUPERRES: "KandiSuperRes (upscale x2, 4K)",
     ModelId.K5_VIDEO_5S: "Kandinsky 5.0 Video Lite, 5 s",
     ModelId.K5_VIDEO_10S: "Kandinsky 5.0 Video Lite, 10 s",
+    ModelId.K31_IP_ADAPTER: "Kandinsky 3.1 IP-Adapter (editing)",
+    ModelId.K31_CONTROLNET_HED: "Kandinsky 3.1 HED ControlNet (editing)",
 }
+# The folders of ai-forever's image-prompt repositories the bot reads (not their 35 GB text encoder).
+IMAGE_PROMPT_FOLDERS = ("unet/", "unet_controlnet/", "image_encoder/", "image_processor/", "scheduler/")
 FP16_VARIANT_REPOS: frozenset[str] = frozenset()
 
 
@@ -127,6 +145,12 @@ def select_files(key: str, files: Iterable[RepoFile], models: Iterable[ModelId] 
     UNet and its projection only.
     """
     files = list(files)
+    if key == "hed-annotator":
+        return [f for f in files if f.path == "ControlNetHED.pth"]
+    if key == "superres":  # the two networks the bot loads (generation.superres), nothing else
+        return [f for f in files if f.path in ("KandiSuperRes_flash_x2.pt", "KandiSuperRes.ckpt")]
+    if key in ("k31-ip-adapter", "k31-controlnet-hed"):
+        files = [f for f in files if f.path.startswith(IMAGE_PROMPT_FOLDERS) or f.path == "model_index.json"]
     if key == "k31":  # ai-forever's format: the encoder folder, the MoVQ, configs, the UNets needed
         unets = {u for m in models for u in K31_UNETS.get(m, ())}
         return sorted(
@@ -180,10 +204,13 @@ def plan_repos(settings: Settings, models: Iterable[ModelId] | None = None) -> l
 def _configured_models(settings: Settings) -> list[ModelId]:
     if not settings.worker_models:
         # The image models; the video models (about 25 GB each) only when named (WORKER_MODELS, --models),
-        # else /video downloads its checkpoint on first use.
+        # else /video downloads its checkpoint on first use. The image-prompt models (the "Kandinsky 3.1"
+        # editing model) only when asked for by name: their headers are not inspected the way the
+        # others' are yet.
         from generation.video_specs import VIDEO_MODELS
 
-        return [m for m in ModelId if m not in VIDEO_MODELS]
+        skipped = set(VIDEO_MODELS) | {ModelId.K31_IP_ADAPTER, ModelId.K31_CONTROLNET_HED}
+        return [m for m in ModelId if m not in skipped]
     from app.worker import parse_models  # the same short forms as the workers
 
     return list(parse_models(settings.worker_models))

@@ -9,6 +9,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, KeyboardBu
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import LOCALES, Translator
+from generation.registry import EDITING_MODELS
 from generation.styles import ASPECT_RATIOS, EDIT_STRENGTHS, IMAGE_MODELS, STYLES
 from storage.models import UserSettings
 
@@ -24,6 +25,7 @@ class SettingsSection(StrEnum):
     BEAUTIFY = "beautify"
     COUNT = "count"
     SEED = "seed"
+    EDITING = "editing"  # the editing model
     LANGUAGE = "lang"
     CLOSE = "close"
 
@@ -79,6 +81,10 @@ def model_name(t: Translator, model: str, locale: str) -> str:
     return t("model-" + model.replace(".", "_"), locale)
 
 
+def editing_model_name(t: Translator, model: str, locale: str) -> str:
+    return t("editing-model-" + model.replace(".", "_"), locale)
+
+
 def style_name(t: Translator, style: str, locale: str) -> str:
     return t("style-" + style, locale)
 
@@ -118,6 +124,7 @@ def settings_menu(t: Translator, locale: str, settings: UserSettings) -> InlineK
         callback_data=SettingsCb(section="beautify", value="off" if settings.beautify else "on"),
     )
     builder.button(text=t("settings-count", locale), callback_data=SettingsCb(section="count"))
+    builder.button(text=t("settings-editing", locale), callback_data=SettingsCb(section="editing"))
     builder.button(text=t("settings-language", locale), callback_data=SettingsCb(section="lang"))
     if settings.fixed_seed is not None:
         builder.button(text=t("settings-seed-clear", locale), callback_data=SettingsCb(section="seed", value="clear"))
@@ -133,6 +140,13 @@ def settings_section(t: Translator, locale: str, section: str, settings: UserSet
             builder.button(
                 text=_mark(model_name(t, model, locale), settings.model == model),
                 callback_data=SettingsCb(section="model", value=model),
+            )
+        builder.adjust(1)
+    elif section == "editing":
+        for model in EDITING_MODELS:
+            builder.button(
+                text=_mark(editing_model_name(t, model, locale), settings.editing_model == model),
+                callback_data=SettingsCb(section="editing", value=model),
             )
         builder.adjust(1)
     elif section == "ratio":

@@ -125,6 +125,7 @@ def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None
         notes.append(t("beautify-fell-back", locale))
     if outcome.censored:
         notes.append(t("result-censored-some", locale, count=len(outcome.censored)))
+    notes.extend(t(f"result-note-{note}", locale) for note in outcome.notes)
     tail = "".join("\n" + note for note in notes)
     prompt = params.display_prompt or params.prompt
     used = outcome.used_prompt

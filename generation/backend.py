@@ -18,7 +18,7 @@ from PIL import Image
 class Mode(StrEnum):
     TEXT2IMG = "text2img"
     IMG2IMG = "img2img"  # restyle a photo by text
-    RESTYLE_DEPTH = "restyle_depth"  # restyle keeping the shapes (K2.2 ControlNet on a depth map)
+    RESTYLE_DEPTH = "restyle_depth"  # restyle keeping the shapes (K2.2: depth ControlNet; K3.1: HED ControlNet)
     STYLE = "style"  # content photo + style photo (K2.2 prior mix + img2img)
     FUSE = "fuse"  # 2-4 photos (K2.2 prior interpolate)
     MIX = "mix"  # a photo and a text (K2.2 prior interpolate over [image, text])
@@ -43,6 +43,10 @@ class ModelId(StrEnum):
     SUPERRES = "kandisuperres"  # upscale x2 (Flash) and x4
     K5_VIDEO_5S = "kandinsky-5.0-video-lite-5s"  # text-to-video, one checkpoint per clip length
     K5_VIDEO_10S = "kandinsky-5.0-video-lite-10s"
+    # Kandinsky 3.1's image-prompt models (the "Kandinsky 3.1" editing model): fuse, mix, variations
+    # and style on the IP-Adapter; "keep the shapes" on the HED ControlNet.
+    K31_IP_ADAPTER = "kandinsky-3.1-ip-adapter"
+    K31_CONTROLNET_HED = "kandinsky-3.1-controlnet-hed"
 
 
 StageFn = Callable[[str], None]

@@ -1,4 +1,5 @@
-"""The real backend: Kandinsky 2.2, 3.1, 3.1 Flash and the refiner on diffusers, one GPU per worker.
+"""The real backend: Kandinsky 2.2, 3.1, 3.1 Flash, the refiner and Kandinsky 3.1's image-prompt models
+(IP-Adapter, HED ControlNet) on diffusers, one GPU per worker.
 
 A worker thread calls :meth:`DiffusersBackend.generate`; a CUDA out-of-memory error fails that request
 with :class:`OutOfMemory` after the memory is freed, and the next request runs normally.
@@ -68,6 +69,10 @@ class DiffusersBackend:
         family = spec(request.model).family
         if family is Family.K22:
             return self.manager.k22().generate(request, progress)
+        if family is Family.K3_IMAGE:
+            from generation import k3_image_pipelines
+
+            return k3_image_pipelines.generate(self.manager.k3_image_pipelines(request.model), request, progress)
         if family is Family.K3:
             from generation import k3
 

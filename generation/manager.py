@@ -33,8 +33,13 @@ from safetensors.torch import load_file
 from generation.backend import GenerationError, ModelId, ModelUnavailable
 from generation.registry import (
     DEPTH,
+    EDGE_DETECTOR,
     FLASH_UNET,
+    HED_CONTROLNET,
+    HED_UNET,
+    IMAGE_ENCODER,
     INPAINT_UNET,
+    IP_UNET,
     K3_UNET,
     K5_VIDEO_5S_PART,
     K5_VIDEO_10S_PART,
@@ -194,6 +199,8 @@ class ModelManager:
             return self._load_k22()
         if name in (DEPTH, K5_VIDEO_5S, K5_VIDEO_10S):
             return self._load_video_part(name)
+        if name in (IP_UNET, IMAGE_ENCODER, HED_UNET, HED_CONTROLNET, EDGE_DETECTOR):
+            return self._load_image_prompt_part(name)
         from diffusers import Kandinsky3UNet, VQModel
         from transformers import AutoTokenizer, T5EncoderModel
 
@@ -292,6 +299,66 @@ class ModelManager:
         """The ``Kandinsky5T2VPipeline`` of a clip length (loading it may move image models off the GPU)."""
         self.load(model)
         return self.parts[MODEL_PARTS[model][0]].obj.pipe
+
+    def _load_image_prompt_part(self, name: str) -> None:
+        """The parts of Kandinsky 3.1's IP-Adapter and HED ControlNet (generation.k3_image)."""
+        from diffusers import DDPMScheduler
+
+        from generation import k3_image
+
+        if name in (IP_UNET, IMAGE_ENCODER):
+            source, label = self.config.source("k31-ip-adapter"), "Kandinsky 3.1 IP-Adapter"
+        else:
+            source, label = self.config.source("k31-controlnet-hed"), "Kandinsky 3.1 HED ControlNet"
+
+        def scheduler(key: str) -> None:
+            # The class the folder names (the authors' ControlNet pipelines also accept DPM-Solver).
+            import diffusers
+
+            config = DDPMScheduler.load_config(source, subfolder="scheduler")
+            cls = getattr(diffusers, str(config.get("_class_name", "DDPMScheduler")), DDPMScheduler)
+            self.extras[key] = cls.from_config(config)
+
+        if name == IP_UNET:
+
+            def load() -> Any:
+                scheduler("ip_scheduler")
+                unet = k3_image.load_from_authors(k3_image.Kandinsky3IPAdapterUNet, source, "unet", self.dtype)
+                # unet=False: its attention processors carry the image branch and already use SDPA.
+                return self._optimize(unet, unet=False)
+
+            self._add(name, self._guard(f"{label} UNet", f"{source}/unet", load))
+        elif name == IMAGE_ENCODER:
+            from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+            def load() -> Any:
+                self.extras["clip_processor"] = CLIPImageProcessor.from_pretrained(source, subfolder="image_processor")
+                return CLIPVisionModelWithProjection.from_pretrained(
+                    source, subfolder="image_encoder", dtype=self.dtype
+                ).eval()
+
+            self._add(name, self._guard(f"{label} image encoder", f"{source}/image_encoder", load))
+        elif name == HED_UNET:
+
+            def load() -> Any:
+                scheduler("hed_scheduler")
+                unet = k3_image.load_from_authors(k3_image.Kandinsky3ControlledUNet, source, "unet", self.dtype)
+                return self._optimize(unet, unet=True)
+
+            self._add(name, self._guard(f"{label} UNet", f"{source}/unet", load))
+        elif name == HED_CONTROLNET:
+
+            def load() -> Any:
+                controlnet = k3_image.load_from_authors(k3_image.Kandinsky3ControlNet, source, "unet_controlnet", self.dtype)
+                return self._optimize(controlnet, unet=False)
+
+            self._add(name, self._guard(f"{label}", f"{source}/unet_controlnet", load))
+        else:
+            from generation.edges import EdgeDetector
+
+            hed = self.config.source("hed-annotator")
+            # float32: a small network (15M parameters) that also runs on the CPU under offload.
+            self._add(name, self._guard("HED edge detector", hed, lambda: EdgeDetector.load(hed, "cpu")))
 
     # -- public -------------------------------------------------------------------------------
     def add_part(self, name: str, obj: Any, **extras: Any) -> None:
@@ -413,6 +480,38 @@ class ModelManager:
         pipe.set_progress_bar_config(disable=True)
         self._prepare(pipe)
         return pipe
+
+    def k3_image_pipelines(self, model: ModelId) -> Any:
+        """The IP-Adapter or HED ControlNet pipeline, on the shared Flan-UL2 encoder and MoVQ."""
+        from generation.k3_image_pipelines import (
+            K3ImagePipelines,
+            Kandinsky3ControlNetImg2ImgPipeline,
+            Kandinsky3IPAdapterPipeline,
+        )
+
+        self.load(model)
+        common = dict(tokenizer=self.extras["tokenizer"], text_encoder=self.parts[TEXT_ENCODER].obj,
+                      movq=self.parts[MOVQ].obj)
+        pipes = K3ImagePipelines(prepare=self._prepare)
+        if model == ModelId.K31_IP_ADAPTER:
+            pipes.ip_adapter = self._pipeline(
+                Kandinsky3IPAdapterPipeline, unet=self.parts[IP_UNET].obj, scheduler=self.extras["ip_scheduler"],
+                image_encoder=self.parts[IMAGE_ENCODER].obj, image_processor=self.extras["clip_processor"], **common,
+            )
+        elif model == ModelId.K31_CONTROLNET_HED:
+            pipes.controlnet = self._pipeline(
+                Kandinsky3ControlNetImg2ImgPipeline, unet=self.parts[HED_UNET].obj,
+                controlnet=self.parts[HED_CONTROLNET].obj, scheduler=self.extras["hed_scheduler"], **common,
+            )
+            pipes.edges = self.parts[EDGE_DETECTOR].obj
+        else:
+            raise GenerationError("unsupported_mode", f"{model} has no image-prompt pipeline")
+        return pipes
+
+    def edge_detector_kind(self) -> str | None:
+        """"hed" or "canny" once the HED ControlNet's edge detector is loaded, else None."""
+        part = self.parts.get(EDGE_DETECTOR)
+        return part.obj.kind if part is not None else None
 
     def _pipeline(self, cls: type, unet: Any, **components: Any) -> Any:
         key = (cls.__name__, id(unet))

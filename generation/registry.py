@@ -19,6 +19,9 @@ class Family(StrEnum):
     K3 = "kandinsky-3"  # Flan-UL2 text encoder + UNet + MoVQ; 3.1, Flash and the refiner share parts
     SUPERRES = "kandisuperres"  # pixel-space super-resolution UNets (generation.superres)
     K5_VIDEO = "kandinsky-5-video"  # Qwen2.5-VL + CLIP text encoders, CrossDiT, HunyuanVideo VAE
+    # Kandinsky 3.1's image prompts (generation.k3_image): the IP-Adapter and the HED ControlNet, on
+    # the same text encoder and MoVQ
+    K3_IMAGE = "kandinsky-3-image-prompts"
 
 
 class MemoryClass(StrEnum):
@@ -40,6 +43,11 @@ SR_X4 = "superres-x4"
 DEPTH = "depth-estimator"  # /animate's monocular depth (the model of the K2.2 depth ControlNet's hints)
 K5_VIDEO_5S_PART = "k5-video-5s"  # one whole Kandinsky5T2VPipeline per clip length
 K5_VIDEO_10S_PART = "k5-video-10s"
+IP_UNET = "k31-ip-adapter-unet"
+IMAGE_ENCODER = "k31-image-encoder"
+HED_UNET = "k31-hed-unet"
+HED_CONTROLNET = "k31-hed-controlnet"
+EDGE_DETECTOR = "hed-detector"
 
 # Modes a wrapper backend serves on top of a model's own mode (face swap draws the scene as text2img).
 # /animate draws its first frame as text2img (the frames after it are image-to-image on Flash).
@@ -74,6 +82,7 @@ class ModelSpec:
     steps_configurable: bool = True  # False: a fixed distilled schedule (Flash's 4 steps)
     selectable: bool = True  # False: not offered in /settings (it serves editing kinds only)
     extra_steps: int = 0  # steps after the main ones (the refiner's Flash step)
+    selectable: bool = True  # False: not a "Model" choice of /settings (the editing models' parts)
 
     @property
     def total_steps(self) -> int:
@@ -131,6 +140,18 @@ MODELS: dict[ModelId, ModelSpec] = {
             ModelId.K5_VIDEO_10S, Family.K5_VIDEO, VIDEO_MODES, default_steps=16, default_guidance=None,
             negative_prompt=False, parts=(K5_VIDEO_10S_PART,), memory_class=MemoryClass.LARGE, selectable=False,
         ),
+        ModelSpec(
+            # The "Kandinsky 3.1" editing model's image prompts (see EDITING_MODELS).
+            ModelId.K31_IP_ADAPTER, Family.K3_IMAGE, frozenset({Mode.FUSE, Mode.MIX, Mode.VARIATIONS, Mode.STYLE}),
+            default_steps=25, default_guidance=3.0, negative_prompt=True,
+            parts=(TEXT_ENCODER, MOVQ, IP_UNET, IMAGE_ENCODER), memory_class=MemoryClass.LARGE, selectable=False,
+        ),
+        ModelSpec(
+            ModelId.K31_CONTROLNET_HED, Family.K3_IMAGE, frozenset({Mode.RESTYLE_DEPTH}),
+            default_steps=25, default_guidance=3.0, negative_prompt=True,
+            parts=(TEXT_ENCODER, MOVQ, HED_UNET, HED_CONTROLNET, EDGE_DETECTOR), memory_class=MemoryClass.LARGE,
+            selectable=False,
+        ),
     )
 }
 # The models a user picks in /settings: those that draw pictures.
@@ -172,3 +193,19 @@ def model_for(mode: Mode, preferred: ModelId | str | None = None) -> tuple[Model
 
 def models_for(mode: Mode) -> tuple[ModelId, ...]:
     return tuple(m for m, s in MODELS.items() if s.supports(mode))
+
+
+# The "Editing model" setting: Kandinsky 2.2 (its image prior and depth ControlNet) or Kandinsky 3.1
+# (the IP-Adapter and the HED ControlNet) runs fuse, mix, variations, style and "keep the shapes".
+EDITING_MODELS: tuple[ModelId, ...] = (ModelId.K22, ModelId.K31)
+DEFAULT_EDITING_MODEL = ModelId.K22
+K31_EDITING: dict[Mode, ModelId] = {
+    mode: model for model in (ModelId.K31_IP_ADAPTER, ModelId.K31_CONTROLNET_HED) for mode in MODELS[model].modes
+}
+
+
+def editing_model_for(mode: Mode, editing_model: ModelId | str | None) -> ModelId:
+    """The model that runs an image-editing mode for a user whose editing model is ``editing_model``."""
+    if editing_model == ModelId.K31 and mode in K31_EDITING:
+        return K31_EDITING[mode]
+    return ModelId.K22

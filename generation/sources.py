@@ -29,6 +29,11 @@ HUB_IDS: dict[str, str] = {
     # Kandinsky 5.0 Video Lite: {variant} is GenerationConfig.video_variant (distilled16steps by default)
     "k5-video-5s": "kandinskylab/Kandinsky-5.0-T2V-Lite-{variant}-5s-Diffusers",
     "k5-video-10s": "kandinskylab/Kandinsky-5.0-T2V-Lite-{variant}-10s-Diffusers",
+    # Kandinsky 3.1 image prompts (ai-forever's diffusers-style folders; their own UNet classes,
+    # read by generation.k3_image) and the HED annotator weights (ControlNetHED.pth).
+    "k31-ip-adapter": "ai-forever/kandinsky3_ip_adapter",
+    "k31-controlnet-hed": "ai-forever/kandinsky3_controlnet_hed",
+    "hed-annotator": "lllyasviel/Annotators",
 }
 
 # name -> folder under KANDINSKY_MODELS_DIR (the hub repository's own name)

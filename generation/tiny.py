@@ -8,6 +8,8 @@
   projections), plus the diffusers configs of the small UNet and MoVQ, so that the converter runs;
 - ``weights/kandinsky3_inpainting.pt`` and ``KandiSuperRes`` (``generation.tiny_edit``);
 - the Kandinsky 5.0 Video Lite folders (5 s and 10 s), written by ``generation.tiny_k5``;
+- ``kandinsky3_ip_adapter``, ``kandinsky3_controlnet_hed`` (ai-forever's own UNet classes) and
+  ``Annotators/ControlNetHED.pth``, written by ``generation.tiny_k3_image``;
 - the Kandinsky 2.2 folders, written by ``generation.tiny_k22`` when that module is present.
 
 The models keep the real downsampling (MoVQ 8x), so a requested 1024x576 comes out 1024x576. Nothing
@@ -128,6 +130,10 @@ def write_all(root: Path) -> None:
     from generation.tiny_k5 import write_k5_video
 
     write_k5_video(root)
+
+    from generation.tiny_k3_image import write_k3_image
+
+    write_k3_image(root)
     try:
         from generation.tiny_k22 import write_k22
     except ModuleNotFoundError as exc:

@@ -24,7 +24,7 @@ from aiogram_i18n import I18nContext
 
 from bot.notifier import TelegramNotifier
 from generation.backend import Mode
-from generation.registry import model_for
+from generation.registry import editing_model_for, model_for
 from generation.styles import DEFAULT_STYLE, fit_size
 from jobs.params import EditParams, JobParams, read_params
 from jobs.service import AdmissionError, JobService
@@ -125,19 +125,22 @@ class RequestContext:
         display_prompt: str | None = None,
     ) -> Job | None:
         """An edit job on the model the registry picks (:func:`edit_model`)."""
-        model, moved = edit_model(mode, self.user.settings.model)
+        model, moved = edit_model(mode, self.user.settings.model, self.user.settings.editing_model)
         requested = self.user.settings.model if moved else None
         params = self.edit_params(mode, photos, prompt, weights, strength, display_prompt, requested)
         return await self.submit(params, mode, model)
 
 
-def edit_model(mode: Mode, user_model: str) -> tuple[str, bool]:
+def edit_model(mode: Mode, user_model: str, editing_model: str | None = None) -> tuple[str, bool]:
     """(the model that runs ``mode``, whether the user should be told it is not their model).
 
-    Restyling is the user's model's job when the registry says it restyles; the other edit modes are
-    Kandinsky 2.2's by nature (``/help`` says so), so running them there is not announced."""
+    Restyling is the user's model's job when the registry says it restyles; the other edit modes run
+    on the user's editing model (:func:`generation.registry.editing_model_for`: Kandinsky 2.2, or
+    Kandinsky 3.1's IP-Adapter and HED ControlNet), which the user chose, so it is not announced."""
+    if mode is not Mode.IMG2IMG:
+        return str(editing_model_for(mode, editing_model)), False
     model, fell_back = model_for(mode, user_model)
-    return str(model), fell_back and mode is Mode.IMG2IMG
+    return str(model), fell_back
 
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]

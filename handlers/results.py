@@ -88,7 +88,7 @@ async def variations_of(job: Job, index: int, request: RequestContext) -> Job | 
         return await request.submit(edit, Mode.IMG2IMG, model, chat_id=job.chat_id)
     if params.style != DEFAULT_STYLE:
         await request.bot.send_message(job.chat_id, request.i18n.get("variations-note-style"))
-    model, _ = edit_model(Mode.VARIATIONS, request.user.settings.model)
+    model, _ = edit_model(Mode.VARIATIONS, request.user.settings.model, request.user.settings.editing_model)
     edit = request.edit_params(Mode.VARIATIONS, [photo], display_prompt=caption)
     return await request.submit(edit, Mode.VARIATIONS, model, chat_id=job.chat_id)
 
@@ -110,7 +110,8 @@ async def redo_restyle(
     query: CallbackQuery, callback_data: ResultCb, i18n: I18nContext, request: RequestContext
 ) -> None:
     """🔅 Lighter / 🔆 Stronger: the same restyle at the neighbouring strength (remembered for the next
-    photo); 🧱 Keep the shapes: the same restyle with Kandinsky 2.2's depth ControlNet."""
+    photo); 🧱 Keep the shapes: the same restyle on the user's editing model (Kandinsky 2.2's depth
+    ControlNet or Kandinsky 3.1's HED ControlNet)."""
     job = await own_job(query, callback_data.job_id, request.user, request.repos, i18n)
     if job is None:
         return
@@ -132,7 +133,7 @@ async def redo_restyle(
     request.user.settings.edit_strength = level
     params = read_params(job).model_copy(update={"strength": EDIT_STRENGTHS[level]})
     if callback_data.action == "shapes":
-        model, _ = edit_model(Mode.RESTYLE_DEPTH, job.model)
+        model, _ = edit_model(Mode.RESTYLE_DEPTH, job.model, request.user.settings.editing_model)
         await request.submit(params, Mode.RESTYLE_DEPTH, model, chat_id=job.chat_id)
     else:
         await request.submit(params, Mode(job.kind), job.model, chat_id=job.chat_id)

@@ -16,12 +16,14 @@ from bot.i18n import LOCALES, translator
 from bot.keyboards import (
     MAX_IMAGES_PER_REQUEST,
     SettingsCb,
+    editing_model_name,
     main_keyboard,
     model_name,
     settings_menu,
     settings_section,
     style_name,
 )
+from generation.registry import EDITING_MODELS
 from generation.styles import ASPECT_RATIOS, IMAGE_MODELS, STYLES, image_size
 from handlers.common import button
 from jobs.service import MAX_PROMPT_LENGTH
@@ -45,6 +47,7 @@ def settings_text(i18n: I18nContext, settings: UserSettings, max_side: int) -> s
         beautify=i18n.get("settings-on" if settings.beautify else "settings-off"),
         count=settings.num_images,
         seed=str(settings.fixed_seed) if settings.fixed_seed is not None else i18n.get("settings-seed-random"),
+        editing=editing_model_name(t, settings.editing_model, locale),
     )
 
 
@@ -59,6 +62,8 @@ def _apply(settings: UserSettings, section: str, value: str) -> bool:
     """Store a choice; False for a value that no button offers (forged or stale callback data)."""
     if section == "model" and value in IMAGE_MODELS:
         settings.model = value
+    elif section == "editing" and value in EDITING_MODELS:
+        settings.editing_model = value
     elif section == "ratio" and value.replace("x", ":") in ASPECT_RATIOS:
         settings.aspect_ratio = value.replace("x", ":")
     elif section == "style" and value in STYLES:
@@ -119,7 +124,7 @@ async def settings_callback(
         # The reply keyboard under the input field speaks the new language too.
         await message.answer(i18n.get("language-set"), reply_markup=main_keyboard(t, locale))
         return
-    if section in ("model", "ratio", "style", "count", "lang") and not value:
+    if section in ("model", "ratio", "style", "count", "lang", "editing") and not value:
         await message.edit_text(
             i18n.get(f"settings-choose-{section}"), reply_markup=settings_section(t, locale, section, settings)
         )

@@ -12,7 +12,7 @@ from aiogram_i18n import I18nContext
 from bot.i18n import LOCALES, translator
 from bot.keyboards import LanguageCb, language_keyboard, main_keyboard, model_name
 from generation.backend import Mode
-from generation.registry import MODELS
+from generation.registry import MODELS, Family
 from handlers.common import button
 from generation.styles import ASPECT_RATIOS
 from storage.models import User
@@ -26,9 +26,13 @@ async def start(message: Message, i18n: I18nContext) -> None:
 
 
 def models_help(i18n: I18nContext) -> str:
-    """One line per model of the registry: what it does (and that Flash ignores a negative prompt)."""
+    """One line per model of the registry: what it does (and that Flash ignores a negative prompt).
+    The editing model's parts (IP-Adapter, HED ControlNet) are not listed: the help text's /settings
+    line names the editing model."""
     lines = [i18n.get("help-models")]
     for model, spec in MODELS.items():
+        if spec.family is Family.K3_IMAGE:
+            continue
         modes = ", ".join(i18n.get(f"mode-{mode}") for mode in Mode if spec.supports(mode))
         line = i18n.get("help-model", model=model_name(translator(), model, i18n.locale), modes=modes)
         lines.append(line if spec.negative_prompt else i18n.get("help-model-no-negative", line=line))

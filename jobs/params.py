@@ -124,6 +124,9 @@ class JobOutcome(BaseModel):
     used_prompt: str | None = None  # the beautified prompt that was drawn; None: the user's own
     beautify_outcome: Literal["beautified", "fell_back"] | None = None
     censored: list[int] = Field(default_factory=list)  # indices of images the safety check withheld
+    # What the pipeline says about how it made the images, one caption line each ("edges-canny":
+    # the HED ControlNet's outlines came from the Canny fallback); keys of result-note-* messages.
+    notes: list[str] = Field(default_factory=list)
 
 
 class JobParamsError(GenerationError):

@@ -286,6 +286,10 @@ class JobRunner:
                     results = await asyncio.to_thread(self.backend.generate, request, progress)
                 if cancel_event.is_set():
                     raise GenerationCancelled()
+                # e.g. "edges-canny": the caption says how the images were made (rewritten on every run)
+                notes = sorted({str(image.info["note"]) for image in results if "note" in image.info})
+                if notes or read_outcome(ctx.job).notes:
+                    await self._update_outcome(ctx, notes=notes)
                 await self._store_checked(ctx, results)
         except JobCensored as exc:
             if await self._transition(

@@ -69,6 +69,9 @@ class UserSettings(Base):
     # None until the user chose once: then that question is skipped.
     mix_weight: Mapped[int | None] = mapped_column(Integer)
     fuse_weight: Mapped[int | None] = mapped_column(Integer)
+    # The model of /fuse, /mix, /variations, /style and "keep the shapes": "kandinsky-2.2" (its image
+    # prior and depth ControlNet) or "kandinsky-3.1" (the IP-Adapter and the HED ControlNet).
+    editing_model: Mapped[str] = mapped_column(String(32), default="kandinsky-2.2", server_default="kandinsky-2.2")
 
     user: Mapped[User] = relationship(back_populates="settings")
 

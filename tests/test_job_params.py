@@ -149,7 +149,7 @@ async def test_an_old_database_loads_and_its_jobs_run(tmp_path: Path):
         # The rows were rewritten in version 1 by the run: the stale outcome "Again" carried over is
         # gone (beautification is off in this bot), the parameters are unchanged.
         row = jobs[1].params
-        assert row["version"] == 1 and row["outcome"] == {"used_prompt": None, "beautify_outcome": None, "censored": []}
+        assert row["version"] == 1 and row["outcome"] == {"used_prompt": None, "beautify_outcome": None, "censored": [], "notes": []}
         assert {k: row[k] for k in ("prompt", "seed", "width", "height", "style")} == {
             "prompt": "a lighthouse at dusk", "seed": 4242, "width": 1344, "height": 768, "style": "ANIME"
         }

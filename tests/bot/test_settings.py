@@ -20,7 +20,10 @@ async def test_settings_menu_shows_current_values(harness):
     assert "Model: Kandinsky 3.1" in menu.text
     assert "Aspect ratio: 1:1 (1024×1024)" in menu.text
     data = [d for _, d in buttons(menu.reply_markup)]
-    assert data == ["set:model:", "set:ratio:", "set:style:", "set:neg:", "set:beautify:on", "set:count:", "set:lang:", "set:close:"]
+    assert data == [
+        "set:model:", "set:ratio:", "set:style:", "set:neg:", "set:beautify:on", "set:count:", "set:editing:", "set:lang:",
+        "set:close:",
+    ]
 
 
 async def test_settings_button_on_the_reply_keyboard(harness):

@@ -4,9 +4,9 @@ checkpoints (generation.tiny, in the hub layouts, loaded by the production loadi
 The fake-backend scenarios (test_scenarios.py) cover the bot's behaviour in depth; these check that
 the same user journeys work end to end when the images come from the models: the chosen model and
 aspect ratio reach the pipeline, four images come as one album, and a photo with a caption is
-restyled. (Cancelling a running job is
-covered with the fake backend, whose step time the test controls: a tiny pipeline may finish before
-a press arrives.)
+restyled; with the editing model set to Kandinsky 3.1, an album of two photos is fused by the
+IP-Adapter. (Cancelling a running job is covered with the fake backend, whose step time the test
+controls: a tiny pipeline may finish before a press arrives.)
 """
 
 from __future__ import annotations
@@ -120,3 +120,19 @@ async def test_video_command_yields_a_five_second_clip(world: World) -> None:
     assert "🎞 10 seconds" in button_texts(video)
     frames, fps, duration = video_facts(world, video)
     assert (frames, fps) == (21, 4.0) and abs(duration - 5.0) <= 1 / fps + 1e-6
+
+
+async def test_fuse_an_album_of_two_photos_on_kandinsky_31(world: World) -> None:
+    """Editing model = Kandinsky 3.1: /fuse with an album of two photos is drawn by the IP-Adapter."""
+    user = world.user()
+    await choose(user, await open_settings(user), "Editing model", "Kandinsky 3.1 (IP-Adapter, HED ControlNet)")
+    await user.send_command("fuse")
+    await user.wait_for(has_text("Fusion"), WAIT)
+    await user.send_album([photo("astronaut"), photo("coffee")])
+    step = await user.wait_for(has_text("step 2 of 2"), WAIT)
+    await user.press(step, "1st 50% · 2nd 50%")
+    result = await user.wait_for(is_photo, LOAD_WAIT)
+    assert result["caption"].startswith("Fusion of 2 photos")
+    assert "Kandinsky 3.1 IP-Adapter" in result["caption"]
+    # the astronaut (square) decides the shape: the largest side fits MAX_IMAGE_SIDE
+    assert largest(result) == (MAX_SIDE, MAX_SIDE) and user.image(result).size == (MAX_SIDE, MAX_SIDE)

@@ -22,7 +22,7 @@ K3 = HUB_IDS["k31"]
 BIG = "weights/kandinsky3.pt"
 # Files the real repositories also hold and the loaders never read.
 DECOYS = {
-    K3: ["weights/kandinsky3_inpainting.pt", "README.md", "assets/sample.png"],
+    K3: ["weights/kandinsky3_unused_experiment.pt", "README.md", "assets/sample.png"],  # a UNet nobody loads
     HUB_IDS["k22-decoder"]: ["unet/diffusion_pytorch_model.bin"],
 }
 
@@ -62,6 +62,8 @@ def wanted_files(hub: FakeHub) -> dict[str, list[Path]]:
     return {
         repo_id: sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() not in DECOYS.get(repo_id, []))
         for repo_id, folder in hub.repos.items()
+        # The image-prompt models' repositories are fetched only when asked for by name (app.fetch).
+        if repo_id not in ("ai-forever/kandinsky3_ip_adapter", "ai-forever/kandinsky3_controlnet_hed", "lllyasviel/Annotators")
     }
 
 

@@ -4,7 +4,7 @@ start-greeting = Hi, { $name }! I draw pictures with the Kandinsky models.
 help-text = What I can do:
     /start — greeting and the main keyboard
     /help — this list
-    /settings — model, aspect ratio, style, negative prompt, beautification, images per request
+    /settings — model, aspect ratio, style, negative prompt, beautification, images per request, editing model (Kandinsky 2.2 or 3.1)
     /language — English or Russian
     /cancel — cancel your queued jobs and stop the running one
     A photo with a caption — I redraw it as the caption says (or /restyle, /restyle_shapes to keep the shapes)
@@ -67,6 +67,7 @@ settings-title = <b>Settings</b>
     Prompt beautification: { $beautify }
     Images per request: { $count }
     Seed: { $seed }
+    Editing model: { $editing }
 settings-none = none
 settings-on = on
 settings-off = off
@@ -78,6 +79,10 @@ settings-negative = Negative prompt
 settings-beautify = Beautification: { $state }
 settings-count = Images per request
 settings-seed-clear = Random seed again
+settings-editing = Editing model
+settings-choose-editing = Which model edits your photos (/fuse, /mix, /variations, /style and "Keep the shapes")?
+editing-model-kandinsky-2_2 = Kandinsky 2.2 (lighter)
+editing-model-kandinsky-3_1 = Kandinsky 3.1 (IP-Adapter, HED ControlNet)
 settings-back = « Back
 settings-close = Close
 settings-choose-model = Choose the model:
@@ -106,6 +111,8 @@ model-kandinsky-2_2 = Kandinsky 2.2
 model-kandinsky-3_1 = Kandinsky 3.1
 model-kandinsky-3_1-flash = Kandinsky 3.1 Flash
 model-kandinsky-3_1-refiner = Kandinsky 3.1 + Flash refiner
+model-kandinsky-3_1-ip-adapter = Kandinsky 3.1 IP-Adapter
+model-kandinsky-3_1-controlnet-hed = Kandinsky 3.1 HED ControlNet
 
 ## Styles
 style-DEFAULT = No style

@@ -106,3 +106,4 @@ btn-more-first = ◀️ More of photo 1
 btn-more-second = More of photo 2 ▶️
 edit-note-mix-remembered = Photo { $image }% · text { $text }% (your last choice); the buttons under the result change it.
 edit-note-fuse-remembered = Photo 1: { $first }% · photo 2: { $second }% (your last choice); the buttons under the result change it.
+result-note-edges-canny = ℹ️ The outlines were traced with a simple edge filter (Canny): the HED edge detector is not installed on this server.

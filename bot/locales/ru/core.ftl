@@ -4,7 +4,7 @@ start-greeting = Привет, { $name }! Я рисую картинки мод�
 help-text = Что я умею:
     /start — приветствие и основная клавиатура
     /help — этот список
-    /settings — модель, формат, стиль, негативный промпт, улучшение промпта, число картинок
+    /settings — модель, формат, стиль, негативный промпт, улучшение промпта, число картинок, модель для редактирования (Kandinsky 2.2 или 3.1)
     /language — русский или английский
     /cancel — отменить ваши задания в очереди и остановить текущее
     Фото с подписью — перерисую его по подписи (или /restyle, /restyle_shapes — с сохранением форм)
@@ -68,6 +68,7 @@ settings-title = <b>Настройки</b>
     Улучшение промпта: { $beautify }
     Картинок за раз: { $count }
     Сид: { $seed }
+    Модель для редактирования: { $editing }
 settings-none = нет
 settings-on = вкл
 settings-off = выкл
@@ -79,6 +80,10 @@ settings-negative = Негативный промпт
 settings-beautify = Улучшение: { $state }
 settings-count = Картинок за раз
 settings-seed-clear = Снова случайный сид
+settings-editing = Модель для редактирования
+settings-choose-editing = Какая модель редактирует ваши фото (/fuse, /mix, /variations, /style и «Сохранить формы»)?
+editing-model-kandinsky-2_2 = Kandinsky 2.2 (легче)
+editing-model-kandinsky-3_1 = Kandinsky 3.1 (IP-Adapter, HED ControlNet)
 settings-back = « Назад
 settings-close = Закрыть
 settings-choose-model = Выберите модель:
@@ -108,6 +113,8 @@ model-kandinsky-2_2 = Kandinsky 2.2
 model-kandinsky-3_1 = Kandinsky 3.1
 model-kandinsky-3_1-flash = Kandinsky 3.1 Flash
 model-kandinsky-3_1-refiner = Kandinsky 3.1 + Flash-рефайнер
+model-kandinsky-3_1-ip-adapter = Kandinsky 3.1 IP-Adapter
+model-kandinsky-3_1-controlnet-hed = Kandinsky 3.1 HED ControlNet
 
 ## Styles
 style-DEFAULT = Без стиля

@@ -1,0 +1,184 @@
+"""How busy the GPU stays while the embedded worker drains a queue.
+
+    python -m benchmarks.gpu_utilization                 # 20 jobs from 5 users
+    python -m benchmarks.gpu_utilization --jobs 40 --users 8 --gpu-seconds 0.3
+
+A stand-in backend holds one "GPU" lock for a fixed time per image (the real pipelines would hold the
+device); everything around it is the project's own code: job rows in SQLite, the embedded queue and
+its round-robin, the job runner, the safety check (a stand-in classifier that takes a fixed time per
+image, as OpenNSFW does on the CPU), PNG encoding to the result folder and delivery (a stand-in upload
+that takes a fixed time, as sending a photo to Telegram does). It prints the share of the wall time
+during which the lock was held: 100% means the GPU never waited for the rest of the bot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from generation.backend import GenerationRequest, ModelId, Mode, ProgressFn
+from generation.moderation import ContentGuard
+from generation.safety import ImageVerdict
+
+
+class LockedBackend:
+    """Holds the GPU lock for ``seconds_per_image`` per image and records how long it was held."""
+
+    def __init__(self, seconds_per_image: float, steps: int = 4) -> None:
+        self.seconds_per_image = seconds_per_image
+        self.steps = steps
+        self.gpu = threading.Lock()
+        self.busy_seconds = 0.0
+        self.first_start: float | None = None
+        self.images = 0
+
+    def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
+        with self.gpu:
+            start = time.perf_counter()
+            if self.first_start is None:
+                self.first_start = start
+            per_step = self.seconds_per_image * request.num_images / self.steps
+            for step in range(1, self.steps + 1):
+                time.sleep(per_step)
+                progress(step, self.steps)
+            self.busy_seconds += time.perf_counter() - start
+            self.images += request.num_images
+        return [
+            Image.new("RGB", (request.width, request.height), ((request.seed + i) % 256, 80, 160))
+            for i in range(request.num_images)
+        ]
+
+    def model_status(self) -> list[dict[str, Any]]:
+        return []
+
+    def load(self, model: ModelId) -> None: ...
+
+    def unload(self, model: ModelId) -> None: ...
+
+
+class SlowClassifier:
+    """The image safety check's cost without its model: a fixed time per image, always safe."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def verdict(self, image: Any) -> ImageVerdict:
+        time.sleep(self.seconds)
+        return ImageVerdict(score=0.0, threshold=0.5)
+
+
+class UploadingEvents:
+    """The chat side of a job: only delivery costs time (a stand-in for the upload to Telegram)."""
+
+    def __init__(self, upload_seconds: float, expected: int) -> None:
+        self.upload_seconds = upload_seconds
+        self.delivered = 0
+        self.expected = expected
+        self.all_delivered = asyncio.Event()
+        self.last_delivery: float | None = None
+
+    async def started(self, ctx: Any) -> None: ...
+
+    async def progress(self, ctx: Any, step: int, total: int) -> None: ...
+
+    def working(self, ctx: Any) -> contextlib.AbstractAsyncContextManager[Any]:
+        return contextlib.nullcontext()  # type: ignore[return-value]
+
+    async def beautifying(self, ctx: Any) -> None: ...
+
+    async def deliver(self, ctx: Any, paths: list[Path]) -> list[str]:
+        data = [p.read_bytes() for p in paths]
+        await asyncio.sleep(self.upload_seconds)
+        self.delivered += 1
+        self.last_delivery = time.perf_counter()
+        if self.delivered >= self.expected:
+            self.all_delivered.set()
+        return [f"file-{len(d)}" for d in data]
+
+    async def failed(self, ctx: Any, code: str) -> None:
+        raise RuntimeError(f"job failed: {code}")
+
+    async def cancelled(self, ctx: Any) -> None: ...
+
+    async def censored(self, ctx: Any, previews: list[Path], upload: bool = False) -> None: ...
+
+    async def fetch_file(self, file_id: str) -> bytes:
+        raise NotImplementedError
+
+
+async def measure(jobs: int, users: int, gpu_seconds: float, safety_seconds: float, upload_seconds: float, size: int) -> dict:
+    from generation.queue import EmbeddedQueue
+    from generation.runner import JobRunner
+    from storage.db import create_engine, create_sessionmaker
+    from storage.migrate import upgrade_async
+    from storage.models import Job, User
+    from storage.repositories import Database
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+        await upgrade_async(url)
+        engine = create_engine(url)
+        db = Database(create_sessionmaker(engine))
+        async with db.session() as session:
+            for user_id in range(1, users + 1):
+                session.add(User(id=user_id, first_name=f"user{user_id}", language="en"))
+            await session.flush()
+            for index in range(jobs):
+                user_id = index % users + 1
+                session.add(Job(
+                    user_id=user_id, chat_id=user_id, kind=Mode.TEXT2IMG.value, model=ModelId.K31_FLASH.value,
+                    params={"prompt": f"prompt {index}", "width": size, "height": size, "num_images": 1, "seed": index},
+                ))
+            await session.commit()
+
+        backend = LockedBackend(gpu_seconds)
+        events = UploadingEvents(upload_seconds, jobs)
+        guard = ContentGuard(image_safety=SlowClassifier(safety_seconds))  # type: ignore[arg-type]
+        runner = JobRunner(db, backend, events, Path(tmp) / "results", guard=guard)  # type: ignore[arg-type]
+        queue = EmbeddedQueue(db, runner)
+        start = time.perf_counter()
+        await queue.start()
+        try:
+            await asyncio.wait_for(events.all_delivered.wait(), timeout=jobs * (gpu_seconds + safety_seconds + upload_seconds) * 3 + 30)
+        finally:
+            await queue.stop()
+            await engine.dispose()
+    assert events.last_delivery is not None
+    wall = events.last_delivery - start
+    return {
+        "jobs": jobs, "users": users, "wall_s": wall, "gpu_busy_s": backend.busy_seconds,
+        "utilisation": backend.busy_seconds / wall, "images": backend.images,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--users", type=int, default=5)
+    parser.add_argument("--gpu-seconds", type=float, default=0.5, help="time the GPU lock is held per image")
+    parser.add_argument("--safety-seconds", type=float, default=0.1, help="the NSFW check per image")
+    parser.add_argument("--upload-seconds", type=float, default=0.3, help="sending one result to Telegram")
+    parser.add_argument("--size", type=int, default=512, help="image side (PNG encoding is real)")
+    args = parser.parse_args(argv)
+    result = asyncio.run(measure(args.jobs, args.users, args.gpu_seconds, args.safety_seconds, args.upload_seconds, args.size))
+    print(
+        f"{result['jobs']} jobs from {result['users']} users, {args.gpu_seconds} s GPU per image, "
+        f"{args.safety_seconds} s safety check, {args.upload_seconds} s upload, {args.size}px PNG"
+    )
+    print(
+        f"wall {result['wall_s']:.2f} s, GPU lock held {result['gpu_busy_s']:.2f} s: "
+        f"utilisation {result['utilisation'] * 100:.1f}%"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

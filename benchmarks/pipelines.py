@@ -26,6 +26,7 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,13 @@ def scaled_down(unet: dict, text: dict, movq: dict) -> tuple[dict, dict, dict]:
 
 
 def build_backend(
-    device: str, dtype: torch.dtype, full: bool, models: tuple[ModelId, ...] = tuple(ModelId)
+    device: str,
+    dtype: torch.dtype,
+    full: bool,
+    models: tuple[ModelId, ...] = tuple(ModelId),
+    shrink: Callable[[dict, dict, dict], tuple[dict, dict, dict]] | None = None,
 ) -> tuple[DiffusersBackend, dict[str, int]]:
+    """``shrink``: how a run that is not ``full`` narrows the architectures (default: :func:`scaled_down`)."""
     from diffusers import Kandinsky3UNet, VQModel
     from transformers import T5Config, T5EncoderModel
 
@@ -73,7 +79,7 @@ def build_backend(
         load_config("kandinsky3_movq.json"),
     )
     if not full:
-        unet_cfg, text_cfg, movq_cfg = scaled_down(unet_cfg, text_cfg, movq_cfg)
+        unet_cfg, text_cfg, movq_cfg = (shrink or scaled_down)(unet_cfg, text_cfg, movq_cfg)
 
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)

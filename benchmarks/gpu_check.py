@@ -1,0 +1,140 @@
+"""One table of the Kandinsky 3 family's speed on the GPU: the check to run when a GPU is lent.
+
+    python -m benchmarks.gpu_check                   # CUDA: full size, 1024x1024, fp16, batch 1 and 4
+    python -m benchmarks.gpu_check --smoke           # CPU: the tiny test architectures, 64x64 (seconds)
+
+It builds the full-size architectures from ``generation/configs/`` with random weights (speed does not
+depend on the weights) through ``benchmarks.pipelines.build_backend``, so the figures include the
+project's own code (prompt encoding, batched sampling, MoVQ decoding, PIL conversion). For Kandinsky
+3.1, Flash and the refiner, at batch 1 and batch 4, it prints seconds per image, peak GPU memory,
+the TFLOP one image takes (counted by ``torch.utils.flop_counter`` on one run, so convolutions,
+matmuls and attention of every step and the decode are all in) and the TFLOP/s achieved, so the
+distance to the hardware's peak shows (an H200 does about 990 dense fp16 TFLOP/s).
+
+It is sized to finish within 8 minutes on one H100/H200: one warm-up and ``--repeats`` timed runs
+per row, and one counted run per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks.pipelines import PROMPT, build_backend, hardware, sync
+from generation.backend import GenerationRequest, Mode, ModelId
+
+MODELS = {"k3": ModelId.K31, "flash": ModelId.K31_FLASH, "refiner": ModelId.K31_REFINER}
+
+
+def tiny(unet: dict, text: dict, movq: dict) -> tuple[dict, dict, dict]:
+    """The tiny architectures of the test checkpoints (``generation.tiny``), for a smoke run in seconds."""
+    unet = dict(
+        unet, block_out_channels=[32, 64], layers_per_block=3, time_embedding_dim=4, groups=2,
+        attention_head_dim=4, cross_attention_dim=4, encoder_hid_dim=32,
+    )
+    text = dict(text, d_model=32, d_ff=37, d_kv=8, num_heads=4, num_layers=2, vocab_size=32128)
+    movq = dict(movq, block_out_channels=[32, 32, 64, 64], layers_per_block=1, norm_num_groups=8, num_vq_embeddings=12)
+    return unet, text, movq
+
+
+def request(model: ModelId, size: int, images: int) -> GenerationRequest:
+    return GenerationRequest(
+        mode=Mode.TEXT2IMG, model=model, prompt=PROMPT, negative_prompt=None,
+        width=size, height=size, num_images=images, seed=0,
+    )
+
+
+def counted_tflop(generate: Callable[[], Any]) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        generate()
+    return counter.get_total_flops() / 1e12
+
+
+def time_row(backend: Any, device: str, model: ModelId, size: int, images: int, repeats: int) -> dict:
+    req = request(model, size, images)
+    backend.generate(req, lambda s, t: None)  # warm-up
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    runs = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        backend.generate(req, lambda s, t: None)
+        sync(device)
+        runs.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() / 1024**3 if device.startswith("cuda") else None
+    return {"model": model.value, "batch": images, "s_per_image": statistics.median(runs) / images, "peak_gib": peak}
+
+
+def run(device: str, dtype: torch.dtype, smoke: bool, size: int, models: tuple[ModelId, ...], repeats: int) -> list[dict]:
+    if device.startswith("cuda"):
+        # TF32 for the fp32 parts (schedulers' arithmetic, anything left in fp32): within our tolerances.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    backend, _ = build_backend(device, dtype, full=not smoke, models=models, shrink=tiny if smoke else None)
+    rows = []
+    for model in models:
+        tflop = counted_tflop(lambda: backend.generate(request(model, size, 1), lambda s, t: None))
+        for batch in (1, 4):
+            row = time_row(backend, device, model, size, batch, repeats)
+            row["tflop_per_image"] = tflop
+            row["tflops_achieved"] = tflop / row["s_per_image"]
+            rows.append(row)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        f"| model | batch | s / image | peak GPU GiB | TFLOP / image | TFLOP/s achieved |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        peak = f"{r['peak_gib']:.1f}" if r["peak_gib"] is not None else "n/a"
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['s_per_image']:.3f} | {peak} | "
+            f"{r['tflop_per_image']:.3g} | {r['tflops_achieved']:.3g} |"
+        )
+    by = {(r["model"], r["batch"]): r for r in rows}
+    lines.append("")
+    for batch in (1, 4):
+        k3, flash = by.get((ModelId.K31.value, batch)), by.get((ModelId.K31_FLASH.value, batch))
+        if k3 and flash:
+            lines.append(f"Flash vs Kandinsky 3.1 at batch {batch}: {k3['s_per_image'] / flash['s_per_image']:.1f}x faster")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny architectures on the CPU (checks the command)")
+    parser.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"])
+    parser.add_argument("--size", type=int, default=None, help="image side (1024 on CUDA, 64 in the smoke run)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--models", default="k3,flash,refiner")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (smoke run: 1)")
+    args = parser.parse_args(argv)
+
+    smoke = args.smoke or not torch.cuda.is_available()
+    device = "cpu" if smoke else "cuda"
+    dtype = torch.float32 if smoke else {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    size = args.size or (64 if smoke else 1024)
+    if args.threads or smoke:
+        # One thread on a shared CPU: OpenMP's spinning threads slow a busy 2-core machine to a crawl.
+        torch.set_num_threads(args.threads or 1)
+    models = tuple(MODELS[m.strip()] for m in args.models.split(",") if m.strip())
+    print(f"# {'smoke run (tiny architectures)' if smoke else 'full size'} on {device}, {dtype}, {size}x{size}: {hardware(device)}")
+    start = time.perf_counter()
+    rows = run(device, dtype, smoke, size, models, args.repeats)
+    print(table(rows))
+    print(f"# total {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

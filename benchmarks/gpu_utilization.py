@@ -25,8 +25,8 @@ from typing import Any
 from PIL import Image
 
 from generation.backend import GenerationRequest, ModelId, Mode, ProgressFn
-from generation.moderation import ContentGuard
-from generation.safety import ImageVerdict
+from prompting.guard import ContentGuard
+from prompting.safety import ImageVerdict
 
 
 class LockedBackend:
@@ -115,8 +115,8 @@ class UploadingEvents:
 
 
 async def measure(jobs: int, users: int, gpu_seconds: float, safety_seconds: float, upload_seconds: float, size: int) -> dict:
-    from generation.queue import EmbeddedQueue
-    from generation.runner import JobRunner
+    from jobs.queue import EmbeddedQueue
+    from jobs.runner import JobRunner
     from storage.db import create_engine, create_sessionmaker
     from storage.migrate import upgrade_async
     from storage.models import Job, User

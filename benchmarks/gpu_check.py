@@ -34,13 +34,9 @@ MODELS = {"k3": ModelId.K31, "flash": ModelId.K31_FLASH, "refiner": ModelId.K31_
 
 def tiny(unet: dict, text: dict, movq: dict) -> tuple[dict, dict, dict]:
     """The tiny architectures of the test checkpoints (``generation.tiny``), for a smoke run in seconds."""
-    unet = dict(
-        unet, block_out_channels=[32, 64], layers_per_block=3, time_embedding_dim=4, groups=2,
-        attention_head_dim=4, cross_attention_dim=4, encoder_hid_dim=32,
-    )
-    text = dict(text, d_model=32, d_ff=37, d_kv=8, num_heads=4, num_layers=2, vocab_size=32128)
-    movq = dict(movq, block_out_channels=[32, 32, 64, 64], layers_per_block=1, norm_num_groups=8, num_vq_embeddings=12)
-    return unet, text, movq
+    from generation.tiny import TINY_K3_UNET, TINY_MOVQ, TINY_T5
+
+    return dict(unet, **TINY_K3_UNET), dict(text, **TINY_T5), dict(movq, **TINY_MOVQ)
 
 
 def request(model: ModelId, size: int, images: int) -> GenerationRequest:

@@ -6,6 +6,7 @@ import pytest
 from aiogram.methods import SendMessage
 
 from bot.i18n import translator
+from generation.fake import FakeBackend
 from tests.conftest import make_settings, start_harness, stop_harness
 from tests.fakes import callback_update, message_update
 
@@ -21,7 +22,8 @@ from tests.fakes import callback_update, message_update
     ],
 )
 async def test_the_pending_limit_message_agrees_with_its_number(tmp_path, locale, limit, expected):
-    h = await start_harness(make_settings(tmp_path, max_pending_per_user=limit, fake_step_seconds=0.2))
+    # Slow steps: no job may finish (and free a place) while the messages are fed.
+    h = await start_harness(make_settings(tmp_path, max_pending_per_user=limit), FakeBackend(step_seconds=0.5))
     try:
         if locale == "ru":
             await h.feed(callback_update("lang:ru"))

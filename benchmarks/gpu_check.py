@@ -18,7 +18,6 @@ per row, and one counted run per model.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.pipelines import PROMPT, build_backend, hardware, sync
+from benchmarks.pipelines import PROMPT, build_backend, hardware, time_model
 from generation.backend import GenerationRequest, Mode, ModelId
 
 MODELS = {"k3": ModelId.K31, "flash": ModelId.K31_FLASH, "refiner": ModelId.K31_REFINER}
@@ -54,19 +53,8 @@ def counted_tflop(generate: Callable[[], Any]) -> float:
 
 
 def time_row(backend: Any, device: str, model: ModelId, size: int, images: int, repeats: int) -> dict:
-    req = request(model, size, images)
-    backend.generate(req, lambda s, t: None)  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    runs = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        backend.generate(req, lambda s, t: None)
-        sync(device)
-        runs.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() / 1024**3 if device.startswith("cuda") else None
-    return {"model": model.value, "batch": images, "s_per_image": statistics.median(runs) / images, "peak_gib": peak}
+    row = time_model(backend, device, model, size, images, repeats)
+    return {"model": row["model"], "batch": images, "s_per_image": row["s_per_image"], "peak_gib": row["peak_gpu_gb"]}
 
 
 def run(device: str, dtype: torch.dtype, smoke: bool, size: int, models: tuple[ModelId, ...], repeats: int) -> list[dict]:

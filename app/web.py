@@ -148,10 +148,6 @@ async def run_webhook(app: App) -> None:
 
 async def run_polling(app: App) -> None:
     monitoring = await start_monitoring(app)
-    monitoring = None
-    if app.settings.metrics_port:
-        monitoring = await start_server(monitoring_app(app), "0.0.0.0", app.settings.metrics_port)
-        log.info("/healthz and /metrics on port %s", app.settings.metrics_port)
     webapp = None
     if app.settings.webapp_url:
         from handlers.webapp import create_app as create_webapp

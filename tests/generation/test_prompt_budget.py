@@ -84,7 +84,7 @@ def test_kandinsky22_encodes_the_style_inside_77_tokens(k22):  # noqa: F811
 def test_jobs_carry_the_style_suffix():
     from types import SimpleNamespace
 
-    from generation.runner import build_request
+    from jobs.runner import build_request
 
     job = SimpleNamespace(
         kind="text2img", model="kandinsky-3.1",

@@ -1,4 +1,4 @@
-"""How much the bot itself costs: the real ``python -m bot`` process with the ``fake`` backend.
+"""How much the bot itself costs: the real ``python -m app`` process with the ``fake`` backend.
 
 Many scripted users send a prompt at the same moment to the bot, over HTTP, through the local
 Telegram Bot API emulator (tests/e2e/emulator.py). Printed per bot:
@@ -186,7 +186,7 @@ async def main() -> None:
     echo = BotProcess(emulator, ECHO_TOKEN, echo_env, tmp / "echo.log")
     echo_script = str(PROJECT_ROOT / "benchmarks" / "echo_bot.py")
     try:
-        profile = ["-m", "cProfile", "-o", os.path.abspath(args.profile), "-m", "bot"] if args.profile else None
+        profile = ["-m", "cProfile", "-o", os.path.abspath(args.profile), "-m", "app"] if args.profile else None
         await bot.start(ready_timeout=180, argv=profile)
         await echo.start(ready_timeout=180, argv=[echo_script])
         cpu = os.cpu_count()

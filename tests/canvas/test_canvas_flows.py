@@ -98,6 +98,8 @@ async def test_cancel_an_upscale_like_any_job(tmp_path):
     h = await start_harness(make_settings(tmp_path), FakeBackend(step_seconds=0.05))
     try:
         job = await _result(h)
+        h.backend.step_seconds = 1.0  # the upscale's 4 steps outlast the cancel, however busy the machine
+        h.backend.steps_done = 0  # wait for the upscale's own first step, not the first job's last
         await h.feed(callback_update(f"cnv:up2:{job.id}"))
         await h.wait_for(lambda: h.backend.steps_done >= 1)
         upscale = (await h.jobs())[-1]

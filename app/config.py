@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     # without GFPGAN weights restoring is skipped; without OmniFusion "@me" becomes "a person".
     faceswap_describer: bool = True
     omnifusion_source: str = "AIRI-Institute/OmniFusion"  # hub id or a local copy of the repository
-    omnifusion_revision: str = OMNIFUSION_REVISION  # the hub commit its files are taken from
+    omnifusion_revision: str = OMNIFUSION_REVISION  # the hub commit its files are downloaded at
     omnifusion_clip_source: str = "openai/clip-vit-large-patch14-336"
     ghost_generator_path: Path | None = None  # GHOST's G_unet_2blocks.pth (its releases, sber-swap-v2.0)
     ghost_arcface_path: Path | None = None  # GHOST's arcface_model/backbone.pth (never glintr100.onnx)

@@ -18,7 +18,7 @@ class FaceSwapConfig:
     describer_fake: bool = False  # GENERATION_BACKEND=fake: a fixed description, nothing downloaded
     omnifusion_source: str = "AIRI-Institute/OmniFusion"
     omnifusion_variant: str = "OmniMistral-v1_1"
-    # The hub commit the files are taken from (ignored for a local folder).
+    # The hub commit the files are downloaded at (ignored for a local folder).
     omnifusion_revision: str | None = OMNIFUSION_REVISION
     clip_source: str = "openai/clip-vit-large-patch14-336"
     describer_max_new_tokens: int = 32  # a noun phrase, not a paragraph

@@ -463,7 +463,7 @@ def _check_reply_markup(markup: Any) -> JSON | None:
 
 
 def _known_api_methods() -> frozenset[str]:
-    """Every method name of the real Bot API, taken from aiogram's method classes."""
+    """Every method name of the real Bot API, read off aiogram's method classes."""
     from aiogram import methods
 
     names = set()

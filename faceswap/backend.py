@@ -63,6 +63,9 @@ class FaceSwapBackend:
             lambda: self.pipeline.run(request.images[0], FaceProfile.from_dict(face), request, progress, on_stage)
         )
 
+    def generate_batch(self, requests: list[GenerationRequest], progress: ProgressFn) -> list[list[Image.Image]]:
+        return self.inner.generate_batch(requests, progress)  # batch_key never groups face swaps
+
     def render_video(self, request: GenerationRequest, progress: ProgressFn, path: Any) -> Any:
         return self.inner.render_video(request, progress, path)  # type: ignore[attr-defined]
 

@@ -107,9 +107,35 @@ class ModelUnavailable(GenerationError):
         super().__init__("model_unavailable", detail)
 
 
+def batch_key(request: GenerationRequest) -> tuple[Any, ...] | None:
+    """Requests with equal keys may run as one batched pipeline call (jobs of different users that
+    share the model, size, step count and guidance); None: this request always runs alone."""
+    if request.mode is not Mode.TEXT2IMG:
+        return None
+    return (
+        request.model,
+        request.width,
+        request.height,
+        request.steps,
+        request.guidance_scale,
+        request.negative_prompt is not None,
+    )
+
+
+def generate_each(backend: Backend, requests: list[GenerationRequest], progress: ProgressFn) -> list[list[Image.Image]]:
+    """:meth:`Backend.generate_batch` for a backend that cannot batch: one request after another."""
+    return [backend.generate(request, progress) for request in requests]
+
+
 class Backend(Protocol):
     def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
         """Run one request; return ``request.num_images`` images of exactly width x height."""
+        ...
+
+    def generate_batch(self, requests: list[GenerationRequest], progress: ProgressFn) -> list[list[Image.Image]]:
+        """Requests that share one :func:`batch_key`, as one pipeline call where the model allows.
+        Result ``i`` holds request ``i``'s images, each equal to what ``generate(requests[i])`` gives
+        (image ``j`` of a request still uses its own ``seed + j``). ``progress`` gets the batch's steps."""
         ...
 
     def render_video(self, request: GenerationRequest, progress: ProgressFn, path: Path) -> Any:

@@ -14,7 +14,15 @@ from typing import Any
 import torch
 from PIL import Image
 
-from generation.backend import GenerationError, GenerationRequest, Mode, ModelId, OutOfMemory, ProgressFn
+from generation.backend import (
+    GenerationError,
+    GenerationRequest,
+    Mode,
+    ModelId,
+    OutOfMemory,
+    ProgressFn,
+    generate_each,
+)
 from generation.manager import ModelManager
 from generation.registry import Family, spec
 from generation.sources import GenerationConfig
@@ -60,6 +68,10 @@ class DiffusersBackend:
         if len(images) != request.num_images or wrong:
             raise GenerationError("bad_output", f"expected {request.num_images} of {size[0]}x{size[1]}, got {wrong}")
         return images
+
+    def generate_batch(self, requests: list[GenerationRequest], progress: ProgressFn) -> list[list[Image.Image]]:
+        # One request at a time until the pipelines take a batch of requests (issue #16).
+        return generate_each(self, requests, progress)
 
     def _run(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
         from generation import edit_ops

@@ -21,6 +21,7 @@ class FakeBackend:
         self.step_seconds = step_seconds
         self.video_fps = video_fps  # frames a second of fake videos (few: quick to encode in tests)
         self.calls: list[GenerationRequest] = []
+        self.batches: list[int] = []  # the size of every generate_batch call, in order
         self.steps_done = 0  # steps run by the latest call (tests check where a cancel stopped it)
         self.resident: set[ModelId] = set(ModelId)  # every model counts as loaded until unloaded
         self.loads: list[ModelId] = []  # load() / unload() calls, in order (admin /models tests)
@@ -36,6 +37,19 @@ class FakeBackend:
             self.steps_done = step
             progress(step, total)
         return [self._draw(request, request.seed + i) for i in range(request.num_images)]
+
+    def generate_batch(self, requests: list[GenerationRequest], progress: ProgressFn) -> list[list[Image.Image]]:
+        """One pass of steps for the whole batch, as a batched pipeline call makes."""
+        self.batches.append(len(requests))
+        total = max(request.steps or spec(request.model).total_steps for request in requests)
+        self.calls.extend(requests)
+        self.steps_done = 0
+        for step in range(1, total + 1):
+            if self.step_seconds:
+                time.sleep(self.step_seconds)
+            self.steps_done = step
+            progress(step, total)
+        return [[self._draw(r, r.seed + i) for i in range(r.num_images)] for r in requests]
 
     @staticmethod
     def _draw(request: GenerationRequest, seed: int) -> Image.Image:

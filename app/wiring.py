@@ -39,8 +39,10 @@ from jobs.service import JobService
 from prompting.beautify import share_gpu_budget
 from prompting.guard import ContentGuard, build_content_guard
 from storage.db import create_engine, create_sessionmaker
-from storage.estimates import average_run_seconds, wait_estimate
-from storage.repositories import Database, Repositories
+from bot.positions import QueuePositions, refresh_queue_positions
+from bot.priority import AnswersFirst, UpdatesInFlight
+from storage.estimates import RunTimeEstimates
+from storage.repositories import Database
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,7 @@ class App:
     guard: ContentGuard
     broadcaster: Broadcaster | None = None
     metrics: Metrics | None = None
+    positions: QueuePositions | None = None  # the background refresh of queue positions
 
 
 def build_app(
@@ -167,6 +170,14 @@ def build_app(
     notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
     # Beautification and the safety checks, switched by the operator's settings.
     guard = guard or create_guard(settings)
+    # Updates being handled: Bot API calls of the worker and of background refreshes let them be
+    # answered first (bot/priority.py).
+    updates_in_flight = UpdatesInFlight()
+    bot.session.middleware(AnswersFirst(updates_in_flight))
+    estimates = RunTimeEstimates()
+    positions = QueuePositions(
+        db, notifier, estimates, updates_in_flight, interval=min(settings.progress_edit_interval, 1.0)
+    )
     queue: JobQueue
     if settings.redis_url:
         # The distributed mode: GPU worker processes generate and deliver (jobs.worker).
@@ -182,7 +193,7 @@ def build_app(
         runner = create_runner(settings, db, backend or create_backend(settings), notifier, guard, metrics)
 
         async def refresh_positions() -> None:
-            await refresh_queue_positions(db, notifier)
+            positions.moved()  # the refresh runs in the background, coalesced
 
         queue = EmbeddedQueue(
             db,
@@ -199,6 +210,7 @@ def build_app(
         daily_quota=settings.daily_quota,
         guard=guard,
         max_pending_videos_per_user=settings.max_pending_videos_per_user,
+        estimates=estimates,
     )
     broadcaster = Broadcaster(db, bot, translator(), rate=settings.broadcast_rate)
     janitor = ResultsJanitor(db, settings.results_dir, settings.results_retention)  # RESULTS_RETENTION_DAYS
@@ -227,6 +239,7 @@ def build_app(
     # Albums first: an album's later photos join its first update before any lock or database work.
     albums.install(dispatcher, settings.album_wait_seconds)
     # Group messages not addressed to the bot are dropped before any database work.
+    dispatcher.update.outer_middleware(updates_in_flight)
     dispatcher.update.outer_middleware(ChatScopeMiddleware())
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
@@ -240,7 +253,8 @@ def build_app(
     dispatcher.include_router(build_root_router())
 
     app = App(
-        settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard, broadcaster=broadcaster, metrics=metrics
+        settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard, broadcaster=broadcaster, metrics=metrics,
+        positions=positions,
     )
 
     async def on_startup() -> None:
@@ -249,7 +263,7 @@ def build_app(
         await queue.start()
         # Jobs recovered from before a restart: their status messages say where they are now,
         # instead of showing the last step of the previous process.
-        await refresh_queue_positions(db, notifier)
+        await refresh_queue_positions(db, notifier, estimates)
         await broadcaster.start()  # resumes a broadcast a restart interrupted
         await janitor.start()
 
@@ -257,25 +271,13 @@ def build_app(
         await janitor.stop()
         await broadcaster.stop()
         await queue.stop()
+        await positions.stop()
         await guard.close()
         await engine.dispose()  # the FSM storage is closed by the dispatcher itself
 
     dispatcher.startup.register(on_startup)
     dispatcher.shutdown.register(on_shutdown)
     return app
-
-
-async def refresh_queue_positions(db: Database, notifier: TelegramNotifier) -> None:
-    """After a job starts, the jobs behind it move up: edit their status messages (best effort)."""
-    async with db.session() as session:
-        repos = Repositories(session)
-        averages: dict[str, float | None] = {}
-        for position, job in enumerate(await repos.jobs.queued(limit=50), start=1):
-            user = await repos.users.get(job.user_id)
-            if job.model not in averages:
-                averages[job.model] = await average_run_seconds(session, job.model)
-            eta = wait_estimate(position, averages[job.model])
-            await notifier.queued(job, user.language if user else "en", position, eta)
 
 
 async def set_commands(bot: Bot) -> None:

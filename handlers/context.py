@@ -143,7 +143,9 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
 class RequestContextMiddleware(BaseMiddleware):
-    """Puts ``request`` into the handler data (after the database, user and i18n middlewares)."""
+    """Puts ``request`` into the handler data (after the database, user and i18n middlewares).
+
+    Installed as an outer middleware of messages and callback queries, so filters see it too."""
 
     def __init__(self, notifier: TelegramNotifier, max_side: int) -> None:
         self.notifier = notifier

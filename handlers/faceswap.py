@@ -23,8 +23,9 @@ from faceswap.profile import FaceSwapError, has_me
 from faceswap.service import FaceService
 from generation.backend import Mode
 from generation.images import InputImageError
+from handlers.common import checked_prompt
 from handlers.context import RequestContext
-from handlers.filters import PromptFilter, checked_prompt
+from handlers.filters import PromptFilter
 from jobs.results import ResultStore
 from prompting.guard import ContentGuard
 from storage.models import PENDING_STATUSES, JobStatus, ModerationKind, UserFace, utcnow

@@ -24,18 +24,12 @@ from aiogram_i18n import I18nContext
 from handlers.common import PromptError, validate_prompt
 
 
-async def checked_prompt(message: Message, text: str | None, i18n: I18nContext) -> str | None:
-    """``text`` validated as a prompt (:func:`handlers.common.validate_prompt`), or None after
-    answering ``message`` with the reason (a caption, a command's argument, a flow's text step)."""
-    try:
-        return validate_prompt(text)
-    except PromptError as exc:
-        await message.answer(i18n.get(exc.code, **exc.kwargs))
-        return None
-
-
 class PromptFilter(Filter):
-    """Adds ``prompt``: the message's text, validated (:func:`checked_prompt`)."""
+    """Adds ``prompt``: the message's text, validated (:func:`handlers.common.validate_prompt`)."""
 
     async def __call__(self, message: Message, i18n: I18nContext) -> dict[str, Any]:
-        return {"prompt": await checked_prompt(message, message.text, i18n)}
+        try:
+            return {"prompt": validate_prompt(message.text)}
+        except PromptError as exc:
+            await message.answer(i18n.get(exc.code, **exc.kwargs))
+            return {"prompt": None}

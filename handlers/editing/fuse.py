@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from aiogram import F, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, Filter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
 from bot.i18n import translator
 from generation.backend import Mode
+from handlers.common import checked_prompt
 from handlers.context import EditInputs, RequestContext
 from handlers.editing.flow import (
     MAX_FUSE_PHOTOS,
@@ -33,18 +34,18 @@ from handlers.editing.flow import (
     start_flow,
     step_text,
 )
-from handlers.editing.inputs import InputPhoto, PhotosFilter, caption_of, has_media, rejection_text
-from handlers.filters import checked_prompt
+from handlers.editing.inputs import InputPhoto, accept_inputs, caption_of, has_media, rejection_text
 
 
-class FusePhotosFilter(PhotosFilter):
-    """:class:`PhotosFilter` for the fusion: more photos than it takes (with those sent before in
-    the flow) are refused before any is read, and ``caption`` is the fusion's text, validated like
-    any prompt (a refusal is answered; ``photos`` is then None)."""
+class FusePhotosFilter(Filter):
+    """:class:`handlers.editing.inputs.PhotosFilter` for the fusion: more photos than it takes (with
+    those sent before in the flow) are refused before any is read, and ``caption`` is the fusion's
+    text, validated like any prompt (a refusal is answered; ``photos`` is then None)."""
 
-    async def __call__(  # type: ignore[override]
-        self, message: Message, state: FSMContext, i18n: I18nContext, album: list[Message] | None = None, **data: Any
+    async def __call__(
+        self, message: Message, state: FSMContext, request: RequestContext, album: list[Message] | None = None
     ) -> dict[str, Any]:
+        i18n = request.i18n
         refused = {"photos": None, "caption": None}
         messages = album or [message]
         in_flow = await state.get_state() == FuseFlow.photos.state  # outside any flow an album starts one
@@ -57,8 +58,7 @@ class FusePhotosFilter(PhotosFilter):
             caption = await checked_prompt(message, caption, i18n)
             if caption is None:
                 return refused
-        found = await super().__call__(message, data["bot"], i18n, data["max_image_side"], album)
-        return {**found, "caption": caption}
+        return {"photos": await accept_inputs(messages, request.bot, i18n, request.max_side), "caption": caption}
 
 
 async def fuse_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:

@@ -11,6 +11,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
 from generation.backend import Mode
+from handlers.common import checked_prompt
 from handlers.context import EditInputs, RequestContext
 from handlers.editing.flow import (
     PAIR_WEIGHTS,
@@ -26,7 +27,6 @@ from handlers.editing.flow import (
     step_text,
 )
 from handlers.editing.inputs import InputPhoto, PhotosFilter, has_media
-from handlers.filters import checked_prompt
 
 
 async def mix_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:

@@ -16,6 +16,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
 from generation.backend import Mode
+from handlers.common import checked_prompt
 from handlers.context import EditInputs, RequestContext
 from handlers.editing.flow import (
     PLAIN_TEXT,
@@ -32,7 +33,6 @@ from handlers.editing.flow import (
 )
 from handlers.editing.inputs import InputPhoto, PhotosFilter, has_media
 from handlers.editing.submit import strength_value
-from handlers.filters import checked_prompt
 
 
 async def restyle_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:

@@ -109,23 +109,7 @@ def test_handlers_never_import_torch():
 # A handler names the request-scoped objects (``request``: handlers.context.RequestContext;
 # ``admin``: handlers.admin.common.AdminContext) and what filters add (``prompt``, ``photos``,
 # ``job``, ``target``), not the bot, the user, the repositories and the services one by one.
-MAX_HANDLER_PARAMETERS = 6
-# Handlers still over the limit, to be converted (the image-editing flows and face swap): remove
-# each one as it is converted; the test fails on an entry that is no longer over the limit.
-NOT_YET_CONVERTED = {
-    "handlers.editing.restyle.restyle_photo",
-    "handlers.editing.restyle.restyle_go",
-    "handlers.editing.style.content_photo",
-    "handlers.editing.style.style_photo",
-    "handlers.editing.style.style_go",
-    "handlers.editing.fuse.fuse_photo",
-    "handlers.editing.mix.mix_photo",
-    "handlers.editing.mix.mix_go",
-    "handlers.editing.entry.picture_outside_flows",
-    "handlers.faceswap.face_command",
-    "handlers.faceswap.forget_face",
-    "handlers.faceswap.face_photo",
-}
+MAX_HANDLER_PARAMETERS = 6  # tests/test_handler_parameters.py holds the editing and face modules' helpers to it too
 
 
 def handler_parameters(router) -> dict[str, int]:
@@ -154,11 +138,9 @@ def test_handlers_take_few_parameters():
 
     handlers = handler_parameters(build_root_router())
     assert len(handlers) > 50  # the walk reaches the nested routers
-    assert over_the_limit(build_root_router()) - NOT_YET_CONVERTED == set(), (
+    assert over_the_limit(build_root_router()) == set(), (
         f"handlers with more than {MAX_HANDLER_PARAMETERS} parameters: take request / admin and filters that add context"
     )
-    stale = {name for name in NOT_YET_CONVERTED if handlers.get(name, 0) <= MAX_HANDLER_PARAMETERS}
-    assert stale == set(), "converted (or gone): remove from NOT_YET_CONVERTED"
 
 
 def test_the_parameter_check_can_fail():

@@ -6,7 +6,7 @@ worker thread. Nothing here imports torch: handlers and the bot process import t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -133,6 +133,15 @@ def batch_key(request: GenerationRequest) -> tuple[Any, ...] | None:
     negative = bool((request.negative_prompt or "").strip()) if request.model is ModelId.K22 else None
     extra = tuple(sorted((name, repr(value)) for name, value in request.extra.items()))  # prior settings
     return (request.model, request.width, request.height, steps, guidance, negative, extra)
+
+
+def per_request(images: Sequence[Any], requests: list[GenerationRequest]) -> list[list[Any]]:
+    """A batched call's images (request after request) split back into each request's own."""
+    out, start = [], 0
+    for request in requests:
+        out.append(list(images[start : start + request.num_images]))
+        start += request.num_images
+    return out
 
 
 def generate_each(backend: Backend, requests: list[GenerationRequest], progress: ProgressFn) -> list[list[Image.Image]]:

@@ -82,23 +82,19 @@ class DiffusersBackend:
         count = sum(request.num_images for request in requests)
         with self.manager.lock, torch.no_grad():
             try:
-                family = spec(first.model).family
-                if family is Family.K22:
+                if spec(first.model).family is Family.K22:
                     results = self.manager.k22().generate_batch(requests, progress)
-                elif family is Family.K3:
+                else:  # Kandinsky 3.1, Flash, the refiner: batch_key's other BATCHED_MODELS
                     from generation import k3
 
                     results = k3.generate_batch(self.manager.k3_pipelines(first.model), requests, progress)
-                else:
-                    results = None
             except torch.OutOfMemoryError as exc:
                 del exc
                 self.manager.free_memory()
                 log.warning("out of memory: %s %dx%d, a batch of %d requests, %d images",
                             first.model, first.width, first.height, len(requests), count)
-                raise OutOfMemory(f"{first.model} {first.width}x{first.height} x{count} ({len(requests)} requests)") from None
-        if results is None:  # a family without a batched pipeline
-            return generate_each(self, requests, progress)
+                detail = f"{first.model} {first.width}x{first.height} x{count} ({len(requests)} requests)"
+                raise OutOfMemory(detail) from None
         for request, images in zip(requests, results):
             wrong = [im.size for im in images if im.size != (request.width, request.height)]
             if len(images) != request.num_images or wrong:

@@ -47,7 +47,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from generation.backend import GenerationRequest, Mode, ModelId, ModelUnavailable, ProgressFn, batch_key
+from generation.backend import (
+    GenerationRequest,
+    Mode,
+    ModelId,
+    ModelUnavailable,
+    ProgressFn,
+    batch_key,
+    per_request,
+)
 from generation.prompts import fit_to_context
 from generation.registry import CANVAS_MODES, WRAPPED_MODES, spec
 from generation.sources import GenerationConfig
@@ -482,13 +490,12 @@ class Kandinsky22:
             self.text2img,
             num_inference_steps=steps,
             callback_on_step_end=_step_end_callback(progress, steps),
-            **dict(self._decoder_args(first, (out.image_embeds, out.negative_image_embeds), seeds), output_type=output_type),
+            **{
+                **self._decoder_args(first, (out.image_embeds, out.negative_image_embeds), seeds),
+                "output_type": output_type,
+            },
         )
-        results, start = [], 0
-        for request in requests:
-            results.append(list(images[start : start + request.num_images]))
-            start += request.num_images
-        return results
+        return per_request(images, requests)
 
     @staticmethod
     def _decoder_args(request: GenerationRequest, embeds: Embeddings, seeds: Sequence[int]) -> dict[str, Any]:

@@ -24,7 +24,15 @@ from typing import Any
 import torch
 from PIL import Image
 
-from generation.backend import GenerationError, GenerationRequest, Mode, ModelId, ProgressFn, batch_key
+from generation.backend import (
+    GenerationError,
+    GenerationRequest,
+    Mode,
+    ModelId,
+    ProgressFn,
+    batch_key,
+    per_request,
+)
 from generation.k31 import (
     FLASH_TIMESTEPS,
     REFINER_TIMESTEPS,
@@ -61,7 +69,8 @@ class K3Pipelines:
     text_cache: Any = None
 
     def text(self, prompt: str, negative_prompt: str | None) -> TextConditions:
-        """The Flan-UL2 conditions of a prompt (run on the encoder, or from the text cache)."""
+        """The Flan-UL2 conditions of a prompt (run on the encoder, or from the text cache). Call it
+        after :meth:`ready`: under CPU offload the encoder runs on the GPU through the pipeline's hooks."""
         pipe = self.base or self.flash
         return encode_text_cached(self.text_cache, pipe, prompt, negative_prompt, pipe._execution_device)
 
@@ -133,7 +142,8 @@ def generate(pipes: K3Pipelines, request: GenerationRequest, progress: ProgressF
     prompt = _fitted_prompt(pipes, request)
 
     if request.model == ModelId.K31_FLASH:
-        return pipes.ready(pipes.flash)(
+        flash = pipes.ready(pipes.flash)
+        return flash(
             text=pipes.text(prompt, None),
             timesteps=flash_img2img_timesteps(request.strength),
             num_images_per_prompt=n,
@@ -142,7 +152,8 @@ def generate(pipes: K3Pipelines, request: GenerationRequest, progress: ProgressF
             callback_on_step_end=callback,
             **size,
         ).images
-    return _k3(pipes, request, pipes.text(prompt, request.negative_prompt), n, gens, callback, "pil", image)
+    base = pipes.ready(pipes.base)
+    return _k3(pipes, base, request, pipes.text(prompt, request.negative_prompt), n, gens, callback, "pil", image)
 
 
 def generate_batch(
@@ -157,17 +168,17 @@ def generate_batch(
     if len(requests) > 1 and (None in (keys := {batch_key(r) for r in requests}) or len(keys) > 1):
         raise ValueError("the requests of one batch must share one batch_key")
     _check_steps(first)
-    counts = [request.num_images for request in requests]
     gens = [g for request in requests for g in generators(request.seed, request.num_images)]
     callback = _Progress(progress, total_steps(first))
     size = dict(height=first.height, width=first.width)
     flash_only = first.model == ModelId.K31_FLASH  # no guidance: the negative prompt is not read
+    pipe = pipes.ready(pipes.flash if flash_only else pipes.base)
     text = batch_conditions([
         pipes.text(_fitted_prompt(pipes, r), None if flash_only else r.negative_prompt).repeat(r.num_images)
         for r in requests
     ])
     if flash_only:
-        out = pipes.ready(pipes.flash)(
+        out = pipe(
             text=text,
             timesteps=FLASH_TIMESTEPS,
             generator=gens,
@@ -176,12 +187,8 @@ def generate_batch(
             **size,
         ).images
     else:
-        out = _k3(pipes, first, text, 1, gens, callback, output_type, None)
-    images, start = [], 0
-    for count in counts:
-        images.append(list(out[start : start + count]))
-        start += count
-    return images
+        out = _k3(pipes, pipe, first, text, 1, gens, callback, output_type, None)
+    return per_request(out, requests)
 
 
 def _check_steps(request: GenerationRequest) -> None:
@@ -197,6 +204,7 @@ def _guidance(request: GenerationRequest) -> float:
 
 def _k3(
     pipes: K3Pipelines,
+    base: Kandinsky31Pipeline,
     request: GenerationRequest,
     text: TextConditions,
     n: int,
@@ -205,8 +213,7 @@ def _k3(
     output_type: str,
     image: Image.Image | None,
 ) -> Any:
-    """Kandinsky 3.1 (and the refiner's Flash step after it) on ``text`` x ``n`` rows."""
-    base = pipes.ready(pipes.base)
+    """Kandinsky 3.1 (``base``, ready) and the refiner's Flash step after it, on ``text`` x ``n`` rows."""
     refine = request.model == ModelId.K31_REFINER
     size = dict(height=request.height, width=request.width)
     out = base(

@@ -276,7 +276,9 @@ def encode_text(pipe: Kandinsky3Pipeline, prompt: str, negative_prompt: str | No
 ENCODER_KEY = "kandinsky3-flan-ul2"  # the text cache's name of the encoder the whole family shares
 
 
-def encode_text_cached(cache: Any, pipe: Kandinsky3Pipeline, prompt: str, negative_prompt: str | None, device: Any) -> TextConditions:
+def encode_text_cached(
+    cache: Any, pipe: Kandinsky3Pipeline, prompt: str, negative_prompt: str | None, device: Any
+) -> TextConditions:
     """:func:`encode_text` through a :class:`generation.text_cache.TextEncodingCache` (None: no cache)."""
     negative_prompt = negative_prompt or None  # encode_text reads "" as no negative prompt
     if cache is None:

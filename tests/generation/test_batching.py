@@ -42,7 +42,7 @@ def request(model: ModelId, prompt: str, seed: int, num_images: int, **kw) -> Ge
     return GenerationRequest(**values)
 
 
-def users(model: ModelId, negative: str | None = "blurry, low quality", all_negative: bool = False) -> list[GenerationRequest]:
+def users(model: ModelId, negative: str | None = "blurry, low quality", all_negative: bool = False) -> list:
     """Three users: different prompts (one too long for the context, with a style), seeds and counts;
     the second with a negative prompt (all of them with ``all_negative``)."""
     other = negative if all_negative else None

@@ -204,7 +204,7 @@ def test_batch_key_keeps_apart_what_cannot_share_a_call():
     assert all(batch_key(r) == key for r in same)
     apart = [
         dataclasses.replace(base, model=ModelId.K31_REFINER),
-        dataclasses.replace(base, width=64),
+        dataclasses.replace(base, width=128),
         dataclasses.replace(base, height=128),
         dataclasses.replace(base, steps=4),
         dataclasses.replace(base, guidance_scale=5.0),

@@ -17,7 +17,7 @@ from jobs.queue import JobQueue
 from prompting.guard import ContentGuard
 from storage.control import Limits, PauseState, QueueControlRepository, day_start
 from storage.estimates import RunTimeEstimates
-from storage.models import UNFINISHED_STATUSES, Job, JobStatus, ModerationKind, User, utcnow
+from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Repositories
 
 MAX_PROMPT_LENGTH = 1000
@@ -175,7 +175,14 @@ class JobService:
         """
         self._waiting.append(request)
         if self._admitting:
-            outcome = await request.outcome
+            try:
+                outcome = await request.outcome
+            except asyncio.CancelledError:
+                # Cancelled just as its turn to lead came: the turn goes to the next one.
+                if request.outcome.done() and not request.outcome.cancelled() and request.outcome.result() is _LEAD:
+                    self._waiting = [r for r in self._waiting if r is not request]
+                    self._pass_lead()
+                raise
             if outcome is not _LEAD:
                 return outcome
             request.outcome = asyncio.get_running_loop().create_future()  # this one leads the next batch
@@ -187,12 +194,18 @@ class JobService:
             for waiting in batch:
                 if not waiting.outcome.done():  # the transaction failed or was cancelled
                     waiting.outcome.set_exception(RuntimeError("admission did not finish"))
-            self._waiting = [r for r in self._waiting if not r.outcome.done()]
-            if self._waiting:
-                self._waiting[0].outcome.set_result(_LEAD)
-            else:
-                self._admitting = False
+            if not request.outcome.cancelled():
+                request.outcome.exception()  # this one's failure, if any, is raised as it is
+            self._pass_lead()
         return request.outcome.result()
+
+    def _pass_lead(self) -> None:
+        """The next waiting request admits the next batch; none waiting: the lock is free."""
+        self._waiting = [r for r in self._waiting if not r.outcome.done()]
+        if self._waiting:
+            self._waiting[0].outcome.set_result(_LEAD)
+        else:
+            self._admitting = False
 
     async def _admit_batch(self, repos: Repositories, batch: list[_Request]) -> None:
         """One transaction: the settings and the counts read once, each request checked in order

@@ -11,6 +11,7 @@ from aiogram.methods import GetUpdates, SendMessage
 from sqlalchemy import event
 
 from bot.priority import AnswersFirst, UpdatesInFlight
+from generation.backend import Mode
 from jobs.service import AdmissionError
 from storage.repositories import Repositories
 from tests.conftest import make_settings, start_harness, stop_harness
@@ -158,32 +159,83 @@ async def test_requests_that_arrive_during_an_admission_are_admitted_together(tm
         engine = h.app.db.sessionmaker.kw["bind"].sync_engine
         commits: list[int] = []
         listener = lambda conn: commits.append(1)  # noqa: E731
-        event.listen(engine, "commit", listener)
+        sessions = []
         try:
-            async def submit(u: Any) -> Any:
-                async with h.app.db.session() as session:
-                    repos = Repositories(session)
-                    row = await repos.users.get(u.id)
-                    params = h.app.jobs.params_from_settings(row, f"a prompt of {u.id}")
+            requests = []
+            for u in [*users, users[0], users[0]]:  # ten users at once, and the first one twice more
+                session = h.app.db.session()
+                sessions.append(session)
+                repos = Repositories(session)
+                row = await repos.users.get(u.id)
+                requests.append((repos, row, h.app.jobs.params_from_settings(row, f"a prompt of {u.id}")))
 
-                    async def announce(job: Any, position: int) -> int:
-                        return 100 + position
+            async def announce(job: Any, position: int) -> int:
+                return 100 + position
 
-                    try:
-                        return await h.app.jobs.submit(repos, row, u.id, params, announce)
-                    except AdmissionError as exc:
-                        return exc.code
+            async def submit(repos: Any, row: Any, params: Any) -> Any:
+                try:
+                    return await h.app.jobs.submit(repos, row, row.id, params, announce)
+                except AdmissionError as exc:
+                    return exc.code
 
-            # Ten users at once, and the first user twice more: the per-user limit (2) holds.
-            outcomes = await asyncio.gather(*(submit(u) for u in [*users, users[0], users[0]]))
+            # The rows are read: from here on, only admissions and status messages.
+            event.listen(engine, "commit", listener)
+            outcomes = await asyncio.gather(*(submit(*r) for r in requests))
         finally:
             event.remove(engine, "commit", listener)
+            for session in sessions:
+                await session.close()
         jobs = [o for o in outcomes if not isinstance(o, str)]
         assert [o for o in outcomes if isinstance(o, str)] == ["limit-user"]
         assert sorted(j.status_message_id - 100 for j in jobs) == list(range(1, 12))  # positions 1..11
-        # One transaction per batch plus one per status message id: the ten users made two
-        # batches (the first request alone, the nine that came meanwhile together), where one
-        # transaction per request would make 2 x 11 commits.
+        # One transaction per batch plus one per status message id: the ten users made two batches
+        # (the first request alone, the nine that came meanwhile together) and the first user's
+        # later two one each (one user's requests wait for each other), where one transaction per
+        # request would make 2 x 11 commits and more.
         assert len(commits) <= len(jobs) + 4, len(commits)
     finally:
         await stop_harness(h)
+
+
+async def test_admission_goes_on_after_a_failed_batch_and_a_cancelled_waiter():
+    """The batch lock is never left taken: a transaction that fails fails its batch only, and a
+    request cancelled while it waits is skipped."""
+    from jobs.service import JobService, _Request
+    from storage.models import Job
+
+    service = JobService(queue=None, max_image_side=64, max_pending_per_user=5, max_pending_total=50)  # type: ignore[arg-type]
+    running = asyncio.Event()
+    release = asyncio.Event()
+    batches: list[list[int]] = []
+
+    async def admit_batch(repos: Any, batch: list[_Request]) -> None:
+        batches.append([r.job.user_id for r in batch])
+        running.set()
+        await release.wait()
+        if batch[0].job.user_id == 1:
+            raise RuntimeError("the database went away")
+        for position, request in enumerate(batch, start=1):
+            request.outcome.set_result((request.job, position))
+
+    service._admit_batch = admit_batch  # type: ignore[method-assign]
+
+    def request(user_id: int) -> Any:
+        return service._admit(_Request(None, Job(user_id=user_id), Mode.TEXT2IMG, asyncio.get_running_loop().create_future()))  # type: ignore[arg-type]
+
+    first = asyncio.create_task(request(1))
+    await running.wait()
+    waiting = [asyncio.create_task(request(u)) for u in (2, 3, 4)]
+    await asyncio.sleep(0)
+    waiting[0].cancel()  # user 2 gives up while the first batch runs
+    release.set()
+    try:
+        await first
+    except RuntimeError as exc:
+        assert "went away" in str(exc)
+    else:
+        raise AssertionError("the failed batch's request did not fail")
+    outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+    assert isinstance(outcomes[0], asyncio.CancelledError)
+    assert [(job.user_id, position) for job, position in outcomes[1:]] == [(3, 1), (4, 2)]
+    assert batches == [[1], [3, 4]]
+    assert service._admitting is False and service._waiting == []

@@ -233,9 +233,12 @@ class TelegramNotifier:
         return message.message_id
 
     async def queued(self, job: Job, locale: str, position: int, eta: int | None = None) -> None:
-        """The queue moved: the new position (throttled)."""
+        """The queue moved: the new position. Not throttled: a position changes only when a job
+        starts, ends or is cancelled (and unchanged texts are not sent again), while a dropped one
+        would stay wrong until the next change; the throttle would drop it whenever the same chat's
+        running job had just shown a step."""
         text = self.queued_text(job, locale, position, eta)
-        await self.edit_status(job, text, cancel_job_keyboard(self.t, locale, job.id), throttle=True)
+        await self.edit_status(job, text, cancel_job_keyboard(self.t, locale, job.id))
 
     async def withdrawn(self, job: Job, locale: str, key: str = "job-cancelled") -> None:
         """A queued job cancelled outside the runner (/cancel, a button, an admin, a ban)."""

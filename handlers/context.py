@@ -123,11 +123,15 @@ class RequestContext:
         weights: Sequence[float] = (),
         strength: float | None = None,
         display_prompt: str | None = None,
+        remembered: bool = False,
     ) -> Job | None:
-        """An edit job on the model the registry picks (:func:`edit_model`)."""
+        """An edit job on the model the registry picks (:func:`edit_model`). ``remembered``: the
+        strength or weights are the user's last choice, used without asking (the status says so)."""
         model, moved = edit_model(mode, self.user.settings.model, self.user.settings.editing_model)
         requested = self.user.settings.model if moved else None
         params = self.edit_params(mode, photos, prompt, weights, strength, display_prompt, requested)
+        if remembered:
+            params.remembered = True
         return await self.submit(params, mode, model)
 
 

@@ -98,7 +98,7 @@ async def fuse_done(
     remembered = request.user.settings.fuse_weight
     if len(photos) == 2 and remembered in PAIR_WEIGHTS:  # answered before: not asked again
         await finish_flow(state)
-        await _submit(request, photos, [remembered / 100, 1.0 - remembered / 100], prompt)
+        await _submit(request, photos, [remembered / 100, 1.0 - remembered / 100], prompt, remembered=True)
         return
     if len(photos) == 2:
         await state.set_state(FuseFlow.weight)
@@ -111,7 +111,9 @@ async def fuse_done(
     await _submit(request, photos, [1.0] * len(photos), prompt)
 
 
-async def _submit(request: RequestContext, photos: list[InputPhoto], weights: list[float], prompt: str = "") -> None:
+async def _submit(
+    request: RequestContext, photos: list[InputPhoto], weights: list[float], prompt: str = "", remembered: bool = False
+) -> None:
     """``prompt``: an album's caption, fused in as one more part, as much as one photo on average."""
     total = sum(weights)
     weights = [w / total for w in weights]
@@ -126,6 +128,7 @@ async def _submit(request: RequestContext, photos: list[InputPhoto], weights: li
         prompt=prompt,
         weights=weights,
         display_prompt=display,
+        remembered=remembered,
     )
 
 

@@ -48,7 +48,8 @@ async def _take_text(
         photo = InputPhoto.from_dict((await state.get_data())["photo"])
         await finish_flow(state)
         await request.submit_edit(
-            mode=Mode.MIX, photos=[photo], prompt=prompt, weights=[remembered / 100, 1.0 - remembered / 100]
+            mode=Mode.MIX, photos=[photo], prompt=prompt, weights=[remembered / 100, 1.0 - remembered / 100],
+            remembered=True,
         )
         return
     await state.set_state(MixFlow.weight)

@@ -71,7 +71,7 @@ async def take_photo(
         level = user.settings.edit_strength if user.settings.edit_strength in STRENGTHS else DEFAULT_STRENGTH
         await request.submit_edit(
             mode=Mode.RESTYLE_DEPTH if shapes else Mode.IMG2IMG, photos=[photo], prompt=prompt,
-            strength=strength_value(level),
+            strength=strength_value(level), remembered=True,
         )
         return
     if caption:

@@ -101,3 +101,20 @@ def test_a_failed_install_is_tried_again_on_the_next_start(checkout: Path):
     run_setup(checkout, fail=True)  # pip failed: set -e stops the script before the stamp is written
     assert not (checkout / ".venv" / ".kandinsky-installed").exists()
     assert installs(run_setup(checkout)) == ["pip", "torch==2.13.0", "."]
+
+
+def test_the_readme_opens_with_the_playground_and_the_two_commands():
+    readme = (REPO / "README.md").read_text()
+    first_screen = readme.split("\n## Using the bot", 1)[0]
+    assert first_screen.index("## Try it first: the playground") < first_screen.index("## Quick start")
+    for script in ("scripts/try.sh", "scripts/run-bot.sh", "scripts/test.sh"):
+        assert f"\n{script}" in first_screen, script  # a command line of its own in a code block
+        path = REPO / script
+        assert os.access(path, os.X_OK) and "scripts/setup.sh" in path.read_text(), script
+    # The token it shows looks like one; the placeholder is refused by the bot's own check.
+    from app.config import Settings
+
+    Settings(_env_file=None, bot_token="110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw")
+    assert "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw" in first_screen
+    with pytest.raises(ValueError, match="malformed"):
+        Settings(_env_file=None, bot_token="<the token @BotFather gave you>")

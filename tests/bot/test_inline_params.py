@@ -112,5 +112,5 @@ def test_the_parser_on_its_own():
         parse("a cat --ar 1:0")
     assert info.value.code == "param-ar-unavailable"
     with pytest.raises(InlineParamError) as info:
-        parse("a cat --no " + "x" * 1001)  # reachable from a caption or a longer limit; the chat's limit comes first
+        parse("a cat --no " + "x" * 1001)  # the parser's own limit (in the chat, the message limit refuses such text first)
     assert info.value.code == "param-no-too-long" and info.value.kwargs["length"] == 1001

@@ -390,10 +390,11 @@ class TelegramNotifier:
                     chat_id=job.chat_id,
                     text=self.t("result-album-buttons", locale, count=len(paths), seeds=seeds)
                     + "\n"
-                    + self.t("result-album-legend", locale, variations="yes" if self.variations_enabled else "no"),
+                    + self.t("result-album-legend", locale, variations="yes" if self.variations_enabled else "no")
+                    + ("\n" + self.t("result-album-legend-canvas", locale) if self.canvas_enabled else ""),
                     reply_markup=album_keyboard(
                         self.t, locale, job.id, len(paths), variations=self.variations_enabled, plain=plain, remix=remix,
-                        strength=strength, shapes=shapes, weights=weights,
+                        strength=strength, shapes=shapes, weights=weights, canvas=self.canvas_enabled,
                     ),
                 )
             except TelegramAPIError as exc:

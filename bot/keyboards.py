@@ -313,14 +313,14 @@ def result_keyboard(
     if redo:  # the redo row stays a row of its own; the usual buttons two by two below it
         rest = [b for row in builder.export()[1:] for b in row]
         rows = [redo] + [rest[i : i + 2] for i in range(0, len(rest), 2)]
-        return InlineKeyboardMarkup(inline_keyboard=rows)
-    builder.adjust(2)
-    if canvas:
+    else:
+        builder.adjust(2)
+        rows = builder.export()
+    if canvas:  # a restyled or mixed picture can be zoomed and upscaled too
         from bot.canvas_keyboard import canvas_rows
 
-        for row in canvas_rows(t, locale, job_id, webapp_url):
-            builder.row(*row)
-    return builder.as_markup()
+        rows += canvas_rows(t, locale, job_id, webapp_url)
+    return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def album_keyboard(

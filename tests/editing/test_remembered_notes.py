@@ -28,6 +28,10 @@ async def test_a_captioned_photo_says_which_remembered_strength_it_used(harness)
     note = STRENGTH_NOTE.format("Medium")  # nothing chosen yet: the default
     assert note in status_texts(harness)[-1]
     assert last_caption(harness).endswith("\n" + note)
+    # Under it: Lighter / Stronger / Keep the shapes, the usual buttons, and zoom / expand / upscale.
+    labels = [b.text for row in harness.session.of(SendPhoto)[-1].reply_markup.inline_keyboard for b in row]
+    assert labels[:3] == ["🔅 Lighter", "🔆 Stronger", "🧱 Keep the shapes"]
+    assert "🔭 Zoom out 2x" in labels and "⬆️ Upscale x2" in labels
 
     # 🔆 Stronger is an explicit choice: its result has no "remembered" note ...
     since = len(harness.session.calls)

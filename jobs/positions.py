@@ -50,8 +50,9 @@ class PositionRefresher:
     """Coalesced, ordered refreshes of the queue positions (see the module's docstring).
 
     ``redis`` and ``prefix``: the distributed mode (serialised across processes); without them, in
-    this process only. ``lock_seconds`` bounds how long a process that died while refreshing keeps
-    the others waiting; it must exceed a refresh (the edits are best effort: never flood waits).
+    this process only. ``lock_seconds`` must exceed a refresh (the edits are best effort: never
+    flood waits); it also bounds how long the lock of a process that died while refreshing stays
+    (changes announced meanwhile are shown by the first refresh after it expired).
     """
 
     def __init__(

@@ -31,6 +31,7 @@ from generation.backend import Backend
 from handlers import build_root_router
 from handlers.context import RequestContextMiddleware
 from jobs.metrics import Metrics, MetricsRequestMiddleware, TimedBackend
+from jobs.positions import PositionRefresher
 from jobs.queue import EmbeddedQueue, JobQueue
 from jobs.retention import ResultsJanitor
 from jobs.delivery import DeliveryRetry
@@ -175,8 +176,13 @@ def build_app(
         from jobs.distributed import DistributedQueue, RemoteBackend, create_kicker_broker
 
         runner = create_runner(settings, db, backend or RemoteBackend(), notifier, guard)
+        redis = Redis.from_url(settings.redis_url)
         queue = DistributedQueue(
-            db, create_kicker_broker(settings.redis_url, settings.redis_prefix), Redis.from_url(settings.redis_url), settings.redis_prefix
+            db,
+            create_kicker_broker(settings.redis_url, settings.redis_prefix),
+            redis,
+            settings.redis_prefix,
+            positions=position_refresher(settings, db, notifier, redis),
         )
     else:
         runner = create_runner(settings, db, backend or create_backend(settings), notifier, guard, metrics)
@@ -264,6 +270,16 @@ def build_app(
     dispatcher.startup.register(on_startup)
     dispatcher.shutdown.register(on_shutdown)
     return app
+
+
+def position_refresher(settings: Settings, db: Database, notifier: TelegramNotifier, redis: Any) -> PositionRefresher:
+    """The distributed mode's queue-position refresher of one process (the bot or a GPU worker):
+    coalesced, and serialised across processes by a lock in ``redis`` (jobs.positions)."""
+
+    async def refresh() -> None:
+        await refresh_queue_positions(db, notifier)
+
+    return PositionRefresher(refresh, redis, settings.redis_prefix)
 
 
 async def refresh_queue_positions(db: Database, notifier: TelegramNotifier) -> None:

@@ -40,6 +40,9 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 TOKENS = 128  # the authors' tokens_length
+# The UNets' context: the longest prompt's tokens + 1 row (encode_text cuts there), every prompt padded
+# to it (pad_text) so a compiled UNet sees one shape.
+CONTEXT_ROWS = TOKENS + 1
 DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 3.0
 FLASH_TIMESTEPS: tuple[int, ...] = (979, 729, 479, 229)  # range(979, 0, -250), the authors' gan loop
@@ -153,16 +156,43 @@ class Kandinsky3TextProjection(torch.nn.Module):
         out = self.projection_norm(self.projection_linear(x))
         is_token = x.ne(0).any(dim=-1, keepdim=True)
         out = out * is_token
-        unconditional = ~is_token[:, :, 0].any(dim=1)
-        if bool(unconditional.any()):
-            out[unconditional, 0] = self.null_embedding.to(device=out.device, dtype=out.dtype)
-        return out
+        unconditional = ~is_token[:, :, 0].any(dim=1, keepdim=True)  # (batch, 1)
+        # torch.where rather than an indexed assignment under `if`: no data-dependent branch, so
+        # torch.compile keeps the UNet in one graph.
+        first = torch.where(unconditional, self.null_embedding.to(device=out.device, dtype=out.dtype), out[:, 0])
+        return torch.cat([first.unsqueeze(1), out[:, 1:]], dim=1)
+
+
+class Kandinsky3ContextPooling(torch.nn.Module):
+    """The UNet's attention pooling of the context into the time embedding (in place of diffusers'
+    ``add_time_condition``; same weights, same names), with the mean taken over the rows the authors'
+    context has: the prompt's tokens + 1 (:func:`encode_text` cuts it there), whatever padding follows.
+
+    diffusers averages over every row it is given, so a context padded to :data:`CONTEXT_ROWS` (one
+    shape for torch.compile, :func:`pad_text`) or cut to the longest prompt of a batch would shift the
+    mean. Each row's count comes from its attention mask (the UNet hands this module the additive
+    mask: 0 where attended). The unconditional branch attends to its first row only, so its query,
+    and with it the count, does not change its output.
+    """
+
+    def __init__(self, pooling: torch.nn.Module) -> None:
+        super().__init__()
+        self.attention = pooling.attention
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
+        mask = context_mask.to(dtype=context.dtype)  # (batch, 1, rows): 0 attended, -10000 not
+        rows = mask.eq(0).sum(dim=-1, keepdim=True).transpose(1, 2) + 1  # (batch, 1, 1)
+        query = context.sum(dim=1, keepdim=True) / rows.to(context.dtype)
+        return x + self.attention(query, context, mask).squeeze(1)
 
 
 def install_text_projection(unet: torch.nn.Module, null_embedding: torch.Tensor) -> torch.nn.Module:
-    """Swap a converted UNet's ``encoder_hid_proj`` for the authors' behaviour (same weights)."""
+    """Swap a converted UNet's ``encoder_hid_proj`` and context pooling for the authors' behaviour
+    (same weights): :class:`Kandinsky3TextProjection`, :class:`Kandinsky3ContextPooling`."""
     if not isinstance(unet.encoder_hid_proj, Kandinsky3TextProjection):
         unet.encoder_hid_proj = Kandinsky3TextProjection(unet.encoder_hid_proj, null_embedding)
+    if not isinstance(unet.add_time_condition, Kandinsky3ContextPooling):
+        unet.add_time_condition = Kandinsky3ContextPooling(unet.add_time_condition)
     return unet
 
 
@@ -179,6 +209,21 @@ class TextConditions:
 
     def repeat(self, n: int) -> TextConditions:
         return TextConditions(*(t.repeat_interleave(n, dim=0) for t in (self.context, self.mask, self.uncond_context, self.uncond_mask)))
+
+
+def pad_text(text: TextConditions, rows: int = CONTEXT_ROWS) -> TextConditions:
+    """``text`` with zero rows (mask 0) appended up to ``rows``: every prompt gives the UNets one
+    context shape, so a compiled UNet is not compiled again for each prompt length. The same images:
+    the added rows are masked out of the attention and :class:`Kandinsky3ContextPooling` counts the
+    prompt's own rows. A pure function of ``text``: cached encodings stay unpadded."""
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        missing = rows - t.shape[1]
+        if missing < 0:
+            raise ValueError(f"a context of {t.shape[1]} rows does not fit {rows}")
+        return torch.nn.functional.pad(t, (0, 0, 0, missing) if t.dim() == 3 else (0, missing))
+
+    return TextConditions(*(pad(t) for t in (text.context, text.mask, text.uncond_context, text.uncond_mask)))
 
 
 def _padded(ids: list[int], pad: int) -> tuple[list[int], list[int]]:
@@ -274,7 +319,7 @@ class Kandinsky31Pipeline(Kandinsky3Pipeline):
         n = num_images_per_prompt
         if text is None:
             text = encode_text(self, prompt, negative_prompt, device)
-        cond = text.repeat(n)
+        cond = pad_text(text).repeat(n)
         context = torch.cat([cond.context, cond.uncond_context]).to(device=device, dtype=self.unet.dtype)
         mask = torch.cat([cond.mask, cond.uncond_mask]).to(device)
 
@@ -349,7 +394,7 @@ class Kandinsky3FlashPipeline(Kandinsky3Pipeline):
         n = num_images_per_prompt
         if text is None:
             text = encode_text(self, prompt, None, device)
-        cond = text.repeat(n)
+        cond = pad_text(text).repeat(n)
         context, mask = cond.context.to(device=device, dtype=self.unet.dtype), cond.mask.to(device)
         if image is not None:
             image_latents = encode_image(self, image, n)

@@ -9,6 +9,9 @@ here and checked against golden outputs of the authors' code (tests/reference/):
   attention pooling averages over every row, zeros included, so the order matters: diffusers zeroes
   before projecting and padded rows become the LayerNorm's bias. :class:`Kandinsky3TextProjection`
   takes the place of the UNet's ``encoder_hid_proj`` (same weights, same names) and zeroes them after.
+  The UNets then get that context padded with masked rows to :data:`CONTEXT_ROWS` (:func:`pad_text`:
+  one shape for ``torch.compile``), and :class:`Kandinsky3ContextPooling` keeps the pooling's mean over
+  the authors' rows, so the numbers stay theirs.
 - **The unconditional branch** is not an empty prompt but the checkpoint's learned ``null_embedding``
   in the first context row, mask ``[1, 0, ...]``. An all-zero context (no token at all; every real
   prompt has at least its end-of-sequence token) is that branch: its first row becomes the

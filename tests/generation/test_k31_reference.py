@@ -158,6 +158,35 @@ def test_one_unet_call(pipes, golden):
     close(null, golden["unet_call.out_null"], ONE_CALL_ATOL)
 
 
+def test_context_padded_to_one_shape_gives_the_authors_output(pipes, golden):
+    """The pipelines pad every context to CONTEXT_ROWS (one shape for torch.compile): the same numbers
+    as the authors' context cut to the prompt's length + 1, for the prompt and the null branch."""
+    from generation.k31 import CONTEXT_ROWS, pad_text
+
+    base = pipes.base
+    text = pad_text(encode_text(base, PROMPT, None, "cpu"))
+    assert text.context.shape[1] == CONTEXT_ROWS > golden["unet_call.context"].shape[1]
+    x, t = golden["unet_call.sample"], golden["unet_call.timesteps"]
+    with torch.no_grad():
+        out = base.unet(x, t, encoder_hidden_states=text.context.repeat(2, 1, 1), encoder_attention_mask=text.mask.repeat(2, 1)).sample
+        null = base.unet(x, t, encoder_hidden_states=text.uncond_context.repeat(2, 1, 1), encoder_attention_mask=text.uncond_mask.repeat(2, 1)).sample
+    close(out, golden["unet_call.out"], ONE_CALL_ATOL)
+    close(null, golden["unet_call.out_null"], ONE_CALL_ATOL)
+    # It can disagree: diffusers' pooling averages over all CONTEXT_ROWS rows and moves the output.
+    from diffusers.models.unets.unet_kandinsky3 import Kandinsky3AttentionPooling
+
+    ours = base.unet.add_time_condition
+    theirs = Kandinsky3AttentionPooling(1, CONFIGS["unet"]["context_dim"])
+    theirs.attention = ours.attention  # the same weights
+    base.unet.add_time_condition = theirs
+    try:
+        with torch.no_grad():
+            moved = base.unet(x, t, encoder_hidden_states=text.context.repeat(2, 1, 1), encoder_attention_mask=text.mask.repeat(2, 1)).sample
+    finally:
+        base.unet.add_time_condition = ours
+    assert (moved - golden["unet_call.out"]).abs().max() > 100 * ONE_CALL_ATOL * float(golden["unet_call.out"].abs().max())
+
+
 def test_padding_rows_projected_by_diffusers_would_differ(pipes, golden):
     """The check above can disagree: diffusers' own order (zero, then project) gives other numbers."""
     from diffusers.models.unets.unet_kandinsky3 import Kandinsky3EncoderProj

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import torch
 
@@ -50,10 +51,14 @@ def fp8_unavailable(device: str) -> str | None:
     return None
 
 
+_ATTENTION_PROJECTION = re.compile(r"(^|\.)attention\.(to_q|to_k|to_v|to_out\.0)$")
+
+
 def _attention_linear(module: torch.nn.Module, name: str) -> bool:
     """The projections of the attention blocks (queries, keys, values, output): the UNet's linear
-    FLOPs. The text projection and time embedding run once per call and stay as they are."""
-    return isinstance(module, torch.nn.Linear) and ".attention" in f".{name}"
+    FLOPs. The text projection, the time embedding and the norms' time MLPs run once per call on
+    one vector per image and stay as they are."""
+    return isinstance(module, torch.nn.Linear) and bool(_ATTENTION_PROJECTION.search(name))
 
 
 def quantize_fp8(unet: torch.nn.Module, device: str, label: str = "UNet") -> bool:

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     # (compute capability 8.9+: L4, L40S, H100, H200); elsewhere the UNets stay in GENERATION_DTYPE.
     fp8_unets: bool = False
     tf32: bool = True  # TF32 for fp32 matrix products on CUDA
+    text_cache_mb: int = Field(default=256, ge=0)  # cached text-encoder outputs (generation.text_cache); 0: off
 
     # /animate and /video (generation.animate, generation.k5video).
     max_pending_videos_per_user: int = Field(default=1, ge=1)  # videos are expensive: their own limit
@@ -226,6 +227,7 @@ class Settings(BaseSettings):
             compile=self.torch_compile,
             fp8_unets=self.fp8_unets,
             tf32=self.tf32,
+            text_cache_mb=self.text_cache_mb,
             max_image_side=self.max_image_side,
             cache_dir=self.data_dir / "models",
             video_variant=self.video_variant,

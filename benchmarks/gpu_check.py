@@ -11,6 +11,11 @@ the TFLOP one image takes (counted by ``torch.utils.flop_counter`` on one run, s
 matmuls and attention of every step and the decode are all in) and the TFLOP/s achieved, so the
 distance to the hardware's peak shows (an H200 does about 990 dense fp16 TFLOP/s).
 
+A second table compares batching across users (issue #16): ``--users`` requests of one image each,
+different prompts and seeds, half with a negative prompt, run one at a time (``generate`` per request)
+and as one batch (``generate_batch``), in images per second and as a ratio in the same run. The text
+cache is emptied before each timed run, so both pay for encoding every prompt.
+
 Then the FP8 check (:mod:`generation.precision`, ``FP8_UNETS``): the UNets' attention layers are
 quantized to FP8 with torchao and Kandinsky 3.1 and Flash run again on fixed seeds; the table gives
 seconds per image at batch 1 next to fp16's, and the PSNR of the FP8 images against the fp16 images
@@ -19,13 +24,15 @@ a picture is). Without an FP8 GPU (compute capability 8.9+) or torchao, that row
 fp32 products (the encoder's fp32 layers, the MoVQ) run on TF32, as the worker runs them.
 
 It is sized to finish within 8 minutes on one H100/H200: one warm-up and ``--repeats`` timed runs
-per row, one counted run per model, and two seeds per model for FP8.
+per row (the batching figures reuse the rows' warm-up: the same shapes), one counted run per model,
+and two seeds per model for FP8.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,8 +41,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.pipelines import PROMPT, build_backend, hardware, time_model
-from generation.backend import GenerationRequest, Mode, ModelId
+from benchmarks.pipelines import PROMPT, build_backend, hardware, sync, time_model
+from generation.backend import GenerationRequest, Mode, ModelId, batch_key
 from generation.manager import FLASH_UNET, K3_UNET
 from generation.precision import enable_tf32, fp8_unavailable, quantize_fp8, tf32_state
 
@@ -58,6 +65,48 @@ def request(model: ModelId, size: int, images: int, seed: int = 0) -> Generation
     )
 
 
+USER_PROMPTS = (
+    PROMPT,
+    "an old red tram in the rain, evening lights, film photo",
+    "a cat",
+    "a bowl of ramen on a wooden table, studio light, top view",
+)
+
+
+def users(model: ModelId, size: int, count: int) -> list[GenerationRequest]:
+    """``count`` users' requests that share a batch key: one image each, their own prompts and seeds."""
+    return [
+        GenerationRequest(
+            mode=Mode.TEXT2IMG, model=model, prompt=USER_PROMPTS[i % len(USER_PROMPTS)],
+            negative_prompt="blurry, low quality" if i % 2 else None,
+            width=size, height=size, num_images=1, seed=100 + i,
+        )
+        for i in range(count)
+    ]
+
+
+def batching_row(backend: Any, device: str, model: ModelId, size: int, count: int, repeats: int) -> dict:
+    """Images per second of ``count`` users' requests one at a time and as one batch."""
+    requests = users(model, size, count)
+    # Kandinsky 2.2 would split these by negative prompt; the Kandinsky 3 family batches them all.
+    assert len({batch_key(r) for r in requests}) == 1
+
+    def timed(work: Callable[[], Any]) -> float:
+        runs = []
+        for _ in range(repeats):
+            backend.manager.text_cache.clear()
+            sync(device)
+            start = time.perf_counter()
+            work()
+            sync(device)
+            runs.append(time.perf_counter() - start)
+        return statistics.median(runs)
+
+    alone = timed(lambda: [backend.generate(r, lambda s, t: None) for r in requests])
+    batched = timed(lambda: backend.generate_batch(requests, lambda s, t: None))
+    return {"model": model.value, "users": count, "alone_ips": count / alone, "batched_ips": count / batched}
+
+
 def psnr(ours: Any, reference: Any) -> float:
     """Peak signal-to-noise ratio of two 8-bit RGB images, in dB (inf when equal)."""
     a, b = np.asarray(ours, dtype=np.float64), np.asarray(reference, dtype=np.float64)
@@ -69,7 +118,7 @@ def fp8_check(backend: Any, device: str, size: int, models: tuple[ModelId, ...],
     """FP8 UNets against the fp16 ones on fixed seeds; ``{"skipped": reason}`` where FP8 cannot run."""
     reason = fp8_unavailable(device)
     if reason is not None:
-        return {"skipped": reason}
+        return {"skipped": f"no FP8 GPU ({reason})"}
     chosen = [m for m in FP8_MODELS if m in models]
     if not chosen:
         return {"skipped": "neither kandinsky-3.1 nor kandinsky-3.1-flash was benchmarked"}
@@ -104,8 +153,9 @@ def time_row(backend: Any, device: str, model: ModelId, size: int, images: int, 
     return {"model": row["model"], "batch": images, "s_per_image": row["s_per_image"], "peak_gib": row["peak_gpu_gb"]}
 
 
-def run(device: str, dtype: torch.dtype, smoke: bool, size: int, models: tuple[ModelId, ...], repeats: int,
-        fp8: bool = True) -> tuple[list[dict], dict]:
+def run(
+    device: str, dtype: torch.dtype, smoke: bool, size: int, models: tuple[ModelId, ...], repeats: int
+) -> tuple[list[dict], Any]:
     if device.startswith("cuda"):
         enable_tf32()  # as the worker does (TF32 setting, on by default)
     backend, _ = build_backend(device, dtype, full=not smoke, models=models, shrink=tiny if smoke else None)
@@ -117,8 +167,24 @@ def run(device: str, dtype: torch.dtype, smoke: bool, size: int, models: tuple[M
             row["tflop_per_image"] = tflop
             row["tflops_achieved"] = tflop / row["s_per_image"]
             rows.append(row)
-    fp8_result = fp8_check(backend, device, size, models, repeats, rows) if fp8 else {"skipped": "--no-fp8"}
-    return rows, fp8_result
+    return rows, backend
+
+
+def run_batching(backend: Any, device: str, size: int, models: tuple[ModelId, ...], count: int, repeats: int) -> list:
+    return [batching_row(backend, device, model, size, count, repeats) for model in models] if count > 1 else []
+
+
+def batching_table(rows: list[dict]) -> str:
+    lines = [
+        "| users x 1 image | model | one at a time, images/s | batched, images/s | batched / one at a time |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['users']} | {r['model']} | {r['alone_ips']:.3g} | {r['batched_ips']:.3g} | "
+            f"{r['batched_ips'] / r['alone_ips']:.2f}x |"
+        )
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -147,7 +213,7 @@ def fp8_table(result: dict) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     if "skipped" in result:
-        lines.append(f"| FP8 | skipped: no FP8 GPU ({result['skipped']}) | | | |")
+        lines.append(f"| FP8 | skipped: {result['skipped']} | | | |")
         return "\n".join(lines)
     for r in result["rows"]:
         fp16 = f"{r['fp16_s_per_image']:.3f}" if r["fp16_s_per_image"] is not None else "n/a"
@@ -162,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"])
     parser.add_argument("--size", type=int, default=None, help="image side (1024 on CUDA, 64 in the smoke run)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--users", type=int, default=4, help="users of the batching figure (0: skip it)")
     parser.add_argument("--models", default="k3,flash,refiner")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (smoke run: 1)")
     parser.add_argument("--no-fp8", dest="fp8", action="store_false", help="skip the FP8 check")
@@ -177,10 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     models = tuple(MODELS[m.strip()] for m in args.models.split(",") if m.strip())
     print(f"# {'smoke run (tiny architectures)' if smoke else 'full size'} on {device}, {dtype}, {size}x{size}: {hardware(device)}")
     start = time.perf_counter()
-    rows, fp8_result = run(device, dtype, smoke, size, models, args.repeats, fp8=args.fp8)
+    rows, backend = run(device, dtype, smoke, size, models, args.repeats)
     if device.startswith("cuda"):
         print(f"# {tf32_state()}")
     print(table(rows))
+    batching = run_batching(backend, device, size, models, args.users, args.repeats)
+    if batching:
+        print()
+        print(batching_table(batching))
+    # Last: it quantizes the UNets in place.
+    fp8_result = fp8_check(backend, device, size, models, args.repeats, rows) if args.fp8 else {"skipped": "--no-fp8"}
     print()
     print(fp8_table(fp8_result))
     print(f"# total {time.perf_counter() - start:.0f} s")

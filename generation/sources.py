@@ -51,6 +51,8 @@ class GenerationConfig:
     compile: bool = False  # torch.compile the UNets (generation.compiled: once per known image size)
     compile_backend: str = "inductor"  # torch.compile's backend (tests register a counting one)
     fp8_unets: bool = False  # FP8 weights and matmuls in the Kandinsky 3.1 UNets (torchao; GPUs of sm 8.9+)
+    # Bound of the text-encoder output cache (generation.text_cache), kept on the GPU; 0 turns it off.
+    text_cache_mb: int = 256
     tf32: bool = True  # TF32 for fp32 matrix products on CUDA (the encoder's fp32 wo layers, fp32 serving)
     max_image_side: int = 1024
     # Where converted checkpoints (the Kandinsky 3.1 UNets and MoVQ in diffusers format, in the serving

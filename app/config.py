@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     offload: Literal["none", "model", "sequential"] = "none"
     vram_budget_gb: float | None = None
     torch_compile: bool = False
+    # FP8 (torchao, the [fp8] extra) for the Kandinsky 3.1 UNets' linear layers, on GPUs that have FP8
+    # (compute capability 8.9+: L4, L40S, H100, H200); elsewhere the UNets stay in GENERATION_DTYPE.
+    fp8_unets: bool = False
     tf32: bool = True  # TF32 for fp32 matrix products on CUDA
     text_cache_mb: int = Field(default=256, ge=0)  # cached text-encoder outputs (generation.text_cache); 0: off
 
@@ -222,6 +225,7 @@ class Settings(BaseSettings):
             offload=self.offload,
             vram_budget_gb=self.vram_budget_gb,
             compile=self.torch_compile,
+            fp8_unets=self.fp8_unets,
             tf32=self.tf32,
             text_cache_mb=self.text_cache_mb,
             max_image_side=self.max_image_side,

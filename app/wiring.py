@@ -31,6 +31,7 @@ from generation.backend import Backend
 from handlers import build_root_router
 from handlers.context import RequestContextMiddleware
 from jobs.metrics import Metrics, MetricsRequestMiddleware, TimedBackend
+from jobs.positions import PositionRefresher
 from jobs.queue import EmbeddedQueue, JobQueue
 from jobs.retention import ResultsJanitor
 from jobs.delivery import DeliveryRetry
@@ -39,7 +40,7 @@ from jobs.service import JobService
 from prompting.beautify import share_gpu_budget
 from prompting.guard import ContentGuard, build_content_guard
 from storage.db import create_engine, create_sessionmaker
-from bot.positions import QueuePositions, refresh_queue_positions
+from bot.positions import refresh_queue_positions
 from bot.priority import AnswersFirst, UpdatesInFlight
 from storage.estimates import RunTimeEstimates
 from storage.repositories import Database
@@ -150,7 +151,7 @@ class App:
     guard: ContentGuard
     broadcaster: Broadcaster | None = None
     metrics: Metrics | None = None
-    positions: QueuePositions | None = None  # the background refresh of queue positions
+    positions: PositionRefresher | None = None  # the embedded mode's queue-position refresher
 
 
 def build_app(
@@ -175,9 +176,7 @@ def build_app(
     updates_in_flight = UpdatesInFlight()
     bot.session.middleware(AnswersFirst(updates_in_flight))
     estimates = RunTimeEstimates()
-    positions = QueuePositions(
-        db, notifier, estimates, updates_in_flight, interval=min(settings.progress_edit_interval, 1.0)
-    )
+    positions: PositionRefresher | None = None  # the embedded mode's (the distributed queue owns its own)
     queue: JobQueue
     if settings.redis_url:
         # The distributed mode: GPU worker processes generate and deliver (jobs.worker).
@@ -186,14 +185,22 @@ def build_app(
         from jobs.distributed import DistributedQueue, RemoteBackend, create_kicker_broker
 
         runner = create_runner(settings, db, backend or RemoteBackend(), notifier, guard)
+        redis = Redis.from_url(settings.redis_url)
         queue = DistributedQueue(
-            db, create_kicker_broker(settings.redis_url, settings.redis_prefix), Redis.from_url(settings.redis_url), settings.redis_prefix
+            db,
+            create_kicker_broker(settings.redis_url, settings.redis_prefix),
+            redis,
+            settings.redis_prefix,
+            positions=position_refresher(settings, db, notifier, redis, estimates, updates_in_flight),
         )
     else:
         runner = create_runner(settings, db, backend or create_backend(settings), notifier, guard, metrics)
 
+        positions = position_refresher(settings, db, notifier, None, estimates, updates_in_flight)
+
         async def refresh_positions() -> None:
-            positions.moved()  # the refresh runs in the background, coalesced
+            assert positions is not None
+            positions.request()  # the refresh runs in the background, coalesced
 
         queue = EmbeddedQueue(
             db,
@@ -272,13 +279,32 @@ def build_app(
         await janitor.stop()
         await broadcaster.stop()
         await queue.stop()
-        await positions.stop()
+        if positions is not None:
+            await positions.close()
         await guard.close()
         await engine.dispose()  # the FSM storage is closed by the dispatcher itself
 
     dispatcher.startup.register(on_startup)
     dispatcher.shutdown.register(on_shutdown)
     return app
+
+
+def position_refresher(
+    settings: Settings,
+    db: Database,
+    notifier: TelegramNotifier,
+    redis: Any | None,
+    estimates: RunTimeEstimates | None = None,
+    updates: UpdatesInFlight | None = None,
+) -> PositionRefresher:
+    """The queue-position refresher of one process (the bot or a GPU worker): coalesced, and in the
+    distributed mode serialised across processes by a lock in ``redis`` (jobs.positions). A refresh
+    lets the updates this process is handling be answered first (``updates``, bot/priority.py)."""
+
+    async def refresh() -> None:
+        await refresh_queue_positions(db, notifier, estimates, updates)
+
+    return PositionRefresher(refresh, redis, settings.redis_prefix)
 
 
 async def set_commands(bot: Bot) -> None:

@@ -20,7 +20,7 @@ from aiogram import Bot
 from redis.asyncio import Redis
 
 from app.config import Settings, describe_error
-from app.wiring import create_backend, create_bot, create_guard, create_runner
+from app.wiring import create_backend, create_bot, create_guard, create_runner, position_refresher
 from bot.i18n import translator
 from bot.logging_setup import configure_logging
 from bot.notifier import TelegramNotifier
@@ -133,7 +133,8 @@ def build_worker(
     )
     broker.register_task(generate_job, task_name=TASK_NAME)
     redis = Redis.from_url(settings.redis_url)
-    worker = Worker(worker_config(settings), models, db, runner, broker, redis, metrics, name)
+    positions = position_refresher(settings, db, notifier, redis)  # jobs start and end here
+    worker = Worker(worker_config(settings), models, db, runner, broker, redis, metrics, name, positions)
 
     async def close() -> None:
         if runner.guard is not None:

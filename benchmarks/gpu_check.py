@@ -16,25 +16,39 @@ different prompts and seeds, half with a negative prompt, run one at a time (``g
 and as one batch (``generate_batch``), in images per second and as a ratio in the same run. The text
 cache is emptied before each timed run, so both pay for encoding every prompt.
 
+Then the FP8 check (:mod:`generation.precision`, ``FP8_UNETS``): the UNets' attention layers are
+quantized to FP8 with torchao and Kandinsky 3.1 and Flash run again on fixed seeds; the table gives
+seconds per image at batch 1 next to fp16's, and the PSNR of the FP8 images against the fp16 images
+of the same seeds (random weights: it measures how far FP8 arithmetic moves the output, not how good
+a picture is). Without an FP8 GPU (compute capability 8.9+) or torchao, that row says why it was skipped.
+fp32 products (the encoder's fp32 layers, the MoVQ) run on TF32, as the worker runs them.
+
 It is sized to finish within 8 minutes on one H100/H200: one warm-up and ``--repeats`` timed runs
-per row (the batching figures reuse the rows' warm-up: the same shapes), and one counted run per model.
+per row (the batching figures reuse the rows' warm-up: the same shapes), one counted run per model,
+and two seeds per model for FP8.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.pipelines import PROMPT, build_backend, hardware, sync, time_model
 from generation.backend import GenerationRequest, Mode, ModelId, batch_key
+from generation.manager import FLASH_UNET, K3_UNET
+from generation.precision import enable_tf32, fp8_unavailable, quantize_fp8, tf32_state
 
 MODELS = {"k3": ModelId.K31, "flash": ModelId.K31_FLASH, "refiner": ModelId.K31_REFINER}
+FP8_MODELS = (ModelId.K31, ModelId.K31_FLASH)  # the refiner is these two UNets in turn
+FP8_SEEDS = (0, 1)
 
 
 def tiny(unet: dict, text: dict, movq: dict) -> tuple[dict, dict, dict]:
@@ -44,10 +58,10 @@ def tiny(unet: dict, text: dict, movq: dict) -> tuple[dict, dict, dict]:
     return dict(unet, **TINY_K3_UNET), dict(text, **TINY_T5), dict(movq, **TINY_MOVQ)
 
 
-def request(model: ModelId, size: int, images: int) -> GenerationRequest:
+def request(model: ModelId, size: int, images: int, seed: int = 0) -> GenerationRequest:
     return GenerationRequest(
         mode=Mode.TEXT2IMG, model=model, prompt=PROMPT, negative_prompt=None,
-        width=size, height=size, num_images=images, seed=0,
+        width=size, height=size, num_images=images, seed=seed,
     )
 
 
@@ -93,6 +107,40 @@ def batching_row(backend: Any, device: str, model: ModelId, size: int, count: in
     return {"model": model.value, "users": count, "alone_ips": count / alone, "batched_ips": count / batched}
 
 
+def psnr(ours: Any, reference: Any) -> float:
+    """Peak signal-to-noise ratio of two 8-bit RGB images, in dB (inf when equal)."""
+    a, b = np.asarray(ours, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    mse = float(((a - b) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def fp8_check(backend: Any, device: str, size: int, models: tuple[ModelId, ...], repeats: int, fp16_rows: list[dict]) -> dict:
+    """FP8 UNets against the fp16 ones on fixed seeds; ``{"skipped": reason}`` where FP8 cannot run."""
+    reason = fp8_unavailable(device)
+    if reason is not None:
+        return {"skipped": f"no FP8 GPU ({reason})"}
+    chosen = [m for m in FP8_MODELS if m in models]
+    if not chosen:
+        return {"skipped": "neither kandinsky-3.1 nor kandinsky-3.1-flash was benchmarked"}
+
+    def images(model: ModelId) -> list[Any]:
+        return [backend.generate(request(model, size, 1, seed), lambda s, t: None)[0] for seed in FP8_SEEDS]
+
+    reference = {model: images(model) for model in chosen}
+    for name in (K3_UNET, FLASH_UNET):
+        part = backend.manager.parts.get(name)
+        if part is not None and not quantize_fp8(part.obj, device, name):
+            return {"skipped": f"torchao could not quantize {name}"}
+    fp16 = {(r["model"], r["batch"]): r["s_per_image"] for r in fp16_rows}
+    rows = []
+    for model in chosen:
+        scores = [psnr(a, b) for a, b in zip(images(model), reference[model])]
+        timed = time_model(backend, device, model, size, 1, repeats)
+        rows.append({"model": model.value, "s_per_image": timed["s_per_image"], "fp16_s_per_image": fp16.get((model.value, 1)),
+                     "psnr_mean": sum(scores) / len(scores), "psnr_min": min(scores), "peak_gib": timed["peak_gpu_gb"]})
+    return {"rows": rows}
+
+
 def counted_tflop(generate: Callable[[], Any]) -> float:
     counter = FlopCounterMode(display=False)
     with counter:
@@ -109,9 +157,7 @@ def run(
     device: str, dtype: torch.dtype, smoke: bool, size: int, models: tuple[ModelId, ...], repeats: int
 ) -> tuple[list[dict], Any]:
     if device.startswith("cuda"):
-        # TF32 for the fp32 parts (schedulers' arithmetic, anything left in fp32): within our tolerances.
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        enable_tf32()  # as the worker does (TF32 setting, on by default)
     backend, _ = build_backend(device, dtype, full=not smoke, models=models, shrink=tiny if smoke else None)
     rows = []
     for model in models:
@@ -161,6 +207,21 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def fp8_table(result: dict) -> str:
+    lines = [
+        f"| FP8 UNets | FP8 s / image (batch 1) | fp16 s / image (batch 1) | PSNR vs fp16, dB (mean / min, seeds {', '.join(map(str, FP8_SEEDS))}) | peak GPU GiB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    if "skipped" in result:
+        lines.append(f"| FP8 | skipped: {result['skipped']} | | | |")
+        return "\n".join(lines)
+    for r in result["rows"]:
+        fp16 = f"{r['fp16_s_per_image']:.3f}" if r["fp16_s_per_image"] is not None else "n/a"
+        peak = f"{r['peak_gib']:.1f}" if r["peak_gib"] is not None else "n/a"
+        lines.append(f"| {r['model']} | {r['s_per_image']:.3f} | {fp16} | {r['psnr_mean']:.1f} / {r['psnr_min']:.1f} | {peak} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny architectures on the CPU (checks the command)")
@@ -170,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=4, help="users of the batching figure (0: skip it)")
     parser.add_argument("--models", default="k3,flash,refiner")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (smoke run: 1)")
+    parser.add_argument("--no-fp8", dest="fp8", action="store_false", help="skip the FP8 check")
     args = parser.parse_args(argv)
 
     smoke = args.smoke or not torch.cuda.is_available()
@@ -183,11 +245,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {'smoke run (tiny architectures)' if smoke else 'full size'} on {device}, {dtype}, {size}x{size}: {hardware(device)}")
     start = time.perf_counter()
     rows, backend = run(device, dtype, smoke, size, models, args.repeats)
+    if device.startswith("cuda"):
+        print(f"# {tf32_state()}")
     print(table(rows))
     batching = run_batching(backend, device, size, models, args.users, args.repeats)
     if batching:
         print()
         print(batching_table(batching))
+    # Last: it quantizes the UNets in place.
+    fp8_result = fp8_check(backend, device, size, models, args.repeats, rows) if args.fp8 else {"skipped": "--no-fp8"}
+    print()
+    print(fp8_table(fp8_result))
     print(f"# total {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -116,6 +116,8 @@ class ImageAction(StrEnum):
     VARIATIONS = "variations"
     ORIGINAL = "original"
     SEED = "seed"
+    ZOOM = "zoom"  # zoom out 2x (handlers.canvas_edit)
+    UPSCALE = "upscale"  # upscale x2 (handlers.canvas_edit)
 
 
 class ImageCb(CallbackData, prefix="img"):
@@ -311,23 +313,24 @@ def result_keyboard(
     if redo:  # the redo row stays a row of its own; the usual buttons two by two below it
         rest = [b for row in builder.export()[1:] for b in row]
         rows = [redo] + [rest[i : i + 2] for i in range(0, len(rest), 2)]
-        return InlineKeyboardMarkup(inline_keyboard=rows)
-    builder.adjust(2)
-    if canvas:
+    else:
+        builder.adjust(2)
+        rows = builder.export()
+    if canvas:  # a restyled or mixed picture can be zoomed and upscaled too
         from bot.canvas_keyboard import canvas_rows
 
-        for row in canvas_rows(t, locale, job_id, webapp_url):
-            builder.row(*row)
-    return builder.as_markup()
+        rows += canvas_rows(t, locale, job_id, webapp_url)
+    return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def album_keyboard(
     t: Translator, locale: str, job_id: int, count: int, variations: bool = False, plain: bool = False,
     remix: bool = False, strength: float | None = None, shapes: bool = False,
-    weights: list[InlineKeyboardButton] | None = None,
+    weights: list[InlineKeyboardButton] | None = None, canvas: bool = False,
 ) -> InlineKeyboardMarkup:
     """Under an album of ``count`` images: the job's own buttons, then a row per action with one
-    button per image (🎲 1 … 🎲 4 variations, 📄 originals, 📌 seeds), like U1–U4 / V1–V4."""
+    button per image (🎲 1 … 🎲 4 variations, 📄 originals, 📌 seeds; with ``canvas`` 🔭 zoom out and
+    ⬆️ upscale), like U1–U4 / V1–V4."""
     rows = [[InlineKeyboardButton(text=t("btn-again", locale), callback_data=ResultCb(action="again", job_id=job_id).pack())]]
     if plain:
         rows[0].append(InlineKeyboardButton(text=t("btn-plain", locale), callback_data=ResultCb(action="plain", job_id=job_id).pack()))
@@ -336,7 +339,7 @@ def album_keyboard(
     redo = redo_buttons(t, locale, job_id, strength, shapes) + list(weights or [])
     if redo:
         rows.append(redo)
-    actions = (["variations"] if variations else []) + ["original", "seed"]
+    actions = (["variations"] if variations else []) + ["original", "seed"] + (["zoom", "upscale"] if canvas else [])
     for action in actions:
         rows.append([
             InlineKeyboardButton(

@@ -40,8 +40,9 @@ from bot.retry import BestEffortChatActionSender
 from bot.video_messages import is_video_job, send_video
 from bot.video_messages import progress_text as video_progress_text
 from generation.registry import uses_negative_prompt
+from generation.styles import EDIT_STRENGTHS
 from jobs.events import DeliveryRefused, JobContext
-from jobs.params import read_outcome, read_params
+from jobs.params import EditParams, read_outcome, read_params
 from jobs.results import VIDEO_THUMBNAIL
 from storage.models import Job
 
@@ -73,6 +74,24 @@ def first_weight_percent(job: Job) -> int | None:
     if job.kind == "fuse" and photos == 2 and len(weights) >= 2 and weights[0] + weights[1] > 0:
         return round(100 * weights[0] / (weights[0] + weights[1]))
     return None
+
+
+def remembered_note(t: Translator, job: Job, locale: str) -> str | None:
+    """A restyle, mix or fusion of two made at once with the user's last choice: which strength or
+    weights it used, and that the buttons under the result change them."""
+    params = read_params(job)
+    if not isinstance(params, EditParams) or not params.remembered:
+        return None
+    if job.kind in ("img2img", "restyle_depth"):
+        strength = params.strength
+        level = min(EDIT_STRENGTHS, key=lambda name: abs(EDIT_STRENGTHS[name] - strength))
+        return t("edit-note-strength", locale, strength=t(f"edit-strength-{level}", locale))
+    percent = first_weight_percent(job)
+    if percent is None:
+        return None
+    if job.kind == "mix":
+        return t("edit-note-mix-remembered", locale, image=percent, text=100 - percent)
+    return t("edit-note-fuse-remembered", locale, first=percent, second=100 - percent)
 
 
 def _duration(t: Translator, locale: str, seconds: float) -> str:
@@ -121,6 +140,9 @@ def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None
     notes = []
     if params.inline:  # the parameters typed into the prompt (--ar 16:9 --seed 42 ...)
         notes.append(t("result-params", locale, params=html.escape(params.inline)))
+    remembered = remembered_note(t, job, locale)  # the strength / weights used without asking
+    if remembered:
+        notes.append(remembered)
     if outcome.beautify_outcome == "fell_back":
         notes.append(t("beautify-fell-back", locale))
     if outcome.censored:
@@ -225,7 +247,8 @@ class TelegramNotifier:
         return "\n".join([queued_line(self.t, locale, position, eta), *self.notes(job, locale)])
 
     def notes(self, job: Job, locale: str) -> list[str]:
-        """The job's notes: the model an edit moved to, Flash ignoring the negative prompt."""
+        """The job's notes: the model an edit moved to, Flash ignoring the negative prompt, the
+        remembered strength or weights an edit used without asking."""
         lines = []
         params = read_params(job)
         requested = getattr(params, "requested_model", None)
@@ -233,6 +256,9 @@ class TelegramNotifier:
             lines.append(self.t("edit-note-img2img-fallback", locale, model=model_name(self.t, job.model, locale)))
         if params.negative_prompt and not uses_negative_prompt(job.model):
             lines.append(self.t("job-flash-no-negative", locale))
+        remembered = remembered_note(self.t, job, locale)
+        if remembered:
+            lines.append(remembered)
         return lines
 
     async def announce(self, job: Job, locale: str, position: int, eta: int | None = None) -> int:
@@ -244,11 +270,12 @@ class TelegramNotifier:
         return message.message_id
 
     async def queued(self, job: Job, locale: str, position: int, eta: int | None = None) -> None:
-        """The queue moved: the new position (throttled)."""
-        if self._throttled(job):
-            return
+        """The queue moved: the new position. Not throttled: a position changes only when a job
+        starts, ends or is cancelled (and unchanged texts are not sent again), while a dropped one
+        would stay wrong until the next change; the throttle would drop it whenever the same chat's
+        running job had just shown a step."""
         text = self.queued_text(job, locale, position, eta)
-        await self.edit_status(job, text, cancel_job_keyboard(self.t, locale, job.id), throttle=True)
+        await self.edit_status(job, text, cancel_job_keyboard(self.t, locale, job.id))
 
     async def withdrawn(self, job: Job, locale: str, key: str = "job-cancelled") -> None:
         """A queued job cancelled outside the runner (/cancel, a button, an admin, a ban)."""
@@ -374,10 +401,11 @@ class TelegramNotifier:
                     chat_id=job.chat_id,
                     text=self.t("result-album-buttons", locale, count=len(paths), seeds=seeds)
                     + "\n"
-                    + self.t("result-album-legend", locale, variations="yes" if self.variations_enabled else "no"),
+                    + self.t("result-album-legend", locale, variations="yes" if self.variations_enabled else "no")
+                    + ("\n" + self.t("result-album-legend-canvas", locale) if self.canvas_enabled else ""),
                     reply_markup=album_keyboard(
                         self.t, locale, job.id, len(paths), variations=self.variations_enabled, plain=plain, remix=remix,
-                        strength=strength, shapes=shapes, weights=weights,
+                        strength=strength, shapes=shapes, weights=weights, canvas=self.canvas_enabled,
                     ),
                 )
             except TelegramAPIError as exc:

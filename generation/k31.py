@@ -9,6 +9,9 @@ here and checked against golden outputs of the authors' code (tests/reference/):
   attention pooling averages over every row, zeros included, so the order matters: diffusers zeroes
   before projecting and padded rows become the LayerNorm's bias. :class:`Kandinsky3TextProjection`
   takes the place of the UNet's ``encoder_hid_proj`` (same weights, same names) and zeroes them after.
+  The UNets then get that context padded to :data:`CONTEXT_ROWS` (:func:`pad_text`: one shape for
+  ``torch.compile``) with rows masked ``BATCH_PADDING``, which the attention and the pooling leave out
+  (see below), so the numbers stay theirs.
 - **The unconditional branch** is not an empty prompt but the checkpoint's learned ``null_embedding``
   in the first context row, mask ``[1, 0, ...]``. An all-zero context (no token at all; every real
   prompt has at least its end-of-sequence token) is that branch: its first row becomes the
@@ -46,6 +49,9 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 TOKENS = 128  # the authors' tokens_length
+# The UNets' context: the longest prompt's tokens + 1 row (encode_text cuts there), every prompt padded
+# to it (pad_text) so a compiled UNet sees one shape.
+CONTEXT_ROWS = TOKENS + 1
 DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 3.0
 FLASH_TIMESTEPS: tuple[int, ...] = (979, 729, 479, 229)  # range(979, 0, -250), the authors' gan loop
@@ -159,10 +165,11 @@ class Kandinsky3TextProjection(torch.nn.Module):
         out = self.projection_norm(self.projection_linear(x))
         is_token = x.ne(0).any(dim=-1, keepdim=True)
         out = out * is_token
-        unconditional = ~is_token[:, :, 0].any(dim=1)
-        if bool(unconditional.any()):
-            out[unconditional, 0] = self.null_embedding.to(device=out.device, dtype=out.dtype)
-        return out
+        unconditional = ~is_token[:, :, 0].any(dim=1, keepdim=True)  # (batch, 1)
+        # torch.where rather than an indexed assignment under `if`: no data-dependent branch, so
+        # torch.compile keeps the UNet in one graph.
+        first = torch.where(unconditional, self.null_embedding.to(device=out.device, dtype=out.dtype), out[:, 0])
+        return torch.cat([first.unsqueeze(1), out[:, 1:]], dim=1)
 
 
 BATCH_PADDING = -1  # mask value of a context row that only pads a batch (see the module doc)
@@ -243,6 +250,21 @@ def batch_conditions(conditions: Sequence[TextConditions]) -> TextConditions:
         )
 
     return TextConditions(*stack(0, 1), *stack(2, 3))
+
+
+def pad_text(text: TextConditions, rows: int = CONTEXT_ROWS) -> TextConditions:
+    """``text`` with zero rows masked ``BATCH_PADDING`` appended up to ``rows``: every prompt gives the
+    UNets one context shape, so a compiled UNet is not compiled again for each prompt length. The same
+    images: the attention masks the added rows out and :class:`Kandinsky3ContextPooling` leaves them
+    out of its average. A pure function of ``text``: the text cache keeps the unpadded encodings."""
+    if text.context.shape[1] > rows:
+        raise ValueError(f"a context of {text.context.shape[1]} rows does not fit {rows}")
+    return TextConditions(
+        _pad_rows(text.context, rows, 0),
+        _pad_rows(text.mask, rows, BATCH_PADDING),
+        _pad_rows(text.uncond_context, rows, 0),
+        _pad_rows(text.uncond_mask, rows, BATCH_PADDING),
+    )
 
 
 def _padded(ids: list[int], pad: int) -> tuple[list[int], list[int]]:
@@ -352,7 +374,7 @@ class Kandinsky31Pipeline(Kandinsky3Pipeline):
         n = num_images_per_prompt
         if text is None:
             text = encode_text(self, prompt, negative_prompt, device)
-        cond = text.repeat(n)  # ``text`` may already hold several prompts' rows (batch_conditions)
+        cond = pad_text(text).repeat(n)  # ``text`` may already hold several prompts' rows (batch_conditions)
         n = cond.rows
         context = torch.cat([cond.context, cond.uncond_context]).to(device=device, dtype=self.unet.dtype)
         mask = torch.cat([cond.mask, cond.uncond_mask]).to(device)
@@ -428,7 +450,7 @@ class Kandinsky3FlashPipeline(Kandinsky3Pipeline):
         n = num_images_per_prompt
         if text is None:
             text = encode_text(self, prompt, None, device)
-        cond = text.repeat(n)  # ``text`` may already hold several prompts' rows (batch_conditions)
+        cond = pad_text(text).repeat(n)  # ``text`` may already hold several prompts' rows (batch_conditions)
         n = cond.rows
         context, mask = cond.context.to(device=device, dtype=self.unet.dtype), cond.mask.to(device)
         if image is not None:

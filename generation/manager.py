@@ -10,7 +10,9 @@
   least recently (and not needed now) move to the CPU. Models of other packages share the budget
   through :meth:`ModelManager.use_external` (the local beautifier LLM, ``prompting.beautify``).
 - ``offload="model" | "sequential"`` hands placement to diffusers' CPU offload (small GPUs).
-- UNets use PyTorch SDPA attention, channels_last on CUDA, and ``torch.compile`` when enabled.
+- UNets use PyTorch SDPA attention, channels_last on CUDA, ``torch.compile`` when enabled (once per
+  known image size, :mod:`generation.compiled`) and FP8 when enabled on a GPU that has it
+  (:mod:`generation.precision`).
 - A missing or corrupt checkpoint raises :class:`ModelUnavailable` naming the model and the path.
 
 The worker's settings come from ``app.config.Settings.generation_config()``.
@@ -50,6 +52,7 @@ from generation.registry import (
     SR_X4,
     TEXT_ENCODER,
 )
+from generation.precision import enable_tf32, quantize_fp8
 from generation.sources import GenerationConfig
 from generation.text_cache import TextEncodingCache
 
@@ -110,10 +113,9 @@ class ModelManager:
         # Offload only means something with a GPU; on CPU everything simply lives on the CPU.
         self.offload = config.offload if self.on_cuda else "none"
         if self.on_cuda and config.tf32:
-            # fp32 matmuls (Flan-UL2 keeps its wo layers in fp32; everything when serving fp32) on TF32
-            # cores: a 10-bit mantissa, as fp16's, so no less precise than the fp16 layers around them.
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            # fp32 matmuls (Flan-UL2 keeps its wo layers in fp32; the MoVQ runs fp32) on TF32 cores: a
+            # 10-bit mantissa, as fp16's, so no less precise than the fp16 layers around them.
+            enable_tf32()
         self.lock = threading.RLock()
         self.parts: dict[str, Part] = {}
         self.active: set[ModelId] = set()  # the models asked for (load / a request) and not unloaded
@@ -163,15 +165,21 @@ class ModelManager:
             self._move(self.parts[name], self.device)
 
     # -- loading ------------------------------------------------------------------------------
-    def _optimize(self, module: torch.nn.Module, unet: bool) -> torch.nn.Module:
+    def _optimize(self, module: torch.nn.Module, unet: bool, fp8: bool = False) -> torch.nn.Module:
+        """SDPA attention, channels_last on CUDA; for UNets ``fp8`` (when FP8_UNETS is on and the GPU
+        has FP8) and ``torch.compile`` once per known image size (generation.compiled)."""
         if unet:
             from diffusers.models.attention_processor import AttnProcessor2_0
 
             module.set_attn_processor(AttnProcessor2_0())  # PyTorch SDPA
         if self.on_cuda:
             module.to(memory_format=torch.channels_last)
+        if fp8 and self.config.fp8_unets:
+            quantize_fp8(module, self.device, type(module).__name__)
         if unet and self.config.compile:
-            module.compile(fullgraph=False)
+            from generation.compiled import compile_sizes, compile_unet
+
+            compile_unet(module, compile_sizes(self.config.max_image_side), backend=self.config.compile_backend)
         return module
 
     def _guard(self, label: str, path: str, load: Callable[[], Any]) -> Any:
@@ -244,7 +252,7 @@ class ModelManager:
                 unet = Kandinsky3UNet.from_pretrained(folder)
                 null_embedding = load_file(str(folder / k31_weights.NULL_EMBEDDING_FILE))["null_embedding"]
                 install_text_projection(unet, null_embedding)
-                return self._optimize(unet.eval(), unet=True)
+                return self._optimize(unet.eval(), unet=True, fp8=True)
 
             self._add(name, self._guard(label, f"{source}/{k31_weights.UNET_FILES[which][0]}", load))
         elif name == INPAINT_UNET:

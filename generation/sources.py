@@ -48,7 +48,9 @@ class GenerationConfig:
     dtype: str = "fp16"  # fp16 | bf16 on CUDA; always fp32 on CPU
     offload: str = "none"  # none | model | sequential (diffusers' CPU offload, for small GPUs)
     vram_budget_gb: float | None = None  # None: what the GPU has
-    compile: bool = False  # torch.compile the UNets
+    compile: bool = False  # torch.compile the UNets (generation.compiled: once per known image size)
+    compile_backend: str = "inductor"  # torch.compile's backend (tests register a counting one)
+    fp8_unets: bool = False  # FP8 weights and matmuls in the Kandinsky 3.1 UNets (torchao; GPUs of sm 8.9+)
     # Bound of the text-encoder output cache (generation.text_cache), kept on the GPU; 0 turns it off.
     text_cache_mb: int = 256
     tf32: bool = True  # TF32 for fp32 matrix products on CUDA (the encoder's fp32 wo layers, fp32 serving)

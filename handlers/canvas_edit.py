@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiogram import Bot, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, WebAppInfo
 from aiogram_i18n import I18nContext
 
 from bot.canvas_keyboard import CanvasCb, CanvasOp, inpaint_url, sign_source
+from bot.keyboards import ImageAction, ImageCb
 from generation import canvas
 from generation.backend import Mode, ModelId
 from generation.registry import model_for, spec
@@ -104,14 +105,34 @@ def caption_for(i18n: I18nContext, mode: Mode, extra: dict[str, Any], prompt: st
 async def canvas_button(query: CallbackQuery, callback_data: CanvasCb, job: Job | None, request: RequestContext) -> None:
     if job is None:
         return  # answered by OwnJobFilter
-    i18n, source = request.i18n, job
+    await edit_picture(query, job, request, callback_data.op)
+
+
+# The per-image buttons under an album (🔭 N, ⬆️ N): the everyday zoom out and upscale of image N.
+IMAGE_OPS = {ImageAction.ZOOM: CanvasOp.ZOOM_OUT_2, ImageAction.UPSCALE: CanvasOp.UPSCALE_2}
+
+
+async def image_canvas_button(
+    query: CallbackQuery, callback_data: ImageCb, job: Job | None, request: RequestContext
+) -> None:
+    if job is None:
+        return  # answered by OwnJobFilter
+    await edit_picture(query, job, request, IMAGE_OPS[callback_data.action], callback_data.index)
+
+
+async def edit_picture(query: CallbackQuery, source: Job, request: RequestContext, op: CanvasOp, index: int = 1) -> None:
+    """Zoom, expand or upscale picture ``index`` (from 1) of ``source``."""
+    i18n = request.i18n
     file_ids = [f for f in source.result_file_ids or [] if f]
     if not file_ids:
         # Pressed while the picture is still being sent (its file id comes with Telegram's answer).
         key = "canvas-not-ready" if source.status == JobStatus.GENERATED else "canvas-no-picture"
         await query.answer(i18n.get(key), show_alert=True)
         return
-    mode, extra = OPS[callback_data.op]
+    if not 1 <= index <= len(file_ids):
+        await query.answer(i18n.get("original-missing"), show_alert=True)
+        return
+    mode, extra = OPS[op]
     if source.kind == Mode.UPSCALE and mode != Mode.UPSCALE:  # an upscale has no such buttons (forged)
         await query.answer(i18n.get("callback-unknown"), show_alert=True)
         return
@@ -125,7 +146,7 @@ async def canvas_button(query: CallbackQuery, callback_data: CanvasCb, job: Job 
         )
         return
     await query.answer()
-    job_params = canvas_params(request, source, file_ids[0], mode, dict(extra))
+    job_params = canvas_params(request, source, file_ids[index - 1], mode, dict(extra))
     await request.submit(job_params, mode, job_model(mode, source, request.user), chat_id=source.chat_id)
 
 
@@ -171,5 +192,6 @@ async def inpaint_command(
 def create_router() -> Router:
     router = Router(name="canvas-edit")
     router.callback_query(CanvasCb.filter(), OwnJobFilter())(canvas_button)
+    router.callback_query(ImageCb.filter(F.action.in_(set(IMAGE_OPS))), OwnJobFilter())(image_canvas_button)
     router.message(Command("inpaint"))(inpaint_command)
     return router

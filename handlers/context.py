@@ -55,6 +55,9 @@ class EditInputs:
     weights: Sequence[float] = ()  # one per photo, then the text's (mix, fusion with a caption)
     strength: float | None = None  # image-to-image strength; None: the settings' default
     display_prompt: str | None = None  # shown in the status and caption instead of the prompt
+    # The strength or weights are the user's last choice, used without asking: the status and the
+    # caption name them and the buttons that change them (bot.notifier.remembered_note).
+    remembered: bool = False
 
 
 @dataclass
@@ -116,6 +119,8 @@ class RequestContext:
             overrides.update(style=DEFAULT_STYLE, beautify=False)
         if edit.display_prompt:
             overrides["display_prompt"] = edit.display_prompt
+        if edit.remembered:
+            overrides["remembered"] = True
         params = self.params(edit.prompt, edit.mode, **overrides)
         assert isinstance(params, EditParams)
         return params

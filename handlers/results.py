@@ -131,7 +131,7 @@ async def redo_restyle(
         return
     await query.answer()
     request.user.settings.edit_strength = level
-    params = read_params(job).model_copy(update={"strength": EDIT_STRENGTHS[level]})
+    params = read_params(job).model_copy(update={"strength": EDIT_STRENGTHS[level], "remembered": False})
     if callback_data.action == "shapes":
         model, _ = edit_model(Mode.RESTYLE_DEPTH, job.model, request.user.settings.editing_model)
         await request.submit(params, Mode.RESTYLE_DEPTH, model, chat_id=job.chat_id)
@@ -163,7 +163,7 @@ async def redo_weights(
     old = list(read_params(job).weights)
     pair = old[0] + old[1]
     weights = [pair * new / 100, pair * (100 - new) / 100] + old[2:]
-    await request.resubmit(job, weights=weights)
+    await request.resubmit(job, weights=weights, remembered=False)  # chosen now, not remembered
 
 
 async def remix(

@@ -28,6 +28,7 @@ from taskiq_redis import RedisStreamBroker
 
 from generation.backend import GenerationError, GenerationRequest, ModelId, ProgressFn
 from generation.styles import MODELS
+from jobs.positions import PositionRefresher
 from storage.models import Job, JobStatus
 from storage.repositories import Database
 
@@ -202,13 +203,22 @@ class DistributedQueue:
     """:class:`jobs.queue.JobQueue` for the distributed mode: the bot side."""
 
     def __init__(
-        self, db: Database, broker: JobStreamBroker, redis: Redis, prefix: str, sweep_seconds: float = 60.0
+        self,
+        db: Database,
+        broker: JobStreamBroker,
+        redis: Redis,
+        prefix: str,
+        sweep_seconds: float = 60.0,
+        positions: PositionRefresher | None = None,
     ) -> None:
         self.db = db
         self.broker = broker
         self.redis = redis
         self.prefix = prefix
         self.sweep_seconds = sweep_seconds
+        # The queue positions of waiting jobs, refreshed when this process cancels one (the GPU
+        # workers refresh them when jobs start and end).
+        self.positions = positions
         self._sweeper: asyncio.Task[None] | None = None
 
     async def submit(self, job_id: int) -> None:
@@ -224,6 +234,11 @@ class DistributedQueue:
         # JobService has already set cancel_requested in the database, which the job's worker checks
         # on every heartbeat; the announcement makes the running worker stop at its next step.
         await self.redis.publish(control_channel(self.prefix), str(job_id))
+
+    async def queue_moved(self) -> None:
+        """Called by the job service when queued jobs were cancelled (positions behind them move up)."""
+        if self.positions is not None:
+            self.positions.request()
 
     async def wake(self) -> None:
         # /resume: workers waiting out a /pause (it lives in the database) look again at once.
@@ -246,6 +261,8 @@ class DistributedQueue:
     async def stop(self) -> None:
         await wait_closed(self._sweeper)
         self._sweeper = None
+        if self.positions is not None:
+            await self.positions.close()
         await self.broker.shutdown()
         await self.redis.aclose()
 

@@ -64,6 +64,9 @@ class EditParams(JobParams):
     strength: float = Field(default=0.6, ge=0.0, le=1.0)  # image-to-image: 0 keeps the photo
     # The user's model when the registry moved the edit to another one (the status message says so).
     requested_model: str | None = None
+    # The strength (restyle) or the weights (mix, fusion of two) were not asked for: the user's last
+    # choice was used at once; the status and the caption name it and the buttons that change it.
+    remembered: bool = False
 
 
 class FaceSwapParams(JobParams):

@@ -66,6 +66,7 @@ class EmbeddedQueue:
         self.max_attempts = max_attempts  # a job started this often without finishing fails
         self.delivery_retry_seconds = delivery_retry_seconds
         self.on_queue_moved = on_queue_moved
+        runner.on_dequeued = self._dequeued
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # Results are sent beside the generation, not before the next job: a chat under flood
@@ -156,9 +157,7 @@ class EmbeddedQueue:
                 continue
             self.idle.clear()
             try:
-                if self.on_queue_moved is not None:
-                    asyncio.create_task(self._safe_queue_moved())
-                await self.runner.run(job_id, deliver=False)
+                await self.runner.run(job_id, deliver=False)  # its start refreshes the positions behind it
             except Exception:
                 log.exception("worker failed on job %s", job_id)
             self._deliver_beside(job_id)
@@ -185,6 +184,12 @@ class EmbeddedQueue:
                 del self._chat_locks[chat_id]
             else:
                 self._chat_locks[chat_id] = (lock, users - 1)
+
+    def _dequeued(self, job_id: int) -> None:
+        """A job's start is committed: the positions behind it move up. (Refreshed after the commit,
+        not before the run: a refresh that read the queue first would still count the starting job.)"""
+        if self.on_queue_moved is not None:
+            asyncio.create_task(self._safe_queue_moved())
 
     async def queue_moved(self) -> None:
         """Called by the job service when queued jobs were cancelled (positions behind them move up)."""

@@ -118,6 +118,8 @@ class JobRunner:
         self.delivery = Delivery(db, events, self.results, worker_id, delivery_lease_seconds, delivery_retry)
         self._cancel_events: dict[int, threading.Event] = {}
         self._requeue_on_cancel: set[int] = set()
+        # Called when a job left the queue here (queued -> running): the positions behind it move up.
+        self.on_dequeued: Callable[[int], None] | None = None
 
     # -- control --------------------------------------------------------------------------
     def cancel(self, job_id: int) -> bool:
@@ -232,6 +234,8 @@ class JobRunner:
                 claimed_by=self.worker_id,
                 claim_expires_at=lease(self.lease_seconds),
             ):
+                if self.on_dequeued is not None:
+                    self.on_dequeued(job_id)
                 await self._generate(job_id, cancel_event)
         finally:
             self._cancel_events.pop(job_id, None)

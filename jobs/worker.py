@@ -44,6 +44,7 @@ from jobs.distributed import (
 )
 from jobs.events import JobContext
 from jobs.metrics import Metrics, gpu_memory
+from jobs.positions import PositionRefresher
 from jobs.runner import JobRunner
 from storage.control import QueueControlRepository
 from storage.models import Job, JobStatus, User
@@ -75,6 +76,7 @@ class Worker:
         redis: Redis,
         metrics: Metrics,
         name: str,
+        positions: PositionRefresher | None = None,
     ) -> None:
         self.config = config
         self.models = models
@@ -84,6 +86,10 @@ class Worker:
         self.redis = redis
         self.metrics = metrics
         self.name = name
+        # The waiting jobs' positions: this worker learns first when a job starts or ends here.
+        self.positions = positions
+        if positions is not None:
+            runner.on_dequeued = lambda _job_id: positions.request()
         self.stopping = False
         self.current_job: int | None = None
         self.jobs_done = 0
@@ -120,6 +126,8 @@ class Worker:
         finally:
             self.current_job = None
             await wait_closed(heartbeat)
+            if self.positions is not None:  # finished (the estimated waits move) or back in the queue
+                self.positions.request()
         await self._after_run(job_id, status)
         return True
 
@@ -310,6 +318,10 @@ class Worker:
             await wait_closed(stopper)
             for task in self._tasks:
                 await wait_closed(task)
+            if self.positions is not None:  # a job handed back on the way out moved the others down
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.positions.idle(), timeout=10)
+                await self.positions.close()
             try:
                 await asyncio.wait_for(self.broker.shutdown(), timeout=10)
             except asyncio.TimeoutError:

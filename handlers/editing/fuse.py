@@ -101,7 +101,7 @@ async def fuse_done(message: Message, state: FSMContext, request: RequestContext
     remembered = request.user.settings.fuse_weight
     if len(photos) == 2 and remembered in PAIR_WEIGHTS:  # answered before: not asked again
         await finish_flow(state)
-        await _submit(request, photos, pair_weights(remembered), prompt)
+        await _submit(request, photos, pair_weights(remembered), prompt, remembered=True)
         return
     if len(photos) == 2:
         await state.set_state(FuseFlow.weight)
@@ -114,7 +114,9 @@ async def fuse_done(message: Message, state: FSMContext, request: RequestContext
     await _submit(request, photos, [1.0] * len(photos), prompt)
 
 
-async def _submit(request: RequestContext, photos: list[InputPhoto], weights: list[float], prompt: str = "") -> None:
+async def _submit(
+    request: RequestContext, photos: list[InputPhoto], weights: list[float], prompt: str = "", remembered: bool = False
+) -> None:
     """``prompt``: an album's caption, fused in as one more part, as much as one photo on average."""
     total = sum(weights)
     weights = [w / total for w in weights]
@@ -123,7 +125,9 @@ async def _submit(request: RequestContext, photos: list[InputPhoto], weights: li
         n = len(photos)
         weights = [w * n / (n + 1) for w in weights] + [1.0 / (n + 1)]
         display = request.i18n.get("edit-caption-fuse-text", count=len(photos), prompt=prompt)
-    await request.submit_edit(EditInputs(Mode.FUSE, photos, prompt, weights=weights, display_prompt=display))
+    await request.submit_edit(
+        EditInputs(Mode.FUSE, photos, prompt, weights=weights, display_prompt=display, remembered=remembered)
+    )
 
 
 async def fuse_done_button(query: CallbackQuery, state: FSMContext, request: RequestContext) -> None:

@@ -43,7 +43,9 @@ async def _take_text(message: Message, text: str, state: FSMContext, request: Re
     if remembered in PAIR_WEIGHTS:  # answered before: not asked again
         photo = InputPhoto.from_dict((await state.get_data())["photo"])
         await finish_flow(state)
-        await request.submit_edit(EditInputs(Mode.MIX, [photo], prompt, weights=pair_weights(remembered)))
+        await request.submit_edit(
+            EditInputs(Mode.MIX, [photo], prompt, weights=pair_weights(remembered), remembered=True)
+        )
         return
     await state.set_state(MixFlow.weight)
     await message.answer(

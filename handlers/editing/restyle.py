@@ -63,7 +63,7 @@ async def take_photo(
         shapes = bool((await state.get_data()).get("shapes"))
         await finish_flow(state)
         strength = strength_value(request.user.settings.edit_strength)
-        await request.submit_edit(EditInputs(_mode(shapes), [photo], prompt, strength=strength))
+        await request.submit_edit(EditInputs(_mode(shapes), [photo], prompt, strength=strength, remembered=True))
         return
     data = await state.get_data()
     # A photo alone may also be meant for variations: one button for that, instead of a text.

@@ -18,7 +18,7 @@ def assert_back_alone(markup, back):
 
 async def test_settings_sections(harness):
     await say(harness, "/settings", USER)
-    for section in ("model", "ratio", "style", "count", "neg"):
+    for section in ("model", "editing", "ratio", "style", "count", "neg", "lang"):  # every section of the menu
         await press(harness, f"set:{section}:", USER)
         assert_back_alone(harness.session.of(EditMessageText)[-1].reply_markup, "« Back")
     await press(harness, "lang:ru", USER)

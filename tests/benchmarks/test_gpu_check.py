@@ -19,3 +19,18 @@ def test_smoke_run_prints_the_table(capsys):
     alone, batched, ratio = (c.strip() for c in batching[0].split("|")[3:6])
     assert float(alone) > 0 and float(batched) > 0
     assert abs(float(ratio.rstrip("x")) - float(batched) / float(alone)) <= 0.02 * float(ratio.rstrip("x")) + 0.01
+    # the FP8 row: on a machine without an FP8 GPU it says so instead of failing
+    fp8 = [line for line in out.splitlines() if line.startswith("| FP8 |")]
+    assert len(fp8) == 1 and "skipped: no FP8 GPU" in fp8[0]
+
+
+def test_psnr_of_8_bit_images():
+    import math
+
+    import numpy as np
+
+    a = np.zeros((4, 4, 3), dtype=np.uint8)
+    b = a.copy()
+    assert gpu_check.psnr(a, b) == math.inf
+    b[0, 0, 0] = 255  # one channel of one pixel fully wrong: MSE = 255^2 / 48
+    assert abs(gpu_check.psnr(a, b) - 10 * math.log10(48)) < 1e-9

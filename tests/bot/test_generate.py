@@ -78,6 +78,7 @@ async def test_four_images_arrive_as_one_album(harness):
     assert follow_up.text.splitlines() == [
         f"⬆️ 4 images, seeds {seed}, {seed + 1}, {seed + 2}, {seed + 3}",
         "🎲 variations · 📄 original · 📌 reuse the seed — of image 1, 2, …",
+        "🔭 zoom out 2x · ⬆️ upscale x2 — of image 1, 2, …",
     ]
     assert ("🔁 Again", f"res:again:{job.id}") in buttons(follow_up.reply_markup)
     assert len(job.result_file_ids) == 4

@@ -49,6 +49,9 @@ async def test_parameters_apply_to_one_request_only(harness):
         ("a cat --style vaporwave", "I don't know the style “vaporwave”. These work: default, kandinsky, uhd, anime"),
         ("a cat --n 5", "--n is the number of pictures: 1 to 4, not “5”."),
         ("a cat --n", "--n needs a value, for example --n 4."),
+        ("a cat --no", "--no needs a value, for example --no text, watermark."),
+        # A message over the prompt limit is refused as a whole, before its parameters are read.
+        ("a cat --no " + "blur, " * 200, "That prompt is 1,210 characters long; the limit is 1,000. Please shorten it."),
         ("a cat --chaos 50", "I don't know the parameter --chaos. These work: --ar, --seed, --no, --model, --style, --n."),
         ("a cat --seed 1 --seed 2", "--seed is given twice: keep one."),
         ("--ar 16:9", "The parameters are there, but the picture's description is missing"),
@@ -64,6 +67,20 @@ async def test_errors_in_russian(harness):
     await harness.feed(callback_update("lang:ru"))
     await harness.feed(message_update("кот --seed abc"))
     assert harness.session.of(SendMessage)[-1].text == "Сид — целое число от 0 до 2147483647, а не «abc»."
+    for text, reply in [
+        ("кот --ar 5:4", "Формата 5:4 нет. Работают: 1:1, 16:9"),
+        ("кот --ar wide", "«wide» — не формат. Пишите так: --ar 16:9"),
+        ("кот --no", "Для --no нужно значение, например --no text, watermark."),
+        ("кот --no " + "размыто, " * 120, "В промпте 1\xa0088 символов, а можно не больше 1\xa0000."),
+        ("кот --model sdxl", "Я не знаю модели «sdxl». Работают: 2.2, 3.1, flash, refiner."),
+        ("кот --style vaporwave", "Я не знаю стиля «vaporwave». Работают: default"),
+        ("кот --n 9", "--n — число картинок: от 1 до 4, а не «9»."),
+        ("кот --chaos 50", "Я не знаю параметра --chaos. Работают: --ar, --seed, --no, --model, --style, --n."),
+        ("кот --n 2 --n 3", "--n указан дважды: оставьте один."),
+        ("--ar 16:9", "Параметры есть, а описания картинки нет"),
+    ]:
+        await harness.feed(message_update(text))
+        assert harness.session.of(SendMessage)[-1].text.startswith(reply), (text, harness.session.of(SendMessage)[-1].text)
     assert await harness.jobs() == []
 
 
@@ -94,3 +111,6 @@ def test_the_parser_on_its_own():
     with pytest.raises(InlineParamError) as info:
         parse("a cat --ar 1:0")
     assert info.value.code == "param-ar-unavailable"
+    with pytest.raises(InlineParamError) as info:
+        parse("a cat --no " + "x" * 1001)  # the parser's own limit (in the chat, the message limit refuses such text first)
+    assert info.value.code == "param-no-too-long" and info.value.kwargs["length"] == 1001

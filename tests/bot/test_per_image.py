@@ -29,6 +29,8 @@ async def test_each_button_acts_on_its_own_image(harness):
         ["🎲 1", "🎲 2", "🎲 3"],
         ["📄 1", "📄 2", "📄 3"],
         ["📌 1", "📌 2", "📌 3"],
+        ["🔭 1", "🔭 2", "🔭 3"],
+        ["⬆️ 1", "⬆️ 2", "⬆️ 3"],
     ]
     # 📄 2: the second PNG, named after its seed.
     await harness.feed(callback_update(keyboard["📄 2"]))
@@ -104,9 +106,26 @@ async def test_edit_prompt_keeps_the_model_settings_and_seed(harness):
 
 async def test_someone_elses_image_buttons_change_nothing(harness):
     job, keyboard, _ = await album(harness, "two cats --n 2")
-    for label in ("🎲 1", "📄 2", "📌 1"):
+    for label in ("🎲 1", "📄 2", "📌 1", "🔭 2", "⬆️ 1"):
         await harness.feed(callback_update(keyboard[label], from_user=user(2002, first_name="Bob")))
         assert harness.session.of(AnswerCallbackQuery)[-1].text == "This button is no longer valid."
     await harness.feed(callback_update(f"res:remix:{job.id}", from_user=user(2002, first_name="Bob")))
     assert harness.session.of(AnswerCallbackQuery)[-1].text == "This button is no longer valid."
     assert len(await harness.jobs()) == 1 and not harness.session.of(SendDocument)
+
+
+async def test_zoom_out_and_upscale_take_their_own_image(harness):
+    job, keyboard, follow_up = await album(harness, "three owls --n 3 --seed 300")
+    assert "🔭 zoom out 2x · ⬆️ upscale x2 — of image 1, 2, …" in follow_up.text
+    serve_results(harness, job)
+    await harness.feed(callback_update(keyboard["🔭 2"]))
+    await harness.feed(callback_update(keyboard["⬆️ 3"]))
+    jobs = await harness.wait_jobs_settled()
+    zoom, upscale = jobs[-2:]
+    assert (zoom.kind, zoom.status) == (Mode.ZOOM_OUT, "done") and zoom.params["extra"]["factor"] == 2.0
+    assert zoom.params["input_file_ids"] == [job.result_file_ids[1]]
+    assert (upscale.kind, upscale.status) == (Mode.UPSCALE, "done") and upscale.params["extra"]["scale"] == 2
+    assert upscale.params["input_file_ids"] == [job.result_file_ids[2]]
+    pictures = [__import__("PIL.Image", fromlist=["Image"]).open(
+        harness.app.settings.results_dir / str(job.id) / f"{i}.png").convert("RGB").tobytes() for i in (1, 2)]
+    assert [request.images[0].tobytes() for request in harness.backend.calls[-2:]] == pictures

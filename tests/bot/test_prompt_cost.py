@@ -100,19 +100,25 @@ async def test_a_burst_of_prompts_keeps_true_positions_and_the_total_limit(tmp_p
         await stop_harness(h)
 
 
-async def test_queue_position_refreshes_are_coalesced(tmp_path):
-    h = await start_harness(make_settings(tmp_path))
+async def test_queue_position_refreshes_are_coalesced_and_read_the_queue_once(tmp_path):
+    h = await start_harness(make_settings(tmp_path, max_pending_per_user=5))
     try:
         await h.app.queue.stop()
+        for i in range(3):
+            await h.feed(message_update(f"prompt {i}"))
         positions = h.app.positions
         assert positions is not None
-        for _ in range(30):  # thirty jobs started at once
-            positions.moved()
-        await positions.idle()
-        assert positions.passes == 1
-        positions.moved()
-        await positions.idle()
-        assert positions.passes == 2
+        trace = Trace(h)
+        try:
+            for _ in range(30):  # thirty jobs started at once
+                positions.request()
+            await positions.idle()
+        finally:
+            trace.close()
+        assert positions.refreshes == 1
+        # The queue with its owners' languages in one read (the estimate: none yet, read once).
+        assert len([s for s in trace.statements() if s.startswith("SELECT jobs.id")]) == 1, trace.statements()
+        assert len(trace.statements()) <= 2
     finally:
         await stop_harness(h)
 

@@ -102,3 +102,36 @@ async def test_positions_move_up_when_a_queued_job_is_cancelled(tmp_path):
         await h.wait_jobs_settled()
     finally:
         await stop_harness(h)
+
+
+class PacedBackend(FakeBackend):
+    """The fake backend with a pace for each call in turn (seconds a step)."""
+
+    def __init__(self, paces: list[float]) -> None:
+        super().__init__()
+        self.paces = paces
+
+    def generate(self, request, progress):  # type: ignore[no-untyped-def]
+        self.step_seconds = self.paces[min(len(self.calls), len(self.paces) - 1)]
+        return super().generate(request, progress)
+
+
+async def test_positions_move_up_when_the_job_ahead_starts(tmp_path):
+    # Status edits of a chat at most every 30 s: the user's own jobs keep editing this chat (the one
+    # that starts says so), which must not hold back the position of the job behind them.
+    settings = make_settings(tmp_path, max_pending_per_user=5, progress_edit_interval=30.0)
+    h = await start_harness(settings, PacedBackend([0.02, 0.05]))  # 50 steps: about 1 s, then 2.5 s
+    try:
+        for prompt in ("one", "two", "three"):
+            await h.feed(message_update(prompt))
+        three = (await h.jobs())[2]
+        assert h.session.of(SendMessage)[-1].text.startswith("⏳ Queued, position 2")  # "one" already runs
+        # "one" ends and "two" starts: while "two" runs, "three" already says it is next (the
+        # refresh reads the queue after the start is committed, not before).
+        await h.wait_for(lambda: len(h.backend.calls) == 2 and 10 <= h.backend.steps_done < 50)
+        shown = [e.text for e in h.session.of(EditMessageText) if e.message_id == three.status_message_id]
+        assert shown and shown[-1].startswith("⏳ Queued, position 1"), shown
+        await h.feed(message_update("/cancel"))
+        await h.wait_jobs_settled()
+    finally:
+        await stop_harness(h)

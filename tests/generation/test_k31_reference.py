@@ -21,7 +21,9 @@ threshold moves the outputs by more than 5x that (the tests that break one of th
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +160,46 @@ def test_one_unet_call(pipes, golden):
     close(null, golden["unet_call.out_null"], ONE_CALL_ATOL)
 
 
+def one_call(unet, context: torch.Tensor, mask: torch.Tensor, golden) -> torch.Tensor:
+    """The golden UNet call (two copies of the sample) on a context."""
+    with torch.no_grad():
+        return unet(golden["unet_call.sample"], golden["unet_call.timesteps"],
+                    encoder_hidden_states=context.repeat(2, 1, 1), encoder_attention_mask=mask.repeat(2, 1)).sample
+
+
+@contextlib.contextmanager
+def swapped(module: torch.nn.Module, name: str, replacement: torch.nn.Module) -> Iterator[None]:
+    original = getattr(module, name)
+    setattr(module, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+def far_from_golden(out: torch.Tensor, golden) -> bool:
+    return bool((out - golden["unet_call.out"]).abs().max() > 100 * ONE_CALL_ATOL * float(golden["unet_call.out"].abs().max()))
+
+
+def test_context_padded_to_one_shape_gives_the_authors_output(pipes, golden):
+    """The pipelines pad every context to CONTEXT_ROWS (one shape for torch.compile): the same numbers
+    as the authors' context cut to the prompt's length + 1, for the prompt and the null branch."""
+    from diffusers.models.unets.unet_kandinsky3 import Kandinsky3AttentionPooling
+
+    from generation.k31 import CONTEXT_ROWS, pad_text
+
+    unet = pipes.base.unet
+    text = pad_text(encode_text(pipes.base, PROMPT, None, "cpu"))
+    assert text.context.shape[1] == CONTEXT_ROWS > golden["unet_call.context"].shape[1]
+    close(one_call(unet, text.context, text.mask, golden), golden["unet_call.out"], ONE_CALL_ATOL)
+    close(one_call(unet, text.uncond_context, text.uncond_mask, golden), golden["unet_call.out_null"], ONE_CALL_ATOL)
+    # It can disagree: diffusers' pooling averages over all CONTEXT_ROWS rows and moves the output.
+    theirs = Kandinsky3AttentionPooling(1, CONFIGS["unet"]["context_dim"])
+    theirs.attention = unet.add_time_condition.attention  # the same weights
+    with swapped(unet, "add_time_condition", theirs):
+        assert far_from_golden(one_call(unet, text.context, text.mask, golden), golden)
+
+
 def test_padding_rows_projected_by_diffusers_would_differ(pipes, golden):
     """The check above can disagree: diffusers' own order (zero, then project) gives other numbers."""
     from diffusers.models.unets.unet_kandinsky3 import Kandinsky3EncoderProj
@@ -167,14 +209,8 @@ def test_padding_rows_projected_by_diffusers_would_differ(pipes, golden):
     theirs = Kandinsky3EncoderProj(ours.projection_linear.in_features, ours.projection_linear.out_features)
     theirs.load_state_dict({k: v for k, v in ours.state_dict().items()})
     text = encode_text(base, PROMPT, None, "cpu")
-    x, t = golden["unet_call.sample"], golden["unet_call.timesteps"]
-    base.unet.encoder_hid_proj = theirs
-    try:
-        with torch.no_grad():
-            out = base.unet(x, t, encoder_hidden_states=text.context.repeat(2, 1, 1), encoder_attention_mask=text.mask.repeat(2, 1)).sample
-    finally:
-        base.unet.encoder_hid_proj = ours
-    assert (out - golden["unet_call.out"]).abs().max() > 100 * ONE_CALL_ATOL * float(golden["unet_call.out"].abs().max())
+    with swapped(base.unet, "encoder_hid_proj", theirs):
+        assert far_from_golden(one_call(base.unet, text.context, text.mask, golden), golden)
 
 
 # -- the guided Kandinsky 3.1 loop -----------------------------------------------------------------

@@ -31,10 +31,23 @@ from tests.scale.conftest import REDIS_URL
 
 
 class Cluster:
-    def __init__(self, app: App, bot_session: RecordingSession) -> None:
+    def __init__(self, app: App, bot_session: RecordingSession, settings: Any, session_factory: Any, step: float) -> None:
         self.app = app
         self.bot_session = bot_session
+        self.settings = settings
+        self.session_factory = session_factory  # process name -> its Telegram session
+        self.step = step
         self.workers: list[tuple[Worker, RecordingSession, FakeBackend, asyncio.Event, asyncio.Task[None], Any]] = []
+
+    def add_worker(self, models: list[str]) -> Worker:
+        name = f"w{len(self.workers)}"
+        session = self.session_factory("worker")
+        backend = FakeBackend(step_seconds=self.step)
+        worker, close = build_worker(self.settings, models, name, backend=backend, bot=Bot(TOKEN, session=session))
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        self.workers.append((worker, session, backend, stop, task, close))
+        return worker
 
     async def feed(self, update: Any) -> Any:
         return await self.app.dispatcher.feed_update(self.app.bot, update)
@@ -57,7 +70,10 @@ class Cluster:
 
 
 @contextlib.asynccontextmanager
-async def cluster(tmp_path, pg_url: str, prefix: str, worker_models: list[list[str]], step: float) -> AsyncIterator[Cluster]:
+async def cluster(
+    tmp_path, pg_url: str, prefix: str, worker_models: list[list[str]], step: float, session_factory: Any = None
+) -> AsyncIterator[Cluster]:
+    session_factory = session_factory or (lambda _process: RecordingSession())
     settings = make_settings(
         tmp_path,
         database_url=pg_url,
@@ -70,18 +86,13 @@ async def cluster(tmp_path, pg_url: str, prefix: str, worker_models: list[list[s
         delivery_retry_seconds=0.3,
     )
     await upgrade_async(settings.db_url)
-    bot_session = RecordingSession()
+    bot_session = session_factory("bot")
     app = build_app(settings, bot=Bot(TOKEN, session=bot_session))
     await app.dispatcher.emit_startup(bot=app.bot, dispatcher=app.dispatcher)
-    c = Cluster(app, bot_session)
+    c = Cluster(app, bot_session, settings, session_factory, step)
     try:
-        for i, models in enumerate(worker_models):
-            session = RecordingSession()
-            backend = FakeBackend(step_seconds=step)
-            worker, close = build_worker(settings, models, f"w{i}", backend=backend, bot=Bot(TOKEN, session=session))
-            stop = asyncio.Event()
-            task = asyncio.create_task(worker.run(stop))
-            c.workers.append((worker, session, backend, stop, task, close))
+        for models in worker_models:
+            c.add_worker(models)
         yield c
     finally:
         for _worker, _session, _backend, stop, _task, _close in c.workers:

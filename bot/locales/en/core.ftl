@@ -193,6 +193,9 @@ btn-remix = ✏️ Edit prompt
 btn-image-variations = 🎲 { $n }
 btn-image-original = 📄 { $n }
 btn-image-seed = 📌 { $n }
+btn-image-zoom = 🔭 { $n }
+btn-image-upscale = ⬆️ { $n }
+result-album-legend-canvas = 🔭 zoom out 2x · ⬆️ upscale x2 — of image 1, 2, …
 result-album-legend = { $variations ->
     [yes] 🎲 variations · 📄 original · 📌 reuse the seed — of image 1, 2, …
    *[no] 📄 original · 📌 reuse the seed — of image 1, 2, …

@@ -199,6 +199,9 @@ btn-remix = ✏️ Изменить промпт
 btn-image-variations = 🎲 { $n }
 btn-image-original = 📄 { $n }
 btn-image-seed = 📌 { $n }
+btn-image-zoom = 🔭 { $n }
+btn-image-upscale = ⬆️ { $n }
+result-album-legend-canvas = 🔭 отдалить 2x · ⬆️ увеличить x2 — для картинки 1, 2, …
 result-album-legend = { $variations ->
     [yes] 🎲 вариации · 📄 оригинал · 📌 этот сид — для картинки 1, 2, …
    *[no] 📄 оригинал · 📌 этот сид — для картинки 1, 2, …

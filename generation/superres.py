@@ -295,22 +295,25 @@ def _ramp(before: torch.Tensor, out: torch.Tensor, blend: int, dim: int) -> None
     head.copy_(before.narrow(dim, before.shape[dim] - n, n) * (1 - w) + head * w)
 
 
-def movq_encode(movq: Any, pixels: torch.Tensor, tile: int = MOVQ_TILE) -> torch.Tensor:
-    """The MoVQ latent (unquantised) of pixels in [-1, 1]; above ``tile`` px, in tiles of ``tile``."""
+def movq_encode(movq: Any, pixels: torch.Tensor, tile: int = MOVQ_TILE, device: Any = None) -> torch.Tensor:
+    """The MoVQ latent (unquantised) of pixels in [-1, 1]; above ``tile`` px, in tiles of ``tile``.
+    ``device``: where the MoVQ runs (under CPU offload its hook moves it there, not the inputs)."""
 
     def encode(x: torch.Tensor) -> torch.Tensor:
-        return movq.encode(x.to(device=movq.device, dtype=movq.dtype)).latents.float()
+        return movq.encode(x.to(device=device or movq.device, dtype=movq.dtype)).latents.float()
 
     if max(pixels.shape[-2:]) <= tile:
         return encode(pixels)
     return tiled(encode, pixels, tile, tile, 0, tile // MOVQ_FACTOR)
 
 
-def movq_decode(movq: Any, latents: torch.Tensor, tile: int = MOVQ_TILE, overlap: float = MOVQ_DECODE_OVERLAP) -> torch.Tensor:
+def movq_decode(
+    movq: Any, latents: torch.Tensor, tile: int = MOVQ_TILE, overlap: float = MOVQ_DECODE_OVERLAP, device: Any = None
+) -> torch.Tensor:
     """Pixels of an (unquantised) MoVQ latent; above ``tile`` px, in overlapping, blended tiles."""
 
     def decode(z: torch.Tensor) -> torch.Tensor:
-        z = z.to(device=movq.device, dtype=movq.dtype)
+        z = z.to(device=device or movq.device, dtype=movq.dtype)
         return movq.decode(z, force_not_quantize=True).sample.float()
 
     latent_tile = tile // MOVQ_FACTOR
@@ -359,22 +362,24 @@ def context_dir(source: str, cache_dir: str | os.PathLike) -> Path:
     return Path(cache_dir) / f"KandiSuperRes-{CONTEXT_COMMIT[:12]}"
 
 
-def ensure_context(source: str, cache_dir: str | os.PathLike) -> Path:
+def ensure_context(
+    source: str, cache_dir: str | os.PathLike, url: str = CONTEXT_URL, sha256: Mapping[str, str] = CONTEXT_SHA256
+) -> Path:
     """The folder holding ``CONTEXT_FILES``, downloading those missing from the authors' repository
-    (pinned commit, checked against their SHA-256)."""
+    (``url``: a template of ``commit`` and ``path``; the files are checked against ``sha256``)."""
     folder = context_dir(source, cache_dir)
     for path in CONTEXT_FILES:
         target = folder / path
         if target.is_file():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        url = CONTEXT_URL.format(commit=CONTEXT_COMMIT, path=path)
-        log.info("Downloading the KandiSuperRes refiner context %s", url)
-        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - a fixed https URL
+        address = url.format(commit=CONTEXT_COMMIT, path=path)
+        log.info("Downloading the KandiSuperRes refiner context %s", address)
+        with urllib.request.urlopen(address, timeout=60) as response:  # noqa: S310 - an https URL of ours
             data = response.read()
         digest = hashlib.sha256(data).hexdigest()
-        if digest != CONTEXT_SHA256[path]:
-            raise ValueError(f"{url}: SHA-256 {digest}, expected {CONTEXT_SHA256[path]}")
+        if digest != sha256[path]:
+            raise ValueError(f"{address}: SHA-256 {digest}, expected {sha256[path]}")
         partial = target.with_name(target.name + ".partial")
         partial.write_bytes(data)
         partial.replace(target)
@@ -397,7 +402,7 @@ class KandiSuperResPipeline(DiffusionPipeline):
     ``scheduler`` (DPM-Solver++ on clean-image predictions) runs ``num_inference_steps``.
     """
 
-    model_cpu_offload_seq = "unet->movq->refiner->movq"
+    model_cpu_offload_seq = "unet->movq->refiner"  # the MoVQ decodes last, after the refiner
     _optional_components = ["refiner", "movq", "refiner_scheduler"]
 
     def __init__(
@@ -516,15 +521,16 @@ class KandiSuperResPipeline(DiffusionPipeline):
 
     def _refine(self, x: torch.Tensor, generator: torch.Generator | None, refine_tile: int, movq_tile: int) -> torch.Tensor:
         """The Flash result through the MoVQ and one Flash-UNet step (see the module doc): pixels in [-1, 1]."""
-        latents = movq_encode(self.movq, x, movq_tile)
-        context, mask = (t.to(self.refiner.device) for t in self.context)
+        device = self._execution_device
+        latents = movq_encode(self.movq, x, movq_tile, device)
+        context, mask = (t.to(device) for t in self.context)
         context = context.to(self.refiner.dtype)
 
         def predict_noise(noisy: torch.Tensor, t: int) -> torch.Tensor:
             n = noisy.shape[0]
-            step = torch.full((n,), t, device=self.refiner.device)
+            step = torch.full((n,), t, device=device)
             return self.refiner(
-                noisy.to(device=self.refiner.device, dtype=self.refiner.dtype), step,
+                noisy.to(device=device, dtype=self.refiner.dtype), step,
                 encoder_hidden_states=context.expand(n, -1, -1), encoder_attention_mask=mask.expand(n, -1),
                 return_dict=False,
             )[0].float().to(noisy.device)
@@ -533,7 +539,7 @@ class KandiSuperResPipeline(DiffusionPipeline):
             latents = refine_latents(
                 predict_noise, latents, self.refiner_scheduler.alphas_cumprod, generator, REFINER_TIMESTEP, refine_tile
             )
-        return movq_decode(self.movq, latents, movq_tile).to(x.device)
+        return movq_decode(self.movq, latents, movq_tile, device=device).to(x.device)
 
     def _callback(self, callback: Callable[..., dict[str, Any]] | None, i: int, t: int, x: torch.Tensor) -> torch.Tensor:
         if callback is None:

@@ -119,7 +119,7 @@ def units(sr, refiner, movq, dtype: torch.dtype) -> list[tuple[str, float]]:
         z = torch.empty(1, 4, superres.REFINE_TILE, superres.REFINE_TILE, **meta)
         context = torch.empty(1, 128, refiner.config.cross_attention_dim, **meta)
         mask = torch.ones(1, 128, device="meta", dtype=torch.bool)
-        with superres._projected_context(refiner):
+        with superres.projected_context(refiner):
             refiner(z, torch.full((1,), 229, device="meta"), encoder_hidden_states=context, encoder_attention_mask=mask)
     rows.append((f"Flash refiner UNet, one {superres.REFINE_TILE}x{superres.REFINE_TILE} latent tile", m.peak / GB))
     with counted() as m:

@@ -28,14 +28,13 @@ averaging the results, as the authors do. Memory is bounded by ``view_batch_size
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import math
 import os
 import re
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,8 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 from torch import nn
+
+from generation.k3_inpaint import projected_context
 
 log = logging.getLogger(__name__)
 
@@ -344,17 +345,6 @@ def refine_latents(
     return tiled(refine, latents, tile, int(tile * 0.75), blend, tile - blend)
 
 
-@contextlib.contextmanager
-def _projected_context(unet: nn.Module) -> Iterator[None]:
-    """The refiner's context is already in the UNet's space: skip the text projection meanwhile."""
-    projection = unet.encoder_hid_proj
-    unet.encoder_hid_proj = nn.Identity()
-    try:
-        yield
-    finally:
-        unet.encoder_hid_proj = projection
-
-
 def context_dir(source: str, cache_dir: str | os.PathLike) -> Path:
     """Where the refiner's context files are: a local KandiSuperRes folder, or the bot's cache."""
     if os.path.isdir(source):
@@ -535,7 +525,8 @@ class KandiSuperResPipeline(DiffusionPipeline):
                 return_dict=False,
             )[0].float().to(noisy.device)
 
-        with _projected_context(self.refiner):
+        # The context is already in the UNet's space: no text projection.
+        with projected_context(self.refiner):
             latents = refine_latents(
                 predict_noise, latents, self.refiner_scheduler.alphas_cumprod, generator, REFINER_TIMESTEP, refine_tile
             )

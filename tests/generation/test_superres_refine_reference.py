@@ -114,7 +114,7 @@ def test_the_refinement_changes_the_picture_and_its_context_counts(pipe, golden)
     plain = _run(pipe, golden, refine=False)
     assert (plain[0] - golden["pipeline.image"]).abs().max() > 100 * ATOL
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(superres, "_projected_context", lambda unet: __import__("contextlib").nullcontext())
+        mp.setattr(superres, "projected_context", lambda unet: __import__("contextlib").nullcontext())
         # the tiny projection maps 16-d states; project the 4-d context's zero-padded copy instead
         context, mask = pipe.context
         pipe.context = (torch.nn.functional.pad(context, (0, 12)), mask)

@@ -23,7 +23,9 @@ Large outputs use MultiDiffusion (Bar-Tal et al. 2023): the canvas is covered by
 (1024 px, stride 800, as the authors tile); at every step each window is denoised and each pixel takes
 the mean of the windows' clean-image predictions. Both samplers are linear in those predictions, so
 averaging the predictions and stepping once on the whole canvas equals stepping each window and
-averaging the results, as the authors do. Memory is bounded by ``view_batch_size`` windows at a time.
+averaging the results, as the authors do. The SR network's memory is bounded by ``view_batch_size``
+windows at a time; with the refinement the peak is the MoVQ's fp32 decode of one 1024 px tile
+(``benchmarks/superres_memory.py`` counts both).
 """
 
 from __future__ import annotations

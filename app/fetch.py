@@ -88,8 +88,6 @@ K31_UNETS: dict[ModelId, tuple[str, ...]] = {
     ModelId.K31_INPAINT: ("weights/kandinsky3_inpainting.pt",),
     ModelId.SUPERRES: ("weights/kandinsky3_flash.pt",),
 }
-# The models that read the Flan-UL2 encoder (the refiner of KandiSuperRes has a fixed context instead).
-ENCODER_MODELS = frozenset({ModelId.K31, ModelId.K31_FLASH, ModelId.K31_REFINER, ModelId.K31_INPAINT, ModelId.K31_IP_ADAPTER, ModelId.K31_CONTROLNET_HED})
 MODEL_LABELS = {
     ModelId.K22: "Kandinsky 2.2 (+ depth ControlNet)",
     ModelId.K31: "Kandinsky 3.1",
@@ -158,11 +156,13 @@ def select_files(key: str, files: Iterable[RepoFile], models: Iterable[ModelId] 
         files = [f for f in files if f.path.startswith(IMAGE_PROMPT_FOLDERS) or f.path == "model_index.json"]
     if key == "k31":  # ai-forever's format: the encoder folder, the MoVQ, configs, the UNets needed
         from generation.k31_weights import UNET_FILES
+        from generation.registry import MODELS, TEXT_ENCODER
 
         models = list(models)
         unets = {u for m in models for u in K31_UNETS.get(m, ())}
-        # Without a model that encodes prompts, only the needed UNets' projections (the converter reads them).
-        encoder = any(m in ENCODER_MODELS for m in models)
+        # Without a model that encodes prompts (KandiSuperRes' refiner has a fixed context), only the
+        # needed UNets' projections: the converter reads them.
+        encoder = any(TEXT_ENCODER in MODELS[m].parts for m in models)
         projections = {projection for unet, projection in UNET_FILES.values() if unet in unets}
         return sorted(
             (

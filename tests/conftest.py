@@ -64,8 +64,9 @@ class BotHarness:
         async with self.app.db.session() as session:
             return list((await session.execute(select(Job).order_by(Job.id))).scalars().all())
 
-    async def wait_jobs_settled(self, timeout: float = 15.0) -> list[Job]:
-        """Wait until no job is queued, running or waiting for delivery."""
+    async def wait_jobs_settled(self, timeout: float = 60.0) -> list[Job]:
+        """Wait until no job is queued, running or waiting for delivery (a generous limit: a loaded
+        machine may take long to write a 4096 px PNG; a settled queue returns at once)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             jobs = await self.jobs()

@@ -194,6 +194,8 @@ async def measure(
         "images_per_s": backend.images / wall, "batches": backend.batches,
         # the GPU's waits between its first and its last image (start-up and the last delivery excluded)
         "idle_between_s": span - backend.busy_seconds,
+        "lead_s": backend.first_start - start,  # queue start to the first image's start
+        "tail_s": events.last_delivery - backend.last_end,  # the last image's check, PNG and upload
     }
 
 
@@ -223,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, result in runs:
         print(
             f"{name}: wall {result['wall_s']:.2f} s, GPU lock held {result['gpu_busy_s']:.2f} s: "
-            f"utilisation {result['utilisation'] * 100:.1f}%, GPU idle between images "
-            f"{result['idle_between_s']:.2f} s, {result['images_per_s']:.2f} images/s, "
+            f"utilisation {result['utilisation'] * 100:.1f}%; GPU idle: {result['lead_s']:.2f} s before the "
+            f"first image, {result['idle_between_s']:.2f} s between images, {result['tail_s']:.2f} s after the "
+            f"last (its check, PNG, upload); {result['images_per_s']:.2f} images/s, "
             f"{len(result['batches'])} GPU calls (jobs per call: {max(result['batches'])} at most)"
         )
     if len(runs) == 2:

@@ -181,8 +181,13 @@ class EmbeddedQueue:
         key = _batch_key(order[0]) if self.batch_max_jobs > 1 else None
         if key is None:
             return [order[0].id], queued
-        partners = [job.id for job in order[1:] if _batch_key(job) == key]
-        return [order[0].id, *partners[: self.batch_max_jobs - 1]], queued
+        unit = [order[0].id]
+        for job in order[1:]:
+            if len(unit) == self.batch_max_jobs:
+                break
+            if _batch_key(job) == key:
+                unit.append(job.id)
+        return unit, queued
 
     async def _next_unit(self) -> list[PreparedJob] | None:
         """Wait for queued jobs, then claim and prepare the next one with its batch partners (with
@@ -257,11 +262,15 @@ class EmbeddedQueue:
     # -- the pipeline ------------------------------------------------------------------------------
     async def _work_loop(self) -> None:
         """The GPU's loop: while one unit (a job or a batch) generates, the requests of the next are
-        built and the previous unit is finished (checked, encoded, stored, delivered) beside it."""
+        built and the previous unit is finished (checked, encoded, stored, delivered) beside it. As
+        the unit's last step begins, the next unit is picked and claimed (``upcoming``), so that
+        the GPU goes on at once, and the pick still sees the jobs that arrived meanwhile."""
         lookahead: asyncio.Task[None] | None = None
+        upcoming: asyncio.Task[list[PreparedJob] | None] | None = None
         try:
             while not self._stopping:
-                unit = await self._next_unit()
+                unit = await upcoming if upcoming is not None else await self._next_unit()
+                upcoming = None
                 if unit is None:
                     continue
                 if self._stopping:  # claimed while the shutdown began: back to the queue
@@ -271,16 +280,32 @@ class EmbeddedQueue:
                 self._generating = True
                 gpu_free = asyncio.Event()
                 lookahead = asyncio.create_task(self._build_ahead(gpu_free), name="build-ahead")
+
+                def near_end(gpu_free: asyncio.Event = gpu_free) -> None:
+                    nonlocal upcoming
+                    gpu_free.set()  # the look-ahead ends after its current pick (not awaited: the GPU is next)
+                    if upcoming is None and not self._stopping:
+                        upcoming = asyncio.create_task(self._next_unit(), name="claim-next")
+
                 try:
-                    outcomes = await self.runner.generate(unit)
+                    outcomes = await self.runner.generate(unit, near_end)
                 except Exception:
                     log.exception("worker failed on jobs %s", [p.job_id for p in unit])
                     outcomes = [GenerationError("internal") for _ in unit]
                 finally:
                     self._generating = False
-                    gpu_free.set()  # the look-ahead ends after its current pick (not awaited: the GPU is next)
+                    gpu_free.set()
                 self._finish_beside(unit, outcomes)
         finally:
+            if upcoming is not None:  # claimed as the shutdown began: back to the queue
+                if not self._stopping:  # the loop failed: stop waiting for jobs
+                    upcoming.cancel()
+                self.runner.interrupt_all()
+                await asyncio.wait({upcoming})
+                unit = None if upcoming.cancelled() else upcoming.result()
+                if unit:
+                    self.runner.interrupt([p.job_id for p in unit])
+                    self._finish_beside(unit, await self.runner.generate(unit))
             if lookahead is not None:
                 await asyncio.wait({lookahead})
             for task in self._ahead.values():

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -378,10 +379,11 @@ class JobRunner:
         request.on_stage = on_stage
         return request
 
-    async def generate(self, batch: list[PreparedJob]) -> list[Outcome]:
+    async def generate(self, batch: list[PreparedJob], near_end: Callable[[], None] | None = None) -> list[Outcome]:
         """Run prepared jobs on the GPU: one job, or jobs sharing one :func:`batch_key` as one
         ``generate_batch`` call. Returns each job's outcome for :meth:`finish`: its images, its
-        rendered video, or the exception that ends it.
+        rendered video, or the exception that ends it. ``near_end`` is called (on the event loop)
+        as the last step begins, so that the caller can claim what comes next meanwhile.
 
         A member cancelled before or during the run gets GenerationCancelled and its images are
         dropped; the run itself stops only once every member is cancelled. When a batch fails, its
@@ -396,7 +398,7 @@ class JobRunner:
                 outcomes[p.job_id] = (await self.generate([p]))[0]
         elif live:
             try:
-                results = await self._on_gpu(live)
+                results = await self._on_gpu(live, near_end)
             except GenerationCancelled:
                 results = [GenerationCancelled() for _ in live]
             except Exception as exc:
@@ -415,7 +417,7 @@ class JobRunner:
             self._finishing.add(p.job_id)  # from here on a shutdown lets it finish
         return ended
 
-    async def _on_gpu(self, live: list[PreparedJob]) -> list[Outcome]:
+    async def _on_gpu(self, live: list[PreparedJob], near_end: Callable[[], None] | None) -> list[Outcome]:
         loop = asyncio.get_running_loop()
         model = str(live[0].request.model)
         loading: dict[str, float] = {}  # model -> when its load began, while it loads
@@ -442,6 +444,8 @@ class JobRunner:
             for p in live:
                 if not p.cancel.is_set():
                     asyncio.run_coroutine_threadsafe(tell(p, step, total), loop)
+            if near_end is not None and step == total - 1:
+                loop.call_soon_threadsafe(near_end)
 
         try:
             if len(live) == 1 and live[0].request.mode in VIDEO_MODES:

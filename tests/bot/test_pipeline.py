@@ -49,7 +49,7 @@ class GatedBackend(FakeBackend):
             progress(step, total)
             if gate is not None and step == 1:
                 self.held += 1
-                while not gate.wait(0.02):
+                while not gate.wait(0.05):
                     progress(step, total)  # raises GenerationCancelled on a cancel or a shutdown
 
         return gated

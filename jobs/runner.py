@@ -257,7 +257,10 @@ class JobRunner:
         """Write what this run learnt (:class:`jobs.params.JobOutcome`) next to the parameters, on
         the row as it is now: the copy read when the job started may hold what /forgetface has
         removed since."""
-        outcome = JobOutcome.model_validate(read_outcome(ctx.job).model_copy(update=values).model_dump())
+        current = read_outcome(ctx.job)
+        outcome = JobOutcome.model_validate(current.model_copy(update=values).model_dump())
+        if outcome == current:  # nothing learnt (no beautification, nothing censored): no write
+            return
         async with self.db.session() as session:
             row = await Repositories(session).jobs.rewrite_params(
                 ctx.job.id, lambda current: with_outcome(ctx.job.kind, current, outcome)

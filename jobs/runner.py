@@ -44,7 +44,15 @@ from generation.styles import DEFAULT_STYLE, STYLES
 from jobs.claims import lease
 from jobs.delivery import Delivery, DeliveryRetry
 from jobs.events import JobContext, JobEvents
-from jobs.params import AnimateParams, EditParams, JobOutcome, read_outcome, read_params, with_outcome
+from jobs.params import (
+    OUTCOME_KEY,
+    AnimateParams,
+    EditParams,
+    JobOutcome,
+    read_outcome,
+    read_params,
+    with_outcome,
+)
 from jobs.results import ResultStore
 from prompting.guard import BlockStage, ContentGuard
 from storage.models import Job, JobStatus, ModerationKind, User, utcnow
@@ -259,7 +267,7 @@ class JobRunner:
         removed since."""
         current = read_outcome(ctx.job)
         outcome = JobOutcome.model_validate(current.model_copy(update=values).model_dump())
-        if outcome == current:  # nothing learnt (no beautification, nothing censored): no write
+        if outcome == current and OUTCOME_KEY in (ctx.job.params or {}):  # nothing new: no write
             return
         async with self.db.session() as session:
             row = await Repositories(session).jobs.rewrite_params(

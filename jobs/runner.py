@@ -10,7 +10,8 @@ A job runs in three phases, so that the GPU never waits for the rest of the bot:
 I/O), :meth:`JobRunner.generate` (the pipeline in a worker thread; jobs of one
 :func:`generation.backend.batch_key` as one batch) and :meth:`JobRunner.finish` (the output safety
 check, PNG encoding, storing, running -> generated). :meth:`JobRunner.run` does them one after the
-other; the embedded queue prepares the next job and finishes the previous one while the GPU works.
+other; the embedded queue builds the next job's request (:meth:`JobRunner.build`, before its
+claim) and finishes the previous job while the GPU works.
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ class JobRunner:
 
     # -- control --------------------------------------------------------------------------
     def cancel(self, job_id: int) -> bool:
-        """Stop a running job at its next denoising step."""
+        """Stop a job this runner holds: at its next denoising step, or, past the GPU, before it is
+        marked generated (its stored images are deleted). False: the job is not held here."""
         event = self._cancel_events.get(job_id)
         if event is None:
             return False

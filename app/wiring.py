@@ -235,9 +235,10 @@ def build_app(
         dispatcher.update.outer_middleware(PrivateAccessMiddleware(settings.allowed_users, frozenset(settings.admin_ids)))
     create_middleware().setup(dispatcher)
     # ``request`` (handlers.context.RequestContext) for every handler, after user and i18n are known.
+    # Outer: the filters that add context (the admin context, the job a button points at) read it too.
     request_context = RequestContextMiddleware(notifier, settings.max_image_side)
-    dispatcher.message.middleware(request_context)
-    dispatcher.callback_query.middleware(request_context)
+    dispatcher.message.outer_middleware(request_context)
+    dispatcher.callback_query.outer_middleware(request_context)
     dispatcher.include_router(build_root_router())
 
     app = App(

@@ -8,7 +8,7 @@ import unicodedata
 from typing import Any
 
 from aiogram import F
-from aiogram.types import CallbackQuery
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.magic_filter import MagicFilter
 from aiogram_i18n import I18nContext
 
@@ -40,6 +40,16 @@ def validate_prompt(text: str | None, limit: int = MAX_PROMPT_LENGTH) -> str:
     if not any(_meaningful(c) for c in prompt):
         raise PromptError("prompt-only-emoji")
     return prompt
+
+
+async def checked_prompt(message: Message, text: str | None, i18n: I18nContext) -> str | None:
+    """``text`` validated as a prompt (:func:`validate_prompt`), or None after answering ``message``
+    with the reason (a caption, a command's argument, a flow's text step)."""
+    try:
+        return validate_prompt(text)
+    except PromptError as exc:
+        await message.answer(i18n.get(exc.code, **exc.kwargs))
+        return None
 
 
 def button(key: str) -> MagicFilter:

@@ -44,6 +44,19 @@ def ratio_label(width: int, height: int) -> str:
     return f"{width // divisor}:{height // divisor}"
 
 
+@dataclass(frozen=True)
+class EditInputs:
+    """What an edit job is made of besides the user's settings: its mode, the checked photos (the
+    first one sets the output's aspect ratio) and what the user chose in the flow."""
+
+    mode: Mode
+    photos: Sequence[InputPhoto]
+    prompt: str = ""  # the user's text (restyle, mix) or an album's caption (fusion)
+    weights: Sequence[float] = ()  # one per photo, then the text's (mix, fusion with a caption)
+    strength: float | None = None  # image-to-image strength; None: the settings' default
+    display_prompt: str | None = None  # shown in the status and caption instead of the prompt
+
+
 @dataclass
 class RequestContext:
     bot: Bot
@@ -83,52 +96,35 @@ class RequestContext:
         params = read_params(job).model_copy(update=changes)
         return await self.submit(params, Mode(job.kind), job.model, chat_id=job.chat_id)
 
-    def edit_params(
-        self,
-        mode: Mode,
-        photos: Sequence[InputPhoto],
-        prompt: str = "",
-        weights: Sequence[float] = (),
-        strength: float | None = None,
-        display_prompt: str | None = None,
-        requested_model: str | None = None,
-    ) -> EditParams:
+    def edit_params(self, edit: EditInputs, requested_model: str | None = None) -> EditParams:
         """An edit job's parameters: the output follows the first photo's aspect ratio, fitted to
         MAX_IMAGE_SIDE in multiples of 64; inputs are Telegram file ids (never bytes), so the job,
-        or "Again" on it, still works after a restart."""
-        width, height = fit_size(photos[0].width, photos[0].height, self.max_side)
+        or "Again" on it, still works after a restart. ``requested_model``: the user's model, when
+        another one runs the edit (the status says so)."""
+        width, height = fit_size(edit.photos[0].width, edit.photos[0].height, self.max_side)
         overrides: dict[str, Any] = dict(
             width=width,
             height=height,
             aspect_ratio=ratio_label(width, height),
-            input_file_ids=[photo.file_id for photo in photos],
-            weights=[float(w) for w in weights],
+            input_file_ids=[photo.file_id for photo in edit.photos],
+            weights=[float(w) for w in edit.weights],
             requested_model=requested_model,
         )
-        if strength is not None:
-            overrides["strength"] = strength
-        if mode not in TEXT_MODES:  # no text: a style template or a beautified prompt would be the whole prompt
+        if edit.strength is not None:
+            overrides["strength"] = edit.strength
+        if edit.mode not in TEXT_MODES:  # no text: a style template or a beautified prompt would be the whole prompt
             overrides.update(style=DEFAULT_STYLE, beautify=False)
-        if display_prompt:
-            overrides["display_prompt"] = display_prompt
-        params = self.params(prompt, mode, **overrides)
+        if edit.display_prompt:
+            overrides["display_prompt"] = edit.display_prompt
+        params = self.params(edit.prompt, edit.mode, **overrides)
         assert isinstance(params, EditParams)
         return params
 
-    async def submit_edit(
-        self,
-        mode: Mode,
-        photos: Sequence[InputPhoto],
-        prompt: str = "",
-        weights: Sequence[float] = (),
-        strength: float | None = None,
-        display_prompt: str | None = None,
-    ) -> Job | None:
+    async def submit_edit(self, edit: EditInputs) -> Job | None:
         """An edit job on the model the registry picks (:func:`edit_model`)."""
-        model, moved = edit_model(mode, self.user.settings.model, self.user.settings.editing_model)
-        requested = self.user.settings.model if moved else None
-        params = self.edit_params(mode, photos, prompt, weights, strength, display_prompt, requested)
-        return await self.submit(params, mode, model)
+        model, moved = edit_model(edit.mode, self.user.settings.model, self.user.settings.editing_model)
+        params = self.edit_params(edit, requested_model=self.user.settings.model if moved else None)
+        return await self.submit(params, edit.mode, model)
 
 
 def edit_model(mode: Mode, user_model: str, editing_model: str | None = None) -> tuple[str, bool]:
@@ -147,7 +143,9 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
 class RequestContextMiddleware(BaseMiddleware):
-    """Puts ``request`` into the handler data (after the database, user and i18n middlewares)."""
+    """Puts ``request`` into the handler data (after the database, user and i18n middlewares).
+
+    Installed as an outer middleware of messages and callback queries, so filters see it too."""
 
     def __init__(self, notifier: TelegramNotifier, max_side: int) -> None:
         self.notifier = notifier

@@ -11,7 +11,7 @@ import asyncio
 import io
 import logging
 
-from aiogram import Bot, F, Router
+from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -23,14 +23,12 @@ from faceswap.profile import FaceSwapError, has_me
 from faceswap.service import FaceService
 from generation.backend import Mode
 from generation.images import InputImageError
-from handlers.common import PromptError, validate_prompt
+from handlers.common import checked_prompt
 from handlers.context import RequestContext
 from handlers.filters import PromptFilter
 from jobs.results import ResultStore
-from jobs.service import JobService
 from prompting.guard import ContentGuard
-from storage.models import PENDING_STATUSES, JobStatus, ModerationKind, User, UserFace, utcnow
-from storage.repositories import Repositories
+from storage.models import PENDING_STATUSES, JobStatus, ModerationKind, UserFace, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -62,52 +60,33 @@ async def _submit(request: RequestContext, face: UserFace, prompt: str) -> None:
     await request.submit(params, Mode.FACESWAP)
 
 
-async def face_command(
-    message: Message,
-    command: CommandObject,
-    state: FSMContext,
-    bot: Bot,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-    request: RequestContext,
-) -> None:
+async def face_command(message: Message, command: CommandObject, state: FSMContext, request: RequestContext) -> None:
     if command.args and command.args.strip():
-        try:
-            prompt = scene_prompt(validate_prompt(command.args))
-        except PromptError as exc:
-            await message.answer(i18n.get(exc.code, **exc.kwargs))
+        prompt = await checked_prompt(message, command.args, request.i18n)
+        if prompt is None:
             return
-        face = await repos.faces.get(user.id)
+        prompt = scene_prompt(prompt)
+        face = await request.repos.faces.get(request.user.id)
         if face is not None:
             await _submit(request, face, prompt)
             return
         # No face yet: ask for it, and draw the prompt once it is there.
         await state.set_state(FaceFlow.photo)
         await state.update_data(prompt=prompt)
-        await message.answer(i18n.get("face-send-photo"))
+        await message.answer(request.i18n.get("face-send-photo"))
         return
     await state.set_state(FaceFlow.photo)
     await state.set_data({})
-    await message.answer(i18n.get("face-send-photo"))
+    await message.answer(request.i18n.get("face-send-photo"))
 
 
 async def face_photo(
-    message: Message,
-    state: FSMContext,
-    bot: Bot,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-    request: RequestContext,
-    faces: FaceService,
-    guard: ContentGuard | None = None,
+    message: Message, state: FSMContext, request: RequestContext, faces: FaceService, guard: ContentGuard | None = None
 ) -> None:
+    i18n, repos, user = request.i18n, request.repos, request.user
     photo = message.photo[-1]  # the largest size Telegram made
     buffer = io.BytesIO()
-    await bot.download(photo.file_id, destination=buffer)
+    await request.bot.download(photo.file_id, destination=buffer)
     try:
         verdict = await guard.check_upload(buffer.getvalue()) if guard is not None else None
         if verdict is not None and verdict.nsfw:
@@ -135,33 +114,24 @@ async def face_waiting(message: Message, i18n: I18nContext) -> None:
     await message.answer(i18n.get("face-send-photo-again"))
 
 
-async def me_prompt(
-    message: Message, i18n: I18nContext, user: User, repos: Repositories, request: RequestContext, prompt: str | None
-) -> None:
+async def me_prompt(message: Message, request: RequestContext, prompt: str | None) -> None:
     if prompt is None:
         return  # refused: answered by PromptFilter
-    face = await repos.faces.get(user.id)
+    face = await request.repos.faces.get(request.user.id)
     if face is None:
-        await message.answer(i18n.get("face-needed"))
+        await message.answer(request.i18n.get("face-needed"))
         return
     await _submit(request, face, prompt)
 
 
-async def forget_face(
-    message: Message,
-    state: FSMContext,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-    results: ResultStore,
-) -> None:
+async def forget_face(message: Message, state: FSMContext, request: RequestContext, results: ResultStore) -> None:
     """Delete everything stored about the face: the face row; from the face-swap jobs and the
     Variations made from their pictures, the photo's file id, the face data and the result file ids;
     their pictures on disk; pending ones are stopped, generated but undelivered ones withdrawn."""
+    repos, jobs = request.repos, request.jobs
     if await state.get_state() == FaceFlow.photo.state:
         await state.clear()
-    deleted, face_jobs = await repos.faces.forget(user.id, str(Mode.FACESWAP), derived_kinds=[str(Mode.VARIATIONS)])
+    deleted, face_jobs = await repos.faces.forget(request.user.id, str(Mode.FACESWAP), derived_kinds=[str(Mode.VARIATIONS)])
     for job in face_jobs:
         if job.status == JobStatus.GENERATED:  # not delivered yet: it never will be
             await repos.jobs.transition(job.id, [JobStatus.GENERATED], JobStatus.CANCELLED, finished_at=utcnow())
@@ -172,10 +142,7 @@ async def forget_face(
     job_ids = [job.id for job in face_jobs]
     await asyncio.to_thread(results.delete, job_ids)  # this process's copies
     await jobs.forget_results(job_ids)  # and the GPU workers' (distributed mode)
-    if deleted:
-        await message.answer(i18n.get("face-forgotten"))
-    else:
-        await message.answer(i18n.get("face-nothing-to-forget"))
+    await message.answer(request.i18n.get("face-forgotten" if deleted else "face-nothing-to-forget"))
 
 
 def create_router() -> Router:

@@ -21,7 +21,7 @@ from generation import inline_params
 from generation.backend import Mode
 from generation.styles import DEFAULT_STYLE, EDIT_STRENGTHS
 from handlers.common import PromptError, own_job, validate_prompt
-from handlers.context import RequestContext, edit_model
+from handlers.context import EditInputs, RequestContext, edit_model
 from handlers.editing.flow import PAIR_WEIGHTS, STRENGTHS
 from handlers.editing.inputs import InputPhoto
 from jobs.params import read_outcome, read_params
@@ -81,7 +81,7 @@ async def variations_of(job: Job, index: int, request: RequestContext) -> Job | 
     if job.kind in (Mode.TEXT2IMG, Mode.IMG2IMG) and prompt:
         model, moved = edit_model(Mode.IMG2IMG, job.model)
         edit = request.edit_params(
-            Mode.IMG2IMG, [photo], prompt, strength=VARIATION_STRENGTH, display_prompt=caption,
+            EditInputs(Mode.IMG2IMG, [photo], prompt, strength=VARIATION_STRENGTH, display_prompt=caption),
             requested_model=job.model if moved else None,
         )
         edit = edit.model_copy(update={"style": params.style, "negative_prompt": params.negative_prompt, "beautify": False})
@@ -89,7 +89,7 @@ async def variations_of(job: Job, index: int, request: RequestContext) -> Job | 
     if params.style != DEFAULT_STYLE:
         await request.bot.send_message(job.chat_id, request.i18n.get("variations-note-style"))
     model, _ = edit_model(Mode.VARIATIONS, request.user.settings.model, request.user.settings.editing_model)
-    edit = request.edit_params(Mode.VARIATIONS, [photo], display_prompt=caption)
+    edit = request.edit_params(EditInputs(Mode.VARIATIONS, [photo], display_prompt=caption))
     return await request.submit(edit, Mode.VARIATIONS, model, chat_id=job.chat_id)
 
 

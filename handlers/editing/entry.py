@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from aiogram import Bot, F, Router
+from aiogram import F, Router
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
@@ -19,30 +19,31 @@ from aiogram_i18n import I18nContext
 from handlers.context import RequestContext
 from handlers.editing import fuse, restyle
 from handlers.editing.flow import EDIT_STATES, EditCb, FuseFlow, RestyleFlow, start_flow, step_text
-from handlers.editing.inputs import accept_inputs, caption_of, has_media
+from handlers.editing.inputs import InputPhoto, PhotosFilter, has_media
+
+
+def is_album(message: Message, album: list[Message] | None = None) -> bool:
+    return len(album or [message]) > 1
+
+
+async def album_outside_flows(
+    message: Message, state: FSMContext, request: RequestContext, photos: list[InputPhoto] | None, caption: str | None
+) -> None:
+    """An album: the fusion of its photos (its caption, the fusion's text)."""
+    if photos is None:
+        return  # refused (answered by fuse.FusePhotosFilter): no flow was asked for
+    await start_flow(state, FuseFlow.photos, photos=[])
+    await fuse.fuse_photos(message, state, request, photos, caption)
 
 
 async def picture_outside_flows(
-    message: Message,
-    bot: Bot,
-    state: FSMContext,
-    i18n: I18nContext,
-    request: RequestContext,
-    max_image_side: int,
-    album: list[Message] | None = None,
+    message: Message, state: FSMContext, request: RequestContext, photos: list[InputPhoto] | None, caption: str | None
 ) -> None:
-    messages = album or [message]
-    if len(messages) > 1:
-        await start_flow(state, FuseFlow.photos, photos=[])
-        await fuse.add_photos(message, messages, bot, state, i18n, request, max_image_side)
-        if not (await state.get_data()).get("photos"):  # refused: no flow was asked for
-            await state.clear()
-        return
-    photos = await accept_inputs(messages, bot, i18n, max_image_side)
+    """One picture: restyled by its caption, or the restyle's text step."""
     if photos is None:
-        return
+        return  # refused: answered by PhotosFilter
     await start_flow(state, RestyleFlow.photo, shapes=False)
-    await restyle.take_photo(message, photos[0], caption_of(messages), state, i18n, request.user, request)
+    await restyle.take_photo(message, state, request, photos[0], caption)
 
 
 async def unexpected_in_flow(message: Message, state: FSMContext, i18n: I18nContext, raw_state: str | None) -> None:
@@ -57,7 +58,9 @@ async def stale_button(query: CallbackQuery, i18n: I18nContext) -> None:
 
 def create_router() -> Router:
     router = Router(name="editing-entry")
-    router.message(StateFilter(None), F.func(has_media), ~F.sticker)(picture_outside_flows)
+    outside = (StateFilter(None), F.func(has_media), ~F.sticker)
+    router.message(*outside, is_album, fuse.FusePhotosFilter())(album_outside_flows)
+    router.message(*outside, PhotosFilter())(picture_outside_flows)
     router.message(StateFilter(*EDIT_STATES), ~F.text.startswith("/"))(unexpected_in_flow)
     router.callback_query(EditCb.filter())(stale_button)
     return router

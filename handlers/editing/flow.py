@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, F
 from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import Filter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -30,13 +31,12 @@ MAX_FUSE_PHOTOS = 4
 MIN_FUSE_PHOTOS = 2
 
 
-async def chosen_weight(query: CallbackQuery, value: str, offered: tuple[int, ...], i18n: I18nContext) -> float | None:
-    """The weight a button stands for (a fraction), or None after refusing a value no button offers
-    (forged or stale callback data) or a message too old to answer under."""
-    if not (value.isascii() and value.isdigit()) or int(value) not in offered or not isinstance(query.message, Message):
-        await query.answer(i18n.get("callback-unknown"), show_alert=True)
-        return None
-    return int(value) / 100
+PLAIN_TEXT = F.text & ~F.text.startswith("/")  # a flow's text step: anything typed but a command
+
+
+def pair_weights(percent: int) -> list[float]:
+    """A pair weight button's value: the first part's share, and the second's."""
+    return [percent / 100, 1.0 - percent / 100]
 
 
 class RestyleFlow(StatesGroup):
@@ -85,6 +85,21 @@ class EditCb(CallbackData, prefix="edit"):
     value: str = ""  # a strength level or a weight in percent
 
 
+class ChoiceFilter(Filter):
+    """Adds ``choice``: the pressed :class:`EditCb` button's value when it is one of ``offered`` (a
+    strength level, a weight in percent), or None after refusing it: forged or stale callback data,
+    or a message too old to answer under (see :mod:`handlers.filters`)."""
+
+    def __init__(self, offered: Iterable[object]) -> None:
+        self.offered = frozenset(str(value) for value in offered)
+
+    async def __call__(self, query: CallbackQuery, callback_data: EditCb, i18n: I18nContext) -> dict[str, Any]:
+        if callback_data.value in self.offered and isinstance(query.message, Message):
+            return {"choice": callback_data.value}
+        await query.answer(i18n.get("callback-unknown"), show_alert=True)
+        return {"choice": None}
+
+
 async def start_flow(state: FSMContext, step: State, **data: Any) -> None:
     """Enter a flow afresh (whatever flow the user was in is dropped)."""
     await state.set_state(step)
@@ -95,6 +110,15 @@ async def finish_flow(state: FSMContext, buttons_message: Message | None = None)
     await state.clear()
     if buttons_message is not None:
         await drop_buttons(buttons_message)
+
+
+async def close_step(query: CallbackQuery, state: FSMContext) -> dict[str, Any]:
+    """The last button of a flow was pressed: the flow's data, once the press is acknowledged, the
+    flow over and the step's buttons gone."""
+    data = await state.get_data()
+    await query.answer()
+    await finish_flow(state, query.message if isinstance(query.message, Message) else None)
+    return data
 
 
 async def drop_buttons(message: Message) -> None:

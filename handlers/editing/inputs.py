@@ -150,8 +150,9 @@ async def accept_inputs(
 
 
 class PhotosFilter(Filter):
-    """Adds ``photos`` (a refusal is answered here and ``photos`` is None; see :mod:`handlers.filters`): the message's (or its album's) pictures as checked
-    :class:`InputPhoto` s, at most ``at_most`` of them."""
+    """Adds ``photos``: the message's (or its album's) pictures as checked :class:`InputPhoto` s, at
+    most ``at_most`` of them, or None after answering the refusal (see :mod:`handlers.filters`);
+    and ``caption``: the album's caption (:func:`caption_of`), unchecked."""
 
     def __init__(self, at_most: int | None = None) -> None:
         self.at_most = at_most
@@ -165,4 +166,5 @@ class PhotosFilter(Filter):
         album: list[Message] | None = None,
     ) -> dict[str, Any]:
         messages = album or [message]
-        return {"photos": await accept_inputs(messages, bot, i18n, max_image_side, at_most=self.at_most)}
+        photos = await accept_inputs(messages, bot, i18n, max_image_side, at_most=self.at_most)
+        return {"photos": photos, "caption": caption_of(messages)}

@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import html
 
-from aiogram import Bot, F, Router
-from aiogram.filters import Command
+from aiogram import F, Router
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
 from generation.backend import Mode
-from handlers.common import PromptError, validate_prompt
-from handlers.context import RequestContext
+from handlers.common import checked_prompt
+from handlers.context import EditInputs, RequestContext
 from handlers.editing.flow import (
     PAIR_WEIGHTS,
-    chosen_weight,
+    PLAIN_TEXT,
+    ChoiceFilter,
     EditCb,
     MixFlow,
+    close_step,
     finish_flow,
     pair_weight_keyboard,
+    pair_weights,
     start_flow,
     step_text,
 )
-from handlers.editing.inputs import InputPhoto, PhotosFilter, caption_of, has_media
-
-
-PLAIN_TEXT = F.text & ~F.text.startswith("/")
+from handlers.editing.inputs import InputPhoto, PhotosFilter, has_media
 
 
 async def mix_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
@@ -34,92 +34,60 @@ async def mix_command(message: Message, state: FSMContext, i18n: I18nContext) ->
     await message.answer(step_text(i18n, MixFlow.photo.state, {}))
 
 
-async def _take_text(
-    message: Message, text: str, state: FSMContext, i18n: I18nContext, request: RequestContext | None = None
-) -> None:
-    try:
-        prompt = validate_prompt(text)
-    except PromptError as exc:
-        await message.answer(i18n.get(exc.code, **exc.kwargs))
+async def _take_text(message: Message, text: str, state: FSMContext, request: RequestContext) -> None:
+    prompt = await checked_prompt(message, text, request.i18n)
+    if prompt is None:
         return
     await state.update_data(prompt=prompt)
-    remembered = request.user.settings.mix_weight if request is not None else None
-    if request is not None and remembered in PAIR_WEIGHTS:  # answered before: not asked again
+    remembered = request.user.settings.mix_weight
+    if remembered in PAIR_WEIGHTS:  # answered before: not asked again
         photo = InputPhoto.from_dict((await state.get_data())["photo"])
         await finish_flow(state)
-        await request.submit_edit(
-            mode=Mode.MIX, photos=[photo], prompt=prompt, weights=[remembered / 100, 1.0 - remembered / 100]
-        )
+        await request.submit_edit(EditInputs(Mode.MIX, [photo], prompt, weights=pair_weights(remembered)))
         return
     await state.set_state(MixFlow.weight)
     await message.answer(
-        i18n.get("edit-mix-choose", prompt=html.escape(prompt), step=step_text(i18n, MixFlow.weight.state, {})),
-        reply_markup=pair_weight_keyboard(i18n, "mix"),
+        request.i18n.get(
+            "edit-mix-choose", prompt=html.escape(prompt), step=step_text(request.i18n, MixFlow.weight.state, {})
+        ),
+        reply_markup=pair_weight_keyboard(request.i18n, "mix"),
     )
 
 
 async def mix_photo(
-    message: Message,
-    bot: Bot,
-    state: FSMContext,
-    i18n: I18nContext,
-    max_image_side: int,
-    photos: list[InputPhoto] | None,
-    request: RequestContext,
-    album: list[Message] | None = None,
+    message: Message, state: FSMContext, request: RequestContext, photos: list[InputPhoto] | None, caption: str | None
 ) -> None:
-    messages = album or [message]
+    """The photo (a new one replaces the previous one at any step); its caption is the text."""
     if photos is None:
         return  # refused: answered by PhotosFilter
     await state.update_data(photo=photos[0].to_dict())
-    caption = caption_of(messages)
     data = await state.get_data()
     if not data.get("prompt"):
         await state.set_state(MixFlow.text)  # a caption that is no usable text leaves us asking for one
-    if caption:
-        await _take_text(message, caption, state, i18n, request)
-    elif data.get("prompt"):  # a new photo for the text already given
-        await _take_text(message, data["prompt"], state, i18n, request)
+    text = caption or data.get("prompt")  # or a new photo for the text already given
+    if text:
+        await _take_text(message, text, state, request)
     else:
-        await state.set_state(MixFlow.text)
-        await message.answer(step_text(i18n, MixFlow.text.state, data))
+        await message.answer(step_text(request.i18n, MixFlow.text.state, data))
 
 
-async def mix_text(message: Message, state: FSMContext, i18n: I18nContext, request: RequestContext) -> None:
-    await _take_text(message, message.text or "", state, i18n, request)
+async def mix_text(message: Message, state: FSMContext, request: RequestContext) -> None:
+    await _take_text(message, message.text or "", state, request)
 
 
-async def mix_go(
-    query: CallbackQuery,
-    callback_data: EditCb,
-    bot: Bot,
-    state: FSMContext,
-    i18n: I18nContext,
-    request: RequestContext,
-    max_image_side: int,
-) -> None:
-    image_weight = await chosen_weight(query, callback_data.value, PAIR_WEIGHTS, i18n)
-    if image_weight is None or not isinstance(query.message, Message):
-        return
-    data = await state.get_data()
-    request.user.settings.mix_weight = round(image_weight * 100)  # remembered: the next /mix does not ask
-    await query.answer()
-    await finish_flow(state, query.message)
-    await request.submit_edit(
-        mode=Mode.MIX,
-        photos=[InputPhoto.from_dict(data["photo"])],
-        prompt=data["prompt"],
-        weights=[image_weight, 1.0 - image_weight],
-    )
+async def mix_go(query: CallbackQuery, state: FSMContext, request: RequestContext, choice: str | None) -> None:
+    if choice is None:
+        return  # refused: answered by ChoiceFilter
+    request.user.settings.mix_weight = int(choice)  # remembered: the next /mix does not ask
+    data = await close_step(query, state)
+    photo = InputPhoto.from_dict(data["photo"])
+    await request.submit_edit(EditInputs(Mode.MIX, [photo], data["prompt"], weights=pair_weights(int(choice))))
 
 
 def create_router() -> Router:
     router = Router(name="editing-mix")
     router.message(Command("mix"))(mix_command)
-    router.message(MixFlow.photo, F.func(has_media), PhotosFilter(at_most=1))(mix_photo)
-    router.message(MixFlow.text, F.func(has_media), PhotosFilter(at_most=1))(mix_photo)
-    router.message(MixFlow.weight, F.func(has_media), PhotosFilter(at_most=1))(mix_photo)
-    router.message(MixFlow.text, PLAIN_TEXT)(mix_text)
-    router.message(MixFlow.weight, PLAIN_TEXT)(mix_text)
-    router.callback_query(MixFlow.weight, EditCb.filter(F.action == "mix"))(mix_go)
+    router.message(StateFilter(MixFlow), F.func(has_media), PhotosFilter(at_most=1))(mix_photo)
+    router.message(StateFilter(MixFlow.text, MixFlow.weight), PLAIN_TEXT)(mix_text)
+    router.callback_query(MixFlow.weight, EditCb.filter(F.action == "mix"), ChoiceFilter(PAIR_WEIGHTS))(mix_go)
     return router

@@ -9,32 +9,30 @@ from __future__ import annotations
 
 import html
 
-from aiogram import Bot, F, Router
-from aiogram.filters import Command
+from aiogram import F, Router
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
 from generation.backend import Mode
-from handlers.common import PromptError, validate_prompt
-from handlers.context import RequestContext
+from handlers.common import checked_prompt
+from handlers.context import EditInputs, RequestContext
 from handlers.editing.flow import (
-    DEFAULT_STRENGTH,
+    PLAIN_TEXT,
     STRENGTHS,
+    ChoiceFilter,
     EditCb,
     RestyleFlow,
+    close_step,
     finish_flow,
     photo_actions_keyboard,
     start_flow,
     step_text,
     strength_keyboard,
 )
-from handlers.editing.inputs import InputPhoto, PhotosFilter, caption_of, has_media
+from handlers.editing.inputs import InputPhoto, PhotosFilter, has_media
 from handlers.editing.submit import strength_value
-from storage.models import User
-
-
-PLAIN_TEXT = F.text & ~F.text.startswith("/")
 
 
 async def restyle_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
@@ -47,117 +45,79 @@ async def restyle_shapes_command(message: Message, state: FSMContext, i18n: I18n
     await message.answer(step_text(i18n, RestyleFlow.photo.state, {"shapes": True}))
 
 
+def _mode(shapes: bool) -> Mode:
+    return Mode.RESTYLE_DEPTH if shapes else Mode.IMG2IMG
+
+
 async def take_photo(
-    message: Message,
-    photo: InputPhoto,
-    caption: str | None,
-    state: FSMContext,
-    i18n: I18nContext,
-    user: User,
-    request: RequestContext | None = None,
+    message: Message, state: FSMContext, request: RequestContext, photo: InputPhoto, caption: str | None
 ) -> None:
     """A photo for the restyle: with a caption it is restyled at once at the remembered strength
     (🔅 Lighter / 🔆 Stronger / 🧱 Keep the shapes under the result redo it); else ask for the text."""
     await state.update_data(photo=photo.to_dict())
     await state.set_state(RestyleFlow.text)  # a caption that is no usable prompt leaves us asking for one
-    if caption and request is not None:
-        try:
-            prompt = validate_prompt(caption)
-        except PromptError as exc:
-            await message.answer(i18n.get(exc.code, **exc.kwargs))
+    if caption:
+        prompt = await checked_prompt(message, caption, request.i18n)
+        if prompt is None:
             return
         shapes = bool((await state.get_data()).get("shapes"))
         await finish_flow(state)
-        level = user.settings.edit_strength if user.settings.edit_strength in STRENGTHS else DEFAULT_STRENGTH
-        await request.submit_edit(
-            mode=Mode.RESTYLE_DEPTH if shapes else Mode.IMG2IMG, photos=[photo], prompt=prompt,
-            strength=strength_value(level),
-        )
-        return
-    if caption:
-        await take_text(message, caption, state, i18n, user)
+        strength = strength_value(request.user.settings.edit_strength)
+        await request.submit_edit(EditInputs(_mode(shapes), [photo], prompt, strength=strength))
         return
     data = await state.get_data()
     # A photo alone may also be meant for variations: one button for that, instead of a text.
-    markup = None if data.get("shapes") else photo_actions_keyboard(i18n)
-    await message.answer(step_text(i18n, RestyleFlow.text.state, data), reply_markup=markup)
+    markup = None if data.get("shapes") else photo_actions_keyboard(request.i18n)
+    await message.answer(step_text(request.i18n, RestyleFlow.text.state, data), reply_markup=markup)
 
 
-async def take_text(message: Message, text: str, state: FSMContext, i18n: I18nContext, user: User) -> None:
-    try:
-        prompt = validate_prompt(text)
-    except PromptError as exc:
-        await message.answer(i18n.get(exc.code, **exc.kwargs))
+async def restyle_photo(
+    message: Message, state: FSMContext, request: RequestContext, photos: list[InputPhoto] | None, caption: str | None
+) -> None:
+    """The photo (a new one replaces the previous one at any step)."""
+    if photos is None:
+        return  # refused: answered by PhotosFilter
+    await take_photo(message, state, request, photos[0], caption)
+
+
+async def restyle_text(message: Message, state: FSMContext, request: RequestContext) -> None:
+    """The text (typed again at the buttons step, it replaces the previous one)."""
+    prompt = await checked_prompt(message, message.text, request.i18n)
+    if prompt is None:
         return
     await state.update_data(prompt=prompt)
     await state.set_state(RestyleFlow.strength)
     data = await state.get_data()
+    shapes = bool(data.get("shapes"))
     await message.answer(
-        i18n.get(
-            "edit-shapes-choose" if data.get("shapes") else "edit-restyle-choose",
+        request.i18n.get(
+            "edit-shapes-choose" if shapes else "edit-restyle-choose",
             prompt=html.escape(prompt),
-            step=step_text(i18n, RestyleFlow.strength.state, data),
+            step=step_text(request.i18n, RestyleFlow.strength.state, data),
         ),
-        reply_markup=strength_keyboard(i18n, user.settings.edit_strength, shapes_only=bool(data.get("shapes"))),
+        reply_markup=strength_keyboard(request.i18n, request.user.settings.edit_strength, shapes_only=shapes),
     )
-
-
-async def restyle_photo(
-    message: Message,
-    bot: Bot,
-    state: FSMContext,
-    i18n: I18nContext,
-    user: User,
-    max_image_side: int,
-    photos: list[InputPhoto] | None,
-    request: RequestContext,
-    album: list[Message] | None = None,
-) -> None:
-    """The photo (a new one replaces the previous one at any step)."""
-    messages = album or [message]
-    if photos is None:
-        return  # refused: answered by PhotosFilter
-    await take_photo(message, photos[0], caption_of(messages), state, i18n, user, request)
-
-
-async def restyle_text(message: Message, state: FSMContext, i18n: I18nContext, user: User) -> None:
-    """The text (typed again at the buttons step, it replaces the previous one)."""
-    await take_text(message, message.text or "", state, i18n, user)
 
 
 async def restyle_go(
-    query: CallbackQuery,
-    callback_data: EditCb,
-    bot: Bot,
-    state: FSMContext,
-    i18n: I18nContext,
-    request: RequestContext,
-    max_image_side: int,
+    query: CallbackQuery, callback_data: EditCb, state: FSMContext, request: RequestContext, choice: str | None
 ) -> None:
-    level = callback_data.value
-    if level not in STRENGTHS or not isinstance(query.message, Message):
-        await query.answer(i18n.get("callback-unknown"), show_alert=True)
-        return
-    data = await state.get_data()
-    request.user.settings.edit_strength = level  # remembered for the next restyle
-    await query.answer()
-    await finish_flow(state, query.message)
-    await request.submit_edit(
-        mode=Mode.RESTYLE_DEPTH if callback_data.action == "shapes" else Mode.IMG2IMG,
-        photos=[InputPhoto.from_dict(data["photo"])],
-        prompt=data["prompt"],
-        strength=strength_value(level),
-    )
+    """A strength button: the restyle (by text, or keeping the shapes) at that strength."""
+    if choice is None:
+        return  # refused: answered by ChoiceFilter
+    request.user.settings.edit_strength = choice  # remembered for the next restyle
+    data = await close_step(query, state)
+    photo = InputPhoto.from_dict(data["photo"])
+    shapes = callback_data.action == "shapes"
+    await request.submit_edit(EditInputs(_mode(shapes), [photo], data["prompt"], strength=strength_value(choice)))
 
 
 def create_router() -> Router:
     router = Router(name="editing-restyle")
     router.message(Command("restyle"))(restyle_command)
     router.message(Command("restyle_shapes"))(restyle_shapes_command)
-    router.message(RestyleFlow.photo, F.func(has_media), PhotosFilter(at_most=1))(restyle_photo)
-    router.message(RestyleFlow.text, F.func(has_media), PhotosFilter(at_most=1))(restyle_photo)
-    router.message(RestyleFlow.strength, F.func(has_media), PhotosFilter(at_most=1))(restyle_photo)
-    router.message(RestyleFlow.text, PLAIN_TEXT)(restyle_text)
-    router.message(RestyleFlow.strength, PLAIN_TEXT)(restyle_text)
-    router.callback_query(RestyleFlow.strength, EditCb.filter(F.action.in_({"restyle", "shapes"})))(restyle_go)
+    router.message(StateFilter(RestyleFlow), F.func(has_media), PhotosFilter(at_most=1))(restyle_photo)
+    router.message(StateFilter(RestyleFlow.text, RestyleFlow.strength), PLAIN_TEXT)(restyle_text)
+    choice = ChoiceFilter(STRENGTHS)
+    router.callback_query(RestyleFlow.strength, EditCb.filter(F.action.in_({"restyle", "shapes"})), choice)(restyle_go)
     return router

@@ -16,10 +16,9 @@ from aiogram_i18n import I18nContext
 from bot.keyboards import ResultCb
 from generation.backend import Mode
 from handlers.common import own_job
-from handlers.context import RequestContext
+from handlers.context import EditInputs, RequestContext
 from handlers.editing.flow import EditCb, RestyleFlow, VariationsFlow, finish_flow, start_flow, step_text
 from handlers.editing.inputs import InputPhoto, PhotosFilter, has_media
-from jobs.params import read_params
 
 
 async def variations_command(message: Message, state: FSMContext, i18n: I18nContext) -> None:
@@ -28,9 +27,8 @@ async def variations_command(message: Message, state: FSMContext, i18n: I18nCont
 
 
 async def _submit(request: RequestContext, photo: InputPhoto) -> None:
-    await request.submit_edit(
-        mode=Mode.VARIATIONS, photos=[photo], display_prompt=request.i18n.get("edit-caption-variations")
-    )
+    caption = request.i18n.get("edit-caption-variations")
+    await request.submit_edit(EditInputs(Mode.VARIATIONS, [photo], display_prompt=caption))
 
 
 async def variations_photo(

@@ -87,6 +87,14 @@ def photo_chats(h) -> list[int]:
     return [int(m.chat_id) for m in h.session.of(SendPhoto)]
 
 
+async def queue_behind_a_busy_gpu(h, backend: GatedBackend, jobs: list[tuple[int, str]]) -> None:
+    """Job "x" of user 10 holds the GPU (at its first gate) while ``jobs`` ((user id, prompt)) queue up."""
+    await h.feed(message_update("x", from_user=user(user_id=10)))
+    await h.wait_for(lambda: backend.held == 1)
+    for uid, prompt in jobs:
+        await h.feed(message_update(prompt, from_user=user(user_id=uid)))
+
+
 # -- batching across users ----------------------------------------------------------------------
 
 
@@ -95,13 +103,11 @@ async def test_jobs_of_different_users_run_as_one_batch_each_with_its_own_image(
     first = backend.gate()
     h = await start_harness(make_settings(tmp_path, batch_max_jobs=4), backend)
     try:
-        await h.feed(message_update("x", from_user=user(user_id=10)))
-        await h.wait_for(lambda: backend.held == 1)  # the GPU is busy: the others queue up
-        for uid, prompt in [(1, "a"), (2, "b"), (3, "c")]:
-            await h.feed(message_update(prompt, from_user=user(user_id=uid)))
+        await queue_behind_a_busy_gpu(h, backend, [(1, "a"), (2, "b"), (3, "c")])
         first.set()
         jobs = await h.wait_jobs_settled()
         assert [j.status for j in jobs] == ["done"] * 4
+        assert [j.attempts for j in jobs] == [1] * 4  # each claimed once
         assert backend.batches == [3]  # x ran alone (nothing else was queued), then one batch
         assert backend.log == ["start x", "end x", "start a+b+c", "end a+b+c"]
         assert sorted(photo_chats(h)) == [1, 2, 3, 10]
@@ -120,11 +126,7 @@ async def test_batches_are_filled_in_round_robin_order(tmp_path):
     first = backend.gate()
     h = await start_harness(make_settings(tmp_path, batch_max_jobs=2, max_pending_per_user=5), backend)
     try:
-        await h.feed(message_update("x", from_user=user(user_id=10)))
-        await h.wait_for(lambda: backend.held == 1)
-        heavy, b, c = user(user_id=1), user(user_id=2), user(user_id=3)
-        for who, prompt in [(heavy, "a1"), (heavy, "a2"), (heavy, "a3"), (b, "b1"), (c, "c1")]:
-            await h.feed(message_update(prompt, from_user=who))
+        await queue_behind_a_busy_gpu(h, backend, [(1, "a1"), (1, "a2"), (1, "a3"), (2, "b1"), (3, "c1")])
         first.set()
         await h.wait_jobs_settled()
         # Oldest first, one job per user in turn: a1 b1 | c1 a2 | a3, never a1 a2 | a3 b1 | c1.
@@ -139,10 +141,7 @@ async def test_batching_off_runs_one_job_at_a_time(tmp_path):
     first = backend.gate()
     h = await start_harness(make_settings(tmp_path, batch_max_jobs=1), backend)
     try:
-        await h.feed(message_update("x", from_user=user(user_id=10)))
-        await h.wait_for(lambda: backend.held == 1)
-        for uid, prompt in [(1, "a"), (2, "b")]:
-            await h.feed(message_update(prompt, from_user=user(user_id=uid)))
+        await queue_behind_a_busy_gpu(h, backend, [(1, "a"), (2, "b")])
         first.set()
         await h.wait_jobs_settled()
         assert backend.batches == [] and prompts(backend) == ["x", "a", "b"]
@@ -150,17 +149,21 @@ async def test_batching_off_runs_one_job_at_a_time(tmp_path):
         await stop_harness(h)
 
 
-async def test_cancelling_one_member_drops_only_its_images(tmp_path):
+async def batch_on_the_gpu(tmp_path, jobs: list[tuple[int, str]]):
+    """A harness whose GPU holds the batch of ``jobs`` (queued behind "x") at its first step; the
+    batch's gate opens it."""
     backend = GatedBackend()
     first, batch = backend.gate(), backend.gate()
     h = await start_harness(make_settings(tmp_path, batch_max_jobs=4), backend)
+    await queue_behind_a_busy_gpu(h, backend, jobs)
+    first.set()
+    await h.wait_for(lambda: backend.held == 2)
+    return h, backend, batch
+
+
+async def test_cancelling_one_member_drops_only_its_images(tmp_path):
+    h, backend, batch = await batch_on_the_gpu(tmp_path, [(1, "a"), (2, "b"), (3, "c")])
     try:
-        await h.feed(message_update("x", from_user=user(user_id=10)))
-        await h.wait_for(lambda: backend.held == 1)
-        for uid, prompt in [(1, "a"), (2, "b"), (3, "c")]:
-            await h.feed(message_update(prompt, from_user=user(user_id=uid)))
-        first.set()
-        await h.wait_for(lambda: backend.held == 2)  # the batch a+b+c is on the GPU
         b_job = (await jobs_by_prompt(h))["b"]
         await h.feed(callback_update(f"cancel:{b_job.id}", from_user=user(user_id=2)))
         batch.set()
@@ -179,16 +182,8 @@ async def test_cancelling_one_member_drops_only_its_images(tmp_path):
 
 
 async def test_a_batch_stops_once_every_member_is_cancelled(tmp_path):
-    backend = GatedBackend()
-    first, batch = backend.gate(), backend.gate()
-    h = await start_harness(make_settings(tmp_path, batch_max_jobs=4), backend)
+    h, backend, batch = await batch_on_the_gpu(tmp_path, [(1, "a"), (2, "b")])
     try:
-        await h.feed(message_update("x", from_user=user(user_id=10)))
-        await h.wait_for(lambda: backend.held == 1)
-        for uid, prompt in [(1, "a"), (2, "b")]:
-            await h.feed(message_update(prompt, from_user=user(user_id=uid)))
-        first.set()
-        await h.wait_for(lambda: backend.held == 2)
         by_prompt = await jobs_by_prompt(h)
         for uid, prompt in [(1, "a"), (2, "b")]:
             await h.feed(callback_update(f"cancel:{by_prompt[prompt].id}", from_user=user(user_id=uid)))
@@ -196,8 +191,8 @@ async def test_a_batch_stops_once_every_member_is_cancelled(tmp_path):
         by_prompt = await jobs_by_prompt(h)
         assert [by_prompt[p].status for p in ("x", "a", "b")] == ["done", "cancelled", "cancelled"]
         assert backend.last_step[0] == 1 < backend.last_step[1]  # stopped at the step it was held on
-        batch.set()
     finally:
+        batch.set()
         await stop_harness(h)
 
 
@@ -206,10 +201,7 @@ async def test_a_batch_interrupted_by_shutdown_returns_to_the_queue_and_runs_aft
     backend = GatedBackend()
     first_gate, _held_batch = backend.gate(), backend.gate()
     first = await start_harness(settings, backend)
-    await first.feed(message_update("x", from_user=user(user_id=10)))
-    await first.wait_for(lambda: backend.held == 1)
-    for uid, prompt in [(1, "a"), (2, "b")]:
-        await first.feed(message_update(prompt, from_user=user(user_id=uid)))
+    await queue_behind_a_busy_gpu(first, backend, [(1, "a"), (2, "b")])
     first_gate.set()
     await first.wait_for(lambda: backend.held == 2)
     await stop_harness(first)  # SIGTERM while the batch a+b is on the GPU
@@ -221,6 +213,7 @@ async def test_a_batch_interrupted_by_shutdown_returns_to_the_queue_and_runs_aft
     try:
         jobs = await second.wait_jobs_settled()
         assert [j.status for j in jobs] == ["done"] * 3
+        assert [j.attempts for j in jobs] == [1, 2, 2]  # a and b claimed again after the restart
         assert second.backend.batches == [2] and prompts(second.backend) == ["a", "b"]
         # a and b sent once, after the restart; x once, before it or after it.
         assert sorted(photo_chats(first) + photo_chats(second)) == [1, 2, 10]
@@ -244,10 +237,7 @@ async def test_a_failed_batch_runs_its_members_alone_and_fails_only_the_bad_one(
     first = backend.gate()
     h = await start_harness(make_settings(tmp_path, batch_max_jobs=4), backend)
     try:
-        await h.feed(message_update("x", from_user=user(user_id=10)))
-        await h.wait_for(lambda: backend.held == 1)
-        for uid, prompt in [(1, "good"), (2, "bad")]:
-            await h.feed(message_update(prompt, from_user=user(user_id=uid)))
+        await queue_behind_a_busy_gpu(h, backend, [(1, "good"), (2, "bad")])
         first.set()
         await h.wait_jobs_settled()
         by_prompt = await jobs_by_prompt(h)

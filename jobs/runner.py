@@ -72,6 +72,8 @@ class PreparedJob:
     ctx: JobContext
     request: GenerationRequest
     cancel: threading.Event  # set by a cancel or a shutdown: the job stops at its next step
+    # The "starting" status edit, sent while the GPU starts; the finishing phase's edits wait for it.
+    announced: asyncio.Future[Any] | None = None
 
     @property
     def job_id(self) -> int:
@@ -444,6 +446,17 @@ class JobRunner:
             return_exceptions=True,
         )
 
+        def log_failures(done: asyncio.Future[Any]) -> None:
+            if done.cancelled():
+                return
+            for p, result in zip(live, done.result()):
+                if isinstance(result, Exception):
+                    log.warning("could not tell job %s's chat that it started: %s", p.job_id, result)
+
+        announced.add_done_callback(log_failures)
+        for p in live:
+            p.announced = announced
+
         async def tell(p: PreparedJob, step: int, total: int) -> None:
             await announced
             await self.events.progress(p.ctx, step, total)
@@ -460,19 +473,14 @@ class JobRunner:
             if near_end is not None and step == total - 1:
                 loop.call_soon_threadsafe(near_end)
 
-        try:
-            if len(live) == 1 and live[0].request.mode in VIDEO_MODES:
-                return [await self._render_video(live[0], progress)]
-            async with contextlib.AsyncExitStack() as stack:
-                for p in live:
-                    await stack.enter_async_context(self.events.working(p.ctx))
-                if len(live) == 1:
-                    return [await asyncio.to_thread(self.backend.generate, live[0].request, progress)]
-                return list(await asyncio.to_thread(self._generate_batch, [p.request for p in live], progress))
-        finally:
-            for p, result in zip(live, await announced):
-                if isinstance(result, Exception):
-                    log.warning("could not tell job %s's chat that it started: %s", p.job_id, result)
+        if len(live) == 1 and live[0].request.mode in VIDEO_MODES:
+            return [await self._render_video(live[0], progress)]
+        async with contextlib.AsyncExitStack() as stack:
+            for p in live:
+                await stack.enter_async_context(self.events.working(p.ctx))
+            if len(live) == 1:
+                return [await asyncio.to_thread(self.backend.generate, live[0].request, progress)]
+            return list(await asyncio.to_thread(self._generate_batch, [p.request for p in live], progress))
 
     def _generate_batch(self, requests: list[GenerationRequest], progress: ProgressFn) -> list[list[Image.Image]]:
         batched = getattr(self.backend, "generate_batch", None)  # a backend without it runs one at a time
@@ -487,6 +495,8 @@ class JobRunner:
         :meth:`generate` found it (failed, cancelled, returned to the queue on shutdown)."""
         ctx = prepared.ctx
         try:
+            if prepared.announced is not None:  # "starting" first, then what comes of the job
+                await prepared.announced
             try:
                 if isinstance(outcome, BaseException):
                     raise outcome

@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     vram_budget_gb: float | None = None
     torch_compile: bool = False
     tf32: bool = True  # TF32 for fp32 matrix products on CUDA
+    text_cache_mb: int = Field(default=256, ge=0)  # cached text-encoder outputs (generation.text_cache); 0: off
 
     # /animate and /video (generation.animate, generation.k5video).
     max_pending_videos_per_user: int = Field(default=1, ge=1)  # videos are expensive: their own limit
@@ -225,6 +226,7 @@ class Settings(BaseSettings):
             vram_budget_gb=self.vram_budget_gb,
             compile=self.torch_compile,
             tf32=self.tf32,
+            text_cache_mb=self.text_cache_mb,
             max_image_side=self.max_image_side,
             cache_dir=self.data_dir / "models",
             video_variant=self.video_variant,

@@ -11,13 +11,19 @@ the TFLOP one image takes (counted by ``torch.utils.flop_counter`` on one run, s
 matmuls and attention of every step and the decode are all in) and the TFLOP/s achieved, so the
 distance to the hardware's peak shows (an H200 does about 990 dense fp16 TFLOP/s).
 
+A second table compares batching across users (issue #16): ``--users`` requests of one image each,
+different prompts and seeds, half with a negative prompt, run one at a time (``generate`` per request)
+and as one batch (``generate_batch``), in images per second and as a ratio in the same run. The text
+cache is emptied before each timed run, so both pay for encoding every prompt.
+
 It is sized to finish within 8 minutes on one H100/H200: one warm-up and ``--repeats`` timed runs
-per row, and one counted run per model.
+per row (the batching figures reuse the rows' warm-up: the same shapes), and one counted run per model.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,8 +31,8 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.pipelines import PROMPT, build_backend, hardware, time_model
-from generation.backend import GenerationRequest, Mode, ModelId
+from benchmarks.pipelines import PROMPT, build_backend, hardware, sync, time_model
+from generation.backend import GenerationRequest, Mode, ModelId, batch_key
 
 MODELS = {"k3": ModelId.K31, "flash": ModelId.K31_FLASH, "refiner": ModelId.K31_REFINER}
 
@@ -45,6 +51,48 @@ def request(model: ModelId, size: int, images: int) -> GenerationRequest:
     )
 
 
+USER_PROMPTS = (
+    PROMPT,
+    "an old red tram in the rain, evening lights, film photo",
+    "a cat",
+    "a bowl of ramen on a wooden table, studio light, top view",
+)
+
+
+def users(model: ModelId, size: int, count: int) -> list[GenerationRequest]:
+    """``count`` users' requests that share a batch key: one image each, their own prompts and seeds."""
+    return [
+        GenerationRequest(
+            mode=Mode.TEXT2IMG, model=model, prompt=USER_PROMPTS[i % len(USER_PROMPTS)],
+            negative_prompt="blurry, low quality" if i % 2 else None,
+            width=size, height=size, num_images=1, seed=100 + i,
+        )
+        for i in range(count)
+    ]
+
+
+def batching_row(backend: Any, device: str, model: ModelId, size: int, count: int, repeats: int) -> dict:
+    """Images per second of ``count`` users' requests one at a time and as one batch."""
+    requests = users(model, size, count)
+    # Kandinsky 2.2 would split these by negative prompt; the Kandinsky 3 family batches them all.
+    assert len({batch_key(r) for r in requests}) == 1
+
+    def timed(work: Callable[[], Any]) -> float:
+        runs = []
+        for _ in range(repeats):
+            backend.manager.text_cache.clear()
+            sync(device)
+            start = time.perf_counter()
+            work()
+            sync(device)
+            runs.append(time.perf_counter() - start)
+        return statistics.median(runs)
+
+    alone = timed(lambda: [backend.generate(r, lambda s, t: None) for r in requests])
+    batched = timed(lambda: backend.generate_batch(requests, lambda s, t: None))
+    return {"model": model.value, "users": count, "alone_ips": count / alone, "batched_ips": count / batched}
+
+
 def counted_tflop(generate: Callable[[], Any]) -> float:
     counter = FlopCounterMode(display=False)
     with counter:
@@ -57,7 +105,9 @@ def time_row(backend: Any, device: str, model: ModelId, size: int, images: int, 
     return {"model": row["model"], "batch": images, "s_per_image": row["s_per_image"], "peak_gib": row["peak_gpu_gb"]}
 
 
-def run(device: str, dtype: torch.dtype, smoke: bool, size: int, models: tuple[ModelId, ...], repeats: int) -> list[dict]:
+def run(
+    device: str, dtype: torch.dtype, smoke: bool, size: int, models: tuple[ModelId, ...], repeats: int
+) -> tuple[list[dict], Any]:
     if device.startswith("cuda"):
         # TF32 for the fp32 parts (schedulers' arithmetic, anything left in fp32): within our tolerances.
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -71,7 +121,24 @@ def run(device: str, dtype: torch.dtype, smoke: bool, size: int, models: tuple[M
             row["tflop_per_image"] = tflop
             row["tflops_achieved"] = tflop / row["s_per_image"]
             rows.append(row)
-    return rows
+    return rows, backend
+
+
+def run_batching(backend: Any, device: str, size: int, models: tuple[ModelId, ...], count: int, repeats: int) -> list:
+    return [batching_row(backend, device, model, size, count, repeats) for model in models] if count > 1 else []
+
+
+def batching_table(rows: list[dict]) -> str:
+    lines = [
+        "| users x 1 image | model | one at a time, images/s | batched, images/s | batched / one at a time |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['users']} | {r['model']} | {r['alone_ips']:.3g} | {r['batched_ips']:.3g} | "
+            f"{r['batched_ips'] / r['alone_ips']:.2f}x |"
+        )
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -100,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"])
     parser.add_argument("--size", type=int, default=None, help="image side (1024 on CUDA, 64 in the smoke run)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--users", type=int, default=4, help="users of the batching figure (0: skip it)")
     parser.add_argument("--models", default="k3,flash,refiner")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (smoke run: 1)")
     args = parser.parse_args(argv)
@@ -114,8 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     models = tuple(MODELS[m.strip()] for m in args.models.split(",") if m.strip())
     print(f"# {'smoke run (tiny architectures)' if smoke else 'full size'} on {device}, {dtype}, {size}x{size}: {hardware(device)}")
     start = time.perf_counter()
-    rows = run(device, dtype, smoke, size, models, args.repeats)
+    rows, backend = run(device, dtype, smoke, size, models, args.repeats)
     print(table(rows))
+    batching = run_batching(backend, device, size, models, args.users, args.repeats)
+    if batching:
+        print()
+        print(batching_table(batching))
     print(f"# total {time.perf_counter() - start:.0f} s")
     return 0
 

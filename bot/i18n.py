@@ -6,6 +6,7 @@ uses :func:`translator` with the job owner's stored language.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,16 @@ from aiogram_i18n.cores import FluentRuntimeCore
 from aiogram_i18n.managers import BaseManager
 
 LOCALES_PATH = Path(__file__).parent / "locales" / "{locale}"
-LOCALES = ("en", "ru")
+
+
+class Locale(StrEnum):
+    """The languages the bot speaks (a folder under bot/locales each)."""
+
+    EN = "en"
+    RU = "ru"
+
+
+LOCALES: tuple[str, ...] = tuple(locale.value for locale in Locale)
 DEFAULT_LOCALE = "en"
 
 

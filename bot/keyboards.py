@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated, Literal
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
+from pydantic import Field
 
-from bot.i18n import LOCALES, Translator
+from bot.i18n import Locale, Translator
+from generation.backend import ModelId
 from generation.registry import EDITING_MODELS
 from generation.styles import ASPECT_RATIOS, EDIT_STRENGTHS, IMAGE_MODELS, STYLES
 from storage.models import UserSettings
@@ -45,9 +48,63 @@ class ResultAction(StrEnum):
 
 
 # Typed fields: aiogram rejects data whose enum value or int does not parse before any handler runs.
+#
+# /settings: SettingsCb opens a section (or the menu, or closes it); each kind of choice inside a
+# section has a factory of its own with the same prefix, the section first and a typed value, packed
+# exactly as the untyped ``set:<section>:<value>`` buttons were, so menus already in chats still work.
 class SettingsCb(CallbackData, prefix="set"):
     section: SettingsSection
-    value: str = ""  # empty: open the section; otherwise: set it (ratios as "16x9": ":" separates fields)
+    value: Literal[""] = ""  # always empty: it packs as the untyped buttons that opened a section did
+
+
+# Ratios as the buttons carry them ("16x9": ":" separates the fields), styles by their key.
+RatioChoice = StrEnum("RatioChoice", {ratio.replace(":", "x"): ratio.replace(":", "x") for ratio in ASPECT_RATIOS})
+StyleChoice = StrEnum("StyleChoice", {key: key for key in STYLES})
+
+
+class Switch(StrEnum):
+    ON = "on"
+    OFF = "off"
+
+
+class SettingsAction(StrEnum):
+    SET = "set"  # type a new negative prompt
+    CLEAR = "clear"  # the negative prompt or the fixed seed
+
+
+class ModelChoiceCb(CallbackData, prefix="set"):
+    section: Literal["model", "editing"]  # the model, or the editing model
+    model: ModelId
+
+
+class RatioChoiceCb(CallbackData, prefix="set"):
+    section: Literal["ratio"] = "ratio"
+    ratio: RatioChoice
+
+
+class StyleChoiceCb(CallbackData, prefix="set"):
+    section: Literal["style"] = "style"
+    style: StyleChoice
+
+
+class CountChoiceCb(CallbackData, prefix="set"):
+    section: Literal["count"] = "count"
+    count: Annotated[int, Field(ge=1, le=MAX_IMAGES_PER_REQUEST)]
+
+
+class BeautifyCb(CallbackData, prefix="set"):
+    section: Literal["beautify"] = "beautify"
+    value: Switch
+
+
+class LanguageChoiceCb(CallbackData, prefix="set"):
+    section: Literal["lang"] = "lang"
+    code: Locale
+
+
+class SettingsActionCb(CallbackData, prefix="set"):
+    section: Literal["neg", "seed"]
+    action: SettingsAction
 
 
 class ResultCb(CallbackData, prefix="res"):
@@ -74,7 +131,7 @@ class CancelJobCb(CallbackData, prefix="cancel"):
 
 
 class LanguageCb(CallbackData, prefix="lang"):
-    code: str
+    code: Locale
 
 
 def model_name(t: Translator, model: str, locale: str) -> str:
@@ -103,7 +160,7 @@ def main_keyboard(t: Translator, locale: str) -> ReplyKeyboardMarkup:
 def language_keyboard() -> InlineKeyboardMarkup:
     names = {"en": "🇬🇧 English", "ru": "🇷🇺 Русский"}
     builder = InlineKeyboardBuilder()
-    for code in LOCALES:
+    for code in Locale:
         builder.button(text=names[code], callback_data=LanguageCb(code=code))
     return builder.as_markup()
 
@@ -115,20 +172,22 @@ def _mark(text: str, selected: bool) -> str:
 def settings_menu(t: Translator, locale: str, settings: UserSettings) -> InlineKeyboardMarkup:
     state = t("settings-on" if settings.beautify else "settings-off", locale)
     builder = InlineKeyboardBuilder()
-    builder.button(text=t("settings-model", locale), callback_data=SettingsCb(section="model"))
-    builder.button(text=t("settings-ratio", locale), callback_data=SettingsCb(section="ratio"))
-    builder.button(text=t("settings-style", locale), callback_data=SettingsCb(section="style"))
-    builder.button(text=t("settings-negative", locale), callback_data=SettingsCb(section="neg"))
+    builder.button(text=t("settings-model", locale), callback_data=SettingsCb(section=SettingsSection.MODEL))
+    builder.button(text=t("settings-ratio", locale), callback_data=SettingsCb(section=SettingsSection.RATIO))
+    builder.button(text=t("settings-style", locale), callback_data=SettingsCb(section=SettingsSection.STYLE))
+    builder.button(text=t("settings-negative", locale), callback_data=SettingsCb(section=SettingsSection.NEGATIVE))
     builder.button(
         text=t("settings-beautify", locale, state=state),
-        callback_data=SettingsCb(section="beautify", value="off" if settings.beautify else "on"),
+        callback_data=BeautifyCb(value=Switch.OFF if settings.beautify else Switch.ON),
     )
-    builder.button(text=t("settings-count", locale), callback_data=SettingsCb(section="count"))
-    builder.button(text=t("settings-editing", locale), callback_data=SettingsCb(section="editing"))
-    builder.button(text=t("settings-language", locale), callback_data=SettingsCb(section="lang"))
+    builder.button(text=t("settings-count", locale), callback_data=SettingsCb(section=SettingsSection.COUNT))
+    builder.button(text=t("settings-editing", locale), callback_data=SettingsCb(section=SettingsSection.EDITING))
+    builder.button(text=t("settings-language", locale), callback_data=SettingsCb(section=SettingsSection.LANGUAGE))
     if settings.fixed_seed is not None:
-        builder.button(text=t("settings-seed-clear", locale), callback_data=SettingsCb(section="seed", value="clear"))
-    builder.button(text=t("settings-close", locale), callback_data=SettingsCb(section="close"))
+        builder.button(
+            text=t("settings-seed-clear", locale), callback_data=SettingsActionCb(section="seed", action="clear")
+        )
+    builder.button(text=t("settings-close", locale), callback_data=SettingsCb(section=SettingsSection.CLOSE))
     builder.adjust(2)
     return builder.as_markup()
 
@@ -139,52 +198,54 @@ def settings_section(t: Translator, locale: str, section: str, settings: UserSet
         for model in IMAGE_MODELS:
             builder.button(
                 text=_mark(model_name(t, model, locale), settings.model == model),
-                callback_data=SettingsCb(section="model", value=model),
+                callback_data=ModelChoiceCb(section="model", model=model),
             )
         builder.adjust(1)
     elif section == "editing":
         for model in EDITING_MODELS:
             builder.button(
                 text=_mark(editing_model_name(t, model, locale), settings.editing_model == model),
-                callback_data=SettingsCb(section="editing", value=model),
+                callback_data=ModelChoiceCb(section="editing", model=model),
             )
         builder.adjust(1)
     elif section == "ratio":
         for ratio in ASPECT_RATIOS:
             builder.button(
                 text=_mark(ratio, settings.aspect_ratio == ratio),
-                callback_data=SettingsCb(section="ratio", value=ratio.replace(":", "x")),
+                callback_data=RatioChoiceCb(ratio=ratio.replace(":", "x")),
             )
         builder.adjust(4)
     elif section == "style":
         for key in STYLES:
             builder.button(
                 text=_mark(style_name(t, key, locale), settings.style == key),
-                callback_data=SettingsCb(section="style", value=key),
+                callback_data=StyleChoiceCb(style=key),
             )
         builder.adjust(2)
     elif section == "count":
         for count in range(1, MAX_IMAGES_PER_REQUEST + 1):
             builder.button(
                 text=_mark(str(count), settings.num_images == count),
-                callback_data=SettingsCb(section="count", value=str(count)),
+                callback_data=CountChoiceCb(count=count),
             )
         builder.adjust(4)
     elif section == "lang":
         names = {"en": "🇬🇧 English", "ru": "🇷🇺 Русский"}
-        for code in LOCALES:
-            builder.button(text=_mark(names[code], locale == code), callback_data=SettingsCb(section="lang", value=code))
+        for code in Locale:
+            builder.button(text=_mark(names[code], locale == code), callback_data=LanguageChoiceCb(code=code))
         builder.adjust(2)
     elif section == "neg":
-        builder.button(text=t("settings-negative-set", locale), callback_data=SettingsCb(section="neg", value="set"))
+        builder.button(
+            text=t("settings-negative-set", locale), callback_data=SettingsActionCb(section="neg", action="set")
+        )
         if settings.negative_prompt:
             builder.button(
-                text=t("settings-negative-clear", locale), callback_data=SettingsCb(section="neg", value="clear")
+                text=t("settings-negative-clear", locale), callback_data=SettingsActionCb(section="neg", action="clear")
             )
         builder.adjust(2)
     # « Back on a row of its own, under the choices (InlineKeyboardBuilder.button would append it
     # to the last row of choices).
-    builder.row(InlineKeyboardButton(text=t("settings-back", locale), callback_data=SettingsCb(section="menu").pack()))
+    builder.row(InlineKeyboardButton(text=t("settings-back", locale), callback_data=SettingsCb(section=SettingsSection.MENU).pack()))
     return builder.as_markup()
 
 

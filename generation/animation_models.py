@@ -11,7 +11,7 @@ from PIL import Image
 
 from generation.backend import ModelId
 from generation.k3 import K3_DEFAULT_GUIDANCE, K3_DEFAULT_STEPS, K3Pipelines, flash_img2img_timesteps
-from generation.k31 import TextConditions, encode_text
+from generation.k31 import TextConditions, encode_text_cached
 
 
 class DepthEstimator:
@@ -83,13 +83,14 @@ class K3FrameModel:
         self.model = model
         self.flash = model == ModelId.K31_FLASH
         self.pipe = pipes.ready(pipes.flash if self.flash else pipes.base)
+        self.text_cache = pipes.text_cache  # a scene's prompt: encoded once, and not again by the next animation
         self.negative_prompt = None if self.flash else negative_prompt  # Flash has no guidance
         self.steps = steps or K3_DEFAULT_STEPS
         self.guidance_scale = K3_DEFAULT_GUIDANCE if guidance_scale is None else guidance_scale
 
     @torch.no_grad()
     def encode(self, prompt: str) -> TextConditions:
-        return encode_text(self.pipe, prompt, self.negative_prompt, self.pipe._execution_device)
+        return encode_text_cached(self.text_cache, self.pipe, prompt, self.negative_prompt, self.pipe._execution_device)
 
     def blend(self, a: TextConditions, b: TextConditions, weight: float) -> TextConditions:
         return blend_text(a, b, weight)

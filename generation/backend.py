@@ -6,7 +6,7 @@ worker thread. Nothing here imports torch: handlers and the bot process import t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -107,19 +107,41 @@ class ModelUnavailable(GenerationError):
         super().__init__("model_unavailable", detail)
 
 
+# The models whose text-to-image runs a batch of requests as one pipeline call.
+BATCHED_MODELS = frozenset({ModelId.K22, ModelId.K31, ModelId.K31_FLASH, ModelId.K31_REFINER})
+
+
 def batch_key(request: GenerationRequest) -> tuple[Any, ...] | None:
     """Requests with equal keys may run as one batched pipeline call (jobs of different users that
-    share the model, size, step count and guidance); None: this request always runs alone."""
-    if request.mode is not Mode.TEXT2IMG:
+    share the model, size, step count and guidance); None: this request always runs alone.
+
+    Steps and guidance count as the model would run them (none named = the model's default; Flash runs
+    its fixed four steps without guidance whatever the request says). Negative prompts: Kandinsky 3.1
+    conditions each row on its own prompt and negative prompt (generation.k31), so requests with and
+    without one share a batch and give the same images as alone; Kandinsky 2.2's prior takes a whole
+    batch's negative prompts at once (generation.k22), so there the two never mix."""
+    if request.mode is not Mode.TEXT2IMG or request.model not in BATCHED_MODELS:
         return None
-    return (
-        request.model,
-        request.width,
-        request.height,
-        request.steps,
-        request.guidance_scale,
-        request.negative_prompt is not None,
-    )
+    from generation.registry import spec  # it imports this module
+
+    model = spec(request.model)
+    if model.default_guidance is None:  # distilled: a fixed schedule, no guidance
+        steps, guidance = None, None
+    else:
+        steps = request.steps or model.default_steps
+        guidance = model.default_guidance if request.guidance_scale is None else request.guidance_scale
+    negative = bool((request.negative_prompt or "").strip()) if request.model is ModelId.K22 else None
+    extra = tuple(sorted((name, repr(value)) for name, value in request.extra.items()))  # prior settings
+    return (request.model, request.width, request.height, steps, guidance, negative, extra)
+
+
+def per_request(images: Sequence[Any], requests: list[GenerationRequest]) -> list[list[Any]]:
+    """A batched call's images (request after request) split back into each request's own."""
+    out, start = [], 0
+    for request in requests:
+        out.append(list(images[start : start + request.num_images]))
+        start += request.num_images
+    return out
 
 
 def generate_each(backend: Backend, requests: list[GenerationRequest], progress: ProgressFn) -> list[list[Image.Image]]:

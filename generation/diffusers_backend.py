@@ -21,6 +21,7 @@ from generation.backend import (
     ModelId,
     OutOfMemory,
     ProgressFn,
+    batch_key,
     generate_each,
 )
 from generation.manager import ModelManager
@@ -70,8 +71,37 @@ class DiffusersBackend:
         return images
 
     def generate_batch(self, requests: list[GenerationRequest], progress: ProgressFn) -> list[list[Image.Image]]:
-        # One request at a time until the pipelines take a batch of requests (issue #16).
-        return generate_each(self, requests, progress)
+        """Text-to-image requests of one :func:`batch_key` as one pipeline call per stage (Kandinsky 2.2,
+        3.1, Flash, the refiner); anything else one request after another."""
+        keys = {batch_key(request) for request in requests}
+        if len(requests) < 2 or None in keys or len(keys) > 1:
+            return generate_each(self, requests, progress)
+        for request in requests:
+            self._check(request)
+        first = requests[0]
+        count = sum(request.num_images for request in requests)
+        with self.manager.lock, torch.no_grad():
+            try:
+                if spec(first.model).family is Family.K22:
+                    results = self.manager.k22().generate_batch(requests, progress)
+                else:  # Kandinsky 3.1, Flash, the refiner: batch_key's other BATCHED_MODELS
+                    from generation import k3
+
+                    results = k3.generate_batch(self.manager.k3_pipelines(first.model), requests, progress)
+            except torch.OutOfMemoryError as exc:
+                del exc
+                self.manager.free_memory()
+                log.warning("out of memory: %s %dx%d, a batch of %d requests, %d images",
+                            first.model, first.width, first.height, len(requests), count)
+                detail = f"{first.model} {first.width}x{first.height} x{count} ({len(requests)} requests)"
+                raise OutOfMemory(detail) from None
+        for request, images in zip(requests, results):
+            wrong = [im.size for im in images if im.size != (request.width, request.height)]
+            if len(images) != request.num_images or wrong:
+                raise GenerationError(
+                    "bad_output", f"expected {request.num_images} of {request.width}x{request.height}, got {wrong}"
+                )
+        return results
 
     def _run(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
         from generation import edit_ops

@@ -47,7 +47,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from generation.backend import GenerationRequest, Mode, ModelId, ModelUnavailable, ProgressFn
+from generation.backend import (
+    GenerationRequest,
+    Mode,
+    ModelId,
+    ModelUnavailable,
+    ProgressFn,
+    batch_key,
+    per_request,
+)
 from generation.prompts import fit_to_context
 from generation.registry import CANVAS_MODES, WRAPPED_MODES, spec
 from generation.sources import GenerationConfig
@@ -411,8 +419,7 @@ class Kandinsky22:
         )
 
         if mode is Mode.TEXT2IMG:
-            embeds = self.text_embeddings(request.prompt, negative, seeds, **prior)
-            return self._text2img(request, embeds, seeds, progress)
+            return self.generate_batch([request], progress)[0]
         if mode is Mode.IMG2IMG:
             embeds = self.text_embeddings(request.prompt, negative, seeds, **prior)
             return self._img2img(request, embeds, photos[0], seeds, progress)
@@ -440,6 +447,55 @@ class Kandinsky22:
             embeds = self.mixed_embeddings(photos[:1], [1.0], negative, seeds, **prior)
             return self._text2img(request, embeds, seeds, progress)
         raise ValueError(f"Kandinsky 2.2 does not run {mode}")
+
+    def generate_batch(
+        self, requests: list[GenerationRequest], progress: ProgressFn, output_type: str = "pil"
+    ) -> list[Any]:
+        """Text-to-image requests of one size, step count, guidance and prior settings, all with or all
+        without a negative prompt, as one prior call and one decoder call: image ``j`` of request ``r``
+        is its prompt (fitted to CLIP's context with its style) with generators seeded ``seed_r + j``,
+        so result ``r`` equals ``generate(requests[r])`` (up to a larger batch's float rounding).
+
+        Requests with and without a negative prompt never share a call: diffusers' prior takes the
+        negative prompts of a whole batch as extra prompts and returns the zero embedding for all when
+        there are none, so the two kinds cannot be told apart inside one call."""
+        first = requests[0]
+        keys = {batch_key(r) for r in requests}
+        if len(requests) > 1 and (None in keys or len(keys) > 1):
+            raise ValueError("the requests of one batch must be text-to-image and share one batch_key")
+        if first.width % 64 or first.height % 64 or min(first.width, first.height) <= 0:
+            raise ValueError(f"width and height must be positive multiples of 64, got {first.width}x{first.height}")
+        negatives = [(r.negative_prompt or "").strip() or None for r in requests]
+        prior_steps = int(first.extra.get("prior_steps", PRIOR_STEPS))
+        prior_guidance = float(first.extra.get("prior_guidance_scale", PRIOR_GUIDANCE))
+        tokenizer = self.prior.tokenizer
+        prompts, negative_rows, seeds = [], [], []
+        for request, negative in zip(requests, negatives):
+            fitted = fit_to_context(tokenizer, request.prompt, request.style_suffix, tokenizer.model_max_length)
+            prompts += [fitted] * request.num_images
+            negative_rows += [negative] * request.num_images
+            seeds += [request.seed + j for j in range(request.num_images)]
+        # With negative prompts the prior denoises [prompts, negatives] in one batch (see text_embeddings).
+        with_negative = negatives[0] is not None
+        out = self.prior(
+            prompts,
+            negative_prompt=negative_rows if with_negative else None,
+            num_images_per_prompt=1,
+            num_inference_steps=prior_steps,
+            guidance_scale=prior_guidance,
+            generator=_generators(seeds) + (_generators(seeds) if with_negative else []),
+        )
+        steps = first.steps or DECODER_STEPS
+        images = self._run(
+            self.text2img,
+            num_inference_steps=steps,
+            callback_on_step_end=_step_end_callback(progress, steps),
+            **{
+                **self._decoder_args(first, (out.image_embeds, out.negative_image_embeds), seeds),
+                "output_type": output_type,
+            },
+        )
+        return per_request(images, requests)
 
     @staticmethod
     def _decoder_args(request: GenerationRequest, embeds: Embeddings, seeds: Sequence[int]) -> dict[str, Any]:

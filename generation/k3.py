@@ -9,6 +9,10 @@ authors' sampling (:mod:`generation.k31`); they differ in the UNet:
   ``strength`` from the photo's latent (0.6: 479, 229), so a restyle costs two UNet calls;
 - the refiner: Kandinsky 3.1, then one Flash step at t = 229 on its latent (the authors' use of Flash
   as a refiner in KandiSuperRes), on the same prompt encoding: the text encoder runs once.
+
+Text-to-image requests of several users that share a :func:`generation.backend.batch_key` run as one
+call per stage (:func:`generate_batch`): one row per image, each with its own prompt, negative prompt
+and generator (``seed + j``). Prompt encodings come from the manager's text cache when it has them.
 """
 
 from __future__ import annotations
@@ -20,15 +24,25 @@ from typing import Any
 import torch
 from PIL import Image
 
-from generation.backend import GenerationError, GenerationRequest, Mode, ModelId, ProgressFn
+from generation.backend import (
+    GenerationError,
+    GenerationRequest,
+    Mode,
+    ModelId,
+    ProgressFn,
+    batch_key,
+    per_request,
+)
 from generation.k31 import (
     FLASH_TIMESTEPS,
     REFINER_TIMESTEPS,
     TOKENS,
     Kandinsky3FlashPipeline,
     Kandinsky31Pipeline,
+    TextConditions,
     authors_timesteps,
-    encode_text,
+    batch_conditions,
+    encode_text_cached,
     img2img_timesteps,
 )
 from generation.prompts import fit_to_context
@@ -51,6 +65,14 @@ class K3Pipelines:
     flash: Kandinsky3FlashPipeline | None = None
     # Called with each pipeline right before it runs (the manager installs CPU offload hooks there).
     prepare: Callable[[Any], None] | None = None
+    # The manager's generation.text_cache.TextEncodingCache (None: every request runs the encoder).
+    text_cache: Any = None
+
+    def text(self, prompt: str, negative_prompt: str | None) -> TextConditions:
+        """The Flan-UL2 conditions of a prompt (run on the encoder, or from the text cache). Call it
+        after :meth:`ready`: under CPU offload the encoder runs on the GPU through the pipeline's hooks."""
+        pipe = self.base or self.flash
+        return encode_text_cached(self.text_cache, pipe, prompt, negative_prompt, pipe._execution_device)
 
     def ready(self, pipe: Any) -> Any:
         if pipe is None:
@@ -100,49 +122,110 @@ def _input_image(request: GenerationRequest) -> Image.Image:
     return image
 
 
+def _fitted_prompt(pipes: K3Pipelines, request: GenerationRequest) -> str:
+    return fit_to_context((pipes.flash or pipes.base).tokenizer, request.prompt, request.style_suffix, TOKENS)
+
+
 def generate(pipes: K3Pipelines, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
     """Run one request of a Kandinsky 3 family model as one batched call per stage."""
     mode = Mode.TEXT2IMG if request.mode == Mode.FACESWAP else request.mode
-    if mode not in (Mode.TEXT2IMG, Mode.IMG2IMG):
+    if mode == Mode.TEXT2IMG:
+        return generate_batch(pipes, [request], progress)[0]
+    if mode != Mode.IMG2IMG:
         raise GenerationError("unsupported_mode", f"{request.model} does not do {request.mode}")
-    try:
-        authors_timesteps(_k3_steps(request))
-    except ValueError as exc:
-        raise GenerationError("bad_steps", str(exc)) from None
+    _check_steps(request)
     n = request.num_images
     gens = generators(request.seed, n)
     callback = _Progress(progress, total_steps(request))
     size = dict(height=request.height, width=request.width)
-    image = _input_image(request) if mode == Mode.IMG2IMG else None
-    tokenizer = (pipes.flash or pipes.base).tokenizer
-    prompt = fit_to_context(tokenizer, request.prompt, request.style_suffix, TOKENS)
+    image = _input_image(request)
+    prompt = _fitted_prompt(pipes, request)
 
     if request.model == ModelId.K31_FLASH:
         flash = pipes.ready(pipes.flash)
-        timesteps = flash_img2img_timesteps(request.strength) if image is not None else FLASH_TIMESTEPS
         return flash(
-            prompt,
-            timesteps=timesteps,
+            text=pipes.text(prompt, None),
+            timesteps=flash_img2img_timesteps(request.strength),
             num_images_per_prompt=n,
             generator=gens,
             image=image,
             callback_on_step_end=callback,
             **size,
         ).images
-
     base = pipes.ready(pipes.base)
+    return _k3(pipes, base, request, pipes.text(prompt, request.negative_prompt), n, gens, callback, "pil", image)
+
+
+def generate_batch(
+    pipes: K3Pipelines, requests: list[GenerationRequest], progress: ProgressFn, output_type: str = "pil"
+) -> list[Any]:
+    """Text-to-image requests that share one model, size, step count and guidance as one call per stage.
+
+    Row ``j`` of request ``r`` is request ``r``'s prompt (fitted to the context with its style) and
+    negative prompt, with the generator ``seed_r + j``: result ``r`` equals ``generate(requests[r])``
+    (up to the float rounding a larger batch brings). ``progress`` counts the batch's UNet calls."""
+    first = requests[0]
+    if len(requests) > 1 and (None in (keys := {batch_key(r) for r in requests}) or len(keys) > 1):
+        raise ValueError("the requests of one batch must share one batch_key")
+    _check_steps(first)
+    gens = [g for request in requests for g in generators(request.seed, request.num_images)]
+    callback = _Progress(progress, total_steps(first))
+    size = dict(height=first.height, width=first.width)
+    flash_only = first.model == ModelId.K31_FLASH  # no guidance: the negative prompt is not read
+    pipe = pipes.ready(pipes.flash if flash_only else pipes.base)
+    text = batch_conditions([
+        pipes.text(_fitted_prompt(pipes, r), None if flash_only else r.negative_prompt).repeat(r.num_images)
+        for r in requests
+    ])
+    if flash_only:
+        out = pipe(
+            text=text,
+            timesteps=FLASH_TIMESTEPS,
+            generator=gens,
+            callback_on_step_end=callback,
+            output_type=output_type,
+            **size,
+        ).images
+    else:
+        out = _k3(pipes, pipe, first, text, 1, gens, callback, output_type, None)
+    return per_request(out, requests)
+
+
+def _check_steps(request: GenerationRequest) -> None:
+    try:
+        authors_timesteps(_k3_steps(request))
+    except ValueError as exc:
+        raise GenerationError("bad_steps", str(exc)) from None
+
+
+def _guidance(request: GenerationRequest) -> float:
+    return request.guidance_scale if request.guidance_scale is not None else K3_DEFAULT_GUIDANCE
+
+
+def _k3(
+    pipes: K3Pipelines,
+    base: Kandinsky31Pipeline,
+    request: GenerationRequest,
+    text: TextConditions,
+    n: int,
+    gens: list[torch.Generator],
+    callback: _Progress,
+    output_type: str,
+    image: Image.Image | None,
+) -> Any:
+    """Kandinsky 3.1 (``base``, ready) and the refiner's Flash step after it, on ``text`` x ``n`` rows."""
     refine = request.model == ModelId.K31_REFINER
-    text = encode_text(base, prompt, request.negative_prompt or None, base._execution_device)
+    size = dict(height=request.height, width=request.width)
     out = base(
         text=text,
         num_inference_steps=_k3_steps(request),
-        guidance_scale=request.guidance_scale if request.guidance_scale is not None else K3_DEFAULT_GUIDANCE,
+        guidance_scale=_guidance(request),
         num_images_per_prompt=n,
         generator=gens,
         image=image,
         strength=request.strength,
         callback_on_step_end=callback,
-        output_type="latent" if refine else "pil",
+        output_type="latent" if refine else output_type,
         **size,
     )
     if not refine:
@@ -155,5 +238,6 @@ def generate(pipes: K3Pipelines, request: GenerationRequest, progress: ProgressF
         generator=gens,
         image_latents=out.images,
         callback_on_step_end=callback,
+        output_type=output_type,
         **size,
     ).images

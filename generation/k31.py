@@ -21,6 +21,12 @@ here and checked against golden outputs of the authors' code (tests/reference/):
   quantile (values beyond it are clipped and everything is divided by it when it exceeds 1) and the
   noise re-derived from the thresholded latent; no noise is added on the last step. Defaults: 50 steps,
   guidance 3 (``(g + 1) * cond - g * uncond``), as in the authors' ``Kandinsky3T2IPipeline.__call__``.
+
+Prompts of different users run as one batch (:func:`batch_conditions`): each row keeps its own context
+length. The UNet's attention pooling averages over a context's rows, the authors' zero rows included, so
+a shorter prompt padded to the batch's longest would change its image; the rows added for the batch are
+marked ``BATCH_PADDING`` (-1) in the mask, which attention masks out like any padding and
+:class:`Kandinsky3ContextPooling` leaves out of the average.
 """
 
 from __future__ import annotations
@@ -159,10 +165,38 @@ class Kandinsky3TextProjection(torch.nn.Module):
         return out
 
 
+BATCH_PADDING = -1  # mask value of a context row that only pads a batch (see the module doc)
+# The UNet turns the mask into additive scores, (1 - mask) * -10000: 0 for tokens, -10000 for the
+# authors' zero rows (averaged by the pooling), -20000 for the batch's padding (not averaged).
+_BATCH_PADDING_SCORE = -15000.0
+
+
+class Kandinsky3ContextPooling(torch.nn.Module):
+    """The UNet's ``add_time_condition`` (diffusers' ``Kandinsky3AttentionPooling``, same weights), with
+    the query averaged over each row's own context: rows masked ``BATCH_PADDING`` are left out, so a
+    prompt gives the same numbers alone and in a batch with longer prompts."""
+
+    def __init__(self, pooling: torch.nn.Module) -> None:
+        super().__init__()
+        self.attention = pooling.attention
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if context_mask is None:
+            query = context.mean(dim=1, keepdim=True)
+        else:
+            context_mask = context_mask.to(dtype=context.dtype)  # (batch, 1, length) additive scores
+            own = (context_mask > _BATCH_PADDING_SCORE).to(context.dtype).transpose(1, 2)
+            query = (context * own).sum(dim=1, keepdim=True) / own.sum(dim=1, keepdim=True)
+        return x + self.attention(query, context, context_mask).squeeze(1)
+
+
 def install_text_projection(unet: torch.nn.Module, null_embedding: torch.Tensor) -> torch.nn.Module:
-    """Swap a converted UNet's ``encoder_hid_proj`` for the authors' behaviour (same weights)."""
+    """Swap a converted UNet's ``encoder_hid_proj`` for the authors' behaviour (same weights), and its
+    attention pooling for :class:`Kandinsky3ContextPooling` (same weights)."""
     if not isinstance(unet.encoder_hid_proj, Kandinsky3TextProjection):
         unet.encoder_hid_proj = Kandinsky3TextProjection(unet.encoder_hid_proj, null_embedding)
+    if not isinstance(unet.add_time_condition, Kandinsky3ContextPooling):
+        unet.add_time_condition = Kandinsky3ContextPooling(unet.add_time_condition)
     return unet
 
 
@@ -178,7 +212,37 @@ class TextConditions:
     uncond_mask: torch.Tensor
 
     def repeat(self, n: int) -> TextConditions:
-        return TextConditions(*(t.repeat_interleave(n, dim=0) for t in (self.context, self.mask, self.uncond_context, self.uncond_mask)))
+        return TextConditions(*(t.repeat_interleave(n, dim=0) for t in self.tensors()))
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.context, self.mask, self.uncond_context, self.uncond_mask)
+
+    @property
+    def rows(self) -> int:
+        return self.context.shape[0]
+
+
+def _pad_rows(t: torch.Tensor, length: int, value: int) -> torch.Tensor:
+    extra = length - t.shape[1]
+    if extra <= 0:
+        return t
+    return torch.cat([t, t.new_full((t.shape[0], extra, *t.shape[2:]), value)], dim=1)
+
+
+def batch_conditions(conditions: Sequence[TextConditions]) -> TextConditions:
+    """The rows of several prompts' conditions as one batch: shorter contexts padded to the longest with
+    zero states masked ``BATCH_PADDING``, which no UNet layer reads (see the module doc)."""
+    if len(conditions) == 1:
+        return conditions[0]
+    length = max(t.shape[1] for c in conditions for t in (c.context, c.uncond_context))
+
+    def stack(states: int, mask: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            torch.cat([_pad_rows(c.tensors()[states], length, 0) for c in conditions]),
+            torch.cat([_pad_rows(c.tensors()[mask], length, BATCH_PADDING) for c in conditions]),
+        )
+
+    return TextConditions(*stack(0, 1), *stack(2, 3))
 
 
 def _padded(ids: list[int], pad: int) -> tuple[list[int], list[int]]:
@@ -207,6 +271,20 @@ def encode_text(pipe: Kandinsky3Pipeline, prompt: str, negative_prompt: str | No
     uncond_mask = torch.zeros_like(mask_t)
     uncond_mask[:, 0] = 1
     return TextConditions(states, mask_t, torch.zeros_like(states), uncond_mask)
+
+
+ENCODER_KEY = "kandinsky3-flan-ul2"  # the text cache's name of the encoder the whole family shares
+
+
+def encode_text_cached(
+    cache: Any, pipe: Kandinsky3Pipeline, prompt: str, negative_prompt: str | None, device: Any
+) -> TextConditions:
+    """:func:`encode_text` through a :class:`generation.text_cache.TextEncodingCache` (None: no cache)."""
+    negative_prompt = negative_prompt or None  # encode_text reads "" as no negative prompt
+    if cache is None:
+        return encode_text(pipe, prompt, negative_prompt, device)
+    key = (ENCODER_KEY, prompt, negative_prompt, TOKENS)
+    return cache.get(key, lambda: encode_text(pipe, prompt, negative_prompt, device))
 
 
 def decode_latents(pipe: Kandinsky3Pipeline, latents: torch.Tensor, output_type: str) -> Any:
@@ -274,7 +352,8 @@ class Kandinsky31Pipeline(Kandinsky3Pipeline):
         n = num_images_per_prompt
         if text is None:
             text = encode_text(self, prompt, negative_prompt, device)
-        cond = text.repeat(n)
+        cond = text.repeat(n)  # ``text`` may already hold several prompts' rows (batch_conditions)
+        n = cond.rows
         context = torch.cat([cond.context, cond.uncond_context]).to(device=device, dtype=self.unet.dtype)
         mask = torch.cat([cond.mask, cond.uncond_mask]).to(device)
 
@@ -349,7 +428,8 @@ class Kandinsky3FlashPipeline(Kandinsky3Pipeline):
         n = num_images_per_prompt
         if text is None:
             text = encode_text(self, prompt, None, device)
-        cond = text.repeat(n)
+        cond = text.repeat(n)  # ``text`` may already hold several prompts' rows (batch_conditions)
+        n = cond.rows
         context, mask = cond.context.to(device=device, dtype=self.unet.dtype), cond.mask.to(device)
         if image is not None:
             image_latents = encode_image(self, image, n)

@@ -51,6 +51,7 @@ from generation.registry import (
     TEXT_ENCODER,
 )
 from generation.sources import GenerationConfig
+from generation.text_cache import TextEncodingCache
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ class ModelManager:
         self.extras: dict[str, Any] = {}  # tokenizer, schedulers: no weights, never moved
         self._pipelines: dict[tuple[str, int], Any] = {}
         self._sequential_offloaded: set[int] = set()
+        # Flan-UL2 outputs by prompt, for Again, the refiner's second stage, animation frames (see there).
+        self.text_cache = TextEncodingCache(config.text_cache_mb * 1024**2)
 
     # -- budget -------------------------------------------------------------------------------
     def budget_bytes(self) -> int:
@@ -191,6 +194,8 @@ class ModelManager:
         part = Part(name, obj, device, module_bytes(obj))
         self.parts[name] = part
         self._pipelines.clear()
+        if name == TEXT_ENCODER:
+            self.text_cache.clear()  # outputs of another encoder object
 
     def _load_part(self, name: str) -> None:
         if name in self.parts:
@@ -394,6 +399,8 @@ class ModelManager:
             for name in MODEL_PARTS[model]:
                 if name in self.parts and name not in keep:
                     del self.parts[name]
+                    if name == TEXT_ENCODER:
+                        self.text_cache.clear()  # its tensors would keep GPU memory held
             self._pipelines.clear()
             self.free_memory()
 
@@ -442,6 +449,7 @@ class ModelManager:
         if model in (ModelId.K31_FLASH, ModelId.K31_REFINER):
             pipes.flash = self._pipeline(Kandinsky3FlashPipeline, unet=self.parts[FLASH_UNET].obj, **common)
         pipes.prepare = self._prepare
+        pipes.text_cache = self.text_cache
         return pipes
 
     def _use(self, names: tuple[str, ...]) -> None:

@@ -80,7 +80,6 @@ class ModelSpec:
     parts: tuple[str, ...]  # what the model manager loads for it
     memory_class: MemoryClass
     steps_configurable: bool = True  # False: a fixed distilled schedule (Flash's 4 steps)
-    selectable: bool = True  # False: not offered in /settings (it serves editing kinds only)
     extra_steps: int = 0  # steps after the main ones (the refiner's Flash step)
     selectable: bool = True  # False: not a "Model" choice of /settings (the editing models' parts)
 

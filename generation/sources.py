@@ -49,6 +49,8 @@ class GenerationConfig:
     offload: str = "none"  # none | model | sequential (diffusers' CPU offload, for small GPUs)
     vram_budget_gb: float | None = None  # None: what the GPU has
     compile: bool = False  # torch.compile the UNets
+    # Bound of the text-encoder output cache (generation.text_cache), kept on the GPU; 0 turns it off.
+    text_cache_mb: int = 256
     tf32: bool = True  # TF32 for fp32 matrix products on CUDA (the encoder's fp32 wo layers, fp32 serving)
     max_image_side: int = 1024
     # Where converted checkpoints (the Kandinsky 3.1 UNets and MoVQ in diffusers format, in the serving

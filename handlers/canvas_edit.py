@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, WebAppInfo
 from aiogram_i18n import I18nContext
@@ -20,12 +20,11 @@ from bot.canvas_keyboard import CanvasCb, CanvasOp, inpaint_url, sign_source
 from generation import canvas
 from generation.backend import Mode, ModelId
 from generation.registry import model_for, spec
-from handlers.common import own_job
 from handlers.context import RequestContext
+from handlers.filters import OwnJobFilter
 from handlers.editing.inputs import InputPhoto, accept_inputs
 from jobs.params import JobParams, read_params
 from storage.models import Job, JobStatus, User
-from storage.repositories import Repositories
 
 MAX_UPSCALED_SIDE = 4096
 
@@ -50,18 +49,19 @@ def source_prompt(job: Job) -> str:
 
 
 def canvas_params(
-    request: RequestContext, source: Job, file_id: str, mode: Mode, extra: dict[str, Any], caption: str,
-    prompt: str | None = None,
+    request: RequestContext, source: Job, file_id: str, mode: Mode, extra: dict[str, Any], prompt: str | None = None
 ) -> JobParams:
-    """Job parameters of an edit of ``source``'s picture (``file_id``)."""
+    """Job parameters of an edit of ``source``'s picture (``file_id``): with the words the picture was
+    made from, or ``prompt`` (inpainting's own words, "" to erase); the caption says what was done."""
     params = read_params(source)
     width, height = params.width, params.height
     if mode == Mode.EXPAND:
         width, height = canvas.expand(width, height, extra["ratio"], request.max_side).size
     elif mode == Mode.UPSCALE:
         width, height = width * extra["scale"], height * extra["scale"]
+    words = source_prompt(source) if prompt is None else prompt
     return request.params(
-        source_prompt(source) if prompt is None else prompt,
+        words,
         mode,
         width=width,
         height=height,
@@ -72,7 +72,7 @@ def canvas_params(
         beautify=False,  # already the words the picture was made from
         style=params.style,
         negative_prompt=params.negative_prompt,
-        display_prompt=caption,
+        display_prompt=caption_for(request.i18n, mode, extra, words),
     )
 
 
@@ -101,13 +101,10 @@ def caption_for(i18n: I18nContext, mode: Mode, extra: dict[str, Any], prompt: st
     return short
 
 
-async def canvas_button(
-    query: CallbackQuery, callback_data: CanvasCb, i18n: I18nContext, user: User, repos: Repositories,
-    request: RequestContext,
-) -> None:
-    source = await own_job(query, callback_data.job_id, user, repos, i18n)
-    if source is None:
-        return
+async def canvas_button(query: CallbackQuery, callback_data: CanvasCb, job: Job | None, request: RequestContext) -> None:
+    if job is None:
+        return  # answered by OwnJobFilter
+    i18n, source = request.i18n, job
     file_ids = [f for f in source.result_file_ids or [] if f]
     if not file_ids:
         # Pressed while the picture is still being sent (its file id comes with Telegram's answer).
@@ -128,9 +125,8 @@ async def canvas_button(
         )
         return
     await query.answer()
-    prompt = source_prompt(source)
-    job_params = canvas_params(request, source, file_ids[0], mode, dict(extra), caption_for(i18n, mode, extra, prompt))
-    await request.submit(job_params, mode, job_model(mode, source, user), chat_id=source.chat_id)
+    job_params = canvas_params(request, source, file_ids[0], mode, dict(extra))
+    await request.submit(job_params, mode, job_model(mode, source, request.user), chat_id=source.chat_id)
 
 
 def photo_source(secret: str, user_id: int, photo: InputPhoto) -> str:
@@ -174,6 +170,6 @@ async def inpaint_command(
 
 def create_router() -> Router:
     router = Router(name="canvas-edit")
-    router.callback_query(CanvasCb.filter())(canvas_button)
+    router.callback_query(CanvasCb.filter(), OwnJobFilter())(canvas_button)
     router.message(Command("inpaint"))(inpaint_command)
     return router

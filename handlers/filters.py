@@ -1,5 +1,6 @@
 """Filters that add context to a handler's arguments (aiogram's context-from-filter pattern):
-:class:`PromptFilter` here, :class:`handlers.editing.inputs.PhotosFilter` next to the photo checks.
+:class:`PromptFilter` and :class:`OwnJobFilter` here, :class:`handlers.editing.inputs.PhotosFilter`
+next to the photo checks, :class:`handlers.admin.common.TargetFilter` for admin commands.
 
 Each returns a dict that aiogram merges into the handler's data, and answers a refusal itself: the
 handler then gets ``None`` and only returns (the user already has the reason). Never returning
@@ -18,10 +19,11 @@ from __future__ import annotations
 from typing import Any
 
 from aiogram.filters import Filter
-from aiogram.types import Message
+from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
-from handlers.common import PromptError, validate_prompt
+from handlers.common import PromptError, own_job, validate_prompt
+from handlers.context import RequestContext
 
 
 class PromptFilter(Filter):
@@ -33,3 +35,19 @@ class PromptFilter(Filter):
         except PromptError as exc:
             await message.answer(i18n.get(exc.code, **exc.kwargs))
             return {"prompt": None}
+
+
+class OwnJobFilter(Filter):
+    """Adds ``job``: the user's own job that the button points at (its callback data's ``job_id``);
+    for a job that is gone or someone else's, the button is answered as no longer valid and ``job``
+    is None. Goes after the callback data filter:
+
+        router.callback_query(CancelJobCb.filter(), OwnJobFilter())(cancel_job)
+    """
+
+    async def __call__(
+        self, query: CallbackQuery, callback_data: Any, request: RequestContext | None = None
+    ) -> bool | dict[str, Any]:
+        if request is None:  # no chat to act in: answered like any unknown button
+            return False
+        return {"job": await own_job(query, callback_data.job_id, request.user, request.repos, request.i18n)}

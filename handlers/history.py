@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+from enum import StrEnum
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command
@@ -36,8 +37,14 @@ STATUS_ICONS = {
 }
 
 
+class HistoryAction(StrEnum):
+    PAGE = "page"  # another page of the list
+    SHOW = "show"  # the job's pictures again
+    AGAIN = "again"  # the job again, as a new job
+
+
 class HistoryCb(CallbackData, prefix="hist"):
-    action: str  # page | show | again
+    action: HistoryAction
     page: int = 0
     job_id: int = 0
 
@@ -68,14 +75,14 @@ async def render(repos: Repositories, user: User, page: int, i18n: I18nContext) 
         n = first + i
         row = []
         if job.result_file_ids:
-            row.append(_button(i18n.get("history-btn-show", n=n), HistoryCb(action="show", page=page, job_id=job.id)))
-        row.append(_button(i18n.get("history-btn-again", n=n), HistoryCb(action="again", page=page, job_id=job.id)))
+            row.append(_button(i18n.get("history-btn-show", n=n), HistoryCb(action=HistoryAction.SHOW, page=page, job_id=job.id)))
+        row.append(_button(i18n.get("history-btn-again", n=n), HistoryCb(action=HistoryAction.AGAIN, page=page, job_id=job.id)))
         rows.append(row)
     nav = []
     if page > 0:
-        nav.append(_button(i18n.get("history-btn-newer"), HistoryCb(action="page", page=page - 1)))
+        nav.append(_button(i18n.get("history-btn-newer"), HistoryCb(action=HistoryAction.PAGE, page=page - 1)))
     if page < pages - 1:
-        nav.append(_button(i18n.get("history-btn-older"), HistoryCb(action="page", page=page + 1)))
+        nav.append(_button(i18n.get("history-btn-older"), HistoryCb(action=HistoryAction.PAGE, page=page + 1)))
     if nav:
         rows.append(nav)
     return text, InlineKeyboardMarkup(inline_keyboard=rows)
@@ -130,7 +137,7 @@ async def again(query: CallbackQuery, callback_data: HistoryCb, i18n: I18nContex
 def create_router() -> Router:
     router = Router(name="history")
     router.message(Command("history"))(history)
-    router.callback_query(HistoryCb.filter(F.action == "page"))(turn_page)
-    router.callback_query(HistoryCb.filter(F.action == "show"))(show)
-    router.callback_query(HistoryCb.filter(F.action == "again"))(again)
+    router.callback_query(HistoryCb.filter(F.action == HistoryAction.PAGE))(turn_page)
+    router.callback_query(HistoryCb.filter(F.action == HistoryAction.SHOW))(show)
+    router.callback_query(HistoryCb.filter(F.action == HistoryAction.AGAIN))(again)
     return router

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import html
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.filters import Command, CommandStart
 from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
 
-from bot.i18n import LOCALES, translator
+from bot.i18n import translator
 from bot.keyboards import LanguageCb, language_keyboard, main_keyboard, model_name
 from generation.backend import Mode
 from generation.registry import MODELS, Family
@@ -49,12 +49,11 @@ async def language(message: Message, i18n: I18nContext) -> None:
 
 
 async def set_language(query: CallbackQuery, callback_data: LanguageCb, i18n: I18nContext, user: User) -> None:
-    await i18n.set_locale(callback_data.code, user=user)
+    locale = callback_data.code.value
+    await i18n.set_locale(locale, user=user)
     await query.answer()
     if query.message is not None:
-        await query.message.answer(
-            i18n.get("language-set"), reply_markup=main_keyboard(translator(), callback_data.code)
-        )
+        await query.message.answer(i18n.get("language-set"), reply_markup=main_keyboard(translator(), locale))
 
 
 def create_router() -> Router:
@@ -63,5 +62,5 @@ def create_router() -> Router:
     router.message(Command("help"))(help_)
     router.message(button("btn-help"))(help_)
     router.message(Command("language"))(language)
-    router.callback_query(LanguageCb.filter(F.code.in_(LOCALES)))(set_language)
+    router.callback_query(LanguageCb.filter())(set_language)
     return router

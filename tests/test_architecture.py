@@ -103,3 +103,56 @@ def test_handlers_never_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+# -- handlers take few arguments (issue 12) ---------------------------------------------------
+# A handler names the request-scoped objects (``request``: handlers.context.RequestContext;
+# ``admin``: handlers.admin.common.AdminContext) and what filters add (``prompt``, ``photos``,
+# ``job``, ``target``), not the bot, the user, the repositories and the services one by one.
+MAX_HANDLER_PARAMETERS = 6  # tests/test_handler_parameters.py holds the editing and face modules' helpers to it too
+
+
+def handler_parameters(router) -> dict[str, int]:
+    """Every function registered on ``router`` and the routers below it (messages, buttons, errors,
+    ...), by module and name, and how many parameters it takes."""
+    import inspect
+
+    found: dict[str, int] = {}
+    todo = [router]
+    while todo:
+        current = todo.pop()
+        todo.extend(current.sub_routers)
+        for observer in current.observers.values():
+            for handler in observer.handlers:
+                callback = handler.callback
+                found[f"{callback.__module__}.{callback.__qualname__}"] = len(inspect.signature(callback).parameters)
+    return found
+
+
+def over_the_limit(router) -> set[str]:
+    return {name for name, count in handler_parameters(router).items() if count > MAX_HANDLER_PARAMETERS}
+
+
+def test_handlers_take_few_parameters():
+    from handlers import build_root_router
+
+    handlers = handler_parameters(build_root_router())
+    assert len(handlers) > 50  # the walk reaches the nested routers
+    assert over_the_limit(build_root_router()) == set(), (
+        f"handlers with more than {MAX_HANDLER_PARAMETERS} parameters: take request / admin and filters that add context"
+    )
+
+
+def test_the_parameter_check_can_fail():
+    from aiogram import Router
+
+    async def crowded(message, bot, i18n, user, repos, jobs, notifier) -> None: ...
+
+    async def lean(message, request) -> None: ...
+
+    inner = Router()
+    inner.message()(crowded)
+    outer = Router()
+    outer.callback_query()(lean)
+    outer.include_router(inner)
+    assert {name.rsplit(".", 1)[-1] for name in over_the_limit(outer)} == {"crowded"}

@@ -11,7 +11,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
 from bot.broadcast import Broadcaster
-from handlers.admin.common import AdminCb, AdminStates, admin_repos, parse_id
+from handlers.admin.common import AdminStates, BroadcastAction, BroadcastCb, admin_repos
 from storage.admin_models import Broadcast
 from storage.models import User
 from storage.repositories import Repositories
@@ -21,10 +21,11 @@ def confirm_keyboard(i18n: I18nContext, broadcast_id: int, recipients: int) -> I
     builder = InlineKeyboardBuilder()
     builder.button(
         text=i18n.get("admin-btn-broadcast-send", count=recipients),
-        callback_data=AdminCb(action="bsend", arg=str(broadcast_id)),
+        callback_data=BroadcastCb(action=BroadcastAction.SEND, broadcast_id=broadcast_id),
     )
     builder.button(
-        text=i18n.get("admin-btn-broadcast-cancel"), callback_data=AdminCb(action="bcancel", arg=str(broadcast_id))
+        text=i18n.get("admin-btn-broadcast-cancel"),
+        callback_data=BroadcastCb(action=BroadcastAction.CANCEL, broadcast_id=broadcast_id),
     )
     return builder.as_markup()
 
@@ -73,18 +74,15 @@ async def broadcast_unsupported(message: Message, i18n: I18nContext) -> None:
 
 async def broadcast_button(
     query: CallbackQuery,
-    callback_data: AdminCb,
+    callback_data: BroadcastCb,
     i18n: I18nContext,
     user: User,
     repos: Repositories,
     broadcaster: Broadcaster,
 ) -> None:
-    broadcast_id = parse_id(callback_data.arg)
-    if broadcast_id is None:
-        await query.answer(i18n.get("callback-unknown"), show_alert=True)
-        return
+    broadcast_id = callback_data.broadcast_id
     repo = admin_repos(repos).broadcasts
-    if callback_data.action == "bcancel":
+    if callback_data.action == BroadcastAction.CANCEL:
         if not await repo.cancel_draft(broadcast_id, user.id):  # the author's draft only
             await query.answer(i18n.get("admin-broadcast-not-draft"), show_alert=True)
             return
@@ -114,5 +112,5 @@ def create_router() -> Router:
     router.message(Command("broadcast"))(broadcast_command)
     router.message(StateFilter(AdminStates.broadcast), F.photo | (F.text & ~F.text.startswith("/")))(broadcast_content)
     router.message(StateFilter(AdminStates.broadcast), ~F.text.startswith("/") | ~F.text)(broadcast_unsupported)
-    router.callback_query(AdminCb.filter(F.action.in_({"bsend", "bcancel"})))(broadcast_button)
+    router.callback_query(BroadcastCb.filter())(broadcast_button)
     return router

@@ -1,4 +1,5 @@
-"""Shared pieces of the admin routers: callback data, finding the target user, formatting."""
+"""Shared pieces of the admin routers: callback data, the admin context and the filters that add
+it (and the user a command names), finding the target user, formatting."""
 
 from __future__ import annotations
 
@@ -7,45 +8,113 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
+from typing import Annotated, Any, Literal
 
+from aiogram.filters import CommandObject, Filter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import InlineKeyboardButton, Message, MessageOriginHiddenUser, MessageOriginUser
+from aiogram.types import InlineKeyboardButton, Message, MessageOriginHiddenUser, MessageOriginUser, TelegramObject
 from aiogram_i18n import I18nContext
+from pydantic import Field
 
-from storage.admin_repositories import AdminRepositories
+from generation.backend import Backend, ModelId
+from handlers.context import RequestContext
+from storage.admin_repositories import AdminRepositories, AdminRole
 from storage.models import User, utcnow
 from storage.repositories import Repositories
 
 
+# Ids as admins type them: ASCII digits only ("²" and "٣" are digits to str.isdigit, and int()
+# takes "1_000"), within a signed 64-bit column.
+_ID_RE = re.compile(r"-?[0-9]{1,19}")
+MAX_DB_INT = 2**63 - 1
+
+# Every admin button has the prefix "adm" and an action as its first field; each factory below
+# takes its own actions (the enums are disjoint, tests/admin/test_callbacks.py), so exactly one of
+# them parses a given button, and the fields after the action are typed: aiogram rejects a button
+# whose id, model or limit does not parse before any handler runs. The buttons that carry an id or
+# a model pack exactly as the untyped ``adm:<action>:<arg>`` did, so those already in chats keep
+# working; the rest answer "this button has expired" (handlers.admin.expired_button).
+DbId = Annotated[int, Field(gt=0, le=MAX_DB_INT)]  # a Telegram user id, a job or broadcast id
+
+
 class AdminAction(StrEnum):
+    """The panel's views and the buttons without an argument."""
+
     PANEL = "panel"
     STATS = "stats"
     QUEUE = "queue"
-    QUEUE_CANCEL = "qcancel"
     LIMITS = "limits"
-    LIMIT = "limit"
     MODELS = "models"
-    MODEL_LOAD = "mload"
-    MODEL_UNLOAD = "munload"
     AUDIT = "audit"
     PAUSE = "pause"
     RESUME = "resume"
     BROADCAST = "broadcast"
-    BROADCAST_SEND = "bsend"
-    BROADCAST_CANCEL = "bcancel"
     USER = "user"
+
+
+class AdminCb(CallbackData, prefix="adm"):
+    """A view of the panel, or pause / resume / ask for a broadcast or a user. The admin router's
+    filter checks the presser again on each press, for every admin button."""
+
+    action: AdminAction
+
+
+class UserAction(StrEnum):
     BAN = "ban"
     UNBAN = "unban"
     GRANT = "grant"
     REVOKE = "revoke"
 
 
-class AdminCb(CallbackData, prefix="adm"):
-    """Every admin button. The admin router's filter checks the presser again on each press."""
+class UserCb(CallbackData, prefix="adm"):
+    """A button of a user's card."""
 
-    action: AdminAction
-    arg: str = ""  # a user or job id, a model, a limit
+    action: UserAction
+    user_id: DbId
+
+
+class JobCb(CallbackData, prefix="adm"):
+    """Cancel a job from /queue."""
+
+    action: Literal["qcancel"] = "qcancel"
+    job_id: DbId
+
+
+class BroadcastAction(StrEnum):
+    SEND = "bsend"
+    CANCEL = "bcancel"
+
+
+class BroadcastCb(CallbackData, prefix="adm"):
+    action: BroadcastAction
+    broadcast_id: DbId
+
+
+class ModelAction(StrEnum):
+    LOAD = "mload"
+    UNLOAD = "munload"
+
+
+class ModelCb(CallbackData, prefix="adm"):
+    action: ModelAction
+    model: ModelId
+
+
+class LimitName(StrEnum):
+    """The limits as admins type them (/limits <name> <value>) and as the buttons carry them."""
+
+    USER = "user"
+    DAILY = "daily"
+    QUEUE = "queue"
+
+
+class LimitCb(CallbackData, prefix="adm"):
+    """A preset of /limits. ``value`` None: unlimited (only the daily quota can be)."""
+
+    action: Literal["limit"] = "limit"
+    name: LimitName
+    value: int | None
 
 
 class AdminStates(StatesGroup):
@@ -57,8 +126,86 @@ def admin_repos(repos: Repositories) -> AdminRepositories:
     return AdminRepositories(repos.session)
 
 
+@dataclass
+class AdminContext:
+    """The admin side of one request, added as ``admin`` by :class:`AdminContextFilter`: the request
+    (bot, the admin as ``user``, repositories, job service, notifier, translations), the admin's
+    role, and what the admin features reach. An admin handler names it instead of seven arguments."""
+
+    request: RequestContext
+    role: AdminRole
+    owners: frozenset[int]  # ADMIN_IDS
+    user_commands: tuple[str, ...] = ()  # the command menu that an admin's menu adds to
+    backend: Backend | None = None  # /models; None where the workers hold the models
+
+    @property
+    def i18n(self) -> I18nContext:
+        return self.request.i18n
+
+    @property
+    def repos(self) -> Repositories:
+        return self.request.repos
+
+    @property
+    def user(self) -> User:
+        """The admin."""
+        return self.request.user
+
+    @property
+    def store(self) -> AdminRepositories:
+        return admin_repos(self.repos)
+
+    async def audit(self, action: str, target: object = None, details: str | None = None) -> None:
+        await self.store.admins.audit(self.user.id, action, target, details)
+
+
+class AdminContextFilter(Filter):
+    """Adds ``admin`` (:class:`AdminContext`). Set on the admin router after
+    :class:`bot.admin_filter.AdminFilter`, which found the role."""
+
+    async def __call__(
+        self,
+        event: TelegramObject,
+        admin_role: AdminRole,
+        request: RequestContext | None = None,
+        admin_ids: frozenset[int] = frozenset(),
+        user_commands: tuple[str, ...] = (),
+        generation_backend: Backend | None = None,
+    ) -> bool | dict[str, Any]:
+        if request is None:  # no chat (an inline message's button): nothing an admin feature answers
+            return False
+        return {"admin": AdminContext(request, admin_role, admin_ids, user_commands, generation_backend)}
+
+
+class TargetFilter(Filter):
+    """Adds ``target``: the user a command names (``/ban <id or @username> [reason]``, or a reply to
+    the user's message) or, with no command, the message answering the panel's "User" button (an
+    id, an @username or a forwarded message). When there is none it answers why itself and adds
+    ``target=None`` (the handler only returns), like :class:`handlers.filters.PromptFilter`.
+    ``owner_only``: an admin who is not an owner is told so first."""
+
+    def __init__(self, owner_only: bool = False) -> None:
+        self.owner_only = owner_only
+
+    async def __call__(
+        self, message: Message, admin: AdminContext, command: CommandObject | None = None
+    ) -> dict[str, Any]:
+        if self.owner_only and admin.role != AdminRole.OWNER:
+            await message.answer(admin.i18n.get("admin-owner-only"))
+            return {"target": None}
+        if command is not None:
+            target = await resolve_target(message, command.args, admin.repos)
+        else:
+            target = await forwarded_target(message, admin.repos) or await typed_target(message, admin.repos)
+        if target.user is None:
+            name = command.command if command is not None else "user"
+            await message.answer(admin.i18n.get(target.error or "admin-user-not-found", command=name))
+            return {"target": None}
+        return {"target": target}
+
+
 def back_button(i18n: I18nContext) -> InlineKeyboardButton:
-    return InlineKeyboardButton(text=i18n.get("admin-btn-back"), callback_data=AdminCb(action="panel").pack())
+    return InlineKeyboardButton(text=i18n.get("admin-btn-back"), callback_data=AdminCb(action=AdminAction.PANEL).pack())
 
 
 def esc(value: object) -> str:
@@ -117,15 +264,11 @@ class Target:
     error: str | None = None  # an i18n key when no user could be found
 
 
-# Ids as admins type them and as buttons carry them: ASCII digits only ("²" and "٣" are digits to
-# str.isdigit, and int() takes "1_000"), within a signed 64-bit column.
-_ID_RE = re.compile(r"-?[0-9]{1,19}")
-MAX_DB_INT = 2**63 - 1
 
 
 def parse_int(text: str | None, low: int = -MAX_DB_INT, high: int = MAX_DB_INT) -> int | None:
     """The integer ``text`` spells in ASCII digits (an optional leading minus), if within
-    ``low``..``high``; None for anything else (every admin argument and button goes through this)."""
+    ``low``..``high``; None for anything else (every admin argument typed in a command goes through this)."""
     text = (text or "").strip()
     if not _ID_RE.fullmatch(text):
         return None
@@ -158,6 +301,12 @@ async def forwarded_target(message: Message, repos: Repositories, rest: str = ""
         return None
     user = await repos.users.get(tg_user.id)
     return Target(user, rest, None if user else "admin-user-not-found")
+
+
+async def typed_target(message: Message, repos: Repositories) -> Target:
+    """The user a message's text names: an id or an @username."""
+    user = await find_user(repos, message.text or "")
+    return Target(user, "", None if user else "admin-user-not-found")
 
 
 async def resolve_target(message: Message, args: str | None, repos: Repositories) -> Target:

@@ -13,23 +13,29 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram_i18n import I18nContext
 
-from bot.notifier import TelegramNotifier
-from generation.backend import Backend, ModelId
+from generation.backend import Backend, Mode, ModelId
+from generation.registry import MODELS, spec
 from jobs.service import JobService
 from handlers.admin.common import (
+    AdminAction,
     AdminCb,
+    AdminContext,
+    JobCb,
+    LimitCb,
+    LimitName,
+    ModelAction,
+    ModelCb,
     admin_repos,
     age,
     back_button,
     esc,
     fmt_bytes,
     fmt_duration,
-    parse_id,
     parse_int,
     user_label,
 )
 from storage.admin_repositories import JobCounts, Limits, day_start
-from storage.models import JobStatus, User, utcnow
+from storage.models import JobStatus, utcnow
 from storage.repositories import Repositories
 
 log = logging.getLogger(__name__)
@@ -96,7 +102,7 @@ async def stats_view(i18n: I18nContext, repos: Repositories) -> tuple[str, Inlin
     if pause.paused:
         lines.append(i18n.get("admin-state-paused", reason=esc(pause.reason or "—")))
     builder = InlineKeyboardBuilder()
-    builder.button(text=i18n.get("admin-btn-refresh"), callback_data=AdminCb(action="stats"))
+    builder.button(text=i18n.get("admin-btn-refresh"), callback_data=AdminCb(action=AdminAction.STATS))
     builder.row(back_button(i18n))
     return "\n\n".join(lines), builder.as_markup()
 
@@ -131,17 +137,15 @@ async def queue_view(i18n: I18nContext, repos: Repositories) -> tuple[str, Inlin
                 age=fmt_duration(i18n, age(job.created_at)),
             )
         )
-        builder.button(
-            text=i18n.get("admin-btn-cancel-job", id=job.id), callback_data=AdminCb(action="qcancel", arg=str(job.id))
-        )
+        builder.button(text=i18n.get("admin-btn-cancel-job", id=job.id), callback_data=JobCb(job_id=job.id))
     builder.adjust(3)
     if pause.paused:
         builder.row()
-        builder.button(text=i18n.get("admin-btn-resume"), callback_data=AdminCb(action="resume"))
+        builder.button(text=i18n.get("admin-btn-resume"), callback_data=AdminCb(action=AdminAction.RESUME))
     else:
         builder.row()
-        builder.button(text=i18n.get("admin-btn-pause"), callback_data=AdminCb(action="pause"))
-    builder.button(text=i18n.get("admin-btn-refresh"), callback_data=AdminCb(action="queue"))
+        builder.button(text=i18n.get("admin-btn-pause"), callback_data=AdminCb(action=AdminAction.PAUSE))
+    builder.button(text=i18n.get("admin-btn-refresh"), callback_data=AdminCb(action=AdminAction.QUEUE))
     builder.row(back_button(i18n))
     return "\n".join(lines), builder.as_markup()
 
@@ -151,25 +155,17 @@ async def queue_command(message: Message, i18n: I18nContext, repos: Repositories
     await message.answer(text, reply_markup=markup)
 
 
-async def cancel_job(
-    query: CallbackQuery,
-    callback_data: AdminCb,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    jobs: JobService,
-    notifier: TelegramNotifier,
-) -> None:
-    job_id = parse_id(callback_data.arg)
-    job = await repos.jobs.get(job_id) if job_id is not None else None
-    if job is None or not await jobs.cancel_one(repos, job):
+async def cancel_job(query: CallbackQuery, callback_data: JobCb, admin: AdminContext) -> None:
+    i18n, repos, request = admin.i18n, admin.repos, admin.request
+    job = await repos.jobs.get(callback_data.job_id)
+    if job is None or not await request.jobs.cancel_one(repos, job):
         await query.answer(i18n.get("admin-job-not-pending"), show_alert=True)
     else:
-        await admin_repos(repos).admins.audit(user.id, "cancel_job", job.id, f"user {job.user_id}")
+        await admin.audit("cancel_job", job.id, f"user {job.user_id}")
         await query.answer(i18n.get("admin-job-cancelled", id=job.id))
         if job.status == JobStatus.QUEUED:
             owner = await repos.users.get(job.user_id)
-            await notifier.withdrawn(job, owner.language if owner else "en", "admin-job-cancelled-owner")
+            await request.notifier.withdrawn(job, owner.language if owner else "en", "admin-job-cancelled-owner")
     await _refresh(query, *(await queue_view(i18n, repos)))
 
 
@@ -181,72 +177,73 @@ async def _refresh(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup
             pass
 
 
-async def pause(repos: Repositories, admin: User, reason: str | None) -> tuple[str, dict[str, object]]:
+async def pause(admin: AdminContext, reason: str | None) -> tuple[str, dict[str, object]]:
     # Pausing again only replaces the reason.
-    await admin_repos(repos).control.set_pause(True, reason, admin.id)
-    await admin_repos(repos).admins.audit(admin.id, "pause", None, reason)
-    await repos.commit()  # the worker and the admission check read it from the database
-    queued = await repos.jobs.count_pending()
+    await admin.store.control.set_pause(True, reason, admin.user.id)
+    await admin.audit("pause", None, reason)
+    await admin.repos.commit()  # the worker and the admission check read it from the database
+    queued = await admin.repos.jobs.count_pending()
     return "admin-paused", {"reason": esc(reason or "—"), "queued": queued}
 
 
-async def resume(repos: Repositories, jobs: JobService, admin: User) -> tuple[str, dict[str, object]]:
-    control = admin_repos(repos).control
+async def resume(admin: AdminContext) -> tuple[str, dict[str, object]]:
+    control = admin.store.control
     if not (await control.pause_state()).paused:
         return "admin-not-paused", {}
-    await control.set_pause(False, None, admin.id)
-    await admin_repos(repos).admins.audit(admin.id, "resume")
-    await repos.commit()
-    await jobs.queue.wake()
-    return "admin-resumed", {"queued": await repos.jobs.count_pending()}
+    await control.set_pause(False, None, admin.user.id)
+    await admin.audit("resume")
+    await admin.repos.commit()
+    await admin.request.jobs.queue.wake()
+    return "admin-resumed", {"queued": await admin.repos.jobs.count_pending()}
 
 
-async def pause_command(
-    message: Message, command: CommandObject, i18n: I18nContext, user: User, repos: Repositories
-) -> None:
+async def pause_command(message: Message, command: CommandObject, admin: AdminContext) -> None:
     reason = (command.args or "").strip()[:MAX_PAUSE_REASON] or None
-    key, kwargs = await pause(repos, user, reason)
-    await message.answer(i18n.get(key, **kwargs))
+    key, kwargs = await pause(admin, reason)
+    await message.answer(admin.i18n.get(key, **kwargs))
 
 
-async def resume_command(
-    message: Message, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
-) -> None:
-    key, kwargs = await resume(repos, jobs, user)
-    await message.answer(i18n.get(key, **kwargs))
+async def resume_command(message: Message, admin: AdminContext) -> None:
+    key, kwargs = await resume(admin)
+    await message.answer(admin.i18n.get(key, **kwargs))
 
 
-async def pause_button(
-    query: CallbackQuery, callback_data: AdminCb, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
-) -> None:
-    if callback_data.action == "pause":
-        key, kwargs = await pause(repos, user, None)
-    else:
-        key, kwargs = await resume(repos, jobs, user)
-    await query.answer(i18n.get(key, **kwargs), show_alert=True)
-    await _refresh(query, *(await queue_view(i18n, repos)))
+async def pause_button(query: CallbackQuery, callback_data: AdminCb, admin: AdminContext) -> None:
+    key, kwargs = await (pause(admin, None) if callback_data.action == AdminAction.PAUSE else resume(admin))
+    await query.answer(admin.i18n.get(key, **kwargs), show_alert=True)
+    await _refresh(query, *(await queue_view(admin.i18n, admin.repos)))
 
 
 # -- /limits ---------------------------------------------------------------------------------
-# The name admins type (and the buttons carry) -> the stored key, and the allowed range.
-LIMIT_NAMES = {
-    "user": ("max_pending_per_user", 1, 100),
-    "daily": ("daily_quota", 1, 100_000),
-    "queue": ("max_pending_total", 1, 100_000),
+# Each limit's stored key and allowed range; only the daily quota can be off (unlimited, None).
+LIMITS: dict[LimitName, tuple[str, int, int]] = {
+    LimitName.USER: ("max_pending_per_user", 1, 100),
+    LimitName.DAILY: ("daily_quota", 1, 100_000),
+    LimitName.QUEUE: ("max_pending_total", 1, 100_000),
 }
-PRESETS = {"user": ("1", "2", "3", "5"), "daily": ("off", "10", "50", "200"), "queue": ("50", "100", "200", "500")}
+PRESETS: dict[LimitName, tuple[int | None, ...]] = {
+    LimitName.USER: (1, 2, 3, 5),
+    LimitName.DAILY: (None, 10, 50, 200),
+    LimitName.QUEUE: (50, 100, 200, 500),
+}
 
 
-def parse_limit(name: str, raw: str) -> tuple[str, int | None] | None:
-    """(key, value) for a valid setting; None otherwise. Only ``daily`` can be ``off`` (unlimited)."""
-    if name not in LIMIT_NAMES:
+def valid_limit(name: LimitName, value: int | None) -> bool:
+    _, low, high = LIMITS[name]
+    return name == LimitName.DAILY if value is None else low <= value <= high
+
+
+def parse_limit(name: str, raw: str) -> tuple[LimitName, int | None] | None:
+    """``/limits <name> <value>`` as typed: the limit and its value, or None when either is wrong."""
+    try:
+        limit = LimitName(name.lower())
+    except ValueError:
         return None
-    key, low, high = LIMIT_NAMES[name]
     raw = raw.strip().lower()
-    if name == "daily" and raw in ("off", "0", "none", "unlimited"):
-        return key, None
-    value = parse_int(raw, low, high)
-    return None if value is None else (key, value)
+    if limit == LimitName.DAILY and raw in ("off", "0", "none", "unlimited"):
+        return limit, None
+    value = parse_int(raw, *LIMITS[limit][1:])
+    return None if value is None else (limit, value)
 
 
 async def limits_view(i18n: I18nContext, repos: Repositories, jobs: JobService) -> tuple[str, InlineKeyboardMarkup]:
@@ -261,54 +258,66 @@ async def limits_view(i18n: I18nContext, repos: Repositories, jobs: JobService) 
     for name, values in PRESETS.items():
         for value in values:
             builder.button(
-                text=i18n.get(f"admin-btn-limit-{name}", value=value),
-                callback_data=AdminCb(action="limit", arg=f"{name}={value}"),
+                text=i18n.get(f"admin-btn-limit-{name}", value=str(value) if value is not None else "off"),
+                callback_data=LimitCb(name=name, value=value),
             )
     builder.adjust(4)
     builder.row(back_button(i18n))
     return text, builder.as_markup()
 
 
-async def set_limit(repos: Repositories, admin: User, name: str, raw: str) -> tuple[str, dict[str, object]]:
-    parsed = parse_limit(name, raw)
-    if parsed is None:
-        return "admin-limits-usage", {}
-    key, value = parsed
-    await admin_repos(repos).control.set_limit(key, value, admin.id)
-    await admin_repos(repos).admins.audit(admin.id, "limit", key, str(value))
-    await repos.commit()
-    return "admin-limit-set", {"name": name, "value": str(value) if value is not None else "off"}
+async def set_limit(admin: AdminContext, name: LimitName, value: int | None) -> tuple[str, dict[str, object]]:
+    key = LIMITS[name][0]
+    await admin.store.control.set_limit(key, value, admin.user.id)
+    await admin.audit("limit", key, str(value))
+    await admin.repos.commit()
+    return "admin-limit-set", {"name": str(name), "value": str(value) if value is not None else "off"}
 
 
-async def limits_command(
-    message: Message, command: CommandObject, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
-) -> None:
+async def limits_command(message: Message, command: CommandObject, admin: AdminContext) -> None:
+    i18n = admin.i18n
     args = (command.args or "").split()
     if args:
-        if len(args) != 2:
+        parsed = parse_limit(args[0], args[1]) if len(args) == 2 else None
+        if parsed is None:
             await message.answer(i18n.get("admin-limits-usage"))
             return
-        key, kwargs = await set_limit(repos, user, args[0].lower(), args[1])
+        key, kwargs = await set_limit(admin, *parsed)
         await message.answer(i18n.get(key, **kwargs))
-        if key == "admin-limits-usage":
-            return
-    text, markup = await limits_view(i18n, repos, jobs)
+    text, markup = await limits_view(i18n, admin.repos, admin.request.jobs)
     await message.answer(text, reply_markup=markup)
 
 
-async def limit_button(
-    query: CallbackQuery, callback_data: AdminCb, i18n: I18nContext, user: User, repos: Repositories, jobs: JobService
-) -> None:
-    name, _, raw = callback_data.arg.partition("=")
-    key, kwargs = await set_limit(repos, user, name, raw)
-    if key == "admin-limits-usage":  # forged data: no button carries it
+async def limit_button(query: CallbackQuery, callback_data: LimitCb, admin: AdminContext) -> None:
+    i18n = admin.i18n
+    if not valid_limit(callback_data.name, callback_data.value):  # forged data: no button carries it
         await query.answer(i18n.get("callback-unknown"), show_alert=True)
         return
+    key, kwargs = await set_limit(admin, callback_data.name, callback_data.value)
     await query.answer(i18n.get(key, **kwargs))
-    await _refresh(query, *(await limits_view(i18n, repos, jobs)))
+    await _refresh(query, *(await limits_view(i18n, admin.repos, admin.request.jobs)))
 
 
 # -- /models ---------------------------------------------------------------------------------
+def model_facts(i18n: I18nContext, model: ModelId) -> str:
+    """What the registry says about ``model``: family, memory, default steps and guidance, the
+    negative prompt, the modes it serves."""
+    facts = spec(model)
+    steps = i18n.get("admin-model-steps", steps=facts.default_steps)
+    if not facts.steps_configurable:
+        steps = i18n.get("admin-model-steps-fixed", steps=steps)
+    guidance = i18n.get("admin-model-no-guidance") if facts.default_guidance is None else f"{facts.default_guidance:g}"
+    return i18n.get(
+        "admin-model-facts",
+        family=esc(facts.family),
+        memory=i18n.get(f"admin-memory-{facts.memory_class}"),
+        steps=steps,
+        guidance=guidance,
+        negative=i18n.get("admin-yes" if facts.negative_prompt else "admin-no"),
+        modes=", ".join(mode.value for mode in Mode if facts.supports(mode)),  # in the enum's order
+    )
+
+
 async def models_view(i18n: I18nContext, backend: Backend | None) -> tuple[str, InlineKeyboardMarkup]:
     builder = InlineKeyboardBuilder()
     if backend is None:
@@ -316,54 +325,45 @@ async def models_view(i18n: I18nContext, backend: Backend | None) -> tuple[str, 
         return i18n.get("admin-models-unavailable"), builder.as_markup()
     lines = [i18n.get("admin-models-title")]
     for status in await asyncio.to_thread(backend.model_status):
-        model, loaded = str(status.get("model")), bool(status.get("loaded"))
+        name, loaded = str(status.get("model")), bool(status.get("loaded"))
         lines.append(
             i18n.get(
                 "admin-model-loaded" if loaded else "admin-model-unloaded",
-                model=esc(model),
+                model=esc(name),
                 device=esc(status.get("device") or "—"),
                 memory=fmt_bytes(status.get("memory_bytes")),
             )
         )
-        if loaded:
-            builder.button(
-                text=i18n.get("admin-btn-unload", model=model), callback_data=AdminCb(action="munload", arg=model)
-            )
-        else:
-            builder.button(
-                text=i18n.get("admin-btn-load", model=model), callback_data=AdminCb(action="mload", arg=model)
-            )
+        model = ModelId(name) if name in MODELS else None
+        if model is None:  # a backend's own model that the registry does not know: no facts, no buttons
+            continue
+        lines.append(model_facts(i18n, model))
+        action = ModelAction.UNLOAD if loaded else ModelAction.LOAD
+        builder.button(
+            text=i18n.get("admin-btn-unload" if loaded else "admin-btn-load", model=name),
+            callback_data=ModelCb(action=action, model=model),
+        )
     builder.adjust(1)
     builder.row()
-    builder.button(text=i18n.get("admin-btn-refresh"), callback_data=AdminCb(action="models"))
+    builder.button(text=i18n.get("admin-btn-refresh"), callback_data=AdminCb(action=AdminAction.MODELS))
     builder.row(back_button(i18n))
     return "\n".join(lines), builder.as_markup()
 
 
-async def models_command(message: Message, i18n: I18nContext, generation_backend: Backend | None = None) -> None:
-    text, markup = await models_view(i18n, generation_backend)
+async def models_command(message: Message, admin: AdminContext) -> None:
+    text, markup = await models_view(admin.i18n, admin.backend)
     await message.answer(text, reply_markup=markup)
 
 
-async def model_button(
-    query: CallbackQuery,
-    callback_data: AdminCb,
-    i18n: I18nContext,
-    user: User,
-    repos: Repositories,
-    generation_backend: Backend | None = None,
-) -> None:
-    try:
-        model = ModelId(callback_data.arg)
-    except ValueError:
-        model = None
-    if model is None or generation_backend is None:
+async def model_button(query: CallbackQuery, callback_data: ModelCb, admin: AdminContext) -> None:
+    i18n, backend, model = admin.i18n, admin.backend, callback_data.model
+    if backend is None:
         await query.answer(i18n.get("callback-unknown"), show_alert=True)
         return
-    loading = callback_data.action == "mload"
+    loading = callback_data.action == ModelAction.LOAD
     # Loading takes a while: answer the button now (Telegram wants an answer within seconds).
     await query.answer(i18n.get("admin-model-loading" if loading else "admin-model-unloading", model=str(model)))
-    action = generation_backend.load if loading else generation_backend.unload
+    action = backend.load if loading else backend.unload
     try:
         await asyncio.to_thread(action, model)
     except Exception as exc:  # a missing checkpoint, out of memory...: the admin wants to know
@@ -371,20 +371,20 @@ async def model_button(
         if isinstance(query.message, Message):
             await query.message.answer(i18n.get("admin-model-failed", model=str(model), error=esc(exc)))
         return
-    await admin_repos(repos).admins.audit(user.id, "model_load" if loading else "model_unload", str(model))
-    await _refresh(query, *(await models_view(i18n, generation_backend)))
+    await admin.audit("model_load" if loading else "model_unload", str(model))
+    await _refresh(query, *(await models_view(i18n, backend)))
 
 
 def create_router() -> Router:
     router = Router(name="admin-control")
     router.message(Command("stats"))(stats_command)
     router.message(Command("queue"))(queue_command)
-    router.callback_query(AdminCb.filter(F.action == "qcancel"))(cancel_job)
+    router.callback_query(JobCb.filter())(cancel_job)
     router.message(Command("pause"))(pause_command)
     router.message(Command("resume"))(resume_command)
-    router.callback_query(AdminCb.filter(F.action.in_({"pause", "resume"})))(pause_button)
+    router.callback_query(AdminCb.filter(F.action.in_({AdminAction.PAUSE, AdminAction.RESUME})))(pause_button)
     router.message(Command("limits"))(limits_command)
-    router.callback_query(AdminCb.filter(F.action == "limit"))(limit_button)
+    router.callback_query(LimitCb.filter())(limit_button)
     router.message(Command("models"))(models_command)
-    router.callback_query(AdminCb.filter(F.action.in_({"mload", "munload"})))(model_button)
+    router.callback_query(ModelCb.filter())(model_button)
     return router

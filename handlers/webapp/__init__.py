@@ -230,7 +230,7 @@ def _inpaint_params(
     request: RequestContext, source: Source, prompt: str, extra: dict[str, Any], caption: str
 ) -> JobParams:
     if source.job is not None:
-        params = canvas_params(request, source.job, source.file_id, Mode.INPAINT, extra, caption, prompt=prompt)
+        params = canvas_params(request, source.job, source.file_id, Mode.INPAINT, extra, prompt=prompt)
         if not prompt:  # erase: the picture's own words guide what fills the gap
             params = params.model_copy(update={"prompt": source_prompt(source.job)})
         return params

@@ -24,6 +24,8 @@ ADMIN = user(ADMIN_ID, first_name="Adam", username="adam")
 USER = user(USER_ID, first_name="Ann", username="ann")
 OTHER = user(1002, first_name="Bob", username="bob")
 
+EXPIRED = "This button has expired. /admin opens a fresh panel."  # an admin button that no longer parses
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:

@@ -10,7 +10,7 @@ from aiogram.methods import AnswerCallbackQuery, SendMessage
 from sqlalchemy import select
 
 from generation.backend import ModelId
-from handlers.admin.common import AdminCb
+from handlers.admin.common import AdminCb, BroadcastCb, JobCb, LimitCb, ModelCb, UserCb
 from storage.admin_models import AdminGrant, AuditEntry, BotSetting, Broadcast, BroadcastRecipient
 from storage.admin_repositories import ControlRepository
 from storage.models import Job, JobStatus, User
@@ -41,30 +41,21 @@ COMMANDS = [
 
 
 def admin_callbacks(job_id: int, broadcast_id: int) -> list[str]:
-    actions: list[tuple[str, str]] = [
-        ("panel", ""),
-        ("stats", ""),
-        ("queue", ""),
-        ("limits", ""),
-        ("models", ""),
-        ("audit", ""),
-        ("broadcast", ""),
-        ("user", ""),
-        ("pause", ""),
-        ("resume", ""),
-        ("qcancel", str(job_id)),
-        ("limit", "daily=10"),
-        ("limit", "user=5"),
-        ("mload", str(ModelId.K31)),
-        ("munload", str(ModelId.K22)),
-        ("bsend", str(broadcast_id)),
-        ("bcancel", str(broadcast_id)),
-        ("ban", str(OTHER.id)),
-        ("unban", str(OTHER.id)),
-        ("grant", str(USER_ID)),
-        ("revoke", str(OWNER_ID)),
+    views = ("panel", "stats", "queue", "limits", "models", "audit", "broadcast", "user", "pause", "resume")
+    buttons = [AdminCb(action=a) for a in views] + [
+        JobCb(job_id=job_id),
+        LimitCb(name="daily", value=10),
+        LimitCb(name="user", value=5),
+        ModelCb(action="mload", model=ModelId.K31),
+        ModelCb(action="munload", model=ModelId.K22),
+        BroadcastCb(action="bsend", broadcast_id=broadcast_id),
+        BroadcastCb(action="bcancel", broadcast_id=broadcast_id),
+        UserCb(action="ban", user_id=OTHER.id),
+        UserCb(action="unban", user_id=OTHER.id),
+        UserCb(action="grant", user_id=USER_ID),
+        UserCb(action="revoke", user_id=OWNER_ID),
     ]
-    return [AdminCb(action=a, arg=arg).pack() for a, arg in actions]
+    return [b.pack() for b in buttons]
 
 
 async def snapshot(h: Any) -> dict[str, Any]:
@@ -164,7 +155,7 @@ async def test_revoked_admin_old_buttons_do_nothing(harness):
     texts = await say(h, f"/revoke {ADMIN_ID}", OWNER)
     assert "no longer an admin" in texts[-1]
     state = await snapshot(h)
-    calls = await press(h, AdminCb(action="limit", arg="daily=1").pack(), ADMIN)
+    calls = await press(h, LimitCb(name="daily", value=1).pack(), ADMIN)
     assert [c.text for c in calls] == ["This button is no longer valid."]
     assert await snapshot(h) == state
     assert (await say(h, "/stats", ADMIN)) == ["I don't know this command. /help lists what I can do."]

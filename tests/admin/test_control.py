@@ -7,10 +7,10 @@ from datetime import timedelta
 from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage
 
 from generation.backend import ModelId
-from handlers.admin.common import AdminCb
+from handlers.admin.common import ModelCb
 from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Repositories
-from tests.admin.conftest import OTHER, OWNER, OWNER_ID, USER, USER_ID, audit, press, say
+from tests.admin.conftest import EXPIRED, OTHER, OWNER, OWNER_ID, USER, USER_ID, audit, press, say
 from tests.fakes import buttons
 
 
@@ -123,8 +123,8 @@ async def test_models_load_and_unload(harness):
     await press(h, dict(buttons(view.reply_markup))["🔥 Load / pre-warm kandinsky-3.1"], OWNER)
     assert h.backend.loads == [ModelId.K31]
     assert ModelId.K31 in h.backend.resident
-    calls = await press(h, AdminCb(action="mload", arg="stable-diffusion").pack(), OWNER)
-    assert [c.text for c in calls if isinstance(c, AnswerCallbackQuery)] == ["This button is no longer valid."]
+    calls = await press(h, "adm:mload:stable-diffusion", OWNER)  # forged: no such model
+    assert [c.text for c in calls if isinstance(c, AnswerCallbackQuery)] == [EXPIRED]
     assert [(e.action, e.target) for e in await audit(h)] == [
         ("model_unload", "kandinsky-3.1"),
         ("model_load", "kandinsky-3.1"),
@@ -139,7 +139,7 @@ async def test_model_load_failure_is_reported(harness):
         raise RuntimeError("checkpoint missing")
 
     h.backend.load = broken
-    await press(h, AdminCb(action="mload", arg=str(ModelId.K22)).pack(), OWNER)
+    await press(h, ModelCb(action="mload", model=ModelId.K22).pack(), OWNER)
     assert h.session.texts()[-1] == "❌ kandinsky-2.2: checkpoint missing"
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiogram.methods import SendMessage
 from sqlalchemy import select
 
-from handlers.admin.common import AdminCb, parse_id, parse_int
+from handlers.admin.common import BroadcastCb, LimitCb, parse_id, parse_int
 from storage.admin_models import Broadcast, BroadcastStatus
-from tests.admin.conftest import ADMIN, ADMIN_ID, OWNER, USER, alerts, press, say
+from tests.admin.conftest import ADMIN, ADMIN_ID, EXPIRED, OWNER, USER, alerts, press, say
 from tests.fakes import message_update
 
 GENERIC_ERROR = "Something went wrong"
@@ -32,14 +32,18 @@ async def test_odd_admin_arguments_get_answers_not_errors(harness):
         texts = await say(h, command, OWNER)
         assert texts, command
         assert not any(GENERIC_ERROR in t for t in texts), (command, texts)
-    for action, arg in (
-        ("qcancel", "²"), ("qcancel", "99999999999999999999"), ("bsend", "²"), ("bcancel", "٣"),
-        ("bsend", "99999999999999999999"), ("ban", "²"), ("ban", "99999999999999999999"), ("grant", "--5"),
-        ("limit", "user=²"), ("limit", "daily=٣"),
+    # Forged buttons: the typed callback data of no admin button parses them.
+    for data in (
+        "adm:qcancel:²", "adm:qcancel:99999999999999999999", "adm:qcancel:0", "adm:bsend:²", "adm:bcancel:٣",
+        "adm:bsend:99999999999999999999", "adm:ban:²", "adm:ban:99999999999999999999", "adm:grant:--5",
+        "adm:limit:user:²", "adm:limit:daily:٣", "adm:limit:weekly:5", "adm:mload:", "adm:nosuch",
     ):  # fmt: skip
-        calls = await press(h, AdminCb(action=action, arg=arg).pack(), OWNER)
-        assert alerts(calls), (action, arg)
-        assert not [c for c in calls if isinstance(c, SendMessage) and GENERIC_ERROR in c.text], (action, arg)
+        calls = await press(h, data, OWNER)
+        assert alerts(calls) == [EXPIRED], data
+        assert not [c for c in calls if isinstance(c, SendMessage) and GENERIC_ERROR in c.text], data
+    for button in (LimitCb(name="user", value=101), LimitCb(name="user", value=None), LimitCb(name="queue", value=0)):
+        calls = await press(h, button.pack(), OWNER)  # parses, but out of range: no preset carries it
+        assert alerts(calls) == ["This button is no longer valid."], button
 
 
 async def test_the_pause_reason_is_text_in_users_messages(harness):
@@ -58,10 +62,10 @@ async def test_an_admin_cannot_send_or_cancel_another_admins_draft(harness):
     async with h.app.db.session() as session:
         draft = (await session.execute(select(Broadcast))).scalars().one()
     for action in ("bsend", "bcancel"):
-        calls = await press(h, AdminCb(action=action, arg=str(draft.id)).pack(), ADMIN)
+        calls = await press(h, BroadcastCb(action=action, broadcast_id=draft.id).pack(), ADMIN)
         assert alerts(calls) == ["This broadcast was already sent or cancelled."], action
     async with h.app.db.session() as session:
         assert (await session.get(Broadcast, draft.id)).status == BroadcastStatus.DRAFT
-    calls = await press(h, AdminCb(action="bcancel", arg=str(draft.id)).pack(), OWNER)
+    calls = await press(h, BroadcastCb(action="bcancel", broadcast_id=draft.id).pack(), OWNER)
     async with h.app.db.session() as session:
         assert (await session.get(Broadcast, draft.id)).status == BroadcastStatus.CANCELLED

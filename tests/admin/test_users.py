@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from aiogram.methods import EditMessageText, SendMessage
 from aiogram.types import MessageOriginHiddenUser, MessageOriginUser
 
-from handlers.admin.common import AdminCb
+from handlers.admin.common import AdminCb, UserCb
 from storage.models import JobStatus
 from tests.admin.conftest import (
     ADMIN,
@@ -36,7 +36,7 @@ async def test_grant_and_revoke(harness):
     await say(h, "/start", USER)
     assert (await say(h, f"/grant {USER_ID}", ADMIN)) == ["Only owners (ADMIN_IDS) can do this."]
     assert (await say(h, f"/revoke {OWNER_ID}", ADMIN)) == ["Only owners (ADMIN_IDS) can do this."]
-    calls = await press(h, AdminCb(action="revoke", arg=str(OWNER_ID)).pack(), ADMIN)
+    calls = await press(h, UserCb(action="revoke", user_id=OWNER_ID).pack(), ADMIN)
     assert [c.text for c in calls if isinstance(c, SendMessage)] == ["Only owners (ADMIN_IDS) can do this."]
     assert (await say(h, f"/revoke {OWNER_ID}", OWNER))[-1].endswith("cannot be revoked.")
     assert "Admin panel" in (await say(h, "/admin", OWNER))[-1]

@@ -79,7 +79,7 @@ async def test_group_messages_are_ignored_unless_the_bot_is_mentioned(harness):
 
 
 async def test_unknown_and_forged_callback_data(harness):
-    for data in ("hello", "res:explode:1", "res:again:notanumber", "cancel:99999", "lang:de"):
+    for data in ("hello", "res:explode:1", "res:again:notanumber", "cancel:99999", "lang:de", "hist:explode:0:0"):
         await harness.feed(callback_update(data))
         assert harness.session.of(AnswerCallbackQuery)[-1].text == "This button is no longer valid."
     assert await harness.jobs() == []

@@ -12,7 +12,7 @@ from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, Teleg
 from aiogram.methods import EditMessageText, SendMessage, SendPhoto
 from sqlalchemy import select
 
-from handlers.admin.common import AdminCb
+from handlers.admin.common import BroadcastCb
 from storage.admin_models import Broadcast
 from storage.models import User
 from tests.conftest import make_settings, start_harness, stop_harness
@@ -48,7 +48,7 @@ async def test_a_user_who_blocked_the_bot_is_marked_tried_once_and_skipped_by_br
     await h.feed(message_update("News for everyone", from_user=OWNER))
     async with h.app.db.session() as session:
         draft = (await session.execute(select(Broadcast))).scalars().one()
-    await h.feed(callback_update(AdminCb(action="bsend", arg=str(draft.id)).pack(), from_user=OWNER))
+    await h.feed(callback_update(BroadcastCb(action="bsend", broadcast_id=draft.id).pack(), from_user=OWNER))
     await h.wait_for(lambda: any("finished" in (c.text or "") for c in h.session.of(SendMessage)), timeout=10)
     sent_to = [c.chat_id for c in h.session.of(SendMessage) if c.text == "News for everyone" and c.reply_markup is None]
     assert ANN.id not in sent_to and OWNER.id in sent_to

@@ -92,7 +92,11 @@ async def test_negative_prompt_flow_left_with_cancel(harness):
 
 async def test_forged_setting_value_changes_nothing(harness):
     await harness.feed(message_update("/start"))
-    for data in ("set:model:stable-diffusion", "set:count:9", "set:ratio:21x9", "set:style:../../etc", "set:bogus:1"):
+    for data in (
+        "set:model:stable-diffusion", "set:count:9", "set:ratio:21x9", "set:style:../../etc", "set:bogus:1",
+        "set:count:0", "set:count:²", "set:beautify:maybe", "set:seed:set", "set:lang:de", "set:menu:x",
+        "set:model:kandinsky-3.1-inpainting",  # a model, but not one /settings offers
+    ):  # fmt: skip
         await press(harness, data)
         answer = harness.session.of(AnswerCallbackQuery)[-1]
         assert answer.text == "This button is no longer valid." and answer.show_alert
@@ -140,3 +144,42 @@ async def test_language_inside_settings(harness):
     assert menu.text.startswith("<b>Настройки</b>") and ("🌐 Язык", "set:lang:") in buttons(menu.reply_markup)
     said = harness.session.of(SendMessage)[-1]
     assert said.text == "Язык: русский." and said.reply_markup.keyboard[0][0].text == "⚙️ Настройки"
+
+
+def test_every_settings_button_parses_with_one_factory():
+    """The settings factories share the prefix "set" (the buttons pack as the untyped ones did):
+    each button of the menu and of every section must parse with exactly one of them."""
+    from bot.i18n import translator
+    from bot.keyboards import (
+        BeautifyCb, CountChoiceCb, LanguageChoiceCb, ModelChoiceCb, RatioChoiceCb, SettingsActionCb, SettingsCb,
+        SettingsSection, StyleChoiceCb, settings_menu, settings_section,
+    )  # fmt: skip
+
+    factories = (
+        SettingsCb, ModelChoiceCb, RatioChoiceCb, StyleChoiceCb, CountChoiceCb, BeautifyCb, LanguageChoiceCb,
+        SettingsActionCb,
+    )  # fmt: skip
+    settings = _settings()  # with a negative prompt and a fixed seed: their buttons show
+    markups = [settings_menu(translator(), "en", settings)]
+    markups += [settings_section(translator(), "en", section, settings) for section in SettingsSection]
+    data = {b.callback_data for markup in markups for row in markup.inline_keyboard for b in row}
+    assert {"set:count:4", "set:ratio:16x9", "set:lang:ru", "set:neg:set", "set:neg:clear", "set:seed:clear"} <= data
+
+    def parses(factory, value):
+        try:
+            factory.unpack(value)
+            return True
+        except (TypeError, ValueError):
+            return False
+
+    for value in data:
+        assert sum(parses(factory, value) for factory in factories) == 1, value
+
+
+def _settings():
+    from storage.models import UserSettings
+
+    return UserSettings(
+        model="kandinsky-3.1", aspect_ratio="1:1", style="DEFAULT", negative_prompt="blurry", beautify=True,
+        num_images=1, fixed_seed=42, editing_model="kandinsky-2.2",
+    )  # fmt: skip

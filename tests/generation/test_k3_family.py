@@ -84,6 +84,7 @@ def test_flash_makes_four_steps(backend):
 
 def test_refiner_is_kandinsky31_then_one_flash_step(backend):
     backend.load(ModelId.K31_REFINER)
+    backend.manager.text_cache.clear()  # an earlier test may have encoded the prompt (test_text_cache)
     encoder_calls = CountCalls(backend.manager.parts[TEXT_ENCODER].obj)
     flash_calls = []
     handle = backend.manager.parts[FLASH_UNET].obj.register_forward_pre_hook(

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.wiring import build_app
-from bot.keyboards import ResultCb, SettingsCb
+from bot.keyboards import BeautifyCb, CountChoiceCb, ResultCb, StyleChoiceCb
 from generation.backend import Mode
 from generation.fake import FakeBackend
 from prompting.beautify import BeautifyResult, LocalLLMBeautifier, OpenAIBeautifier
@@ -101,7 +101,7 @@ async def counts(h: BotHarness) -> dict[str, int]:
 
 async def beautify_on(h: BotHarness, from_user=None) -> None:
     await h.feed(message_update("/start", from_user=from_user))
-    await h.feed(callback_update(SettingsCb(section="beautify", value="on").pack(), from_user=from_user))
+    await h.feed(callback_update(BeautifyCb(value="on").pack(), from_user=from_user))
 
 
 # -- the text filter ------------------------------------------------------------------------
@@ -182,7 +182,7 @@ async def test_style_applies_to_the_beautified_prompt(make_harness):
     beautifier = ScriptedBeautifier({"a cat": "a fluffy cat on a sofa"})
     h = await make_harness(ContentGuard(beautifier=beautifier))
     await beautify_on(h)
-    await h.feed(callback_update(SettingsCb(section="style", value="ANIME").pack()))
+    await h.feed(callback_update(StyleChoiceCb(style="ANIME").pack()))
     await h.feed(message_update("a cat"))
     await h.wait_jobs_settled()
     assert h.backend.calls[0].prompt == "a fluffy cat on a sofa, in anime style, detailed anime illustration"
@@ -273,7 +273,7 @@ async def test_censored_without_preview(make_harness):
 async def test_part_of_an_album_censored(make_harness):
     h = await make_harness(ContentGuard(image_safety=ScriptedSafety([0.95, 0.01])))
     await h.feed(message_update("/start"))
-    await h.feed(callback_update(SettingsCb(section="count", value="2").pack()))
+    await h.feed(callback_update(CountChoiceCb(count=2).pack()))
     await h.feed(message_update("two foxes"))
     (job,) = await h.wait_jobs_settled()
     assert job.status == "done" and job.params["outcome"]["censored"] == [0]

@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select, update
 
-from bot.keyboards import SettingsCb
+from bot.keyboards import SettingsActionCb, SettingsCb
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus, UserSettings
@@ -274,7 +274,7 @@ async def test_two_webhook_replicas_keep_one_users_fsm_flow(tmp_path: Path):
             menu = await u.wait_for(lambda m: bool(m.get("reply_markup")), timeout=30)
             await u.press(menu, data=SettingsCb(section="neg").pack())
             section = await u.wait_for(kinds=("edited",), timeout=30)
-            await u.press(section, data=SettingsCb(section="neg", value="set").pack())
+            await u.press(section, data=SettingsActionCb(section="neg", action="set").pack())
             await u.wait_for(has_text("Send the negative prompt"), timeout=30)
             await u.send_text("blurry, extra fingers")  # the state was set on the other replica
             await u.wait_for(has_text("Negative prompt saved: blurry, extra fingers"), timeout=30)

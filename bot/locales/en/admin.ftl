@@ -128,6 +128,18 @@ admin-btn-unload = ⏏ Unload { $model }
 admin-model-loading = Loading { $model }…
 admin-model-unloading = Unloading { $model }…
 admin-model-failed = ❌ { $model }: { $error }
+# What the model registry says about a model (generation/registry.py), under its line in /models.
+admin-model-facts = ↳ { $family } · { $memory } · { $steps } · guidance { $guidance } · negative prompt: { $negative }
+    ↳ modes: { $modes }
+admin-model-steps = { $steps ->
+    [one] { $steps } step
+   *[other] { $steps } steps
+}
+admin-model-steps-fixed = { $steps } (fixed)
+admin-model-no-guidance = none
+admin-memory-medium = fits a 16 GB GPU
+admin-memory-large = about 28 GB of VRAM (24 GB GPUs offload)
+admin-button-expired = This button has expired. /admin opens a fresh panel.
 
 ## Broadcast
 admin-broadcast-ask = Send the message to broadcast: text, or a photo with a caption. I will show it to you first. /cancel to stop.

@@ -130,6 +130,19 @@ admin-btn-unload = ⏏ Выгрузить { $model }
 admin-model-loading = Загружаю { $model }…
 admin-model-unloading = Выгружаю { $model }…
 admin-model-failed = ❌ { $model }: { $error }
+# Что реестр моделей знает о модели (generation/registry.py), под её строкой в /models.
+admin-model-facts = ↳ { $family } · { $memory } · { $steps } · guidance { $guidance } · негативный промпт: { $negative }
+    ↳ режимы: { $modes }
+admin-model-steps = { $steps ->
+    [one] { $steps } шаг
+    [few] { $steps } шага
+   *[many] { $steps } шагов
+}
+admin-model-steps-fixed = { $steps } (фиксировано)
+admin-model-no-guidance = нет
+admin-memory-medium = помещается в GPU на 16 ГБ
+admin-memory-large = около 28 ГБ видеопамяти (на GPU с 24 ГБ — с выгрузкой)
+admin-button-expired = Эта кнопка устарела. /admin откроет свежую панель.
 
 ## Рассылка
 admin-broadcast-ask = Пришлите сообщение для рассылки: текст или фото с подписью. Сначала я покажу его вам. /cancel — отменить.

@@ -13,7 +13,6 @@ import threading
 from aiogram.methods import EditMessageText, SendPhoto
 from PIL import Image, ImageChops
 
-from bot.keyboards import SettingsCb
 from generation.backend import GenerationError, GenerationRequest, OutOfMemory, ProgressFn
 from generation.fake import FakeBackend
 from jobs.runner import build_request
@@ -23,6 +22,7 @@ from prompting.safety import ImageSafety
 from storage.models import JobStatus
 from tests.conftest import make_settings, start_harness, stop_harness
 from tests.fakes import callback_update, message_update, user
+from tests.safety.test_bot_safety import beautify_on
 
 
 class GatedBackend(FakeBackend):
@@ -258,11 +258,6 @@ class LoggingBeautifier:
     async def beautify(self, prompt: str) -> BeautifyResult:
         self.log.append(f"beautify {prompt}")
         return BeautifyResult(f"{prompt} beautified", prompt, fell_back=False)
-
-
-async def beautify_on(h, who) -> None:
-    await h.feed(message_update("/start", from_user=who))
-    await h.feed(callback_update(SettingsCb(section="beautify", value="on").pack(), from_user=who))
 
 
 async def test_the_next_job_is_prepared_while_the_gpu_works_and_claimed_when_it_is_free(tmp_path):

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from app.config import Settings
 from app.wiring import App, build_app
 from generation.fake import FakeBackend
+from prompting.guard import ContentGuard
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus
 from tests.fakes import TOKEN, RecordingSession
@@ -84,12 +85,14 @@ class BotHarness:
         raise AssertionError("condition not met in time")
 
 
-async def start_harness(settings: Settings, backend: FakeBackend | None = None) -> BotHarness:
+async def start_harness(
+    settings: Settings, backend: FakeBackend | None = None, guard: ContentGuard | None = None
+) -> BotHarness:
     await upgrade_async(settings.db_url)
     session = RecordingSession()
     backend = backend or FakeBackend()
     bot = Bot(TOKEN, session=session)
-    app = build_app(settings, bot=bot, backend=backend)
+    app = build_app(settings, bot=bot, backend=backend, guard=guard)
     await app.dispatcher.emit_startup(bot=bot, dispatcher=app.dispatcher)
     return BotHarness(app, session, backend)
 

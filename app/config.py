@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     delivery_retry_max_seconds: float = Field(default=3600.0, gt=0)
     delivery_max_attempts: int = Field(default=10, ge=1)
     progress_edit_interval: float = 2.0  # at most one status edit per chat this often
+    # Queued jobs that share the model, size and step count (any users') run as one batch of up to
+    # this many jobs on the embedded worker; 1: every job runs alone.
+    batch_max_jobs: int = Field(default=4, ge=1, le=16)
 
     # Prompt beautification with an LLM (prompting.beautify); users switch it on in /settings.
     beautify_backend: Literal["local", "openai", "off"] = "local"

@@ -10,7 +10,9 @@ configuration needs, before the first user arrives.
    stopped on the next run (huggingface_hub's ``.incomplete`` files and HTTP ranges), and files already
    there are skipped.
 4. The Kandinsky 3.1 Flash conversion into a diffusers UNet (``generation.flash``), cached like the
-   bot caches it.
+   bot caches it; and, for KandiSuperRes, its refiner's fixed text context, which the authors keep in
+   their GitHub repository rather than on the hub (``generation.superres.ensure_context``: a pinned
+   commit, checked against its SHA-256).
 5. A summary per model: download size, disk, and the GPU memory its weights take at the bot's dtype,
    from the parameter counts in the safetensors headers.
 
@@ -54,7 +56,7 @@ MODEL_REPOS: dict[ModelId, tuple[str, ...]] = {
     ModelId.K31_FLASH: ("k31",),
     ModelId.K31_REFINER: ("k31",),
     ModelId.K31_INPAINT: ("k31",),
-    ModelId.SUPERRES: ("superres",),
+    ModelId.SUPERRES: ("superres", "k31"),  # Flash x2 is refined by the Kandinsky 3.1 Flash UNet
     ModelId.K5_VIDEO_5S: ("k5-video-5s",),
     ModelId.K5_VIDEO_10S: ("k5-video-10s",),
     # Kandinsky 3.1's image prompts share its text encoder and MoVQ.
@@ -70,7 +72,7 @@ MODEL_PARTS: dict[ModelId, tuple[str, ...]] = {
     ModelId.K31_FLASH: (ENCODER, "k31/weights/kandinsky3_flash.pt", MOVQ),
     ModelId.K31_REFINER: (ENCODER, "k31/weights/kandinsky3.pt", "k31/weights/kandinsky3_flash.pt", MOVQ),
     ModelId.K31_INPAINT: (ENCODER, "k31/weights/kandinsky3_inpainting.pt", MOVQ),
-    ModelId.SUPERRES: ("superres/KandiSuperRes_flash_x2.pt", "superres/KandiSuperRes.ckpt"),
+    ModelId.SUPERRES: ("superres/KandiSuperRes_flash_x2.pt", "superres/KandiSuperRes.ckpt", "k31/weights/kandinsky3_flash.pt", MOVQ),
     ModelId.K5_VIDEO_5S: ("k5-video-5s/",),
     ModelId.K5_VIDEO_10S: ("k5-video-10s/",),
     # The image-prompt models' own UNets are not counted yet (their safetensors headers would be read
@@ -84,6 +86,7 @@ K31_UNETS: dict[ModelId, tuple[str, ...]] = {
     ModelId.K31_FLASH: ("weights/kandinsky3_flash.pt",),
     ModelId.K31_REFINER: ("weights/kandinsky3.pt", "weights/kandinsky3_flash.pt"),
     ModelId.K31_INPAINT: ("weights/kandinsky3_inpainting.pt",),
+    ModelId.SUPERRES: ("weights/kandinsky3_flash.pt",),
 }
 MODEL_LABELS = {
     ModelId.K22: "Kandinsky 2.2 (+ depth ControlNet)",
@@ -152,11 +155,20 @@ def select_files(key: str, files: Iterable[RepoFile], models: Iterable[ModelId] 
     if key in ("k31-ip-adapter", "k31-controlnet-hed"):
         files = [f for f in files if f.path.startswith(IMAGE_PROMPT_FOLDERS) or f.path == "model_index.json"]
     if key == "k31":  # ai-forever's format: the encoder folder, the MoVQ, configs, the UNets needed
+        from generation.k31_weights import UNET_FILES
+        from generation.registry import MODELS, TEXT_ENCODER
+
+        models = list(models)
         unets = {u for m in models for u in K31_UNETS.get(m, ())}
+        # Without a model that encodes prompts (KandiSuperRes' refiner has a fixed context), only the
+        # needed UNets' projections: the converter reads them.
+        encoder = any(TEXT_ENCODER in MODELS[m].parts for m in models)
+        projections = {projection for unet, projection in UNET_FILES.values() if unet in unets}
         return sorted(
             (
                 f for f in files
-                if f.path.startswith("weights/flan_ul2_encoder/") or f.path == "weights/movq.pt"
+                if (f.path.startswith("weights/flan_ul2_encoder/") and (encoder or f.path in projections))
+                or f.path == "weights/movq.pt"
                 or (f.path.startswith("weights/") and f.path.endswith("_config.json")) or f.path in unets
             ),
             key=lambda f: f.path,
@@ -326,7 +338,8 @@ def format_table(rows: list[tuple[str, float, float]]) -> str:
 
 
 def run(settings: Settings, *, endpoint: str | None = None, hf_cache: Path | None = None, yes_disk: bool = False,
-        convert: bool = True, out=sys.stdout) -> int:
+        convert: bool = True, out=sys.stdout, context_url: str | None = None,
+        context_sha256: dict[str, str] | None = None) -> int:
     """The whole fetch; returns the exit status (0 ok, 1 not enough disk or a download failed)."""
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
@@ -359,6 +372,19 @@ def run(settings: Settings, *, endpoint: str | None = None, hf_cache: Path | Non
         except Exception as exc:  # noqa: BLE001 - one line, and the next run resumes
             say(f"Download failed: {plan.repo_id}/{f.path}: {type(exc).__name__}: {exc}. "
                 "Run the command again: it continues where it stopped.")
+            return 1
+    if any(p.key == "superres" for p in plans):
+        from generation import superres
+
+        config = settings.generation_config()
+        say("Downloading the KandiSuperRes refiner's context (from the authors' GitHub repository)…")
+        try:
+            superres.ensure_context(
+                config.source("superres"), config.cache_dir, url=context_url or superres.CONTEXT_URL,
+                sha256=context_sha256 or superres.CONTEXT_SHA256,
+            )
+        except (OSError, ValueError) as exc:
+            say(f"Download failed: the KandiSuperRes context: {type(exc).__name__}: {exc}. Run the command again.")
             return 1
     if convert and any(p.key == "k31" for p in plans):
         say("Converting the Kandinsky 3.1 checkpoints into diffusers folders (once)…")

@@ -208,6 +208,7 @@ def build_app(
             delivery_retry_seconds=settings.delivery_retry_seconds,
             on_queue_moved=refresh_positions,
             max_attempts=settings.max_job_attempts,
+            batch_max_jobs=settings.batch_max_jobs,
         )
     jobs = JobService(
         queue,

@@ -8,7 +8,14 @@ device); everything around it is the project's own code: job rows in SQLite, the
 its round-robin, the job runner, the safety check (a stand-in classifier that takes a fixed time per
 image, as OpenNSFW does on the CPU), PNG encoding to the result folder and delivery (a stand-in upload
 that takes a fixed time, as sending a photo to Telegram does). It prints the share of the wall time
-during which the lock was held: 100% means the GPU never waited for the rest of the bot.
+(from the queue's start to the last delivery) during which the lock was held: 100% means the GPU
+never waited for the rest of the bot.
+
+After a short warm-up that is not counted, the same queue is drained twice in one run: one job at a time (``BATCH_MAX_JOBS=1``, the headline
+figure) and in batches (``--batch``, default 4). A batch holds the lock for ``gpu-seconds`` for its
+first image and ``--batch-image-seconds`` for each further one: that cost is the stand-in's
+assumption (what a real GPU gives is measured by ``benchmarks.gpu_check``), so the images-per-second
+ratio shows how much of the backend's batching gain the queue and the runner turn into throughput.
 """
 
 from __future__ import annotations
@@ -32,29 +39,46 @@ from prompting.safety import ImageVerdict
 class LockedBackend:
     """Holds the GPU lock for ``seconds_per_image`` per image and records how long it was held."""
 
-    def __init__(self, seconds_per_image: float, steps: int = 4) -> None:
+    def __init__(self, seconds_per_image: float, batch_image_seconds: float, steps: int = 4) -> None:
         self.seconds_per_image = seconds_per_image
+        self.batch_image_seconds = batch_image_seconds  # each further image of one call
         self.steps = steps
         self.gpu = threading.Lock()
         self.busy_seconds = 0.0
         self.first_start: float | None = None
+        self.last_end: float | None = None
         self.images = 0
+        self.batches: list[int] = []  # jobs per call
 
-    def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
+    def _hold(self, images: int, progress: ProgressFn) -> None:
         with self.gpu:
             start = time.perf_counter()
             if self.first_start is None:
                 self.first_start = start
-            per_step = self.seconds_per_image * request.num_images / self.steps
+            per_step = (self.seconds_per_image + self.batch_image_seconds * (images - 1)) / self.steps
             for step in range(1, self.steps + 1):
                 time.sleep(per_step)
                 progress(step, self.steps)
-            self.busy_seconds += time.perf_counter() - start
-            self.images += request.num_images
+            self.last_end = time.perf_counter()
+            self.busy_seconds += self.last_end - start
+            self.images += images
+
+    @staticmethod
+    def _draw(request: GenerationRequest) -> list[Image.Image]:
         return [
             Image.new("RGB", (request.width, request.height), ((request.seed + i) % 256, 80, 160))
             for i in range(request.num_images)
         ]
+
+    def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
+        self._hold(request.num_images, progress)
+        self.batches.append(1)
+        return self._draw(request)
+
+    def generate_batch(self, requests: list[GenerationRequest], progress: ProgressFn) -> list[list[Image.Image]]:
+        self._hold(sum(r.num_images for r in requests), progress)
+        self.batches.append(len(requests))
+        return [self._draw(r) for r in requests]
 
     def model_status(self) -> list[dict[str, Any]]:
         return []
@@ -114,7 +138,16 @@ class UploadingEvents:
         raise NotImplementedError
 
 
-async def measure(jobs: int, users: int, gpu_seconds: float, safety_seconds: float, upload_seconds: float, size: int) -> dict:
+async def measure(
+    jobs: int,
+    users: int,
+    gpu_seconds: float,
+    safety_seconds: float,
+    upload_seconds: float,
+    size: int,
+    batch: int = 1,
+    batch_image_seconds: float | None = None,
+) -> dict:
     from jobs.queue import EmbeddedQueue
     from jobs.runner import JobRunner
     from storage.db import create_engine, create_sessionmaker
@@ -139,11 +172,12 @@ async def measure(jobs: int, users: int, gpu_seconds: float, safety_seconds: flo
                 ))
             await session.commit()
 
-        backend = LockedBackend(gpu_seconds)
+        backend = LockedBackend(gpu_seconds, gpu_seconds if batch_image_seconds is None else batch_image_seconds)
         events = UploadingEvents(upload_seconds, jobs)
         guard = ContentGuard(image_safety=SlowClassifier(safety_seconds))  # type: ignore[arg-type]
         runner = JobRunner(db, backend, events, Path(tmp) / "results", guard=guard)  # type: ignore[arg-type]
-        queue = EmbeddedQueue(db, runner)
+        # (Without the keyword when batching is off, so that the script also measures older code.)
+        queue = EmbeddedQueue(db, runner, **({"batch_max_jobs": batch} if batch > 1 else {}))
         start = time.perf_counter()
         await queue.start()
         try:
@@ -152,10 +186,17 @@ async def measure(jobs: int, users: int, gpu_seconds: float, safety_seconds: flo
             await queue.stop()
             await engine.dispose()
     assert events.last_delivery is not None
+    assert backend.first_start is not None and backend.last_end is not None
     wall = events.last_delivery - start
+    span = backend.last_end - backend.first_start
     return {
         "jobs": jobs, "users": users, "wall_s": wall, "gpu_busy_s": backend.busy_seconds,
         "utilisation": backend.busy_seconds / wall, "images": backend.images,
+        "images_per_s": backend.images / wall, "batches": backend.batches,
+        # the GPU's waits between its first and its last image (start-up and the last delivery excluded)
+        "idle_between_s": span - backend.busy_seconds,
+        "lead_s": backend.first_start - start,  # queue start to the first image's start
+        "tail_s": events.last_delivery - backend.last_end,  # the last image's check, PNG and upload
     }
 
 
@@ -164,19 +205,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--users", type=int, default=5)
     parser.add_argument("--gpu-seconds", type=float, default=0.5, help="time the GPU lock is held per image")
+    parser.add_argument(
+        "--batch-image-seconds", type=float, default=0.3,
+        help="lock time of each further image of a batch (the stand-in's batching gain)",
+    )
+    parser.add_argument("--batch", type=int, default=4, help="BATCH_MAX_JOBS of the batched run (1: skip it)")
     parser.add_argument("--safety-seconds", type=float, default=0.1, help="the NSFW check per image")
     parser.add_argument("--upload-seconds", type=float, default=0.3, help="sending one result to Telegram")
     parser.add_argument("--size", type=int, default=512, help="image side (PNG encoding is real)")
+    parser.add_argument(
+        "--warmup", type=int, default=3,
+        help="jobs drained first and not counted (imports, thread pools, SQLAlchemy's caches)",
+    )
     args = parser.parse_args(argv)
-    result = asyncio.run(measure(args.jobs, args.users, args.gpu_seconds, args.safety_seconds, args.upload_seconds, args.size))
+    common = (args.jobs, args.users, args.gpu_seconds, args.safety_seconds, args.upload_seconds, args.size)
+    if args.warmup:
+        asyncio.run(measure(args.warmup, min(args.users, args.warmup), *common[2:]))
     print(
-        f"{result['jobs']} jobs from {result['users']} users, {args.gpu_seconds} s GPU per image, "
-        f"{args.safety_seconds} s safety check, {args.upload_seconds} s upload, {args.size}px PNG"
+        f"{args.jobs} jobs from {args.users} users, {args.gpu_seconds} s GPU per image "
+        f"(+{args.batch_image_seconds} s per further image of a batch), {args.safety_seconds} s safety check, "
+        f"{args.upload_seconds} s upload, {args.size}px PNG"
     )
-    print(
-        f"wall {result['wall_s']:.2f} s, GPU lock held {result['gpu_busy_s']:.2f} s: "
-        f"utilisation {result['utilisation'] * 100:.1f}%"
-    )
+    runs = [("one at a time", asyncio.run(measure(*common, batch=1)))]
+    if args.batch > 1:
+        runs.append((f"batches of up to {args.batch}", asyncio.run(measure(*common, args.batch, args.batch_image_seconds))))
+    for name, result in runs:
+        print(
+            f"{name}: wall {result['wall_s']:.2f} s, GPU lock held {result['gpu_busy_s']:.2f} s: "
+            f"utilisation {result['utilisation'] * 100:.1f}%; GPU idle: {result['lead_s']:.2f} s before the "
+            f"first image, {result['idle_between_s']:.2f} s between images, {result['tail_s']:.2f} s after the "
+            f"last (its check, PNG, upload); {result['images_per_s']:.2f} images/s, "
+            f"{len(result['batches'])} GPU calls (jobs per call: {max(result['batches'])} at most)"
+        )
+    if len(runs) == 2:
+        print(f"images/s batched vs one at a time: {runs[1][1]['images_per_s'] / runs[0][1]['images_per_s']:.2f}x")
     return 0
 
 

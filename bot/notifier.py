@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import logging
 import time
+from collections import OrderedDict
 from io import BytesIO
 from pathlib import Path
 
@@ -171,6 +172,9 @@ def _photo_rejected(exc: TelegramBadRequest) -> bool:
     return any(k in text for k in ("PHOTO_INVALID_DIMENSIONS", "TOO BIG", "PHOTO_SAVE_FILE_INVALID", "IMAGE_PROCESS_FAILED", "TOO LARGE"))
 
 
+CLOSED_REMEMBERED = 4096  # ended status messages remembered against late edits
+
+
 class TelegramNotifier:
     def __init__(self, bot: Bot, translator: Translator, edit_interval: float = 2.0) -> None:
         self.bot = bot
@@ -178,6 +182,9 @@ class TelegramNotifier:
         self.edit_interval = edit_interval
         self._last_edit: dict[int, float] = {}  # chat id -> monotonic time of the last status edit
         self._last_text: dict[tuple[int, int], str] = {}  # (chat, status message) -> its text
+        # Status messages that show a final state (cancelled, failed): a queue-position refresh or a
+        # step that was under way when the job ended must not write over them. The latest few only.
+        self._closed: OrderedDict[tuple[int, int], None] = OrderedDict()
         self.variations_enabled = True  # the "Variations" button (handlers.editing.variations)
         self.canvas_enabled = True  # zoom / expand / upscale buttons (handlers.canvas_edit)
         self.webapp_url: str | None = None  # the Mini App's public base URL: the Inpaint button (handlers.webapp)
@@ -189,11 +196,15 @@ class TelegramNotifier:
         text: str,
         markup: InlineKeyboardMarkup | None = None,
         throttle: bool = False,
+        final: bool = False,
     ) -> None:
-        """Best-effort edit of the job's status message, at most one per chat per interval."""
+        """Best-effort edit of the job's status message, at most one per chat per interval
+        (``throttle``). After a ``final`` edit only final edits reach the message."""
         if job.status_message_id is None:
             return
         key = (job.chat_id, job.status_message_id)
+        if key in self._closed and not final:
+            return
         if self._last_text.get(key) == text:
             return
         now = time.monotonic()
@@ -279,7 +290,7 @@ class TelegramNotifier:
 
     async def withdrawn(self, job: Job, locale: str, key: str = "job-cancelled") -> None:
         """A queued job cancelled outside the runner (/cancel, a button, an admin, a ban)."""
-        await self.edit_status(job, self.t(key, locale))
+        await self.edit_status(job, self.t(key, locale), final=True)
         self._forget(job)
 
     def _cancel_markup(self, ctx: JobContext) -> InlineKeyboardMarkup:
@@ -294,17 +305,23 @@ class TelegramNotifier:
         key = f"job-error-{code}"
         text = self.t(key if self.t.has(key, ctx.locale) else "job-failed", ctx.locale)
         markup = again_keyboard(self.t, ctx.locale, ctx.job.id) if code in RETRY_WITH_NEW_SEED else None
-        await self.edit_status(ctx.job, text, markup)
+        await self.edit_status(ctx.job, text, markup, final=True)
         self._forget(ctx.job)
 
     async def cancelled(self, ctx: JobContext) -> None:
-        await self.edit_status(ctx.job, self.t("job-cancelled", ctx.locale))
+        await self.edit_status(ctx.job, self.t("job-cancelled", ctx.locale), final=True)
         self._forget(ctx.job)
 
     def _forget(self, job: Job) -> None:
-        """The status message will not change again: stop remembering its text."""
+        """The status message will not change again: stop remembering its text, and close it to
+        the edits still on their way (a refresh that read the queue before the job ended)."""
         if job.status_message_id is not None:
-            self._last_text.pop((job.chat_id, job.status_message_id), None)
+            key = (job.chat_id, job.status_message_id)
+            self._last_text.pop(key, None)
+            self._closed[key] = None
+            self._closed.move_to_end(key)
+            while len(self._closed) > CLOSED_REMEMBERED:
+                self._closed.popitem(last=False)
 
     async def loading(self, ctx: JobContext, seconds: float | None) -> None:
         model = model_name(self.t, ctx.job.model, ctx.locale)

@@ -6,9 +6,8 @@
 - Inpaint: the user's mask (white = change), grown by a few pixels as the authors prepare masks.
 - Zoom in: the middle half is cut out, enlarged by KandiSuperRes Flash x2 and redrawn by the user's
   model image-to-image at a low strength, so it gains detail instead of blur.
-- Upscale: KandiSuperRes Flash x2, or x4 with MultiDiffusion tiles ("4K"). Diffusion upscalers drift
-  in colour; the result keeps its detail but takes its low frequencies from the input, so that
-  scaling it back down gives the input.
+- Upscale: KandiSuperRes Flash x2 (with the authors' Kandinsky 3.1 Flash refinement), or x4 with
+  MultiDiffusion tiles ("4K"); the result is the authors' pipeline's, nothing added.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import base64
 import binascii
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -113,34 +111,19 @@ def inpaint(manager: Any, request: GenerationRequest, progress: ProgressFn) -> l
     return [Image.composite(result, source, mask) for result in results]
 
 
-def _match_low_frequencies(result: Image.Image, source: Image.Image, scale: int, rounds: int = 4) -> Image.Image:
-    """``result`` with its low frequencies replaced by the source's (iterative back-projection):
-    box-downscaling it gives the source. A few rounds, as clipping to 0..255 undoes part of each."""
-    h, w = source.height, source.width
-    target = np.asarray(source, dtype=np.float32)
-    out = np.asarray(result, dtype=np.float32)[: h * scale, : w * scale]
-    for _ in range(rounds):
-        low = out.reshape(h, scale, w, scale, 3).mean(axis=(1, 3))
-        error = target - low
-        if np.abs(error).max() < 0.5:
-            break
-        out = np.clip(out + np.repeat(np.repeat(error, scale, axis=0), scale, axis=1), 0, 255)
-    return Image.fromarray(np.rint(out).astype(np.uint8))
-
-
 def upscale_image(manager: Any, source: Image.Image, scale: int, seed: int, progress: ProgressFn) -> Image.Image:
+    """The authors' KandiSuperRes result as it comes (x2: Flash and its refinement; x4: 5 steps)."""
     pipe = manager.superres_pipeline(flash=scale == 2)
     from generation.superres import FLASH_TIMESTEPS, X4_STEPS
 
-    total = len(FLASH_TIMESTEPS) if scale == 2 else X4_STEPS
-    result = pipe(
+    total = len(FLASH_TIMESTEPS) + 1 if scale == 2 else X4_STEPS
+    return pipe(
         source,
         scale=scale,
         flash=scale == 2,
         generator=torch.Generator("cpu").manual_seed(seed),
         callback_on_step_end=_Progress(progress, total),
     ).images[0]
-    return _match_low_frequencies(result, source, scale)
 
 
 def upscale(manager: Any, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
@@ -179,7 +162,7 @@ def zoom_in(manager: Any, request: GenerationRequest, progress: ProgressFn, img2
     source = _source(request).resize((request.width, request.height), Image.LANCZOS)
     w, h = source.size
     middle = source.crop((w // 4, h // 4, w // 4 + w // 2, h // 4 + h // 2))
-    first = len(FLASH_TIMESTEPS)
+    first = len(FLASH_TIMESTEPS) + 1  # and the refinement
     enlarged = upscale_image(manager, middle, 2, request.seed, lambda step, total: progress(step, first + 1))
     enlarged = enlarged.resize((w, h), Image.LANCZOS)
     return img2img(_zoom_in_request(request, enlarged), lambda step, total: progress(first + step, first + total))

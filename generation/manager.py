@@ -485,14 +485,28 @@ class ModelManager:
         return pipe
 
     def superres_pipeline(self, flash: bool) -> Any:
-        """KandiSuperRes: the Flash x2 network, or the x4 one (only the one asked for is loaded)."""
-        from generation.superres import KandiSuperResPipeline
+        """KandiSuperRes: the Flash x2 network with the authors' refinement (the Kandinsky 3.1 Flash UNet,
+        the MoVQ and their fixed context), or the x4 one; only the parts asked for are loaded."""
+        from generation import superres
+        from generation.k31 import Kandinsky3AuthorsScheduler
 
-        name = SR_FLASH if flash else SR_X4
-        self._use((name,))
+        names = (SR_FLASH, FLASH_UNET, MOVQ) if flash else (SR_X4,)
+        self._use(names)
         self.active.add(ModelId.SUPERRES)
-        scheduler = KandiSuperResPipeline.flash_scheduler() if flash else KandiSuperResPipeline.x4_scheduler()
-        pipe = KandiSuperResPipeline(unet=self.parts[name].obj, scheduler=scheduler)
+        refiner: dict[str, Any] = {}
+        if flash:
+            if "superres_context" not in self.extras:
+                source = self.config.source("superres")
+                self.extras["superres_context"] = self._guard(
+                    "KandiSuperRes refiner context", f"{source}/{superres.CONTEXT_FILES[0]}",
+                    lambda: superres.load_context(superres.ensure_context(source, self.config.cache_dir)),
+                )
+            refiner = dict(
+                refiner=self.parts[FLASH_UNET].obj, movq=self.parts[MOVQ].obj,
+                refiner_scheduler=Kandinsky3AuthorsScheduler(), context=self.extras["superres_context"],
+            )
+        scheduler = superres.KandiSuperResPipeline.flash_scheduler() if flash else superres.KandiSuperResPipeline.x4_scheduler()
+        pipe = superres.KandiSuperResPipeline(unet=self.parts[SR_FLASH if flash else SR_X4].obj, scheduler=scheduler, **refiner)
         pipe.set_progress_bar_config(disable=True)
         self._prepare(pipe)
         return pipe

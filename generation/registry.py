@@ -124,10 +124,11 @@ MODELS: dict[ModelId, ModelSpec] = {
             selectable=False,
         ),
         ModelSpec(
-            # Flash x2 (4 steps) and x4 (5 DPM-Solver++ steps); each loads only when asked for.
+            # Flash x2 (4 steps, then the authors' refinement: one step of the Kandinsky 3.1 Flash UNet on
+            # the MoVQ latent) and x4 (5 DPM-Solver++ steps); each loads only when asked for.
             ModelId.SUPERRES, Family.SUPERRES, frozenset({Mode.UPSCALE}), default_steps=4, default_guidance=None,
-            negative_prompt=False, parts=(SR_FLASH, SR_X4), memory_class=MemoryClass.MEDIUM,
-            steps_configurable=False, selectable=False,
+            negative_prompt=False, parts=(SR_FLASH, SR_X4, FLASH_UNET, MOVQ), memory_class=MemoryClass.MEDIUM,
+            steps_configurable=False, selectable=False, extra_steps=1,
         ),
         # Text-to-video, one checkpoint per clip length; the distilled variant (the default) runs 16
         # steps without guidance, so the negative prompt is not used (VIDEO_VARIANT=sft: 50 steps, 5.0).

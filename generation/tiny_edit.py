@@ -3,7 +3,9 @@
 - ``Kandinsky3.1/weights/kandinsky3_inpainting.pt`` (``{"unet", "null_embedding"}``, ai-forever's key
   names, 9 input channels) and ``weights/flan_ul2_encoder/projection_inpainting.pt``;
 - ``KandiSuperRes/KandiSuperRes.ckpt`` (x4) and ``KandiSuperRes_flash_x2.pt``: bare state dicts of the
-  super-resolution UNet with the real three halvings, channels a multiple of the real 32 groups.
+  super-resolution UNet with the real three halvings, channels a multiple of the real 32 groups; and
+  the Flash refiner's fixed context as the authors' repository lays it out (``weights/context.pt``,
+  (1, 128, the tiny Flash UNet's context width) in fp16, and ``weights/context_mask.pt``, ``[1, 0, ...]``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def write_k31_inpainting(root: Path, seed: int = 3) -> Path:
 
 
 def write_superres(root: Path, seed: int = 4) -> Path:
-    from generation.superres import SR_FLASH_X2_FILE, SR_X4_FILE, SuperResUNet
+    from generation.superres import CONTEXT_FILES, SR_FLASH_X2_FILE, SR_X4_FILE, SuperResUNet
+    from generation.tiny import TINY_K3_UNET
 
     out = root / FOLDERS["superres"]
     out.mkdir(parents=True, exist_ok=True)
@@ -47,6 +50,12 @@ def write_superres(root: Path, seed: int = 4) -> Path:
         # The x4 file as {"unet": ...}, the Flash one bare: the loader takes both, as the authors'.
         state = unet.state_dict()
         torch.save({"unet": state} if name == SR_X4_FILE else state, out / name)
+    (out / CONTEXT_FILES[0]).parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed + 2)
+    torch.save(torch.randn(1, 128, TINY_K3_UNET["cross_attention_dim"]).half(), out / CONTEXT_FILES[0])
+    mask = torch.zeros(1, 128, dtype=torch.int64)
+    mask[0, 0] = 1
+    torch.save(mask, out / CONTEXT_FILES[1])
     return out
 
 

@@ -10,10 +10,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-from jobs.runner import JobRunner
+from generation.backend import GenerationError, batch_key
+from jobs.runner import BuiltRequest, JobRunner, Outcome, PreparedJob, build_request
 from storage.control import QueueControlRepository
+from storage.models import Job
 from storage.repositories import Database, Repositories
 
 log = logging.getLogger(__name__)
@@ -43,14 +45,31 @@ class JobQueue(Protocol):
 
 QueueMovedFn = Callable[[], Awaitable[None]]
 MAX_CONCURRENT_DELIVERIES = 8
+MAX_PENDING_FINISHES = 2  # units generated but not yet stored, before the GPU waits for them
+
+
+def _batch_key(job: Job) -> tuple[Any, ...] | None:
+    """The batch key of a queued job's request (None: it runs alone)."""
+    try:
+        return batch_key(build_request(job))
+    except Exception:  # noqa: BLE001 - a row that does not parse runs alone (and fails there, told)
+        return None
 
 
 class EmbeddedQueue:
     """One GPU worker inside the bot process.
 
-    It takes jobs oldest-first, round-robin across users, one at a time; the pipeline itself runs in
-    a worker thread (JobRunner), never on the event loop. Generated-but-undelivered jobs are
-    delivered again every ``delivery_retry_seconds``.
+    It takes jobs oldest-first, round-robin across users; the pipeline itself runs in a worker
+    thread (JobRunner), never on the event loop. The GPU never waits for the rest of the bot: while
+    one job (or batch) generates, the requests of the next are built (photos downloaded, prompt
+    beautified and checked) and the previous one is checked, encoded, stored and delivered. The
+    next job is still picked (and claimed) only once the GPU is free, so a user who writes
+    meanwhile is served in turn.
+
+    Jobs that share a :func:`generation.backend.batch_key` (the model, size, steps) run as one batch
+    of up to ``batch_max_jobs``, whoever sent them: the partners of the next job are the following
+    jobs of the round-robin order with its key, so batching keeps the fairness. Generated-but-
+    undelivered jobs are delivered again every ``delivery_retry_seconds``.
     """
 
     def __init__(
@@ -60,15 +79,26 @@ class EmbeddedQueue:
         delivery_retry_seconds: float = 30.0,
         on_queue_moved: QueueMovedFn | None = None,
         max_attempts: int = 3,
+        batch_max_jobs: int = 1,
     ) -> None:
         self.db = db
         self.runner = runner
         self.max_attempts = max_attempts  # a job started this often without finishing fails
+        self.batch_max_jobs = max(1, batch_max_jobs)  # 1: every job runs alone
         self.delivery_retry_seconds = delivery_retry_seconds
         self.on_queue_moved = on_queue_moved
         runner.on_dequeued = self._dequeued
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # a job arrived, or /resume: the worker looks at the queue
+        self._arrived = asyncio.Event()  # the same, for the look-ahead while the GPU works
         self._tasks: list[asyncio.Task[None]] = []
+        # Finishing (safety check, PNG, store) runs beside the next generation; a few at most, so
+        # that images do not pile up in memory when finishing is slower than the GPU.
+        self._finishes: set[asyncio.Task[None]] = set()
+        self._last_finish: asyncio.Task[None] | None = None
+        self._generating = False
+        self._queue_empty = False
+        # Requests built ahead (photos, beautified prompt) for the jobs the GPU takes next.
+        self._ahead: dict[int, asyncio.Task[BuiltRequest | None]] = {}
         # Results are sent beside the generation, not before the next job: a chat under flood
         # control (up to minutes) holds up its own delivery only. At most a few at once.
         self._deliveries: set[asyncio.Task[None]] = set()
@@ -81,12 +111,14 @@ class EmbeddedQueue:
 
     async def submit(self, job_id: int) -> None:
         self._wake.set()
+        self._arrived.set()
 
     async def cancel(self, job_id: int) -> None:
         self.runner.cancel(job_id)
 
     async def wake(self) -> None:
         self._wake.set()
+        self._arrived.set()
 
     async def forget_results(self, job_ids: list[int]) -> None:
         # The embedded worker shares this process's result folder.
@@ -116,7 +148,8 @@ class EmbeddedQueue:
         self._wake.set()
 
     async def stop(self) -> None:
-        """Stop taking jobs; a running job is interrupted and returned to the queue."""
+        """Stop taking jobs; jobs being prepared or generated are interrupted and returned to the
+        queue, jobs past the GPU finish (they are delivered after the restart)."""
         self._stopping = True
         self.runner.interrupt_all()
         self._wake.set()
@@ -135,32 +168,177 @@ class EmbeddedQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _next_job_id(self) -> int | None:
+    # -- choosing the next jobs -------------------------------------------------------------------
+    async def _next_job_ids(self) -> tuple[list[int], set[int]]:
+        """The next job, and its batch partners: the following jobs of the round-robin order that
+        share its batch key (empty: nothing queued, or /pause); and the ids of all queued jobs."""
         async with self.db.session() as session:
             if (await QueueControlRepository(session).pause_state()).paused:  # /pause: queued jobs wait
-                return None
-            job = await Repositories(session).jobs.next_round_robin()
-            return job.id if job else None
+                return [], set()
+            order = await Repositories(session).jobs.round_robin_order()
+        if not order:
+            return [], set()
+        queued = {job.id for job in order}
+        key = _batch_key(order[0]) if self.batch_max_jobs > 1 else None
+        if key is None:
+            return [order[0].id], queued
+        unit = [order[0].id]
+        for job in order[1:]:
+            if len(unit) == self.batch_max_jobs:
+                break
+            if _batch_key(job) == key:
+                unit.append(job.id)
+        return unit, queued
 
-    async def _work_loop(self) -> None:
+    async def _next_unit(self) -> list[PreparedJob] | None:
+        """Wait for queued jobs, then claim and prepare the next one with its batch partners (with
+        the requests built ahead while the GPU worked, where there are). None: the queue is stopping."""
         while not self._stopping:
             self._wake.clear()
             try:
-                job_id = await self._next_job_id()
+                job_ids, _ = await self._next_job_ids()
             except Exception:
                 log.exception("the worker could not read the queue")
-                job_id = None
-            if job_id is None:
-                self.idle.set()
+                job_ids = []
+            if not job_ids:
+                self._queue_empty = True
+                self._update_idle()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=5.0)
                 continue
-            self.idle.clear()
+            self._queue_empty = False
+            self.idle.clear()  # the positions behind move up as each start commits (_dequeued)
+            prepared = await asyncio.gather(
+                *(self._prepare(job_id, self._ahead.pop(job_id, None)) for job_id in job_ids), return_exceptions=True
+            )
+            unit = []
+            for job_id, result in zip(job_ids, prepared):
+                if isinstance(result, BaseException):
+                    log.error("worker failed to prepare job %s", job_id, exc_info=result)
+                elif result is not None:
+                    unit.append(result)
+            if unit:
+                return unit
+        return None
+
+    async def _prepare(self, job_id: int, ahead: asyncio.Task[BuiltRequest | None] | None) -> PreparedJob | None:
+        built = None
+        if ahead is not None:
+            await asyncio.wait({ahead})
+            if not ahead.cancelled() and ahead.exception() is None:
+                built = ahead.result()
+        return await self.runner.prepare(job_id, built)
+
+    async def _build_ahead(self, gpu_free: asyncio.Event) -> None:
+        """While the GPU works: build the requests of the jobs it takes next, again whenever a job
+        arrives. Nothing is claimed here: the next pick is made when the GPU is free, as fair as
+        ever, and uses what was built for it (a build the pick passed over waits for its turn)."""
+        while not gpu_free.is_set():
+            self._arrived.clear()
             try:
-                await self.runner.run(job_id, deliver=False)  # its start refreshes the positions behind it
+                job_ids, queued = await self._next_job_ids()
             except Exception:
-                log.exception("worker failed on job %s", job_id)
-            self._deliver_beside(job_id)
+                log.warning("could not look ahead in the queue", exc_info=True)
+                job_ids, queued = [], set(self._ahead)
+            for job_id in list(self._ahead):
+                if job_id not in queued:  # cancelled, or claimed: what was built for it goes
+                    self._ahead.pop(job_id).cancel()
+            for job_id in job_ids:
+                if job_id not in self._ahead:
+                    self._ahead[job_id] = asyncio.create_task(self.runner.build(job_id), name=f"build-{job_id}")
+            # Until a job arrives or the GPU is free.
+            waits = {asyncio.create_task(self._arrived.wait()), asyncio.create_task(gpu_free.wait())}
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+
+    def _update_idle(self) -> None:
+        if self._queue_empty and not self._generating and not self._finishes:
+            self.idle.set()
+
+    # -- the pipeline ------------------------------------------------------------------------------
+    async def _work_loop(self) -> None:
+        """The GPU's loop: while one unit (a job or a batch) generates, the requests of the next are
+        built and the previous unit is finished (checked, encoded, stored, delivered) beside it. As
+        the unit's last step begins, the next unit is picked and claimed (``upcoming``), so that
+        the GPU goes on at once, and the pick still sees the jobs that arrived meanwhile."""
+        lookahead: asyncio.Task[None] | None = None
+        upcoming: asyncio.Task[list[PreparedJob] | None] | None = None
+        try:
+            while not self._stopping:
+                unit = await upcoming if upcoming is not None else await self._next_unit()
+                upcoming = None
+                if unit is None:
+                    continue
+                if self._stopping:  # claimed while the shutdown began: back to the queue
+                    self.runner.interrupt([p.job_id for p in unit])
+                while len(self._finishes) >= MAX_PENDING_FINISHES:  # finishing lags: let it catch up
+                    await asyncio.wait(set(self._finishes), return_when=asyncio.FIRST_COMPLETED)
+                self._generating = True
+                gpu_free = asyncio.Event()
+                lookahead = asyncio.create_task(self._build_ahead(gpu_free), name="build-ahead")
+
+                def near_end(gpu_free: asyncio.Event = gpu_free) -> None:
+                    nonlocal upcoming
+                    gpu_free.set()  # the look-ahead ends after its current pick (not awaited: the GPU is next)
+                    if upcoming is None and not self._stopping:
+                        upcoming = asyncio.create_task(self._next_unit(), name="claim-next")
+
+                try:
+                    outcomes = await self.runner.generate(unit, near_end)
+                except Exception:
+                    log.exception("worker failed on jobs %s", [p.job_id for p in unit])
+                    outcomes = [GenerationError("internal") for _ in unit]
+                finally:
+                    self._generating = False
+                    gpu_free.set()
+                self._finish_beside(unit, outcomes)
+        finally:
+            if upcoming is not None:  # claimed as the shutdown began: back to the queue
+                if not self._stopping:  # the loop failed: stop waiting for jobs
+                    upcoming.cancel()
+                self.runner.interrupt_all()
+                await asyncio.wait({upcoming})
+                unit = None if upcoming.cancelled() else upcoming.result()
+                if unit:
+                    self.runner.interrupt([p.job_id for p in unit])
+                    self._finish_beside(unit, await self.runner.generate(unit))
+            if lookahead is not None:
+                await asyncio.wait({lookahead})
+            for task in self._ahead.values():
+                task.cancel()
+            if self._ahead:
+                await asyncio.wait(set(self._ahead.values()))
+            self._ahead.clear()
+            if self._finishes:
+                await asyncio.wait(set(self._finishes))
+
+    def _finish_beside(self, unit: list[PreparedJob], outcomes: list[Outcome]) -> None:
+        task = asyncio.create_task(self._finish(unit, outcomes, self._last_finish), name="finish")
+        self._last_finish = task
+        self._finishes.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._finishes.discard(task)
+            if self._last_finish is task:
+                self._last_finish = None
+            self._update_idle()
+
+        task.add_done_callback(done)
+
+    async def _finish(self, unit: list[PreparedJob], outcomes: list[Outcome], previous: asyncio.Task[None] | None) -> None:
+        results = await asyncio.gather(
+            *(self.runner.finish(p, outcome) for p, outcome in zip(unit, outcomes)), return_exceptions=True
+        )
+        for p, result in zip(unit, results):
+            if isinstance(result, BaseException):
+                log.error("worker failed to finish job %s", p.job_id, exc_info=result)
+        if previous is not None:  # the earlier unit's results go out first
+            await asyncio.wait({previous})
+        for p in unit:
+            self._deliver_beside(p.job_id)
 
     def _deliver_beside(self, job_id: int) -> None:
         task = asyncio.create_task(self._deliver(job_id), name=f"deliver-{job_id}")

@@ -4,19 +4,30 @@ The job row is the source of truth. Its status moves by conditional updates
 (queued -> running -> generated -> done, or failed / cancelled), so a job is never generated twice
 once it has finished, and a result is delivered once: images are stored on disk before delivery, so
 a failed send is retried later without generating again.
+
+A job runs in three phases, so that the GPU never waits for the rest of the bot:
+:meth:`JobRunner.prepare` (the claim, input photos, beautification, the input safety check: async
+I/O), :meth:`JobRunner.generate` (the pipeline in a worker thread; jobs of one
+:func:`generation.backend.batch_key` as one batch) and :meth:`JobRunner.finish` (the output safety
+check, PNG encoding, storing, running -> generated). :meth:`JobRunner.run` does them one after the
+other; the embedded queue builds the next job's request (:meth:`JobRunner.build`, before its
+claim) and finishes the previous job while the GPU works.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from generation.backend import (
     Backend,
@@ -25,13 +36,24 @@ from generation.backend import (
     GenerationRequest,
     ModelId,
     Mode,
+    ProgressFn,
+    batch_key,
+    generate_each,
 )
 from generation.images import InputImageError, decode_user_image, prepare_input_image
 from generation.styles import DEFAULT_STYLE, STYLES
 from jobs.claims import lease
 from jobs.delivery import Delivery, DeliveryRetry
 from jobs.events import JobContext, JobEvents
-from jobs.params import AnimateParams, EditParams, JobOutcome, read_outcome, read_params, with_outcome
+from jobs.params import (
+    OUTCOME_KEY,
+    AnimateParams,
+    EditParams,
+    JobOutcome,
+    read_outcome,
+    read_params,
+    with_outcome,
+)
 from jobs.results import ResultStore
 from prompting.guard import BlockStage, ContentGuard
 from storage.models import Job, JobStatus, ModerationKind, User, utcnow
@@ -41,6 +63,41 @@ log = logging.getLogger(__name__)
 
 
 VIDEO_MODES = frozenset({Mode.ANIMATE, Mode.VIDEO})
+
+
+@dataclass
+class PreparedJob:
+    """A claimed job ready for the GPU (:meth:`JobRunner.prepare`)."""
+
+    ctx: JobContext
+    request: GenerationRequest
+    cancel: threading.Event  # set by a cancel or a shutdown: the job stops at its next step
+    # The "starting" status edit, sent while the GPU starts; the finishing phase's edits wait for it.
+    announced: asyncio.Future[Any] | None = None
+
+    @property
+    def job_id(self) -> int:
+        return self.ctx.job.id
+
+
+@dataclass
+class BuiltRequest:
+    """A queued job's request built ahead of its turn (:meth:`JobRunner.build`), or what stopped it."""
+
+    ctx: JobContext
+    request: GenerationRequest | None
+    error: Exception | None = None
+
+
+@dataclass
+class RenderedVideo:
+    """An ANIMATE / VIDEO job's MP4, written but not yet checked nor stored."""
+
+    video: Any  # generation.video_io.VideoFile
+
+
+# What the GPU phase hands the finishing phase for one job: its images, its video, or what ended it.
+Outcome = list[Image.Image] | RenderedVideo | Exception
 
 
 class JobCensored(Exception):
@@ -116,14 +173,16 @@ class JobRunner:
         self.load_seconds: dict[str, float] = {}  # model -> how long its last load took (estimates)
         self.results = ResultStore(results_dir)
         self.delivery = Delivery(db, events, self.results, worker_id, delivery_lease_seconds, delivery_retry)
-        self._cancel_events: dict[int, threading.Event] = {}
+        self._cancel_events: dict[int, threading.Event] = {}  # every job held, in any phase
         self._requeue_on_cancel: set[int] = set()
+        self._finishing: set[int] = set()  # past the GPU: checked, encoded and stored
         # Called when a job left the queue here (queued -> running): the positions behind it move up.
         self.on_dequeued: Callable[[int], None] | None = None
 
     # -- control --------------------------------------------------------------------------
     def cancel(self, job_id: int) -> bool:
-        """Stop a running job at its next denoising step."""
+        """Stop a job this runner holds: at its next denoising step, or, past the GPU, before it is
+        marked generated (its stored images are deleted). False: the job is not held here."""
         event = self._cancel_events.get(job_id)
         if event is None:
             return False
@@ -131,30 +190,42 @@ class JobRunner:
         return True
 
     def interrupt_all(self) -> None:
-        """On shutdown: stop running jobs at the next step and put them back in the queue."""
-        for job_id, event in self._cancel_events.items():
-            self._requeue_on_cancel.add(job_id)
-            event.set()
+        """On shutdown: stop the jobs being prepared or generated at their next step and put them
+        back in the queue. Jobs past the GPU are left to finish (their images are made)."""
+        self.interrupt([job_id for job_id in self._cancel_events if job_id not in self._finishing])
+
+    def interrupt(self, job_ids: list[int]) -> None:
+        """Stop these jobs at their next step and put them back in the queue."""
+        for job_id in job_ids:
+            event = self._cancel_events.get(job_id)
+            if event is not None:
+                self._requeue_on_cancel.add(job_id)
+                event.set()
 
     @property
     def running_ids(self) -> list[int]:
+        """The jobs this runner holds, in any phase (being prepared, generated or finished)."""
         return list(self._cancel_events)
 
     def result_paths(self, job_id: int) -> list[Path]:
         return self.results.paths(job_id)
 
-    async def _render_video(
-        self, ctx: JobContext, request: GenerationRequest, progress: Callable[[int, int], None], cancel: threading.Event
-    ) -> None:
-        """ANIMATE / VIDEO: the backend writes the MP4 beside the results; the safety check looks at
-        its sampled frames (the first, one a second, the last); one flagged frame withholds the video."""
-        partial = self.results.partial_video(ctx.job.id)
-        async with self.events.working(ctx):
-            video = await asyncio.to_thread(self.backend.render_video, request, progress, partial)
-        if cancel.is_set():
+    async def _render_video(self, prepared: PreparedJob, progress: ProgressFn) -> RenderedVideo:
+        """ANIMATE / VIDEO on the GPU: the backend writes the MP4 beside the results (its safety
+        check and storing are :meth:`_store_video`, in the finishing phase)."""
+        partial = self.results.partial_video(prepared.job_id)
+        async with self.events.working(prepared.ctx):
+            video = await asyncio.to_thread(self.backend.render_video, prepared.request, progress, partial)
+        if prepared.cancel.is_set():
             partial.unlink(missing_ok=True)
             raise GenerationCancelled()
-        frames = [image for _, image in video.samples]
+        return RenderedVideo(video)
+
+    async def _store_video(self, ctx: JobContext, rendered: RenderedVideo) -> None:
+        """The safety check looks at the video's sampled frames (the first, one a second, the last);
+        one flagged frame withholds the video."""
+        partial = self.results.partial_video(ctx.job.id)
+        frames = [image for _, image in rendered.video.samples]
         verdicts = (await self.guard.check_images(frames) if self.guard is not None and frames else None) or []
         flagged = [v for v in verdicts if v.nsfw]
         if flagged:
@@ -164,17 +235,20 @@ class JobRunner:
             preview = await asyncio.to_thread(self.guard.blurred_preview, frames[worst])
             paths = await asyncio.to_thread(self._store_previews, ctx.job.id, [preview] if preview else [])
             raise JobCensored("image_censored", paths)
-        await asyncio.to_thread(self.results.save_video, ctx.job.id, partial, video.thumbnail)
+        await asyncio.to_thread(self.results.save_video, ctx.job.id, partial, rendered.video.thumbnail)
 
     # -- the job ----------------------------------------------------------------------------
     async def _load(self, job_id: int) -> JobContext | None:
         async with self.db.session() as session:
-            repos = Repositories(session)
-            job = await repos.jobs.get(job_id)
-            if job is None:
-                return None
-            user = await session.get(User, job.user_id)
-            return JobContext(job=job, locale=user.language if user else "en")
+            return await self._context(session, job_id)
+
+    @staticmethod
+    async def _context(session: AsyncSession, job_id: int) -> JobContext | None:
+        job = await Repositories(session).jobs.get(job_id)
+        if job is None:
+            return None
+        user = await session.get(User, job.user_id)
+        return JobContext(job=job, locale=user.language if user else "en")
 
     async def notify_failed(self, job_id: int, code: str) -> None:
         """Tell a failed job's chat why (best effort: the job has failed whatever Telegram says)."""
@@ -197,7 +271,10 @@ class JobRunner:
         """Write what this run learnt (:class:`jobs.params.JobOutcome`) next to the parameters, on
         the row as it is now: the copy read when the job started may hold what /forgetface has
         removed since."""
-        outcome = JobOutcome.model_validate(read_outcome(ctx.job).model_copy(update=values).model_dump())
+        current = read_outcome(ctx.job)
+        outcome = JobOutcome.model_validate(current.model_copy(update=values).model_dump())
+        if outcome == current and OUTCOME_KEY in (ctx.job.params or {}):  # nothing new: no write
+            return
         async with self.db.session() as session:
             row = await Repositories(session).jobs.rewrite_params(
                 ctx.job.id, lambda current: with_outcome(ctx.job.kind, current, outcome)
@@ -220,12 +297,74 @@ class JobRunner:
             await Repositories(session).moderation.add(ctx.job.user_id, kind, detail, job_id=ctx.job.id)
             await session.commit()
 
+    # -- the job, in three phases -------------------------------------------------------------
     async def run(self, job_id: int, deliver: bool = True) -> None:
-        """Generate (if still queued) and deliver one job (``deliver=False``: the caller delivers)."""
-        cancel_event = threading.Event()
-        self._cancel_events[job_id] = cancel_event
+        """Prepare, generate and finish one job, one phase after the other, then deliver it
+        (``deliver=False``: the caller delivers). The embedded queue overlaps the phases of
+        consecutive jobs instead (:class:`jobs.queue.EmbeddedQueue`)."""
+        prepared = await self.prepare(job_id)
+        if prepared is not None:
+            outcomes = await self.generate([prepared])
+            await self.finish(prepared, outcomes[0])
+        if deliver:
+            await self.deliver(job_id)
+
+    async def build(self, job_id: int) -> BuiltRequest | None:
+        """Build a queued job's request ahead of its turn, while the GPU works on others: input
+        photos downloaded and checked, prompt beautified and checked. Nothing is claimed and the
+        chat is not told (the job may still be cancelled, or passed by a fairer pick): a failure is
+        kept for :meth:`prepare` to end the job with. None: the job is not queued, or is a face
+        swap (its face is looked up when it starts: none after /forgetface, the new one after /face)."""
+        ctx = await self._load(job_id)
+        if ctx is None or ctx.job.status != JobStatus.QUEUED or ctx.job.kind == Mode.FACESWAP:
+            return None
         try:
-            if await self._transition(
+            return BuiltRequest(ctx, await self._build(ctx, announce=False))
+        except Exception as exc:
+            return BuiltRequest(ctx, None, exc)
+
+    async def prepare(self, job_id: int, built: BuiltRequest | None = None) -> PreparedJob | None:
+        """Claim a queued job (queued -> running) and make it ready for the GPU: its input photos
+        downloaded and checked, its prompt beautified and checked, its request built (or taken from
+        ``built``, made by :meth:`build` while it waited).
+
+        None: nothing is left for the GPU: the job was no longer queued, or it ended here (failed,
+        censored, cancelled, or returned to the queue on shutdown; its chat is told)."""
+        cancel = threading.Event()
+        self._cancel_events[job_id] = cancel  # registered first: a cancel during the claim is seen
+        prepared: PreparedJob | None = None
+        try:
+            ctx = await self._claim(job_id)
+            if ctx is None:
+                return None
+            if built is not None:
+                built.ctx.job = ctx.job  # the row as claimed (the request's callbacks hold built.ctx)
+                ctx = built.ctx
+            if ctx.job.cancel_requested:
+                cancel.set()
+            try:
+                if built is None:
+                    request = await self._build(ctx)
+                elif built.request is None:
+                    raise built.error or GenerationError("internal", "no request was built")
+                else:
+                    request = built.request
+                if cancel.is_set():  # cancelled (or interrupted) while it was being prepared
+                    raise GenerationCancelled()
+            except Exception as exc:
+                await self._ended(ctx, exc)
+                return None
+            prepared = PreparedJob(ctx, request, cancel)
+            return prepared
+        finally:
+            if prepared is None:
+                self._release(job_id)
+
+    async def _claim(self, job_id: int) -> JobContext | None:
+        """queued -> running, claimed by this worker; the job as claimed (None: it was not queued)."""
+        async with self.db.session() as session:
+            repos = Repositories(session)
+            if not await repos.jobs.transition(
                 job_id,
                 [JobStatus.QUEUED],
                 JobStatus.RUNNING,
@@ -234,95 +373,188 @@ class JobRunner:
                 claimed_by=self.worker_id,
                 claim_expires_at=lease(self.lease_seconds),
             ):
-                if self.on_dequeued is not None:
-                    self.on_dequeued(job_id)
-                await self._generate(job_id, cancel_event)
-        finally:
-            self._cancel_events.pop(job_id, None)
-            self._requeue_on_cancel.discard(job_id)
-        if deliver:
-            await self.deliver(job_id)
+                return None
+            await session.commit()
+            if self.on_dequeued is not None:  # after the commit: a refresh now no longer counts this job
+                self.on_dequeued(job_id)
+            return await self._context(session, job_id)
 
-    async def _generate(self, job_id: int, cancel_event: threading.Event) -> None:
-        ctx = await self._load(job_id)
-        if ctx is None:
-            return
-        if ctx.job.cancel_requested:
-            cancel_event.set()
+    async def _build(self, ctx: JobContext, announce: bool = True) -> GenerationRequest:
+        params = read_params(ctx.job)
+        max_side = max(params.width, params.height)
+        prepare = Mode(ctx.job.kind) in PREPARED_INPUT_MODES
+        file_ids, face_extra = list(getattr(params, "input_file_ids", [])), {}
+        if Mode(ctx.job.kind) == Mode.FACESWAP:
+            file_ids, face_extra = await self._face_inputs(ctx)
+        images = [await self._open_input(file_id, max_side if prepare else None) for file_id in file_ids]
+        await self._check_inputs(ctx, images)
+        request = build_request(ctx.job, images, await self._prepare_prompt(ctx, announce))
+        request.extra.update(face_extra)
         loop = asyncio.get_running_loop()
+
+        def on_stage(stage: str) -> None:  # runs in the worker thread
+            asyncio.run_coroutine_threadsafe(self.events.stage(ctx, stage), loop)
+
+        request.on_stage = on_stage
+        return request
+
+    async def generate(self, batch: list[PreparedJob], near_end: Callable[[], None] | None = None) -> list[Outcome]:
+        """Run prepared jobs on the GPU: one job, or jobs sharing one :func:`batch_key` as one
+        ``generate_batch`` call. Returns each job's outcome for :meth:`finish`: its images, its
+        rendered video, or the exception that ends it. ``near_end`` is called (on the event loop)
+        as the last step begins, so that the caller can claim what comes next meanwhile.
+
+        A member cancelled before or during the run gets GenerationCancelled and its images are
+        dropped; the run itself stops only once every member is cancelled. When a batch fails, its
+        members run again one at a time, so one bad request (or a batch too large for the GPU's
+        memory) fails only its own job."""
+        live = [p for p in batch if not p.cancel.is_set()]
+        outcomes: dict[int, Outcome] = {}
+        keys = {batch_key(p.request) for p in live}
+        if len(live) > 1 and (len(keys) != 1 or None in keys):
+            log.error("jobs %s do not share a batch key; running them one at a time", [p.job_id for p in live])
+            for p in live:
+                outcomes[p.job_id] = (await self.generate([p]))[0]
+        elif live:
+            try:
+                results = await self._on_gpu(live, near_end)
+            except GenerationCancelled:
+                results = [GenerationCancelled() for _ in live]
+            except Exception as exc:
+                if len(live) == 1:
+                    results = [exc]
+                else:
+                    log.warning("a batch of jobs %s failed (%s); running them one at a time", [p.job_id for p in live], exc)
+                    results = [(await self.generate([p]))[0] for p in live]
+            outcomes.update((p.job_id, result) for p, result in zip(live, results))
+        ended: list[Outcome] = []
+        for p in batch:
+            outcome = outcomes.get(p.job_id)
+            if outcome is None or (p.cancel.is_set() and not isinstance(outcome, BaseException)):
+                outcome = GenerationCancelled()  # its images (if any) are dropped
+            ended.append(outcome)
+            self._finishing.add(p.job_id)  # from here on a shutdown lets it finish
+        return ended
+
+    async def _on_gpu(self, live: list[PreparedJob], near_end: Callable[[], None] | None) -> list[Outcome]:
+        loop = asyncio.get_running_loop()
+        model = str(live[0].request.model)
         loading: dict[str, float] = {}  # model -> when its load began, while it loads
+        cold = await asyncio.to_thread(self._is_cold, model)
+        if cold:
+            loading[model] = time.monotonic()
+        # "Starting" (or "loading the model", a silent wait otherwise) goes out while the GPU
+        # starts: the GPU does not wait for Telegram. Progress edits follow it, never overtake it.
+        announced = asyncio.gather(
+            *(self.events.loading(p.ctx, self.load_seconds.get(model)) if cold else self.events.started(p.ctx) for p in live),
+            return_exceptions=True,
+        )
+
+        def log_failures(done: asyncio.Future[Any]) -> None:
+            if done.cancelled():
+                return
+            for p, result in zip(live, done.result()):
+                if isinstance(result, Exception):
+                    log.warning("could not tell job %s's chat that it started: %s", p.job_id, result)
+
+        announced.add_done_callback(log_failures)
+        for p in live:
+            p.announced = announced
+
+        async def tell(p: PreparedJob, step: int, total: int) -> None:
+            await announced
+            await self.events.progress(p.ctx, step, total)
 
         def progress(step: int, total: int) -> None:  # runs in the worker thread
-            if cancel_event.is_set():
+            if all(p.cancel.is_set() for p in live):
                 raise GenerationCancelled()
-            for model, began in list(loading.items()):  # the first step: the model is in memory
-                self.load_seconds[model] = time.monotonic() - began
-                loading.pop(model, None)
-            asyncio.run_coroutine_threadsafe(self.events.progress(ctx, step, total), loop)
+            for name, began in list(loading.items()):  # the first step: the model is in memory
+                self.load_seconds[name] = time.monotonic() - began
+                loading.pop(name, None)
+            for p in live:
+                if not p.cancel.is_set():
+                    asyncio.run_coroutine_threadsafe(tell(p, step, total), loop)
+            if near_end is not None and step == total - 1:
+                loop.call_soon_threadsafe(near_end)
 
+        if len(live) == 1 and live[0].request.mode in VIDEO_MODES:
+            return [await self._render_video(live[0], progress)]
+        async with contextlib.AsyncExitStack() as stack:
+            for p in live:
+                await stack.enter_async_context(self.events.working(p.ctx))
+            if len(live) == 1:
+                return [await asyncio.to_thread(self.backend.generate, live[0].request, progress)]
+            return list(await asyncio.to_thread(self._generate_batch, [p.request for p in live], progress))
+
+    def _generate_batch(self, requests: list[GenerationRequest], progress: ProgressFn) -> list[list[Image.Image]]:
+        batched = getattr(self.backend, "generate_batch", None)  # a backend without it runs one at a time
+        results = batched(requests, progress) if batched is not None else generate_each(self.backend, requests, progress)
+        if len(results) != len(requests):
+            raise GenerationError("internal", f"{len(results)} results for a batch of {len(requests)}")
+        return results
+
+    async def finish(self, prepared: PreparedJob, outcome: Outcome) -> None:
+        """After the GPU: one job's safety check, PNG encoding and storing, then running ->
+        generated (the caller delivers). An exception as ``outcome`` ends the job the way
+        :meth:`generate` found it (failed, cancelled, returned to the queue on shutdown)."""
+        ctx = prepared.ctx
         try:
-            params = read_params(ctx.job)
-            max_side = max(params.width, params.height)
-            prepare = Mode(ctx.job.kind) in PREPARED_INPUT_MODES
-            file_ids, face_extra = list(getattr(params, "input_file_ids", [])), {}
-            if Mode(ctx.job.kind) == Mode.FACESWAP:
-                file_ids, face_extra = await self._face_inputs(ctx)
-            images = [await self._open_input(file_id, max_side if prepare else None) for file_id in file_ids]
-            await self._check_inputs(ctx, images)
-            request = build_request(ctx.job, images, await self._prepare_prompt(ctx))
-            request.extra.update(face_extra)
-
-            def on_stage(stage: str) -> None:  # runs in the worker thread
-                asyncio.run_coroutine_threadsafe(self.events.stage(ctx, stage), loop)
-
-            request.on_stage = on_stage
-            model = str(request.model)
-            if await asyncio.to_thread(self._is_cold, model):
-                # Say so instead of a silent wait: the first use loads gigabytes (estimate: the last load).
-                loading[model] = time.monotonic()
-                await self.events.loading(ctx, self.load_seconds.get(model))
-            else:
-                await self.events.started(ctx)
-            if request.mode in VIDEO_MODES:
-                await self._render_video(ctx, request, progress, cancel_event)
-            else:
-                async with self.events.working(ctx):
-                    results = await asyncio.to_thread(self.backend.generate, request, progress)
-                if cancel_event.is_set():
+            if prepared.announced is not None:  # "starting" first, then what comes of the job
+                await prepared.announced
+            try:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                if isinstance(outcome, RenderedVideo):
+                    await self._store_video(ctx, outcome)
+                else:
+                    # e.g. "edges-canny": the caption says how the images were made (rewritten on every run)
+                    notes = sorted({str(image.info["note"]) for image in outcome if "note" in image.info})
+                    if notes or read_outcome(ctx.job).notes:
+                        await self._update_outcome(ctx, notes=notes)
+                    await self._store_checked(ctx, outcome)
+                if prepared.cancel.is_set() and prepared.job_id not in self._requeue_on_cancel:
+                    # Cancelled while its images were checked and stored: they go.
+                    await asyncio.to_thread(self.results.delete, [prepared.job_id])
                     raise GenerationCancelled()
-                # e.g. "edges-canny": the caption says how the images were made (rewritten on every run)
-                notes = sorted({str(image.info["note"]) for image in results if "note" in image.info})
-                if notes or read_outcome(ctx.job).notes:
-                    await self._update_outcome(ctx, notes=notes)
-                await self._store_checked(ctx, results)
-        except JobCensored as exc:
+            except Exception as exc:
+                await self._ended(ctx, exc)
+                return
+            await self._transition(prepared.job_id, [JobStatus.RUNNING], JobStatus.GENERATED, generated_at=utcnow())
+        finally:
+            self._release(prepared.job_id)
+
+    async def _ended(self, ctx: JobContext, exc: BaseException) -> None:
+        """A running job ended without images: censored, cancelled, returned to the queue (shutdown)
+        or failed; its chat is told (except when it goes back to the queue)."""
+        job_id = ctx.job.id
+        if isinstance(exc, JobCensored):
             if await self._transition(
                 job_id, [JobStatus.RUNNING], JobStatus.CENSORED, error=exc.code, finished_at=utcnow()
             ):
                 await self.events.censored(ctx, exc.previews, upload=exc.code == "upload_censored")
-            return
-        except GenerationCancelled:
+        elif isinstance(exc, GenerationCancelled):
             if job_id in self._requeue_on_cancel:
                 await self._transition(job_id, [JobStatus.RUNNING], JobStatus.QUEUED, started_at=None)
                 log.info("job %s returned to the queue on shutdown", job_id)
             elif await self._transition(job_id, [JobStatus.RUNNING], JobStatus.CANCELLED, finished_at=utcnow()):
                 await self.events.cancelled(ctx)
-            return
-        except GenerationError as exc:
+        elif isinstance(exc, GenerationError):
             log.warning("job %s failed: %s", job_id, exc)
             await self._transition(
                 job_id, [JobStatus.RUNNING], JobStatus.FAILED, error=exc.code, finished_at=utcnow()
             )
             await self.events.failed(ctx, exc.code)
-            return
-        except Exception:
-            log.exception("job %s (%s, %s) failed", job_id, ctx.job.kind, ctx.job.model)
+        else:
+            log.error("job %s (%s, %s) failed", job_id, ctx.job.kind, ctx.job.model, exc_info=exc)
             await self._transition(
                 job_id, [JobStatus.RUNNING], JobStatus.FAILED, error="internal", finished_at=utcnow()
             )
             await self.events.failed(ctx, "internal")
-            return
-        await self._transition(job_id, [JobStatus.RUNNING], JobStatus.GENERATED, generated_at=utcnow())
+
+    def _release(self, job_id: int) -> None:
+        self._cancel_events.pop(job_id, None)
+        self._requeue_on_cancel.discard(job_id)
+        self._finishing.discard(job_id)
 
     # -- beautification and safety ------------------------------------------------------------
     async def _check_inputs(self, ctx: JobContext, images: list[Image.Image]) -> None:
@@ -334,8 +566,9 @@ class JobRunner:
             await self._record(ctx, ModerationKind.UPLOAD_CENSORED, f"{max(v.score for v in flagged):.3f}")
             raise JobCensored("upload_censored")
 
-    async def _prepare_prompt(self, ctx: JobContext) -> str | None:
+    async def _prepare_prompt(self, ctx: JobContext, announce: bool = True) -> str | None:
         """The prompt to generate from: beautified when the user asked for it; None: the user's own.
+        ``announce``: the status message says the prompt is with the LLM.
 
         The text filter runs again here, on the LLM's prompt too; a blocked prompt fails the job with
         the "prompt_blocked" message.
@@ -344,7 +577,7 @@ class JobRunner:
         if self.guard is None or not params.prompt:
             return None
         wants = params.beautify and self.guard.beautification_available
-        if wants:
+        if wants and announce:
             await self.events.beautifying(ctx)
         prepared = await self.guard.prepare_prompt(params.prompt, beautify=wants)
         if prepared.blocked:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -219,30 +220,51 @@ class JobRepository:
 
         Round-robin across users: one user with many queued jobs cannot starve the others.
         """
+        order = await self.round_robin_order()
+        return order[0] if order else None
+
+    async def round_robin_order(self) -> list[Job]:
+        """Every queued job in the order the worker would take them one by one: the oldest job of
+        the user served least recently, that user then counting as served last (jobs.queue picks
+        batch partners from this order, so batching keeps the fairness)."""
         queued = (
             (await self.session.execute(select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.id)))
             .scalars()
             .all()
         )
         if not queued:
-            return None
-        users = {job.user_id for job in queued}
+            return []
+        by_user: dict[int, list[Job]] = {}
+        for job in queued:
+            by_user.setdefault(job.user_id, []).append(job)
         last_served = dict(
             (
                 await self.session.execute(
                     select(Job.user_id, func.max(Job.started_at))
-                    .where(Job.user_id.in_(users), Job.started_at.is_not(None))
+                    .where(Job.user_id.in_(list(by_user)), Job.started_at.is_not(None))
                     .group_by(Job.user_id)
                 )
             ).all()
         )
         never = datetime.min
 
-        def key(job: Job) -> tuple[Any, int]:
-            served = last_served.get(job.user_id)
-            return ((served.replace(tzinfo=None) if served else never), job.id)
-
-        return min(queued, key=key)
+        # (0, served, oldest job id) for the users as the database knows them; (1, n, ...) for a
+        # user once the order has served them n-th.
+        turns = [
+            (0, (last_served[u].replace(tzinfo=None) if last_served.get(u) else never), jobs[0].id, u)
+            for u, jobs in by_user.items()
+        ]
+        heapq.heapify(turns)
+        order: list[Job] = []
+        served = 0
+        while turns:
+            *_, user_id = heapq.heappop(turns)
+            jobs = by_user[user_id]
+            order.append(jobs.pop(0))
+            served += 1
+            if jobs:
+                heapq.heappush(turns, (1, served, jobs[0].id, user_id))  # type: ignore[arg-type]
+        return order
 
     async def queue_position(self, job: Job) -> int:
         """1-based position among queued jobs (jobs created earlier go first)."""

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from app.config import Settings
 from app.wiring import App, build_app
 from generation.fake import FakeBackend
+from prompting.guard import ContentGuard
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus
 from tests.fakes import TOKEN, RecordingSession
@@ -64,8 +65,9 @@ class BotHarness:
         async with self.app.db.session() as session:
             return list((await session.execute(select(Job).order_by(Job.id))).scalars().all())
 
-    async def wait_jobs_settled(self, timeout: float = 15.0) -> list[Job]:
-        """Wait until no job is queued, running or waiting for delivery."""
+    async def wait_jobs_settled(self, timeout: float = 60.0) -> list[Job]:
+        """Wait until no job is queued, running or waiting for delivery (a generous limit: a loaded
+        machine may take long to write a 4096 px PNG; a settled queue returns at once)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             jobs = await self.jobs()
@@ -83,12 +85,14 @@ class BotHarness:
         raise AssertionError("condition not met in time")
 
 
-async def start_harness(settings: Settings, backend: FakeBackend | None = None) -> BotHarness:
+async def start_harness(
+    settings: Settings, backend: FakeBackend | None = None, guard: ContentGuard | None = None
+) -> BotHarness:
     await upgrade_async(settings.db_url)
     session = RecordingSession()
     backend = backend or FakeBackend()
     bot = Bot(TOKEN, session=session)
-    app = build_app(settings, bot=bot, backend=backend)
+    app = build_app(settings, bot=bot, backend=backend, guard=guard)
     await app.dispatcher.emit_startup(bot=bot, dispatcher=app.dispatcher)
     return BotHarness(app, session, backend)
 

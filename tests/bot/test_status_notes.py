@@ -32,3 +32,19 @@ async def test_the_flash_note_stays_readable_when_the_queue_moves(harness):
     ours = (await harness.jobs())[-1]
     edits = [e for e in harness.session.of(EditMessageText) if e.message_id == ours.status_message_id]
     assert edits and "position 1" in edits[-1].text and NOTE in edits[-1].text, [e.text for e in edits]
+
+
+async def test_a_late_queue_refresh_does_not_write_over_a_cancelled_status(harness):
+    """A refresh that read the queue before a cancel edits after it: "Cancelled" must stay."""
+    await harness.app.queue.stop()  # no worker: the job stays queued
+    await harness.feed(message_update("a lighthouse"))
+    [job] = await harness.jobs()
+    async with harness.app.db.session() as session:
+        stale = await session.get(Job, job.id)  # what the refresh read: still queued
+        assert await harness.app.jobs.cancel_one(Repositories(session), stale)
+    await harness.app.notifier.withdrawn(stale, "en")  # what the cancel handler says
+    [cancelled] = harness.session.of(EditMessageText)
+    assert "Cancelled" in cancelled.text
+    harness.session.clear()
+    await harness.app.notifier.queued(stale, "en", position=1)  # the refresh's late edit
+    assert not harness.session.of(EditMessageText)

@@ -119,7 +119,8 @@ class PacedBackend(FakeBackend):
 async def test_positions_move_up_when_the_job_ahead_starts(tmp_path):
     # Status edits of a chat at most every 30 s: the user's own jobs keep editing this chat (the one
     # that starts says so), which must not hold back the position of the job behind them.
-    settings = make_settings(tmp_path, max_pending_per_user=5, progress_edit_interval=30.0)
+    # One job at a time: "two" and "three" would otherwise run as one batch.
+    settings = make_settings(tmp_path, max_pending_per_user=5, progress_edit_interval=30.0, batch_max_jobs=1)
     h = await start_harness(settings, PacedBackend([0.02, 0.05]))  # 50 steps: about 1 s, then 2.5 s
     try:
         for prompt in ("one", "two", "three"):

@@ -3,6 +3,7 @@ the tiny checkpoints in the real repositories' layouts, plus files the bot must 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import shutil
@@ -15,11 +16,15 @@ from app.config import Settings
 from app import fetch
 from generation.backend import ModelId
 from generation.sources import FOLDERS, HUB_IDS
+from generation.superres import CONTEXT_FILES
 from tests.fakes import TOKEN
 from tests.generation.fake_hub import FakeHub
 
 K3 = HUB_IDS["k31"]
 BIG = "weights/kandinsky3.pt"
+# KandiSuperRes' refiner context is in the authors' GitHub repository, not on the hub: served here
+# under a repository of its own, with the checksums of the tiny stand-ins.
+GITHUB = "github-ai-forever/KandiSuperRes"
 # Files the real repositories also hold and the loaders never read.
 DECOYS = {
     K3: ["weights/kandinsky3_unused_experiment.pt", "README.md", "assets/sample.png"],  # a UNet nobody loads
@@ -40,6 +45,11 @@ def hub(tiny_models_dir: Path, tmp_path: Path):
             (folder / decoy).parent.mkdir(parents=True, exist_ok=True)
             (folder / decoy).write_bytes(b"\0" * 2048)
         repos[repo_id] = folder
+    github = tmp_path / "hub" / GITHUB
+    for rel in CONTEXT_FILES:
+        (github / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repos[HUB_IDS["superres"]] / rel).rename(github / rel)
+    repos[GITHUB] = github
     fake = FakeHub(repos)
     fake.endpoint = fake.start()
     try:
@@ -67,6 +77,15 @@ def wanted_files(hub: FakeHub) -> dict[str, list[Path]]:
     }
 
 
+def context_source(hub: FakeHub) -> dict:
+    """``fetch.run``'s context arguments pointing at the fake GitHub repository."""
+    folder = hub.repos[GITHUB]
+    return dict(
+        context_url=f"{hub.endpoint}/{GITHUB}/resolve/main/{{path}}",
+        context_sha256={rel: hashlib.sha256((folder / rel).read_bytes()).hexdigest() for rel in CONTEXT_FILES},
+    )
+
+
 def safetensors_parameters(path: Path) -> int:
     with safe_open(str(path), "np") as f:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
@@ -81,11 +100,11 @@ def test_fetch_downloads_what_the_bot_loads_resumes_and_converts_flash(hub: Fake
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 4096)
     hub.cut_after[(K3, BIG)] = 100_000
     out = io.StringIO()
-    status = fetch.run(config, endpoint=hub.endpoint, out=out)
+    status = fetch.run(config, endpoint=hub.endpoint, out=out, **context_source(hub))
     if status != 0:  # the interrupted file failed this run: the next run continues it
         assert "Run the command again: it continues where it stopped." in out.getvalue()
         out = io.StringIO()
-        status = fetch.run(config, endpoint=hub.endpoint, out=out)
+        status = fetch.run(config, endpoint=hub.endpoint, out=out, **context_source(hub))
     assert status == 0, out.getvalue()
     resumed = [r for r in hub.requests if r.method == "GET" and r.path.endswith(BIG) and r.range == f"bytes={100_000 // 4096 * 4096}-"]
     assert resumed, [(r.method, r.path, r.range) for r in hub.requests if r.path.endswith(BIG)]
@@ -115,10 +134,35 @@ def test_fetch_downloads_what_the_bot_loads_resumes_and_converts_flash(hub: Fake
     # A second run finds everything in place and downloads nothing.
     before = len([r for r in hub.requests if r.method == "GET" and "/resolve/" in r.path])
     out = io.StringIO()
-    assert fetch.run(config, endpoint=hub.endpoint, out=out) == 0
+    assert fetch.run(config, endpoint=hub.endpoint, out=out, **context_source(hub)) == 0
     assert "To download: 0.00 GB in 0 files" in out.getvalue()
     after = [r for r in hub.requests if r.method == "GET" and "/resolve/" in r.path][before:]
     assert all(r.range and r.range.startswith("bytes=0-") for r in after)  # only safetensors headers
+
+
+def test_kandisuperres_alone_fetches_the_flash_unet_and_movq_not_the_text_encoder(hub: FakeHub, tmp_path: Path) -> None:
+    """Its refiner is the Kandinsky 3.1 Flash UNet with a fixed context: no Flan-UL2, no base UNet."""
+    config = settings(tmp_path, worker_models="kandisuperres")
+    out = io.StringIO()
+    assert fetch.run(config, endpoint=hub.endpoint, out=out, **context_source(hub)) == 0, out.getvalue()
+    k31 = config.kandinsky_models_dir / FOLDERS["k31"]
+    got = sorted(p.relative_to(k31).as_posix() for p in k31.rglob("*") if p.is_file())
+    assert "weights/kandinsky3_flash.pt" in got and "weights/movq.pt" in got
+    assert "weights/flan_ul2_encoder/projection_flash.pt" in got  # the converter reads it
+    assert not [p for p in got if p.endswith((".safetensors", "tokenizer.json")) or p == BIG], got
+    superres_dir = config.kandinsky_models_dir / FOLDERS["superres"]
+    for rel in CONTEXT_FILES:
+        assert (superres_dir / rel).read_bytes() == (hub.repos[GITHUB] / rel).read_bytes()
+
+
+def test_a_context_with_the_wrong_checksum_is_refused(hub: FakeHub, tmp_path: Path) -> None:
+    config = settings(tmp_path, worker_models="kandisuperres")
+    source = context_source(hub)
+    source["context_sha256"] = {rel: "0" * 64 for rel in CONTEXT_FILES}
+    out = io.StringIO()
+    assert fetch.run(config, endpoint=hub.endpoint, out=out, **source) == 1
+    assert "SHA-256" in out.getvalue()
+    assert not (config.kandinsky_models_dir / FOLDERS["superres"] / CONTEXT_FILES[0]).exists()
 
 
 def _plans_after(config: Settings, hub: FakeHub) -> list[fetch.RepoPlan]:

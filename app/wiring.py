@@ -40,8 +40,10 @@ from jobs.service import JobService
 from prompting.beautify import share_gpu_budget
 from prompting.guard import ContentGuard, build_content_guard
 from storage.db import create_engine, create_sessionmaker
-from storage.estimates import average_run_seconds, wait_estimate
-from storage.repositories import Database, Repositories
+from bot.positions import refresh_queue_positions
+from bot.priority import AnswersFirst, UpdatesInFlight
+from storage.estimates import RunTimeEstimates
+from storage.repositories import Database
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +151,7 @@ class App:
     guard: ContentGuard
     broadcaster: Broadcaster | None = None
     metrics: Metrics | None = None
+    positions: PositionRefresher | None = None  # the embedded mode's queue-position refresher
 
 
 def build_app(
@@ -168,6 +171,12 @@ def build_app(
     notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
     # Beautification and the safety checks, switched by the operator's settings.
     guard = guard or create_guard(settings)
+    # Updates being handled: Bot API calls of the worker and of background refreshes let them be
+    # answered first (bot/priority.py).
+    updates_in_flight = UpdatesInFlight()
+    bot.session.middleware(AnswersFirst(updates_in_flight))
+    estimates = RunTimeEstimates()
+    positions: PositionRefresher | None = None  # the embedded mode's (the distributed queue owns its own)
     queue: JobQueue
     if settings.redis_url:
         # The distributed mode: GPU worker processes generate and deliver (jobs.worker).
@@ -182,13 +191,16 @@ def build_app(
             create_kicker_broker(settings.redis_url, settings.redis_prefix),
             redis,
             settings.redis_prefix,
-            positions=position_refresher(settings, db, notifier, redis),
+            positions=position_refresher(settings, db, notifier, redis, estimates, updates_in_flight),
         )
     else:
         runner = create_runner(settings, db, backend or create_backend(settings), notifier, guard, metrics)
 
+        positions = position_refresher(settings, db, notifier, None, estimates, updates_in_flight)
+
         async def refresh_positions() -> None:
-            await refresh_queue_positions(db, notifier)
+            assert positions is not None
+            positions.request()  # the refresh runs in the background, coalesced
 
         queue = EmbeddedQueue(
             db,
@@ -206,6 +218,7 @@ def build_app(
         daily_quota=settings.daily_quota,
         guard=guard,
         max_pending_videos_per_user=settings.max_pending_videos_per_user,
+        estimates=estimates,
     )
     broadcaster = Broadcaster(db, bot, translator(), rate=settings.broadcast_rate)
     janitor = ResultsJanitor(db, settings.results_dir, settings.results_retention)  # RESULTS_RETENTION_DAYS
@@ -234,6 +247,7 @@ def build_app(
     # Albums first: an album's later photos join its first update before any lock or database work.
     albums.install(dispatcher, settings.album_wait_seconds)
     # Group messages not addressed to the bot are dropped before any database work.
+    dispatcher.update.outer_middleware(updates_in_flight)
     dispatcher.update.outer_middleware(ChatScopeMiddleware())
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
     dispatcher.update.outer_middleware(UserMiddleware())
@@ -248,7 +262,8 @@ def build_app(
     dispatcher.include_router(build_root_router())
 
     app = App(
-        settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard, broadcaster=broadcaster, metrics=metrics
+        settings, bot, dispatcher, db, queue, runner, notifier, jobs, guard, broadcaster=broadcaster, metrics=metrics,
+        positions=positions,
     )
 
     async def on_startup() -> None:
@@ -257,7 +272,7 @@ def build_app(
         await queue.start()
         # Jobs recovered from before a restart: their status messages say where they are now,
         # instead of showing the last step of the previous process.
-        await refresh_queue_positions(db, notifier)
+        await refresh_queue_positions(db, notifier, estimates)
         await broadcaster.start()  # resumes a broadcast a restart interrupted
         await janitor.start()
 
@@ -265,6 +280,8 @@ def build_app(
         await janitor.stop()
         await broadcaster.stop()
         await queue.stop()
+        if positions is not None:
+            await positions.close()
         await guard.close()
         await engine.dispose()  # the FSM storage is closed by the dispatcher itself
 
@@ -273,27 +290,22 @@ def build_app(
     return app
 
 
-def position_refresher(settings: Settings, db: Database, notifier: TelegramNotifier, redis: Any) -> PositionRefresher:
-    """The distributed mode's queue-position refresher of one process (the bot or a GPU worker):
-    coalesced, and serialised across processes by a lock in ``redis`` (jobs.positions)."""
+def position_refresher(
+    settings: Settings,
+    db: Database,
+    notifier: TelegramNotifier,
+    redis: Any | None,
+    estimates: RunTimeEstimates | None = None,
+    updates: UpdatesInFlight | None = None,
+) -> PositionRefresher:
+    """The queue-position refresher of one process (the bot or a GPU worker): coalesced, and in the
+    distributed mode serialised across processes by a lock in ``redis`` (jobs.positions). A refresh
+    lets the updates this process is handling be answered first (``updates``, bot/priority.py)."""
 
     async def refresh() -> None:
-        await refresh_queue_positions(db, notifier)
+        await refresh_queue_positions(db, notifier, estimates, updates)
 
     return PositionRefresher(refresh, redis, settings.redis_prefix)
-
-
-async def refresh_queue_positions(db: Database, notifier: TelegramNotifier) -> None:
-    """After a job starts, the jobs behind it move up: edit their status messages (best effort)."""
-    async with db.session() as session:
-        repos = Repositories(session)
-        averages: dict[str, float | None] = {}
-        for position, job in enumerate(await repos.jobs.queued(limit=50), start=1):
-            user = await repos.users.get(job.user_id)
-            if job.model not in averages:
-                averages[job.model] = await average_run_seconds(session, job.model)
-            eta = wait_estimate(position, averages[job.model])
-            await notifier.queued(job, user.language if user else "en", position, eta)
 
 
 async def set_commands(bot: Bot) -> None:

@@ -19,6 +19,9 @@ from storage.models import User
 from storage.repositories import Repositories
 
 
+_ROLE_CACHE = "admin_filter_roles"
+
+
 class AdminFilter(Filter):
     """Passes owners (ADMIN_IDS) and granted admins; hands ``admin_role`` to the handler."""
 
@@ -37,7 +40,12 @@ class AdminFilter(Filter):
             return False
         if user is not None and user.banned:
             return False
-        role = await AdminRepository(repos.session).role(admin_ids, event_from_user.id)
+        # Several routers sit behind this gate: the role is read once per update (the update's
+        # session carries it), not once per router.
+        cache = repos.session.info.setdefault(_ROLE_CACHE, {})
+        if event_from_user.id not in cache:
+            cache[event_from_user.id] = await AdminRepository(repos.session).role(admin_ids, event_from_user.id)
+        role = cache[event_from_user.id]
         if role is None or (self.owner_only and role != AdminRole.OWNER):
             return False
         return {"admin_role": role}

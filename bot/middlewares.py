@@ -45,7 +45,7 @@ class UserMiddleware(BaseMiddleware):
     """Loads (or creates) the user row; a banned user gets one notice and is ignored after that.
 
     The row is written only when something changed (or ``last_seen`` is a few minutes old) and is
-    committed at once: the handler starts without a transaction open."""
+    then committed at once: the handler starts without a write transaction open."""
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         tg_user: TelegramUser | None = data.get("event_from_user")
@@ -60,7 +60,8 @@ class UserMiddleware(BaseMiddleware):
             return None
         repos: Repositories = data["repos"]
         user = await repos.users.upsert_seen(tg_user.id, tg_user.username, tg_user.first_name, tg_user.language_code)
-        await repos.commit()
+        if repos.users.seen_written:  # most updates only read the row: nothing to commit
+            await repos.commit()
         data["user"] = user
         if user.banned:
             if not user.ban_notified:

@@ -208,7 +208,7 @@ class TelegramNotifier:
         if self._last_text.get(key) == text:
             return
         now = time.monotonic()
-        if throttle and now - self._last_edit.get(job.chat_id, 0.0) < self.edit_interval:
+        if throttle and self._throttled(job, now):
             return
         self._last_edit[job.chat_id] = now
         self._last_text[key] = text
@@ -220,6 +220,13 @@ class TelegramNotifier:
         except TelegramAPIError as exc:  # "message is not modified", deleted, throttled: never fatal
             log.debug("status edit for job %s dropped: %s", job.id, exc)
 
+    def _throttled(self, job: Job, now: float | None = None) -> bool:
+        """The chat's status message was edited less than ``edit_interval`` ago."""
+        if job.status_message_id is None:
+            return True
+        now = time.monotonic() if now is None else now
+        return now - self._last_edit.get(job.chat_id, 0.0) < self.edit_interval
+
     def _noted(self, job: Job, text: str, locale: str | None = None) -> str:
         """An in-progress status with the job's notes (the Flash negative-prompt note, a model
         fallback) kept under it, so that they stay readable through the progress."""
@@ -230,6 +237,10 @@ class TelegramNotifier:
         await self.edit_status(ctx.job, self._noted(ctx.job, self.t("job-starting", ctx.locale), ctx.locale), self._cancel_markup(ctx))
 
     async def progress(self, ctx: JobContext, step: int, total: int) -> None:
+        # Called for every denoising step: most are throttled away, so decide that before the text
+        # and keyboard are built (a burst of jobs would spend the event loop on texts never sent).
+        if self._throttled(ctx.job):
+            return
         if is_video_job(ctx.job):
             text = video_progress_text(self.t, ctx.job, ctx.locale, step, total, progress_bar(step, total))
         else:

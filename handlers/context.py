@@ -28,7 +28,7 @@ from generation.registry import editing_model_for, model_for
 from generation.styles import DEFAULT_STYLE, fit_size
 from jobs.params import EditParams, JobParams, read_params
 from jobs.service import AdmissionError, JobService
-from storage.estimates import average_run_seconds, wait_estimate
+from storage.estimates import wait_estimate
 from storage.models import Job, User
 from storage.repositories import Repositories
 
@@ -83,7 +83,7 @@ class RequestContext:
 
         async def announce(job: Job, position: int) -> int:
             # The estimated wait: the position times the model's recent average (none without a history).
-            eta = wait_estimate(position, await average_run_seconds(self.repos.session, job.model))
+            eta = wait_estimate(position, await self.jobs.estimates.average(self.repos.session, job.model))
             return await self.notifier.announce(job, self.i18n.locale, position, eta)
 
         try:

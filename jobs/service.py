@@ -15,8 +15,9 @@ from generation.styles import image_size
 from jobs.params import JobParams, params_class
 from jobs.queue import JobQueue
 from prompting.guard import ContentGuard
-from storage.control import Limits, QueueControlRepository, day_start
-from storage.models import UNFINISHED_STATUSES, Job, JobStatus, ModerationKind, User, utcnow
+from storage.control import Limits, PauseState, QueueControlRepository, day_start
+from storage.estimates import RunTimeEstimates
+from storage.models import Job, JobStatus, ModerationKind, User, utcnow
 from storage.repositories import Repositories
 
 MAX_PROMPT_LENGTH = 1000
@@ -52,6 +53,19 @@ class CancelResult:
 Announce = Callable[[Job, int], Awaitable[int | None]]
 
 
+@dataclass
+class _Request:
+    """A job waiting for admission: its row (not yet added), and where its outcome goes."""
+
+    repos: Repositories
+    job: Job
+    kind: Mode
+    outcome: asyncio.Future[Any]
+
+
+_LEAD = object()  # the outcome that tells a waiting request to admit the next batch
+
+
 def new_seed() -> int:
     return secrets.randbelow(MAX_SEED)
 
@@ -66,34 +80,20 @@ class JobService:
         daily_quota: int | None = None,
         guard: ContentGuard | None = None,
         max_pending_videos_per_user: int = 1,
+        estimates: RunTimeEstimates | None = None,
     ) -> None:
         self.queue = queue
+        # The models' recent run times, for the estimated waits (read at most every few seconds).
+        self.estimates = estimates or RunTimeEstimates()
         self.max_pending_videos_per_user = max_pending_videos_per_user
         self.guard = guard
         self.max_image_side = max_image_side
         # Defaults from the environment; admins override them from the chat (stored in bot_settings).
         self.default_limits = Limits(max_pending_per_user, max_pending_total, daily_quota)
         self._user_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._admission_lock = asyncio.Lock()  # the total limit is shared by all users
-
-    async def check_admission(self, repos: Repositories, user_id: int) -> None:
-        # Read from the database on every request, so a change from the chat applies at once,
-        # in every process.
-        control = QueueControlRepository(repos.session)
-        pause = await control.pause_state()
-        if pause.paused:
-            raise AdmissionError("queue-paused-reason" if pause.reason else "queue-paused", 0, reason=pause.reason or "")
-        limits = await control.limits(self.default_limits)
-        if await repos.jobs.count_pending(user_id, UNFINISHED_STATUSES) >= limits.max_pending_per_user:
-            raise AdmissionError("limit-user", limits.max_pending_per_user)
-        if await repos.jobs.count_pending() >= limits.max_pending_total:
-            raise AdmissionError("limit-total", limits.max_pending_total)
-        if limits.daily_quota is not None:
-            now = utcnow()
-            since = day_start(now)
-            if await control.jobs_since(user_id, since) >= limits.daily_quota:
-                left = int((since + timedelta(days=1) - now).total_seconds()) // 60
-                raise AdmissionError("limit-daily", limits.daily_quota, hours=left // 60, minutes=left % 60)
+        # Admission (the total limit is shared by all users): one batch at a time (:meth:`_admit`).
+        self._admitting = False
+        self._waiting: list[_Request] = []
 
     async def check_prompt(self, repos: Repositories, user: User, params: JobParams) -> None:
         """The text filter on the prompt before a job exists; a refusal is counted for admins."""
@@ -146,33 +146,126 @@ class JobService:
         """
         async with self._user_locks[user.id]:
             await self.check_prompt(repos, user, params)
-            # Admission is one short transaction: the limits read and the row written under a
-            # lock (in this process, and on PostgreSQL across replicas), committed before the status
-            # message goes out, so no lock is held while Telegram answers.
-            async with self._admission_lock:
-                await repos.jobs.lock_admission()
-                await self.check_admission(repos, user.id)
-                if kind in VIDEO_KINDS:
-                    # Videos hold the GPU for minutes: one (by default) at a time per user.
-                    if await repos.jobs.count_pending(user.id, kinds=VIDEO_KINDS) >= self.max_pending_videos_per_user:
-                        raise AdmissionError("limit-video", self.max_pending_videos_per_user)
-                job = await repos.jobs.add(
-                    Job(
-                        user_id=user.id,
-                        chat_id=chat_id,
-                        kind=str(kind),
-                        model=str(ModelId(model or user.settings.model)),
-                        params=params_class(kind).model_validate(params.model_dump()).to_row(),
-                        status=JobStatus.QUEUED,
-                    )
-                )
-                position = await repos.jobs.queue_position(job)
-                await repos.commit()
-            job.status_message_id = await announce(job, position)
-            await repos.jobs.set_values(job.id, status_message_id=job.status_message_id)
+            row = Job(
+                user_id=user.id,
+                chat_id=chat_id,
+                kind=str(kind),
+                model=str(ModelId(model or user.settings.model)),
+                params=params_class(kind).model_validate(params.model_dump()).to_row(),
+                status=JobStatus.QUEUED,
+            )
+            job, position = await self._admit(_Request(repos, row, Mode(kind), asyncio.get_running_loop().create_future()))
+            message_id = await announce(job, position)
+            # The row's one change after the status message, in a transaction of its own.
+            await repos.jobs.set_values(job.id, status_message_id=message_id)
+            job.status_message_id = message_id
             await repos.commit()
         await self.queue.submit(job.id)
         return job
+
+    async def _admit(self, request: _Request) -> tuple[Job, int]:
+        """Admit ``request`` together with those that arrive meanwhile (group commit).
+
+        Admission is one short transaction under a lock (in this process, and on PostgreSQL across
+        replicas by an advisory lock), committed before any status message goes out. Under a burst
+        of prompts, one request at a time would make each wait for all the transactions before it;
+        so whoever finds the lock free admits every request waiting at that moment in one
+        transaction, checked one after another in arrival order exactly as if alone, and hands the
+        lock to the first request that arrived meanwhile, which does the same.
+        """
+        self._waiting.append(request)
+        if self._admitting:
+            try:
+                outcome = await request.outcome
+            except asyncio.CancelledError:
+                # Cancelled just as its turn to lead came: the turn goes to the next one.
+                if request.outcome.done() and not request.outcome.cancelled() and request.outcome.result() is _LEAD:
+                    self._waiting = [r for r in self._waiting if r is not request]
+                    self._pass_lead()
+                raise
+            if outcome is not _LEAD:
+                return outcome
+            request.outcome = asyncio.get_running_loop().create_future()  # this one leads the next batch
+        self._admitting = True
+        batch, self._waiting = [r for r in self._waiting if not r.outcome.done()], []
+        try:
+            await self._admit_batch(request.repos, batch)
+        finally:
+            for waiting in batch:
+                if not waiting.outcome.done():  # the transaction failed or was cancelled
+                    waiting.outcome.set_exception(RuntimeError("admission did not finish"))
+            if not request.outcome.cancelled():
+                request.outcome.exception()  # this one's failure, if any, is raised as it is
+            self._pass_lead()
+        return request.outcome.result()
+
+    def _pass_lead(self) -> None:
+        """The next waiting request admits the next batch; none waiting: the lock is free."""
+        self._waiting = [r for r in self._waiting if not r.outcome.done()]
+        if self._waiting:
+            self._waiting[0].outcome.set_result(_LEAD)
+        else:
+            self._admitting = False
+
+    async def _admit_batch(self, repos: Repositories, batch: list[_Request]) -> None:
+        """One transaction: the settings and the counts read once, each request checked in order
+        (the jobs admitted before it in the batch count against it), the admitted rows inserted."""
+        try:
+            await repos.jobs.lock_admission()
+            control = QueueControlRepository(repos.session)
+            pause, limits = await control.admission(self.default_limits)
+            users = {r.job.user_id for r in batch}
+            per_user, pending, queued = await repos.jobs.admission_counts(users)
+            admitted: list[_Request] = []
+            for request in batch:
+                try:
+                    await self._check(repos, control, request, pause, limits, per_user.get(request.job.user_id, 0), pending)
+                except AdmissionError as exc:
+                    request.outcome.set_exception(exc)
+                    continue
+                per_user[request.job.user_id] = per_user.get(request.job.user_id, 0) + 1
+                pending += 1
+                admitted.append(request)
+            repos.session.add_all([r.job for r in admitted])
+            await repos.session.flush()
+            await repos.commit()
+        except BaseException as exc:
+            for request in batch:
+                if not request.outcome.done():
+                    request.outcome.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+            raise
+        for position, request in enumerate(admitted, start=queued + 1):
+            # Every job queued before the batch was created before these (the lock is held).
+            repos.session.expunge(request.job)  # the handler that asked owns it now, not this session
+            request.outcome.set_result((request.job, position))
+
+    async def _check(
+        self,
+        repos: Repositories,
+        control: QueueControlRepository,
+        request: _Request,
+        pause: PauseState,
+        limits: Limits,
+        user_unfinished: int,
+        pending: int,
+    ) -> None:
+        if pause.paused:
+            raise AdmissionError("queue-paused-reason" if pause.reason else "queue-paused", 0, reason=pause.reason or "")
+        user_id = request.job.user_id
+        if user_unfinished >= limits.max_pending_per_user:
+            raise AdmissionError("limit-user", limits.max_pending_per_user)
+        if pending >= limits.max_pending_total:
+            raise AdmissionError("limit-total", limits.max_pending_total)
+        if limits.daily_quota is not None:
+            now = utcnow()
+            since = day_start(now)
+            if await control.jobs_since(user_id, since) >= limits.daily_quota:
+                left = int((since + timedelta(days=1) - now).total_seconds()) // 60
+                raise AdmissionError("limit-daily", limits.daily_quota, hours=left // 60, minutes=left % 60)
+        if request.kind in VIDEO_KINDS:
+            # Videos hold the GPU for minutes: one (by default) at a time per user.
+            if await repos.jobs.count_pending(user_id, kinds=VIDEO_KINDS) >= self.max_pending_videos_per_user:
+                raise AdmissionError("limit-video", self.max_pending_videos_per_user)
 
     async def cancel_all(self, repos: Repositories, user_id: int) -> CancelResult:
         queued = await repos.jobs.cancel_queued(user_id)

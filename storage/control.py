@@ -41,6 +41,21 @@ class PauseState:
     reason: str | None = None
 
 
+def _limits(stored: dict[str, Any], defaults: Limits) -> Limits:
+    return Limits(
+        max_pending_per_user=int(stored.get("max_pending_per_user") or defaults.max_pending_per_user),
+        max_pending_total=int(stored.get("max_pending_total") or defaults.max_pending_total),
+        daily_quota=stored["daily_quota"] if "daily_quota" in stored else defaults.daily_quota,
+    )
+
+
+def _pause(stored: dict[str, Any]) -> PauseState:
+    value = stored.get("paused")
+    if not value:
+        return PauseState(False)
+    return PauseState(True, value.get("reason") if isinstance(value, dict) else None)
+
+
 class QueueControlRepository:
     """Reads the pause and the limits (stored in ``bot_settings``) and counts jobs for the quota."""
 
@@ -53,19 +68,15 @@ class QueueControlRepository:
 
     async def limits(self, defaults: Limits) -> Limits:
         """The stored limits, falling back to the defaults from the environment for unset ones."""
-        stored = await self._values(LIMIT_KEYS)
-        return Limits(
-            max_pending_per_user=int(stored.get("max_pending_per_user") or defaults.max_pending_per_user),
-            max_pending_total=int(stored.get("max_pending_total") or defaults.max_pending_total),
-            daily_quota=stored["daily_quota"] if "daily_quota" in stored else defaults.daily_quota,
-        )
+        return _limits(await self._values(LIMIT_KEYS), defaults)
 
     async def pause_state(self) -> PauseState:
-        stored = await self._values(("paused",))
-        value = stored.get("paused")
-        if not value:
-            return PauseState(False)
-        return PauseState(True, value.get("reason") if isinstance(value, dict) else None)
+        return _pause(await self._values(("paused",)))
+
+    async def admission(self, defaults: Limits) -> tuple[PauseState, Limits]:
+        """The pause and the limits in one read (every prompt's admission needs both)."""
+        stored = await self._values(("paused", *LIMIT_KEYS))
+        return _pause(stored), _limits(stored, defaults)
 
     async def jobs_since(self, user_id: int, since: datetime) -> int:
         """Jobs that count against the daily quota: created since ``since`` and not withdrawn.

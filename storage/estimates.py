@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,3 +38,26 @@ def wait_estimate(position: int, average: float | None) -> int | None:
     if average is None:
         return None
     return max(1, round(position * average))
+
+
+class RunTimeEstimates:
+    """:func:`average_run_seconds` per model, remembered for ``ttl`` seconds.
+
+    Every "Queued" message and every queue-position refresh shows an estimate; under a burst of
+    prompts the same few rows would be read for each of them. An estimate a few seconds old is as
+    good as a fresh one. "No history yet" is not remembered: the first finished job gives the next
+    prompt its estimate at once."""
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._known: dict[str, tuple[float, float]] = {}  # model -> (monotonic time read, average)
+
+    async def average(self, session: AsyncSession, model: str) -> float | None:
+        now = time.monotonic()
+        known = self._known.get(model)
+        if known is not None and now - known[0] < self.ttl:
+            return known[1]
+        average = await average_run_seconds(session, model)
+        if average is not None:
+            self._known[model] = (now, average)
+        return average

@@ -11,13 +11,16 @@ per FSM key (aiogram's :class:`DefaultKeyBuilder`, destiny included); a flow tha
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, KeyBuilder, StateType, StorageKey
-from sqlalchemy import JSON, DateTime, String
+from sqlalchemy import JSON, DateTime, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from storage.db import create_engine, create_sessionmaker
@@ -51,13 +54,27 @@ def _state_name(state: StateType) -> str | None:
     return state.state if isinstance(state, State) else state
 
 
+CACHED_KEYS = 10_000
+
+
 class SqlStorage(BaseStorage):
+    """FSM state in a table, with what was read or written remembered in memory.
+
+    aiogram reads the state of every update's chat (its FSM middleware), and almost every chat has
+    none. This storage is the only writer of its table (one bot process: replicas share Redis
+    instead, :func:`app.wiring.create_fsm_storage`), so what it wrote or read last is what the
+    table holds: which keys have a row at all (read once at start: only flows under way do) and the
+    rows of the last ``CACHED_KEYS`` keys used are answered from memory.
+    """
+
     def __init__(self, url: str, key_builder: KeyBuilder | None = None) -> None:
         self.engine = create_engine(url)
         self.sessions = create_sessionmaker(self.engine)
         self.key_builder = key_builder or DefaultKeyBuilder(with_destiny=True)
         self._ready = False
         self._ready_lock = asyncio.Lock()
+        self._known: OrderedDict[str, tuple[str | None, dict[str, Any]]] = OrderedDict()
+        self._rows: set[str] = set()  # keys that have a row (read at start, kept by the writes)
 
     async def _prepare(self) -> None:
         if self._ready:
@@ -66,35 +83,63 @@ class SqlStorage(BaseStorage):
             if not self._ready:
                 async with self.engine.begin() as connection:
                     await connection.run_sync(FsmBase.metadata.create_all)
+                    # The keys that have a row (flows under way: few); any other key has none.
+                    self._rows = set((await connection.execute(select(FsmRecord.key))).scalars())
                 self._ready = True
+
+    def _remember(self, row_key: str, state: str | None, data: dict[str, Any]) -> None:
+        # as the table gives it back (JSON): tuples read as lists, as they would from the row
+        self._known[row_key] = (state, json.loads(json.dumps(data)))
+        self._known.move_to_end(row_key)
+        while len(self._known) > CACHED_KEYS:
+            self._known.popitem(last=False)
 
     async def _write(self, key: StorageKey, **values: Any) -> None:
         await self._prepare()
         row_key = self.key_builder.build(key)
-        async with self.sessions() as session:
-            record = await session.get(FsmRecord, row_key)
-            state = values.get("state", record.state if record else None)
-            data = values.get("data", record.data if record else {})
-            if state is None and not data:
-                if record is not None:
-                    await session.delete(record)
-            elif record is None:
-                session.add(FsmRecord(key=row_key, state=state, data=data, updated_at=utcnow()))
-            else:
-                record.state, record.data, record.updated_at = state, data, utcnow()
-            await session.commit()
+        try:
+            async with self.sessions() as session:
+                record = await session.get(FsmRecord, row_key)
+                state = values.get("state", record.state if record else None)
+                data = values.get("data", record.data if record else {})
+                if state is None and not data:
+                    if record is not None:
+                        await session.delete(record)
+                elif record is None:
+                    session.add(FsmRecord(key=row_key, state=state, data=data, updated_at=utcnow()))
+                else:
+                    record.state, record.data, record.updated_at = state, data, utcnow()
+                await session.commit()
+        except BaseException:
+            self._known.pop(row_key, None)  # not known what the table holds now: read it next time
+            self._rows.add(row_key)
+            raise
+        if state is None and not data:
+            self._rows.discard(row_key)
+        else:
+            self._rows.add(row_key)
+        self._remember(row_key, state, data or {})
 
-    async def _read(self, key: StorageKey) -> FsmRecord | None:
+    async def _read(self, key: StorageKey) -> tuple[str | None, dict[str, Any]]:
         await self._prepare()
-        async with self.sessions() as session:
-            return await session.get(FsmRecord, self.key_builder.build(key))
+        row_key = self.key_builder.build(key)
+        if row_key not in self._rows:
+            return None, {}
+        known = self._known.get(row_key)
+        if known is None:
+            async with self.sessions() as session:
+                record = await session.get(FsmRecord, row_key)
+                known = (record.state, dict(record.data or {})) if record else (None, {})
+            self._remember(row_key, *known)
+        else:
+            self._known.move_to_end(row_key)
+        return known
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         await self._write(key, state=_state_name(state))
 
     async def get_state(self, key: StorageKey) -> str | None:
-        record = await self._read(key)
-        return record.state if record else None
+        return (await self._read(key))[0]
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
         if not isinstance(data, dict):
@@ -102,8 +147,7 @@ class SqlStorage(BaseStorage):
         await self._write(key, data=dict(data))
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
-        record = await self._read(key)
-        return dict(record.data) if record and record.data else {}
+        return copy.deepcopy((await self._read(key))[1])
 
     async def count(self) -> int:
         from sqlalchemy import func, select

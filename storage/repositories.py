@@ -8,11 +8,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import PENDING_STATUSES, Job, JobStatus, ModerationEvent, User, UserFace, UserSettings, utcnow
+from storage.models import (
+    PENDING_STATUSES,
+    UNFINISHED_STATUSES,
+    Job,
+    JobStatus,
+    ModerationEvent,
+    User,
+    UserFace,
+    UserSettings,
+    utcnow,
+)
 
 
 # ``users.last_seen`` is written at most this often per user (a write per update would be one
@@ -23,6 +33,7 @@ SEEN_WRITE_INTERVAL = timedelta(minutes=5)
 class UserRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.seen_written = False  # upsert_seen wrote (a first contact or a change): commit it
 
     async def get(self, user_id: int) -> User | None:
         return await self.session.get(User, user_id)
@@ -66,6 +77,7 @@ class UserRepository:
             )
             user = await self.session.get(User, user_id)
             assert user is not None
+            self.seen_written = True
         last_seen = user.last_seen if user.last_seen.tzinfo else user.last_seen.replace(tzinfo=timezone.utc)
         if (
             user.username != username
@@ -78,6 +90,7 @@ class UserRepository:
             user.last_seen = now
             user.blocked_bot = False  # they write to the bot, so they have not blocked it
             await self.session.flush()
+            self.seen_written = True
         return user
 
     async def mark_blocked(self, user_id: int) -> None:
@@ -135,6 +148,28 @@ class JobRepository:
         if kinds is not None:
             query = query.where(Job.kind.in_([str(k) for k in kinds]))
         return int((await self.session.execute(query)).scalar_one())
+
+    async def admission_counts(self, user_ids: Collection[int]) -> tuple[dict[int, int], int, int]:
+        """What admitting prompts needs, in one read: the unfinished jobs of each of these users (for
+        the per-user limit; absent: none), the pending jobs in all (the total limit) and the queued
+        jobs in all (a new job's position)."""
+        users = sorted(set(user_ids))
+        # One group per one of these users, and one (None) for everybody else.
+        who = case((Job.user_id.in_(users), Job.user_id), else_=None) if users else literal(None)
+        rows = (
+            await self.session.execute(
+                select(
+                    who,
+                    func.count(Job.id),
+                    func.count(Job.id).filter(Job.status.in_(list(PENDING_STATUSES))),
+                    func.count(Job.id).filter(Job.status == JobStatus.QUEUED),
+                )
+                .where(Job.status.in_(list(UNFINISHED_STATUSES)))
+                .group_by(who)
+            )
+        ).all()
+        per_user = {int(user): int(unfinished) for user, unfinished, _, _ in rows if user is not None}
+        return per_user, sum(int(row[2]) for row in rows), sum(int(row[3]) for row in rows)
 
     async def pending_for_user(self, user_id: int) -> Sequence[Job]:
         result = await self.session.execute(
@@ -243,6 +278,17 @@ class JobRepository:
             select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.id).limit(limit)
         )
         return result.scalars().all()
+
+    async def queued_with_language(self, limit: int = 200) -> list[tuple[Job, str | None]]:
+        """The queued jobs in order, each with its owner's language, in one read."""
+        result = await self.session.execute(
+            select(Job, User.language)
+            .outerjoin(User, User.id == Job.user_id)
+            .where(Job.status == JobStatus.QUEUED)
+            .order_by(Job.id)
+            .limit(limit)
+        )
+        return [(job, language) for job, language in result.tuples().all()]
 
     async def fail_crash_looping(self, max_attempts: int) -> list[Job]:
         """After a restart: jobs left running that were started ``max_attempts`` times already fail

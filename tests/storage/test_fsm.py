@@ -38,3 +38,35 @@ async def test_state_and_data_survive_a_new_storage_on_the_same_file(tmp_path: P
     await storage.set_data(key, {})
     assert await storage.count() == 0
     await storage.close()
+
+
+async def test_chats_without_a_flow_cost_no_read(tmp_path: Path):
+    """aiogram reads every update's state: a chat with no flow under way (most) is answered from memory,
+    and what a flow stores still reads back as the table holds it (JSON: tuples come back as lists)."""
+    from sqlalchemy import event
+
+    url = fsm_url(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    key = StorageKey(bot_id=1, chat_id=10, user_id=10)
+    storage = SqlStorage(url)
+    await storage.set_state(key, Flow.scene)
+    await storage.set_data(key, {"size": (512, 768)})
+    await storage.close()
+
+    storage = SqlStorage(url)
+    statements: list[str] = []
+    event.listen(storage.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    await storage.get_state(StorageKey(bot_id=1, chat_id=11, user_id=11))  # start-up reads the keys
+    statements.clear()
+    for chat in range(12, 40):
+        assert await storage.get_state(StorageKey(bot_id=1, chat_id=chat, user_id=chat)) is None
+    assert statements == []
+    assert await storage.get_state(key) == "Flow:scene"  # a flow under way: read once, then remembered
+    assert await storage.get_data(key) == {"size": [512, 768]}
+    await storage.update_data(key, {"size": (1024, 1024)})
+    assert await storage.get_data(key) == {"size": [1024, 1024]}
+    await storage.set_state(key, None)
+    await storage.set_data(key, {})
+    statements.clear()
+    assert await storage.get_state(key) is None and statements == []
+    assert await storage.count() == 0
+    await storage.close()

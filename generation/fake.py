@@ -28,19 +28,14 @@ class FakeBackend:
         self.unloads: list[ModelId] = []
 
     def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
-        self.calls.append(request)
-        total = request.steps or spec(request.model).total_steps
-        self.steps_done = 0
-        for step in range(1, total + 1):
-            if self.step_seconds:
-                time.sleep(self.step_seconds)
-            self.steps_done = step
-            progress(step, total)
-        return [self._draw(request, request.seed + i) for i in range(request.num_images)]
+        return self._run([request], progress)[0]
 
     def generate_batch(self, requests: list[GenerationRequest], progress: ProgressFn) -> list[list[Image.Image]]:
         """One pass of steps for the whole batch, as a batched pipeline call makes."""
         self.batches.append(len(requests))
+        return self._run(requests, progress)
+
+    def _run(self, requests: list[GenerationRequest], progress: ProgressFn) -> list[list[Image.Image]]:
         total = max(request.steps or spec(request.model).total_steps for request in requests)
         self.calls.extend(requests)
         self.steps_done = 0

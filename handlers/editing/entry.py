@@ -18,7 +18,7 @@ from aiogram_i18n import I18nContext
 
 from handlers.context import RequestContext
 from handlers.editing import fuse, restyle
-from handlers.editing.flow import EDIT_STATES, EditCb, FuseFlow, RestyleFlow, start_flow, step_text
+from handlers.editing.flow import EDIT_STATES, FuseFlow, RestyleFlow, is_edit_button, start_flow, step_text
 from handlers.editing.inputs import InputPhoto, PhotosFilter, has_media
 
 
@@ -62,5 +62,5 @@ def create_router() -> Router:
     router.message(*outside, is_album, fuse.FusePhotosFilter())(album_outside_flows)
     router.message(*outside, PhotosFilter())(picture_outside_flows)
     router.message(StateFilter(*EDIT_STATES), ~F.text.startswith("/"))(unexpected_in_flow)
-    router.callback_query(EditCb.filter())(stale_button)
+    router.callback_query(F.func(is_edit_button))(stale_button)
     return router

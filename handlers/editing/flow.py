@@ -71,31 +71,69 @@ EDIT_STATES: frozenset[str] = frozenset(s.state for group in FLOWS for s in grou
 
 
 class EditAction(StrEnum):
+    """Buttons of the flows that carry nothing else."""
+
+    FUSE_DONE = "fuse_done"
+    VARIATIONS = "variations"
+
+
+class StrengthAction(StrEnum):
     RESTYLE = "restyle"
     SHAPES = "shapes"  # restyle keeping the shapes
+
+
+class WeightAction(StrEnum):
     STYLE = "style"
     FUSE = "fuse"
-    FUSE_DONE = "fuse_done"
     MIX = "mix"
-    VARIATIONS = "variations"
+
+
+# The strength levels of generation.styles.EDIT_STRENGTHS, as the type of a button's field.
+Strength = StrEnum("Strength", {level.upper(): level for level in EDIT_STRENGTHS})
+
+# Three factories share the "edit" prefix, each with its own actions, so that exactly one parses a
+# button and aiogram refuses a malformed one before any handler runs.
 
 
 class EditCb(CallbackData, prefix="edit"):
     action: EditAction
-    value: str = ""  # a strength level or a weight in percent
+
+
+class StrengthCb(CallbackData, prefix="edit"):
+    action: StrengthAction
+    level: Strength
+
+    @property
+    def choice(self) -> str:
+        return str(self.level)
+
+
+class WeightCb(CallbackData, prefix="edit"):
+    action: WeightAction
+    percent: int  # the weight of the first input, in percent
+
+    @property
+    def choice(self) -> int:
+        return self.percent
+
+
+def is_edit_button(query: CallbackQuery) -> bool:
+    return (query.data or "").startswith(f"{EditCb.__prefix__}:")
 
 
 class ChoiceFilter(Filter):
-    """Adds ``choice``: the pressed :class:`EditCb` button's value when it is one of ``offered`` (a
-    strength level, a weight in percent), or None after refusing it: forged or stale callback data,
-    or a message too old to answer under (see :mod:`handlers.filters`)."""
+    """Adds ``choice``: the pressed strength or weight button's value when it is one of ``offered``,
+    or None after refusing it: a value no keyboard offers (forged or stale callback data), or a
+    message too old to answer under (see :mod:`handlers.filters`)."""
 
     def __init__(self, offered: Iterable[object]) -> None:
-        self.offered = frozenset(str(value) for value in offered)
+        self.offered = frozenset(offered)
 
-    async def __call__(self, query: CallbackQuery, callback_data: EditCb, i18n: I18nContext) -> dict[str, Any]:
-        if callback_data.value in self.offered and isinstance(query.message, Message):
-            return {"choice": callback_data.value}
+    async def __call__(
+        self, query: CallbackQuery, callback_data: StrengthCb | WeightCb, i18n: I18nContext
+    ) -> dict[str, Any]:
+        if callback_data.choice in self.offered and isinstance(query.message, Message):
+            return {"choice": callback_data.choice}
         await query.answer(i18n.get("callback-unknown"), show_alert=True)
         return {"choice": None}
 
@@ -155,7 +193,7 @@ class FlowTimeoutMiddleware(BaseMiddleware):
             await state.clear()
             data["raw_state"] = None
             i18n: I18nContext = data["i18n"]
-            if isinstance(event, CallbackQuery) and (event.data or "").startswith(f"{EditCb.__prefix__}:"):
+            if isinstance(event, CallbackQuery) and is_edit_button(event):
                 # A button of the expired flow: say so (other buttons, e.g. "Again", still work).
                 await event.answer(i18n.get("edit-flow-expired"), show_alert=True)
                 if isinstance(event.message, Message):
@@ -175,12 +213,17 @@ def strength_keyboard(i18n: I18nContext, current: str, shapes_only: bool) -> Inl
     """Light / medium / strong (the remembered one marked); "keep the shapes" below for a plain restyle."""
     builder = InlineKeyboardBuilder()
     current = current if current in STRENGTHS else DEFAULT_STRENGTH
-    action = "shapes" if shapes_only else "restyle"
+    action = StrengthAction.SHAPES if shapes_only else StrengthAction.RESTYLE
     for level in STRENGTHS:
         text = i18n.get(f"edit-strength-{level}")
-        builder.button(text=f"✅ {text}" if level == current else text, callback_data=EditCb(action=action, value=level))
+        builder.button(
+            text=f"✅ {text}" if level == current else text, callback_data=StrengthCb(action=action, level=Strength(level))
+        )
     if not shapes_only:
-        builder.button(text=i18n.get("edit-btn-keep-shapes"), callback_data=EditCb(action="shapes", value=current))
+        builder.button(
+            text=i18n.get("edit-btn-keep-shapes"),
+            callback_data=StrengthCb(action=StrengthAction.SHAPES, level=Strength(current)),
+        )
     builder.adjust(3, 1)
     return builder.as_markup()
 
@@ -188,7 +231,7 @@ def strength_keyboard(i18n: I18nContext, current: str, shapes_only: bool) -> Inl
 def photo_actions_keyboard(i18n: I18nContext) -> InlineKeyboardMarkup:
     """Under "send the text" for a photo sent alone: variations of it need no text."""
     builder = InlineKeyboardBuilder()
-    builder.button(text=i18n.get("edit-btn-variations-of-photo"), callback_data=EditCb(action="variations"))
+    builder.button(text=i18n.get("edit-btn-variations-of-photo"), callback_data=EditCb(action=EditAction.VARIATIONS))
     return builder.as_markup()
 
 
@@ -197,7 +240,7 @@ def style_weight_keyboard(i18n: I18nContext) -> InlineKeyboardMarkup:
     for percent in STYLE_WEIGHTS:
         builder.button(
             text=i18n.get("edit-btn-style-weight", percent=percent),
-            callback_data=EditCb(action="style", value=str(percent)),
+            callback_data=WeightCb(action=WeightAction.STYLE, percent=percent),
         )
     builder.adjust(3)
     return builder.as_markup()
@@ -205,7 +248,7 @@ def style_weight_keyboard(i18n: I18nContext) -> InlineKeyboardMarkup:
 
 def fuse_done_keyboard(i18n: I18nContext) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    builder.button(text=i18n.get("edit-btn-done"), callback_data=EditCb(action="fuse_done"))
+    builder.button(text=i18n.get("edit-btn-done"), callback_data=EditCb(action=EditAction.FUSE_DONE))
     return builder.as_markup()
 
 
@@ -215,7 +258,7 @@ def pair_weight_keyboard(i18n: I18nContext, action: str) -> InlineKeyboardMarkup
     for percent in PAIR_WEIGHTS:
         builder.button(
             text=i18n.get(f"edit-btn-{action}-weight", first=percent, second=100 - percent),
-            callback_data=EditCb(action=action, value=str(percent)),
+            callback_data=WeightCb(action=WeightAction(action), percent=percent),
         )
     builder.adjust(1)
     return builder.as_markup()

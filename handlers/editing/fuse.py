@@ -24,8 +24,11 @@ from handlers.editing.flow import (
     MIN_FUSE_PHOTOS,
     PAIR_WEIGHTS,
     ChoiceFilter,
+    EditAction,
     EditCb,
     FuseFlow,
+    WeightAction,
+    WeightCb,
     close_step,
     finish_flow,
     fuse_done_keyboard,
@@ -155,6 +158,6 @@ def create_router() -> Router:
     # "Done" typed instead of pressed, in any of the bot's languages ("done", "готово").
     done_words = {word.lower() for word in translator().all_locales("edit-word-done")}
     router.message(FuseFlow.photos, F.text.lower().in_(done_words))(fuse_done)
-    router.callback_query(FuseFlow.photos, EditCb.filter(F.action == "fuse_done"))(fuse_done_button)
-    router.callback_query(FuseFlow.weight, EditCb.filter(F.action == "fuse"), ChoiceFilter(PAIR_WEIGHTS))(fuse_weight)
+    router.callback_query(FuseFlow.photos, EditCb.filter(F.action == EditAction.FUSE_DONE))(fuse_done_button)
+    router.callback_query(FuseFlow.weight, WeightCb.filter(F.action == WeightAction.FUSE), ChoiceFilter(PAIR_WEIGHTS))(fuse_weight)
     return router

@@ -17,7 +17,8 @@ from handlers.editing.flow import (
     PAIR_WEIGHTS,
     PLAIN_TEXT,
     ChoiceFilter,
-    EditCb,
+    WeightAction,
+    WeightCb,
     MixFlow,
     close_step,
     finish_flow,
@@ -91,5 +92,5 @@ def create_router() -> Router:
     router.message(Command("mix"))(mix_command)
     router.message(StateFilter(MixFlow), F.func(has_media), PhotosFilter(at_most=1))(mix_photo)
     router.message(StateFilter(MixFlow.text, MixFlow.weight), PLAIN_TEXT)(mix_text)
-    router.callback_query(MixFlow.weight, EditCb.filter(F.action == "mix"), ChoiceFilter(PAIR_WEIGHTS))(mix_go)
+    router.callback_query(MixFlow.weight, WeightCb.filter(F.action == WeightAction.MIX), ChoiceFilter(PAIR_WEIGHTS))(mix_go)
     return router

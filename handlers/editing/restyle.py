@@ -22,7 +22,8 @@ from handlers.editing.flow import (
     PLAIN_TEXT,
     STRENGTHS,
     ChoiceFilter,
-    EditCb,
+    StrengthAction,
+    StrengthCb,
     RestyleFlow,
     close_step,
     finish_flow,
@@ -100,7 +101,7 @@ async def restyle_text(message: Message, state: FSMContext, request: RequestCont
 
 
 async def restyle_go(
-    query: CallbackQuery, callback_data: EditCb, state: FSMContext, request: RequestContext, choice: str | None
+    query: CallbackQuery, callback_data: StrengthCb, state: FSMContext, request: RequestContext, choice: str | None
 ) -> None:
     """A strength button: the restyle (by text, or keeping the shapes) at that strength."""
     if choice is None:
@@ -108,7 +109,7 @@ async def restyle_go(
     request.user.settings.edit_strength = choice  # remembered for the next restyle
     data = await close_step(query, state)
     photo = InputPhoto.from_dict(data["photo"])
-    shapes = callback_data.action == "shapes"
+    shapes = callback_data.action is StrengthAction.SHAPES
     await request.submit_edit(EditInputs(_mode(shapes), [photo], data["prompt"], strength=strength_value(choice)))
 
 
@@ -119,5 +120,5 @@ def create_router() -> Router:
     router.message(StateFilter(RestyleFlow), F.func(has_media), PhotosFilter(at_most=1))(restyle_photo)
     router.message(StateFilter(RestyleFlow.text, RestyleFlow.strength), PLAIN_TEXT)(restyle_text)
     choice = ChoiceFilter(STRENGTHS)
-    router.callback_query(RestyleFlow.strength, EditCb.filter(F.action.in_({"restyle", "shapes"})), choice)(restyle_go)
+    router.callback_query(RestyleFlow.strength, StrengthCb.filter(), choice)(restyle_go)
     return router

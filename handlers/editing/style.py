@@ -17,7 +17,8 @@ from handlers.context import EditInputs, RequestContext
 from handlers.editing.flow import (
     STYLE_WEIGHTS,
     ChoiceFilter,
-    EditCb,
+    WeightAction,
+    WeightCb,
     StyleFlow,
     close_step,
     start_flow,
@@ -79,5 +80,5 @@ def create_router() -> Router:
     router.message(Command("style"))(style_command)
     router.message(StyleFlow.content, F.func(has_media), PhotosFilter(at_most=2))(content_photo)
     router.message(StyleFlow.style, F.func(has_media), PhotosFilter(at_most=1))(style_photo)
-    router.callback_query(StyleFlow.weight, EditCb.filter(F.action == "style"), ChoiceFilter(STYLE_WEIGHTS))(style_go)
+    router.callback_query(StyleFlow.weight, WeightCb.filter(F.action == WeightAction.STYLE), ChoiceFilter(STYLE_WEIGHTS))(style_go)
     return router

@@ -17,7 +17,7 @@ from bot.keyboards import ResultCb
 from generation.backend import Mode
 from handlers.common import own_job
 from handlers.context import EditInputs, RequestContext
-from handlers.editing.flow import EditCb, RestyleFlow, VariationsFlow, finish_flow, start_flow, step_text
+from handlers.editing.flow import EditAction, EditCb, RestyleFlow, VariationsFlow, finish_flow, start_flow, step_text
 from handlers.editing.inputs import InputPhoto, PhotosFilter, has_media
 
 
@@ -83,5 +83,5 @@ def create_router() -> Router:
     router.message(Command("variations"))(variations_command)
     router.message(VariationsFlow.photo, F.func(has_media), PhotosFilter(at_most=1))(variations_photo)
     router.callback_query(ResultCb.filter(F.action == "variations"))(variations_of_result)
-    router.callback_query(RestyleFlow.text, EditCb.filter(F.action == "variations"))(variations_of_sent_photo)
+    router.callback_query(RestyleFlow.text, EditCb.filter(F.action == EditAction.VARIATIONS))(variations_of_sent_photo)
     return router

@@ -21,7 +21,7 @@ async def test_cancel_leaves_a_flow(harness):
     await harness.feed(message_update("a red fox"))  # a prompt again
     [job] = await harness.wait_jobs_settled()
     assert job.kind == "text2img"
-    await harness.feed(callback_update("edit:fuse_done:"))  # a button of the cancelled flow
+    await harness.feed(callback_update("edit:fuse_done"))  # a button of the cancelled flow
     answer = harness.session.of(AnswerCallbackQuery)[-1]
     assert answer.show_alert and "This step is over" in answer.text
 

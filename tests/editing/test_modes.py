@@ -1,5 +1,5 @@
 import pytest
-from aiogram.methods import SendMediaGroup, SendMessage, SendPhoto
+from aiogram.methods import AnswerCallbackQuery, SendMediaGroup, SendMessage, SendPhoto
 
 from generation.backend import Mode, ModelId
 from tests.editing.helpers import document_update, feed_album, last_buttons, last_text, photo_update
@@ -63,14 +63,19 @@ async def test_fusion_one_by_one_then_done_with_weights_for_two(harness):
     await harness.feed(photo_update("a", 512, 512))
     # No Done button yet, and no word about one: "press Done" comes with the button.
     assert last_text(harness) == "🧬 Photos: 1 of 4. Send at least one more." and last_buttons(harness) == []
-    await harness.feed(callback_update("edit:fuse_done:"))  # too early: one photo
+    await harness.feed(callback_update("edit:fuse_done"))  # too early: one photo
     assert "at least 2 photos; I have 1" in last_text(harness)
     await harness.feed(photo_update("b", 600, 400))
     assert "Photos: 2 of 4" in last_text(harness) and "“Done”" in last_text(harness)
-    assert last_buttons(harness) == [("✅ Done", "edit:fuse_done:")]
-    await harness.feed(callback_update("edit:fuse_done:"))
+    assert last_buttons(harness) == [("✅ Done", "edit:fuse_done")]
+    await harness.feed(callback_update("edit:fuse_done"))
     assert "step 2 of 2" in last_text(harness)
     assert [b[1] for b in last_buttons(harness)] == ["edit:fuse:25", "edit:fuse:50", "edit:fuse:75"]
+    # Forged weights: not a number (aiogram's typed field refuses it), a number no button offers.
+    for forged in ("edit:fuse:abc", "edit:fuse:30", "edit:restyle:extreme"):
+        await harness.feed(callback_update(forged))
+        assert harness.session.of(AnswerCallbackQuery)[-1].show_alert, forged
+    assert await harness.jobs() == []
     await harness.feed(callback_update("edit:fuse:25"))
     [job] = await harness.wait_jobs_settled()
     [request] = harness.backend.calls

@@ -83,13 +83,13 @@ async def test_photo_without_caption_asks_for_the_text(harness):
 async def test_photo_alone_offers_variations(harness):
     harness.session.files["ph-6"] = photo_bytes("chelsea")
     await harness.feed(photo_update("ph-6", 451, 300))
-    assert last_buttons(harness) == [("🎲 Variations of this photo", "edit:variations:")]
-    await harness.feed(callback_update("edit:variations:"))
+    assert last_buttons(harness) == [("🎲 Variations of this photo", "edit:variations")]
+    await harness.feed(callback_update("edit:variations"))
     [job] = await harness.wait_jobs_settled()
     [request] = harness.backend.calls
     assert (request.mode, request.model, len(request.images)) == (Mode.VARIATIONS, ModelId.K22, 1)
     assert job.params["input_file_ids"] == ["ph-6"]
-    await harness.feed(callback_update("edit:variations:"))  # pressed again: the step is over
+    await harness.feed(callback_update("edit:variations"))  # pressed again: the step is over
     assert len(await harness.jobs()) == 1
 
 

@@ -224,6 +224,8 @@ class EmbeddedQueue:
     async def _prepare(self, job_id: int, ahead: asyncio.Task[BuiltRequest | None] | None) -> PreparedJob | None:
         built = None
         if ahead is not None:
+            if not ahead.done():  # its turn came while the LLM still works on its prompt: say so
+                await self.runner.still_building(job_id)
             await asyncio.wait({ahead})
             if not ahead.cancelled() and ahead.exception() is None:
                 built = ahead.result()

@@ -323,6 +323,19 @@ class JobRunner:
         except Exception as exc:
             return BuiltRequest(ctx, None, exc)
 
+    async def still_building(self, job_id: int) -> None:
+        """A job's turn came before :meth:`build` finished: when it is the prompt that is with the
+        LLM, the status message says so (best effort: the wait is the same either way)."""
+        ctx = await self._load(job_id)
+        if ctx is None or self.guard is None or not self.guard.beautification_available:
+            return
+        params = read_params(ctx.job)
+        if params.prompt and params.beautify:
+            try:
+                await self.events.beautifying(ctx)
+            except Exception:
+                log.warning("could not tell job %s's chat that its prompt is being improved", job_id, exc_info=True)
+
     async def prepare(self, job_id: int, built: BuiltRequest | None = None) -> PreparedJob | None:
         """Claim a queued job (queued -> running) and make it ready for the GPU: its input photos
         downloaded and checked, its prompt beautified and checked, its request built (or taken from

@@ -8,6 +8,7 @@ shutdowns, as a real pipeline does at every step).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 from aiogram.methods import EditMessageText, SendPhoto
@@ -351,4 +352,49 @@ async def test_a_job_cancelled_while_it_is_finished_is_not_sent(tmp_path):
         assert h.session.of(SendPhoto) == [] and h.app.runner.result_paths(job.id) == []
     finally:
         safety.release.set()
+        await stop_harness(h)
+
+
+class HeldBeautifier(LoggingBeautifier):
+    """Holds the LLM's answer for ``held`` prompts until ``release`` is set."""
+
+    def __init__(self, log: list[str], held: str) -> None:
+        super().__init__(log)
+        self.held = held
+        self.release = asyncio.Event()
+
+    async def beautify(self, prompt: str) -> BeautifyResult:
+        if prompt == self.held:
+            self.log.append(f"holding {prompt}")
+            await self.release.wait()
+        return await super().beautify(prompt)
+
+
+async def test_a_job_whose_prompt_is_still_with_the_llm_when_its_turn_comes_says_so(tmp_path):
+    log: list[str] = []
+    backend = GatedBackend(log)
+    first = backend.gate()
+    beautifier = HeldBeautifier(log, held="second")
+    h = await start_harness(make_settings(tmp_path, batch_max_jobs=1), backend, guard=ContentGuard(beautifier=beautifier))
+    try:
+        one, two = user(user_id=1), user(user_id=2)
+        await beautify_on(h, one)
+        await beautify_on(h, two)
+        await h.feed(message_update("first", from_user=one))
+        await h.wait_for(lambda: backend.held == 1)
+        await h.feed(message_update("second", from_user=two))
+        await h.wait_for(lambda: "holding second" in log)
+        second = (await jobs_by_prompt(h))["second"]
+        first.set()  # the GPU is free while the second prompt is still with the LLM
+        await h.wait_for(
+            lambda: any(
+                e.message_id == second.status_message_id and e.text.startswith("✨ Improving the prompt")
+                for e in h.session.of(EditMessageText)
+            )
+        )
+        beautifier.release.set()
+        jobs = await h.wait_jobs_settled()
+        assert [j.status for j in jobs] == ["done", "done"]
+    finally:
+        beautifier.release.set()
         await stop_harness(h)

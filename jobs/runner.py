@@ -284,8 +284,8 @@ class JobRunner:
             ctx.job.params = row
 
     async def _face_inputs(self, ctx: JobContext) -> tuple[list[str], dict[str, Any]]:
-        """A face-swap job's photo and face, looked up by user when it runs (never copied into the
-        job): "Again" after a new /face uses the new face, and after /forgetface there is none."""
+        """A face-swap job's photo and face, looked up by user when it runs (the job never stores
+        them): "Again" after a new /face uses the new face, and after /forgetface there is none."""
         async with self.db.session() as session:
             face = await Repositories(session).faces.get(ctx.job.user_id)
         if face is None:
@@ -338,8 +338,8 @@ class JobRunner:
 
     async def prepare(self, job_id: int, built: BuiltRequest | None = None) -> PreparedJob | None:
         """Claim a queued job (queued -> running) and make it ready for the GPU: its input photos
-        downloaded and checked, its prompt beautified and checked, its request built (or taken from
-        ``built``, made by :meth:`build` while it waited).
+        downloaded and checked, its prompt beautified and checked, its request built (or, when given,
+        ``built``: what :meth:`build` made while it waited).
 
         None: nothing is left for the GPU: the job was no longer queued, or it ended here (failed,
         censored, cancelled, or returned to the queue on shutdown; its chat is told)."""

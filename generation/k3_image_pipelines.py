@@ -44,6 +44,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from generation.backend import GenerationError, GenerationRequest, Mode, ProgressFn
+from generation.k3 import generators
 
 TEXT_TOKENS = 128
 DEFAULT_STEPS = 25
@@ -338,10 +339,6 @@ class K3ImagePipelines:
         return pipe
 
 
-def _generators(seed: int, n: int) -> list[torch.Generator]:
-    return [torch.Generator("cpu").manual_seed(seed + i) for i in range(n)]
-
-
 def img2img_steps(request: GenerationRequest) -> tuple[int, float]:
     """(steps, strength) of an image-to-image run, strength raised so that at least one step runs."""
     steps = request.steps or DEFAULT_STEPS
@@ -393,7 +390,7 @@ def generate(pipes: K3ImagePipelines, request: GenerationRequest, progress: Prog
         height=request.height,
         width=request.width,
         num_images_per_prompt=n,
-        generator=_generators(request.seed, n),
+        generator=generators(request.seed, n),
         callback_on_step_end=_Progress(progress, total_steps(request)),
     )
     if mode in CONTROLNET_MODES:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import contextvars
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from taskiq import AckableMessage
@@ -34,46 +36,106 @@ def job_id_of(b: JobStreamBroker, message: AckableMessage) -> int:
     return int(b.formatter.loads(message.data).args[0])
 
 
+# Each test runs under a hard time limit and names its steps, so a test that waits for ever fails
+# instead, saying where it was.
+TEST_SECONDS = 30.0
+# How long a listener may take to end once cancelled (one Redis round: a poll of at most a second).
+STOP_SECONDS = 5.0
+_steps: contextvars.ContextVar[list[str]] = contextvars.ContextVar("steps")
+
+
+def step(name: str) -> None:
+    """Record what the running test does now (reported if it runs out of time)."""
+    _steps.get().append(name)
+
+
+def time_limited(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    @functools.wraps(test)
+    async def run(*args, **kwargs) -> None:
+        steps = ["setting up"]
+        _steps.set(steps)
+        limit = asyncio.timeout(TEST_SECONDS)
+        try:
+            async with limit:
+                await test(*args, **kwargs)
+        except TimeoutError:
+            if not limit.expired():
+                raise  # the test's own
+            pytest.fail(f"{test.__name__} did not finish within {TEST_SECONDS} s; stuck at step: {steps[-1]}")
+
+    return run
+
+
 async def take(listener, timeout: float = 5.0) -> AckableMessage:
-    return await asyncio.wait_for(anext(listener), timeout)
+    """The listener's next message, or asyncio.TimeoutError after ``timeout``.
+
+    Not ``asyncio.wait_for``: on a timeout it cancels the read and then waits without a limit for
+    it to end, so a listener that goes on after being cancelled would hang the test.
+    """
+    read = asyncio.ensure_future(anext(listener))
+    try:
+        done, _ = await asyncio.wait({read}, timeout=timeout)
+        if not done:
+            read.cancel()
+            done, _ = await asyncio.wait({read}, timeout=STOP_SECONDS)
+            if not done:
+                pytest.fail(f"the listener did not stop within {STOP_SECONDS} s of being cancelled")
+            if read.cancelled():
+                raise asyncio.TimeoutError(f"no message within {timeout} s")
+        return read.result()
+    finally:
+        read.cancel()  # the test itself ran out of time (no effect on a finished read)
 
 
+@time_limited
 async def test_workers_get_only_their_models_jobs_one_at_a_time(redis_prefix, redis):
     p = redis_prefix
+    step("starting the brokers")
     async with broker(p, [K31, FLASH, K22], "bot") as sender, broker(p, [FLASH], "flash-worker", poll_seconds=0.2) as flash:
+        step("sending five jobs of three models")
         for job_id, model in [(1, K31), (2, FLASH), (3, K22), (4, FLASH), (5, K31)]:
             await send(sender, p, model, job_id)
         listener = flash.listen()
+        step("taking the first Flash job")
         first = await take(listener)
         assert job_id_of(flash, first) == 2
         # Strictly one message taken: nothing else is pending for this worker while it works.
         pending = await redis.xpending(stream_name(p, FLASH), CONSUMER_GROUP)
         assert pending["pending"] == 1
         await first.ack()
+        step("taking the second Flash job")
         second = await take(listener)
         assert job_id_of(flash, second) == 4
         await second.ack()
         # Nothing more for Flash, although other models' jobs wait.
+        step("waiting in vain for a third Flash job")
         with pytest.raises(asyncio.TimeoutError):
             await take(listener, timeout=0.6)
+        step("closing the Flash listener")
         await listener.aclose()
         assert await redis.xlen(stream_name(p, FLASH)) == 0  # acknowledged messages are deleted
         assert await redis.xlen(stream_name(p, K31)) == 2
 
         # A worker of two models takes turns between their streams.
+        step("starting the worker of two models")
         async with broker(p, [K31, K22], "k-worker", poll_seconds=0.2) as both:
             listener = both.listen()
             got = []
-            for _ in range(3):
+            for n in range(3):
+                step(f"taking job {n + 1} of 3 of the two-model worker")
                 message = await take(listener)
                 got.append(job_id_of(both, message))
                 await message.ack()
+            step("closing the two-model listener")
             await listener.aclose()
+            step("shutting the brokers down")
         assert sorted(got) == [1, 3, 5] and got[:2] in ([1, 3], [3, 1])
 
 
+@time_limited
 async def test_a_message_whose_worker_died_is_redelivered_while_the_streams_are_quiet(redis_prefix, redis):
     p = redis_prefix
+    step("starting the brokers")
     async with (
         broker(p, [K31], "bot") as sender,
         broker(p, [K31], "doomed", idle_timeout=0.5, poll_seconds=0.1) as doomed,
@@ -81,47 +143,66 @@ async def test_a_message_whose_worker_died_is_redelivered_while_the_streams_are_
     ):
         await send(sender, p, K31, 42)
         doomed_listener = doomed.listen()
+        step("the doomed worker taking the job")
         taken = await take(doomed_listener)
         assert job_id_of(doomed, taken) == 42
+        step("closing the doomed listener")
         await doomed_listener.aclose()  # the worker dies without acknowledging
 
         listener = survivor.listen()
         started = asyncio.get_running_loop().time()
+        step("the survivor reclaiming the job")
         again = await take(listener)
         waited = asyncio.get_running_loop().time() - started
         assert job_id_of(survivor, again) == 42
         assert waited >= 0.3  # not before the idle timeout (minus the time already spent idle)
         await again.ack()
+        step("closing the survivor's listener")
         await listener.aclose()
         assert await redis.xlen(stream_name(p, K31)) == 0
         assert (await redis.xpending(stream_name(p, K31), CONSUMER_GROUP))["pending"] == 0
+        step("shutting the brokers down")
 
 
+@time_limited
 async def test_messages_sent_before_any_worker_started_are_not_lost(redis_prefix):
     p = redis_prefix
     # Only the bot's side exists when the job is sent (its groups start at the stream's beginning).
+    step("sending a job before any worker exists")
     async with broker(p, [K22], "bot") as sender:
         await send(sender, p, K22, 9)
+    step("starting the late worker")
     async with broker(p, [K22], "late-worker", poll_seconds=0.1) as late:
         listener = late.listen()
+        step("the late worker taking the job")
         message = await take(listener)
         assert job_id_of(late, message) == 9
         await message.ack()
+        step("closing the listener")
         await listener.aclose()
+        step("shutting the broker down")
 
 
+@time_limited
 async def test_a_worker_survives_its_streams_being_wiped(redis_prefix, redis, caplog):
     """Redis restarted without persistence: the groups are declared again and work goes on."""
     p = redis_prefix
+    step("starting the brokers")
     async with broker(p, [K31], "bot") as sender, broker(p, [K31], "worker", poll_seconds=0.1) as worker:
         listener = worker.listen()
         waiting = asyncio.ensure_future(take(listener))
         await asyncio.sleep(0.3)
+        step("wiping the stream")
         await redis.delete(stream_name(p, K31))  # the stream and its consumer group are gone
         await asyncio.sleep(0.3)
+        step("sending a job after the wipe")
         await send(sender, p, K31, 77)
+        step("the worker taking the job")
         message = await waiting
         assert job_id_of(worker, message) == 77
         await message.ack()
+        step("closing the listener")
         await listener.aclose()
+        step("shutting the brokers down")
     assert "consumer groups are gone" in caplog.text
+

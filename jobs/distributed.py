@@ -172,6 +172,13 @@ class JobStreamBroker(RedisStreamBroker):
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         async with Redis(connection_pool=self.connection_pool) as conn:
             while not self.closing.is_set():
+                # A cancellation can get lost inside the Redis client: redis-py sends commands
+                # through asyncio.wait_for, which before Python 3.12 drops a cancellation that comes
+                # as the command finishes. The listener would then poll on for ever in a task that
+                # its reader (taskiq's receiver on shutdown, asyncio.wait_for) waits for without a
+                # limit. So the loop looks at the task's own state as well.
+                if cancel_requested():
+                    raise asyncio.CancelledError
                 try:
                     message = await self._reclaim_one(conn) or await self._read_one(conn)
                     if message is None:
@@ -180,6 +187,8 @@ class JobStreamBroker(RedisStreamBroker):
                         await conn.xread({s: "$" for s in self.streams}, count=1, block=self.block)
                         continue
                 except (RedisConnectionError, RedisTimeoutError) as exc:  # Redis restarts: wait for it
+                    if cancel_requested():  # the client's error stands for the cancellation
+                        raise asyncio.CancelledError from None
                     log.warning("Redis is unreachable (%s); retrying", exc)
                     await asyncio.sleep(self.poll_seconds)
                     continue

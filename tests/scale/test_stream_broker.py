@@ -19,8 +19,10 @@ K31, FLASH, K22 = "kandinsky-3.1", "kandinsky-3.1-flash", "kandinsky-2.2"
 
 
 @contextlib.asynccontextmanager
-async def broker(prefix: str, models: list[str], name: str, **kwargs) -> AsyncIterator[JobStreamBroker]:
-    b = JobStreamBroker(REDIS_URL, [stream_name(prefix, m) for m in models], consumer_name=name, **kwargs)
+async def broker(
+    prefix: str, models: list[str], name: str, kind: type[JobStreamBroker] = JobStreamBroker, **kwargs
+) -> AsyncIterator[JobStreamBroker]:
+    b = kind(REDIS_URL, [stream_name(prefix, m) for m in models], consumer_name=name, **kwargs)
     await b.startup()
     try:
         yield b
@@ -206,3 +208,52 @@ async def test_a_worker_survives_its_streams_being_wiped(redis_prefix, redis, ca
         step("shutting the brokers down")
     assert "consumer groups are gone" in caplog.text
 
+
+class CancellationLosingBroker(JobStreamBroker):
+    """A broker whose Redis client loses a cancellation, as the real one does now and then.
+
+    redis-py sends a command through ``asyncio.wait_for`` when a socket timeout is set, and before
+    Python 3.12 ``wait_for`` drops a cancellation that comes in the loop iteration in which the
+    awaited operation finishes: the command returns as if the task had not been cancelled.
+    Here that happens on every cancellation, in the first Redis step of each round.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_redis_call = asyncio.Event()
+
+    async def _reclaim_one(self, conn):
+        self.in_redis_call.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(60)  # a Redis round trip, which the cancellation ends
+        return await super()._reclaim_one(conn)
+
+
+@time_limited
+async def test_a_cancelled_listener_ends_although_the_redis_client_lost_the_cancellation(redis_prefix):
+    """The test above once hung for ever: ``take`` cancelled a read, the client swallowed the
+    cancellation, and the listener kept polling in a task nobody would ever hear from again."""
+    p = redis_prefix
+    step("starting the broker")
+    async with broker(p, [K31], "worker", kind=CancellationLosingBroker, poll_seconds=0.1) as worker:
+        listener = worker.listen()
+        read = asyncio.ensure_future(anext(listener))
+        try:
+            step("waiting until the listener is inside a Redis call")
+            await worker.in_redis_call.wait()
+            step("cancelling the read")
+            read.cancel()
+            done, _ = await asyncio.wait({read}, timeout=STOP_SECONDS)
+            assert done, f"the listener went on for {STOP_SECONDS} s after being cancelled"
+            assert read.cancelled()
+        finally:
+            # A listener that went on would outlive the test (and lose the event loop's
+            # cancellation at its end too): its closing event stops it after this call.
+            worker.closing.set()
+            read.cancel()
+            await asyncio.wait({read}, timeout=STOP_SECONDS)
+            if read.done() and not read.cancelled():
+                read.exception()  # StopAsyncIteration, retrieved
+        step("closing the listener")
+        await listener.aclose()
+        step("shutting the broker down")

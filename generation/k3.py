@@ -75,11 +75,17 @@ class K3Pipelines:
         return encode_text_cached(self.text_cache, pipe, prompt, negative_prompt, pipe._execution_device)
 
     def ready(self, pipe: Any) -> Any:
-        if pipe is None:
-            raise GenerationError("unsupported_mode", "this model has no pipeline for the request")
-        if self.prepare is not None:
-            self.prepare(pipe)
-        return pipe
+        return ready_pipeline(pipe, self.prepare)
+
+
+def ready_pipeline(pipe: Any, prepare: Callable[[Any], None] | None) -> Any:
+    """``pipe`` made ready to run by ``prepare`` (the manager's offload hooks), or the request's
+    mode is unsupported when the model has no such pipeline (``pipe`` is None)."""
+    if pipe is None:
+        raise GenerationError("unsupported_mode", "this model has no pipeline for the request")
+    if prepare is not None:
+        prepare(pipe)
+    return pipe
 
 
 def generators(seed: int, n: int) -> list[torch.Generator]:

@@ -44,7 +44,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from generation.backend import GenerationError, GenerationRequest, Mode, ProgressFn
-from generation.k3 import generators
+from generation.k3 import generators, ready_pipeline
 
 TEXT_TOKENS = 128
 DEFAULT_STEPS = 25
@@ -332,11 +332,7 @@ class K3ImagePipelines:
     prepare: Callable[[Any], None] | None = None
 
     def ready(self, pipe: Any) -> Any:
-        if pipe is None:
-            raise GenerationError("unsupported_mode", "this model has no pipeline for the request")
-        if self.prepare is not None:
-            self.prepare(pipe)
-        return pipe
+        return ready_pipeline(pipe, self.prepare)
 
 
 def img2img_steps(request: GenerationRequest) -> tuple[int, float]:

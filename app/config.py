@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # (`python -m app.worker`) through taskiq Redis streams, FSM state lives in Redis.
     redis_url: str | None = None
     redis_prefix: str = "kandinsky"  # namespace of every Redis key (streams, FSM, control channel)
+    # Users' rows and settings kept in memory between updates (storage.user_cache), forgotten at once
+    # when this process changes them. Unset: 300 s, or 2 s in the distributed mode (webhook replicas
+    # and workers change rows this process does not see); 0: read the row on every update.
+    user_cache_seconds: float | None = Field(default=None, ge=0)
     webhook_url: str | None = None  # public HTTPS URL Telegram posts updates to; unset: long polling
     # Checked against X-Telegram-Bot-Api-Secret-Token; unset: derived from the bot token (app.web).
     webhook_secret: SecretStr | None = None
@@ -207,6 +211,13 @@ class Settings(BaseSettings):
         if isinstance(value, int):
             return [value]
         return value
+
+    @property
+    def user_cache_ttl(self) -> float:
+        """Seconds a user's row is kept between updates (``user_cache_seconds``, or its default)."""
+        if self.user_cache_seconds is not None:
+            return self.user_cache_seconds
+        return 2.0 if self.redis_url else 300.0
 
     @property
     def db_url(self) -> str:

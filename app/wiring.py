@@ -20,6 +20,7 @@ from bot import albums
 from bot.admin_menu import show_admin_menus
 from bot.broadcast import Broadcaster
 from bot.i18n import LOCALES, create_middleware, translator
+from bot.response_types import KeepResponseTypes
 from bot.middlewares import ChatScopeMiddleware, DatabaseMiddleware, UserMiddleware
 from bot.access import PrivateAccessMiddleware
 from bot.notifier import TelegramNotifier
@@ -43,6 +44,7 @@ from storage.db import create_engine, create_sessionmaker
 from bot.positions import refresh_queue_positions
 from bot.priority import AnswersFirst, UpdatesInFlight
 from storage.estimates import RunTimeEstimates
+from storage.user_cache import UserDirectory
 from storage.repositories import Database
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ def create_bot(settings: Settings) -> Bot:
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
     )
+    # aiogram's per-method response classes stay built between garbage collections (bot/response_types.py).
+    bot.session.middleware(KeepResponseTypes())
     # Wait out Telegram's flood control and retry transient faults (bot/retry.py).
     bot.session.middleware(RetryMiddleware())
     return bot
@@ -250,7 +254,9 @@ def build_app(
     dispatcher.update.outer_middleware(updates_in_flight)
     dispatcher.update.outer_middleware(ChatScopeMiddleware())
     dispatcher.update.outer_middleware(DatabaseMiddleware(db))
-    dispatcher.update.outer_middleware(UserMiddleware())
+    users = UserDirectory(db, settings.user_cache_ttl)
+    users.watch()  # a change this process makes to a user is seen by their next update
+    dispatcher.update.outer_middleware(UserMiddleware(users))
     if settings.private:  # only allowed and invited users (bot.access)
         dispatcher.update.outer_middleware(PrivateAccessMiddleware(settings.allowed_users, frozenset(settings.admin_ids)))
     create_middleware().setup(dispatcher)

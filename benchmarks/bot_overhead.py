@@ -40,10 +40,17 @@ ECHO_TOKEN = "654321:ECHOabcdefghijklmnopqrstuvwxyz01234"
 ANSWER_METHODS = frozenset({"sendMessage", "sendPhoto", "sendMediaGroup", "sendDocument"})
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Figures:
     handled: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the bot process's CPU while the round's prompts were being answered
     first_answer: list[float] = field(default_factory=list)
     delivery: list[float] = field(default_factory=list)
 
@@ -61,9 +68,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def one_round(
-    emulator: TelegramEmulator, token: str, users: int, first_user: int, figures: Figures, timeout: float
+    emulator: TelegramEmulator,
+    token: str,
+    users: int,
+    first_user: int,
+    figures: Figures,
+    timeout: float,
+    pid: int | None = None,
 ) -> list[int]:
     """Every user sends one prompt at once; wait for each user's first answer."""
+    cpu_before = process_cpu_seconds(pid) if pid else 0.0
     scripted = [emulator.user(token, user_id=first_user + i, first_name=f"U{i}") for i in range(users)]
     first_call = len(emulator.calls)
     sent_at: dict[int, float] = {}
@@ -82,6 +96,8 @@ async def one_round(
                 chat = int(call.chat_id)
                 if chat in sent_at and chat not in answered:
                     answered[chat] = call.finished
+    if pid:
+        figures.cpu_seconds += process_cpu_seconds(pid) - cpu_before
     start = min(sent_at.values())
     figures.handled += users
     figures.seconds += max(answered.values()) - start
@@ -142,6 +158,7 @@ def report(name: str, figures: Figures) -> None:
         f"  p99 {percentile(figures.first_answer, 99) * ms:7.1f} ms"
     )
     if figures.delivery:
+        line += f"   CPU {figures.cpu_seconds / figures.handled * ms:5.2f} ms per prompt" if figures.cpu_seconds else ""
         line += (
             f"   job finished -> photo sent p50 {percentile(figures.delivery, 50) * ms:7.1f} ms"
             f"  p99 {percentile(figures.delivery, 99) * ms:7.1f} ms"
@@ -199,8 +216,8 @@ async def main() -> None:
         bot_figures, echo_figures = Figures(), Figures()
         for r in range(args.rounds):
             first_user = 1000 + r * args.users
-            await one_round(emulator, ECHO_TOKEN, args.users, first_user, echo_figures, args.timeout)
-            chats = await one_round(emulator, BOT_TOKEN, args.users, first_user, bot_figures, args.timeout)
+            await one_round(emulator, ECHO_TOKEN, args.users, first_user, echo_figures, args.timeout, echo.pid)
+            chats = await one_round(emulator, BOT_TOKEN, args.users, first_user, bot_figures, args.timeout, bot.pid)
             await wait_delivered(emulator, reader, chats, bot_figures, args.timeout)
         report("echo bot", echo_figures)
         report("kandinsky bot", bot_figures)

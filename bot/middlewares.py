@@ -16,6 +16,7 @@ from aiogram.types import User as TelegramUser
 from bot.i18n import translator
 from bot.unit_of_work import update_session
 from storage.repositories import Database, Repositories
+from storage.user_cache import UserDirectory
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,13 @@ class DatabaseMiddleware(BaseMiddleware):
 class UserMiddleware(BaseMiddleware):
     """Loads (or creates) the user row; a banned user gets one notice and is ignored after that.
 
-    The row is written only when something changed (or ``last_seen`` is a few minutes old) and is
-    then committed at once: the handler starts without a write transaction open."""
+    The row comes from the :class:`storage.user_cache.UserDirectory` (kept between updates, first
+    contacts created in batches). It is written only when something changed (or ``last_seen`` is a
+    few minutes old) and is then committed at once: the handler starts without a write transaction
+    open."""
+
+    def __init__(self, users: UserDirectory) -> None:
+        self.users = users
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         tg_user: TelegramUser | None = data.get("event_from_user")
@@ -59,8 +65,8 @@ class UserMiddleware(BaseMiddleware):
                     await event.callback_query.answer()
             return None
         repos: Repositories = data["repos"]
-        user = await repos.users.upsert_seen(tg_user.id, tg_user.username, tg_user.first_name, tg_user.language_code)
-        if repos.users.seen_written:  # most updates only read the row: nothing to commit
+        user = await self.users.attach(repos.session, tg_user)
+        if repos.users.note_seen(user, tg_user.username, tg_user.first_name):  # most updates change nothing
             await repos.commit()
         data["user"] = user
         if user.banned:

@@ -25,6 +25,7 @@ from handlers import (
     start,
     video,
 )
+from handlers.filters import run_sync_filters_inline
 
 
 def build_root_router() -> Router:
@@ -47,4 +48,4 @@ def build_root_router() -> Router:
         generate.create_router(),  # any text is a prompt: feature routers go before it
         fallback.create_router(),
     )
-    return root
+    return run_sync_filters_inline(root)

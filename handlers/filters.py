@@ -16,8 +16,10 @@ False on a refusal keeps the update from falling through to another router that 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiogram import Router
 from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, Message
 from aiogram_i18n import I18nContext
@@ -51,3 +53,32 @@ class OwnJobFilter(Filter):
         if request is None:  # no chat to act in: answered like any unknown button
             return False
         return {"job": await own_job(query, callback_data.job_id, request.user, request.repos, request.i18n)}
+
+
+def run_sync_filters_inline(router: Router) -> Router:
+    """Evaluate the synchronous filters of ``router`` and its sub-routers on the event loop.
+
+    aiogram runs a filter that is not a coroutine function (every magic filter such as ``F.text``,
+    a ``State`` used as a filter, a plain function) through ``asyncio.to_thread``: a hop to the
+    default thread pool and back for each check. A plain-text prompt passes a few dozen such checks
+    on its way to the prompt handler, and under a burst of prompts those hops (and the threads'
+    contention for the interpreter lock) were a large part of the bot's CPU per update. Our
+    synchronous filters only read the update and the handler data, so they are run where they are
+    checked instead. Call once, after every router is included.
+    """
+    for observer in router.observers.values():
+        for handler in (observer._handler, *observer.handlers):  # the router-level filters live in _handler
+            for filter_ in handler.filters or ():
+                if not filter_.awaitable:
+                    filter_.callback = _inline(filter_.callback)
+                    filter_.awaitable = True
+    for sub_router in router.sub_routers:
+        run_sync_filters_inline(sub_router)
+    return router
+
+
+def _inline(check: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    async def inline(*args: Any, **kwargs: Any) -> Any:
+        return check(*args, **kwargs)
+
+    return inline

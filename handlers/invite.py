@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiogram import Bot, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command
 from aiogram.types import Message
 from aiogram_i18n import I18nContext
@@ -25,6 +25,6 @@ async def invite(message: Message, bot: Bot, i18n: I18nContext, repos: Repositor
 
 def create_router() -> Router:
     router = Router(name="invite")
-    router.message.filter(AdminFilter(owner_only=True))
+    router.message.filter(F.text.startswith("/"), AdminFilter(owner_only=True))  # commands only: no role read for prompts
     router.message(Command("invite"))(invite)
     return router

@@ -63,7 +63,16 @@ class _Request:
     outcome: asyncio.Future[Any]
 
 
-_LEAD = object()  # the outcome that tells a waiting request to admit the next batch
+@dataclass
+class _StatusId:
+    """A status message's id waiting to be written, and the future that says it was."""
+
+    job_id: int
+    message_id: int
+    written: asyncio.Future[Any]
+
+
+_LEAD = object()  # the outcome that tells a waiting request to admit (or write) the next batch
 
 
 def new_seed() -> int:
@@ -94,6 +103,9 @@ class JobService:
         # Admission (the total limit is shared by all users): one batch at a time (:meth:`_admit`).
         self._admitting = False
         self._waiting: list[_Request] = []
+        # Status message ids: written a batch at a time, like admission (:meth:`_record_status_message`).
+        self._writing_status_ids = False
+        self._status_ids: list[_StatusId] = []
 
     async def check_prompt(self, repos: Repositories, user: User, params: JobParams) -> None:
         """The text filter on the prompt before a job exists; a refusal is counted for admins."""
@@ -157,9 +169,9 @@ class JobService:
             job, position = await self._admit(_Request(repos, row, Mode(kind), asyncio.get_running_loop().create_future()))
             message_id = await announce(job, position)
             # The row's one change after the status message, in a transaction of its own.
-            await repos.jobs.set_values(job.id, status_message_id=message_id)
+            if message_id is not None:
+                await self._record_status_message(repos, job.id, message_id)
             job.status_message_id = message_id
-            await repos.commit()
         await self.queue.submit(job.id)
         return job
 
@@ -198,6 +210,50 @@ class JobService:
                 request.outcome.exception()  # this one's failure, if any, is raised as it is
             self._pass_lead()
         return request.outcome.result()
+
+    async def _record_status_message(self, repos: Repositories, job_id: int, message_id: int) -> None:
+        """Write a job's status message id, together with the ids that arrive meanwhile.
+
+        Under a burst every prompt's status message goes out at about the same moment; one UPDATE
+        (executemany) and one commit for all of them, instead of a write transaction each, queued on
+        SQLite's write lock. Whoever finds no batch being written writes the waiting ones with its
+        own session, then hands the turn to the first that arrived meanwhile (as :meth:`_admit`)."""
+        entry = _StatusId(job_id, message_id, asyncio.get_running_loop().create_future())
+        self._status_ids.append(entry)
+        if self._writing_status_ids:
+            try:
+                if await entry.written is not _LEAD:
+                    return
+            except asyncio.CancelledError:
+                if entry.written.done() and not entry.written.cancelled() and entry.written.result() is _LEAD:
+                    self._status_ids = [e for e in self._status_ids if e is not entry]
+                    self._pass_status_lead()
+                raise
+        self._writing_status_ids = True
+        await asyncio.sleep(0)  # the ids sent in this same moment join the batch
+        batch, self._status_ids = [e for e in self._status_ids if not e.written.done() or e is entry], []
+        try:
+            await repos.jobs.set_status_message_ids({e.job_id: e.message_id for e in batch})
+            await repos.commit()
+        except BaseException as exc:
+            failure = exc if isinstance(exc, Exception) else RuntimeError("the write was cancelled")
+            for waiting in batch:
+                if waiting is not entry and not waiting.written.done():
+                    waiting.written.set_exception(failure)
+            raise
+        else:
+            for waiting in batch:
+                if waiting is not entry and not waiting.written.done():
+                    waiting.written.set_result(None)
+        finally:
+            self._pass_status_lead()
+
+    def _pass_status_lead(self) -> None:
+        self._status_ids = [e for e in self._status_ids if not e.written.done()]
+        if self._status_ids:
+            self._status_ids[0].written.set_result(_LEAD)
+        else:
+            self._writing_status_ids = False
 
     def _pass_lead(self) -> None:
         """The next waiting request admits the next batch; none waiting: the lock is free."""

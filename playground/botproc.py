@@ -88,6 +88,10 @@ class BotProcess:
         await waiting  # raises TimeoutError with the log below if the bot never polled
 
     @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 

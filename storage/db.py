@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -28,4 +29,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    # A Session class per sessionmaker: listeners on it (storage.user_cache) see this factory's
+    # sessions only, not those of another app in the same process (tests build several).
+    unit_of_work = type("UnitOfWork", (Session,), {})
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=unit_of_work)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from sqlalchemy import select
@@ -46,18 +47,31 @@ class RunTimeEstimates:
     Every "Queued" message and every queue-position refresh shows an estimate; under a burst of
     prompts the same few rows would be read for each of them. An estimate a few seconds old is as
     good as a fresh one. "No history yet" is not remembered: the first finished job gives the next
-    prompt its estimate at once."""
+    prompt its estimate at once. Requests that find no fresh figure while one is being read wait for
+    that read instead of making their own (a burst of prompts makes one read, not one each)."""
 
     def __init__(self, ttl: float = 5.0) -> None:
         self.ttl = ttl
-        self._known: dict[str, tuple[float, float]] = {}  # model -> (monotonic time read, average)
+        self._known: dict[str, tuple[float, float | None]] = {}  # model -> (monotonic time read, average)
+        self._reading: dict[str, asyncio.Future[float | None]] = {}
 
     async def average(self, session: AsyncSession, model: str) -> float | None:
         now = time.monotonic()
         known = self._known.get(model)
-        if known is not None and now - known[0] < self.ttl:
+        if known is not None and known[1] is not None and now - known[0] < self.ttl:
             return known[1]
-        average = await average_run_seconds(session, model)
-        if average is not None:
-            self._known[model] = (now, average)
+        reading = self._reading.get(model)
+        if reading is not None:
+            return await asyncio.shield(reading)
+        reading = self._reading[model] = asyncio.get_running_loop().create_future()
+        try:
+            average = await average_run_seconds(session, model)
+        except BaseException as exc:
+            reading.set_exception(exc if isinstance(exc, Exception) else RuntimeError("the read was cancelled"))
+            reading.exception()  # retrieved: the waiting requests get it, or nobody does
+            raise
+        finally:
+            del self._reading[model]
+        self._known[model] = (now, average)
+        reading.set_result(average)
         return average

@@ -49,49 +49,40 @@ class UserRepository:
     ) -> User:
         """The user row for an incoming update, created on first contact, with its settings.
 
-        Nothing is written for a known user unless their name changed, they had blocked the bot, or
-        ``last_seen`` is older than :data:`SEEN_WRITE_INTERVAL`: most updates only read. A first
-        contact is INSERT ... ON CONFLICT DO NOTHING: a user's first updates may arrive at once.
+        Nothing is written for a known user unless :meth:`note_seen` finds a change: most updates
+        only read. A first contact is INSERT ... ON CONFLICT DO NOTHING: a user's first updates may
+        arrive at once. (The bot itself reads users through :class:`storage.user_cache.UserDirectory`,
+        which batches first contacts and keeps rows between updates.)
         """
         user = await self.session.get(User, user_id)
-        now = utcnow()
         if user is None:
-            insert = _insert_for(self.session)
-            language = "ru" if (language_code or "").lower().startswith("ru") else "en"
-            await self.session.execute(
-                insert(User)
-                .values(
-                    id=user_id,
-                    username=username,
-                    first_name=first_name,
-                    language=language,
-                    banned=False,
-                    ban_notified=False,
-                    created_at=now,
-                    last_seen=now,
-                )
-                .on_conflict_do_nothing(index_elements=["id"])
-            )
-            await self.session.execute(
-                insert(UserSettings).values(user_id=user_id).on_conflict_do_nothing(index_elements=["user_id"])
-            )
+            await insert_new_users(self.session, [(user_id, username, first_name, language_code)])
             user = await self.session.get(User, user_id)
             assert user is not None
             self.seen_written = True
+        if self.note_seen(user, username, first_name):
+            await self.session.flush()
+        return user
+
+    def note_seen(self, user: User, username: str | None, first_name: str | None) -> bool:
+        """Update ``user`` for an update from them, if anything changed: their name, a block they
+        have lifted by writing, or ``last_seen`` older than :data:`SEEN_WRITE_INTERVAL`. True when
+        the row changed (the caller flushes and commits it)."""
+        now = utcnow()
         last_seen = user.last_seen if user.last_seen.tzinfo else user.last_seen.replace(tzinfo=timezone.utc)
         if (
-            user.username != username
-            or user.first_name != first_name
-            or user.blocked_bot
-            or now - last_seen >= SEEN_WRITE_INTERVAL
+            user.username == username
+            and user.first_name == first_name
+            and not user.blocked_bot
+            and now - last_seen < SEEN_WRITE_INTERVAL
         ):
-            user.username = username
-            user.first_name = first_name
-            user.last_seen = now
-            user.blocked_bot = False  # they write to the bot, so they have not blocked it
-            await self.session.flush()
-            self.seen_written = True
-        return user
+            return False
+        user.username = username
+        user.first_name = first_name
+        user.last_seen = now
+        user.blocked_bot = False  # they write to the bot, so they have not blocked it
+        self.seen_written = True
+        return True
 
     async def mark_blocked(self, user_id: int) -> None:
         """A send to the user got 403: they blocked the bot (cleared when they write again);
@@ -99,6 +90,40 @@ class UserRepository:
         await self.session.execute(
             update(User).where(User.id == user_id).values(blocked_bot=True).execution_options(synchronize_session=False)
         )
+
+
+def language_for(language_code: str | None) -> str:
+    """The bot's language for a new user: Russian when their Telegram app is, else English."""
+    return "ru" if (language_code or "").lower().startswith("ru") else "en"
+
+
+async def insert_new_users(
+    session: AsyncSession, users: Sequence[tuple[int, str | None, str | None, str | None]]
+) -> None:
+    """Rows for first contacts, ``(id, username, first_name, language_code)`` each, with default
+    settings, in two statements; rows that already exist (a race with another update) are kept."""
+    now = utcnow()
+    insert = _insert_for(session)
+    await session.execute(
+        insert(User).on_conflict_do_nothing(index_elements=["id"]),
+        [
+            dict(
+                id=user_id,
+                username=username,
+                first_name=first_name,
+                language=language_for(language_code),
+                banned=False,
+                ban_notified=False,
+                created_at=now,
+                last_seen=now,
+            )
+            for user_id, username, first_name, language_code in users
+        ],
+    )
+    await session.execute(
+        insert(UserSettings).on_conflict_do_nothing(index_elements=["user_id"]),
+        [dict(user_id=user_id) for user_id, *_ in users],
+    )
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -209,6 +234,13 @@ class JobRepository:
         job.params = rewrite(dict(job.params or {}))  # a new dict: JSON columns do not track changes inside
         await self.session.flush()
         return job.params
+
+    async def set_status_message_ids(self, message_ids: dict[int, int]) -> None:
+        """Jobs' status message ids, job id -> message id, in one executemany UPDATE."""
+        if message_ids:
+            await self.session.execute(
+                update(Job), [{"id": job_id, "status_message_id": m} for job_id, m in message_ids.items()]
+            )
 
     async def set_values(self, job_id: int, **values: Any) -> None:
         await self.session.execute(

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from aiogram import F, Router
 from aiogram.enums import ChatType
+from aiogram.filters import StateFilter, or_f
 from aiogram.types import CallbackQuery
 from aiogram_i18n import I18nContext
 
 from bot.admin_filter import AdminFilter
 from handlers.admin import broadcast, control, panel, users
-from handlers.admin.common import AdminCb, AdminContextFilter
+from handlers.admin.common import AdminCb, AdminContextFilter, AdminStates
 
 
 async def expired_button(query: CallbackQuery, i18n: I18nContext) -> None:
@@ -27,7 +28,11 @@ async def expired_button(query: CallbackQuery, i18n: I18nContext) -> None:
 def create_router() -> Router:
     router = Router(name="admin")
     # Private chats only: an admin's /stats in a group would show the group what only admins may see.
-    router.message.filter(F.chat.type == ChatType.PRIVATE, AdminFilter(), AdminContextFilter())
+    # The role is read only for messages an admin handler can take (commands, the admin flows'
+    # replies): a prompt, nearly every message, goes on without a database read.
+    router.message.filter(
+        F.chat.type == ChatType.PRIVATE, or_f(F.text.startswith("/"), StateFilter(AdminStates)), AdminFilter(), AdminContextFilter()
+    )
     router.callback_query.filter(F.message.chat.type == ChatType.PRIVATE, AdminFilter(), AdminContextFilter())
     expired = Router(name="admin-expired")  # a router of its own: the parent's handlers would go first
     expired.callback_query(F.data.startswith(f"{AdminCb.__prefix__}:"))(expired_button)

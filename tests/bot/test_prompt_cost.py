@@ -65,10 +65,12 @@ async def test_a_prompt_is_a_few_statements_and_no_transaction_spans_a_telegram_
         finally:
             trace.close()
         statements = trace.statements()
-        # The user (with settings), the admin gate, the pause and limits, the counts, the job, its
-        # status message id; and the model's recent run time for the estimate (none yet: read).
-        # The FSM state of a chat with no flow under way is known without a read.
-        assert len(statements) <= 7, statements
+        # The pause and limits, the counts, the job, its status message id; and the model's recent
+        # run time for the estimate (none yet: read). The user and their settings are kept from
+        # their first update (storage.user_cache); a prompt does not reach the admin gate's role
+        # read; the FSM state of a chat with no flow under way is known without a read.
+        assert len(statements) <= 5, statements
+        assert not any("FROM users" in s or "users." in s for s in statements), statements
         assert [s for s in statements if s.startswith(("INSERT", "UPDATE", "DELETE"))] == [
             "INSERT INTO jobs", "UPDATE jobs SET",
         ]
@@ -96,6 +98,40 @@ async def test_a_burst_of_prompts_keeps_true_positions_and_the_total_limit(tmp_p
         jobs = await h.jobs()
         assert len(jobs) == 15 and len({j.user_id for j in jobs}) == 15
         assert all(j.status_message_id is not None for j in jobs)
+    finally:
+        await stop_harness(h)
+
+
+async def test_a_burst_of_first_contacts_shares_its_writes(tmp_path):
+    """40 new users at once: their rows are one batch, their status message ids a few UPDATEs."""
+    h = await start_harness(make_settings(tmp_path))
+    try:
+        await h.app.queue.stop()
+        await h.feed(message_update("warm up"))
+        status_sent: dict[int, int] = {}  # chat -> id of the "Queued" message sent there
+        original = h.session.make_request
+
+        async def make_request(bot: Any, method: Any, timeout: int | None = None) -> Any:
+            result = await original(bot, method, timeout)
+            if isinstance(method, SendMessage) and "Queued" in method.text:
+                status_sent[int(method.chat_id)] = result.message_id
+            return result
+
+        h.session.make_request = make_request  # type: ignore[method-assign]
+        trace = Trace(h)
+        try:
+            await asyncio.gather(
+                *(h.feed(message_update(f"prompt {i}", from_user=user(7000 + i, first_name=f"U{i}"))) for i in range(40))
+            )
+        finally:
+            trace.close()
+        statements = trace.statements()
+        assert statements.count("INSERT INTO users") <= 2, statements
+        assert statements.count("UPDATE jobs SET") <= 8, statements  # executemany: one per batch
+        jobs = [j for j in await h.jobs() if j.user_id >= 7000]
+        assert len(jobs) == 40 and len(status_sent) == 40
+        # Each job's recorded status message is the one sent to its own chat.
+        assert {j.chat_id: j.status_message_id for j in jobs} == status_sent
     finally:
         await stop_harness(h)
 

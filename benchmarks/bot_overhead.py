@@ -171,6 +171,13 @@ async def main() -> None:
     parser.add_argument("--users", type=int, default=100, help="users sending a prompt at once, per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--side", type=int, default=256, help="MAX_IMAGE_SIDE of the fake images")
+    parser.add_argument(
+        "--step-seconds",
+        type=float,
+        default=0.0,
+        help="FAKE_STEP_SECONDS: the stand-in GPU's time per step (0: an infinitely fast GPU, so the "
+        "worker finishes and delivers jobs as fast as the CPU allows, beside the burst)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--profile", default="", help="write a cProfile of the bot process to this file")
     parser.add_argument(
@@ -188,7 +195,7 @@ async def main() -> None:
         emulator,
         BOT_TOKEN,
         data_dir,
-        FAKE_STEP_SECONDS=0,
+        FAKE_STEP_SECONDS=args.step_seconds,
         MAX_IMAGE_SIDE=args.side,
         MAX_PENDING_PER_USER=10,
         MAX_PENDING_TOTAL=100_000,
@@ -207,7 +214,10 @@ async def main() -> None:
         await bot.start(ready_timeout=180, argv=profile)
         await echo.start(ready_timeout=180, argv=[echo_script])
         cpu = os.cpu_count()
-        print(f"{args.users} users at once, {args.rounds} rounds, fake backend {args.side}px, {cpu} CPUs")
+        print(
+            f"{args.users} users at once, {args.rounds} rounds, fake backend {args.side}px, "
+            f"{args.step_seconds} s per step, {cpu} CPUs"
+        )
         # A warm-up round each: first-contact paths, connection pools, SQLite file growth.
         await one_round(emulator, ECHO_TOKEN, 10, 1, Figures(), args.timeout)
         warm = await one_round(emulator, BOT_TOKEN, 10, 1, Figures(), args.timeout)

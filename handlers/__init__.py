@@ -31,7 +31,7 @@ from handlers.filters import run_sync_filters_inline
 def build_root_router() -> Router:
     """All routers in the order they must see updates; the fallback router is last."""
     root = Router(name="root")
-    root.include_routers(
+    features = [
         errors.create_router(),
         start.create_router(),
         cancel.create_router(),  # before flows: /cancel leaves any of them
@@ -47,5 +47,7 @@ def build_root_router() -> Router:
         faceswap.create_router(),  # /face, /forgetface, @me prompts
         generate.create_router(),  # any text is a prompt: feature routers go before it
         fallback.create_router(),
-    )
+    ]
+    # Plain prompts go first (after the error handler): they need none of the feature routers.
+    root.include_routers(features[0], generate.create_plain_prompt_router(), *features[1:])
     return run_sync_filters_inline(root)

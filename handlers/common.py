@@ -52,8 +52,16 @@ async def checked_prompt(message: Message, text: str | None, i18n: I18nContext) 
         return None
 
 
+# The reply-keyboard buttons that have a handler (:func:`button`): texts no plain prompt may take.
+MENU_BUTTON_KEYS: set[str] = set()
+
+# "@me" in a prompt: the user's own face in the picture (handlers.faceswap).
+ME_PATTERN = r"(?i)@me\b"
+
+
 def button(key: str) -> MagicFilter:
     """Matches a reply-keyboard button's text in any of the bot's languages."""
+    MENU_BUTTON_KEYS.add(key)
     return F.text.in_(translator().all_locales(key))
 
 

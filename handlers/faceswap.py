@@ -23,7 +23,7 @@ from faceswap.profile import FaceSwapError, has_me
 from faceswap.service import FaceService
 from generation.backend import Mode
 from generation.images import InputImageError
-from handlers.common import checked_prompt
+from handlers.common import ME_PATTERN, checked_prompt
 from handlers.context import RequestContext
 from handlers.filters import PromptFilter
 from jobs.results import ResultStore
@@ -32,7 +32,6 @@ from storage.models import PENDING_STATUSES, JobStatus, ModerationKind, UserFace
 
 log = logging.getLogger(__name__)
 
-ME_PATTERN = r"(?i)@me\b"
 
 
 # What is wrong with a /face photo (faceswap.pipeline.prepare_face) -> what to send instead.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from aiogram import F, Router
+from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, FSInputFile, Message
 from aiogram_i18n import I18nContext
 
@@ -14,7 +17,8 @@ from jobs.results import ResultStore
 from jobs.service import new_seed
 from generation import inline_params
 from generation.styles import image_size
-from handlers.common import PromptError, validate_prompt
+from bot.i18n import translator
+from handlers.common import ME_PATTERN, MENU_BUTTON_KEYS, PromptError, validate_prompt
 from storage.models import Job
 
 
@@ -92,6 +96,34 @@ async def reuse_seed(query: CallbackQuery, job: Job | None, request: RequestCont
     seed = read_params(job).seed
     request.user.settings.fixed_seed = seed
     await query.answer(request.i18n.get("seed-reused", seed=str(seed)), show_alert=True)
+
+
+class PlainPrompt(Filter):
+    """A text that no router before this one would take: not a command, no flow under way (every
+    flow sets an FSM state), not a reply-keyboard button, no "@me". Such a text is a prompt, and
+    :func:`create_plain_prompt_router` takes it before the feature routers' few dozen filters run."""
+
+    def __init__(self) -> None:
+        self.menu = frozenset(label for key in MENU_BUTTON_KEYS for label in translator().all_locales(key))
+        self.me = re.compile(ME_PATTERN)
+
+    async def __call__(self, message: Message, raw_state: str | None = None) -> bool:
+        text = message.text
+        return (
+            text is not None
+            and raw_state is None
+            and not text.startswith("/")
+            and text not in self.menu
+            and self.me.search(text) is None
+        )
+
+
+def create_plain_prompt_router() -> Router:
+    """The prompt handler again, first in line for plain prompts (nearly every message). Build it
+    after the other routers: it reads the reply-keyboard buttons they registered."""
+    router = Router(name="plain-prompt")
+    router.message(PlainPrompt(), PromptFilter())(prompt)
+    return router
 
 
 def create_router() -> Router:

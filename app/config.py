@@ -122,8 +122,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = "kandinsky"  # namespace of every Redis key (streams, FSM, control channel)
     # Users' rows and settings kept in memory between updates (storage.user_cache), forgotten at once
-    # when this process changes them. Unset: 300 s, or 2 s in the distributed mode (webhook replicas
-    # and workers change rows this process does not see); 0: read the row on every update.
+    # when this process changes them. Unset: 300 s, or 0 (off) in the distributed mode, where another
+    # webhook replica may take a user's next update right after this one changed their settings;
+    # 0: read the row on every update.
     user_cache_seconds: float | None = Field(default=None, ge=0)
     webhook_url: str | None = None  # public HTTPS URL Telegram posts updates to; unset: long polling
     # Checked against X-Telegram-Bot-Api-Secret-Token; unset: derived from the bot token (app.web).
@@ -217,7 +218,7 @@ class Settings(BaseSettings):
         """Seconds a user's row is kept between updates (``user_cache_seconds``, or its default)."""
         if self.user_cache_seconds is not None:
             return self.user_cache_seconds
-        return 2.0 if self.redis_url else 300.0
+        return 0.0 if self.redis_url else 300.0
 
     @property
     def db_url(self) -> str:

@@ -13,8 +13,9 @@ queued on SQLite's single write lock. :class:`UserDirectory` instead:
 - loads the users it does not hold in batches: the first contacts that arrive together are one
   SELECT, one multi-row INSERT of users and one of settings, one commit.
 
-Writers in other processes (GPU workers, webhook replicas) are not seen, so the distributed mode
-keeps rows for a short time only (``USER_CACHE_SECONDS``; 0 turns the cache off).
+Writers in other processes (webhook replicas, GPU workers) are not seen, so the distributed mode
+keeps no rows by default (``USER_CACHE_SECONDS``, 0: every update reads its row; first contacts
+are still batched).
 """
 
 from __future__ import annotations

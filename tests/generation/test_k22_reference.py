@@ -46,10 +46,16 @@ def reference(k22_models_dir: Path):
 
 
 def _assert_same(ours, theirs):
+    """The same pictures: at most one 8-bit level apart, in a handful of pixels. float32 kernels may
+    sum in another order from one library release to the next (with transformers 5.24 and numpy
+    2.4, 11 to 15 of 24576 text-to-image values differ by one level); anything else that differs
+    (a seed, a step, a scale, a component) changes nearly every pixel by much more."""
     assert len(ours) == len(theirs)
     for a, b in zip(arrays(ours), arrays(theirs), strict=True):
         assert a.shape == b.shape
-        assert np.array_equal(a, b)
+        difference = np.abs(a.astype(np.int32) - b.astype(np.int32))
+        assert difference.max() <= 1, difference.max()
+        assert (difference > 0).mean() < 0.005, (difference > 0).sum()
 
 
 def test_text2img_equals_prior_then_decoder(k22, reference):

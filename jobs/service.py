@@ -168,7 +168,7 @@ class JobService:
             )
             job, position = await self._admit(_Request(repos, row, Mode(kind), asyncio.get_running_loop().create_future()))
             message_id = await announce(job, position)
-            # The row's one change after the status message, in a transaction of its own.
+            # The row's one change after the status message, written with the others sent meanwhile.
             if message_id is not None:
                 await self._record_status_message(repos, job.id, message_id)
             job.status_message_id = message_id
@@ -230,9 +230,10 @@ class JobService:
                     self._pass_status_lead()
                 raise
         self._writing_status_ids = True
-        await asyncio.sleep(0)  # the ids sent in this same moment join the batch
-        batch, self._status_ids = [e for e in self._status_ids if not e.written.done() or e is entry], []
+        batch: list[_StatusId] = []
         try:
+            await asyncio.sleep(0)  # the ids sent in this same moment join the batch
+            batch, self._status_ids = [e for e in self._status_ids if not e.written.done() or e is entry], []
             await repos.jobs.set_status_message_ids({e.job_id: e.message_id for e in batch})
             await repos.commit()
         except BaseException as exc:
@@ -246,6 +247,7 @@ class JobService:
                 if waiting is not entry and not waiting.written.done():
                     waiting.written.set_result(None)
         finally:
+            self._status_ids = [e for e in self._status_ids if e is not entry]  # cancelled before its batch
             self._pass_status_lead()
 
     def _pass_status_lead(self) -> None:

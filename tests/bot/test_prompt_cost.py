@@ -281,3 +281,51 @@ async def test_admission_goes_on_after_a_failed_batch_and_a_cancelled_waiter():
     assert [(job.user_id, position) for job, position in outcomes[1:]] == [(3, 1), (4, 2)]
     assert batches == [[1], [3, 4]]
     assert service._admitting is False and service._waiting == []
+
+
+async def test_status_ids_are_written_in_batches_and_the_turn_is_never_lost():
+    """Ids that arrive while a batch is written are the next batch; a failed write fails its batch
+    only; a writer cancelled before its batch leaves the turn to the others."""
+    from jobs.service import JobService
+
+    service = JobService(queue=None, max_image_side=64, max_pending_per_user=5, max_pending_total=50)  # type: ignore[arg-type]
+    written: list[dict[int, int]] = []
+    release = asyncio.Event()
+
+    class Jobs:
+        async def set_status_message_ids(self, ids: dict[int, int]) -> None:
+            await release.wait()
+            if 13 in ids:
+                raise RuntimeError("the database went away")
+            written.append(dict(ids))
+
+    class Repos:
+        jobs = Jobs()
+
+        async def commit(self) -> None:
+            pass
+
+    def record(job_id: int) -> Any:
+        return asyncio.create_task(service._record_status_message(Repos(), job_id, 1000 + job_id))  # type: ignore[arg-type]
+
+    first = [record(j) for j in (1, 2, 3)]  # one moment: one batch
+    await asyncio.sleep(0.01)
+    later = [record(j) for j in (4, 5)]  # while the first batch is written
+    release.set()
+    await asyncio.gather(*first, *later)
+    assert written == [{1: 1001, 2: 1002, 3: 1003}, {4: 1004, 5: 1005}]
+
+    failing = [record(13), record(14)]
+    outcomes = await asyncio.gather(*failing, return_exceptions=True)
+    assert all(isinstance(o, RuntimeError) for o in outcomes)
+    release.clear()
+    leader = record(20)
+    await asyncio.sleep(0)  # the leader waits for its batch to gather
+    leader.cancel()
+    others = [record(21), record(22)]
+    await asyncio.sleep(0.01)
+    release.set()
+    async with asyncio.timeout(5):  # a turn left with the cancelled leader would wait for ever
+        await asyncio.gather(*others)
+    assert written[-1] == {21: 1021, 22: 1022}
+    assert service._writing_status_ids is False and service._status_ids == []

@@ -56,6 +56,10 @@ def _batch_key(job: Job) -> tuple[Any, ...] | None:
         return None
 
 
+# After a job arrives, the look-ahead waits this long for more before it reads the queue again.
+AHEAD_SETTLE_SECONDS = 0.05
+
+
 class EmbeddedQueue:
     """One GPU worker inside the bot process.
 
@@ -99,6 +103,7 @@ class EmbeddedQueue:
         self._queue_empty = False
         # Requests built ahead (photos, beautified prompt) for the jobs the GPU takes next.
         self._ahead: dict[int, asyncio.Task[BuiltRequest | None]] = {}
+        self._keys: dict[int, tuple[Any, ...] | None] = {}  # queued job -> its batch key
         # Results are sent beside the generation, not before the next job: a chat under flood
         # control (up to minutes) holds up its own delivery only. At most a few at once.
         self._deliveries: set[asyncio.Task[None]] = set()
@@ -179,16 +184,25 @@ class EmbeddedQueue:
         if not order:
             return [], set()
         queued = {job.id for job in order}
-        key = _batch_key(order[0]) if self.batch_max_jobs > 1 else None
+        key = self._batch_key(order[0]) if self.batch_max_jobs > 1 else None
         if key is None:
             return [order[0].id], queued
         unit = [order[0].id]
         for job in order[1:]:
             if len(unit) == self.batch_max_jobs:
                 break
-            if _batch_key(job) == key:
+            if self._batch_key(job) == key:
                 unit.append(job.id)
+        for job_id in [j for j in self._keys if j not in queued]:  # started, cancelled: not asked again
+            del self._keys[job_id]
         return unit, queued
+
+    def _batch_key(self, job: Job) -> tuple[Any, ...] | None:
+        """:func:`_batch_key`, once per job: a queued job's request does not change, and each pick
+        (and each look-ahead) walks the queue."""
+        if job.id not in self._keys:
+            self._keys[job.id] = _batch_key(job)
+        return self._keys[job.id]
 
     async def _next_unit(self) -> list[PreparedJob] | None:
         """Wait for queued jobs, then claim and prepare the next one with its batch partners (with
@@ -255,6 +269,11 @@ class EmbeddedQueue:
             finally:
                 for waiter in waits:
                     waiter.cancel()
+            if not gpu_free.is_set():
+                # A burst of prompts is a stream of arrivals: read the queue once for all of them,
+                # not once each (every read walks the whole queue).
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(gpu_free.wait(), AHEAD_SETTLE_SECONDS)
 
     def _update_idle(self) -> None:
         if self._queue_empty and not self._generating and not self._finishes:

@@ -75,6 +75,14 @@ class _StatusId:
 _LEAD = object()  # the outcome that tells a waiting request to admit (or write) the next batch
 
 
+def _hand_over(waiting: list[tuple[Any, asyncio.Future[Any]]]) -> list[Any]:
+    """The turn to write the next batch: the entries still waiting, the first of them told it leads."""
+    still = [(entry, future) for entry, future in waiting if not future.done()]
+    if still:
+        still[0][1].set_result(_LEAD)
+    return [entry for entry, _ in still]
+
+
 def new_seed() -> int:
     return secrets.randbelow(MAX_SEED)
 
@@ -251,19 +259,13 @@ class JobService:
             self._pass_status_lead()
 
     def _pass_status_lead(self) -> None:
-        self._status_ids = [e for e in self._status_ids if not e.written.done()]
-        if self._status_ids:
-            self._status_ids[0].written.set_result(_LEAD)
-        else:
-            self._writing_status_ids = False
+        self._status_ids = _hand_over([(e, e.written) for e in self._status_ids])
+        self._writing_status_ids = bool(self._status_ids)
 
     def _pass_lead(self) -> None:
         """The next waiting request admits the next batch; none waiting: the lock is free."""
-        self._waiting = [r for r in self._waiting if not r.outcome.done()]
-        if self._waiting:
-            self._waiting[0].outcome.set_result(_LEAD)
-        else:
-            self._admitting = False
+        self._waiting = _hand_over([(r, r.outcome) for r in self._waiting])
+        self._admitting = bool(self._waiting)
 
     async def _admit_batch(self, repos: Repositories, batch: list[_Request]) -> None:
         """One transaction: the settings and the counts read once, each request checked in order

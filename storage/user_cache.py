@@ -121,7 +121,6 @@ class UserDirectory:
             new = [u for u in tg_users if u.id not in rows]
             if new:
                 await insert_new_users(session, [(u.id, u.username, u.first_name, u.language_code) for u in new])
-                await session.commit()
                 created = select(User).where(User.id.in_([u.id for u in new]))
                 rows.update({u.id: u for u in (await session.execute(created)).scalars()})
                 await session.commit()

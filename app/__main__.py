@@ -49,6 +49,9 @@ async def run(settings: Settings) -> None:
         )
         raise SystemExit(2) from None
     logging.getLogger(__name__).info("connected to Telegram as @%s", me.username)
+    from bot.heap import freeze_startup_heap
+
+    freeze_startup_heap()  # everything built so far lives as long as the process
 
     if settings.webhook_url:
         await run_webhook(app)  # several replicas behind a load balancer (README "Scaling out")

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from app.config import Settings, describe_error
 from app.wiring import create_backend, create_bot, create_guard, create_runner, position_refresher
+from bot.heap import freeze_startup_heap
 from bot.i18n import translator
 from bot.logging_setup import configure_logging
 from bot.notifier import TelegramNotifier
@@ -151,6 +152,7 @@ async def serve(settings: Settings, models: list[ModelId], name: str, metrics_po
     worker, close = build_worker(settings, models, name)
     for model in models:  # keep the served models resident: the first job does not pay the load
         await asyncio.to_thread(worker.runner.backend.load, model)
+    freeze_startup_heap()  # the loaded pipelines live as long as the process
     token = settings.metrics_token
     app = monitoring_application(token.get_secret_value() if token else None)
     add_routes(app, worker.metrics, worker.health, worker.refresh_metrics)

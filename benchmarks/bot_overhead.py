@@ -157,8 +157,9 @@ def report(name: str, figures: Figures) -> None:
         f"{name:<14} {figures.per_second:8.1f} updates/s   first answer p50 {percentile(figures.first_answer, 50) * ms:7.1f} ms"
         f"  p99 {percentile(figures.first_answer, 99) * ms:7.1f} ms"
     )
+    if figures.cpu_seconds:
+        line += f"   CPU {figures.cpu_seconds / figures.handled * ms:5.2f} ms per update"
     if figures.delivery:
-        line += f"   CPU {figures.cpu_seconds / figures.handled * ms:5.2f} ms per prompt" if figures.cpu_seconds else ""
         line += (
             f"   job finished -> photo sent p50 {percentile(figures.delivery, 50) * ms:7.1f} ms"
             f"  p99 {percentile(figures.delivery, 99) * ms:7.1f} ms"

@@ -42,7 +42,7 @@ from prompting.beautify import share_gpu_budget
 from prompting.guard import ContentGuard, build_content_guard
 from storage.db import create_engine, create_sessionmaker
 from bot.positions import refresh_queue_positions
-from bot.priority import AnswersFirst, UpdatesInFlight
+from bot.priority import MAX_WAIT_SECONDS, AnswersFirst, UpdatesInFlight
 from storage.estimates import RunTimeEstimates
 from storage.user_cache import UserDirectory
 from storage.repositories import Database
@@ -213,6 +213,7 @@ def build_app(
             on_queue_moved=refresh_positions,
             max_attempts=settings.max_job_attempts,
             batch_max_jobs=settings.batch_max_jobs,
+            answers_first=lambda: updates_in_flight.quiet(MAX_WAIT_SECONDS),
         )
     jobs = JobService(
         queue,
@@ -308,8 +309,8 @@ def position_refresher(
     distributed mode serialised across processes by a lock in ``redis`` (jobs.positions). A refresh
     lets the updates this process is handling be answered first (``updates``, bot/priority.py)."""
 
-    async def refresh() -> None:
-        await refresh_queue_positions(db, notifier, estimates, updates)
+    async def refresh() -> int:
+        return await refresh_queue_positions(db, notifier, estimates, updates)
 
     return PositionRefresher(refresh, redis, settings.redis_prefix)
 

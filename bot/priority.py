@@ -10,7 +10,9 @@ edit of a status message can wait a moment. So:
 - :class:`AnswersFirst`, a request middleware on the bot's session, holds a Bot API call made
   outside any handler (the worker, deliveries, background refreshes) while updates are being
   handled, for at most ``max_wait`` seconds, so nothing waits long and nothing is dropped.
-  ``getUpdates`` never waits: it is how the next updates arrive.
+  ``getUpdates`` never waits: it is how the next updates arrive;
+- the embedded worker's finishing and delivering of results (checks, PNG encoding, storing) waits
+  the same way (jobs.queue.EmbeddedQueue ``answers_first``): it is CPU work on the same loop.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
     from aiogram.methods import Response, TelegramMethod
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+# The longest background work waits for the updates being handled to be answered.
+MAX_WAIT_SECONDS = 1.0
 
 _answering: ContextVar[bool] = ContextVar("answering_an_update", default=False)
 
@@ -67,7 +72,7 @@ class UpdatesInFlight(BaseMiddleware):
 class AnswersFirst(BaseRequestMiddleware):
     """A Bot API call from outside the handlers waits while updates are being handled (bounded)."""
 
-    def __init__(self, updates: UpdatesInFlight, max_wait: float = 1.0) -> None:
+    def __init__(self, updates: UpdatesInFlight, max_wait: float = MAX_WAIT_SECONDS) -> None:
         self.updates = updates
         self.max_wait = max_wait
 

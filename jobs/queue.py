@@ -44,6 +44,9 @@ class JobQueue(Protocol):
 
 
 QueueMovedFn = Callable[[], Awaitable[None]]
+# Awaited before work that no user is waiting on right now (finishing and delivering results):
+# returns when the updates being handled are answered, or after a bounded wait (bot/priority.py).
+YieldFn = Callable[[], Awaitable[None]]
 MAX_CONCURRENT_DELIVERIES = 8
 MAX_PENDING_FINISHES = 2  # units generated but not yet stored, before the GPU waits for them
 
@@ -74,6 +77,11 @@ class EmbeddedQueue:
     of up to ``batch_max_jobs``, whoever sent them: the partners of the next job are the following
     jobs of the round-robin order with its key, so batching keeps the fairness. Generated-but-
     undelivered jobs are delivered again every ``delivery_retry_seconds``.
+
+    ``answers_first``: awaited before a finished unit is checked, encoded and stored and before a
+    result is delivered. The worker shares the bot's event loop (and its two CPU cores) with the
+    handlers; under a burst of prompts the users who just wrote get their answers first, and the
+    results follow a moment later. The GPU does not wait for it: generation goes on meanwhile.
     """
 
     def __init__(
@@ -84,8 +92,10 @@ class EmbeddedQueue:
         on_queue_moved: QueueMovedFn | None = None,
         max_attempts: int = 3,
         batch_max_jobs: int = 1,
+        answers_first: YieldFn | None = None,
     ) -> None:
         self.db = db
+        self.answers_first = answers_first
         self.runner = runner
         self.max_attempts = max_attempts  # a job started this often without finishing fails
         self.batch_max_jobs = max(1, batch_max_jobs)  # 1: every job runs alone
@@ -350,6 +360,8 @@ class EmbeddedQueue:
         task.add_done_callback(done)
 
     async def _finish(self, unit: list[PreparedJob], outcomes: list[Outcome], previous: asyncio.Task[None] | None) -> None:
+        if self.answers_first is not None:
+            await self.answers_first()
         results = await asyncio.gather(
             *(self.runner.finish(p, outcome) for p, outcome in zip(unit, outcomes)), return_exceptions=True
         )
@@ -367,6 +379,8 @@ class EmbeddedQueue:
         task.add_done_callback(self._deliveries.discard)
 
     async def _deliver(self, job_id: int) -> None:
+        if self.answers_first is not None:
+            await self.answers_first()
         async with self.db.session() as session:
             job = await Repositories(session).jobs.get(job_id)
             chat_id = job.chat_id if job is not None else 0

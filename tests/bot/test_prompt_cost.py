@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiogram.methods import GetUpdates, SendMessage
+from aiogram.methods import GetUpdates, SendMessage, SendPhoto
 from sqlalchemy import event
 
 from bot.priority import AnswersFirst, UpdatesInFlight
@@ -329,3 +329,33 @@ async def test_status_ids_are_written_in_batches_and_the_turn_is_never_lost():
         await asyncio.gather(*others)
     assert written[-1] == {21: 1021, 22: 1022}
     assert service._writing_status_ids is False and service._status_ids == []
+
+
+async def test_results_are_finished_and_sent_after_the_updates_in_flight(tmp_path, monkeypatch):
+    """The embedded worker shares the event loop with the handlers: while an update is being handled,
+    a generated image waits to be checked, stored and sent, and the GPU goes on with the next job."""
+    import app.wiring
+
+    monkeypatch.setattr(app.wiring, "MAX_WAIT_SECONDS", 30.0)  # held for as long as the update is
+    h = await start_harness(make_settings(tmp_path))
+    try:
+        updates = next(m for m in h.app.dispatcher.update.outer_middleware if isinstance(m, UpdatesInFlight))
+        await h.feed(message_update("a lighthouse at dawn", from_user=user(7001)))
+        await h.feed(message_update("a lighthouse at dusk", from_user=user(7002)))
+        release = asyncio.Event()
+
+        async def slow_handler(event: Any, data: dict[str, Any]) -> None:
+            await release.wait()
+
+        in_flight = asyncio.create_task(updates(slow_handler, None, {}))
+        await h.wait_for(lambda: len(h.backend.calls) == 2)  # both generated: the GPU did not wait
+        await asyncio.sleep(0.3)
+        assert not h.session.of(SendPhoto)
+        assert {j.status for j in await h.jobs()} <= {"queued", "running"}
+        release.set()
+        await in_flight
+        jobs = await h.wait_jobs_settled()
+        assert [j.status for j in jobs] == ["done", "done"]
+        assert len(h.session.of(SendPhoto)) == 2
+    finally:
+        await stop_harness(h)

@@ -197,19 +197,20 @@ class TelegramNotifier:
         markup: InlineKeyboardMarkup | None = None,
         throttle: bool = False,
         final: bool = False,
-    ) -> None:
+    ) -> bool:
         """Best-effort edit of the job's status message, at most one per chat per interval
-        (``throttle``). After a ``final`` edit only final edits reach the message."""
+        (``throttle``). After a ``final`` edit only final edits reach the message. True when an
+        edit was sent (a text the message shows already is not sent again)."""
         if job.status_message_id is None:
-            return
+            return False
         key = (job.chat_id, job.status_message_id)
         if key in self._closed and not final:
-            return
+            return False
         if self._last_text.get(key) == text:
-            return
+            return False
         now = time.monotonic()
         if throttle and self._throttled(job, now):
-            return
+            return False
         self._last_edit[job.chat_id] = now
         self._last_text[key] = text
         try:
@@ -219,6 +220,7 @@ class TelegramNotifier:
                 )
         except TelegramAPIError as exc:  # "message is not modified", deleted, throttled: never fatal
             log.debug("status edit for job %s dropped: %s", job.id, exc)
+        return True
 
     def _throttled(self, job: Job, now: float | None = None) -> bool:
         """The chat's status message was edited less than ``edit_interval`` ago."""
@@ -280,13 +282,14 @@ class TelegramNotifier:
         self._last_text[(job.chat_id, message.message_id)] = text
         return message.message_id
 
-    async def queued(self, job: Job, locale: str, position: int, eta: int | None = None) -> None:
-        """The queue moved: the new position. Not throttled: a position changes only when a job
-        starts, ends or is cancelled (and unchanged texts are not sent again), while a dropped one
-        would stay wrong until the next change; the throttle would drop it whenever the same chat's
-        running job had just shown a step."""
+    async def queued(self, job: Job, locale: str, position: int, eta: int | None = None) -> bool:
+        """The queue moved: the new position. Not throttled per chat: a position changes only when
+        a job starts, ends or is cancelled (and unchanged texts are not sent again), while a dropped
+        one would stay wrong until the next change; the throttle would drop it whenever the same
+        chat's running job had just shown a step (bot.positions paces these edits overall). True
+        when an edit was sent."""
         text = self.queued_text(job, locale, position, eta)
-        await self.edit_status(job, text, cancel_job_keyboard(self.t, locale, job.id))
+        return await self.edit_status(job, text, cancel_job_keyboard(self.t, locale, job.id))
 
     async def withdrawn(self, job: Job, locale: str, key: str = "job-cancelled") -> None:
         """A queued job cancelled outside the runner (/cancel, a button, an admin, a ban)."""

@@ -23,10 +23,11 @@ async def refresh_queue_positions(
     estimates: RunTimeEstimates | None = None,
     updates: UpdatesInFlight | None = None,
     max_defer: float = 2.0,
-) -> None:
+) -> int:
     """The jobs at the head of the queue: their status messages show their positions (best effort).
 
-    One read (jobs with their owners' languages), then the edits, with no session open."""
+    One read (jobs with their owners' languages), then the edits, with no session open. Returns how
+    many messages were edited (the refresher paces the next refresh by it)."""
     if updates is not None:
         await updates.quiet(max_defer)
     async with db.session() as session:
@@ -39,6 +40,8 @@ async def refresh_queue_positions(
                     if estimates is not None
                     else await average_run_seconds(session, job.model)
                 )
+    edits = 0
     for position, (job, language) in enumerate(queued, start=1):
         eta = wait_estimate(position, averages[job.model])
-        await notifier.queued(job, language or "en", position, eta)
+        edits += await notifier.queued(job, language or "en", position, eta)
+    return edits

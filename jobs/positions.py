@@ -8,6 +8,8 @@ editing the status messages through the notifier, the only writer of those messa
 
 Requests are coalesced: one refresh runs at a time in a process, and any number of requests that
 arrive meanwhile (or within ``settle_seconds`` before it starts) cause one more refresh, not one each.
+After a refresh that edited N messages the next one waits N / ``edits_per_second`` seconds, so the
+edits keep to a rate Telegram accepts however fast the queue moves.
 
 In the distributed mode several processes learn of changes (the bot replicas of cancellations, the
 GPU workers of starts and ends), so the refreshes are also serialised across processes by a Redis
@@ -30,7 +32,12 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
-RefreshFn = Callable[[], Awaitable[None]]
+# A refresh returns how many status messages it edited (None: not counted).
+RefreshFn = Callable[[], Awaitable[int | None]]
+# Position edits a second, over all chats. Telegram lets a bot send about 30 messages a second
+# overall, and answers and results need their share: a queue of hundreds moving fast would
+# otherwise edit hundreds of messages a second and draw flood waits on everything else.
+EDITS_PER_SECOND = 20.0
 
 # Compare-and-delete: only the holder releases the lock (it may have expired and been taken since).
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
@@ -62,12 +69,14 @@ class PositionRefresher:
         prefix: str = "kandinsky",
         settle_seconds: float = 0.3,
         lock_seconds: float = 60.0,
+        edits_per_second: float | None = EDITS_PER_SECOND,
     ) -> None:
         self.refresh = refresh
         self.redis = redis
         self.prefix = prefix
         self.settle_seconds = settle_seconds
         self.lock_seconds = lock_seconds
+        self.edits_per_second = edits_per_second  # None: not paced
         self.refreshes = 0  # refreshes this process ran (tests and benchmarks read it)
         self._pending = False
         self._task: asyncio.Task[None] | None = None
@@ -109,7 +118,9 @@ class PositionRefresher:
 
     async def _refresh(self) -> None:
         self.refreshes += 1
-        await self.refresh()
+        edits = await self.refresh()
+        if edits and self.edits_per_second:  # the next refresh (here or, holding the lock, anywhere) waits
+            await asyncio.sleep(edits / self.edits_per_second)
 
     async def _refresh_shared(self, redis: Redis) -> None:
         changes, lock = changes_key(self.prefix), lock_key(self.prefix)

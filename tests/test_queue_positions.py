@@ -52,3 +52,39 @@ async def test_a_failed_refresh_does_not_stop_later_ones(caplog):
     await asyncio.wait_for(refresher.idle(), 2)
     assert calls == 2
     await refresher.close()
+
+
+async def test_refreshes_keep_the_edits_to_a_rate_telegram_accepts():
+    """A refresh that edited N messages holds the next one for N / edits_per_second: a queue that moves
+    all the time is not edited faster than that, whatever the settle time."""
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    async def refresh() -> int:
+        starts.append(loop.time())
+        return 10  # ten status messages edited
+
+    refresher = PositionRefresher(refresh, settle_seconds=0.0, edits_per_second=50.0)
+    refresher.request()
+    await asyncio.sleep(0.01)
+    refresher.request()  # the queue moved again during the first refresh's edits
+    await asyncio.wait_for(refresher.idle(), 5)
+    assert len(starts) == 2
+    assert starts[1] - starts[0] >= 10 / 50.0 - 0.01  # ten edits at 50 a second: 0.2 s
+    await refresher.close()
+
+
+async def test_a_refresh_that_edited_nothing_is_not_held():
+    calls = 0
+
+    async def refresh() -> int:
+        nonlocal calls
+        calls += 1
+        return 0
+
+    refresher = PositionRefresher(refresh, settle_seconds=0.0, edits_per_second=0.001)
+    for _ in range(3):
+        refresher.request()
+        await asyncio.wait_for(refresher.idle(), 1)  # 0 edits: no wait (1 edit would be 1000 s)
+    assert calls == 3
+    await refresher.close()

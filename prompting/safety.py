@@ -158,11 +158,33 @@ def _merge_single_letters(tokens: list[str]) -> list[str]:
     return merged
 
 
-def _render(token: str, leet: dict[int, str], lookalike: dict[int, str]) -> str:
+# The two readings of a word: Latin (leetspeak read as English, Cyrillic look-alikes as Latin) and
+# Cyrillic (leetspeak read as Russian, Latin look-alikes as Cyrillic).
+_READINGS = ((_LEET_LAT, _CYR_TO_LAT), (_LEET_CYR, _LAT_TO_CYR))
+# Words seen recently, normalised once: most words of most prompts are common ones ("a", "the",
+# "portrait"), and normalising is a walk over every character in Python. Bounded: a few MB at most.
+WORD_CACHE = 65536
+
+
+@functools.lru_cache(maxsize=WORD_CACHE)
+def _render(token: str, reading: int) -> str:
+    leet, lookalike = _READINGS[reading]
     # Digits are leetspeak only inside a word that has letters: "2024" and "100" stay numbers.
     if any(ch.isalpha() for ch in token):
         token = token.translate(leet)
     return token.translate(lookalike)
+
+
+@functools.lru_cache(maxsize=WORD_CACHE)
+def _chunk_words(chunk: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """A whitespace-free run of the raw text, normalised: each word it reads as (normalising can
+    make spaces: "¨" is a space and a mark), joined and in pieces."""
+    words = []
+    for normalised in _basic_normalise(chunk).split():
+        pieces = _chunk_pieces(normalised)
+        if pieces:
+            words.append(("".join(pieces), tuple(pieces)))
+    return tuple(words)
 
 
 def normalised_forms(text: str) -> list[str]:
@@ -172,32 +194,30 @@ def normalised_forms(text: str) -> list[str]:
     ``cat-dog`` -> ``cat dog``), each read in the Latin and the Cyrillic alphabet. Whitespace is a word
     boundary, except between single letters (``f u c k``).
     """
-    chunks = _basic_normalise(text).split()
     joined: list[str] = []
     split: list[str] = []
-    for chunk in chunks:
-        pieces = _chunk_pieces(chunk)
-        if not pieces:
-            continue
-        joined.append("".join(pieces))
-        split.extend(pieces)
+    for chunk in text.split():
+        for word, pieces in _chunk_words(chunk):
+            joined.append(word)
+            split.extend(pieces)
     forms: list[str] = []
     for tokens in (_merge_single_letters(joined), _merge_single_letters(split)):
-        for leet, lookalike in ((_LEET_LAT, _CYR_TO_LAT), (_LEET_CYR, _LAT_TO_CYR)):
-            form = " ".join(_render(t, leet, lookalike) for t in tokens)
+        for reading in range(len(_READINGS)):
+            form = " ".join(_render(t, reading) for t in tokens)
             if form not in forms:
                 forms.append(form)
     return forms
 
 
-def _entry_pattern(entry: str) -> str | None:
-    """One blocklist line as a regex over a normalised form.
+def _entry_pattern(entry: str) -> tuple[str, str] | None:
+    """One blocklist line as a regex over a normalised form, with the letter it starts with.
 
     Letters may repeat (``fuuuck``; an entry's own double letter needs at least two: ``ass`` does not
     match ``as``). ``*`` at a word's end is any ending (``fuck*`` also blocks ``fucking``); words of a
     phrase are separated by spaces in the normalised form.
     """
     words = []
+    first = ""
     for raw_word in _basic_normalise(entry).split():
         prefix = raw_word.endswith("*")
         letters = "".join(_chunk_pieces(raw_word.rstrip("*")))
@@ -207,12 +227,13 @@ def _entry_pattern(entry: str) -> str | None:
         cyrillic = sum("а" <= ch <= "я" or ch == "ё" for ch in letters)
         latin = sum("a" <= ch <= "z" for ch in letters)
         letters = letters.translate(_LAT_TO_CYR if cyrillic > latin else _CYR_TO_LAT)
+        first = first or letters[0]
         parts = []
         for match in re.finditer(r"(.)\1*", letters):
             count = len(match.group(0))
             parts.append(re.escape(match.group(1)) + ("+" if count == 1 else "{%d,}" % count))
         words.append("".join(parts) + (r"[^ ]*" if prefix else ""))
-    return " ".join(words) if words else None
+    return (first, " ".join(words)) if words else None
 
 
 def load_blocklist(path: str | Path) -> list[str]:
@@ -230,16 +251,21 @@ class TextFilter:
 
     def __init__(self, entries: Iterable[str]) -> None:
         self.entries: list[str] = []
-        patterns: list[str] = []
+        by_letter: dict[str, list[tuple[int, str]]] = {}
         for entry in entries:
-            pattern = _entry_pattern(entry)
-            if pattern is not None:
+            found = _entry_pattern(entry)
+            if found is not None:
+                first, pattern = found
+                by_letter.setdefault(first, []).append((len(self.entries), pattern))
                 self.entries.append(entry)
-                patterns.append(pattern)
-        # One alternation with a group per entry: ``lastindex`` names the entry that matched.
-        # Word boundaries are the spaces of the normalised form.
-        body = "|".join(f"({p})" for p in patterns) or r"(?!)"
-        self._regex = re.compile(rf"(?<![^ ])(?:{body})(?![^ ])")
+        # The entries grouped by their first letter, one alternation per letter with a group per
+        # entry (``lastindex`` names it): at each word of a form only the entries that can start
+        # there are tried, instead of every entry at every word. A match ends at a word boundary
+        # (the spaces of the normalised form).
+        self._starting: dict[str, tuple[re.Pattern[str], list[int]]] = {
+            first: (re.compile("(?:" + "|".join(f"({p})" for _, p in group) + ")(?![^ ])"), [i for i, _ in group])
+            for first, group in by_letter.items()
+        }
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, extra: Iterable[str] = ()) -> TextFilter:
@@ -254,9 +280,16 @@ class TextFilter:
         if not text or not self.entries:
             return None
         for form in normalised_forms(text):
-            match = self._regex.search(form)
-            if match:
-                return self.entries[match.lastindex - 1]
+            start = 0
+            while True:  # each word of the form, left to right
+                starting = self._starting.get(form[start : start + 1])
+                if starting is not None:
+                    match = starting[0].match(form, start)
+                    if match:
+                        return self.entries[starting[1][match.lastindex - 1]]
+                start = form.find(" ", start) + 1
+                if not start:
+                    break
         return None
 
     def is_blocked(self, text: str) -> bool:

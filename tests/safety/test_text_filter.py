@@ -226,3 +226,20 @@ def test_invisible_only_prompts_are_empty(prompt):
     with pytest.raises(PromptError):
         validate_prompt("ㅤ🙂ㅤ")  # nothing but an emoji
     assert validate_prompt("ㅤa fox ㅤ") == "ㅤa fox ㅤ".strip()
+
+
+def test_a_mark_that_normalises_to_a_space_splits_the_word(text_filter):
+    # "¨" (U+00A8) is, in compatibility form, a space and a combining diaeresis: two words.
+    assert text_filter.check("cat¨banana") == "banana"
+    assert text_filter.check("ban¨ana") is None
+
+
+def test_words_normalised_before_read_the_same_in_any_prompt(text_filter):
+    """Normalised words are remembered between prompts; what a word means still depends on its
+    neighbours (single letters spelled out), not on the prompt it was first seen in."""
+    assert text_filter.check("k o t") == "кот"
+    assert text_filter.check("k o") is None
+    assert text_filter.check("o t k") is None
+    assert text_filter.check("a big k o t here") == "кот"
+    assert text_filter.check("a red  panda") == "red panda"
+    assert text_filter.check("red pandas") is None

@@ -252,9 +252,10 @@ def settings_section(t: Translator, locale: str, section: str, settings: UserSet
 
 
 def cancel_job_keyboard(t: Translator, locale: str, job_id: int) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(text=t("btn-cancel-job", locale), callback_data=CancelJobCb(job_id=job_id))
-    return builder.as_markup()
+    # Under every status message, and rebuilt for every queue-position edit: one button, made
+    # directly (the builder's layout pass is not needed for one).
+    button = InlineKeyboardButton(text=t("btn-cancel-job", locale), callback_data=CancelJobCb(job_id=job_id).pack())
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])
 
 
 def redo_buttons(t: Translator, locale: str, job_id: int, strength: float | None, shapes: bool) -> list[InlineKeyboardButton]:

@@ -10,8 +10,9 @@ A job runs in three phases, so that the GPU never waits for the rest of the bot:
 I/O), :meth:`JobRunner.generate` (the pipeline in a worker thread; jobs of one
 :func:`generation.backend.batch_key` as one batch) and :meth:`JobRunner.finish` (the output safety
 check, PNG encoding, storing, running -> generated). :meth:`JobRunner.run` does them one after the
-other; the embedded queue builds the next job's request (:meth:`JobRunner.build`, before its
-claim) and finishes the previous job while the GPU works.
+other (benchmarks); the embedded queue builds the next job's request (:meth:`JobRunner.build`, before
+its claim) and finishes the previous job while the GPU works, and a distributed worker finishes and
+delivers a job while it generates the next.
 """
 
 from __future__ import annotations

@@ -2,9 +2,14 @@
 
 One process per GPU (``CUDA_VISIBLE_DEVICES``). It takes job ids from the Redis streams of the models
 it serves (``--models`` / ``WORKER_MODELS``; all models by default), keeps those models loaded, runs
-one job at a time with the same :class:`jobs.runner.JobRunner` as the embedded mode, reports
-progress to the job's status message and sends the result itself through its own aiogram ``Bot`` (no
-dispatcher). ``/healthz`` and ``/metrics`` are served on ``--metrics-port`` / ``METRICS_PORT``.
+one job at a time on the GPU with the same :class:`jobs.runner.JobRunner` as the embedded mode,
+reports progress to the job's status message and sends the result itself through its own aiogram
+``Bot`` (no dispatcher). ``/healthz`` and ``/metrics`` are served on ``--metrics-port`` / ``METRICS_PORT``.
+
+The GPU does not wait for the rest: once a job's images are made, the worker takes the next message
+while that job is finished (safety check, PNG, stored) and delivered beside it, in order, at most
+``MAX_PENDING_FINISHES`` behind. A message is acknowledged only once its job is delivered, as before:
+a worker that dies meanwhile leaves it to be taken over.
 
 While a job runs the worker renews its claim on it every ``WORKER_HEARTBEAT_SECONDS`` and reads the
 job's ``cancel_requested`` flag at the same time (the bot also announces cancellations on a Redis
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,13 +51,17 @@ from jobs.distributed import (
 from jobs.events import JobContext
 from jobs.metrics import Metrics, gpu_memory
 from jobs.positions import PositionRefresher
-from jobs.runner import JobRunner
+from jobs.runner import JobRunner, Outcome, PreparedJob
 from storage.control import QueueControlRepository
 from storage.models import Job, JobStatus, User
 from storage.repositories import Database
 
 log = logging.getLogger("jobs.worker")
 
+# Jobs generated but not yet finished and delivered before the worker takes no further message:
+# images do not pile up in memory when the uploads are slower than the GPU.
+MAX_PENDING_FINISHES = 2
+Ack = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -95,41 +105,96 @@ class Worker:
         self.jobs_done = 0
         self.started = time.monotonic()
         self._tasks: list[asyncio.Task[Any]] = []
+        # Jobs past the GPU being finished and delivered beside the next one; the latest, for order.
+        self._finishing: set[asyncio.Task[None]] = set()
+        self._last_finish: asyncio.Task[None] | None = None
+        self._held: set[int] = set()  # jobs this worker is generating or finishing now
         self._wake = asyncio.Event()  # /resume was announced
         # While paused, the pause flag is read this often; /resume also wakes the worker at once.
         self.pause_poll_seconds = max(config.heartbeat_seconds, 5.0)
 
     # -- one message ------------------------------------------------------------------------------
-    async def process(self, job_id: int) -> bool:
-        """Do what is left of a job. True: the message is finished with (acknowledge it);
-        False: another live worker holds the job, look at the message again later."""
+    async def process(self, job_id: int, ack: Ack) -> None:
+        """Do what is left of a job, and ``ack`` its message once the job is finished with. Returns as
+        soon as the GPU is done with it: the finishing and the delivery go on beside the next job.
+        Not acknowledged: another live worker holds the job (the message is looked at again later),
+        or something failed (it comes back after the idle timeout)."""
+        if job_id in self._held:
+            # Its message came back to this very worker (unacknowledged past the idle timeout while
+            # the job is finished): the job is in hand; the finishing acknowledges the message.
+            return
         async with self.db.session() as session:
             job = await session.get(Job, job_id)
             if job is None:
                 log.warning("job %s does not exist; dropping its message", job_id)
-                return True
+                await ack()
+                return
             status, model, attempts = job.status, job.model, job.attempts
             claimed_by, expires = job.claimed_by, job.claim_expires_at
         if model not in self.models:
             log.warning("job %s is for %s, which this worker does not serve; it runs it anyway", job_id, model)
         if status == JobStatus.RUNNING:  # its message came back: was its worker lost?
             if not await self._take_over(job_id, attempts, claimed_by, expires):
-                return False
+                return
             status = JobStatus.QUEUED
         if status == JobStatus.QUEUED and not await self._wait_while_paused():
             await self._send_again(job_id, model)  # stopping while paused: leave the job to another worker
-            return True
+            await ack()
+            return
+        while len(self._finishing) >= MAX_PENDING_FINISHES:  # finishing lags behind the GPU: let it catch up
+            await asyncio.wait(set(self._finishing), return_when=asyncio.FIRST_COMPLETED)
         self.current_job = job_id
+        self._held.add(job_id)
         heartbeat = asyncio.create_task(self._keep_claim(job_id), name=f"heartbeat-{job_id}")
         try:
-            await self.runner.run(job_id)
+            prepared = await self.runner.prepare(job_id)
+            outcomes = await self.runner.generate([prepared]) if prepared is not None else []
+        except BaseException:
+            self._held.discard(job_id)
+            await wait_closed(heartbeat)
+            self._queue_moved()
+            raise
         finally:
             self.current_job = None
-            await wait_closed(heartbeat)
-            if self.positions is not None:  # finished (the estimated waits move) or back in the queue
-                self.positions.request()
-        await self._after_run(job_id, status)
-        return True
+        task = asyncio.create_task(
+            self._finish(job_id, status, prepared, outcomes, heartbeat, ack, self._last_finish), name=f"finish-{job_id}"
+        )
+        self._last_finish = task
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _finish(
+        self,
+        job_id: int,
+        before: str,
+        prepared: PreparedJob | None,
+        outcomes: list[Outcome],
+        heartbeat: asyncio.Task[None],
+        ack: Ack,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        """Check, encode and store a generated job, deliver it after the one before, then acknowledge
+        its message (the claim is renewed until the job is stored)."""
+        try:
+            try:
+                if prepared is not None:
+                    await self.runner.finish(prepared, outcomes[0])
+            finally:
+                await wait_closed(heartbeat)
+                self._queue_moved()  # finished (the estimated waits move) or back in the queue
+            if previous is not None:  # the earlier job's results go out first
+                await asyncio.wait({previous})
+            await self.runner.deliver(job_id)
+            await self._after_run(job_id, before)
+            await ack()
+        except Exception:
+            log.exception("job %s could not be finished; its message comes back after the idle timeout", job_id)
+        finally:
+            self._held.discard(job_id)
+
+    def _queue_moved(self) -> None:
+        if self.positions is not None:
+            self.positions.request()
 
     async def _take_over(self, job_id: int, attempts: int, holder: str | None, expires: Any) -> bool:
         """A running job whose message came back: take it over if its worker is gone."""
@@ -315,6 +380,8 @@ class Worker:
         try:
             await receiver.listen(finish)
         finally:
+            if self._finishing:  # jobs past the GPU are stored and delivered before the worker stops
+                await asyncio.wait(set(self._finishing), timeout=60)
             await wait_closed(stopper)
             for task in self._tasks:
                 await wait_closed(task)
@@ -330,10 +397,10 @@ class Worker:
 
 
 async def generate_job(job_id: int, context: Context = TaskiqDepends()) -> None:
-    """The taskiq task: process one job id; acknowledge unless another live worker holds the job.
+    """The taskiq task: process one job id (the worker acknowledges the message once the job is
+    finished with, unless another live worker holds it).
 
     An exception leaves the message unacknowledged, so it is redelivered after the idle timeout.
     """
     worker: Worker = context.state.worker
-    if await worker.process(int(job_id)):
-        await context.ack()
+    await worker.process(int(job_id), context.ack)

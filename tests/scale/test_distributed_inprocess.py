@@ -259,3 +259,34 @@ async def test_workers_hold_jobs_while_the_queue_is_paused(tmp_path, pg_database
         await set_pause(False)
         await queue.wake()  # what /resume does
         await c.wait(lambda js: js[1].status == JobStatus.DONE, timeout=10)
+
+
+class SlowUploads(RecordingSession):
+    """A worker's link to Telegram on which a photo takes a while to upload."""
+
+    async def make_request(self, bot: Any, method: Any, timeout: int | None = None) -> Any:
+        if isinstance(method, SendPhoto):
+            await asyncio.sleep(0.8)
+        return await super().make_request(bot, method, timeout)
+
+
+async def test_a_worker_generates_the_next_job_while_the_last_one_uploads(tmp_path, pg_database, redis_prefix):
+    """The GPU does not wait for deliveries: the second job is generated before the first job's photo
+    has gone out; both are delivered, in order, and their messages acknowledged."""
+    factory = lambda process: SlowUploads() if process == "worker" else RecordingSession()  # noqa: E731
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [ALL], step=0.0, session_factory=factory) as c:
+        _worker, session, backend, *_ = c.workers[0]
+        await c.feed(message_update("a lighthouse at dawn", from_user=user(8101)))
+        await c.feed(message_update("a lighthouse at dusk", from_user=user(8102)))
+        deadline = time.monotonic() + 20
+        while len(backend.calls) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert len(backend.calls) == 2
+        assert not session.of(SendPhoto)  # the first upload was still under way
+        jobs = await c.wait(lambda jobs: [j.status for j in jobs] == ["done", "done"])
+        photos = session.of(SendPhoto)
+        assert [p.chat_id for p in photos] == [j.chat_id for j in jobs]  # in the order they were made
+        deadline = time.monotonic() + 10
+        while await c.app.queue.stream_job_ids() and time.monotonic() < deadline:  # acknowledged: deleted
+            await asyncio.sleep(0.05)
+        assert not await c.app.queue.stream_job_ids()

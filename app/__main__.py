@@ -3,12 +3,12 @@ webhook when WEBHOOK_URL is set)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
 from pydantic import ValidationError
 
+from app import event_loop
 from app.config import Settings, describe_error
 from bot.logging_setup import configure_logging
 
@@ -25,7 +25,7 @@ def main() -> None:
         print(describe_error(exc), file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.secrets())  # the bot token never reaches the log
-    asyncio.run(run(settings))
+    event_loop.run(run(settings), settings.event_loop)
 
 
 async def run(settings: Settings) -> None:

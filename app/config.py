@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     # webhook replica may take a user's next update right after this one changed their settings;
     # 0: read the row on every update.
     user_cache_seconds: float | None = Field(default=None, ge=0)
+    # The processes' event loop (app/event_loop.py): uvloop, or asyncio's own.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     webhook_url: str | None = None  # public HTTPS URL Telegram posts updates to; unset: long polling
     # Checked against X-Telegram-Bot-Api-Secret-Token; unset: derived from the bot token (app.web).
     webhook_secret: SecretStr | None = None

@@ -19,6 +19,7 @@ from typing import Any
 from aiogram import Bot
 from redis.asyncio import Redis
 
+from app import event_loop
 from app.config import Settings, describe_error
 from app.wiring import create_backend, create_bot, create_guard, create_runner, position_refresher
 from bot.heap import freeze_startup_heap
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     configure_logging(settings.log_level, settings.secrets())  # the bot token never reaches the log
     port = args.metrics_port if args.metrics_port is not None else (settings.metrics_port or DEFAULT_METRICS_PORT)
-    asyncio.run(serve(settings, models, args.name or settings.worker_name or default_name(), port))
+    event_loop.run(serve(settings, models, args.name or settings.worker_name or default_name(), port), settings.event_loop)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ async def run(settings: Settings) -> None:
         )
         raise SystemExit(2) from None
     logging.getLogger(__name__).info("connected to Telegram as @%s", me.username)
-    from bot.heap import freeze_startup_heap
+    from app.heap import freeze_startup_heap
 
     freeze_startup_heap()  # everything built so far lives as long as the process
 

@@ -21,8 +21,8 @@ from redis.asyncio import Redis
 
 from app import event_loop
 from app.config import Settings, describe_error
+from app.heap import freeze_startup_heap
 from app.wiring import create_backend, create_bot, create_guard, create_runner, position_refresher
-from bot.heap import freeze_startup_heap
 from bot.i18n import translator
 from bot.logging_setup import configure_logging
 from bot.notifier import TelegramNotifier

@@ -21,7 +21,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.types import Message, Update
 from sqlalchemy import update
 
-from bot.heap import freeze_startup_heap
+from app.heap import freeze_startup_heap
 from storage.models import Job, JobStatus
 from tests.conftest import TOKEN, make_settings, start_harness, stop_harness
 from tests.fakes import RecordingSession, message_update, user

@@ -286,7 +286,7 @@ class TelegramNotifier:
         """The queue moved: the new position. Not throttled per chat: a position changes only when
         a job starts, ends or is cancelled (and unchanged texts are not sent again), while a dropped
         one would stay wrong until the next change; the throttle would drop it whenever the same
-        chat's running job had just shown a step (bot.positions paces these edits overall). True
+        chat's running job had just shown a step (jobs.positions paces these edits overall). True
         when an edit was sent."""
         text = self.queued_text(job, locale, position, eta)
         return await self.edit_status(job, text, cancel_job_keyboard(self.t, locale, job.id))

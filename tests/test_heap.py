@@ -1,4 +1,4 @@
-"""bot.heap: the start-up heap is kept out of later collections, and later garbage is still collected."""
+"""app.heap: the start-up heap is kept out of later collections, and later garbage is still collected."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import weakref
 
 import pytest
 
-from bot.heap import freeze_startup_heap
+from app.heap import freeze_startup_heap
 
 
 class Node:

@@ -162,12 +162,13 @@ def _merge_single_letters(tokens: list[str]) -> list[str]:
 # Cyrillic (leetspeak read as Russian, Latin look-alikes as Cyrillic).
 _READINGS = ((_LEET_LAT, _CYR_TO_LAT), (_LEET_CYR, _LAT_TO_CYR))
 # Words seen recently, normalised once: most words of most prompts are common ones ("a", "the",
-# "portrait"), and normalising is a walk over every character in Python. Bounded: a few MB at most.
+# "portrait"), and normalising is a walk over every character in Python. Only short words are kept
+# (a prompt of 1000 characters without a space is read each time), so the caches stay a few MB.
 WORD_CACHE = 65536
+CACHED_WORD_LENGTH = 32
 
 
-@functools.lru_cache(maxsize=WORD_CACHE)
-def _render(token: str, reading: int) -> str:
+def _render_word(token: str, reading: int) -> str:
     leet, lookalike = _READINGS[reading]
     # Digits are leetspeak only inside a word that has letters: "2024" and "100" stay numbers.
     if any(ch.isalpha() for ch in token):
@@ -175,8 +176,14 @@ def _render(token: str, reading: int) -> str:
     return token.translate(lookalike)
 
 
-@functools.lru_cache(maxsize=WORD_CACHE)
-def _chunk_words(chunk: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+_render_cached = functools.lru_cache(maxsize=WORD_CACHE)(_render_word)
+
+
+def _render(token: str, reading: int) -> str:
+    return _render_cached(token, reading) if len(token) <= CACHED_WORD_LENGTH else _render_word(token, reading)
+
+
+def _normalise_chunk(chunk: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """A whitespace-free run of the raw text, normalised: each word it reads as (normalising can
     make spaces: "¨" is a space and a mark), joined and in pieces."""
     words = []
@@ -185,6 +192,13 @@ def _chunk_words(chunk: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
         if pieces:
             words.append(("".join(pieces), tuple(pieces)))
     return tuple(words)
+
+
+_normalise_chunk_cached = functools.lru_cache(maxsize=WORD_CACHE)(_normalise_chunk)
+
+
+def _chunk_words(chunk: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return _normalise_chunk_cached(chunk) if len(chunk) <= CACHED_WORD_LENGTH else _normalise_chunk(chunk)
 
 
 def normalised_forms(text: str) -> list[str]:

@@ -243,3 +243,14 @@ def test_words_normalised_before_read_the_same_in_any_prompt(text_filter):
     assert text_filter.check("a big k o t here") == "кот"
     assert text_filter.check("a red  panda") == "red panda"
     assert text_filter.check("red pandas") is None
+
+
+def test_long_words_are_read_each_time_not_kept(text_filter):
+    """Hostile prompts of long unbroken runs do not fill memory: only short words are remembered."""
+    from prompting import safety
+
+    before = safety._normalise_chunk_cached.cache_info().currsize
+    long_word = "x" * 200 + "banana"
+    assert text_filter.check(long_word) is None  # one word: "xxx...banana" is not "banana"
+    assert text_filter.check(f"{'y' * 100} banana") == "banana"
+    assert safety._normalise_chunk_cached.cache_info().currsize - before <= 1  # "banana" at most

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from generation.backend import GenerationError, batch_key
+from jobs.finishing import FinishingLine
 from jobs.runner import BuiltRequest, JobRunner, Outcome, PreparedJob, build_request
 from storage.control import QueueControlRepository
 from storage.models import Job
@@ -48,7 +49,6 @@ QueueMovedFn = Callable[[], Awaitable[None]]
 # returns when the updates being handled are answered, or after a bounded wait (bot/priority.py).
 YieldFn = Callable[[], Awaitable[None]]
 MAX_CONCURRENT_DELIVERIES = 8
-MAX_PENDING_FINISHES = 2  # units generated but not yet stored, before the GPU waits for them
 
 
 def _batch_key(job: Job) -> tuple[Any, ...] | None:
@@ -105,10 +105,8 @@ class EmbeddedQueue:
         self._wake = asyncio.Event()  # a job arrived, or /resume: the worker looks at the queue
         self._arrived = asyncio.Event()  # the same, for the look-ahead while the GPU works
         self._tasks: list[asyncio.Task[None]] = []
-        # Finishing (safety check, PNG, store) runs beside the next generation; a few at most, so
-        # that images do not pile up in memory when finishing is slower than the GPU.
-        self._finishes: set[asyncio.Task[None]] = set()
-        self._last_finish: asyncio.Task[None] | None = None
+        # Finishing (safety check, PNG, store, delivery) runs beside the next generation.
+        self._finishing = FinishingLine(on_done=self._update_idle)
         self._generating = False
         self._queue_empty = False
         # Requests built ahead (photos, beautified prompt) for the jobs the GPU takes next.
@@ -286,7 +284,7 @@ class EmbeddedQueue:
                     await asyncio.wait_for(gpu_free.wait(), AHEAD_SETTLE_SECONDS)
 
     def _update_idle(self) -> None:
-        if self._queue_empty and not self._generating and not self._finishes:
+        if self._queue_empty and not self._generating and not self._finishing:
             self.idle.set()
 
     # -- the pipeline ------------------------------------------------------------------------------
@@ -305,8 +303,7 @@ class EmbeddedQueue:
                     continue
                 if self._stopping:  # claimed while the shutdown began: back to the queue
                     self.runner.interrupt([p.job_id for p in unit])
-                while len(self._finishes) >= MAX_PENDING_FINISHES:  # finishing lags: let it catch up
-                    await asyncio.wait(set(self._finishes), return_when=asyncio.FIRST_COMPLETED)
+                await self._finishing.room()  # finishing lags: let it catch up
                 self._generating = True
                 gpu_free = asyncio.Event()
                 lookahead = asyncio.create_task(self._build_ahead(gpu_free), name="build-ahead")
@@ -343,21 +340,10 @@ class EmbeddedQueue:
             if self._ahead:
                 await asyncio.wait(set(self._ahead.values()))
             self._ahead.clear()
-            if self._finishes:
-                await asyncio.wait(set(self._finishes))
+            await self._finishing.wait()
 
     def _finish_beside(self, unit: list[PreparedJob], outcomes: list[Outcome]) -> None:
-        task = asyncio.create_task(self._finish(unit, outcomes, self._last_finish), name="finish")
-        self._last_finish = task
-        self._finishes.add(task)
-
-        def done(task: asyncio.Task[None]) -> None:
-            self._finishes.discard(task)
-            if self._last_finish is task:
-                self._last_finish = None
-            self._update_idle()
-
-        task.add_done_callback(done)
+        self._finishing.start([p.job_id for p in unit], lambda previous: self._finish(unit, outcomes, previous))
 
     async def _finish(self, unit: list[PreparedJob], outcomes: list[Outcome], previous: asyncio.Task[None] | None) -> None:
         if self.answers_first is not None:

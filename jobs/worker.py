@@ -7,9 +7,9 @@ reports progress to the job's status message and sends the result itself through
 ``Bot`` (no dispatcher). ``/healthz`` and ``/metrics`` are served on ``--metrics-port`` / ``METRICS_PORT``.
 
 The GPU does not wait for the rest: once a job's images are made, the worker takes the next message
-while that job is finished (safety check, PNG, stored) and delivered beside it, in order, at most
-``MAX_PENDING_FINISHES`` behind. A message is acknowledged only once its job is delivered, as before:
-a worker that dies meanwhile leaves it to be taken over.
+while that job is finished (safety check, PNG, stored) and delivered beside it
+(:class:`jobs.finishing.FinishingLine`: in order, a few at most). A message is acknowledged only
+once its job is delivered, as before: a worker that dies meanwhile leaves it to be taken over.
 
 While a job runs the worker renews its claim on it every ``WORKER_HEARTBEAT_SECONDS`` and reads the
 job's ``cancel_requested`` flag at the same time (the bot also announces cancellations on a Redis
@@ -49,6 +49,7 @@ from jobs.distributed import (
     wait_closed,
 )
 from jobs.events import JobContext
+from jobs.finishing import FinishingLine
 from jobs.metrics import Metrics, gpu_memory
 from jobs.positions import PositionRefresher
 from jobs.runner import JobRunner, Outcome, PreparedJob
@@ -58,9 +59,6 @@ from storage.repositories import Database
 
 log = logging.getLogger("jobs.worker")
 
-# Jobs generated but not yet finished and delivered before the worker takes no further message:
-# images do not pile up in memory when the uploads are slower than the GPU.
-MAX_PENDING_FINISHES = 2
 Ack = Callable[[], Awaitable[None]]
 
 
@@ -105,10 +103,8 @@ class Worker:
         self.jobs_done = 0
         self.started = time.monotonic()
         self._tasks: list[asyncio.Task[Any]] = []
-        # Jobs past the GPU being finished and delivered beside the next one; the latest, for order.
-        self._finishing: set[asyncio.Task[None]] = set()
-        self._last_finish: asyncio.Task[None] | None = None
-        self._held: set[int] = set()  # jobs this worker is generating or finishing now
+        # Jobs past the GPU being finished and delivered beside the next one.
+        self._finishing = FinishingLine()
         self._wake = asyncio.Event()  # /resume was announced
         # While paused, the pause flag is read this often; /resume also wakes the worker at once.
         self.pause_poll_seconds = max(config.heartbeat_seconds, 5.0)
@@ -119,7 +115,7 @@ class Worker:
         soon as the GPU is done with it: the finishing and the delivery go on beside the next job.
         Not acknowledged: another live worker holds the job (the message is looked at again later),
         or something failed (it comes back after the idle timeout)."""
-        if job_id in self._held:
+        if job_id == self.current_job or self._finishing.holds(job_id):
             # Its message came back to this very worker (unacknowledged past the idle timeout while
             # the job is finished): the job is in hand; the finishing acknowledges the message.
             return
@@ -141,27 +137,23 @@ class Worker:
             await self._send_again(job_id, model)  # stopping while paused: leave the job to another worker
             await ack()
             return
-        while len(self._finishing) >= MAX_PENDING_FINISHES:  # finishing lags behind the GPU: let it catch up
-            await asyncio.wait(set(self._finishing), return_when=asyncio.FIRST_COMPLETED)
+        await self._finishing.room()  # finishing lags behind the GPU: let it catch up
         self.current_job = job_id
-        self._held.add(job_id)
         heartbeat = asyncio.create_task(self._keep_claim(job_id), name=f"heartbeat-{job_id}")
         try:
             prepared = await self.runner.prepare(job_id)
             outcomes = await self.runner.generate([prepared]) if prepared is not None else []
         except BaseException:
-            self._held.discard(job_id)
             await wait_closed(heartbeat)
             self._queue_moved()
             raise
         finally:
             self.current_job = None
-        task = asyncio.create_task(
-            self._finish(job_id, status, prepared, outcomes, heartbeat, ack, self._last_finish), name=f"finish-{job_id}"
+        self._finishing.start(
+            [job_id],
+            lambda previous: self._finish(job_id, status, prepared, outcomes, heartbeat, ack, previous),
+            name=f"finish-{job_id}",
         )
-        self._last_finish = task
-        self._finishing.add(task)
-        task.add_done_callback(self._finishing.discard)
 
     async def _finish(
         self,
@@ -189,8 +181,6 @@ class Worker:
             await ack()
         except Exception:
             log.exception("job %s could not be finished; its message comes back after the idle timeout", job_id)
-        finally:
-            self._held.discard(job_id)
 
     def _queue_moved(self) -> None:
         if self.positions is not None:
@@ -380,8 +370,7 @@ class Worker:
         try:
             await receiver.listen(finish)
         finally:
-            if self._finishing:  # jobs past the GPU are stored and delivered before the worker stops
-                await asyncio.wait(set(self._finishing), timeout=60)
+            await self._finishing.wait(timeout=60)  # jobs past the GPU are stored and delivered first
             await wait_closed(stopper)
             for task in self._tasks:
                 await wait_closed(task)

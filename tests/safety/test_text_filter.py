@@ -249,8 +249,8 @@ def test_long_words_are_read_each_time_not_kept(text_filter):
     """Hostile prompts of long unbroken runs do not fill memory: only short words are remembered."""
     from prompting import safety
 
-    before = safety._normalise_chunk_cached.cache_info().currsize
+    before = safety._chunk_words.cache_info().currsize
     long_word = "x" * 200 + "banana"
     assert text_filter.check(long_word) is None  # one word: "xxx...banana" is not "banana"
     assert text_filter.check(f"{'y' * 100} banana") == "banana"
-    assert safety._normalise_chunk_cached.cache_info().currsize - before <= 1  # "banana" at most
+    assert safety._chunk_words.cache_info().currsize - before <= 1  # "banana" at most

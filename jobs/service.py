@@ -55,7 +55,7 @@ Announce = Callable[[Job, int], Awaitable[int | None]]
 
 @dataclass
 class _Request:
-    """A job waiting for admission: its row (not yet added), and where its outcome goes."""
+    """A job waiting for admission: its row (transient: the batch inserts it), and where its outcome goes."""
 
     repos: Repositories
     job: Job
@@ -291,18 +291,17 @@ class JobService:
                 per_user[request.job.user_id] = per_user.get(request.job.user_id, 0) + 1
                 pending += 1
                 admitted.append(request)
-            repos.session.add_all([r.job for r in admitted])
-            await repos.session.flush()
+            created = await repos.jobs.insert_new([r.job for r in admitted])
             await repos.commit()
         except BaseException as exc:
             for request in batch:
                 if not request.outcome.done():
                     request.outcome.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
             raise
-        for position, request in enumerate(admitted, start=queued + 1):
+        for position, (request, job) in enumerate(zip(admitted, created), start=queued + 1):
             # Every job queued before the batch was created before these (the lock is held).
-            repos.session.expunge(request.job)  # the handler that asked owns it now, not this session
-            request.outcome.set_result((request.job, position))
+            repos.session.expunge(job)  # the handler that asked owns it now, not this session
+            request.outcome.set_result((job, position))
 
     async def _check(
         self,

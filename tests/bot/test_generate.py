@@ -170,8 +170,11 @@ async def test_queue_is_round_robin_across_users(tmp_path):
         from tests.fakes import user
 
         heavy, light = user(user_id=1), user(user_id=2)
-        # Hold the worker on a first job while the queue fills up (then draw fast).
+        # Hold the worker on a first job while the queue fills up (then draw fast). The rest is sent
+        # once that job is on the GPU: a worker that read the queue after "heavy 1" arrived would
+        # batch the two (both queued, same model and size), and the order would be the batch's.
         await h.feed(message_update("heavy 0", from_user=heavy))
+        await h.wait_for(lambda: backend.calls)
         await h.feed(message_update("heavy 1", from_user=heavy))
         await h.feed(message_update("heavy 2", from_user=heavy))
         await h.feed(message_update("light 0", from_user=light))

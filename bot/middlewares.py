@@ -15,6 +15,7 @@ from aiogram.types import User as TelegramUser
 
 from bot.i18n import translator
 from bot.unit_of_work import update_session
+from storage.db import has_work_to_commit
 from storage.repositories import Database, Repositories
 from storage.user_cache import UserDirectory
 
@@ -38,7 +39,8 @@ class DatabaseMiddleware(BaseMiddleware):
             data["repos"] = repos
             with update_session(session):
                 result = await handler(event, data)
-            await session.commit()
+            if has_work_to_commit(session):  # most updates wrote nothing since their last Bot API call
+                await session.commit()
             return result
 
 

@@ -26,6 +26,8 @@ from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextR
 from aiogram.methods.base import TelegramType
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import has_work_to_commit
+
 if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.methods import Response, TelegramMethod
@@ -51,13 +53,12 @@ def update_session(session: AsyncSession) -> Iterator[None]:
 
 
 async def commit_current() -> None:
-    """Commit the current update's session if this task owns it and it has begun a transaction."""
+    """Commit the current update's session if this task owns it and it has something to commit."""
     unit = _current.get()
     if unit is None or unit.owner is not asyncio.current_task():
         return
-    session = unit.session
-    if session.in_transaction() or session.new or session.dirty or session.deleted:
-        await session.commit()
+    if has_work_to_commit(unit.session):
+        await unit.session.commit()
 
 
 class CommitBeforeTelegram(BaseRequestMiddleware):

@@ -6,7 +6,10 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
+
+# ``Session.info`` key: a transaction of this session has begun on a connection (statements ran).
+_BEGUN = "connection_begun"
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -31,5 +34,27 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # A Session class per sessionmaker: listeners on it (storage.user_cache) see this factory's
     # sessions only, not those of another app in the same process (tests build several).
-    unit_of_work = type("UnitOfWork", (Session,), {})
+    unit_of_work = type("UnitOfWork", (Session,), {"tracks_connections": True})
+    event.listen(unit_of_work, "after_begin", _connection_begun)
+    event.listen(unit_of_work, "after_transaction_end", _transaction_ended)
     return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=unit_of_work)
+
+
+def _connection_begun(session: Session, _transaction: SessionTransaction, _connection: Any) -> None:
+    session.info[_BEGUN] = True
+
+
+def _transaction_ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_BEGUN, None)
+
+
+def has_work_to_commit(session: AsyncSession) -> bool:
+    """Whether committing ``session`` would do anything: objects to flush, or a transaction open on
+    a connection (statements ran since the last commit). Attaching a row (the update's user) also
+    begins a transaction, but only in the ORM's bookkeeping: with nothing changed, its commit would
+    send nothing and still cost as much as a small query. (A session of another factory, whose
+    connections are not tracked, has work whenever it is in a transaction.)"""
+    sync = session.sync_session
+    begun = sync.info.get(_BEGUN) if getattr(sync, "tracks_connections", False) else sync.in_transaction()
+    return bool(begun or sync.new or sync.dirty or sync.deleted)

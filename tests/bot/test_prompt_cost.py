@@ -30,6 +30,10 @@ class Trace:
         for engine in engines:
             event.listen(engine, "before_cursor_execute", self._statement)
             event.listen(engine, "commit", self._commit)
+        # Commits of the bot's sessions, those that reached the database and those that did not.
+        self.session_class = harness.app.db.sessionmaker.kw["sync_session_class"]
+        self.session_commits = 0
+        event.listen(self.session_class, "after_commit", self._session_commit)
         session = harness.session
         original = session.make_request
 
@@ -45,6 +49,9 @@ class Trace:
     def _commit(self, conn: Any) -> None:
         self.events.append(("commit", ""))
 
+    def _session_commit(self, session: Any) -> None:
+        self.session_commits += 1
+
     def statements(self) -> list[str]:
         return [text for kind, text in self.events if kind == "sql"]
 
@@ -52,6 +59,7 @@ class Trace:
         for engine in self.engines:
             event.remove(engine, "before_cursor_execute", self._statement)
             event.remove(engine, "commit", self._commit)
+        event.remove(self.session_class, "after_commit", self._session_commit)
 
 
 async def test_a_prompt_is_a_few_statements_and_no_transaction_spans_a_telegram_call(tmp_path):
@@ -80,6 +88,10 @@ async def test_a_prompt_is_a_few_statements_and_no_transaction_spans_a_telegram_
         # The job row is committed before the status message goes out; its id is written after.
         assert insert < kinds.index("commit", insert) < send < update < kinds.index("commit", update)
         assert [text for kind, text in trace.events if kind == "telegram"] == ["SendMessage"]
+        # The admission, the estimate's read (ended before the status message goes out) and the
+        # status id: three commits. The update's session, holding the user's row and nothing more to
+        # write, is not committed again at the end (storage.db.has_work_to_commit).
+        assert trace.session_commits == 3
     finally:
         await stop_harness(h)
 

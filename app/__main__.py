@@ -49,9 +49,9 @@ async def run(settings: Settings) -> None:
         )
         raise SystemExit(2) from None
     logging.getLogger(__name__).info("connected to Telegram as @%s", me.username)
-    from app.heap import freeze_startup_heap
+    from app.heap import settle_startup_heap
 
-    freeze_startup_heap()  # everything built so far lives as long as the process
+    settle_startup_heap()  # everything built so far lives as long as the process
 
     if settings.webhook_url:
         await run_webhook(app)  # several replicas behind a load balancer (README "Scaling out")

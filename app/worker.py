@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from app import event_loop
 from app.config import Settings, describe_error
-from app.heap import freeze_startup_heap
+from app.heap import settle_startup_heap
 from app.wiring import create_backend, create_bot, create_guard, create_runner, position_refresher
 from bot.i18n import translator
 from bot.logging_setup import configure_logging
@@ -153,7 +153,7 @@ async def serve(settings: Settings, models: list[ModelId], name: str, metrics_po
     worker, close = build_worker(settings, models, name)
     for model in models:  # keep the served models resident: the first job does not pay the load
         await asyncio.to_thread(worker.runner.backend.load, model)
-    freeze_startup_heap()  # the loaded pipelines live as long as the process
+    settle_startup_heap()  # the loaded pipelines live as long as the process
     token = settings.metrics_token
     app = monitoring_application(token.get_secret_value() if token else None)
     add_routes(app, worker.metrics, worker.health, worker.refresh_metrics)

@@ -21,7 +21,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.types import Message, Update
 from sqlalchemy import update
 
-from app.heap import freeze_startup_heap
+from app.heap import settle_startup_heap
 from storage.models import Job, JobStatus
 from tests.conftest import TOKEN, make_settings, start_harness, stop_harness
 from tests.fakes import RecordingSession, message_update, user
@@ -54,7 +54,7 @@ async def main(argv: list[str] | None = None) -> None:
 
     await burst(harness.app.dispatcher, harness.bot, prompts(1, 10))  # warm-up
     await burst(echo, echo_bot, prompts(1, 10))
-    freeze_startup_heap()  # as the bot process does once it is up (app/__main__.py)
+    settle_startup_heap()  # as the bot process does once it is up (app/__main__.py)
     try:
         for label in ("new users", "known users"):  # the same users twice: first contact, then known
             echo_ms = await burst(echo, echo_bot, prompts(1000, args.users))

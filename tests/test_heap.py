@@ -1,4 +1,5 @@
-"""app.heap: the start-up heap is kept out of later collections, and later garbage is still collected."""
+"""app.heap: the start-up heap is kept out of later collections, young collections are rarer, and later
+garbage is still collected, by the collector's own schedule too."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import weakref
 
 import pytest
 
-from app.heap import freeze_startup_heap
+from app.heap import YOUNG_THRESHOLD, settle_startup_heap
 
 
 class Node:
@@ -17,22 +18,38 @@ class Node:
 
 @pytest.fixture
 def unfrozen():
+    threshold = gc.get_threshold()
     yield
     gc.unfreeze()  # the rest of the suite runs with the ordinary collector
+    gc.set_threshold(*threshold)
 
 
 def test_the_startup_heap_leaves_the_collected_generations(unfrozen) -> None:
     long_lived = Node()  # like a module, a schema, a loaded model: alive from start-up on
-    frozen = freeze_startup_heap()
+    frozen = settle_startup_heap()
     assert frozen == gc.get_freeze_count()
     assert not any(obj is long_lived for obj in gc.get_objects())  # no generation holds it any more
     assert long_lived.me is long_lived
 
 
 def test_garbage_made_after_the_freeze_is_still_collected(unfrozen) -> None:
-    freeze_startup_heap()
+    settle_startup_heap()
     later = Node()
     gone = weakref.ref(later)
     del later
     gc.collect()
     assert gone() is None
+
+
+def test_young_collections_are_rarer_and_still_come_on_their_own(unfrozen) -> None:
+    _, middle, old = gc.get_threshold()
+    settle_startup_heap()
+    assert gc.get_threshold() == (YOUNG_THRESHOLD, middle, old)
+    later = Node()
+    gone = weakref.ref(later)
+    del later
+    young = gc.get_stats()[0]["collections"]
+    kept = [[] for _ in range(YOUNG_THRESHOLD // 2)]  # new container objects, fewer than the threshold
+    assert gc.get_stats()[0]["collections"] == young and gone() is not None
+    kept += [[] for _ in range(YOUNG_THRESHOLD)]  # past it: the collector runs by itself
+    assert gc.get_stats()[0]["collections"] > young and gone() is None

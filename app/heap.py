@@ -7,13 +7,12 @@ busy event loop, every few hundred updates, a pause that lands on whichever user
 ``gc.freeze()`` moves what exists now into a permanent generation that collections skip (what the
 ``gc`` module documents for exactly this); objects made later are collected as before.
 
-Each update also leaves a few dozen objects in reference cycles (its database session with its
-identity map and the rows in it, the FSM and i18n contexts tied to the handler data), which only the
-collector frees. With CPython's default, a young collection every 700 new container objects, that is
-one every two or three prompts, and each walks every young object alive at that moment, under a burst
-the state of all the updates in flight: about 15% of the event loop's time per prompt, measured
-(benchmarks/RESULTS.md). A young collection every :data:`YOUNG_THRESHOLD` objects instead costs
-half as much; the garbage waiting for it is a few megabytes at most.
+A young collection runs every 700 new container objects by CPython's default: under a burst of
+prompts about one every three prompts, each walking every young object alive at that moment, which is
+the state of all the updates in flight. That was about a tenth of the event loop's time per prompt
+(benchmarks/RESULTS.md); every :data:`YOUNG_THRESHOLD` objects it is half as much. Updates leave
+next to no garbage in reference cycles (bot/i18n.py drops the one that held each update's
+objects), so what waits for the rarer collections is small.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 from collections import Counter
@@ -77,6 +78,10 @@ async def one_round(
     pid: int | None = None,
 ) -> list[int]:
     """Every user sends one prompt at once; wait for each user's first answer."""
+    # The emulator shares this process and keeps every call; a full collection walking them all
+    # stalled rounds at random (~150 ms, echo and bot alike). What exists now is left out of them.
+    gc.collect()
+    gc.freeze()
     cpu_before = process_cpu_seconds(pid) if pid else 0.0
     scripted = [emulator.user(token, user_id=first_user + i, first_name=f"U{i}") for i in range(users)]
     first_call = len(emulator.calls)

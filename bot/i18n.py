@@ -6,10 +6,10 @@ uses :func:`translator` with the job owner's stored language.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram.types import TelegramObject
@@ -83,7 +83,10 @@ class ReleasingI18nMiddleware(I18nMiddleware):
     (Not after a failure: the errors router's handlers get the same data.)"""
 
     async def __call__(
-        self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]], event: TelegramObject, data: dict[str, Any]
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
     ) -> Any:
         result = await super().__call__(handler, event, data)
         data.pop(self.context_key, None)

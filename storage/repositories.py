@@ -166,7 +166,9 @@ class JobRepository:
         """
         if not jobs:
             return []
-        values = [dict(inspect(job).dict) for job in jobs]  # what the constructor set; defaults apply
+        columns = {attr.key for attr in inspect(Job).column_attrs}
+        # What the constructor set; the columns' defaults fill in the rest.
+        values = [{key: value for key, value in inspect(job).dict.items() if key in columns} for job in jobs]
         in_order = _dialect(self.session) == "postgresql"
         result = await self.session.execute(insert(Job).returning(Job, sort_by_parameter_order=in_order), values)
         rows = list(result.scalars())

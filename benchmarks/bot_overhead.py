@@ -202,6 +202,9 @@ async def main() -> None:
     parser.add_argument(
         "--database-url", default="", help="the bot's DATABASE_URL (default: SQLite in a temporary folder)"
     )
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="a setting for the bot's process (repeatable)"
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bot-overhead-"))
@@ -223,6 +226,9 @@ async def main() -> None:
     )
     if args.database_url:
         env["DATABASE_URL"] = args.database_url
+    for setting in args.env:
+        key, _, value = setting.partition("=")
+        env[key] = value
     reader = JobReader(env["DATABASE_URL"])
     bot = BotProcess(emulator, BOT_TOKEN, env, tmp / "bot.log")
     echo_env = {**env, "BOT_TOKEN": ECHO_TOKEN}

@@ -111,6 +111,7 @@ class Settings(BaseSettings):
     safety_blocklist_path: Path | None = None  # default: prompting/data/blocklist.txt
     safety_image_filter: bool = True
     safety_nsfw_threshold: float = Field(default=DEFAULT_NSFW_THRESHOLD, ge=0.0, le=1.0)
+    safety_nsfw_threads: int = Field(default=0, ge=0)  # onnxruntime threads per check; 0: a thread per core
     safety_blurred_preview: bool = True  # send a heavily blurred preview with the notice
 
     # Image editing: how long an album's first photo waits for the rest of the album.
@@ -302,6 +303,7 @@ class Settings(BaseSettings):
             blocklist_path=self.safety_blocklist_path,
             image_filter=self.safety_image_filter,
             nsfw_threshold=self.safety_nsfw_threshold,
+            nsfw_threads=self.safety_nsfw_threads,
             blurred_preview=self.safety_blurred_preview,
         )
 

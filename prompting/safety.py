@@ -437,6 +437,11 @@ class SafetySettings:
     image_filter: bool = True
     nsfw_threshold: float = DEFAULT_NSFW_THRESHOLD
     blurred_preview: bool = True  # send a heavily blurred preview with the notice
+    # onnxruntime threads per check; 0: its default, a thread per core, which spin on for a while
+    # after each run. One thread takes about half the CPU per check for some more wall time
+    # (benchmarks/safety_check.py); on the 2-core benchmark machine the bot's burst throughput did
+    # not gain from it (benchmarks/RESULTS.md), so the default stays onnxruntime's.
+    nsfw_threads: int = 0
 
 
 def build_text_filter(settings: SafetySettings) -> TextFilter | None:
@@ -444,4 +449,6 @@ def build_text_filter(settings: SafetySettings) -> TextFilter | None:
 
 
 def build_image_safety(settings: SafetySettings) -> ImageSafety | None:
-    return ImageSafety(settings.nsfw_threshold) if settings.image_filter else None
+    if not settings.image_filter:
+        return None
+    return ImageSafety(settings.nsfw_threshold, intra_op_num_threads=settings.nsfw_threads or None)

@@ -104,3 +104,19 @@ def test_settings_switch():
     assert build_image_safety(SafetySettings(image_filter=False)) is None
     built = build_image_safety(SafetySettings(nsfw_threshold=0.5))
     assert isinstance(built, ImageSafety) and built.threshold == 0.5
+
+
+@pytest.mark.parametrize(("env", "threads"), [({}, 0), ({"SAFETY_NSFW_THREADS": "1"}, 1), ({"SAFETY_NSFW_THREADS": "3"}, 3)])
+def test_the_operators_thread_count_reaches_onnxruntime(tmp_path, monkeypatch, env, threads, photos):
+    """SAFETY_NSFW_THREADS, read from the environment like every setting, is the onnxruntime session's
+    own option (0: onnxruntime picks, a thread per core); the scores do not depend on it."""
+    from tests.conftest import make_settings
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    built = build_image_safety(make_settings(tmp_path).safety_settings())
+    assert built is not None
+    built.warmup()
+    assert built._get_classifier()._session.get_session_options().intra_op_num_threads == threads
+    reference = ImageSafety(intra_op_num_threads=1)
+    assert built.score(photos["coffee"]) == pytest.approx(reference.score(photos["coffee"]), abs=1e-5)

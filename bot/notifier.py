@@ -96,16 +96,20 @@ def remembered_note(t: Translator, job: Job, locale: str) -> str | None:
 
 
 def _duration(t: Translator, locale: str, seconds: float) -> str:
+    # Rounded to 5 seconds or to minutes: few distinct texts, each formatted once (Translator.memo).
     if seconds < 90:
-        return t("eta-seconds", locale, n=max(5, round(seconds / 5) * 5))
-    return t("eta-minutes", locale, n=round(seconds / 60))
+        return t.memo("eta-seconds", locale, n=max(5, round(seconds / 5) * 5))
+    return t.memo("eta-minutes", locale, n=round(seconds / 60))
 
 
 def queued_line(t: Translator, locale: str, position: int, eta: int | None) -> str:
-    """"Queued, position N", with the estimated wait when the model has finished jobs to go by."""
+    """"Queued, position N", with the estimated wait when the model has finished jobs to go by.
+
+    Every prompt's first answer and every queue-position refresh: formatted once per position and
+    rounded wait (Translator.memo)."""
     if eta is None:
-        return t("job-queued", locale, position=position)
-    return t("job-queued-eta", locale, position=position, eta=_duration(t, locale, eta))
+        return t.memo("job-queued", locale, position=position)
+    return t.memo("job-queued-eta", locale, position=position, eta=_duration(t, locale, eta))
 
 
 def _shorten(text: str, room: int) -> str:

@@ -136,3 +136,26 @@ async def test_positions_move_up_when_the_job_ahead_starts(tmp_path):
         await h.wait_jobs_settled()
     finally:
         await stop_harness(h)
+
+
+def test_a_queue_line_is_formatted_once_per_position_and_rounded_wait(monkeypatch):
+    """Every prompt's first answer and every position refresh renders a queue line: Fluent formats
+    each (position, rounded wait) once; the texts stay those above."""
+    from bot.i18n import MEMO_SIZE, Translator, create_core
+
+    t = Translator(create_core())  # a memo of its own
+    formatted: list[str] = []
+    get = t.core.get
+
+    def counting_get(key, locale=None, /, **kwargs):
+        formatted.append(key)
+        return get(key, locale, **kwargs)
+
+    monkeypatch.setattr(t.core, "get", counting_get)
+    assert queued_text(t, "en", 3, 100) == "⏳ Queued, position 3: ready in about 2 minutes."
+    assert formatted == ["eta-minutes", "job-queued-eta"]
+    assert queued_text(t, "en", 3, 110) == "⏳ Queued, position 3: ready in about 2 minutes."  # rounds the same
+    assert queued_text(t, "ru", 2, 3 * 60) == "⏳ В очереди, место 2: будет готово примерно через 3 минуты."
+    assert queued_text(t, "en", 4, 100) == "⏳ Queued, position 4: ready in about 2 minutes."
+    assert formatted == ["eta-minutes", "job-queued-eta", "eta-minutes", "job-queued-eta", "job-queued-eta"]
+    assert t.memo.cache_info().maxsize == MEMO_SIZE  # bounded

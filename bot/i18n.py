@@ -6,12 +6,13 @@ uses :func:`translator` with the job owner's stored language.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from aiogram.dispatcher.event.bases import NextMiddlewareType
 from aiogram.types import TelegramObject
 from aiogram.types import User as TelegramUser
 from aiogram_i18n import I18nMiddleware
@@ -84,7 +85,7 @@ class ReleasingI18nMiddleware(I18nMiddleware):
 
     async def __call__(
         self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        handler: NextMiddlewareType[TelegramObject],
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:

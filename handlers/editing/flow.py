@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiogram import BaseMiddleware, F
+from aiogram.dispatcher.event.bases import NextMiddlewareType
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Filter
 from aiogram.filters.callback_data import CallbackData
@@ -181,7 +182,7 @@ class FlowTimeoutMiddleware(BaseMiddleware):
 
     async def __call__(
         self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        handler: NextMiddlewareType[TelegramObject],
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:

@@ -49,6 +49,10 @@ QueueMovedFn = Callable[[], Awaitable[None]]
 # returns when the updates being handled are answered, or after a bounded wait (bot/priority.py).
 YieldFn = Callable[[], Awaitable[None]]
 MAX_CONCURRENT_DELIVERIES = 8
+# On shutdown, deliveries under way get this long to end. One cut off after Telegram took the photo
+# but before the job was marked done would send the photo again after the restart. (Well inside
+# Docker's default 10 s between SIGTERM and SIGKILL.)
+SHUTDOWN_DELIVERY_GRACE_SECONDS = 5.0
 
 
 def _batch_key(job: Job) -> tuple[Any, ...] | None:
@@ -93,8 +97,10 @@ class EmbeddedQueue:
         max_attempts: int = 3,
         batch_max_jobs: int = 1,
         answers_first: YieldFn | None = None,
+        shutdown_delivery_grace: float = SHUTDOWN_DELIVERY_GRACE_SECONDS,
     ) -> None:
         self.db = db
+        self.shutdown_delivery_grace = shutdown_delivery_grace
         self.answers_first = answers_first
         self.runner = runner
         self.max_attempts = max_attempts  # a job started this often without finishing fails
@@ -162,7 +168,8 @@ class EmbeddedQueue:
 
     async def stop(self) -> None:
         """Stop taking jobs; jobs being prepared or generated are interrupted and returned to the
-        queue, jobs past the GPU finish (they are delivered after the restart)."""
+        queue, jobs past the GPU finish; their deliveries get a few seconds, then what is left is
+        delivered after the restart."""
         self._stopping = True
         self.runner.interrupt_all()
         self._wake.set()
@@ -173,8 +180,11 @@ class EmbeddedQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        # Deliveries still under way are dropped: their jobs stay "generated" and are delivered
-        # after the restart (at-least-once).
+        # Deliveries under way may end (a photo being uploaded is recorded as sent); those still
+        # going after the grace are dropped: their jobs stay "generated" and are delivered after the
+        # restart (at-least-once).
+        if self._deliveries:
+            await asyncio.wait(set(self._deliveries), timeout=self.shutdown_delivery_grace)
         for task in list(self._deliveries):
             task.cancel()
         for task in list(self._deliveries):

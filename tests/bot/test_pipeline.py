@@ -223,6 +223,60 @@ async def test_a_batch_interrupted_by_shutdown_returns_to_the_queue_and_runs_aft
         await stop_harness(second)
 
 
+def photo_taken_then_slow_answer(h, answer_seconds: float) -> asyncio.Event:
+    """Telegram takes each photo at once and its answer comes back ``answer_seconds`` later; the
+    event is set when the first photo is taken."""
+    taken = asyncio.Event()
+    record = h.session.make_request
+
+    async def slow_photo_answers(bot, method, timeout=None):
+        result = await record(bot, method, timeout)
+        if isinstance(method, SendPhoto):
+            taken.set()
+            await asyncio.sleep(answer_seconds)
+        return result
+
+    h.session.make_request = slow_photo_answers
+    return taken
+
+
+async def test_a_delivery_under_way_at_shutdown_ends_first_and_is_not_sent_again_after_restart(tmp_path):
+    settings = make_settings(tmp_path)
+    first = await start_harness(settings)
+    taken = photo_taken_then_slow_answer(first, answer_seconds=0.5)
+    await first.feed(message_update("x", from_user=user(user_id=10)))
+    await asyncio.wait_for(taken.wait(), 10)
+    await stop_harness(first)  # SIGTERM while the photo's answer is on its way
+    [job] = await first.jobs()
+    assert job.status == "done" and job.result_file_ids
+
+    second = await start_harness(settings)
+    try:
+        await asyncio.sleep(4 * settings.delivery_retry_seconds)  # the retry loop finds nothing to send
+        assert photo_chats(first) == [10] and photo_chats(second) == []
+    finally:
+        await stop_harness(second)
+
+
+async def test_a_delivery_longer_than_the_shutdown_grace_is_sent_again_after_restart(tmp_path):
+    settings = make_settings(tmp_path)
+    first = await start_harness(settings)
+    first.app.queue.shutdown_delivery_grace = 0.1
+    taken = photo_taken_then_slow_answer(first, answer_seconds=30)
+    await first.feed(message_update("x", from_user=user(user_id=10)))
+    await asyncio.wait_for(taken.wait(), 10)
+    await stop_harness(first)  # returns after the grace, not after the answer
+    [job] = await first.jobs()
+    assert job.status == "generated"  # not lost: delivered after the restart (at-least-once)
+
+    second = await start_harness(settings)
+    try:
+        [job] = await second.wait_jobs_settled()
+        assert job.status == "done" and photo_chats(second) == [10]
+    finally:
+        await stop_harness(second)
+
+
 async def test_a_failed_batch_runs_its_members_alone_and_fails_only_the_bad_one(tmp_path):
     class OomBatches(GatedBackend):
         def generate_batch(self, requests, progress):

@@ -46,6 +46,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         lease_seconds=settings.job_lease_seconds,
         max_job_attempts=settings.max_job_attempts,
         delivery_retry_seconds=settings.delivery_retry_seconds,
+        batch_max_jobs=settings.batch_max_jobs,
     )
 
 

@@ -83,7 +83,9 @@ class JobStreamBroker(RedisStreamBroker):
     """taskiq's :class:`RedisStreamBroker`, made for GPU workers.
 
     - It reads the streams of several models, strictly one message at a time (``XREADGROUP COUNT 1``
-      on one stream after another; XREADGROUP over several streams would take one from each).
+      on one stream after another; XREADGROUP over several streams would take one from each). The
+      worker then takes the batch partners of that message's job from its stream itself
+      (:meth:`peek`, :meth:`take`).
     - It claims messages of dead workers (``XAUTOCLAIM`` after ``idle_timeout``) on every round,
       also while the streams are quiet: the stock ``listen`` only looks for them after it received a
       new message, so a job whose worker died would wait for the next job to arrive.
@@ -135,7 +137,7 @@ class JobStreamBroker(RedisStreamBroker):
         return _ack
 
     def _message(self, stream: Any, msg_id: Any, fields: dict[bytes, bytes]) -> AckableMessage:
-        stream = stream.decode() if isinstance(stream, bytes) else stream
+        stream = _text(stream)
         return AckableMessage(data=fields[b"data"], ack=self._ack_generator(id=msg_id, queue_name=stream))
 
     async def _reclaim_one(self, conn: Redis) -> AckableMessage | None:
@@ -169,6 +171,35 @@ class JobStreamBroker(RedisStreamBroker):
                     return self._message(stream, msg_id, fields)
         return None
 
+    def job_id(self, message: AckableMessage) -> int | None:
+        """The job id a message carries (None: not one of ours)."""
+        try:
+            return int(self.formatter.loads(message.data).args[0])
+        except Exception:  # noqa: BLE001 - whatever does not parse is left to the receiver
+            return None
+
+    async def peek(self, stream: str, count: int) -> list[int]:
+        """The job ids of the next ``count`` messages of ``stream`` that no worker has taken yet, in
+        order, without taking them."""
+        async with Redis(connection_pool=self.connection_pool) as conn:
+            groups = await conn.xinfo_groups(stream)
+            last = next((g["last-delivered-id"] for g in groups if _text(g["name"]) == self.consumer_group_name), None)
+            if last is None:
+                return []
+            entries = await conn.xrange(stream, min=f"({_text(last)}", max="+", count=count)
+        ids = [self.job_id(self._message(stream, msg_id, fields)) for msg_id, fields in entries if fields]
+        return [job_id for job_id in ids if job_id is not None]
+
+    async def take(self, stream: str, count: int) -> list[tuple[int | None, AckableMessage]]:
+        """Up to ``count`` new messages of ``stream``, taken by this worker at once (no wait), with
+        their job ids."""
+        async with Redis(connection_pool=self.connection_pool) as conn:
+            fetched = await conn.xreadgroup(
+                self.consumer_group_name, self.consumer_name, {stream: ">"}, count=count, noack=False
+            )
+        messages = [self._message(stream, msg_id, fields) for _s, entries in fetched or [] for msg_id, fields in entries]
+        return [(self.job_id(message), message) for message in messages]
+
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         async with Redis(connection_pool=self.connection_pool) as conn:
             while not self.closing.is_set():
@@ -201,6 +232,10 @@ class JobStreamBroker(RedisStreamBroker):
                     await self._declare_consumer_group()
                     continue
                 yield message
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def create_kicker_broker(redis_url: str, prefix: str) -> JobStreamBroker:

@@ -12,9 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from generation.backend import GenerationError, batch_key
+from generation.backend import GenerationError
 from jobs.finishing import FinishingLine
-from jobs.runner import BuiltRequest, JobRunner, Outcome, PreparedJob, build_request
+from jobs.runner import BuiltRequest, JobRunner, Outcome, PreparedJob, job_batch_key
 from storage.control import QueueControlRepository
 from storage.models import Job
 from storage.repositories import Database, Repositories
@@ -53,14 +53,6 @@ MAX_CONCURRENT_DELIVERIES = 8
 # but before the job was marked done would send the photo again after the restart. (Well inside
 # Docker's default 10 s between SIGTERM and SIGKILL.)
 SHUTDOWN_DELIVERY_GRACE_SECONDS = 5.0
-
-
-def _batch_key(job: Job) -> tuple[Any, ...] | None:
-    """The batch key of a queued job's request (None: it runs alone)."""
-    try:
-        return batch_key(build_request(job))
-    except Exception:  # noqa: BLE001 - a row that does not parse runs alone (and fails there, told)
-        return None
 
 
 # After a job arrives, the look-ahead waits this long for more before it reads the queue again.
@@ -216,10 +208,10 @@ class EmbeddedQueue:
         return unit, queued
 
     def _batch_key(self, job: Job) -> tuple[Any, ...] | None:
-        """:func:`_batch_key`, once per job: a queued job's request does not change, and each pick
+        """:func:`jobs.runner.job_batch_key`, once per job: a queued job's request does not change, and each pick
         (and each look-ahead) walks the queue."""
         if job.id not in self._keys:
-            self._keys[job.id] = _batch_key(job)
+            self._keys[job.id] = job_batch_key(job)
         return self._keys[job.id]
 
     async def _next_unit(self) -> list[PreparedJob] | None:

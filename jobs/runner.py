@@ -148,6 +148,14 @@ def build_request(job: Job, images: list[Image.Image] | None = None, prompt: str
     return request
 
 
+def job_batch_key(job: Job) -> tuple[Any, ...] | None:
+    """The :func:`generation.backend.batch_key` of a queued job's request (None: it runs alone)."""
+    try:
+        return batch_key(build_request(job))
+    except Exception:  # noqa: BLE001 - a row that does not parse runs alone (and fails there, told)
+        return None
+
+
 class JobRunner:
     def __init__(
         self,

@@ -2,7 +2,9 @@
 
 One process per GPU (``CUDA_VISIBLE_DEVICES``). It takes job ids from the Redis streams of the models
 it serves (``--models`` / ``WORKER_MODELS``; all models by default), keeps those models loaded, runs
-one job at a time on the GPU with the same :class:`jobs.runner.JobRunner` as the embedded mode,
+one job at a time on the GPU (or a batch: the jobs whose messages wait right behind it and share its
+model, size and steps, up to ``BATCH_MAX_JOBS``) with the same :class:`jobs.runner.JobRunner` as
+the embedded mode,
 reports progress to the job's status message and sends the result itself through its own aiogram
 ``Bot`` (no dispatcher). ``/healthz`` and ``/metrics`` are served on ``--metrics-port`` / ``METRICS_PORT``.
 
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import text
+from sqlalchemy import select, text
 from taskiq import Context, TaskiqDepends
 from taskiq.acks import AcknowledgeType
 from taskiq.kicker import AsyncKicker
@@ -52,7 +54,7 @@ from jobs.events import JobContext
 from jobs.finishing import FinishingLine
 from jobs.metrics import Metrics, gpu_memory
 from jobs.positions import PositionRefresher
-from jobs.runner import JobRunner, Outcome, PreparedJob
+from jobs.runner import JobRunner, Outcome, PreparedJob, job_batch_key
 from storage.control import QueueControlRepository
 from storage.models import Job, JobStatus, User
 from storage.repositories import Database
@@ -60,6 +62,18 @@ from storage.repositories import Database
 log = logging.getLogger("jobs.worker")
 
 Ack = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Member:
+    """A job of the unit a worker runs on the GPU (one job, or a batch), with its message's ack."""
+
+    job_id: int
+    before: str  # its status when its message was read
+    ack: Ack
+    prepared: PreparedJob | None = None
+    outcome: Outcome | None = None
+    failed: bool = False  # left unacknowledged: its message comes back after the idle timeout
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,7 @@ class WorkerConfig:
     lease_seconds: float = 60.0  # a running job's claim (must fit the heartbeat twice)
     max_job_attempts: int = 3  # workers that died on one job before it fails
     delivery_retry_seconds: float = 30.0
+    batch_max_jobs: int = 1  # queued jobs sharing model, size and steps that run as one batch
 
 
 class Worker:
@@ -99,7 +114,7 @@ class Worker:
         if positions is not None:
             runner.on_dequeued = lambda _job_id: positions.request()
         self.stopping = False
-        self.current_job: int | None = None
+        self.current_jobs: list[int] = []  # on the GPU here (a batch, or one job)
         self.jobs_done = 0
         self.started = time.monotonic()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -110,12 +125,21 @@ class Worker:
         self.pause_poll_seconds = max(config.heartbeat_seconds, 5.0)
 
     # -- one message ------------------------------------------------------------------------------
+    @property
+    def current_job(self) -> int | None:
+        """The job on the GPU here (the first of its batch)."""
+        return self.current_jobs[0] if self.current_jobs else None
+
     async def process(self, job_id: int, ack: Ack) -> None:
         """Do what is left of a job, and ``ack`` its message once the job is finished with. Returns as
         soon as the GPU is done with it: the finishing and the delivery go on beside the next job.
         Not acknowledged: another live worker holds the job (the message is looked at again later),
-        or something failed (it comes back after the idle timeout)."""
-        if job_id == self.current_job or self._finishing.holds(job_id):
+        or something failed (it comes back after the idle timeout).
+
+        A queued job takes the jobs behind it in its model's stream that share its batch key along
+        (up to ``batch_max_jobs`` in all, :meth:`_partners`): they run as one batch, and each
+        message is acknowledged once its own job is finished with."""
+        if job_id in self.current_jobs or self._finishing.holds(job_id):
             # Its message came back to this very worker (unacknowledged past the idle timeout while
             # the job is finished): the job is in hand; the finishing acknowledges the message.
             return
@@ -138,49 +162,105 @@ class Worker:
             await ack()
             return
         await self._finishing.room()  # finishing lags behind the GPU: let it catch up
-        self.current_job = job_id
-        heartbeat = asyncio.create_task(self._keep_claim(job_id), name=f"heartbeat-{job_id}")
+        unit = [Member(job_id, status, ack)]
+        if status == JobStatus.QUEUED:
+            try:
+                unit += await self._partners(job)
+            except Exception:  # the job runs alone; messages taken meanwhile come back after the idle timeout
+                log.warning("could not look for batch partners of job %s", job_id, exc_info=True)
+        self.current_jobs = [m.job_id for m in unit]
+        heartbeat = asyncio.create_task(self._keep_claims(self.current_jobs), name=f"heartbeat-{job_id}")
         try:
-            prepared = await self.runner.prepare(job_id)
-            outcomes = await self.runner.generate([prepared]) if prepared is not None else []
+            prepared = await asyncio.gather(*(self.runner.prepare(m.job_id) for m in unit), return_exceptions=True)
+            for member, result in zip(unit, prepared):
+                if isinstance(result, BaseException):  # left unacknowledged: it comes back later
+                    log.error("job %s could not be prepared", member.job_id, exc_info=result)
+                    member.failed = True
+                else:
+                    member.prepared = result
+            ready = [m for m in unit if m.prepared is not None]
+            outcomes = await self.runner.generate([m.prepared for m in ready]) if ready else []  # type: ignore[misc]
+            for member, outcome in zip(ready, outcomes):
+                member.outcome = outcome
         except BaseException:
             await wait_closed(heartbeat)
             self._queue_moved()
             raise
         finally:
-            self.current_job = None
+            self.current_jobs = []
+        if all(m.failed for m in unit):  # nothing to finish; the messages come back after the idle timeout
+            await wait_closed(heartbeat)
+            self._queue_moved()
+            return
         self._finishing.start(
-            [job_id],
-            lambda previous: self._finish(job_id, status, prepared, outcomes, heartbeat, ack, previous),
+            [m.job_id for m in unit],
+            lambda previous: self._finish(unit, heartbeat, previous),
             name=f"finish-{job_id}",
         )
 
-    async def _finish(
-        self,
-        job_id: int,
-        before: str,
-        prepared: PreparedJob | None,
-        outcomes: list[Outcome],
-        heartbeat: asyncio.Task[None],
-        ack: Ack,
-        previous: asyncio.Task[None] | None,
-    ) -> None:
-        """Check, encode and store a generated job, deliver it after the one before, then acknowledge
-        its message (the claim is renewed until the job is stored)."""
+    async def _partners(self, lead: Job) -> list[Member]:
+        """The jobs whose messages come next in the lead's stream, as far as they share its batch key
+        (and are queued), taken from the stream: they run in one batch with it. The stream's order
+        is kept: a job that cannot join ends the look, and those behind it wait for their turn."""
+        room = self.config.batch_max_jobs - 1
+        key = job_batch_key(lead) if room > 0 else None
+        if key is None:
+            return []
+        stream = stream_name(self.config.redis_prefix, lead.model)
+        next_ids = await self.broker.peek(stream, room)
+        if not next_ids:
+            return []
+        async with self.db.session() as session:
+            rows = {j.id: j for j in (await session.execute(select(Job).where(Job.id.in_(next_ids)))).scalars()}
+        joining: set[int] = set()
+        for job_id in next_ids:
+            job = rows.get(job_id)
+            if job is None or job.status != JobStatus.QUEUED or job_batch_key(job) != key:
+                break
+            joining.add(job_id)
+        if not joining:
+            return []
+        partners = []
+        for job_id, message in await self.broker.take(stream, len(joining)):
+            if job_id in joining:
+                partners.append(Member(job_id, JobStatus.QUEUED, message.ack))
+            else:  # another worker took the looked-at messages first: this one goes to the back
+                log.info("job %s was taken in place of a batch partner; it is sent again", job_id)
+                if job_id is not None:
+                    await self._send_again(job_id, lead.model)
+                await message.ack()
+        return partners
+
+    async def _finish(self, unit: list[Member], heartbeat: asyncio.Task[None], previous: asyncio.Task[None] | None) -> None:
+        """Check, encode and store a generated unit's jobs, deliver them after the unit before, then
+        acknowledge each job's message (the claims are renewed until the jobs are stored)."""
         try:
+            finished = await asyncio.gather(
+                *(self.runner.finish(m.prepared, m.outcome) for m in unit if m.prepared is not None),
+                return_exceptions=True,
+            )
+            for member, result in zip([m for m in unit if m.prepared is not None], finished):
+                if isinstance(result, BaseException):
+                    log.error(
+                        "job %s could not be finished; its message comes back after the idle timeout",
+                        member.job_id,
+                        exc_info=result,
+                    )
+                    member.failed = True
+        finally:
+            await wait_closed(heartbeat)
+            self._queue_moved()  # finished (the estimated waits move) or back in the queue
+        if previous is not None:  # the earlier unit's results go out first
+            await asyncio.wait({previous})
+        for member in unit:
+            if member.failed:
+                continue
             try:
-                if prepared is not None:
-                    await self.runner.finish(prepared, outcomes[0])
-            finally:
-                await wait_closed(heartbeat)
-                self._queue_moved()  # finished (the estimated waits move) or back in the queue
-            if previous is not None:  # the earlier job's results go out first
-                await asyncio.wait({previous})
-            await self.runner.deliver(job_id)
-            await self._after_run(job_id, before)
-            await ack()
-        except Exception:
-            log.exception("job %s could not be finished; its message comes back after the idle timeout", job_id)
+                await self.runner.deliver(member.job_id)
+                await self._after_run(member.job_id, member.before)
+                await member.ack()
+            except Exception:
+                log.exception("job %s could not be finished; its message comes back after the idle timeout", member.job_id)
 
     def _queue_moved(self) -> None:
         if self.positions is not None:
@@ -199,7 +279,8 @@ class Worker:
                         await self.runner.events.failed(ctx, "crashed")
                     return True
                 return False
-            # A claim of this worker's own name is from an earlier life of it (one job at a time).
+            # A claim of this worker's own name is from an earlier life of it (the jobs it holds now
+            # were turned away at the top of process()).
             if not await claims.requeue_expired(job_id, owner=self.name):
                 log.info("job %s is still running on %s (claim until %s)", job_id, holder, expires)
                 return False
@@ -248,21 +329,24 @@ class Worker:
         self.metrics.jobs_processed.labels(job.model, job.status).inc()
         self.jobs_done += 1
 
-    async def _keep_claim(self, job_id: int) -> None:
-        """Renew the claim on the running job and stop it if its user cancelled it."""
+    async def _keep_claims(self, job_ids: list[int]) -> None:
+        """Renew the claims on the running jobs and stop those their users cancelled."""
         interval = self.config.heartbeat_seconds
         while True:
             await asyncio.sleep(interval)
             try:
                 async with self.db.session() as session:
-                    cancel = await JobClaims(session).renew(job_id, self.name, self.config.lease_seconds)
+                    claims = JobClaims(session)
+                    cancelled = [
+                        job_id for job_id in job_ids if await claims.renew(job_id, self.name, self.config.lease_seconds)
+                    ]
                     await session.commit()
             except Exception:
                 if cancel_requested():
                     raise asyncio.CancelledError from None
-                log.warning("could not renew the claim on job %s", job_id, exc_info=True)
+                log.warning("could not renew the claims on jobs %s", job_ids, exc_info=True)
                 continue
-            if cancel:
+            for job_id in cancelled:
                 self.runner.cancel(job_id)
 
     # -- background -------------------------------------------------------------------------------
@@ -327,6 +411,7 @@ class Worker:
             "worker": self.name,
             "models": [str(m) for m in self.models],
             "current_job": self.current_job,
+            "current_jobs": list(self.current_jobs),
             "jobs_done": self.jobs_done,
             "uptime_seconds": round(time.monotonic() - self.started, 1),
         }

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 from aiogram import Bot
 from aiogram.methods import EditMessageText, SendMediaGroup, SendPhoto
+from PIL import Image, ImageChops
 from sqlalchemy import select
 
 from app.wiring import App, build_app
@@ -22,9 +23,11 @@ from app.worker import build_worker
 from generation.fake import FakeBackend
 from jobs.distributed import CONSUMER_GROUP, DistributedQueue, stream_name
 from jobs.metrics import add_routes, start_server
+from jobs.runner import build_request
 from jobs.worker import Worker
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus
+from tests.bot.test_pipeline import GatedBackend
 from tests.conftest import make_settings
 from tests.fakes import TOKEN, RecordingSession, message_update, user
 from tests.scale.conftest import REDIS_URL
@@ -39,10 +42,10 @@ class Cluster:
         self.step = step
         self.workers: list[tuple[Worker, RecordingSession, FakeBackend, asyncio.Event, asyncio.Task[None], Any]] = []
 
-    def add_worker(self, models: list[str]) -> Worker:
+    def add_worker(self, models: list[str], backend: FakeBackend | None = None) -> Worker:
         name = f"w{len(self.workers)}"
         session = self.session_factory("worker")
-        backend = FakeBackend(step_seconds=self.step)
+        backend = backend or FakeBackend(step_seconds=self.step)
         worker, close = build_worker(self.settings, models, name, backend=backend, bot=Bot(TOKEN, session=session))
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
@@ -71,7 +74,13 @@ class Cluster:
 
 @contextlib.asynccontextmanager
 async def cluster(
-    tmp_path, pg_url: str, prefix: str, worker_models: list[list[str]], step: float, session_factory: Any = None
+    tmp_path,
+    pg_url: str,
+    prefix: str,
+    worker_models: list[list[str]],
+    step: float,
+    session_factory: Any = None,
+    **overrides: Any,
 ) -> AsyncIterator[Cluster]:
     session_factory = session_factory or (lambda _process: RecordingSession())
     settings = make_settings(
@@ -84,6 +93,7 @@ async def cluster(
         job_lease_seconds=1.0,
         worker_idle_timeout=1.5,
         delivery_retry_seconds=0.3,
+        **overrides,
     )
     await upgrade_async(settings.db_url)
     bot_session = session_factory("bot")
@@ -274,7 +284,9 @@ async def test_a_worker_generates_the_next_job_while_the_last_one_uploads(tmp_pa
     """The GPU does not wait for deliveries: the second job is generated before the first job's photo
     has gone out; both are delivered, in order, and their messages acknowledged."""
     factory = lambda process: SlowUploads() if process == "worker" else RecordingSession()  # noqa: E731
-    async with cluster(tmp_path, pg_database.url, redis_prefix, [ALL], step=0.0, session_factory=factory) as c:
+    async with cluster(
+        tmp_path, pg_database.url, redis_prefix, [ALL], step=0.0, session_factory=factory, batch_max_jobs=1
+    ) as c:
         _worker, session, backend, *_ = c.workers[0]
         await c.feed(message_update("a lighthouse at dawn", from_user=user(8101)))
         await c.feed(message_update("a lighthouse at dusk", from_user=user(8102)))
@@ -286,7 +298,77 @@ async def test_a_worker_generates_the_next_job_while_the_last_one_uploads(tmp_pa
         jobs = await c.wait(lambda jobs: [j.status for j in jobs] == ["done", "done"])
         photos = session.of(SendPhoto)
         assert [p.chat_id for p in photos] == [j.chat_id for j in jobs]  # in the order they were made
-        deadline = time.monotonic() + 10
-        while await c.app.queue.stream_job_ids() and time.monotonic() < deadline:  # acknowledged: deleted
-            await asyncio.sleep(0.05)
-        assert not await c.app.queue.stream_job_ids()
+        assert await drained(c)
+
+
+async def drained(c: Cluster) -> bool:
+    """Every message acknowledged (deleted from its stream), waiting a little for the last ones."""
+    deadline = time.monotonic() + 10
+    while await c.app.queue.stream_job_ids() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return not await c.app.queue.stream_job_ids()
+
+
+async def test_jobs_queued_behind_a_running_one_run_as_one_batch_on_a_worker(tmp_path, pg_database, redis_prefix):
+    """Batching across users in the distributed mode: the jobs whose messages wait at the head of
+    the model's stream with the same model, size and steps go to the GPU together; each image is the
+    one its job makes alone, each photo is sent once and each message acknowledged."""
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0, batch_max_jobs=4) as c:
+        backend = GatedBackend()
+        first = backend.gate()
+        worker = c.add_worker(ALL, backend)
+        await c.feed(message_update("x", from_user=user(8200)))
+        await c.wait(lambda jobs: backend.held == 1)
+        for uid, prompt in [(8201, "a"), (8202, "b"), (8203, "c")]:
+            await c.feed(message_update(prompt, from_user=user(uid)))
+        first.set()
+        jobs = await c.wait(lambda jobs: len(jobs) == 4 and all(j.status == JobStatus.DONE for j in jobs))
+        assert backend.batches == [3]
+        assert backend.log == ["start x", "end x", "start a+b+c", "end a+b+c"]
+        assert [j.attempts for j in jobs] == [1] * 4
+        assert sorted(int(p.chat_id) for p in c.sent(SendPhoto)) == [8200, 8201, 8202, 8203]
+        for job in jobs:
+            [path] = worker.runner.result_paths(job.id)
+            alone = FakeBackend().generate(build_request(job), lambda step, total: None)[0]
+            with Image.open(path) as stored:
+                assert ImageChops.difference(stored.convert("RGB"), alone).getbbox() is None
+        assert await drained(c)
+
+
+async def test_a_job_that_cannot_join_ends_the_batch_and_keeps_its_turn(tmp_path, pg_database, redis_prefix):
+    """The stream's order is kept: "b" (another size) cannot join "a"'s batch, so "a" runs alone,
+    then "b", then "c" with "d" (they share a key)."""
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0, batch_max_jobs=4) as c:
+        backend = GatedBackend()
+        first = backend.gate()
+        c.add_worker(ALL, backend)
+        await c.feed(message_update("x", from_user=user(8300)))
+        await c.wait(lambda jobs: backend.held == 1)
+        for uid, prompt in [(8301, "a"), (8302, "b --ar 16:9"), (8303, "c"), (8304, "d")]:
+            await c.feed(message_update(prompt, from_user=user(uid)))
+        first.set()
+        await c.wait(lambda jobs: len(jobs) == 5 and all(j.status == JobStatus.DONE for j in jobs))
+        assert backend.log == ["start x", "end x", "start a", "end a", "start b", "end b", "start c+d", "end c+d"]
+        assert await drained(c)
+
+
+async def test_a_worker_stopping_mid_batch_hands_every_member_to_another(tmp_path, pg_database, redis_prefix):
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0, batch_max_jobs=4) as c:
+        backend = GatedBackend()
+        first_gate, _held_batch = backend.gate(), backend.gate()
+        c.add_worker(ALL, backend)
+        await c.feed(message_update("x", from_user=user(8400)))
+        await c.wait(lambda jobs: backend.held == 1)
+        for uid, prompt in [(8401, "a"), (8402, "b")]:
+            await c.feed(message_update(prompt, from_user=user(uid)))
+        first_gate.set()
+        await c.wait(lambda jobs: backend.held == 2)  # a+b on the first worker's GPU
+        c.workers[0][3].set()  # graceful stop: both go back to the queue with fresh messages
+        other = c.add_worker(ALL)
+        jobs = await c.wait(lambda jobs: len(jobs) == 3 and all(j.status == JobStatus.DONE for j in jobs))
+        assert backend.log[-1] == "end a+b" and backend.batches == [2]
+        assert [j.attempts for j in jobs] == [1, 2, 2]
+        assert c.workers[1][2].batches == [2]  # the other worker ran them as one batch again
+        assert sorted(int(p.chat_id) for p in c.sent(SendPhoto)) == [8400, 8401, 8402]
+        assert other.jobs_done == 2
+        assert await drained(c)

@@ -112,7 +112,9 @@ class Timeline:
 
 async def test_positions_stay_true_after_a_cancel_and_after_a_start_on_a_worker(tmp_path, pg_database, redis_prefix):
     timeline = Timeline()
-    async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.1, session_factory=timeline.session) as c:
+    async with cluster(
+        tmp_path, pg_database.url, redis_prefix, [], step=0.1, session_factory=timeline.session, batch_max_jobs=1
+    ) as c:  # one job at a time: the others wait in line
         ann, bob, cid, dan = (user(4100 + i, first_name=n, username=n.lower()) for i, n in enumerate(["Ann", "Bob", "Cid", "Dan"]))
         for u in (ann, bob, cid, dan):
             await c.feed(message_update("/start", from_user=u))

@@ -233,7 +233,8 @@ class EmbeddedQueue:
             self._queue_empty = False
             self.idle.clear()  # the positions behind move up as each start commits (_dequeued)
             prepared = await asyncio.gather(
-                *(self._prepare(job_id, self._ahead.pop(job_id, None)) for job_id in job_ids), return_exceptions=True
+                *(self.runner.prepare_built(job_id, self._ahead.pop(job_id, None)) for job_id in job_ids),
+                return_exceptions=True,
             )
             unit = []
             for job_id, result in zip(job_ids, prepared):
@@ -244,16 +245,6 @@ class EmbeddedQueue:
             if unit:
                 return unit
         return None
-
-    async def _prepare(self, job_id: int, ahead: asyncio.Task[BuiltRequest | None] | None) -> PreparedJob | None:
-        built = None
-        if ahead is not None:
-            if not ahead.done():  # its turn came while the LLM still works on its prompt: say so
-                await self.runner.still_building(job_id)
-            await asyncio.wait({ahead})
-            if not ahead.cancelled() and ahead.exception() is None:
-                built = ahead.result()
-        return await self.runner.prepare(job_id, built)
 
     async def _build_ahead(self, gpu_free: asyncio.Event) -> None:
         """While the GPU works: build the requests of the jobs it takes next, again whenever a job

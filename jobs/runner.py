@@ -345,6 +345,18 @@ class JobRunner:
             except Exception:
                 log.warning("could not tell job %s's chat that its prompt is being improved", job_id, exc_info=True)
 
+    async def prepare_built(self, job_id: int, ahead: asyncio.Task[BuiltRequest | None] | None) -> PreparedJob | None:
+        """:meth:`prepare` with what :meth:`build` made ahead (``ahead``: its task, None if nothing
+        was built); a build still under way is waited for, and its chat told when the LLM has it."""
+        built = None
+        if ahead is not None:
+            if not ahead.done():  # its turn came while the LLM still works on its prompt: say so
+                await self.still_building(job_id)
+            await asyncio.wait({ahead})
+            if not ahead.cancelled() and ahead.exception() is None:
+                built = ahead.result()
+        return await self.prepare(job_id, built)
+
     async def prepare(self, job_id: int, built: BuiltRequest | None = None) -> PreparedJob | None:
         """Claim a queued job (queued -> running) and make it ready for the GPU: its input photos
         downloaded and checked, its prompt beautified and checked, its request built (or, when given,

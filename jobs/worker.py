@@ -8,8 +8,9 @@ the embedded mode,
 reports progress to the job's status message and sends the result itself through its own aiogram
 ``Bot`` (no dispatcher). ``/healthz`` and ``/metrics`` are served on ``--metrics-port`` / ``METRICS_PORT``.
 
-The GPU does not wait for the rest: once a job's images are made, the worker takes the next message
-while that job is finished (safety check, PNG, stored) and delivered beside it
+The GPU does not wait for the rest: while it works, the requests of the jobs at the head of the
+streams are built (photos, beautification: :meth:`Worker._build_ahead`); once a job's images are
+made, the worker takes the next message while that job is finished (safety check, PNG, stored) and delivered beside it
 (:class:`jobs.finishing.FinishingLine`: in order, a few at most). A message is acknowledged only
 once its job is delivered, as before: a worker that dies meanwhile leaves it to be taken over.
 
@@ -54,7 +55,7 @@ from jobs.events import JobContext
 from jobs.finishing import FinishingLine
 from jobs.metrics import Metrics, gpu_memory
 from jobs.positions import PositionRefresher
-from jobs.runner import JobRunner, Outcome, PreparedJob, job_batch_key
+from jobs.runner import BuiltRequest, JobRunner, Outcome, PreparedJob, job_batch_key
 from storage.control import QueueControlRepository
 from storage.models import Job, JobStatus, User
 from storage.repositories import Database
@@ -62,6 +63,8 @@ from storage.repositories import Database
 log = logging.getLogger("jobs.worker")
 
 Ack = Callable[[], Awaitable[None]]
+# While the GPU works, the heads of the streams are looked at this often for requests to build ahead.
+AHEAD_POLL_SECONDS = 0.5
 
 
 @dataclass
@@ -121,6 +124,8 @@ class Worker:
         # Jobs past the GPU being finished and delivered beside the next one.
         self._finishing = FinishingLine()
         self._wake = asyncio.Event()  # /resume was announced
+        # Requests built ahead (photos, beautified prompt) for the jobs at the head of the streams.
+        self._ahead: dict[int, asyncio.Task[BuiltRequest | None]] = {}
         # While paused, the pause flag is read this often; /resume also wakes the worker at once.
         self.pause_poll_seconds = max(config.heartbeat_seconds, 5.0)
 
@@ -171,7 +176,10 @@ class Worker:
         self.current_jobs = [m.job_id for m in unit]
         heartbeat = asyncio.create_task(self._keep_claims(self.current_jobs), name=f"heartbeat-{job_id}")
         try:
-            prepared = await asyncio.gather(*(self.runner.prepare(m.job_id) for m in unit), return_exceptions=True)
+            prepared = await asyncio.gather(
+                *(self.runner.prepare_built(m.job_id, self._ahead.pop(m.job_id, None)) for m in unit),
+                return_exceptions=True,
+            )
             for member, result in zip(unit, prepared):
                 if isinstance(result, BaseException):  # left unacknowledged: it comes back later
                     log.error("job %s could not be prepared", member.job_id, exc_info=result)
@@ -179,7 +187,14 @@ class Worker:
                 else:
                     member.prepared = result
             ready = [m for m in unit if m.prepared is not None]
-            outcomes = await self.runner.generate([m.prepared for m in ready]) if ready else []  # type: ignore[misc]
+            gpu_free = asyncio.Event()
+            lookahead = asyncio.create_task(self._build_ahead(gpu_free), name="build-ahead") if ready else None
+            try:
+                outcomes = await self.runner.generate([m.prepared for m in ready]) if ready else []  # type: ignore[misc]
+            finally:
+                gpu_free.set()
+                if lookahead is not None:
+                    await asyncio.wait({lookahead})  # it ends after its current look
             for member, outcome in zip(ready, outcomes):
                 member.outcome = outcome
         except BaseException:
@@ -230,6 +245,29 @@ class Worker:
                     await self._send_again(job_id, lead.model)
                 await message.ack()
         return partners
+
+    async def _build_ahead(self, gpu_free: asyncio.Event) -> None:
+        """While the GPU works: build the requests of the jobs whose messages wait at the head of this
+        worker's streams (photos downloaded, prompt beautified and checked), so that the GPU does not
+        wait for them when their turn comes here. Nothing is taken from the streams nor claimed: a
+        job another worker takes meanwhile is dropped from the builds at the next look."""
+        while not gpu_free.is_set():
+            try:
+                heads = set()
+                for stream in self.broker.streams:
+                    heads.update(await self.broker.peek(stream, self.config.batch_max_jobs))
+            except Exception:
+                if cancel_requested():
+                    raise asyncio.CancelledError from None
+                log.warning("could not look ahead in the streams", exc_info=True)
+                heads = set(self._ahead)
+            for job_id in [j for j in self._ahead if j not in heads]:  # taken elsewhere, or cancelled
+                self._ahead.pop(job_id).cancel()
+            for job_id in heads:
+                if job_id not in self._ahead:
+                    self._ahead[job_id] = asyncio.create_task(self.runner.build(job_id), name=f"build-{job_id}")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(gpu_free.wait(), AHEAD_POLL_SECONDS)
 
     async def _finish(self, unit: list[Member], heartbeat: asyncio.Task[None], previous: asyncio.Task[None] | None) -> None:
         """Check, encode and store a generated unit's jobs, deliver them after the unit before, then
@@ -456,6 +494,9 @@ class Worker:
             await receiver.listen(finish)
         finally:
             await self._finishing.wait(timeout=60)  # jobs past the GPU are stored and delivered first
+            for task in self._ahead.values():  # built for jobs this worker no longer takes
+                task.cancel()
+            self._ahead.clear()
             await wait_closed(stopper)
             for task in self._tasks:
                 await wait_closed(task)

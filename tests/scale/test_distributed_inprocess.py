@@ -27,9 +27,11 @@ from jobs.runner import build_request
 from jobs.worker import Worker
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus
-from tests.bot.test_pipeline import GatedBackend
+from prompting.guard import ContentGuard
+from tests.bot.test_pipeline import GatedBackend, LoggingBeautifier
 from tests.conftest import make_settings
 from tests.fakes import TOKEN, RecordingSession, message_update, user
+from tests.safety.test_bot_safety import beautify_on
 from tests.scale.conftest import REDIS_URL
 
 
@@ -371,4 +373,31 @@ async def test_a_worker_stopping_mid_batch_hands_every_member_to_another(tmp_pat
         assert c.workers[1][2].batches == [2]  # the other worker ran them as one batch again
         assert sorted(int(p.chat_id) for p in c.sent(SendPhoto)) == [8400, 8401, 8402]
         assert other.jobs_done == 2
+        assert await drained(c)
+
+
+async def test_a_worker_builds_the_next_request_while_the_gpu_works(tmp_path, pg_database, redis_prefix):
+    """The next prompt goes to the LLM while the GPU works on the one before (its message is looked
+    at, not taken: the job stays queued until this worker's GPU is free)."""
+    log: list[str] = []
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0, batch_max_jobs=1) as c:
+        backend = GatedBackend(log)
+        first = backend.gate()
+        worker = c.add_worker(ALL, backend)
+        worker.runner.guard = ContentGuard(beautifier=LoggingBeautifier(log))
+        one, two = user(8501), user(8502)
+        await beautify_on(c, one)
+        await beautify_on(c, two)
+        await c.feed(message_update("first", from_user=one))
+        await c.wait(lambda jobs: backend.held == 1)
+        await c.feed(message_update("second", from_user=two))
+        jobs = await c.wait(lambda jobs: "beautify second" in log)
+        assert log == ["beautify first", "start first beautified", "beautify second"]
+        assert jobs[1].status == JobStatus.QUEUED
+        first.set()
+        await c.wait(lambda jobs: [j.status for j in jobs] == [JobStatus.DONE] * 2)
+        assert log == [
+            "beautify first", "start first beautified", "beautify second", "end first beautified",
+            "start second beautified", "end second beautified",
+        ]
         assert await drained(c)

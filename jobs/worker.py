@@ -10,8 +10,8 @@ reports progress to the job's status message and sends the result itself through
 
 The GPU does not wait for the rest: while it works, the requests of the jobs at the head of the
 streams are built (photos, beautification: :meth:`Worker._build_ahead`); once a job's images are
-made, the worker takes the next message while that job is finished (safety check, PNG, stored) and delivered beside it
-(:class:`jobs.finishing.FinishingLine`: in order, a few at most). A message is acknowledged only
+made, the worker takes the next message while that job is finished (safety check, PNG, stored) and
+delivered beside it (:class:`jobs.finishing.FinishingLine`: in order, a few at most). A message is acknowledged only
 once its job is delivered, as before: a worker that dies meanwhile leaves it to be taken over.
 
 While a job runs the worker renews its claim on it every ``WORKER_HEARTBEAT_SECONDS`` and reads the

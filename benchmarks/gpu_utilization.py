@@ -2,6 +2,7 @@
 
     python -m benchmarks.gpu_utilization                 # 20 jobs from 5 users
     python -m benchmarks.gpu_utilization --jobs 40 --users 8 --gpu-seconds 0.3
+    python -m benchmarks.gpu_utilization --worker        # through a distributed GPU worker (Redis)
 
 A stand-in backend holds one "GPU" lock for a fixed time per image (the real pipelines would hold the
 device); everything around it is the project's own code: job rows in SQLite, the embedded queue and
@@ -12,7 +13,9 @@ that takes a fixed time, as sending a photo to Telegram does). It prints the sha
 never waited for the rest of the bot.
 
 After a short warm-up that is not counted, the same queue is drained twice in one run: one job at a time (``BATCH_MAX_JOBS=1``, the headline
-figure) and in batches (``--batch``, default 4). A batch holds the lock for ``gpu-seconds`` for its
+figure) and in batches (``--batch``, default 4). ``--worker`` drains it through a distributed GPU
+worker instead (``jobs.worker.Worker``: the job ids sent to a Redis stream first, ``REDIS_URL`` or
+Redis on localhost; the same SQLite rows, runner and stand-ins). A batch holds the lock for ``gpu-seconds`` for its
 first image and ``--batch-image-seconds`` for each further one: that cost is the stand-in's
 assumption (what a real GPU gives is measured by ``benchmarks.gpu_check``), so the images-per-second
 ratio shows how much of the backend's batching gain the queue and the runner turn into throughput.
@@ -138,6 +141,56 @@ class UploadingEvents:
         raise NotImplementedError
 
 
+class StreamWorker:
+    """A distributed GPU worker draining the jobs from a Redis stream of their own (the messages sent
+    before it starts, as a backlog it finds), with the start and stop of :class:`jobs.queue.EmbeddedQueue`."""
+
+    def __init__(self, db: Any, runner: Any, batch: int, job_ids: list[int]) -> None:
+        import os
+        import secrets
+
+        from redis.asyncio import Redis
+
+        from jobs.distributed import TASK_NAME, JobStreamBroker, stream_name
+        from jobs.metrics import Metrics
+        from jobs.worker import Worker, WorkerConfig, generate_job
+
+        self.url = os.environ.get("REDIS_URL") or "redis://localhost:6379/0"
+        self.prefix = f"gpu-utilisation:{secrets.token_hex(4)}"
+        self.stream = stream_name(self.prefix, ModelId.K31_FLASH.value)
+        self.broker = JobStreamBroker(self.url, [self.stream], poll_seconds=0.1, consumer_name="bench")
+        self.broker.register_task(generate_job, task_name=TASK_NAME)
+        self.redis = Redis.from_url(self.url)
+        # (Without the keyword when batching is off, so that the script also measures older code.)
+        config = WorkerConfig(redis_prefix=self.prefix, **({"batch_max_jobs": batch} if batch > 1 else {}))
+        self.worker = Worker(config, [ModelId.K31_FLASH], db, runner, self.broker, self.redis, Metrics("worker"), "bench")
+        self.job_ids = job_ids
+        self.stop_event = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def prepare(self) -> None:
+        from taskiq.kicker import AsyncKicker
+
+        from jobs.distributed import TASK_NAME
+
+        await self.broker.startup()  # the consumer group
+        kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self.broker, {})
+        for job_id in self.job_ids:
+            await kicker.with_labels(queue_name=self.stream).kiq(job_id)
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.worker.run(self.stop_event))
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        if self.task is not None:
+            await self.task
+        keys = [key async for key in self.redis.scan_iter(match=f"{self.prefix}:*")]
+        if keys:
+            await self.redis.delete(*keys)
+        await self.redis.aclose()
+
+
 async def measure(
     jobs: int,
     users: int,
@@ -147,6 +200,7 @@ async def measure(
     size: int,
     batch: int = 1,
     batch_image_seconds: float | None = None,
+    worker: bool = False,
 ) -> dict:
     from jobs.queue import EmbeddedQueue
     from jobs.runner import JobRunner
@@ -176,8 +230,13 @@ async def measure(
         events = UploadingEvents(upload_seconds, jobs)
         guard = ContentGuard(image_safety=SlowClassifier(safety_seconds))  # type: ignore[arg-type]
         runner = JobRunner(db, backend, events, Path(tmp) / "results", guard=guard)  # type: ignore[arg-type]
-        # (Without the keyword when batching is off, so that the script also measures older code.)
-        queue = EmbeddedQueue(db, runner, **({"batch_max_jobs": batch} if batch > 1 else {}))
+        if worker:
+            queue: Any = StreamWorker(db, runner, batch, list(range(1, jobs + 1)))
+        else:
+            # (Without the keyword when batching is off, so that the script also measures older code.)
+            queue = EmbeddedQueue(db, runner, **({"batch_max_jobs": batch} if batch > 1 else {}))
+        if worker:
+            await queue.prepare()  # the backlog in the stream before the worker starts
         start = time.perf_counter()
         await queue.start()
         try:
@@ -217,18 +276,21 @@ def main(argv: list[str] | None = None) -> int:
         "--warmup", type=int, default=3,
         help="jobs drained first and not counted (imports, thread pools, SQLAlchemy's caches)",
     )
+    parser.add_argument("--worker", action="store_true", help="a distributed GPU worker (Redis) instead of the embedded queue")
     args = parser.parse_args(argv)
     common = (args.jobs, args.users, args.gpu_seconds, args.safety_seconds, args.upload_seconds, args.size)
+    where = {"worker": True} if args.worker else {}  # (no keyword without --worker: older code runs this script too)
     if args.warmup:
-        asyncio.run(measure(args.warmup, min(args.users, args.warmup), *common[2:]))
+        asyncio.run(measure(args.warmup, min(args.users, args.warmup), *common[2:], **where))
     print(
+        ("a distributed GPU worker: " if args.worker else "the embedded queue: ") +
         f"{args.jobs} jobs from {args.users} users, {args.gpu_seconds} s GPU per image "
         f"(+{args.batch_image_seconds} s per further image of a batch), {args.safety_seconds} s safety check, "
         f"{args.upload_seconds} s upload, {args.size}px PNG"
     )
-    runs = [("one at a time", asyncio.run(measure(*common, batch=1)))]
+    runs = [("one at a time", asyncio.run(measure(*common, batch=1, **where)))]
     if args.batch > 1:
-        runs.append((f"batches of up to {args.batch}", asyncio.run(measure(*common, args.batch, args.batch_image_seconds))))
+        runs.append((f"batches of up to {args.batch}", asyncio.run(measure(*common, args.batch, args.batch_image_seconds, **where))))
     for name, result in runs:
         print(
             f"{name}: wall {result['wall_s']:.2f} s, GPU lock held {result['gpu_busy_s']:.2f} s: "

@@ -290,9 +290,16 @@ class Worker:
             self._queue_moved()  # finished (the estimated waits move) or back in the queue
         if previous is not None:  # the earlier unit's results go out first
             await asyncio.wait({previous})
+        # A batch's results go to their chats side by side; a chat's own results, in order.
+        chats: dict[object, list[Member]] = {}
         for member in unit:
-            if member.failed:
-                continue
+            if not member.failed:  # (a job that never reached the GPU has nothing to send: its own turn)
+                chat = member.prepared.ctx.job.chat_id if member.prepared is not None else ("job", member.job_id)
+                chats.setdefault(chat, []).append(member)
+        await asyncio.gather(*(self._deliver_in_order(members) for members in chats.values()))
+
+    async def _deliver_in_order(self, members: list[Member]) -> None:
+        for member in members:
             try:
                 await self.runner.deliver(member.job_id)
                 await self._after_run(member.job_id, member.before)
@@ -430,7 +437,10 @@ class Worker:
                 async with self.db.session() as session:
                     job_ids = await JobClaims(session).deliverable_ids(self.name)
                 for job_id in job_ids:
-                    if job_id in self.runner.running_ids or not self.runner.result_paths(job_id):
+                    # Jobs still on the finishing line are delivered there, in their order.
+                    if job_id in self.runner.running_ids or self._finishing.holds(job_id):
+                        continue
+                    if not self.runner.result_paths(job_id):
                         continue
                     await self.runner.deliver(job_id)
             except asyncio.CancelledError:

@@ -401,3 +401,51 @@ async def test_a_worker_builds_the_next_request_while_the_gpu_works(tmp_path, pg
             "start second beautified", "end second beautified",
         ]
         assert await drained(c)
+
+
+class UploadLog(RecordingSession):
+    """A worker's link to Telegram that logs when each photo's upload begins and ends (0.3 s each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.uploads: list[str] = []
+
+    async def make_request(self, bot: Any, method: Any, timeout: int | None = None) -> Any:
+        if not isinstance(method, SendPhoto):
+            return await super().make_request(bot, method, timeout)
+        prompt = method.caption.split("\n")[0].strip()
+        self.uploads.append(f"begin {prompt}")
+        await asyncio.sleep(0.3)
+        result = await super().make_request(bot, method, timeout)
+        self.uploads.append(f"end {prompt}")
+        return result
+
+
+async def test_a_batch_is_sent_to_its_chats_side_by_side_and_to_one_chat_in_order(tmp_path, pg_database, redis_prefix):
+    sessions: list[UploadLog] = []
+
+    def factory(process: str) -> RecordingSession:
+        if process != "worker":
+            return RecordingSession()
+        sessions.append(UploadLog())
+        return sessions[-1]
+
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0, session_factory=factory, batch_max_jobs=4) as c:
+        backend = GatedBackend()
+        first = backend.gate()
+        c.add_worker(ALL, backend)
+        await c.feed(message_update("x", from_user=user(8600)))
+        await c.wait(lambda jobs: backend.held == 1)
+        for uid, prompt in [(8601, "a1"), (8602, "b"), (8601, "a2")]:
+            await c.feed(message_update(prompt, from_user=user(uid)))
+        first.set()
+        await c.wait(lambda jobs: len(jobs) == 4 and all(j.status == JobStatus.DONE for j in jobs))
+        assert backend.batches == [3]
+        uploads = sessions[0].uploads
+        batch = uploads[2:]  # after x's
+
+        assert uploads[:2] == ["begin x", "end x"]
+        # b's upload overlaps a1's (two chats), a2's begins after a1's ended (one chat, in order).
+        assert batch.index("begin b") < batch.index("end a1") and batch.index("begin a1") < batch.index("end b")
+        assert batch.index("end a1") < batch.index("begin a2")
+        assert await drained(c)

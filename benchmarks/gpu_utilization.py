@@ -163,7 +163,9 @@ class StreamWorker:
         self.redis = Redis.from_url(self.url)
         # (Without the keyword when batching is off, so that the script also measures older code.)
         config = WorkerConfig(redis_prefix=self.prefix, **({"batch_max_jobs": batch} if batch > 1 else {}))
-        self.worker = Worker(config, [ModelId.K31_FLASH], db, runner, self.broker, self.redis, Metrics("worker"), "bench")
+        self.worker = Worker(
+            config, [ModelId.K31_FLASH], db, runner, self.broker, self.redis, Metrics("worker"), "bench"
+        )
         self.job_ids = job_ids
         self.stop_event = asyncio.Event()
         self.task: asyncio.Task[None] | None = None

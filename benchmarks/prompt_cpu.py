@@ -60,7 +60,9 @@ async def main(argv: list[str] | None = None) -> None:
     echo_bot = Bot(TOKEN, session=RecordingSession())
 
     # The durable echo: one committed row per prompt, then the answer.
-    rows = Table("prompts", MetaData(), Column("id", Integer, primary_key=True), Column("chat_id", Integer), Column("text", Text))
+    rows = Table(
+        "prompts", MetaData(), Column("id", Integer, primary_key=True), Column("chat_id", Integer), Column("text", Text)
+    )
     engine = create_engine(f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='durable-echo-')}/db.sqlite3")
     async with engine.begin() as conn:
         await conn.run_sync(rows.metadata.create_all)

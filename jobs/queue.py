@@ -208,8 +208,8 @@ class EmbeddedQueue:
         return unit, queued
 
     def _batch_key(self, job: Job) -> tuple[Any, ...] | None:
-        """:func:`jobs.runner.job_batch_key`, once per job: a queued job's request does not change, and each pick
-        (and each look-ahead) walks the queue."""
+        """:func:`jobs.runner.job_batch_key`, once per job: a queued job's request does not change,
+        and each pick (and each look-ahead) walks the queue."""
         if job.id not in self._keys:
             self._keys[job.id] = job_batch_key(job)
         return self._keys[job.id]

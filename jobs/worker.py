@@ -11,8 +11,8 @@ reports progress to the job's status message and sends the result itself through
 The GPU does not wait for the rest: while it works, the requests of the jobs at the head of the
 streams are built (photos, beautification: :meth:`Worker._build_ahead`); once a job's images are
 made, the worker takes the next message while that job is finished (safety check, PNG, stored) and
-delivered beside it (:class:`jobs.finishing.FinishingLine`: in order, a few at most). A message is acknowledged only
-once its job is delivered, as before: a worker that dies meanwhile leaves it to be taken over.
+delivered beside it (:class:`jobs.finishing.FinishingLine`: in order, a few at most). A message is
+acknowledged only once its job is delivered: a worker that dies meanwhile leaves it to be taken over.
 
 While a job runs the worker renews its claim on it every ``WORKER_HEARTBEAT_SECONDS`` and reads the
 job's ``cancel_requested`` flag at the same time (the bot also announces cancellations on a Redis
@@ -269,7 +269,9 @@ class Worker:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(gpu_free.wait(), AHEAD_POLL_SECONDS)
 
-    async def _finish(self, unit: list[Member], heartbeat: asyncio.Task[None], previous: asyncio.Task[None] | None) -> None:
+    async def _finish(
+        self, unit: list[Member], heartbeat: asyncio.Task[None], previous: asyncio.Task[None] | None
+    ) -> None:
         """Check, encode and store a generated unit's jobs, deliver them after the unit before, then
         acknowledge each job's message (the claims are renewed until the jobs are stored)."""
         try:
@@ -305,7 +307,9 @@ class Worker:
                 await self._after_run(member.job_id, member.before)
                 await member.ack()
             except Exception:
-                log.exception("job %s could not be finished; its message comes back after the idle timeout", member.job_id)
+                log.exception(
+                    "job %s could not be finished; its message comes back after the idle timeout", member.job_id
+                )
 
     def _queue_moved(self) -> None:
         if self.positions is not None:

@@ -168,7 +168,7 @@ class Worker:
             return
         await self._finishing.room()  # finishing lags behind the GPU: let it catch up
         unit = [Member(job_id, status, ack)]
-        if status == JobStatus.QUEUED:
+        if status == JobStatus.QUEUED and model in self.models:  # (partners come from this worker's streams only)
             try:
                 unit += await self._partners(job)
             except Exception:  # the job runs alone; messages taken meanwhile come back after the idle timeout
@@ -295,7 +295,7 @@ class Worker:
         # A batch's results go to their chats side by side; a chat's own results, in order.
         chats: dict[object, list[Member]] = {}
         for member in unit:
-            if not member.failed:  # (a job that never reached the GPU has nothing to send: its own turn)
+            if not member.failed:  # (one that did not reach the GPU here goes alone: it may have nothing to send)
                 chat = member.prepared.ctx.job.chat_id if member.prepared is not None else ("job", member.job_id)
                 chats.setdefault(chat, []).append(member)
         await asyncio.gather(*(self._deliver_in_order(members) for members in chats.values()))

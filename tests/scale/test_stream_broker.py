@@ -257,3 +257,29 @@ async def test_a_cancelled_listener_ends_although_the_redis_client_lost_the_canc
         step("closing the listener")
         await listener.aclose()
         step("shutting the broker down")
+
+
+@time_limited
+async def test_peek_shows_the_untaken_head_of_a_stream_and_take_takes_it_in_order(redis_prefix, redis):
+    p = redis_prefix
+    flash_stream = stream_name(p, FLASH)
+    async with broker(p, [K31, FLASH], "bot") as sender, broker(p, [FLASH], "w1") as one, broker(p, [FLASH], "w2") as two:
+        for job_id in (11, 12, 13, 14):
+            await send(sender, p, FLASH, job_id)
+        await send(sender, p, K31, 99)
+        step("looking at the head")
+        assert await one.peek(flash_stream, 3) == [11, 12, 13]
+        assert await one.peek(flash_stream, 10) == [11, 12, 13, 14]  # its own model's stream only
+        assert (await redis.xpending(flash_stream, CONSUMER_GROUP))["pending"] == 0  # looked at, not taken
+        step("taking two")
+        taken = await one.take(flash_stream, 2)
+        assert [job_id for job_id, _ in taken] == [11, 12]
+        assert (await redis.xpending(flash_stream, CONSUMER_GROUP))["pending"] == 2
+        assert await two.peek(flash_stream, 10) == [13, 14]  # what the others can still take
+        step("another worker takes the rest")
+        assert [job_id for job_id, _ in await two.take(flash_stream, 5)] == [13, 14]
+        assert await one.peek(flash_stream, 10) == [] and await one.take(flash_stream, 5) == []
+        step("acknowledging")
+        for _, message in taken:
+            await message.ack()
+        assert (await redis.xpending(flash_stream, CONSUMER_GROUP))["pending"] == 2  # two's, not yet acknowledged

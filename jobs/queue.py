@@ -113,6 +113,7 @@ class EmbeddedQueue:
         # Results are sent beside the generation, not before the next job: a chat under flood
         # control (up to minutes) holds up its own delivery only. At most a few at once.
         self._deliveries: set[asyncio.Task[None]] = set()
+        self._delivery_ids: set[int] = set()  # the jobs those deliveries send
         self._delivery_slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
         # One delivery at a time per chat: results arrive in order, and a chat's flood control
         # is met by one send, not several at once.
@@ -355,7 +356,13 @@ class EmbeddedQueue:
     def _deliver_beside(self, job_id: int) -> None:
         task = asyncio.create_task(self._deliver(job_id), name=f"deliver-{job_id}")
         self._deliveries.add(task)
-        task.add_done_callback(self._deliveries.discard)
+        self._delivery_ids.add(job_id)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._deliveries.discard(task)
+            self._delivery_ids.discard(job_id)
+
+        task.add_done_callback(done)
 
     async def _deliver(self, job_id: int) -> None:
         if self.answers_first is not None:
@@ -401,9 +408,12 @@ class EmbeddedQueue:
             await asyncio.sleep(self.delivery_retry_seconds)
 
     async def redeliver(self) -> None:
+        """Deliver again the generated jobs nobody is sending now (after a restart, or a passing
+        failure), as tasks beside the rest: a shutdown gives them their grace like any delivery."""
         async with self.db.session() as session:
             job_ids = await Repositories(session).jobs.undelivered_ids()
         for job_id in job_ids:
-            if job_id in self.runner.running_ids:
+            # Jobs still on the finishing line are delivered there, in their order.
+            if job_id in self.runner.running_ids or self._finishing.holds(job_id) or job_id in self._delivery_ids:
                 continue
-            await self._deliver(job_id)
+            self._deliver_beside(job_id)

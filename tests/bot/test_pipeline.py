@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from aiogram.exceptions import TelegramNetworkError
 from aiogram.methods import EditMessageText, SendPhoto
 from PIL import Image, ImageChops
 
@@ -254,6 +255,30 @@ async def test_a_delivery_under_way_at_shutdown_ends_first_and_is_not_sent_again
     try:
         await asyncio.sleep(4 * settings.delivery_retry_seconds)  # the retry loop finds nothing to send
         assert photo_chats(first) == [10] and photo_chats(second) == []
+    finally:
+        await stop_harness(second)
+
+
+async def test_a_retried_delivery_under_way_at_shutdown_is_not_sent_again_after_restart(tmp_path):
+    """The retry loop's deliveries get the same grace: the first try fails (Telegram is down), the
+    second is under way when the process stops."""
+    settings = make_settings(tmp_path, delivery_retry_seconds=0.1)
+    first = await start_harness(settings)
+    tries = []
+    first.session.failures[SendPhoto] = lambda m: tries.append(m) or (
+        TelegramNetworkError(method=m, message="down") if len(tries) == 1 else None
+    )
+    taken = photo_taken_then_slow_answer(first, answer_seconds=0.5)
+    await first.feed(message_update("x", from_user=user(user_id=10)))
+    await asyncio.wait_for(taken.wait(), 10)
+    await stop_harness(first)
+    [job] = await first.jobs()
+    assert len(tries) == 2 and job.status == "done"
+
+    second = await start_harness(settings)
+    try:
+        await asyncio.sleep(4 * settings.delivery_retry_seconds)
+        assert photo_chats(second) == []
     finally:
         await stop_harness(second)
 

@@ -38,6 +38,11 @@ class DeliveryRetry:
         return min(self.base * 2 ** max(failures - 1, 0), self.cap)
 
 
+# On shutdown, deliveries under way get this long to end. One cut off after Telegram took the photo
+# but before the job was marked done would send the photo again after the restart. (Well inside
+# Docker's default 10 s between SIGTERM and SIGKILL.)
+SHUTDOWN_DELIVERY_GRACE_SECONDS = 5.0
+
 # The claim a job waiting out its delivery back-off carries (jobs.claims): nobody may claim it
 # before ``claim_expires_at``.
 BACKOFF_HOLDER = "delivery-backoff"

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from generation.backend import GenerationError
+from jobs.delivery import SHUTDOWN_DELIVERY_GRACE_SECONDS
 from jobs.finishing import FinishingLine
 from jobs.runner import BuiltRequest, JobRunner, Outcome, PreparedJob, job_batch_key
 from storage.control import QueueControlRepository
@@ -49,10 +50,6 @@ QueueMovedFn = Callable[[], Awaitable[None]]
 # returns when the updates being handled are answered, or after a bounded wait (bot/priority.py).
 YieldFn = Callable[[], Awaitable[None]]
 MAX_CONCURRENT_DELIVERIES = 8
-# On shutdown, deliveries under way get this long to end. One cut off after Telegram took the photo
-# but before the job was marked done would send the photo again after the restart. (Well inside
-# Docker's default 10 s between SIGTERM and SIGKILL.)
-SHUTDOWN_DELIVERY_GRACE_SECONDS = 5.0
 
 
 # After a job arrives, the look-ahead waits this long for more before it reads the queue again.

@@ -40,6 +40,7 @@ from taskiq.receiver import Receiver
 
 from generation.backend import ModelId
 from jobs.claims import JobClaims
+from jobs.delivery import SHUTDOWN_DELIVERY_GRACE_SECONDS
 from jobs.distributed import (
     TASK_NAME,
     WAKE,
@@ -433,14 +434,21 @@ class Worker:
                 log.warning("control channel lost; reconnecting", exc_info=True)
                 await asyncio.sleep(1.0)
 
-    async def _retry_deliveries(self) -> None:
-        """Results Telegram refused are sent again later (only those whose images are on this disk)."""
-        while True:
-            await asyncio.sleep(self.config.delivery_retry_seconds)
+    async def _retry_deliveries(self, stop: asyncio.Event) -> None:
+        """Results Telegram refused are sent again later (only those whose images are on this disk).
+        Once ``stop`` is set the delivery under way may end (a shutdown waits a few seconds for it)
+        and no other begins."""
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.delivery_retry_seconds)
+            if stop.is_set():
+                return
             try:
                 async with self.db.session() as session:
                     job_ids = await JobClaims(session).deliverable_ids(self.name)
                 for job_id in job_ids:
+                    if stop.is_set():
+                        return
                     # Jobs still on the finishing line are delivered there, in their order.
                     if job_id in self.runner.running_ids or self._finishing.holds(job_id):
                         continue
@@ -487,10 +495,8 @@ class Worker:
             await self.delete_forgotten()
         except Exception:
             log.warning("could not read the forgotten jobs; they are deleted on the next start", exc_info=True)
-        self._tasks = [
-            asyncio.create_task(self._listen_control(), name="control"),
-            asyncio.create_task(self._retry_deliveries(), name="delivery-retry"),
-        ]
+        retrying = asyncio.create_task(self._retry_deliveries(stop), name="delivery-retry")
+        self._tasks = [asyncio.create_task(self._listen_control(), name="control"), retrying]
         finish = asyncio.Event()
 
         async def on_stop() -> None:
@@ -512,6 +518,8 @@ class Worker:
                 task.cancel()
             self._ahead.clear()
             await wait_closed(stopper)
+            # A retried delivery under way may end, as the finishing line's did.
+            await asyncio.wait({retrying}, timeout=SHUTDOWN_DELIVERY_GRACE_SECONDS)
             for task in self._tasks:
                 await wait_closed(task)
             if self.positions is not None:  # a job handed back on the way out moved the others down

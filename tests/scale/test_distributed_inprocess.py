@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 from aiogram import Bot
+from aiogram.exceptions import TelegramNetworkError
 from aiogram.methods import EditMessageText, SendMediaGroup, SendPhoto
 from PIL import Image, ImageChops
 from sqlalchemy import select
@@ -449,3 +450,50 @@ async def test_a_batch_is_sent_to_its_chats_side_by_side_and_to_one_chat_in_orde
         assert batch.index("begin b") < batch.index("end a1") and batch.index("begin a1") < batch.index("end b")
         assert batch.index("end a1") < batch.index("begin a2")
         assert await drained(c)
+
+
+class DownThenSlow(RecordingSession):
+    """A worker's link to Telegram: the first photo fails (Telegram is down), the next is taken at
+    once and its answer comes back 0.5 s later (``taken`` is set then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tries = 0
+        self.taken = asyncio.Event()
+
+    async def make_request(self, bot: Any, method: Any, timeout: int | None = None) -> Any:
+        if not isinstance(method, SendPhoto):
+            return await super().make_request(bot, method, timeout)
+        self.tries += 1
+        if self.tries == 1:
+            raise TelegramNetworkError(method=method, message="down")
+        result = await super().make_request(bot, method, timeout)
+        self.taken.set()
+        await asyncio.sleep(0.5)
+        return result
+
+
+async def test_a_worker_stopping_during_a_retried_delivery_lets_it_end_and_it_is_not_sent_again(
+    tmp_path, pg_database, redis_prefix
+):
+    sessions: list[RecordingSession] = []
+
+    def factory(process: str) -> RecordingSession:
+        first_worker = process == "worker" and not any(isinstance(s, DownThenSlow) for s in sessions)
+        sessions.append(DownThenSlow() if first_worker else RecordingSession())
+        return sessions[-1]
+
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0, session_factory=factory) as c:
+        c.add_worker(ALL)
+        first = sessions[1]
+        assert isinstance(first, DownThenSlow)
+        await c.feed(message_update("sent on the second try", from_user=user(8700)))
+        await asyncio.wait_for(first.taken.wait(), 20)
+        worker, _session, _backend, stop, task, _close = c.workers[0]
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        [job] = await c.jobs()
+        assert first.tries == 2 and job.status == JobStatus.DONE
+        c.add_worker(ALL)
+        await asyncio.sleep(4 * c.settings.delivery_retry_seconds)  # its retry loop finds nothing to send
+        assert not sessions[-1].of(SendPhoto)

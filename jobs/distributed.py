@@ -75,6 +75,16 @@ def control_channel(prefix: str) -> str:
 WAKE = "wake"
 
 
+def idle_key(stream: str) -> str:
+    """Sorted set of the workers of a stream that wait for work (score: when last seen waiting)."""
+    return f"{stream}:idle"
+
+
+# A worker waiting for work says so once a poll round (``poll_seconds``, one by default); a mark
+# older than this is a worker that stopped or died.
+IDLE_FRESH_SECONDS = 5.0
+
+
 def all_streams(prefix: str, models: Iterable[str] = MODELS) -> list[str]:
     return [stream_name(prefix, str(m)) for m in models]
 
@@ -122,6 +132,7 @@ class JobStreamBroker(RedisStreamBroker):
         self.streams = list(streams)
         self.poll_seconds = poll_seconds
         self._rotation = 0
+        self._idle = False  # this worker is listed as waiting for work (:meth:`_say_idle`)
         # Set to stop listening: the listener returns within ``poll_seconds`` instead of being
         # cancelled in the middle of a Redis command.
         self.closing = asyncio.Event()
@@ -171,6 +182,30 @@ class JobStreamBroker(RedisStreamBroker):
                     return self._message(stream, msg_id, fields)
         return None
 
+    async def _say_idle(self, conn: Redis, idle: bool) -> None:
+        """This worker waits for work (or no longer does), in each of its streams' idle sets."""
+        if not idle and not self._idle:  # not listed: nothing to take back
+            return
+        self._idle = idle
+        async with conn.pipeline(transaction=False) as pipe:
+            for stream in self.streams:
+                if idle:
+                    pipe.zadd(idle_key(stream), {self.consumer_name: time.time()})
+                else:
+                    pipe.zrem(idle_key(stream), self.consumer_name)
+            await pipe.execute()
+
+    async def _say_busy(self, conn: Redis) -> None:
+        """:meth:`_say_idle` False, best effort: a mark left behind goes stale in a few seconds."""
+        with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+            await self._say_idle(conn, False)
+
+    async def idle_workers(self, stream: str) -> int:
+        """How many other workers of ``stream`` wait for work now (seen waiting in the last few seconds)."""
+        async with Redis(connection_pool=self.connection_pool) as conn:
+            waiting = await conn.zrangebyscore(idle_key(stream), time.time() - IDLE_FRESH_SECONDS, "+inf")
+        return sum(1 for name in waiting if _text(name) != self.consumer_name)
+
     def job_id(self, message: AckableMessage) -> int | None:
         """The job id a message carries (None: not one of ours)."""
         try:
@@ -213,6 +248,7 @@ class JobStreamBroker(RedisStreamBroker):
                 try:
                     message = await self._reclaim_one(conn) or await self._read_one(conn)
                     if message is None:
+                        await self._say_idle(conn, True)
                         # Nothing to do: wait for a new entry on any of the streams without taking
                         # it (XREAD, not XREADGROUP), then take it one at a time above.
                         await conn.xread({s: "$" for s in self.streams}, count=1, block=self.block)
@@ -231,7 +267,9 @@ class JobStreamBroker(RedisStreamBroker):
                     log.warning("the consumer groups are gone (%s); declaring them again", exc)
                     await self._declare_consumer_group()
                     continue
+                await self._say_busy(conn)
                 yield message
+            await self._say_busy(conn)
 
 
 def _text(value: Any) -> str:

@@ -217,7 +217,8 @@ class Worker:
     async def _partners(self, lead: Job) -> list[Member]:
         """The jobs whose messages come next in the lead's stream, as far as they share its batch key
         (and are queued), taken from the stream: they run in one batch with it. The stream's order
-        is kept: a job that cannot join ends the look, and those behind it wait for their turn."""
+        is kept: a job that cannot join ends the look, and those behind it wait for their turn.
+        Other workers of the stream that wait for work are left an even share of what matches."""
         room = self.config.batch_max_jobs - 1
         key = job_batch_key(lead) if room > 0 else None
         if key is None:
@@ -228,12 +229,19 @@ class Worker:
             return []
         async with self.db.session() as session:
             rows = {j.id: j for j in (await session.execute(select(Job).where(Job.id.in_(next_ids)))).scalars()}
-        joining: set[int] = set()
+        joinable: list[int] = []
         for job_id in next_ids:
             job = rows.get(job_id)
             if job is None or job.status != JobStatus.QUEUED or job_batch_key(job) != key:
                 break
-            joining.add(job_id)
+            joinable.append(job_id)
+        if not joinable:
+            return []
+        # Workers of this stream that wait for work get their share: a batch on one GPU takes
+        # longer than its jobs spread over idle ones.
+        idle = await self.broker.idle_workers(stream)
+        share = -(-(1 + len(joinable)) // (1 + idle))  # the lead and its partners, split evenly
+        joining = set(joinable[: share - 1])
         if not joining:
             return []
         partners = []

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from app.wiring import App, build_app
 from app.worker import build_worker
 from generation.fake import FakeBackend
-from jobs.distributed import CONSUMER_GROUP, DistributedQueue, stream_name
+from jobs.distributed import CONSUMER_GROUP, DistributedQueue, idle_key, stream_name
 from jobs.metrics import add_routes, start_server
 from jobs.runner import build_request
 from jobs.worker import Worker
@@ -497,3 +497,23 @@ async def test_a_worker_stopping_during_a_retried_delivery_lets_it_end_and_it_is
         c.add_worker(ALL)
         await asyncio.sleep(4 * c.settings.delivery_retry_seconds)  # its retry loop finds nothing to send
         assert not sessions[-1].of(SendPhoto)
+
+
+async def test_a_worker_leaves_idle_workers_their_share_of_the_queue(tmp_path, pg_database, redis_prefix, redis):
+    """With another worker waiting for work, four matching jobs are split two and two: "a" takes one
+    partner and leaves "c" and "d" (here to a worker that only says it is idle, so they come next)."""
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0, batch_max_jobs=4) as c:
+        backend = GatedBackend()
+        first = backend.gate()
+        c.add_worker(ALL, backend)
+        await c.feed(message_update("x", from_user=user(8800)))
+        await c.wait(lambda jobs: backend.held == 1)
+        for uid, prompt in [(8801, "a"), (8802, "b"), (8803, "c"), (8804, "d")]:
+            await c.feed(message_update(prompt, from_user=user(uid)))
+        stream = stream_name(redis_prefix, "kandinsky-3.1")
+        await redis.zadd(idle_key(stream), {"another-worker": time.time() + 30})  # waiting (for the whole test)
+        first.set()
+        await c.wait(lambda jobs: len(jobs) == 5 and all(j.status == JobStatus.DONE for j in jobs))
+        # a+b: their share; then c and d each with one idle worker beside: one job is the share.
+        assert backend.log == ["start x", "end x", "start a+b", "end a+b", "start c", "end c", "start d", "end d"]
+        assert await drained(c)

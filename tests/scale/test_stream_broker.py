@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from taskiq import AckableMessage
 from taskiq.kicker import AsyncKicker
 
-from jobs.distributed import CONSUMER_GROUP, TASK_NAME, JobStreamBroker, stream_name
+from jobs.distributed import CONSUMER_GROUP, TASK_NAME, JobStreamBroker, idle_key, stream_name
 from tests.scale.conftest import REDIS_URL
 
 K31, FLASH, K22 = "kandinsky-3.1", "kandinsky-3.1-flash", "kandinsky-2.2"
@@ -283,3 +284,31 @@ async def test_peek_shows_the_untaken_head_of_a_stream_and_take_takes_it_in_orde
         for _, message in taken:
             await message.ack()
         assert (await redis.xpending(flash_stream, CONSUMER_GROUP))["pending"] == 2  # two's, not yet acknowledged
+
+
+@time_limited
+async def test_a_listener_waiting_for_work_is_listed_idle_until_it_takes_a_message(redis_prefix, redis):
+    p = redis_prefix
+    flash_stream = stream_name(p, FLASH)
+    async with broker(p, [K31, FLASH], "bot") as sender, broker(p, [FLASH], "w1", poll_seconds=0.1) as one, broker(
+        p, [FLASH], "w2", poll_seconds=0.1
+    ) as two:
+        step("w1 waits for work")
+        listener = one.listen()
+        read = asyncio.ensure_future(anext(listener))
+        for _ in range(50):
+            if await two.idle_workers(flash_stream) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert await two.idle_workers(flash_stream) == 1  # w1, seen by w2
+        assert await one.idle_workers(flash_stream) == 0  # not itself
+        step("w1 takes a message")
+        await send(sender, p, FLASH, 21)
+        message = await asyncio.wait_for(read, 5)
+        assert job_id_of(one, message) == 21
+        assert await two.idle_workers(flash_stream) == 0
+        await message.ack()
+        await listener.aclose()
+        step("a stale mark does not count")
+        await redis.zadd(idle_key(flash_stream), {"gone": time.time() - 60})
+        assert await two.idle_workers(flash_stream) == 0

@@ -312,18 +312,28 @@ async def drained(c: Cluster) -> bool:
     return not await c.app.queue.stream_job_ids()
 
 
+async def worker_busy_with_x(
+    c: Cluster, x_user: int, queued: list[tuple[int, str]], gates: int = 1
+) -> tuple[Worker, GatedBackend, list[Any]]:
+    """A worker whose GPU holds job "x" (of ``x_user``) at its first step while ``queued`` ((user
+    id, prompt)) queue up behind it. Returns the worker, its backend and the backend's gates in call
+    order (the first lets "x" go on)."""
+    backend = GatedBackend()
+    held = [backend.gate() for _ in range(gates)]
+    worker = c.add_worker(ALL, backend)
+    await c.feed(message_update("x", from_user=user(x_user)))
+    await c.wait(lambda jobs: backend.held == 1)
+    for uid, prompt in queued:
+        await c.feed(message_update(prompt, from_user=user(uid)))
+    return worker, backend, held
+
+
 async def test_jobs_queued_behind_a_running_one_run_as_one_batch_on_a_worker(tmp_path, pg_database, redis_prefix):
     """Batching across users in the distributed mode: the jobs whose messages wait at the head of
     the model's stream with the same model, size and steps go to the GPU together; each image is the
     one its job makes alone, each photo is sent once and each message acknowledged."""
     async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0, batch_max_jobs=4) as c:
-        backend = GatedBackend()
-        first = backend.gate()
-        worker = c.add_worker(ALL, backend)
-        await c.feed(message_update("x", from_user=user(8200)))
-        await c.wait(lambda jobs: backend.held == 1)
-        for uid, prompt in [(8201, "a"), (8202, "b"), (8203, "c")]:
-            await c.feed(message_update(prompt, from_user=user(uid)))
+        worker, backend, [first] = await worker_busy_with_x(c, 8200, [(8201, "a"), (8202, "b"), (8203, "c")])
         first.set()
         jobs = await c.wait(lambda jobs: len(jobs) == 4 and all(j.status == JobStatus.DONE for j in jobs))
         assert backend.batches == [3]
@@ -342,13 +352,8 @@ async def test_a_job_that_cannot_join_ends_the_batch_and_keeps_its_turn(tmp_path
     """The stream's order is kept: "b" (another size) cannot join "a"'s batch, so "a" runs alone,
     then "b", then "c" with "d" (they share a key)."""
     async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0, batch_max_jobs=4) as c:
-        backend = GatedBackend()
-        first = backend.gate()
-        c.add_worker(ALL, backend)
-        await c.feed(message_update("x", from_user=user(8300)))
-        await c.wait(lambda jobs: backend.held == 1)
-        for uid, prompt in [(8301, "a"), (8302, "b --ar 16:9"), (8303, "c"), (8304, "d")]:
-            await c.feed(message_update(prompt, from_user=user(uid)))
+        queued = [(8301, "a"), (8302, "b --ar 16:9"), (8303, "c"), (8304, "d")]
+        _worker, backend, [first] = await worker_busy_with_x(c, 8300, queued)
         first.set()
         await c.wait(lambda jobs: len(jobs) == 5 and all(j.status == JobStatus.DONE for j in jobs))
         assert backend.log == ["start x", "end x", "start a", "end a", "start b", "end b", "start c+d", "end c+d"]
@@ -357,13 +362,8 @@ async def test_a_job_that_cannot_join_ends_the_batch_and_keeps_its_turn(tmp_path
 
 async def test_a_worker_stopping_mid_batch_hands_every_member_to_another(tmp_path, pg_database, redis_prefix):
     async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0, batch_max_jobs=4) as c:
-        backend = GatedBackend()
-        first_gate, _held_batch = backend.gate(), backend.gate()
-        c.add_worker(ALL, backend)
-        await c.feed(message_update("x", from_user=user(8400)))
-        await c.wait(lambda jobs: backend.held == 1)
-        for uid, prompt in [(8401, "a"), (8402, "b")]:
-            await c.feed(message_update(prompt, from_user=user(uid)))
+        queued = [(8401, "a"), (8402, "b")]
+        _worker, backend, [first_gate, _held_batch] = await worker_busy_with_x(c, 8400, queued, gates=2)
         first_gate.set()
         await c.wait(lambda jobs: backend.held == 2)  # a+b on the first worker's GPU
         c.workers[0][3].set()  # graceful stop: both go back to the queue with fresh messages
@@ -432,13 +432,7 @@ async def test_a_batch_is_sent_to_its_chats_side_by_side_and_to_one_chat_in_orde
         return sessions[-1]
 
     async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0, session_factory=factory, batch_max_jobs=4) as c:
-        backend = GatedBackend()
-        first = backend.gate()
-        c.add_worker(ALL, backend)
-        await c.feed(message_update("x", from_user=user(8600)))
-        await c.wait(lambda jobs: backend.held == 1)
-        for uid, prompt in [(8601, "a1"), (8602, "b"), (8601, "a2")]:
-            await c.feed(message_update(prompt, from_user=user(uid)))
+        _worker, backend, [first] = await worker_busy_with_x(c, 8600, [(8601, "a1"), (8602, "b"), (8601, "a2")])
         first.set()
         await c.wait(lambda jobs: len(jobs) == 4 and all(j.status == JobStatus.DONE for j in jobs))
         assert backend.batches == [3]
@@ -503,13 +497,8 @@ async def test_a_worker_leaves_idle_workers_their_share_of_the_queue(tmp_path, p
     """With another worker waiting for work, four matching jobs are split two and two: "a" takes one
     partner and leaves "c" and "d" (here to a worker that only says it is idle, so they come next)."""
     async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0, batch_max_jobs=4) as c:
-        backend = GatedBackend()
-        first = backend.gate()
-        c.add_worker(ALL, backend)
-        await c.feed(message_update("x", from_user=user(8800)))
-        await c.wait(lambda jobs: backend.held == 1)
-        for uid, prompt in [(8801, "a"), (8802, "b"), (8803, "c"), (8804, "d")]:
-            await c.feed(message_update(prompt, from_user=user(uid)))
+        queued = [(8801, "a"), (8802, "b"), (8803, "c"), (8804, "d")]
+        _worker, backend, [first] = await worker_busy_with_x(c, 8800, queued)
         stream = stream_name(redis_prefix, "kandinsky-3.1")
         await redis.zadd(idle_key(stream), {"another-worker": time.time() + 30})  # waiting (for the whole test)
         first.set()

@@ -196,6 +196,7 @@ async def test_worker_health_and_metrics(tmp_path, pg_database, redis_prefix):
     async with cluster(tmp_path, pg_database.url, redis_prefix, [ALL], step=0.0) as c:
         await c.feed(message_update("measured", from_user=user(3005)))
         await c.wait(lambda js: js and js[0].status == JobStatus.DONE)
+        assert await drained(c)  # acknowledged, so counted by the worker
         worker = c.workers[0][0]
         from aiohttp import web
 
@@ -373,8 +374,8 @@ async def test_a_worker_stopping_mid_batch_hands_every_member_to_another(tmp_pat
         assert [j.attempts for j in jobs] == [1, 2, 2]
         assert c.workers[1][2].batches == [2]  # the other worker ran them as one batch again
         assert sorted(int(p.chat_id) for p in c.sent(SendPhoto)) == [8400, 8401, 8402]
+        assert await drained(c)  # acknowledged: each after its job was counted
         assert other.jobs_done == 2
-        assert await drained(c)
 
 
 async def test_a_worker_builds_the_next_request_while_the_gpu_works(tmp_path, pg_database, redis_prefix):

@@ -171,14 +171,12 @@ class StreamWorker:
         self.task: asyncio.Task[None] | None = None
 
     async def prepare(self) -> None:
-        from taskiq.kicker import AsyncKicker
-
-        from jobs.distributed import TASK_NAME
+        from jobs.distributed import DistributedQueue
 
         await self.broker.startup()  # the consumer group
-        kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self.broker, {})
+        sender = DistributedQueue(self.worker.db, self.broker, self.redis, self.prefix)  # the bot's side
         for job_id in self.job_ids:
-            await kicker.with_labels(queue_name=self.stream).kiq(job_id)
+            await sender.send(job_id, ModelId.K31_FLASH.value)
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self.worker.run(self.stop_event))

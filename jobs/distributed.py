@@ -206,10 +206,10 @@ class JobStreamBroker(RedisStreamBroker):
             waiting = await conn.zrangebyscore(idle_key(stream), time.time() - IDLE_FRESH_SECONDS, "+inf")
         return sum(1 for name in waiting if _text(name) != self.consumer_name)
 
-    def job_id(self, message: AckableMessage) -> int | None:
-        """The job id a message carries (None: not one of ours)."""
+    def job_id(self, data: bytes) -> int | None:
+        """The job id a message's data carries (None: not one of ours)."""
         try:
-            return int(self.formatter.loads(message.data).args[0])
+            return int(self.formatter.loads(data).args[0])
         except Exception:  # noqa: BLE001 - whatever does not parse is left to the receiver
             return None
 
@@ -222,7 +222,7 @@ class JobStreamBroker(RedisStreamBroker):
             if last is None:
                 return []
             entries = await conn.xrange(stream, min=f"({_text(last)}", max="+", count=count)
-        ids = [self.job_id(self._message(stream, msg_id, fields)) for msg_id, fields in entries if fields]
+        ids = [self.job_id(fields.get(b"data", b"")) for _msg_id, fields in entries if fields]
         return [job_id for job_id in ids if job_id is not None]
 
     async def take(self, stream: str, count: int) -> list[tuple[int | None, AckableMessage]]:
@@ -233,7 +233,7 @@ class JobStreamBroker(RedisStreamBroker):
                 self.consumer_group_name, self.consumer_name, {stream: ">"}, count=count, noack=False
             )
         messages = [self._message(stream, msg_id, fields) for _s, entries in fetched or [] for msg_id, fields in entries]
-        return [(self.job_id(message), message) for message in messages]
+        return [(self.job_id(message.data), message) for message in messages]
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         async with Redis(connection_pool=self.connection_pool) as conn:
@@ -364,8 +364,9 @@ class DistributedQueue:
         ids: set[int] = set()
         for stream in all_streams(self.prefix):
             for _msg_id, fields in await self.redis.xrange(stream):
-                with contextlib.suppress(Exception):
-                    ids.add(int(self.broker.formatter.loads(fields[b"data"]).args[0]))
+                job_id = self.broker.job_id(fields.get(b"data", b"")) if fields else None
+                if job_id is not None:
+                    ids.add(job_id)
         return ids
 
     async def resubmit_orphans(self) -> int:

@@ -109,8 +109,7 @@ class EmbeddedQueue:
         self._keys: dict[int, tuple[Any, ...] | None] = {}  # queued job -> its batch key
         # Results are sent beside the generation, not before the next job: a chat under flood
         # control (up to minutes) holds up its own delivery only. At most a few at once.
-        self._deliveries: set[asyncio.Task[None]] = set()
-        self._delivery_ids: set[int] = set()  # the jobs those deliveries send
+        self._deliveries: dict[int, asyncio.Task[None]] = {}  # job -> its delivery under way
         self._delivery_slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
         # One delivery at a time per chat: results arrive in order, and a chat's flood control
         # is met by one send, not several at once.
@@ -174,10 +173,11 @@ class EmbeddedQueue:
         # going after the grace are dropped: their jobs stay "generated" and are delivered after the
         # restart (at-least-once).
         if self._deliveries:
-            await asyncio.wait(set(self._deliveries), timeout=self.shutdown_delivery_grace)
-        for task in list(self._deliveries):
+            await asyncio.wait(set(self._deliveries.values()), timeout=self.shutdown_delivery_grace)
+        left = list(self._deliveries.values())
+        for task in left:
             task.cancel()
-        for task in list(self._deliveries):
+        for task in left:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -352,12 +352,11 @@ class EmbeddedQueue:
 
     def _deliver_beside(self, job_id: int) -> None:
         task = asyncio.create_task(self._deliver(job_id), name=f"deliver-{job_id}")
-        self._deliveries.add(task)
-        self._delivery_ids.add(job_id)
+        self._deliveries[job_id] = task
 
         def done(task: asyncio.Task[None]) -> None:
-            self._deliveries.discard(task)
-            self._delivery_ids.discard(job_id)
+            if self._deliveries.get(job_id) is task:
+                del self._deliveries[job_id]
 
         task.add_done_callback(done)
 
@@ -411,6 +410,6 @@ class EmbeddedQueue:
             job_ids = await Repositories(session).jobs.undelivered_ids()
         for job_id in job_ids:
             # Jobs still on the finishing line are delivered there, in their order.
-            if job_id in self.runner.running_ids or self._finishing.holds(job_id) or job_id in self._delivery_ids:
+            if job_id in self.runner.running_ids or self._finishing.holds(job_id) or job_id in self._deliveries:
                 continue
             self._deliver_beside(job_id)

@@ -216,9 +216,10 @@ class Worker:
 
     async def _partners(self, lead: Job) -> list[Member]:
         """The jobs whose messages come next in the lead's stream, as far as they share its batch key
-        (and are queued), taken from the stream: they run in one batch with it. The stream's order
-        is kept: a job that cannot join ends the look, and those behind it wait for their turn.
-        Other workers of the stream that wait for work are left an even share of what matches."""
+        (and are queued), read by this worker (XREADGROUP): they run in one batch with it. The
+        stream's order is kept: a job that cannot join ends the look, and those behind it wait for
+        their turn. Other workers of the stream that wait for work are left an even share of what
+        matches."""
         room = self.config.batch_max_jobs - 1
         key = job_batch_key(lead) if room > 0 else None
         if key is None:
@@ -258,8 +259,8 @@ class Worker:
     async def _build_ahead(self, gpu_free: asyncio.Event) -> None:
         """While the GPU works: build the requests of the jobs whose messages wait at the head of this
         worker's streams (photos downloaded, prompt beautified and checked), so that the GPU does not
-        wait for them when their turn comes here. Nothing is taken from the streams nor claimed: a
-        job another worker takes meanwhile is dropped from the builds at the next look."""
+        wait for them when their turn comes here. No message is read for this worker, no job
+        claimed: a job another worker takes meanwhile is dropped from the builds at the next look."""
         while not gpu_free.is_set():
             try:
                 heads = set()
@@ -284,11 +285,11 @@ class Worker:
         """Check, encode and store a generated unit's jobs, deliver them after the unit before, then
         acknowledge each job's message (the claims are renewed until the jobs are stored)."""
         try:
+            generated = [m for m in unit if m.prepared is not None]
             finished = await asyncio.gather(
-                *(self.runner.finish(m.prepared, m.outcome) for m in unit if m.prepared is not None),
-                return_exceptions=True,
+                *(self.runner.finish(m.prepared, m.outcome) for m in generated), return_exceptions=True
             )
-            for member, result in zip([m for m in unit if m.prepared is not None], finished):
+            for member, result in zip(generated, finished):
                 if isinstance(result, BaseException):
                     log.error(
                         "job %s could not be finished; its message comes back after the idle timeout",

@@ -36,7 +36,9 @@ async def send(b: JobStreamBroker, prefix: str, model: str, job_id: int) -> None
 
 
 def job_id_of(b: JobStreamBroker, message: AckableMessage) -> int:
-    return int(b.formatter.loads(message.data).args[0])
+    job_id = b.job_id(message.data)
+    assert job_id is not None
+    return job_id
 
 
 # Each test runs under a hard time limit and names its steps, so a test that waits for ever fails

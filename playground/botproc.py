@@ -77,6 +77,7 @@ class BotProcess:
             self.emulator.wait_for_call(
                 lambda c: c.token == self.token and c.method == "getUpdates" and c.time >= started_at,
                 timeout=ready_timeout,
+                in_flight=True,  # polling: its first long poll may wait its whole timeout for an update
             )
         )
         exited = asyncio.create_task(self.process.wait())

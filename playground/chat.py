@@ -55,6 +55,7 @@ class ChatPage:
         self.app.router.add_post("/api/press", self._press)
         self.app.router.add_get("/api/file/{file_id}", self._file)
         self._runner: web.AppRunner | None = None
+        self._closing = False  # the page's long polls answer at once (the server is stopping)
         self.url = ""
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -68,7 +69,8 @@ class ChatPage:
 
     async def stop(self) -> None:
         chat = self.user.chat
-        async with chat.changed:  # releases the page's long polls
+        self._closing = True
+        async with chat.changed:  # releases the page's long polls (else the cleanup waits them out)
             chat.changed.notify_all()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -114,7 +116,7 @@ class ChatPage:
         with contextlib.suppress(asyncio.TimeoutError):
             async with asyncio.timeout(wait):
                 async with chat.changed:
-                    await chat.changed.wait_for(lambda: len(chat.events) > after)
+                    await chat.changed.wait_for(lambda: self._closing or len(chat.events) > after)
         events = [
             {"seq": i + 1, "kind": kind, "message": message}
             for i, (kind, message) in enumerate(chat.events[after:], start=after)

@@ -560,6 +560,7 @@ class TelegramEmulator:
         self._file_counter = itertools.count(1)
         self._slow_files: dict[str, float] = {}  # file id -> seconds its download takes
         self._lost_files: set[str] = set()  # getFile answers, the download gets 404
+        self._stopping = asyncio.Event()  # held answers and slow downloads end: the server is stopping
         self._held_answers: dict[str, float] = {}  # method -> seconds its answer waits once done
         self._flood_until: dict[tuple[str, Any], tuple[float, float, int]] = {}
         self.webhook_retry_delay = webhook_retry_delay
@@ -605,6 +606,7 @@ class TelegramEmulator:
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._stopping.clear()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -615,6 +617,7 @@ class TelegramEmulator:
         return self.base_url
 
     async def stop(self) -> None:
+        self._stopping.set()  # else the cleanup below waits out every held answer
         for bot in self.bots.values():
             await bot.stop()
             async with bot.updates_changed:
@@ -624,6 +627,11 @@ class TelegramEmulator:
             await self._client.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _delay(self, seconds: float) -> None:
+        """``seconds`` of an answer held or a download slowed, cut short when the emulator stops."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def http_client(self) -> aiohttp.ClientSession:
         if self._client is None or self._client.closed:
@@ -813,7 +821,7 @@ class TelegramEmulator:
         if stored is None or stored.file_id in self._lost_files:
             return web.json_response(ApiError(404, "Not Found").payload(), status=404)
         if stored.file_id in self._slow_files:
-            await asyncio.sleep(self._slow_files[stored.file_id])
+            await self._delay(self._slow_files[stored.file_id])
         return web.Response(body=self.file_bytes(stored.file_id), content_type=stored.mime_type or "application/octet-stream")
 
     async def _read_params(self, request: web.Request) -> tuple[JSON, dict[str, Upload]]:
@@ -860,6 +868,8 @@ class TelegramEmulator:
             chat_id=params.get("chat_id"),
         )
         self.calls.append(record)
+        async with self.calls_changed:  # a call under way counts for wait_for_call(in_flight=True)
+            self.calls_changed.notify_all()
         try:
             bot = self.bots.get(token)
             if bot is None:
@@ -878,7 +888,7 @@ class TelegramEmulator:
                 record.status, record.result = 200, result  # done: the message is in the chat
                 async with self.calls_changed:
                     self.calls_changed.notify_all()
-                await asyncio.sleep(held)
+                await self._delay(held)
         except ApiError as e:
             record.status = e.status
             record.description = e.description
@@ -937,12 +947,17 @@ class TelegramEmulator:
             and (chat_id is None or str(c.chat_id) == str(chat_id))
         ]
 
-    async def wait_for_call(self, predicate: Callable[[CallRecord], bool], timeout: float = 10.0) -> CallRecord:
+    async def wait_for_call(
+        self, predicate: Callable[[CallRecord], bool], timeout: float = 10.0, *, in_flight: bool = False
+    ) -> CallRecord:
+        """The first call matching ``predicate`` once it is answered; with ``in_flight``, as soon as
+        it arrives (a long poll is under way long before it is answered)."""
+
         async def found() -> CallRecord:
             async with self.calls_changed:
                 while True:
                     for record in self.calls:
-                        if record.finished is not None and predicate(record):
+                        if (in_flight or record.finished is not None) and predicate(record):
                             return record
                     await self.calls_changed.wait()
 

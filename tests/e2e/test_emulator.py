@@ -467,3 +467,18 @@ async def test_send_video_reads_the_mp4(emulator: TelegramEmulator, bot: Bot, tm
     # The same video again by its file id.
     again = await bot.send_video(chat, sent.video.file_id)
     assert again.video.file_id == sent.video.file_id
+
+
+async def test_a_call_under_way_is_found_before_it_is_answered(emulator: TelegramEmulator, bot: Bot) -> None:
+    """How a test knows that a bot polls: its long poll is seen when it arrives, not after its timeout."""
+    started = time.monotonic()
+    poll = asyncio.create_task(bot.get_updates(timeout=5))
+    record = await emulator.wait_for_call(lambda c: c.method == "getUpdates", timeout=2, in_flight=True)
+    assert record.finished is None and not poll.done()
+    assert time.monotonic() - started < 2
+    # Without in_flight the same wait needs the answer.
+    with pytest.raises(asyncio.TimeoutError):
+        await emulator.wait_for_call(lambda c: c.method == "getUpdates", timeout=0.5)
+    await emulator.user().send_text("hi")
+    assert [u.message.text for u in await asyncio.wait_for(poll, 2)] == ["hi"]
+    assert (await emulator.wait_for_call(lambda c: c.method == "getUpdates", timeout=1)).finished is not None

@@ -44,7 +44,7 @@ async def test_unreachable_telegram_is_one_line_per_try_then_the_bot_starts(tmp_
         assert f"127.0.0.1:{port}" in tries[0] and TOKEN.split(":")[1] not in log_path.read_text()
 
         await emulator.start(port=port)  # Telegram comes back
-        await emulator.wait_for_call(lambda c: c.method == "getUpdates", timeout=30)
+        await emulator.wait_for_call(lambda c: c.method == "getUpdates", timeout=30, in_flight=True)
         text = log_path.read_text()
         assert "Traceback" not in text, text
         assert "Telegram answers again" in text

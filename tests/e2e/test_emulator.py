@@ -482,3 +482,27 @@ async def test_a_call_under_way_is_found_before_it_is_answered(emulator: Telegra
     await emulator.user().send_text("hi")
     assert [u.message.text for u in await asyncio.wait_for(poll, 2)] == ["hi"]
     assert (await emulator.wait_for_call(lambda c: c.method == "getUpdates", timeout=1)).finished is not None
+
+
+async def test_a_held_answer_ends_when_the_emulator_stops() -> None:
+    """hold_answers: the message is in the chat at once, its answer comes later, or when the emulator
+    stops (the test is over: nobody waits out the hold)."""
+    emulator = TelegramEmulator()
+    emulator.add_bot(TOKEN)
+    await emulator.start()
+    session = AiohttpSession(api=TelegramAPIServer.from_base(emulator.base_url))
+    held_bot = Bot(TOKEN, session=session)
+    try:
+        user = emulator.user()
+        emulator.hold_answers("sendMessage", 30)
+        sending = asyncio.create_task(held_bot.send_message(user.id, "held"))
+        await user.wait_for(has_text("held"), 2)  # taken at once
+        await asyncio.sleep(0.3)
+        assert not sending.done()  # the answer is held
+        started = time.monotonic()
+        await emulator.stop()
+        assert time.monotonic() - started < 5
+        assert (await asyncio.wait_for(sending, 5)).text == "held"
+    finally:
+        await session.close()
+        await emulator.stop()

@@ -106,6 +106,9 @@ class EmbeddedQueue:
         self._queue_empty = False
         # Requests built ahead (photos, beautified prompt) for the jobs the GPU takes next.
         self._ahead: dict[int, asyncio.Task[BuiltRequest | None]] = {}
+        # Jobs the pick has taken for the GPU. A look-ahead that read the queue before their claim
+        # was committed still sees them queued: it must not build them again (a second LLM call).
+        self._taken: set[int] = set()
         self._keys: dict[int, tuple[Any, ...] | None] = {}  # queued job -> its batch key
         # Results are sent beside the generation, not before the next job: a chat under flood
         # control (up to minutes) holds up its own delivery only. At most a few at once.
@@ -230,6 +233,7 @@ class EmbeddedQueue:
                 continue
             self._queue_empty = False
             self.idle.clear()  # the positions behind move up as each start commits (_dequeued)
+            self._taken.update(job_ids)
             prepared = await asyncio.gather(
                 *(self.runner.prepare_built(job_id, self._ahead.pop(job_id, None)) for job_id in job_ids),
                 return_exceptions=True,
@@ -254,12 +258,13 @@ class EmbeddedQueue:
                 job_ids, queued = await self._next_job_ids()
             except Exception:
                 log.warning("could not look ahead in the queue", exc_info=True)
-                job_ids, queued = [], set(self._ahead)
+                job_ids, queued = [], set(self._ahead) | self._taken
             for job_id in list(self._ahead):
                 if job_id not in queued:  # cancelled, or claimed: what was built for it goes
                     self._ahead.pop(job_id).cancel()
+            self._taken &= queued  # a taken job seen no longer queued is claimed for good
             for job_id in job_ids:
-                if job_id not in self._ahead:
+                if job_id not in self._ahead and job_id not in self._taken:
                     self._ahead[job_id] = asyncio.create_task(self.runner.build(job_id), name=f"build-{job_id}")
             # Until a job arrives or the GPU is free.
             waits = {asyncio.create_task(self._arrived.wait()), asyncio.create_task(gpu_free.wait())}

@@ -368,6 +368,26 @@ async def test_the_next_job_is_prepared_while_the_gpu_works_and_claimed_when_it_
         await stop_harness(h)
 
 
+async def test_each_prompt_goes_to_the_llm_once_however_the_look_ahead_and_the_pick_interleave(tmp_path):
+    """The look-ahead reads the queue beside the pick: a read made before the pick's claim was
+    committed still shows the picked jobs queued, and once built them a second time (a second LLM
+    call for the same prompt). A fast stand-in GPU and 40 jobs of 8 users make such reads common
+    (the old code beautified some prompt twice in most runs)."""
+    log: list[str] = []
+    settings = make_settings(tmp_path, batch_max_jobs=2, fake_step_seconds=0.002, max_pending_per_user=10)
+    h = await start_harness(settings, FakeBackend(), guard=ContentGuard(beautifier=LoggingBeautifier(log)))
+    try:
+        users = [user(user_id=i) for i in range(1, 9)]
+        for u in users:
+            await beautify_on(h, u)
+        await asyncio.gather(*(h.feed(message_update(f"p{u.id}-{k}", from_user=u)) for k in range(5) for u in users))
+        jobs = await h.wait_jobs_settled()
+        assert [j.status for j in jobs] == ["done"] * 40
+        assert sorted(log) == sorted(f"beautify p{u.id}-{k}" for k in range(5) for u in users)
+    finally:
+        await stop_harness(h)
+
+
 class WaitingSafety(ImageSafety):
     """The output check of the first image waits (in the check's thread) for the GPU to start the
     next job: with one job at a time it would wait in vain."""

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     telegram_api_url: str | None = None  # a self-hosted Bot API server or the tests' emulator
     data_dir: Path = Path("data")
     database_url: str = ""  # default: sqlite+aiosqlite:///{data_dir}/bot.db
+    # Connections a bot process keeps open (SQLAlchemy's pool_size; up to 10 more for a moment). A
+    # burst of updates needs about 20 at once: a pool of 5 opened and closed one or two connections
+    # per prompt (a thread each on SQLite, a server process each on PostgreSQL). GPU workers, with
+    # little at once, keep SQLAlchemy's default.
+    db_pool_size: int = Field(default=20, ge=1)
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     # Private-bot mode (bot.access): only these users (ids or @usernames), the owners and admins, and
     # whoever redeemed an owner's /invite link may use the bot. PRIVATE_BOT=true with an empty list:

@@ -170,7 +170,7 @@ def build_app(
     bot.session.middleware(MetricsRequestMiddleware(metrics))
     # Before any call, the calling handler's transaction is committed (bot/unit_of_work.py).
     bot.session.middleware(CommitBeforeTelegram())
-    engine = create_engine(settings.db_url)
+    engine = create_engine(settings.db_url, pool_size=settings.db_pool_size)
     db = Database(create_sessionmaker(engine))
     notifier = TelegramNotifier(bot, translator(), edit_interval=settings.progress_edit_interval)
     # Beautification and the safety checks, switched by the operator's settings.

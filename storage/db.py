@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -12,7 +12,11 @@ from sqlalchemy.orm import Session, SessionTransaction
 _BEGUN = "connection_begun"
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int | None = None, **kwargs: Any) -> AsyncEngine:
+    """An engine for ``url``; ``pool_size``: connections its pool keeps open (where it keeps a pool:
+    not with another ``poolclass`` given, nor for an in-memory SQLite database, which has one)."""
+    if pool_size is not None and "poolclass" not in kwargs and _pools_connections(url):
+        kwargs["pool_size"] = pool_size
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         # WAL lets the worker write while handlers read; a busy timeout instead of "database is locked".
@@ -29,6 +33,13 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor.close()
 
     return engine
+
+
+def _pools_connections(url: str) -> bool:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return True
+    return parsed.database not in (None, "", ":memory:") and parsed.query.get("mode") != "memory"
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

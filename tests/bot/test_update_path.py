@@ -101,3 +101,33 @@ async def test_a_burst_reads_the_models_run_time_once(monkeypatch: pytest.Monkey
     # "No history yet" is not kept: the next request reads again.
     await cache.average(None, "new")  # type: ignore[arg-type]
     assert reads == ["k", "new", "new"]
+
+
+async def test_a_burst_and_its_jobs_reuse_the_pools_connections(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """A hundred first contacts' prompts, and their jobs run and delivered, on a real SQLite file:
+    the connections come from the pool (DB_POOL_SIZE). With SQLAlchemy's default pool of 5, the
+    burst opened (and closed again) one or two connections per prompt."""
+    from sqlalchemy import event
+
+    import app.wiring
+    from tests.conftest import make_settings, start_harness, stop_harness
+    from tests.fakes import user
+
+    opened: list[object] = []
+    create_engine = app.wiring.create_engine
+
+    def counting_engine(*args: Any, **kwargs: Any):
+        engine = create_engine(*args, **kwargs)
+        # (listened to before any connection is made: adding a listener while one runs is an error)
+        event.listen(engine.sync_engine.pool, "connect", lambda *_: opened.append(1))
+        return engine
+
+    monkeypatch.setattr(app.wiring, "create_engine", counting_engine)
+    h = await start_harness(make_settings(tmp_path, max_pending_total=1000))
+    try:
+        await asyncio.gather(*(h.feed(message_update(f"a fox {i}", from_user=user(user_id=100 + i))) for i in range(100)))
+        jobs = await h.wait_jobs_settled()
+        assert [j.status for j in jobs].count("done") == 100
+        assert len(opened) <= h.app.settings.db_pool_size + 10, len(opened)
+    finally:
+        await stop_harness(h)

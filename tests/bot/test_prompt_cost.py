@@ -352,14 +352,17 @@ async def test_results_are_finished_and_sent_after_the_updates_in_flight(tmp_pat
     h = await start_harness(make_settings(tmp_path))
     try:
         updates = next(m for m in h.app.dispatcher.update.outer_middleware if isinstance(m, UpdatesInFlight))
-        await h.feed(message_update("a lighthouse at dawn", from_user=user(7001)))
-        await h.feed(message_update("a lighthouse at dusk", from_user=user(7002)))
         release = asyncio.Event()
 
         async def slow_handler(event: Any, data: dict[str, Any]) -> None:
             await release.wait()
 
+        # In flight before the prompts come (else the first job, drawn at once, may be finished
+        # before the slow update is counted).
         in_flight = asyncio.create_task(updates(slow_handler, None, {}))
+        await h.wait_for(lambda: updates.count == 1)
+        await h.feed(message_update("a lighthouse at dawn", from_user=user(7001)))
+        await h.feed(message_update("a lighthouse at dusk", from_user=user(7002)))
         await h.wait_for(lambda: len(h.backend.calls) == 2)  # both generated: the GPU did not wait
         await asyncio.sleep(0.3)
         assert not h.session.of(SendPhoto)

@@ -35,11 +35,16 @@ def create_engine(url: str, *, pool_size: int | None = None, **kwargs: Any) -> A
     return engine
 
 
-def _pools_connections(url: str) -> bool:
+def sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL; None for an in-memory database or another backend."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return True
-    return parsed.database not in (None, "", ":memory:") and parsed.query.get("mode") != "memory"
+    if parsed.get_backend_name() != "sqlite" or parsed.query.get("mode") == "memory":
+        return None
+    return parsed.database if parsed.database not in (None, "", ":memory:") else None
+
+
+def _pools_connections(url: str) -> bool:
+    return make_url(url).get_backend_name() != "sqlite" or sqlite_file(url) is not None
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -23,7 +23,7 @@ from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, KeyBuilder,
 from sqlalchemy import JSON, DateTime, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from storage.db import create_engine, create_sessionmaker
+from storage.db import create_engine, create_sessionmaker, sqlite_file
 from storage.models import utcnow
 
 
@@ -42,12 +42,11 @@ class FsmRecord(FsmBase):
 
 def fsm_url(db_url: str) -> str:
     """The FSM store's URL for the bot's database URL: a sibling file for SQLite, the same database otherwise."""
-    if db_url.startswith("sqlite") and ":///" in db_url:
-        head, path = db_url.split(":///", 1)
-        if path and path != ":memory:":
-            folder = path.rsplit("/", 1)[0] if "/" in path else "."
-            return f"{head}:///{folder}/fsm.db"
-    return db_url
+    path = sqlite_file(db_url)
+    if path is None:
+        return db_url
+    folder = path.rsplit("/", 1)[0] if "/" in path else "."
+    return f"{db_url.split(':///', 1)[0]}:///{folder}/fsm.db"
 
 
 def _state_name(state: StateType) -> str | None:

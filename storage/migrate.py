@@ -8,6 +8,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from storage.db import sqlite_file
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -19,10 +21,9 @@ def alembic_config(url: str) -> Config:
 
 
 def _ensure_sqlite_dir(url: str) -> None:
-    if url.startswith("sqlite") and ":///" in url:
-        path = url.split(":///", 1)[1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file(url)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def upgrade(url: str, revision: str = "head") -> None:

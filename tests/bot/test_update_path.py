@@ -13,14 +13,16 @@ import pytest
 from aiogram import Dispatcher, F, Router
 from aiogram.methods import Response
 from aiogram.types import Message
+from sqlalchemy import event
 
+import app.wiring
 from bot.response_types import keep_response_type
 from handlers import build_root_router
 from handlers.filters import run_sync_filters_inline
 from storage import estimates
 from storage.estimates import RunTimeEstimates
-from tests.conftest import TOKEN
-from tests.fakes import RecordingSession, message_update
+from tests.conftest import TOKEN, make_settings, start_harness, stop_harness
+from tests.fakes import RecordingSession, message_update, user
 
 
 def all_filters(router: Router):
@@ -107,12 +109,6 @@ async def test_a_burst_and_its_jobs_reuse_the_pools_connections(tmp_path, monkey
     """A hundred first contacts' prompts, and their jobs run and delivered, on a real SQLite file:
     the connections come from the pool (DB_POOL_SIZE). With SQLAlchemy's default pool of 5, the
     burst opened (and closed again) one or two connections per prompt."""
-    from sqlalchemy import event
-
-    import app.wiring
-    from tests.conftest import make_settings, start_harness, stop_harness
-    from tests.fakes import user
-
     opened: list[object] = []
     create_engine = app.wiring.create_engine
 

@@ -635,22 +635,35 @@ class JobRunner:
         return any(entry.get("model") == model and not entry.get("loaded", True) for entry in status)
 
     async def _store_checked(self, ctx: JobContext, results: list[Image.Image]) -> None:
-        """Store the images that pass the NSFW check; raise JobCensored when none did."""
+        """Store the images that pass the NSFW check; raise JobCensored when none did.
+
+        PNG encoding (for a 1024 px picture, longer than the check) runs beside the check, in its own
+        thread; the encoded files become results only for the images that passed."""
+        job_id = ctx.job.id
         if self.guard is None:
-            await asyncio.to_thread(self._store, ctx.job.id, results)
+            await asyncio.to_thread(self._store, job_id, results)
             return
-        verdicts = await self.guard.check_images(results) or []
+        staging = asyncio.ensure_future(asyncio.to_thread(self.results.stage, job_id, dict(enumerate(results))))
+        try:
+            verdicts = await self.guard.check_images(results) or []
+            await asyncio.shield(staging)  # a cancel here still waits below for the thread's files
+        except BaseException:
+            await asyncio.wait([staging])  # a thread cannot be stopped: let it end, then drop its files
+            if not staging.cancelled():
+                staging.exception()  # retrieved: the error raised is the one that came first
+            await asyncio.to_thread(self.results.discard_staged, job_id)
+            raise
         censored = [i for i, verdict in enumerate(verdicts) if verdict.nsfw]
         for i in censored:
             await self._record(ctx, ModerationKind.IMAGE_CENSORED, f"{verdicts[i].score:.3f}")
         await self._update_outcome(ctx, censored=censored)
-        kept = {i: image for i, image in enumerate(results) if i not in censored}
+        kept = [i for i in range(len(results)) if i not in censored]
+        await asyncio.to_thread(self.results.publish, job_id, kept)  # the others' files go
         if kept:
-            await asyncio.to_thread(self._store, ctx.job.id, kept)
             return
         # One heavily blurred stand-in for the notice (if the operator allows it).
         preview = await asyncio.to_thread(self.guard.blurred_preview, results[0]) if results else None
-        paths = await asyncio.to_thread(self._store_previews, ctx.job.id, [preview] if preview else [])
+        paths = await asyncio.to_thread(self._store_previews, job_id, [preview] if preview else [])
         raise JobCensored("image_censored", paths)
 
     def _store_previews(self, job_id: int, previews: list[Image.Image]) -> list[Path]:

@@ -8,6 +8,7 @@ its threshold moved to make the blocking path run.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -254,6 +255,7 @@ async def test_censored_job_sends_a_blurred_preview(make_harness):
     assert photo.caption.startswith("🙈 The picture did not pass the content check")
     results = Path(h.app.settings.results_dir) / str(job.id)
     assert list(results.glob("*.png")) == []  # nothing the "Original" button could send
+    assert list(results.glob("*.tmp")) == []  # nor its encoded file, once the check refused it
     preview = Image.open(results / "preview-0.jpg")
     assert preview.size[0] <= 512
     (event,) = await events(h)
@@ -279,11 +281,56 @@ async def test_part_of_an_album_censored(make_harness):
     assert job.status == "done" and job.params["outcome"]["censored"] == [0]
     results = Path(h.app.settings.results_dir) / str(job.id)
     assert sorted(p.name for p in results.glob("*.png")) == ["1.png"]
+    assert list(results.glob("*.tmp")) == []
     (photo,) = h.session.of(SendPhoto)  # the one image left goes as a photo
     seed = job.params["seed"]
     assert f"seed {seed + 1}" in photo.caption  # image 1 keeps its own seed
     assert photo.caption.endswith("\n🙈 One picture did not pass the content check and was not sent.")
     assert await counts(h) == {"image_censored": 1}
+
+
+class WatchingSafety(ImageSafety):
+    """Passes every image, after noting whether its PNG was being written while it was checked."""
+
+    def __init__(self, results_dir: Path) -> None:
+        super().__init__(threshold=0.8)
+        self.results_dir = results_dir
+        self.encoded_during_check: list[bool] = []
+
+    def score(self, image) -> float:
+        deadline = time.monotonic() + 5
+        while not any(self.results_dir.glob("*/*.png*")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.encoded_during_check.append(any(self.results_dir.glob("*/*.png*")))
+        return 0.0
+
+
+async def test_the_png_is_encoded_while_the_image_is_checked(make_harness, tmp_path):
+    safety = WatchingSafety(tmp_path / "data" / "results")
+    h = await make_harness(ContentGuard(image_safety=safety))
+    assert Path(h.app.settings.results_dir) == safety.results_dir
+    await h.feed(message_update("a red fox"))
+    (job,) = await h.wait_jobs_settled()
+    assert job.status == "done"
+    assert safety.encoded_during_check == [True]
+    results = Path(h.app.settings.results_dir) / str(job.id)
+    assert [p.name for p in results.iterdir()] == ["0.png"]
+    assert h.session.of(SendPhoto)
+
+
+class FailingSafety(ImageSafety):
+    def score(self, image) -> float:
+        raise RuntimeError("the classifier broke")
+
+
+async def test_a_check_that_fails_leaves_no_encoded_file(make_harness):
+    h = await make_harness(ContentGuard(image_safety=FailingSafety(threshold=0.8)))
+    await h.feed(message_update("a red fox"))
+    (job,) = await h.wait_jobs_settled()
+    assert (job.status, job.error) == ("failed", "internal")
+    results = Path(h.app.settings.results_dir) / str(job.id)
+    assert list(results.glob("*")) == []  # the PNG encoded beside the check is gone too
+    assert h.session.of(SendPhoto) == []
 
 
 async def test_real_photos_pass_and_uploads_are_checked(make_harness):

@@ -7,7 +7,7 @@
 A stand-in backend holds one "GPU" lock for a fixed time per image (the real pipelines would hold the
 device); everything around it is the project's own code: job rows in SQLite, the embedded queue and
 its round-robin, the job runner, the safety check (a stand-in classifier that takes a fixed time per
-image, as OpenNSFW does on the CPU), PNG encoding to the result folder and delivery (a stand-in upload
+image, as OpenNSFW does on the CPU), PNG encoding (of a real photo, scikit-image's astronaut) to the result folder and delivery (a stand-in upload
 that takes a fixed time, as sending a photo to Telegram does). It prints the share of the wall time
 (from the queue's start to the last delivery) during which the lock was held: 100% means the GPU
 never waited for the rest of the bot.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import tempfile
 import threading
 import time
@@ -33,10 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from skimage import data
 
 from generation.backend import GenerationRequest, ModelId, Mode, ProgressFn
 from prompting.guard import ContentGuard
 from prompting.safety import ImageVerdict
+
+
+@functools.cache
+def _photo(width: int, height: int) -> Image.Image:
+    return Image.fromarray(data.astronaut()).resize((width, height), Image.Resampling.LANCZOS)
 
 
 class LockedBackend:
@@ -68,10 +75,8 @@ class LockedBackend:
 
     @staticmethod
     def _draw(request: GenerationRequest) -> list[Image.Image]:
-        return [
-            Image.new("RGB", (request.width, request.height), ((request.seed + i) % 256, 80, 160))
-            for i in range(request.num_images)
-        ]
+        # A real photo, not a flat colour: PNG encoding then costs what a picture's does.
+        return [_photo(request.width, request.height).copy() for _ in range(request.num_images)]
 
     def generate(self, request: GenerationRequest, progress: ProgressFn) -> list[Image.Image]:
         self._hold(request.num_images, progress)

@@ -33,9 +33,14 @@ class FinishingLine:
         """The job is being finished here."""
         return any(job_id in job_ids for job_ids in self._tasks.values())
 
+    @property
+    def full(self) -> bool:
+        """:meth:`room` would wait."""
+        return len(self._tasks) >= self.limit
+
     async def room(self) -> None:
         """Return once fewer than ``limit`` units are being finished."""
-        while len(self._tasks) >= self.limit:
+        while self.full:
             await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
 
     def start(self, job_ids: Iterable[int], finish: FinishFn, name: str = "finish") -> None:

@@ -432,11 +432,17 @@ class JobRunner:
         request.on_stage = on_stage
         return request
 
-    async def generate(self, batch: list[PreparedJob], near_end: Callable[[], None] | None = None) -> list[Outcome]:
+    async def generate(
+        self,
+        batch: list[PreparedJob],
+        near_end: Callable[[], None] | None = None,
+        started: Callable[[], None] | None = None,
+    ) -> list[Outcome]:
         """Run prepared jobs on the GPU: one job, or jobs sharing one :func:`batch_key` as one
         ``generate_batch`` call. Returns each job's outcome for :meth:`finish`: its images, its
         rendered video, or the exception that ends it. ``near_end`` is called (on the event loop)
-        as the last step begins, so that the caller can claim what comes next meanwhile.
+        as the last step begins, so that the caller can claim what comes next meanwhile; ``started``
+        once the pipeline has been handed to its thread.
 
         A member cancelled before or during the run gets GenerationCancelled and its images are
         dropped; the run itself stops only once every member is cancelled. When a batch fails, its
@@ -448,10 +454,10 @@ class JobRunner:
         if len(live) > 1 and (len(keys) != 1 or None in keys):
             log.error("jobs %s do not share a batch key; running them one at a time", [p.job_id for p in live])
             for p in live:
-                outcomes[p.job_id] = (await self.generate([p]))[0]
+                outcomes[p.job_id] = (await self.generate([p], started=started))[0]
         elif live:
             try:
-                results = await self._on_gpu(live, near_end)
+                results = await self._on_gpu(live, near_end, started)
             except GenerationCancelled:
                 results = [GenerationCancelled() for _ in live]
             except Exception as exc:
@@ -459,7 +465,7 @@ class JobRunner:
                     results = [exc]
                 else:
                     log.warning("a batch of jobs %s failed (%s); running them one at a time", [p.job_id for p in live], exc)
-                    results = [(await self.generate([p]))[0] for p in live]
+                    results = [(await self.generate([p], started=started))[0] for p in live]
             outcomes.update((p.job_id, result) for p, result in zip(live, results))
         ended: list[Outcome] = []
         for p in batch:
@@ -470,7 +476,9 @@ class JobRunner:
             self._finishing.add(p.job_id)  # from here on a shutdown lets it finish
         return ended
 
-    async def _on_gpu(self, live: list[PreparedJob], near_end: Callable[[], None] | None) -> list[Outcome]:
+    async def _on_gpu(
+        self, live: list[PreparedJob], near_end: Callable[[], None] | None, started: Callable[[], None] | None
+    ) -> list[Outcome]:
         loop = asyncio.get_running_loop()
         model = str(live[0].request.model)
         loading: dict[str, float] = {}  # model -> when its load began, while it loads
@@ -512,10 +520,15 @@ class JobRunner:
                 loop.call_soon_threadsafe(near_end)
 
         if len(live) == 1 and live[0].request.mode in VIDEO_MODES:
+            if started is not None:
+                loop.call_soon(started)
             return [await self._render_video(live[0], progress)]
         async with contextlib.AsyncExitStack() as stack:
             for p in live:
                 await stack.enter_async_context(self.events.working(p.ctx))
+            if started is not None:
+                # Runs at this task's next wait: the thread below has been handed its call by then.
+                loop.call_soon(started)
             if len(live) == 1:
                 return [await asyncio.to_thread(self.backend.generate, live[0].request, progress)]
             return list(await asyncio.to_thread(self._generate_batch, [p.request for p in live], progress))

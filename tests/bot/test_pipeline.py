@@ -424,6 +424,49 @@ async def test_a_jobs_safety_check_and_storing_run_beside_the_next_generation(tm
         await stop_harness(h)
 
 
+class SlowToStartBackend(GatedBackend):
+    """Asking whether the model is loaded (done on a thread before each call) takes a while."""
+
+    def model_status(self):
+        threading.Event().wait(0.3)
+        return super().model_status()
+
+
+class LoggingSafety(ImageSafety):
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def score(self, image) -> float:
+        self.log.append("check")
+        return 0.0
+
+
+async def test_a_finished_jobs_check_and_png_wait_until_the_next_job_is_on_the_gpu(tmp_path, monkeypatch):
+    """The CPU work of a finished job would slow the start of the next one: it waits for it. Only
+    the signal can end the wait here (its time limit is 30 s), and the last job does not wait at all."""
+    monkeypatch.setattr("jobs.queue.HANDOVER_WAIT_SECONDS", 30.0)
+    monkeypatch.setattr("jobs.queue.IDLE_RECHECK_SECONDS", 60.0)  # no other read of the queue ends it
+    backend = SlowToStartBackend()
+    h = await start_harness(make_settings(tmp_path), backend, guard=ContentGuard(image_safety=LoggingSafety(backend.log)))
+    try:
+        gate = backend.gate()
+        await h.feed(message_update("first", from_user=user(user_id=1)))
+        await h.wait_for(lambda: backend.held == 1)
+        await h.feed(message_update("second", from_user=user(user_id=2)))
+        await h.wait_for(lambda: len(h.session.of(EditMessageText)) > 0)
+        gate.set()
+        jobs = await h.wait_jobs_settled(timeout=10)
+        assert [j.status for j in jobs] == ["done", "done"]
+        log = backend.log
+        assert [e for e in log if e != "check"] == ["start first", "end first", "start second", "end second"]
+        assert log.count("check") == 2 and log.index("check") > log.index("start second")
+        assert sorted(photo_chats(h)) == [1, 2]
+    finally:
+        gate.set()
+        await stop_harness(h)
+
+
 class HeldSafety(ImageSafety):
     def __init__(self) -> None:
         super().__init__()

@@ -133,6 +133,7 @@ class JobStreamBroker(RedisStreamBroker):
         self.poll_seconds = poll_seconds
         self._rotation = 0
         self._idle = False  # this worker is listed as waiting for work (:meth:`_say_idle`)
+        self.waiting = asyncio.Event()  # the listener found no message and waits for one
         # Set to stop listening: the listener returns within ``poll_seconds`` instead of being
         # cancelled in the middle of a Redis command.
         self.closing = asyncio.Event()
@@ -248,6 +249,7 @@ class JobStreamBroker(RedisStreamBroker):
                 try:
                     message = await self._reclaim_one(conn) or await self._read_one(conn)
                     if message is None:
+                        self.waiting.set()
                         await self._say_idle(conn, True)
                         # Nothing to do: wait for a new entry on any of the streams without taking
                         # it (XREAD, not XREADGROUP), then take it one at a time above.
@@ -267,6 +269,7 @@ class JobStreamBroker(RedisStreamBroker):
                     log.warning("the consumer groups are gone (%s); declaring them again", exc)
                     await self._declare_consumer_group()
                     continue
+                self.waiting.clear()
                 await self._say_busy(conn)
                 yield message
             await self._say_busy(conn)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from generation.backend import GenerationError
 from jobs.delivery import SHUTDOWN_DELIVERY_GRACE_SECONDS
-from jobs.finishing import FinishingLine
+from jobs.finishing import FinishingLine, gpu_handed_over
 from jobs.runner import BuiltRequest, JobRunner, Outcome, PreparedJob, job_batch_key
 from storage.control import QueueControlRepository
 from storage.models import Job
@@ -57,9 +57,6 @@ AHEAD_SETTLE_SECONDS = 0.05
 
 # With nothing queued, the worker reads the queue again this often even if no job's arrival woke it.
 IDLE_RECHECK_SECONDS = 5.0
-
-# A finished unit's check and PNG encoding wait at most this long for the next unit to be on the GPU.
-HANDOVER_WAIT_SECONDS = 0.2
 
 
 class EmbeddedQueue:
@@ -109,9 +106,8 @@ class EmbeddedQueue:
         # Finishing (safety check, PNG, store, delivery) runs beside the next generation.
         self._finishing = FinishingLine(on_done=self._update_idle)
         self._generating = False
-        # Set while the GPU has its next unit, or none is coming. A finished unit's CPU work (check,
-        # PNG encoding) waits for it: begun at once, it slowed the claim and start of the next unit
-        # by 3 ms per image, 30-80 ms per batch of four (benchmarks/gpu_utilization.py).
+        # Set while the GPU has its next unit, or none is coming: a finished unit's CPU work (check,
+        # PNG encoding) waits for it (jobs.finishing.gpu_handed_over).
         self._handed_over = asyncio.Event()
         self._handed_over.set()
         self._queue_empty = False
@@ -362,8 +358,7 @@ class EmbeddedQueue:
         self._finishing.start([p.job_id for p in unit], lambda previous: self._finish(unit, outcomes, previous))
 
     async def _finish(self, unit: list[PreparedJob], outcomes: list[Outcome], previous: asyncio.Task[None] | None) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._handed_over.wait(), HANDOVER_WAIT_SECONDS)
+        await gpu_handed_over(self._handed_over)
         if self.answers_first is not None:
             await self.answers_first()
         results = await asyncio.gather(

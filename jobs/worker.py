@@ -53,7 +53,7 @@ from jobs.distributed import (
     wait_closed,
 )
 from jobs.events import JobContext
-from jobs.finishing import FinishingLine
+from jobs.finishing import FinishingLine, gpu_handed_over
 from jobs.metrics import Metrics, gpu_memory
 from jobs.positions import PositionRefresher
 from jobs.runner import BuiltRequest, JobRunner, Outcome, PreparedJob, job_batch_key
@@ -124,6 +124,10 @@ class Worker:
         self._tasks: list[asyncio.Task[Any]] = []
         # Jobs past the GPU being finished and delivered beside the next one.
         self._finishing = FinishingLine()
+        # Clear from the end of a unit's GPU call until the next unit is on the GPU: the finished
+        # unit's CPU work waits for that, or for the listener to find no message (gpu_handed_over).
+        self._handed_over = asyncio.Event()
+        self._handed_over.set()
         self._wake = asyncio.Event()  # /resume was announced
         # Requests built ahead (photos, beautified prompt) for the jobs at the head of the streams.
         self._ahead: dict[int, asyncio.Task[BuiltRequest | None]] = {}
@@ -191,9 +195,15 @@ class Worker:
             gpu_free = asyncio.Event()
             lookahead = asyncio.create_task(self._build_ahead(gpu_free), name="build-ahead") if ready else None
             try:
-                outcomes = await self.runner.generate([m.prepared for m in ready]) if ready else []  # type: ignore[misc]
+                outcomes = (
+                    await self.runner.generate([m.prepared for m in ready], started=self._handed_over.set)  # type: ignore[misc]
+                    if ready
+                    else []
+                )
             finally:
                 gpu_free.set()
+                if ready and not self.stopping:
+                    self._handed_over.clear()
                 if lookahead is not None:
                     await asyncio.wait({lookahead})  # it ends after its current look
             for member, outcome in zip(ready, outcomes):
@@ -285,6 +295,7 @@ class Worker:
         """Check, encode and store a generated unit's jobs, deliver them after the unit before, then
         acknowledge each job's message (the claims are renewed until the jobs are stored)."""
         try:
+            await gpu_handed_over(self._handed_over, self.broker.waiting)
             generated = [m for m in unit if m.prepared is not None]
             finished = await asyncio.gather(
                 *(self.runner.finish(m.prepared, m.outcome) for m in generated), return_exceptions=True

@@ -445,7 +445,7 @@ class LoggingSafety(ImageSafety):
 async def test_a_finished_jobs_check_and_png_wait_until_the_next_job_is_on_the_gpu(tmp_path, monkeypatch):
     """The CPU work of a finished job would slow the start of the next one: it waits for it. Only
     the signal can end the wait here (its time limit is 30 s), and the last job does not wait at all."""
-    monkeypatch.setattr("jobs.queue.HANDOVER_WAIT_SECONDS", 30.0)
+    monkeypatch.setattr("jobs.finishing.HANDOVER_WAIT_SECONDS", 30.0)
     monkeypatch.setattr("jobs.queue.IDLE_RECHECK_SECONDS", 60.0)  # no other read of the queue ends it
     backend = SlowToStartBackend()
     h = await start_harness(make_settings(tmp_path), backend, guard=ContentGuard(image_safety=LoggingSafety(backend.log)))

@@ -29,7 +29,7 @@ from jobs.worker import Worker
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus
 from prompting.guard import ContentGuard
-from tests.bot.test_pipeline import GatedBackend, LoggingBeautifier
+from tests.bot.test_pipeline import GatedBackend, LoggingBeautifier, LoggingSafety, SlowToStartBackend
 from tests.conftest import make_settings
 from tests.fakes import TOKEN, RecordingSession, message_update, user
 from tests.safety.test_bot_safety import beautify_on
@@ -302,6 +302,32 @@ async def test_a_worker_generates_the_next_job_while_the_last_one_uploads(tmp_pa
         jobs = await c.wait(lambda jobs: [j.status for j in jobs] == ["done", "done"])
         photos = session.of(SendPhoto)
         assert [p.chat_id for p in photos] == [j.chat_id for j in jobs]  # in the order they were made
+        assert await drained(c)
+
+
+async def test_a_finished_jobs_check_and_png_wait_until_the_next_job_is_on_the_workers_gpu(
+    tmp_path, pg_database, redis_prefix, monkeypatch
+):
+    """As in the embedded queue (tests/bot/test_pipeline.py): the finished job's CPU work waits for
+    the next job's start, and the last job's for the listener finding no message; only these signals
+    can end the wait here (its time limit is 30 s)."""
+    monkeypatch.setattr("jobs.finishing.HANDOVER_WAIT_SECONDS", 30.0)
+    async with cluster(tmp_path, pg_database.url, redis_prefix, [], step=0.0, batch_max_jobs=1) as c:
+        backend = SlowToStartBackend()
+        gate = backend.gate()
+        worker = c.add_worker(ALL, backend)
+        worker.runner.guard = ContentGuard(image_safety=LoggingSafety(backend.log))
+        try:
+            await c.feed(message_update("first", from_user=user(8201)))
+            await c.wait(lambda jobs: backend.held == 1)
+            await c.feed(message_update("second", from_user=user(8202)))
+            gate.set()
+            await c.wait(lambda jobs: [j.status for j in jobs] == ["done", "done"], timeout=15)
+        finally:
+            gate.set()
+        log = backend.log
+        assert [e for e in log if e != "check"] == ["start first", "end first", "start second", "end second"]
+        assert log.count("check") == 2 and log.index("check") > log.index("start second")
         assert await drained(c)
 
 

@@ -9,6 +9,7 @@ model an edit moved to) are part of every queued text instead of being overwritt
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import time
@@ -24,7 +25,8 @@ from aiogram.exceptions import (
     TelegramForbiddenError,
     TelegramNotFound,
 )
-from aiogram.types import FSInputFile, InlineKeyboardMarkup, InputMediaPhoto, Message
+from aiogram.types import BufferedInputFile, FSInputFile, InlineKeyboardMarkup, InputFile, InputMediaPhoto, Message
+from PIL import Image
 
 from bot.best_effort import best_effort
 from bot.i18n import Translator
@@ -169,6 +171,23 @@ def result_caption(t: Translator, job: Job, locale: str, seed: int | None = None
     room = CAPTION_LIMIT - utf16_len(tail) - utf16_len(t("result-caption", locale, prompt="", **fields))
     prompt = _shorten(prompt, room)
     return t("result-caption", locale, prompt=html.escape(prompt), **fields) + tail
+
+
+# Telegram takes photo uploads of up to 10 MB; a 4096 px result's PNG can be three times that.
+PHOTO_MAX_BYTES = 10 * 1024 * 1024
+PHOTO_JPEG_QUALITY = 95  # a 4096 px picture: 2-6 MB
+
+
+def photo_upload(path: Path) -> InputFile:
+    """A stored result as a photo upload: its PNG, or, over Telegram's photo limit, a JPEG of it
+    (Telegram turns photos into JPEGs anyway; "Original" still sends the PNG). Blocking: the JPEG
+    is encoded here, so call it in a worker thread."""
+    if path.stat().st_size <= PHOTO_MAX_BYTES:
+        return FSInputFile(path)
+    with Image.open(path) as image:
+        buffer = BytesIO()
+        image.convert("RGB").save(buffer, format="JPEG", quality=PHOTO_JPEG_QUALITY)
+    return BufferedInputFile(buffer.getvalue(), filename=f"{path.stem}.jpg")
 
 
 def _photo_rejected(exc: TelegramBadRequest) -> bool:
@@ -409,11 +428,12 @@ class TelegramNotifier:
         else:
             # Image i was generated with seed + i; the file name keeps i when the safety check left some out.
             seeds_of = [seed + int(path.stem) for path in paths]
+            uploads = await asyncio.gather(*(asyncio.to_thread(photo_upload, path) for path in paths))
             media = [
                 InputMediaPhoto(
-                    media=FSInputFile(path), caption=result_caption(self.t, job, locale, seeds_of[i]) if i == 0 else None
+                    media=upload, caption=result_caption(self.t, job, locale, seeds_of[i]) if i == 0 else None
                 )
-                for i, path in enumerate(paths)
+                for i, upload in enumerate(uploads)
             ]
             messages = await self.bot.send_media_group(chat_id=job.chat_id, media=media)
             file_ids = [self._file_id(m) for m in messages]
@@ -475,7 +495,7 @@ class TelegramNotifier:
     async def _send_photo(self, job: Job, path: Path, caption: str, keyboard: InlineKeyboardMarkup) -> Message:
         try:
             return await self.bot.send_photo(
-                chat_id=job.chat_id, photo=FSInputFile(path), caption=caption, reply_markup=keyboard
+                chat_id=job.chat_id, photo=await asyncio.to_thread(photo_upload, path), caption=caption, reply_markup=keyboard
             )
         except TelegramBadRequest as exc:
             if not _photo_rejected(exc):

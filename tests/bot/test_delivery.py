@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
+import numpy as np
 from aiogram.exceptions import TelegramBadRequest, TelegramServerError
 from aiogram.methods import SendDocument, SendMediaGroup, SendMessage, SendPhoto
+from aiogram.types import BufferedInputFile
+from PIL import Image
 
 from tests.fakes import callback_update, message_update
 
@@ -54,3 +58,30 @@ async def test_a_photo_telegram_rejects_is_sent_as_a_document(harness):
     assert job.status == "done" and job.result_file_ids
     assert document.caption.startswith("a very wide panorama")
     assert document.reply_markup is not None
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    diff = np.asarray(a.convert("RGB"), dtype=np.float64) - np.asarray(b.convert("RGB"), dtype=np.float64)
+    return float(10 * np.log10(255**2 / max(np.mean(diff**2), 1e-12)))
+
+
+async def test_a_result_over_telegrams_photo_limit_is_uploaded_as_a_jpeg_of_it(harness, monkeypatch):
+    """A 4096 px PNG can be over the 10 MB a photo may have: the photo (alone or in an album) is then a
+    JPEG of the stored picture, which itself stays the PNG that "Original" sends."""
+    monkeypatch.setattr("bot.notifier.PHOTO_MAX_BYTES", 1000)  # every stored PNG is over it here
+    await harness.feed(message_update("one fox"))
+    await harness.wait_jobs_settled()
+    await harness.feed(callback_update("set:count:2"))
+    await harness.feed(message_update("two foxes"))
+    single, album = await harness.wait_jobs_settled()
+    assert (single.status, album.status) == ("done", "done")
+    [photo] = harness.session.of(SendPhoto)
+    [group] = harness.session.of(SendMediaGroup)
+    uploads = [(single.id, 0, photo.photo)] + [(album.id, i, m.media) for i, m in enumerate(group.media)]
+    for job_id, index, upload in uploads:
+        assert isinstance(upload, BufferedInputFile) and upload.filename == f"{index}.jpg"
+        stored = Image.open(harness.app.runner.result_paths(job_id)[index])
+        sent = Image.open(io.BytesIO(upload.data))
+        assert (stored.format, sent.format) == ("PNG", "JPEG")
+        assert sent.size == stored.size and psnr(sent, stored) > 35
+    assert harness.session.of(SendDocument) == []

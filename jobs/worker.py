@@ -171,6 +171,8 @@ class Worker:
             await self._send_again(job_id, model)  # stopping while paused: leave the job to another worker
             await ack()
             return
+        if self._finishing.full:
+            self._handed_over.set()  # the finishing goes first now
         await self._finishing.room()  # finishing lags behind the GPU: let it catch up
         unit = [Member(job_id, status, ack)]
         if status == JobStatus.QUEUED and model in self.models:  # (partners come from this worker's streams only)

@@ -29,6 +29,7 @@ from jobs.worker import Worker
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus
 from prompting.guard import ContentGuard
+from prompting.safety import ImageSafety
 from tests.bot.test_pipeline import GatedBackend, LoggingBeautifier, LoggingSafety, SlowToStartBackend
 from tests.conftest import make_settings
 from tests.fakes import TOKEN, RecordingSession, message_update, user
@@ -328,6 +329,41 @@ async def test_a_finished_jobs_check_and_png_wait_until_the_next_job_is_on_the_w
         log = backend.log
         assert [e for e in log if e != "check"] == ["start first", "end first", "start second", "end second"]
         assert log.count("check") == 2 and log.index("check") > log.index("start second")
+        assert await drained(c)
+
+
+class CountingSafety(ImageSafety):
+    """Passes every image, noting how many photos had gone out when it was checked."""
+
+    def __init__(self, photos_sent: Any) -> None:
+        super().__init__(threshold=0.8)
+        self.photos_sent = photos_sent
+        self.seen: list[int] = []
+
+    def score(self, image) -> float:
+        self.seen.append(self.photos_sent())
+        return 0.0
+
+
+async def test_a_full_finishing_line_lets_the_waiting_unit_be_checked_while_the_oldest_uploads(
+    tmp_path, pg_database, redis_prefix, monkeypatch
+):
+    """Finishing is the slow part here (each photo takes 0.8 s to upload): with two units on the
+    line, the next job waits for room, so the newer unit is checked and stored meanwhile instead of
+    waiting for a GPU start that waits for it."""
+    monkeypatch.setattr("jobs.finishing.HANDOVER_WAIT_SECONDS", 30.0)
+    factory = lambda process: SlowUploads() if process == "worker" else RecordingSession()  # noqa: E731
+    async with cluster(
+        tmp_path, pg_database.url, redis_prefix, [], step=0.0, session_factory=factory, batch_max_jobs=1
+    ) as c:
+        worker = c.add_worker(ALL, GatedBackend())
+        session = c.workers[0][1]
+        safety = CountingSafety(lambda: len(session.of(SendPhoto)))
+        worker.runner.guard = ContentGuard(image_safety=safety)
+        for uid in (8301, 8302, 8303):
+            await c.feed(message_update(f"a lighthouse {uid}", from_user=user(uid)))
+        await c.wait(lambda jobs: [j.status for j in jobs] == ["done"] * 3, timeout=20)
+        assert safety.seen[:2] == [0, 0]  # the second job was checked while the first photo uploaded
         assert await drained(c)
 
 

@@ -433,12 +433,19 @@ class SlowToStartBackend(GatedBackend):
 
 
 class LoggingSafety(ImageSafety):
-    def __init__(self, log: list[str]) -> None:
+    """Passes every image; logs "check" as each check begins and, when it takes ``seconds``,
+    "checked" as it ends."""
+
+    def __init__(self, log: list[str], seconds: float = 0.0) -> None:
         super().__init__()
         self.log = log
+        self.seconds = seconds
 
     def score(self, image) -> float:
         self.log.append("check")
+        if self.seconds:
+            threading.Event().wait(self.seconds)
+            self.log.append("checked")
         return 0.0
 
 
@@ -467,32 +474,18 @@ async def test_a_finished_jobs_check_and_png_wait_until_the_next_job_is_on_the_g
         await stop_harness(h)
 
 
-class SlowSafety(ImageSafety):
-    """Each check takes 0.5 s, logged as it begins and ends."""
-
-    def __init__(self, log: list[str]) -> None:
-        super().__init__()
-        self.log = log
-
-    def score(self, image) -> float:
-        self.log.append("check begins")
-        threading.Event().wait(0.5)
-        self.log.append("check ends")
-        return 0.0
-
-
 async def test_a_full_finishing_line_lets_the_waiting_unit_be_checked_beside_the_oldest(tmp_path, monkeypatch):
     """Finishing is the slow part here: with two units on the line the GPU waits for room, so the
     newer unit is checked meanwhile instead of waiting for a GPU start that waits for it."""
     monkeypatch.setattr("jobs.finishing.HANDOVER_WAIT_SECONDS", 30.0)
     log: list[str] = []
-    h = await start_harness(make_settings(tmp_path), GatedBackend(), guard=ContentGuard(image_safety=SlowSafety(log)))
+    h = await start_harness(make_settings(tmp_path), GatedBackend(), guard=ContentGuard(image_safety=LoggingSafety(log, 0.5)))
     try:
         for uid in (1, 2, 3):
             await h.feed(message_update(f"fox {uid}", from_user=user(user_id=uid)))
         jobs = await h.wait_jobs_settled(timeout=20)
         assert [j.status for j in jobs] == ["done"] * 3
-        assert log[:2] == ["check begins", "check begins"]  # the second began before the first ended
+        assert log[:2] == ["check", "check"]  # the second began before the first ended
     finally:
         await stop_harness(h)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiogram import Bot
@@ -289,30 +290,36 @@ async def test_part_of_an_album_censored(make_harness):
     assert await counts(h) == {"image_censored": 1}
 
 
-class WatchingSafety(ImageSafety):
-    """Passes every image, after noting whether its PNG was being written while it was checked."""
+class NotingSafety(ImageSafety):
+    """Passes every image, noting ``note()`` as each is checked (``note`` runs on the check's thread)."""
 
-    def __init__(self, results_dir: Path) -> None:
+    def __init__(self, note: Callable[[], Any]) -> None:
         super().__init__(threshold=0.8)
-        self.results_dir = results_dir
-        self.encoded_during_check: list[bool] = []
+        self.note = note
+        self.seen: list[Any] = []
 
     def score(self, image) -> float:
-        deadline = time.monotonic() + 5
-        while not any(self.results_dir.glob("*/*.png*")) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self.encoded_during_check.append(any(self.results_dir.glob("*/*.png*")))
+        self.seen.append(self.note())
         return 0.0
 
 
+def png_written_within(results_dir: Path, seconds: float) -> bool:
+    """Whether a PNG (staged or stored) appears under ``results_dir`` within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not any(results_dir.glob("*/*.png*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return any(results_dir.glob("*/*.png*"))
+
+
 async def test_the_png_is_encoded_while_the_image_is_checked(make_harness, tmp_path):
-    safety = WatchingSafety(tmp_path / "data" / "results")
+    results_dir = tmp_path / "data" / "results"
+    safety = NotingSafety(lambda: png_written_within(results_dir, 5))
     h = await make_harness(ContentGuard(image_safety=safety))
-    assert Path(h.app.settings.results_dir) == safety.results_dir
+    assert Path(h.app.settings.results_dir) == results_dir
     await h.feed(message_update("a red fox"))
     (job,) = await h.wait_jobs_settled()
     assert job.status == "done"
-    assert safety.encoded_during_check == [True]
+    assert safety.seen == [True]
     results = Path(h.app.settings.results_dir) / str(job.id)
     assert [p.name for p in results.iterdir()] == ["0.png"]
     assert h.session.of(SendPhoto)

@@ -29,11 +29,10 @@ from jobs.worker import Worker
 from storage.migrate import upgrade_async
 from storage.models import Job, JobStatus
 from prompting.guard import ContentGuard
-from prompting.safety import ImageSafety
 from tests.bot.test_pipeline import GatedBackend, LoggingBeautifier, LoggingSafety, SlowToStartBackend
 from tests.conftest import make_settings
 from tests.fakes import TOKEN, RecordingSession, message_update, user
-from tests.safety.test_bot_safety import beautify_on
+from tests.safety.test_bot_safety import NotingSafety, beautify_on
 from tests.scale.conftest import REDIS_URL
 
 
@@ -332,19 +331,6 @@ async def test_a_finished_jobs_check_and_png_wait_until_the_next_job_is_on_the_w
         assert await drained(c)
 
 
-class CountingSafety(ImageSafety):
-    """Passes every image, noting how many photos had gone out when it was checked."""
-
-    def __init__(self, photos_sent: Any) -> None:
-        super().__init__(threshold=0.8)
-        self.photos_sent = photos_sent
-        self.seen: list[int] = []
-
-    def score(self, image) -> float:
-        self.seen.append(self.photos_sent())
-        return 0.0
-
-
 async def test_a_full_finishing_line_lets_the_waiting_unit_be_checked_while_the_oldest_uploads(
     tmp_path, pg_database, redis_prefix, monkeypatch
 ):
@@ -358,7 +344,7 @@ async def test_a_full_finishing_line_lets_the_waiting_unit_be_checked_while_the_
     ) as c:
         worker = c.add_worker(ALL, GatedBackend())
         session = c.workers[0][1]
-        safety = CountingSafety(lambda: len(session.of(SendPhoto)))
+        safety = NotingSafety(lambda: len(session.of(SendPhoto)))  # photos gone out at each check
         worker.runner.guard = ContentGuard(image_safety=safety)
         for uid in (8301, 8302, 8303):
             await c.feed(message_update(f"a lighthouse {uid}", from_user=user(uid)))

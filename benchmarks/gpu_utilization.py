@@ -7,8 +7,9 @@
 A stand-in backend holds one "GPU" lock for a fixed time per image (the real pipelines would hold the
 device); everything around it is the project's own code: job rows in SQLite, the embedded queue and
 its round-robin, the job runner, the safety check (a stand-in classifier that takes a fixed time per
-image, as OpenNSFW does on the CPU), PNG encoding (of a real photo, scikit-image's astronaut) to the result folder and delivery (a stand-in upload
-that takes a fixed time, as sending a photo to Telegram does). It prints the share of the wall time
+image, as OpenNSFW does on the CPU), PNG encoding to the result folder (the stand-in draws a real
+photo, scikit-image's astronaut) and delivery (a stand-in upload that takes a fixed time, as sending
+a photo to Telegram does). It prints the share of the wall time
 (from the queue's start to the last delivery) during which the lock was held: 100% means the GPU
 never waited for the rest of the bot.
 

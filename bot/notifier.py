@@ -494,9 +494,8 @@ class TelegramNotifier:
 
     async def _send_photo(self, job: Job, path: Path, caption: str, keyboard: InlineKeyboardMarkup) -> Message:
         try:
-            return await self.bot.send_photo(
-                chat_id=job.chat_id, photo=await asyncio.to_thread(photo_upload, path), caption=caption, reply_markup=keyboard
-            )
+            photo = await asyncio.to_thread(photo_upload, path)
+            return await self.bot.send_photo(chat_id=job.chat_id, photo=photo, caption=caption, reply_markup=keyboard)
         except TelegramBadRequest as exc:
             if not _photo_rejected(exc):
                 raise

@@ -76,8 +76,9 @@ async def gpu_handed_over(*signals: asyncio.Event, timeout: float | None = None)
     if any(signal.is_set() for signal in signals):
         return
     waits = [asyncio.ensure_future(signal.wait()) for signal in signals]
+    limit = HANDOVER_WAIT_SECONDS if timeout is None else timeout
     try:
-        await asyncio.wait(waits, timeout=HANDOVER_WAIT_SECONDS if timeout is None else timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for wait in waits:
             wait.cancel()

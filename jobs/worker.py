@@ -196,12 +196,9 @@ class Worker:
             ready = [m for m in unit if m.prepared is not None]
             gpu_free = asyncio.Event()
             lookahead = asyncio.create_task(self._build_ahead(gpu_free), name="build-ahead") if ready else None
+            on_gpu = [m.prepared for m in ready if m.prepared is not None]
             try:
-                outcomes = (
-                    await self.runner.generate([m.prepared for m in ready], started=self._handed_over.set)  # type: ignore[misc]
-                    if ready
-                    else []
-                )
+                outcomes = await self.runner.generate(on_gpu, started=self._handed_over.set) if on_gpu else []
             finally:
                 gpu_free.set()
                 if ready and not self.stopping:

@@ -455,7 +455,8 @@ async def test_a_finished_jobs_check_and_png_wait_until_the_next_job_is_on_the_g
     monkeypatch.setattr("jobs.finishing.HANDOVER_WAIT_SECONDS", 30.0)
     monkeypatch.setattr("jobs.queue.IDLE_RECHECK_SECONDS", 60.0)  # no other read of the queue ends it
     backend = SlowToStartBackend()
-    h = await start_harness(make_settings(tmp_path), backend, guard=ContentGuard(image_safety=LoggingSafety(backend.log)))
+    guard = ContentGuard(image_safety=LoggingSafety(backend.log))
+    h = await start_harness(make_settings(tmp_path), backend, guard=guard)
     try:
         gate = backend.gate()
         await h.feed(message_update("first", from_user=user(user_id=1)))
@@ -479,7 +480,8 @@ async def test_a_full_finishing_line_lets_the_waiting_unit_be_checked_beside_the
     newer unit is checked meanwhile instead of waiting for a GPU start that waits for it."""
     monkeypatch.setattr("jobs.finishing.HANDOVER_WAIT_SECONDS", 30.0)
     log: list[str] = []
-    h = await start_harness(make_settings(tmp_path), GatedBackend(), guard=ContentGuard(image_safety=LoggingSafety(log, 0.5)))
+    guard = ContentGuard(image_safety=LoggingSafety(log, 0.5))  # each check takes 0.5 s
+    h = await start_harness(make_settings(tmp_path), GatedBackend(), guard=guard)
     try:
         for uid in (1, 2, 3):
             await h.feed(message_update(f"fox {uid}", from_user=user(user_id=uid)))

@@ -27,7 +27,9 @@ def unfrozen():
 def test_the_startup_heap_leaves_the_collected_generations(unfrozen) -> None:
     long_lived = Node()  # like a module, a schema, a loaded model: alive from start-up on
     frozen = settle_startup_heap()
-    assert frozen == gc.get_freeze_count()
+    # A frozen object that dies leaves the count: threads left by earlier tests may free a few
+    # meanwhile (CI saw 2 of 2.7 million go).
+    assert frozen - 100 <= gc.get_freeze_count() <= frozen and frozen > 1000
     assert not any(obj is long_lived for obj in gc.get_objects())  # no generation holds it any more
     assert long_lived.me is long_lived
 

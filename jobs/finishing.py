@@ -70,15 +70,14 @@ class FinishingLine:
             await asyncio.wait(set(self._tasks), timeout=timeout)
 
 
-async def gpu_handed_over(*signals: asyncio.Event, timeout: float | None = None) -> None:
+async def gpu_handed_over(*signals: asyncio.Event) -> None:
     """Return once any of ``signals`` is set (the next unit is on the GPU, or none is coming), or after
-    ``timeout`` (default :data:`HANDOVER_WAIT_SECONDS`): finishing is never held up for long."""
+    :data:`HANDOVER_WAIT_SECONDS`: finishing is never held up for long."""
     if any(signal.is_set() for signal in signals):
         return
     waits = [asyncio.ensure_future(signal.wait()) for signal in signals]
-    limit = HANDOVER_WAIT_SECONDS if timeout is None else timeout
     try:
-        await asyncio.wait(waits, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, timeout=HANDOVER_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for wait in waits:
             wait.cancel()

@@ -106,8 +106,9 @@ class EmbeddedQueue:
         # Finishing (safety check, PNG, store, delivery) runs beside the next generation.
         self._finishing = FinishingLine(on_done=self._update_idle)
         self._generating = False
-        # Set while the GPU has its next unit, or none is coming: a finished unit's CPU work (check,
-        # PNG encoding) waits for it (jobs.finishing.gpu_handed_over).
+        # Clear while the next unit is claimed (from the current unit's last step) until it is on the
+        # GPU; set when none is coming. A finished unit's CPU work (check, PNG encoding) waits for it
+        # (jobs.finishing.gpu_handed_over).
         self._handed_over = asyncio.Event()
         self._handed_over.set()
         self._queue_empty = False
@@ -304,7 +305,6 @@ class EmbeddedQueue:
                 unit = await upcoming if upcoming is not None else await self._next_unit()
                 upcoming = None
                 if unit is None:
-                    self._handed_over.set()
                     continue
                 if self._stopping:  # claimed while the shutdown began: back to the queue
                     self.runner.interrupt([p.job_id for p in unit])
@@ -319,6 +319,7 @@ class EmbeddedQueue:
                     nonlocal upcoming
                     gpu_free.set()  # the look-ahead ends after its current pick (not awaited: the GPU is next)
                     if upcoming is None and not self._stopping:
+                        self._handed_over.clear()  # this unit's finishing waits for the next one's start
                         upcoming = asyncio.create_task(self._next_unit(), name="claim-next")
 
                 try:
@@ -329,10 +330,6 @@ class EmbeddedQueue:
                 finally:
                     self._generating = False
                     gpu_free.set()
-                if upcoming is None or self._stopping or self._queue_empty:
-                    self._handed_over.set()
-                else:
-                    self._handed_over.clear()  # the next unit is being claimed: it goes to the GPU first
                 self._finish_beside(unit, outcomes)
         finally:
             self._handed_over.set()  # no unit goes to the GPU from here on

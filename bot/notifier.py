@@ -178,16 +178,20 @@ PHOTO_MAX_BYTES = 10 * 1024 * 1024
 PHOTO_JPEG_QUALITY = 95  # a 4096 px picture: 2-6 MB
 
 
-def photo_upload(path: Path) -> InputFile:
+async def photo_upload(path: Path) -> InputFile:
     """A stored result as a photo upload: its PNG, or, over Telegram's photo limit, a JPEG of it
-    (Telegram turns photos into JPEGs anyway; "Original" still sends the PNG). Blocking: the JPEG
-    is encoded here, so call it in a worker thread."""
+    (encoded in a worker thread; Telegram turns photos into JPEGs anyway, and "Original" still sends
+    the PNG)."""
     if path.stat().st_size <= PHOTO_MAX_BYTES:
         return FSInputFile(path)
+    return BufferedInputFile(await asyncio.to_thread(_jpeg_of, path), filename=f"{path.stem}.jpg")
+
+
+def _jpeg_of(path: Path) -> bytes:
     with Image.open(path) as image:
         buffer = BytesIO()
         image.convert("RGB").save(buffer, format="JPEG", quality=PHOTO_JPEG_QUALITY)
-    return BufferedInputFile(buffer.getvalue(), filename=f"{path.stem}.jpg")
+    return buffer.getvalue()
 
 
 def _photo_rejected(exc: TelegramBadRequest) -> bool:
@@ -428,7 +432,7 @@ class TelegramNotifier:
         else:
             # Image i was generated with seed + i; the file name keeps i when the safety check left some out.
             seeds_of = [seed + int(path.stem) for path in paths]
-            uploads = await asyncio.gather(*(asyncio.to_thread(photo_upload, path) for path in paths))
+            uploads = await asyncio.gather(*(photo_upload(path) for path in paths))
             media = [
                 InputMediaPhoto(
                     media=upload, caption=result_caption(self.t, job, locale, seeds_of[i]) if i == 0 else None
@@ -494,7 +498,7 @@ class TelegramNotifier:
 
     async def _send_photo(self, job: Job, path: Path, caption: str, keyboard: InlineKeyboardMarkup) -> Message:
         try:
-            photo = await asyncio.to_thread(photo_upload, path)
+            photo = await photo_upload(path)
             return await self.bot.send_photo(chat_id=job.chat_id, photo=photo, caption=caption, reply_markup=keyboard)
         except TelegramBadRequest as exc:
             if not _photo_rejected(exc):

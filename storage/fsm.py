@@ -16,11 +16,12 @@ import json
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, KeyBuilder, StateType, StorageKey
-from sqlalchemy import JSON, DateTime, String, select
+from sqlalchemy import JSON, DateTime, String, make_url, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from storage.db import create_engine, create_sessionmaker, sqlite_file
@@ -45,8 +46,7 @@ def fsm_url(db_url: str) -> str:
     path = sqlite_file(db_url)
     if path is None:
         return db_url
-    folder = path.rsplit("/", 1)[0] if "/" in path else "."
-    return f"{db_url.split(':///', 1)[0]}:///{folder}/fsm.db"
+    return make_url(db_url).set(database=str(Path(path).with_name("fsm.db"))).render_as_string(hide_password=False)
 
 
 def _state_name(state: StateType) -> str | None:

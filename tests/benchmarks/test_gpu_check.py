@@ -34,3 +34,46 @@ def test_psnr_of_8_bit_images():
     assert gpu_check.psnr(a, b) == math.inf
     b[0, 0, 0] = 255  # one channel of one pixel fully wrong: MSE = 255^2 / 48
     assert abs(gpu_check.psnr(a, b) - 10 * math.log10(48)) < 1e-9
+
+
+def tiny_flash_backend():
+    import torch
+
+    from benchmarks.pipelines import build_backend
+
+    torch.manual_seed(0)
+    backend, _ = build_backend("cpu", torch.float32, full=False, models=(gpu_check.ModelId.K31_FLASH,), shrink=gpu_check.tiny)
+    return backend
+
+
+def test_counted_tflop_includes_the_prompt_encoding_every_time():
+    # The first GPU run counted Flash after Kandinsky 3.1 had encoded the same prompt: the cached
+    # encoding left the text encoder out of Flash's figure.
+    backend = tiny_flash_backend()
+    flash = gpu_check.ModelId.K31_FLASH
+    first = gpu_check.counted_tflop(backend, flash, 64)
+    backend.generate(gpu_check.request(flash, 64, 1), lambda s, t: None)  # the prompt is cached now
+    assert gpu_check.counted_tflop(backend, flash, 64) == first
+
+
+def test_finite_image_tells_a_decoder_that_made_nan():
+    import torch
+
+    from generation.manager import MOVQ
+
+    backend = tiny_flash_backend()
+    req = gpu_check.request(gpu_check.ModelId.K31_FLASH, 64, 1)
+    image, finite = gpu_check.finite_image(backend, req)
+    assert finite and image.size == (64, 64)
+    with torch.no_grad():
+        backend.manager.parts[MOVQ].obj.decoder.conv_out.bias.fill_(float("nan"))
+    _, finite = gpu_check.finite_image(backend, req)
+    assert not finite
+
+
+def test_fp8_table_gives_no_psnr_for_pictures_with_nan():
+    row = {"model": "kandinsky-3.1-flash", "s_per_image": 1.2, "fp16_s_per_image": 0.9, "psnr_mean": 12.2,
+           "psnr_min": 12.0, "finite": False, "peak_gib": 31.1}
+    line = gpu_check.fp8_table({"rows": [row]}).splitlines()[-1]
+    assert "n/a: NaN or infinity" in line and line.startswith("| kandinsky-3.1-flash | 1.200 | 0.900 |")
+    assert "| 12.2 / 12.0 |" in gpu_check.fp8_table({"rows": [dict(row, finite=True)]})

@@ -34,7 +34,7 @@ import torch
 
 from generation.backend import GenerationRequest, Mode, ModelId
 from generation.diffusers_backend import DiffusersBackend
-from generation.manager import FLASH_UNET, K3_UNET, MOVQ, TEXT_ENCODER, ModelManager
+from generation.manager import FLASH_UNET, K3_UNET, MOVQ, TEXT_ENCODER, ModelManager, channels_last_pays
 from generation.sources import GenerationConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "generation" / "configs"
@@ -105,7 +105,7 @@ def build_backend(
         scheduler=Kandinsky3AuthorsScheduler(),
     )
     for name, module in ((MOVQ, movq), *unets.items()):
-        if device.startswith("cuda"):
+        if device.startswith("cuda") and channels_last_pays(module):  # as the manager loads them
             module.to(memory_format=torch.channels_last)
         manager.add_part(name, module)
     params = {

@@ -10,9 +10,9 @@
   least recently (and not needed now) move to the CPU. Models of other packages share the budget
   through :meth:`ModelManager.use_external` (the local beautifier LLM, ``prompting.beautify``).
 - ``offload="model" | "sequential"`` hands placement to diffusers' CPU offload (small GPUs).
-- UNets use PyTorch SDPA attention, channels_last on CUDA, ``torch.compile`` when enabled (once per
-  known image size, :mod:`generation.compiled`) and FP8 when enabled on a GPU that has it
-  (:mod:`generation.precision`).
+- UNets use PyTorch SDPA attention, channels_last on CUDA (except the Kandinsky 3 UNets, which it
+  slows), ``torch.compile`` when enabled (once per known image size, :mod:`generation.compiled`) and
+  FP8 when enabled on a GPU that has it (:mod:`generation.precision`).
 - A missing or corrupt checkpoint raises :class:`ModelUnavailable` naming the model and the path.
 
 The worker's settings come from ``app.config.Settings.generation_config()``.
@@ -102,6 +102,15 @@ class Part:
     last_used: float = field(default_factory=time.monotonic)
 
 
+def channels_last_pays(module: torch.nn.Module) -> bool:
+    """Whether ``module`` runs faster on CUDA in channels_last. Not the Kandinsky 3 UNets (3.1, Flash,
+    inpainting): on an H200 (torch 2.11, fp16, 1024 px) their forward took 8% longer with 2 rows and 23%
+    longer with 8 in channels_last (benchmarks/RESULTS.md, "The GPU check on an H200")."""
+    from diffusers import Kandinsky3UNet
+
+    return not isinstance(module, Kandinsky3UNet)
+
+
 class ModelManager:
     def __init__(self, config: GenerationConfig) -> None:
         if config.offload not in OFFLOAD_MODES:
@@ -166,13 +175,13 @@ class ModelManager:
 
     # -- loading ------------------------------------------------------------------------------
     def _optimize(self, module: torch.nn.Module, unet: bool, fp8: bool = False) -> torch.nn.Module:
-        """SDPA attention, channels_last on CUDA; for UNets ``fp8`` (when FP8_UNETS is on and the GPU
-        has FP8) and ``torch.compile`` once per known image size (generation.compiled)."""
+        """SDPA attention, channels_last on CUDA where it pays; for UNets ``fp8`` (when FP8_UNETS is on and
+        the GPU has FP8) and ``torch.compile`` once per known image size (generation.compiled)."""
         if unet:
             from diffusers.models.attention_processor import AttnProcessor2_0
 
             module.set_attn_processor(AttnProcessor2_0())  # PyTorch SDPA
-        if self.on_cuda:
+        if self.on_cuda and channels_last_pays(module):
             module.to(memory_format=torch.channels_last)
         if fp8 and self.config.fp8_unets:
             quantize_fp8(module, self.device, type(module).__name__)

@@ -271,3 +271,25 @@ def test_tf32_for_fp32_matmuls_on_cuda():
         assert matmul.allow_tf32 and cudnn.allow_tf32
     finally:
         matmul.allow_tf32, cudnn.allow_tf32 = saved
+
+
+def test_channels_last_on_cuda_except_for_the_kandinsky3_unets():
+    # On an H200 the Kandinsky 3 UNet ran 8-23% slower in channels_last (benchmarks/RESULTS.md); the
+    # MoVQ and the other models keep it. The layout is set on CPU tensors just as on CUDA ones.
+    from diffusers import Kandinsky3UNet, VQModel
+
+    from generation.k3_inpaint import Kandinsky3InpaintUNet
+    from generation.tiny import TINY_K3_UNET, TINY_MOVQ
+
+    def layout(module: torch.nn.Module) -> bool:
+        weights = [p for p in module.parameters() if p.dim() == 4]
+        return all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+
+    manager = ModelManager(GenerationConfig(device="cpu"))
+    manager.on_cuda = True  # what the manager decides on a GPU, without one
+    unets = [Kandinsky3UNet(**TINY_K3_UNET), Kandinsky3InpaintUNet(**dict(TINY_K3_UNET, in_channels=9))]
+    for unet in unets:
+        assert not layout(manager._optimize(unet, unet=True))
+    assert layout(manager._optimize(VQModel(**TINY_MOVQ), unet=False))
+    manager.on_cuda = False
+    assert not layout(manager._optimize(VQModel(**TINY_MOVQ), unet=False))  # CPU: left as it is

@@ -86,7 +86,9 @@ def build_backend(
     try:
         with torch.device(device), torch.no_grad():
             text_encoder = encoder_as_from_pretrained(T5EncoderModel(T5Config(**text_cfg)).eval())
-            movq = VQModel.from_config(movq_cfg).eval()
+            # fp32, as the model manager loads it (the authors run it in fp32), so the decode costs what
+            # it costs the bot
+            movq = VQModel.from_config(movq_cfg).float().eval()
             unets = {}
             null_embedding = torch.randn(unet_cfg["cross_attention_dim"])
             if {ModelId.K31, ModelId.K31_REFINER} & set(models):

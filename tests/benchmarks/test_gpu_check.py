@@ -77,3 +77,16 @@ def test_fp8_table_gives_no_psnr_for_pictures_with_nan():
     line = gpu_check.fp8_table({"rows": [row]}).splitlines()[-1]
     assert "n/a: NaN or infinity" in line and line.startswith("| kandinsky-3.1-flash | 1.200 | 0.900 |")
     assert "| 12.2 / 12.0 |" in gpu_check.fp8_table({"rows": [dict(row, finite=True)]})
+
+
+def test_the_benchmark_backend_keeps_the_movq_in_fp32_as_the_bot_does():
+    import torch
+
+    from benchmarks.pipelines import build_backend
+    from generation.manager import FLASH_UNET, MOVQ
+
+    backend, _ = build_backend("cpu", torch.bfloat16, full=False, models=(gpu_check.ModelId.K31_FLASH,), shrink=gpu_check.tiny)
+    assert next(backend.manager.parts[MOVQ].obj.parameters()).dtype == torch.float32
+    assert next(backend.manager.parts[FLASH_UNET].obj.parameters()).dtype == torch.bfloat16
+    image = backend.generate(gpu_check.request(gpu_check.ModelId.K31_FLASH, 64, 1), lambda s, t: None)[0]
+    assert image.size == (64, 64)  # bf16 latents decode through the fp32 MoVQ

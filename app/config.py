@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     offload: Literal["none", "model", "sequential"] = "none"
     vram_budget_gb: float | None = None
     torch_compile: bool = False
+    # torch.compile's mode for TORCH_COMPILE. "reduce-overhead" adds CUDA graphs: on an H200 a Kandinsky 3
+    # UNet step of one image spent 109 ms launching kernels that replay as a graph in 44 ms
+    # (benchmarks/RESULTS.md); each batch size then keeps its own graph and its memory.
+    torch_compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     # FP8 (torchao, the [fp8] extra) for the Kandinsky 3.1 UNets' linear layers, on GPUs that have FP8
     # (compute capability 8.9+: L4, L40S, H100, H200); elsewhere the UNets stay in GENERATION_DTYPE.
     fp8_unets: bool = False
@@ -248,6 +252,7 @@ class Settings(BaseSettings):
             offload=self.offload,
             vram_budget_gb=self.vram_budget_gb,
             compile=self.torch_compile,
+            compile_mode=self.torch_compile_mode,
             fp8_unets=self.fp8_unets,
             tf32=self.tf32,
             text_cache_mb=self.text_cache_mb,

@@ -188,7 +188,8 @@ class ModelManager:
         if unet and self.config.compile:
             from generation.compiled import compile_sizes, compile_unet
 
-            compile_unet(module, compile_sizes(self.config.max_image_side), backend=self.config.compile_backend)
+            compile_unet(module, compile_sizes(self.config.max_image_side), backend=self.config.compile_backend,
+                         mode=self.config.compile_mode)
         return module
 
     def _guard(self, label: str, path: str, load: Callable[[], Any]) -> Any:

@@ -50,6 +50,7 @@ class GenerationConfig:
     vram_budget_gb: float | None = None  # None: what the GPU has
     compile: bool = False  # torch.compile the UNets (generation.compiled: once per known image size)
     compile_backend: str = "inductor"  # torch.compile's backend (tests register a counting one)
+    compile_mode: str = "default"  # torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune...
     fp8_unets: bool = False  # FP8 weights and matmuls in the Kandinsky 3.1 UNets (torchao; GPUs of sm 8.9+)
     # Bound of the text-encoder output cache (generation.text_cache), kept on the GPU; 0 turns it off.
     text_cache_mb: int = 256

@@ -88,3 +88,13 @@ async def test_the_fake_backend_uses_stand_ins_that_download_nothing(monkeypatch
     real = Settings(_env_file=None, bot_token=TOKEN)
     assert isinstance(build_beautifier(real.beautifier_settings(), real.generation_config()), LocalLLMBeautifier)
     assert isinstance(make_describer(real.faceswap_config()), OmniFusionDescriber)
+
+
+def test_torch_compile_mode_reaches_the_generation_config_and_a_wrong_one_is_named():
+    settings = Settings(_env_file=None, bot_token=TOKEN, torch_compile=True, torch_compile_mode="reduce-overhead")
+    config = settings.generation_config()
+    assert config.compile and config.compile_mode == "reduce-overhead"
+    assert Settings(_env_file=None, bot_token=TOKEN).generation_config().compile_mode == "default"
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=None, bot_token=TOKEN, torch_compile_mode="fastest")
+    assert describe_error(info.value).startswith("Configuration error: TORCH_COMPILE_MODE")

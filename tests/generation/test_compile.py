@@ -206,3 +206,34 @@ def test_uncompiled_by_default(tiny_config):
 
     pipes = ModelManager(tiny_config).k3_pipelines(ModelId.K31_FLASH)
     assert not isinstance(pipes.flash.unet.forward, CompiledForward)
+
+
+RECORDING = "kandinsky_test_recording"
+COMPILED_WITH: list[dict] = []
+
+
+def _recording(gm: torch.fx.GraphModule, example_inputs: list, **kwargs: object) -> object:
+    COMPILED_WITH.append(kwargs)
+    return gm.forward
+
+
+if RECORDING not in torch._dynamo.list_backends(exclude_tags=()):
+    torch._dynamo.register_backend(_recording, name=RECORDING)
+
+
+def test_the_compile_mode_reaches_the_compiler(tiny_config):
+    # TORCH_COMPILE_MODE: torch.compile hands a mode other than "default" to its backend (with "default"
+    # it hands none: the counting backend above takes no mode).
+    mode = "reduce-overhead"
+    from generation.manager import ModelManager
+
+    config = dataclasses.replace(tiny_config, compile=True, compile_backend=RECORDING, compile_mode=mode,
+                                 max_image_side=128)
+    unet = ModelManager(config).k3_pipelines(ModelId.K31_FLASH).flash.unet
+    COMPILED_WITH.clear()
+    torch._dynamo.reset()
+    width = unet.config.encoder_hid_dim  # the text encoder's
+    with torch.no_grad():
+        unet(torch.randn(2, 4, 16, 16), torch.tensor([10, 10]), encoder_hidden_states=torch.randn(2, 8, width),
+             encoder_attention_mask=torch.ones(2, 8, dtype=torch.long))
+    assert COMPILED_WITH and all(kwargs == {"mode": mode} for kwargs in COMPILED_WITH)

@@ -23,6 +23,10 @@ of the same seeds (random weights: it measures how far FP8 arithmetic moves the 
 a picture is). Without an FP8 GPU (compute capability 8.9+) or torchao, that row says why it was skipped.
 fp32 products (the encoder's fp32 layers, the MoVQ) run on TF32, as the worker runs them.
 
+``--compile MODE`` compiles the UNets first, as ``TORCH_COMPILE=true TORCH_COMPILE_MODE=MODE`` does
+(``reduce-overhead`` adds CUDA graphs); each row's warm-up pays the compilation, and the FP8 check
+is best left out then (``--no-fp8``: quantizing changes the compiled modules).
+
 It is sized to finish within 8 minutes on one H100/H200: one warm-up and ``--repeats`` timed runs
 per row (the batching figures reuse the rows' warm-up: the same shapes), one counted run per model,
 and two seeds per model for FP8.
@@ -171,15 +175,34 @@ def time_row(backend: Any, device: str, model: ModelId, size: int, images: int, 
     return {"model": row["model"], "batch": images, "s_per_image": row["s_per_image"], "peak_gib": row["peak_gpu_gb"]}
 
 
+def compile_unets(backend: Any, size: int, mode: str, compiler: str) -> list[str]:
+    """``torch.compile`` the UNets for ``size`` as TORCH_COMPILE does (``generation.compiled``); the
+    names of the parts compiled. Each row's warm-up then pays the compilation."""
+    from generation.compiled import compile_unet
+
+    compiled = []
+    for name in (K3_UNET, FLASH_UNET):
+        part = backend.manager.parts.get(name)
+        if part is not None:
+            compile_unet(part.obj, [(size, size)], backend=compiler, mode=mode)
+            compiled.append(name)
+    return compiled
+
+
 def run(
-    device: str, dtype: torch.dtype, smoke: bool, size: int, models: tuple[ModelId, ...], repeats: int
+    device: str, dtype: torch.dtype, smoke: bool, size: int, models: tuple[ModelId, ...], repeats: int,
+    compile_mode: str | None = None, compiler: str = "inductor",
 ) -> tuple[list[dict], Any]:
     if device.startswith("cuda"):
         enable_tf32()  # as the worker does (TF32 setting, on by default)
     backend, _ = build_backend(device, dtype, full=not smoke, models=models, shrink=tiny if smoke else None)
+    # Counted before any compilation: the FLOP counter sees the eager modules' operations only.
+    tflops = {model: counted_tflop(backend, model, size) for model in models}
+    if compile_mode is not None:
+        compile_unets(backend, size, compile_mode, compiler)
     rows = []
     for model in models:
-        tflop = counted_tflop(backend, model, size)
+        tflop = tflops[model]
         for batch in (1, 4):
             row = time_row(backend, device, model, size, batch, repeats)
             row["tflop_per_image"] = tflop
@@ -253,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="k3,flash,refiner")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (smoke run: 1)")
     parser.add_argument("--no-fp8", dest="fp8", action="store_false", help="skip the FP8 check")
+    parser.add_argument("--compile", metavar="MODE", default=None,
+                        help="torch.compile the UNets first, as TORCH_COMPILE=true TORCH_COMPILE_MODE=MODE does "
+                             "(default, reduce-overhead, ...); the warm-ups pay the compilation")
+    parser.add_argument("--compiler", default="inductor", help=argparse.SUPPRESS)  # tests: a cheaper dynamo backend
     args = parser.parse_args(argv)
 
     smoke = args.smoke or not torch.cuda.is_available()
@@ -263,9 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         # One thread on a shared CPU: OpenMP's spinning threads slow a busy 2-core machine to a crawl.
         torch.set_num_threads(args.threads or 1)
     models = tuple(MODELS[m.strip()] for m in args.models.split(",") if m.strip())
-    print(f"# {'smoke run (tiny architectures)' if smoke else 'full size'} on {device}, {dtype}, {size}x{size}: {hardware(device)}")
+    compiled = f", UNets compiled ({args.compile})" if args.compile else ""
+    print(f"# {'smoke run (tiny architectures)' if smoke else 'full size'} on {device}, {dtype}, {size}x{size}{compiled}: "
+          f"{hardware(device)}")
     start = time.perf_counter()
-    rows, backend = run(device, dtype, smoke, size, models, args.repeats)
+    rows, backend = run(device, dtype, smoke, size, models, args.repeats, args.compile, args.compiler)
     if device.startswith("cuda"):
         print(f"# {tf32_state()}")
     print(table(rows))

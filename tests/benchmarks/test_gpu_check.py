@@ -90,3 +90,24 @@ def test_the_benchmark_backend_keeps_the_movq_in_fp32_as_the_bot_does():
     assert next(backend.manager.parts[FLASH_UNET].obj.parameters()).dtype == torch.bfloat16
     image = backend.generate(gpu_check.request(gpu_check.ModelId.K31_FLASH, 64, 1), lambda s, t: None)[0]
     assert image.size == (64, 64)  # bf16 latents decode through the fp32 MoVQ
+
+
+def test_compile_runs_the_rows_through_compiled_unets(capsys, monkeypatch):
+    # --compile MODE: the UNets are compiled as TORCH_COMPILE_MODE=MODE compiles them (dynamo's eager
+    # backend here: Inductor's C++ build would take minutes on this CPU); the FLOPs are counted eagerly.
+    from generation.compiled import CompiledForward
+
+    seen = []
+    original = gpu_check.compile_unets
+    monkeypatch.setattr(gpu_check, "compile_unets", lambda *args: seen.append(args) or original(*args))
+    assert gpu_check.main(["--smoke", "--models", "flash", "--repeats", "1", "--users", "0", "--no-fp8",
+                           "--compile", "reduce-overhead", "--compiler", "eager"]) == 0
+    out = capsys.readouterr().out
+    assert "UNets compiled (reduce-overhead)" in out.splitlines()[0]
+    backend, size, mode, compiler = seen[0]
+    assert (size, mode, compiler) == (64, "reduce-overhead", "eager")
+    from generation.manager import FLASH_UNET
+
+    assert isinstance(backend.manager.parts[FLASH_UNET].obj.forward, CompiledForward)
+    rows = [line for line in out.splitlines() if line.startswith("| kandinsky-3.1-flash |")]
+    assert len(rows) == 2 and all(float(row.split("|")[5]) > 0 for row in rows)  # TFLOP counted

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -46,7 +45,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.pipelines import PROMPT, build_backend, hardware, sync, time_model
+from benchmarks.pipelines import PROMPT, build_backend, hardware, median_seconds, time_model
 from generation.backend import GenerationRequest, Mode, ModelId, batch_key
 from generation.manager import FLASH_UNET, K3_UNET
 from generation.precision import enable_tf32, fp8_unavailable, quantize_fp8, tf32_state
@@ -97,15 +96,7 @@ def batching_row(backend: Any, device: str, model: ModelId, size: int, count: in
     assert len({batch_key(r) for r in requests}) == 1
 
     def timed(work: Callable[[], Any]) -> float:
-        runs = []
-        for _ in range(repeats):
-            backend.manager.text_cache.clear()
-            sync(device)
-            start = time.perf_counter()
-            work()
-            sync(device)
-            runs.append(time.perf_counter() - start)
-        return statistics.median(runs)
+        return median_seconds(work, device, repeats, before=backend.manager.text_cache.clear)
 
     alone = timed(lambda: [backend.generate(r, lambda s, t: None) for r in requests])
     batched = timed(lambda: backend.generate_batch(requests, lambda s, t: None))

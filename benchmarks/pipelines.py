@@ -135,6 +135,22 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def median_seconds(call: Callable[[], object], device: str, repeats: int,
+                   before: Callable[[], object] | None = None) -> float:
+    """Median wall time of ``repeats`` runs of ``call``, the device synchronised around each; ``before``
+    runs ahead of each, untimed."""
+    runs = []
+    for _ in range(repeats):
+        if before is not None:
+            before()
+        sync(device)
+        start = time.perf_counter()
+        call()
+        sync(device)
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
+
+
 def time_model(backend: DiffusersBackend, device: str, model: ModelId, size: int, images: int, repeats: int) -> dict:
     request = GenerationRequest(
         mode=Mode.TEXT2IMG, model=model, prompt=PROMPT, negative_prompt=None,
@@ -143,14 +159,7 @@ def time_model(backend: DiffusersBackend, device: str, model: ModelId, size: int
     backend.generate(request, lambda s, t: None)  # warm-up: kernels, allocator, lazy inits
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    runs = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        backend.generate(request, lambda s, t: None)
-        sync(device)
-        runs.append(time.perf_counter() - start)
-    seconds = statistics.median(runs)
+    seconds = median_seconds(lambda: backend.generate(request, lambda s, t: None), device, repeats)
     peak = torch.cuda.max_memory_allocated() / 1024**3 if device.startswith("cuda") else None
     return {"model": model.value, "s_per_image": seconds / images, "s_per_request": seconds, "peak_gpu_gb": peak}
 

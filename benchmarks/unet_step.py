@@ -15,13 +15,11 @@ random weights; speed does not depend on the weights.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
-from benchmarks.pipelines import hardware, load_config, sync
+from benchmarks.pipelines import hardware, load_config, median_seconds
 
 TEXT_ROWS = 128  # the Kandinsky 3.1 context: generation.k31.CONTEXT_ROWS
 
@@ -50,14 +48,7 @@ def timed(call: Callable[[], object], device: str, repeats: int) -> float:
     """Median seconds of ``call`` after two warm-ups."""
     for _ in range(2):
         call()
-    runs = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        call()
-        sync(device)
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs)
+    return median_seconds(call, device, repeats)
 
 
 def kernel_seconds(call: Callable[[], object]) -> float:

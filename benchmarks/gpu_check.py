@@ -166,18 +166,15 @@ def time_row(backend: Any, device: str, model: ModelId, size: int, images: int, 
     return {"model": row["model"], "batch": images, "s_per_image": row["s_per_image"], "peak_gib": row["peak_gpu_gb"]}
 
 
-def compile_unets(backend: Any, size: int, mode: str, compiler: str) -> list[str]:
-    """``torch.compile`` the UNets for ``size`` as TORCH_COMPILE does (``generation.compiled``); the
-    names of the parts compiled. Each row's warm-up then pays the compilation."""
+def compile_unets(backend: Any, size: int, mode: str, compiler: str) -> None:
+    """``torch.compile`` the UNets for ``size`` as TORCH_COMPILE does (``generation.compiled``). Each
+    row's warm-up then pays the compilation."""
     from generation.compiled import compile_unet
 
-    compiled = []
     for name in (K3_UNET, FLASH_UNET):
         part = backend.manager.parts.get(name)
         if part is not None:
             compile_unet(part.obj, [(size, size)], backend=compiler, mode=mode)
-            compiled.append(name)
-    return compiled
 
 
 def run(

@@ -4,9 +4,9 @@
     python -m benchmarks.pipelines --device cpu --size 256
 
 On CUDA it builds the full-size architectures from the real configs in ``generation/configs/``
-(Flan-UL2 encoder 8.6B, Kandinsky 3 UNet, MoVQ) with random weights in fp16 — the speed of a network
-does not depend on its weights — and runs them through the project's own code: the
-:class:`ModelManager` adopts the modules and :class:`DiffusersBackend` generates. On CPU, where the
+(Flan-UL2 encoder 8.6B, Kandinsky 3 UNet, MoVQ) with random weights in fp16, the MoVQ in fp32 as the bot
+loads it (the speed of a network does not depend on its weights), and runs them through the project's
+own code: the :class:`ModelManager` adopts the modules and :class:`DiffusersBackend` generates. On CPU, where the
 full models do not fit in memory, the same architectures are scaled down (widths / 8, fewer encoder
 layers) and the image is smaller: the figures check the code path, not the GPU numbers.
 

@@ -99,7 +99,7 @@ def test_compile_runs_the_rows_through_compiled_unets(capsys, monkeypatch):
 
     seen = []
     original = gpu_check.compile_unets
-    monkeypatch.setattr(gpu_check, "compile_unets", lambda *args: seen.append(args) or original(*args))
+    monkeypatch.setattr(gpu_check, "compile_unets", lambda *args: (seen.append(args), original(*args)))
     assert gpu_check.main(["--smoke", "--models", "flash", "--repeats", "1", "--users", "0", "--no-fp8",
                            "--compile", "reduce-overhead", "--compiler", "eager"]) == 0
     out = capsys.readouterr().out

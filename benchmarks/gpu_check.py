@@ -18,9 +18,10 @@ cache is emptied before each timed run, so both pay for encoding every prompt.
 
 Then the FP8 check (:mod:`generation.precision`, ``FP8_UNETS``): the UNets' attention layers are
 quantized to FP8 with torchao and Kandinsky 3.1 and Flash run again on fixed seeds; the table gives
-seconds per image at batch 1 next to fp16's, and the PSNR of the FP8 images against the fp16 images
-of the same seeds (random weights: it measures how far FP8 arithmetic moves the output, not how good
-a picture is). Without an FP8 GPU (compute capability 8.9+) or torchao, that row says why it was skipped.
+seconds per image at batch 1 next to fp16's, the PSNR of the FP8 images against the fp16 images of the
+same seeds, and the PSNR of the UNet's output at the first step, where both runs have the same inputs
+(random weights: it measures how far FP8 arithmetic moves the output, not how good a picture is;
+images decoded from NaN are marked, and the first step still compares). Without an FP8 GPU (compute capability 8.9+) or torchao, that row says why it was skipped.
 fp32 products (the encoder's fp32 layers, the MoVQ) run on TF32, as the worker runs them.
 
 ``--compile MODE`` compiles the UNets first, as ``TORCH_COMPILE=true TORCH_COMPILE_MODE=MODE`` does
@@ -39,6 +40,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -110,14 +112,50 @@ def psnr(ours: Any, reference: Any) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def finite_image(backend: Any, req: GenerationRequest) -> tuple[Any, bool]:
-    """One image of ``req`` and whether its pixels came from finite values. diffusers turns the decoded
-    array into 8-bit pixels with numpy, which casts NaN and infinity silently but for an "invalid value"
-    RuntimeWarning; the PSNR of such pictures says nothing (the first GPU run compared two of them)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        image = backend.generate(req, lambda s, t: None)[0]
-    return image, not any("invalid value" in str(w.message) for w in caught)
+FP8_UNET_OF = {ModelId.K31: K3_UNET, ModelId.K31_FLASH: FLASH_UNET}
+
+
+@dataclass
+class Sample:
+    """One image of a fixed seed, for the FP8 comparison."""
+
+    image: Any
+    finite: bool  # its pixels came from finite values
+    first_step: torch.Tensor  # the UNet's output at the first step (fp32, on the CPU)
+
+
+def signal_psnr(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    """PSNR of a float tensor against a reference, in dB, over the reference's range (inf when equal)."""
+    ours, reference = ours.double(), reference.double()
+    mse = float(((ours - reference) ** 2).mean())
+    span = float(reference.max() - reference.min())
+    return math.inf if mse == 0 else 10 * math.log10(span**2 / mse)
+
+
+def sample(backend: Any, model: ModelId, req: GenerationRequest) -> Sample:
+    """Generate ``req`` and keep what the FP8 check compares.
+
+    - Whether the pixels came from finite values: diffusers turns the decoded array into 8-bit pixels
+      with numpy, which casts NaN and infinity silently but for an "invalid value" RuntimeWarning; the
+      PSNR of such pictures says nothing (the first GPU run compared two of them).
+    - The UNet's output at the first step: a fixed seed gives it the same latents and context in fp16
+      and in FP8, so the two differ only by FP8's arithmetic, even where random weights make the
+      pictures themselves NaN. Later steps start from latents that have drifted apart."""
+    outputs: list[torch.Tensor] = []
+
+    def keep_first(module: Any, args: Any, output: Any) -> None:
+        if not outputs:
+            outputs.append((output[0] if isinstance(output, tuple) else output.sample).detach().float().cpu())
+
+    hook = backend.manager.parts[FP8_UNET_OF[model]].obj.register_forward_hook(keep_first)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            image = backend.generate(req, lambda s, t: None)[0]
+    finally:
+        hook.remove()
+    finite = not any("invalid value" in str(w.message) for w in caught)
+    return Sample(image, finite, outputs[0])
 
 
 def fp8_check(backend: Any, device: str, size: int, models: tuple[ModelId, ...], repeats: int, fp16_rows: list[dict]) -> dict:
@@ -129,10 +167,10 @@ def fp8_check(backend: Any, device: str, size: int, models: tuple[ModelId, ...],
     if not chosen:
         return {"skipped": "neither kandinsky-3.1 nor kandinsky-3.1-flash was benchmarked"}
 
-    def images(model: ModelId) -> list[tuple[Any, bool]]:
-        return [finite_image(backend, request(model, size, 1, seed)) for seed in FP8_SEEDS]
+    def samples(model: ModelId) -> list[Sample]:
+        return [sample(backend, model, request(model, size, 1, seed)) for seed in FP8_SEEDS]
 
-    reference = {model: images(model) for model in chosen}
+    reference = {model: samples(model) for model in chosen}
     for name in (K3_UNET, FLASH_UNET):
         part = backend.manager.parts.get(name)
         if part is not None and not quantize_fp8(part.obj, device, name):
@@ -140,12 +178,14 @@ def fp8_check(backend: Any, device: str, size: int, models: tuple[ModelId, ...],
     fp16 = {(r["model"], r["batch"]): r["s_per_image"] for r in fp16_rows}
     rows = []
     for model in chosen:
-        pairs = list(zip(images(model), reference[model]))
-        scores = [psnr(a, b) for (a, _), (b, _) in pairs]
-        finite = all(ok_a and ok_b for (_, ok_a), (_, ok_b) in pairs)
+        pairs = list(zip(samples(model), reference[model]))
+        scores = [psnr(ours.image, theirs.image) for ours, theirs in pairs]
+        steps = [signal_psnr(ours.first_step, theirs.first_step) for ours, theirs in pairs]
         timed = time_model(backend, device, model, size, 1, repeats)
         rows.append({"model": model.value, "s_per_image": timed["s_per_image"], "fp16_s_per_image": fp16.get((model.value, 1)),
-                     "psnr_mean": sum(scores) / len(scores), "psnr_min": min(scores), "finite": finite,
+                     "psnr_mean": sum(scores) / len(scores), "psnr_min": min(scores),
+                     "finite": all(ours.finite and theirs.finite for ours, theirs in pairs),
+                     "step_psnr_mean": sum(steps) / len(steps), "step_psnr_min": min(steps),
                      "peak_gib": timed["peak_gpu_gb"]})
     return {"rows": rows}
 
@@ -237,12 +277,14 @@ def table(rows: list[dict]) -> str:
 
 
 def fp8_table(result: dict) -> str:
+    seeds = ", ".join(map(str, FP8_SEEDS))
     lines = [
-        f"| FP8 UNets | FP8 s / image (batch 1) | fp16 s / image (batch 1) | PSNR vs fp16, dB (mean / min, seeds {', '.join(map(str, FP8_SEEDS))}) | peak GPU GiB |",
-        "|---|---:|---:|---:|---:|",
+        f"| FP8 UNets | FP8 s / image (batch 1) | fp16 s / image (batch 1) | image PSNR vs fp16, dB (mean / min, seeds {seeds}) "
+        "| first-step UNet output PSNR vs fp16, dB (mean / min) | peak GPU GiB |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     if "skipped" in result:
-        lines.append(f"| FP8 | skipped: {result['skipped']} | | | |")
+        lines.append(f"| FP8 | skipped: {result['skipped']} | | | | |")
         return "\n".join(lines)
     for r in result["rows"]:
         fp16 = f"{r['fp16_s_per_image']:.3f}" if r["fp16_s_per_image"] is not None else "n/a"
@@ -250,7 +292,8 @@ def fp8_table(result: dict) -> str:
         quality = f"{r['psnr_mean']:.1f} / {r['psnr_min']:.1f}"
         if not r.get("finite", True):
             quality = f"n/a: NaN or infinity in the decoded images ({quality} of the cast pixels)"
-        lines.append(f"| {r['model']} | {r['s_per_image']:.3f} | {fp16} | {quality} | {peak} |")
+        step = f"{r['step_psnr_mean']:.1f} / {r['step_psnr_min']:.1f}"
+        lines.append(f"| {r['model']} | {r['s_per_image']:.3f} | {fp16} | {quality} | {step} | {peak} |")
     return "\n".join(lines)
 
 

@@ -56,26 +56,58 @@ def test_counted_tflop_includes_the_prompt_encoding_every_time():
     assert gpu_check.counted_tflop(backend, flash, 64) == first
 
 
-def test_finite_image_tells_a_decoder_that_made_nan():
+def test_sample_tells_a_decoder_that_made_nan():
     import torch
 
     from generation.manager import MOVQ
 
     backend = tiny_flash_backend()
-    req = gpu_check.request(gpu_check.ModelId.K31_FLASH, 64, 1)
-    image, finite = gpu_check.finite_image(backend, req)
-    assert finite and image.size == (64, 64)
+    flash = gpu_check.ModelId.K31_FLASH
+    req = gpu_check.request(flash, 64, 1)
+    first = gpu_check.sample(backend, flash, req)
+    assert first.finite and first.image.size == (64, 64)
+    assert first.first_step.shape == (1, 4, 8, 8)  # Flash: one row, no guidance; a 64 px latent
     with torch.no_grad():
         backend.manager.parts[MOVQ].obj.decoder.conv_out.bias.fill_(float("nan"))
-    _, finite = gpu_check.finite_image(backend, req)
-    assert not finite
+    broken = gpu_check.sample(backend, flash, req)
+    assert not broken.finite
+    assert torch.equal(broken.first_step, first.first_step)  # the UNet's first step still compares
+
+
+def test_fp8_check_compares_images_and_the_first_unet_step(monkeypatch):
+    # The FP8 flow on the CPU: a stand-in "quantizer" rounds the attention projections' weights to
+    # bfloat16 (an 8-bit mantissa), which moves the outputs a little; an identity one moves nothing.
+    import torch
+
+    from generation.precision import _attention_linear
+
+    def round_to_bf16(unet, device, label):
+        with torch.no_grad():
+            for name, module in unet.named_modules():
+                if _attention_linear(module, name):
+                    module.weight.copy_(module.weight.to(torch.bfloat16).float())
+        return True
+
+    flash = gpu_check.ModelId.K31_FLASH
+    monkeypatch.setattr(gpu_check, "fp8_unavailable", lambda device: None)
+    rows = [{"model": flash.value, "batch": 1, "s_per_image": 0.5}]
+    monkeypatch.setattr(gpu_check, "quantize_fp8", lambda unet, device, label: True)
+    same = gpu_check.fp8_check(tiny_flash_backend(), "cpu", 64, (flash,), 1, rows)["rows"][0]
+    assert same["step_psnr_min"] == same["psnr_min"] == float("inf") and same["finite"]
+    monkeypatch.setattr(gpu_check, "quantize_fp8", round_to_bf16)
+    moved = gpu_check.fp8_check(tiny_flash_backend(), "cpu", 64, (flash,), 1, rows)["rows"][0]
+    assert 20 < moved["step_psnr_min"] < float("inf") and moved["finite"]
+    assert moved["fp16_s_per_image"] == 0.5 and moved["s_per_image"] > 0
+    line = gpu_check.fp8_table({"rows": [moved]}).splitlines()[-1]
+    assert line.startswith("| kandinsky-3.1-flash |") and f"| {moved['step_psnr_mean']:.1f} / {moved['step_psnr_min']:.1f} |" in line
 
 
 def test_fp8_table_gives_no_psnr_for_pictures_with_nan():
     row = {"model": "kandinsky-3.1-flash", "s_per_image": 1.2, "fp16_s_per_image": 0.9, "psnr_mean": 12.2,
-           "psnr_min": 12.0, "finite": False, "peak_gib": 31.1}
+           "psnr_min": 12.0, "finite": False, "step_psnr_mean": 41.5, "step_psnr_min": 40.2, "peak_gib": 31.1}
     line = gpu_check.fp8_table({"rows": [row]}).splitlines()[-1]
     assert "n/a: NaN or infinity" in line and line.startswith("| kandinsky-3.1-flash | 1.200 | 0.900 |")
+    assert line.endswith("| 41.5 / 40.2 | 31.1 |")  # the first UNet step still compares
     assert "| 12.2 / 12.0 |" in gpu_check.fp8_table({"rows": [dict(row, finite=True)]})
 
 

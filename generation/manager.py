@@ -104,8 +104,9 @@ class Part:
 
 def channels_last_pays(module: torch.nn.Module) -> bool:
     """Whether ``module`` runs faster on CUDA in channels_last. Not the Kandinsky 3 UNets (3.1, Flash,
-    inpainting): on an H200 (torch 2.11, fp16, 1024 px) their forward took 8% longer with 2 rows and 23%
-    longer with 8 in channels_last (benchmarks/RESULTS.md, "The GPU check on an H200")."""
+    and the inpainting, ControlNet and IP-Adapter variants of that architecture): on an H200 (torch
+    2.11, fp16, 1024 px) its forward took 8% longer with 2 rows and 23% longer with 8 in channels_last
+    (benchmarks/RESULTS.md, "The GPU check on an H200")."""
     from diffusers import Kandinsky3UNet
 
     return not isinstance(module, Kandinsky3UNet)

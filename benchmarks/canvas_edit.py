@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from benchmarks.pipelines import build_backend, hardware, load_config, scaled_down, sync
+from benchmarks.pipelines import build_backend, building, hardware, load_config, scaled_down, sync
 from generation import canvas
 from generation.backend import GenerationRequest, Mode, ModelId
 from generation.manager import FLASH_UNET, INPAINT_UNET, SR_FLASH, SR_X4
@@ -39,14 +39,9 @@ def add_edit_models(backend, device: str, dtype: torch.dtype, full: bool) -> dic
     if not full:
         unet_cfg = scaled_down(unet_cfg, load_config("kandinsky3_text_encoder.json"), load_config("kandinsky3_movq.json"))[0]
     unet_cfg = {k: v for k, v in unet_cfg.items() if k != "in_channels"}
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device), torch.no_grad():
-            inpaint = Kandinsky3InpaintUNet(in_channels=9, out_channels=4, **unet_cfg).eval()
-            sr = {name: SuperResUNet(**(SR_FULL if full else SR_SMALL)).eval() for name in (SR_FLASH, SR_X4)}
-    finally:
-        torch.set_default_dtype(previous)
+    with building(device, dtype):
+        inpaint = Kandinsky3InpaintUNet(in_channels=9, out_channels=4, **unet_cfg).eval()
+        sr = {name: SuperResUNet(**(SR_FULL if full else SR_SMALL)).eval() for name in (SR_FLASH, SR_X4)}
     backend.manager.add_part(INPAINT_UNET, inpaint)
     for name, module in sr.items():
         backend.manager.add_part(name, module)

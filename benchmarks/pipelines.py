@@ -26,7 +26,7 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,22 +81,17 @@ def build_backend(
     if not full:
         unet_cfg, text_cfg, movq_cfg = (shrink or scaled_down)(unet_cfg, text_cfg, movq_cfg)
 
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device), torch.no_grad():
-            text_encoder = encoder_as_from_pretrained(T5EncoderModel(T5Config(**text_cfg)).eval())
-            # fp32, as the model manager loads it (the authors run it in fp32), so the decode costs what
-            # it costs the bot
-            movq = VQModel.from_config(movq_cfg).float().eval()
-            unets = {}
-            null_embedding = torch.randn(unet_cfg["cross_attention_dim"])
-            if {ModelId.K31, ModelId.K31_REFINER} & set(models):
-                unets[K3_UNET] = install_text_projection(Kandinsky3UNet.from_config(unet_cfg).eval(), null_embedding)
-            if {ModelId.K31_FLASH, ModelId.K31_REFINER} & set(models):
-                unets[FLASH_UNET] = install_text_projection(Kandinsky3UNet.from_config(unet_cfg).eval(), null_embedding)
-    finally:
-        torch.set_default_dtype(previous)
+    with building(device, dtype):
+        text_encoder = encoder_as_from_pretrained(T5EncoderModel(T5Config(**text_cfg)).eval())
+        # fp32, as the model manager loads it (the authors run it in fp32), so the decode costs what
+        # it costs the bot
+        movq = VQModel.from_config(movq_cfg).float().eval()
+        unets = {}
+        null_embedding = torch.randn(unet_cfg["cross_attention_dim"])
+        if {ModelId.K31, ModelId.K31_REFINER} & set(models):
+            unets[K3_UNET] = install_text_projection(Kandinsky3UNet.from_config(unet_cfg).eval(), null_embedding)
+        if {ModelId.K31_FLASH, ModelId.K31_REFINER} & set(models):
+            unets[FLASH_UNET] = install_text_projection(Kandinsky3UNet.from_config(unet_cfg).eval(), null_embedding)
 
     config = GenerationConfig(device=device, dtype="fp16" if dtype == torch.float16 else "bf16")
     manager = ModelManager(config)
@@ -117,6 +112,18 @@ def build_backend(
         "movq": sum(p.numel() for p in movq.parameters()),
     }
     return DiffusersBackend(config, manager), params
+
+
+@contextlib.contextmanager
+def building(device: str, dtype: torch.dtype) -> Iterator[None]:
+    """Modules built inside are created on ``device`` in ``dtype`` (random weights, no gradients)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device), torch.no_grad():
+            yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def encoder_as_from_pretrained(model: torch.nn.Module) -> torch.nn.Module:

@@ -19,9 +19,8 @@ from collections.abc import Callable
 
 import torch
 
-from benchmarks.pipelines import hardware, load_config, median_seconds
-
-TEXT_ROWS = 128  # the Kandinsky 3.1 context: generation.k31.CONTEXT_ROWS
+from benchmarks.pipelines import building, hardware, load_config, median_seconds
+from generation.k31 import CONTEXT_ROWS
 
 
 def build(smoke: bool, device: str, dtype: torch.dtype) -> tuple[torch.nn.Module, int]:
@@ -34,13 +33,8 @@ def build(smoke: bool, device: str, dtype: torch.dtype) -> tuple[torch.nn.Module
         config = dict(TINY_K3_UNET)
     else:
         config = load_config("kandinsky3_unet.json")
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device), torch.no_grad():
-            unet = Kandinsky3UNet.from_config(config).eval()
-    finally:
-        torch.set_default_dtype(previous)
+    with building(device, dtype):
+        unet = Kandinsky3UNet.from_config(config).eval()
     return unet, config["encoder_hid_dim"]
 
 
@@ -80,8 +74,8 @@ def measure(unet: torch.nn.Module, text_width: int, rows: int, side: int, device
     latent = side // 8  # MoVQ: one latent cell per 8x8 pixels
     generator = torch.Generator(device).manual_seed(rows)
     sample = torch.randn(rows, 4, latent, latent, device=device, dtype=dtype, generator=generator)
-    text = torch.randn(rows, TEXT_ROWS, text_width, device=device, dtype=dtype, generator=generator)
-    mask = torch.ones(rows, TEXT_ROWS, device=device, dtype=torch.long)
+    text = torch.randn(rows, CONTEXT_ROWS, text_width, device=device, dtype=dtype, generator=generator)
+    mask = torch.ones(rows, CONTEXT_ROWS, device=device, dtype=torch.long)
     timestep = torch.full((rows,), 500, device=device)
 
     def call(latents: torch.Tensor) -> object:

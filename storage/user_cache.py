@@ -5,11 +5,14 @@ and an ORM load each time, and under a burst of first contacts one INSERT transa
 queued on SQLite's single write lock. :class:`UserDirectory` instead:
 
 - keeps each user's row and settings as last read, detached from any session, for ``ttl`` seconds;
-  an update gets its own attached copy (``Session.merge(load=False)``: no SQL), so handlers read
-  and change ``user`` exactly as before;
+  an update gets the kept row itself added to its session (no SQL, nothing copied), or, while
+  another update's session holds it, its own copy (``Session.merge(load=False)``), so handlers
+  read and change ``user`` exactly as before;
 - forgets a user as soon as any session of the bot's sessionmaker flushes a change to their row or
   settings, and forgets everyone on a bulk UPDATE/DELETE of either table (:meth:`watch`): a
   change made by this process is seen by the next update at once;
+- forgets a row that leaves its session with a change never flushed, and the rows of a session
+  that rolls back (which expires them): what is kept is always what the database holds;
 - loads the users it does not hold in batches: the first contacts that arrive together are one
   SELECT, one multi-row INSERT of users and one of settings, one commit.
 
@@ -25,9 +28,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from storage.models import User, UserSettings
 from storage.repositories import Database, insert_new_users
@@ -44,6 +47,7 @@ class UserDirectory:
         self._pending: dict[int, tuple[Any, asyncio.Future[User]]] = {}  # waiting for the next batch
         self._loader: asyncio.Task[None] | None = None
         self._forgets = 0  # changes seen so far: a batch read while one happened is not kept
+        self._watched = False  # kept rows are handed out themselves only when changes are seen (watch)
         self.batches = 0  # batched loads so far (tests, benchmarks)
 
     def watch(self) -> None:
@@ -53,6 +57,9 @@ class UserDirectory:
             raise ValueError("the sessionmaker needs a Session class of its own (storage.db.create_sessionmaker)")
         event.listen(session_class, "after_flush", self._after_flush)
         event.listen(session_class, "do_orm_execute", self._on_execute)
+        event.listen(session_class, "persistent_to_detached", self._on_detached)
+        event.listen(session_class, "after_soft_rollback", self._after_rollback)
+        self._watched = True
 
     async def attach(self, session: AsyncSession, tg_user: Any) -> User:
         """The row of ``tg_user`` (an aiogram ``User``), created on first contact, in ``session``."""
@@ -61,7 +68,21 @@ class UserDirectory:
             row = kept[1]
         else:
             row = await self._load(tg_user)
+        if self._watched and self._free(row, session.sync_session):
+            # The kept row itself: merging would copy it and its settings, attribute by attribute,
+            # for every update. Whatever the update leaves unflushed makes the row forgotten.
+            session.add(row)
+            return row
         return await session.merge(row, load=False)
+
+    @staticmethod
+    def _free(row: User, session: Session) -> bool:
+        """Whether ``row`` (and its settings) can join ``session``: in no session now (another
+        update of the same user may hold it), and no other object of that identity there."""
+        states = [inspect(row)]
+        if "settings" in row.__dict__ and row.settings is not None:
+            states.append(inspect(row.settings))
+        return all(state.detached and state.key not in session.identity_map for state in states)
 
     def forget(self, user_ids: Iterable[int]) -> None:
         for user_id in user_ids:
@@ -79,6 +100,20 @@ class UserDirectory:
             if isinstance(obj, (User, UserSettings))
         }
         self.forget(changed)
+
+    def _on_detached(self, _session: Session, obj: object) -> None:
+        # A session closed with a change on a row that was never flushed (the handler failed, or
+        # changed it and wrote nothing): the row no longer says what the database holds.
+        if isinstance(obj, (User, UserSettings)) and inspect(obj).modified:
+            self.forget([obj.id if isinstance(obj, User) else obj.user_id])
+
+    def _after_rollback(self, session: Session, _transaction: SessionTransaction) -> None:
+        # A rollback expires every row of the session: none of them can be handed out again.
+        self.forget(
+            obj.id if isinstance(obj, User) else obj.user_id
+            for obj in session.identity_map.values()
+            if isinstance(obj, (User, UserSettings))
+        )
 
     def _on_execute(self, state: ORMExecuteState) -> None:
         if state.is_update or state.is_delete:

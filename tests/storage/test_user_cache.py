@@ -124,3 +124,35 @@ async def test_watch_needs_a_session_class_of_its_own(db: Database):
     shared = Database(async_sessionmaker(db.sessionmaker.kw["bind"]))
     with pytest.raises(ValueError):
         UserDirectory(shared, ttl=1).watch()
+
+
+async def test_a_change_an_update_never_wrote_is_not_kept(db: Database):
+    directory = UserDirectory(db, ttl=300)
+    directory.watch()
+    await attach(directory, db, tg(3))
+    async with db.session() as session:
+        user = await directory.attach(session, tg(3))
+        user.settings.style = "ANIME"
+        user.language = "ru"
+        # the handler failed before committing: the session closes without a commit
+    async with db.session() as session:
+        again = await directory.attach(session, tg(3))
+        assert again.settings.style == "DEFAULT" and again.language == "en"
+
+
+async def test_two_updates_of_one_user_at_once_each_have_their_row(db: Database):
+    directory = UserDirectory(db, ttl=300)
+    directory.watch()
+    await attach(directory, db, tg(4))
+    statements = Statements(db.sessionmaker.kw["bind"])
+    async with db.session() as first_session, db.session() as second_session:
+        first = await directory.attach(first_session, tg(4))
+        second = await directory.attach(second_session, tg(4))  # the first update still holds its row
+        assert first is not second and first.settings is not second.settings
+        assert statements.seen == []  # both from memory
+        second.settings.num_images = 3
+        await second_session.commit()
+        first.settings.style = "ANIME"
+        await first_session.commit()
+    fresh = await attach(directory, db, tg(4))
+    assert (fresh.settings.num_images, fresh.settings.style) == (3, "ANIME")

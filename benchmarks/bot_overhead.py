@@ -11,7 +11,10 @@ Telegram Bot API emulator (tests/e2e/emulator.py). Printed per bot:
 In the same run, rounds alternate with a bare aiogram echo bot (benchmarks/echo_bot.py) on the same
 emulator, so the ratio between the two holds on a noisy machine.
 
-    python benchmarks/bot_overhead.py [--users 100] [--rounds 3] [--side 256]
+With ``--floor`` a third bot takes turns with them: the real bot whose prompt handler answers like
+the echo (benchmarks/floor_bot.py). No change to the job's own work can bring the bot past it.
+
+    python benchmarks/bot_overhead.py [--users 100] [--rounds 3] [--side 256] [--floor]
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from playground.emulator import TelegramEmulator  # noqa: E402
 
 BOT_TOKEN = "123456:BENCHabcdefghijklmnopqrstuvwxyz0123"
 ECHO_TOKEN = "654321:ECHOabcdefghijklmnopqrstuvwxyz01234"
+FLOOR_TOKEN = "765432:FLOORbcdefghijklmnopqrstuvwxyz01234"
+FLOOR_USERS = 10_000_000  # the floor bot's users: other ids, should it share the bot's database
 ANSWER_METHODS = frozenset({"sendMessage", "sendPhoto", "sendMediaGroup", "sendDocument"})
 
 
@@ -185,7 +190,7 @@ def report(name: str, figures: Figures) -> None:
     print(line)
 
 
-async def main() -> None:
+async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=100, help="users sending a prompt at once, per round")
     parser.add_argument("--rounds", type=int, default=3)
@@ -203,14 +208,20 @@ async def main() -> None:
         "--database-url", default="", help="the bot's DATABASE_URL (default: SQLite in a temporary folder)"
     )
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time the bot with prompts answered like the echo (benchmarks/floor_bot.py)",
+    )
+    parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="a setting for the bot's process (repeatable)"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="bot-overhead-"))
     emulator = TelegramEmulator()
     emulator.add_bot(BOT_TOKEN)
     emulator.add_bot(ECHO_TOKEN, username="EchoBot")
+    emulator.add_bot(FLOOR_TOKEN, username="FloorBot")
     await emulator.start()
     data_dir = tmp / "data"
     env = bot_env(
@@ -234,10 +245,18 @@ async def main() -> None:
     echo_env = {**env, "BOT_TOKEN": ECHO_TOKEN}
     echo = BotProcess(emulator, ECHO_TOKEN, echo_env, tmp / "echo.log")
     echo_script = str(PROJECT_ROOT / "benchmarks" / "echo_bot.py")
+    floor: BotProcess | None = None
+    if args.floor:
+        floor_env = {**env, "BOT_TOKEN": FLOOR_TOKEN, "DATA_DIR": str(tmp / "floor")}
+        if not args.database_url:
+            floor_env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp / 'floor' / 'bot.db'}"
+        floor = BotProcess(emulator, FLOOR_TOKEN, floor_env, tmp / "floor.log")
     try:
         profile = ["-m", "cProfile", "-o", os.path.abspath(args.profile), "-m", "app"] if args.profile else None
         await bot.start(ready_timeout=180, argv=profile)
         await echo.start(ready_timeout=180, argv=[echo_script])
+        if floor is not None:
+            await floor.start(ready_timeout=180, argv=[str(PROJECT_ROOT / "benchmarks" / "floor_bot.py")])
         cpu = os.cpu_count()
         print(
             f"{args.users} users at once, {args.rounds} rounds, fake backend {args.side}px, "
@@ -246,15 +265,23 @@ async def main() -> None:
         # A warm-up round each: first-contact paths, connection pools, SQLite file growth.
         await one_round(emulator, ECHO_TOKEN, 10, 1, Figures(), args.timeout)
         warm = await one_round(emulator, BOT_TOKEN, 10, 1, Figures(), args.timeout)
+        if floor is not None:
+            await one_round(emulator, FLOOR_TOKEN, 10, FLOOR_USERS + 1, Figures(), args.timeout)
         await wait_delivered(emulator, reader, warm, Figures(), args.timeout)
 
-        bot_figures, echo_figures = Figures(), Figures()
+        bot_figures, echo_figures, floor_figures = Figures(), Figures(), Figures()
         for r in range(args.rounds):
             first_user = 1000 + r * args.users
             await one_round(emulator, ECHO_TOKEN, args.users, first_user, echo_figures, args.timeout, echo.pid)
+            if floor is not None:
+                await one_round(
+                    emulator, FLOOR_TOKEN, args.users, FLOOR_USERS + first_user, floor_figures, args.timeout, floor.pid
+                )
             chats = await one_round(emulator, BOT_TOKEN, args.users, first_user, bot_figures, args.timeout, bot.pid)
             await wait_delivered(emulator, reader, chats, bot_figures, args.timeout)
         report("echo bot", echo_figures)
+        if floor is not None:
+            report("floor bot", floor_figures)
         report("kandinsky bot", bot_figures)
         by_method = Counter(c.method for c in emulator.calls if c.token == BOT_TOKEN)
         prompts = 10 + args.rounds * args.users
@@ -263,9 +290,16 @@ async def main() -> None:
             f"ratio (kandinsky / echo): {bot_figures.per_second / echo_figures.per_second:.2f}x throughput, "
             f"{percentile(bot_figures.first_answer, 50) / percentile(echo_figures.first_answer, 50):.2f}x p50 first answer"
         )
+        if floor is not None:
+            print(
+                f"ratio (floor / echo): {floor_figures.per_second / echo_figures.per_second:.2f}x throughput, "
+                f"{percentile(floor_figures.first_answer, 50) / percentile(echo_figures.first_answer, 50):.2f}x p50 first answer"
+            )
     finally:
         await bot.stop()
         await echo.stop()
+        if floor is not None:
+            await floor.stop()
         await emulator.stop()
         await reader.close()
     errors = [line for line in bot.log(10**7).splitlines() if " ERROR " in line]

@@ -14,7 +14,10 @@ emulator, so the ratio between the two holds on a noisy machine.
 With ``--floor`` a third bot takes turns with them: the real bot whose prompt handler answers like
 the echo (benchmarks/floor_bot.py). No change to the job's own work can bring the bot past it.
 
-    python benchmarks/bot_overhead.py [--users 100] [--rounds 3] [--side 256] [--floor]
+With ``--known-users`` every round's users are the same ones, who have written before (an uncounted
+round introduces them); by default each round's users are new, so each prompt is a first contact.
+
+    python benchmarks/bot_overhead.py [--users 100] [--rounds 3] [--side 256] [--floor] [--known-users]
 """
 
 from __future__ import annotations
@@ -136,24 +139,34 @@ class JobReader:
 
         self.engine = create_engine(url)
 
-    async def jobs_of(self, chats: list[int]) -> list[Job]:
+    async def jobs_of(self, chats: list[int], after: int = 0) -> list[Job]:
+        """The jobs of these chats with ids above ``after`` (a round's, when it is the last id before it)."""
         from sqlalchemy import select
         from sqlalchemy.ext.asyncio import AsyncSession
 
         async with AsyncSession(self.engine) as session:
-            return list((await session.execute(select(Job).where(Job.chat_id.in_(chats)))).scalars())
+            query = select(Job).where(Job.chat_id.in_(chats), Job.id > after)
+            return list((await session.execute(query)).scalars())
+
+    async def last_id(self) -> int:
+        from sqlalchemy import func, select
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        async with AsyncSession(self.engine) as session:
+            return (await session.execute(select(func.max(Job.id)))).scalar() or 0
 
     async def close(self) -> None:
         await self.engine.dispose()
 
 
 async def wait_delivered(
-    emulator: TelegramEmulator, reader: JobReader, chats: list[int], figures: Figures, timeout: float
+    emulator: TelegramEmulator, reader: JobReader, chats: list[int], figures: Figures, timeout: float, after: int = 0
 ) -> None:
-    """Until every job of these chats is done; then job finished -> photo accepted, per job."""
+    """Until every job of these chats (with ids above ``after``) is done; then job finished -> photo
+    accepted, per job."""
     deadline = time.monotonic() + timeout
     while True:
-        jobs = await reader.jobs_of(chats)
+        jobs = await reader.jobs_of(chats, after)
         if len(jobs) == len(chats) and all(j.status in ("done", "failed", "cancelled") for j in jobs):
             break
         if time.monotonic() > deadline:
@@ -213,6 +226,11 @@ async def main(argv: list[str] | None = None) -> None:
         help="also time the bot with prompts answered like the echo (benchmarks/floor_bot.py)",
     )
     parser.add_argument(
+        "--known-users",
+        action="store_true",
+        help="the same users in every round, introduced by an uncounted round (default: new users each round)",
+    )
+    parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="a setting for the bot's process (repeatable)"
     )
     args = parser.parse_args(argv)
@@ -269,16 +287,24 @@ async def main(argv: list[str] | None = None) -> None:
             await one_round(emulator, FLOOR_TOKEN, 10, FLOOR_USERS + 1, Figures(), args.timeout)
         await wait_delivered(emulator, reader, warm, Figures(), args.timeout)
 
+        if args.known_users:  # their first contacts, not counted
+            before = await reader.last_id()
+            known = await one_round(emulator, BOT_TOKEN, args.users, 1000, Figures(), args.timeout)
+            await wait_delivered(emulator, reader, known, Figures(), args.timeout, after=before)
+            if floor is not None:
+                await one_round(emulator, FLOOR_TOKEN, args.users, FLOOR_USERS + 1000, Figures(), args.timeout)
+
         bot_figures, echo_figures, floor_figures = Figures(), Figures(), Figures()
         for r in range(args.rounds):
-            first_user = 1000 + r * args.users
+            first_user = 1000 if args.known_users else 1000 + r * args.users
             await one_round(emulator, ECHO_TOKEN, args.users, first_user, echo_figures, args.timeout, echo.pid)
             if floor is not None:
                 await one_round(
                     emulator, FLOOR_TOKEN, args.users, FLOOR_USERS + first_user, floor_figures, args.timeout, floor.pid
                 )
+            before = await reader.last_id()
             chats = await one_round(emulator, BOT_TOKEN, args.users, first_user, bot_figures, args.timeout, bot.pid)
-            await wait_delivered(emulator, reader, chats, bot_figures, args.timeout)
+            await wait_delivered(emulator, reader, chats, bot_figures, args.timeout, after=before)
         report("echo bot", echo_figures)
         if floor is not None:
             report("floor bot", floor_figures)

@@ -4,8 +4,8 @@ real one answering like the echo) and prints a line and a ratio for each."""
 from benchmarks import bot_overhead
 
 
-async def test_smoke_run_with_the_floor_bot(capsys):
-    await bot_overhead.main(["--users", "3", "--rounds", "1", "--floor"])
+async def test_smoke_run_with_the_floor_bot_and_known_users(capsys):
+    await bot_overhead.main(["--users", "3", "--rounds", "2", "--floor", "--known-users"])
     out = capsys.readouterr().out
     lines = {line.split("  ")[0].strip(): line for line in out.splitlines()}
     for name in ("echo bot", "floor bot", "kandinsky bot"):

@@ -108,8 +108,12 @@ def batching_row(backend: Any, device: str, model: ModelId, size: int, count: in
 def psnr(ours: Any, reference: Any) -> float:
     """Peak signal-to-noise ratio of two 8-bit RGB images, in dB (inf when equal)."""
     a, b = np.asarray(ours, dtype=np.float64), np.asarray(reference, dtype=np.float64)
-    mse = float(((a - b) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    return psnr_db(float(((a - b) ** 2).mean()), 255.0)
+
+
+def psnr_db(mse: float, peak: float) -> float:
+    """The PSNR of a mean squared error against a signal's peak, in dB (inf when the error is 0)."""
+    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
 FP8_UNET_OF = {ModelId.K31: K3_UNET, ModelId.K31_FLASH: FLASH_UNET}
@@ -127,9 +131,7 @@ class Sample:
 def signal_psnr(ours: torch.Tensor, reference: torch.Tensor) -> float:
     """PSNR of a float tensor against a reference, in dB, over the reference's range (inf when equal)."""
     ours, reference = ours.double(), reference.double()
-    mse = float(((ours - reference) ** 2).mean())
-    span = float(reference.max() - reference.min())
-    return math.inf if mse == 0 else 10 * math.log10(span**2 / mse)
+    return psnr_db(float(((ours - reference) ** 2).mean()), float(reference.max() - reference.min()))
 
 
 def sample(backend: Any, model: ModelId, req: GenerationRequest) -> Sample:

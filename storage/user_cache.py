@@ -94,26 +94,17 @@ class UserDirectory:
         self._rows.clear()
 
     def _after_flush(self, session: Session, _context: Any) -> None:
-        changed = {
-            obj.id if isinstance(obj, User) else obj.user_id
-            for obj in (*session.new, *session.dirty, *session.deleted)
-            if isinstance(obj, (User, UserSettings))
-        }
-        self.forget(changed)
+        self.forget(_user_ids((*session.new, *session.dirty, *session.deleted)))
 
     def _on_detached(self, _session: Session, obj: object) -> None:
         # A session closed with a change on a row that was never flushed (the handler failed, or
         # changed it and wrote nothing): the row no longer says what the database holds.
         if isinstance(obj, (User, UserSettings)) and inspect(obj).modified:
-            self.forget([obj.id if isinstance(obj, User) else obj.user_id])
+            self.forget(_user_ids([obj]))
 
     def _after_rollback(self, session: Session, _transaction: SessionTransaction) -> None:
         # A rollback expires every row of the session: none of them can be handed out again.
-        self.forget(
-            obj.id if isinstance(obj, User) else obj.user_id
-            for obj in session.identity_map.values()
-            if isinstance(obj, (User, UserSettings))
-        )
+        self.forget(_user_ids(session.identity_map.values()))
 
     def _on_execute(self, state: ORMExecuteState) -> None:
         if state.is_update or state.is_delete:
@@ -165,3 +156,12 @@ class UserDirectory:
             for user_id, row in rows.items():
                 self._rows[user_id] = (now, row)
         return rows
+
+
+def _user_ids(objects: Iterable[Any]) -> set[int]:
+    """The users whose row or settings are among ``objects``."""
+    return {
+        obj.id if isinstance(obj, User) else obj.user_id
+        for obj in objects
+        if isinstance(obj, (User, UserSettings))
+    }

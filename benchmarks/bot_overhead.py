@@ -60,6 +60,8 @@ class Figures:
     handled: int = 0
     seconds: float = 0.0
     cpu_seconds: float = 0.0  # the bot process's CPU while the round's prompts were being answered
+    # This process's CPU meanwhile: the emulator and the scripted users, who share the machine's CPUs
+    emulator_cpu_seconds: float = 0.0
     first_answer: list[float] = field(default_factory=list)
     delivery: list[float] = field(default_factory=list)
 
@@ -91,6 +93,7 @@ async def one_round(
     gc.collect()
     gc.freeze()
     cpu_before = process_cpu_seconds(pid) if pid else 0.0
+    emulator_cpu_before = time.process_time()
     scripted = [emulator.user(token, user_id=first_user + i, first_name=f"U{i}") for i in range(users)]
     first_call = len(emulator.calls)
     sent_at: dict[int, float] = {}
@@ -124,6 +127,7 @@ async def one_round(
         pending = waiting
     if pid:
         figures.cpu_seconds += process_cpu_seconds(pid) - cpu_before
+    figures.emulator_cpu_seconds += time.process_time() - emulator_cpu_before
     start = min(sent_at.values())
     figures.handled += users
     figures.seconds += max(answered.values()) - start
@@ -201,6 +205,26 @@ def report(name: str, figures: Figures) -> None:
             f"  p99 {percentile(figures.delivery, 99) * ms:7.1f} ms"
         )
     print(line)
+
+
+def print_cpu_budget(echo: Figures, bot: Figures, cpus: int, share: float = 0.8) -> None:
+    """The CPU a bot may spend per update to answer a burst at ``share`` of the echo's throughput here.
+
+    The bot, the emulator and the scripted users share this machine's CPUs. At that throughput an
+    update may take at most 1 / throughput of one CPU in a bot that answers on one event loop (one
+    core), and, however the bot's work were spread over processes, at most ``cpus`` / throughput of
+    all CPUs together, less what the emulator and the users spend on it.
+    """
+    if not (echo.per_second and bot.handled and bot.cpu_seconds):
+        return
+    ms = 1000.0
+    target = share * echo.per_second
+    emulator = bot.emulator_cpu_seconds / bot.handled
+    print(
+        f"CPU per update at {share:.1f}x the echo's throughput ({target:.0f} updates/s, {cpus} CPUs): "
+        f"at most {ms / target:.2f} ms on one event loop, {(cpus / target - emulator) * ms:.2f} ms over all CPUs "
+        f"(the emulator and users take {emulator * ms:.2f} ms); the kandinsky bot takes {bot.cpu_seconds / bot.handled * ms:.2f} ms"
+    )
 
 
 async def main(argv: list[str] | None = None) -> None:
@@ -321,6 +345,7 @@ async def main(argv: list[str] | None = None) -> None:
                 f"ratio (floor / echo): {floor_figures.per_second / echo_figures.per_second:.2f}x throughput, "
                 f"{percentile(floor_figures.first_answer, 50) / percentile(echo_figures.first_answer, 50):.2f}x p50 first answer"
             )
+        print_cpu_budget(echo_figures, bot_figures, os.cpu_count() or 1)
     finally:
         await bot.stop()
         await echo.stop()

@@ -17,6 +17,10 @@ the echo (benchmarks/floor_bot.py). No change to the job's own work can bring th
 With ``--known-users`` every round's users are the same ones, who have written before (an uncounted
 round introduces them); by default each round's users are new, so each prompt is a first contact.
 
+The last line is the CPU a bot could spend per update and still answer at 0.8x the echo's
+throughput on this machine, where the emulator and the scripted users (this process, measured too)
+share the CPUs with it: on one event loop, and over all CPUs together.
+
     python benchmarks/bot_overhead.py [--users 100] [--rounds 3] [--side 256] [--floor] [--known-users]
 """
 

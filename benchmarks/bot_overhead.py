@@ -211,6 +211,13 @@ def report(name: str, figures: Figures) -> None:
     print(line)
 
 
+def print_ratio(name: str, figures: Figures, echo: Figures) -> None:
+    print(
+        f"ratio ({name} / echo): {figures.per_second / echo.per_second:.2f}x throughput, "
+        f"{percentile(figures.first_answer, 50) / percentile(echo.first_answer, 50):.2f}x p50 first answer"
+    )
+
+
 def print_cpu_budget(echo: Figures, bot: Figures, cpus: int, share: float = 0.8) -> None:
     """The CPU a bot may spend per update to answer a burst at ``share`` of the echo's throughput here.
 
@@ -340,15 +347,9 @@ async def main(argv: list[str] | None = None) -> None:
         by_method = Counter(c.method for c in emulator.calls if c.token == BOT_TOKEN)
         prompts = 10 + args.rounds * args.users
         print("kandinsky bot API calls per prompt: " + ", ".join(f"{m} {n / prompts:.2f}" for m, n in by_method.most_common()))
-        print(
-            f"ratio (kandinsky / echo): {bot_figures.per_second / echo_figures.per_second:.2f}x throughput, "
-            f"{percentile(bot_figures.first_answer, 50) / percentile(echo_figures.first_answer, 50):.2f}x p50 first answer"
-        )
+        print_ratio("kandinsky", bot_figures, echo_figures)
         if floor is not None:
-            print(
-                f"ratio (floor / echo): {floor_figures.per_second / echo_figures.per_second:.2f}x throughput, "
-                f"{percentile(floor_figures.first_answer, 50) / percentile(echo_figures.first_answer, 50):.2f}x p50 first answer"
-            )
+            print_ratio("floor", floor_figures, echo_figures)
         print_cpu_budget(echo_figures, bot_figures, os.cpu_count() or 1)
     finally:
         await bot.stop()

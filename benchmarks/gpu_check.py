@@ -18,10 +18,11 @@ cache is emptied before each timed run, so both pay for encoding every prompt.
 
 Then the FP8 check (:mod:`generation.precision`, ``FP8_UNETS``): the UNets' attention layers are
 quantized to FP8 with torchao and Kandinsky 3.1 and Flash run again on fixed seeds; the table gives
-seconds per image at batch 1 next to fp16's, the PSNR of the FP8 images against the fp16 images of the
-same seeds, and the PSNR of the UNet's output at the first step, where both runs have the same inputs
-(random weights: it measures how far FP8 arithmetic moves the output, not how good a picture is;
-images decoded from NaN are marked, and the first step still compares). Without an FP8 GPU (compute capability 8.9+) or torchao, that row says why it was skipped.
+seconds per image at batch 1 next to fp16's, the PSNR of the FP8 images against the fp16 images of
+the same seeds, and the PSNR of the UNet's output at the first step, where both runs have the same
+inputs (random weights: it measures how far FP8 arithmetic moves the output, not how good a picture
+is; images decoded from NaN are marked, and the first step still compares). Without an FP8 GPU
+(compute capability 8.9+) or torchao, that row says why it was skipped.
 fp32 products (the encoder's fp32 layers, the MoVQ) run on TF32, as the worker runs them.
 
 ``--compile MODE`` compiles the UNets first, as ``TORCH_COMPILE=true TORCH_COMPILE_MODE=MODE`` does

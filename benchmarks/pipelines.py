@@ -4,11 +4,12 @@
     python -m benchmarks.pipelines --device cpu --size 256
 
 On CUDA it builds the full-size architectures from the real configs in ``generation/configs/``
-(Flan-UL2 encoder 8.6B, Kandinsky 3 UNet, MoVQ) with random weights in fp16, the MoVQ in fp32 as the bot
-loads it (the speed of a network does not depend on its weights), and runs them through the project's
-own code: the :class:`ModelManager` adopts the modules and :class:`DiffusersBackend` generates. On CPU, where the
-full models do not fit in memory, the same architectures are scaled down (widths / 8, fewer encoder
-layers) and the image is smaller: the figures check the code path, not the GPU numbers.
+(Flan-UL2 encoder 8.6B, Kandinsky 3 UNet, MoVQ) with random weights in fp16, the MoVQ in fp32 as the
+bot loads it (the speed of a network does not depend on its weights), and runs them through the
+project's own code: the :class:`ModelManager` adopts the modules and :class:`DiffusersBackend`
+generates. On CPU, where the full models do not fit in memory, the same architectures are scaled
+down (widths / 8, fewer encoder layers) and the image is smaller: the figures check the code path,
+not the GPU numbers.
 
 It prints, per model, seconds per image, peak GPU memory, the Flash-to-Kandinsky-3 speed ratio, and the
 time from a queued job to the image bytes (the job queue's JobRunner: database row -> worker ->

@@ -345,7 +345,7 @@ async def main(argv: list[str] | None = None) -> None:
             report("floor bot", floor_figures)
         report("kandinsky bot", bot_figures)
         by_method = Counter(c.method for c in emulator.calls if c.token == BOT_TOKEN)
-        prompts = 10 + args.rounds * args.users
+        prompts = 10 + (args.rounds + args.known_users) * args.users  # the warm-up, the introduction, the rounds
         print("kandinsky bot API calls per prompt: " + ", ".join(f"{m} {n / prompts:.2f}" for m, n in by_method.most_common()))
         print_ratio("kandinsky", bot_figures, echo_figures)
         if floor is not None:
